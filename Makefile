@@ -1,0 +1,39 @@
+# kefu — two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+CONFIG ?= config/gateway.yaml
+
+.PHONY: install run test lint bench services clean
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "kefu needs Python 3.11 ($(PYTHON) not found)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(VENV)/bin/kefu serve --config $(CONFIG)
+
+# Tests need PostgreSQL (and Redis); `services` starts them when this machine has them installed.
+test: install services
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: install
+	$(VENV)/bin/ruff check gateway intents handoff kb tests bench
+	$(VENV)/bin/ruff format --check gateway intents handoff kb tests bench
+
+bench: install
+	$(PY) -m bench
+
+services:
+	@bash scripts/services.sh
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .ruff_cache artifacts .bench

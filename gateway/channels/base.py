@@ -1,0 +1,46 @@
+"""The contract every channel adapter fulfils (after NoneBot's Adapter and opsdroid's Connector)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiohttp import web
+
+
+class SendError(Exception):
+    """An outbound send failed; `retryable` says whether the outbox should try again."""
+
+    def __init__(self, reason: str, *, retryable: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """What the outbox asks an adapter to deliver: one text to one conversation."""
+
+    channel: str
+    account: str
+    conversation_key: str
+    text: str
+    sender: str = "bot"
+    # Adapter-specific addressing kept at store time (openid, group id, msg_id for QQ passive replies...).
+    target: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ChannelAdapter(Protocol):
+    """A channel account: its routes on the one aiohttp app, and asynchronous delivery."""
+
+    channel: str
+    account: str
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        """The URL routes this adapter serves."""
+        ...
+
+    async def send(self, outgoing: Outgoing) -> None:
+        """Deliver one text through the platform API; raise SendError on failure."""
+        ...

@@ -1,0 +1,54 @@
+"""The `kefu` command: one entry point; each package registers its own subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+DEFAULT_CONFIG = "config/gateway.yaml"
+
+# Modules that expose `register(subparsers)`; each subcommand sets `func(args) -> int`.
+COMMAND_MODULES = (
+    "gateway.serve",  # serve
+    "kb.commands",  # kb check, kb lint
+    "intents.commands",  # ask, eval
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kefu", description="kefu — bot-first customer-service gateway")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a real missing dependency, not a command module still to come
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """Every subcommand takes --config, so CLI and server always agree on database and thresholds."""
+    parser.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG,
+        metavar="PATH",
+        help=f"deployment config (default {DEFAULT_CONFIG})",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The one internal message type and the replies the pipeline collects for it.
+
+Channel adapters translate their platform payloads to `Message` and render `Reply`s back; nothing
+platform-specific travels further than the adapter except inside `raw`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+ChatType = Literal["private", "group"]
+MessageKind = Literal["text", "event", "image", "voice", "other"]
+Sender = Literal["bot", "agent", "system", "customer"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """An inbound customer message or event, whatever channel it came from."""
+
+    channel: str  # "wechat" | "web" | "onebot" | "qqbot"
+    account: str  # the configured channel account name
+    conversation_key: str  # e.g. wechat:{account}:{openid}, web:{account}:{user_id}
+    user_id: str
+    text: str
+    channel_msg_id: str | None = None  # dedupe key within (channel, account); None = never deduped
+    user_name: str | None = None
+    chat_type: ChatType = "private"
+    group_id: str | None = None
+    kind: MessageKind = "text"
+    event: str | None = None  # "subscribe", "click", ... when kind == "event"
+    event_key: str | None = None  # e.g. the menu key of a CLICK
+    to_bot: bool = True  # group chats: was the bot addressed?
+    segments: tuple[Mapping[str, Any], ...] = ()
+    received_at: datetime = field(default_factory=utcnow)
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One outgoing text for a conversation, collected by the pipeline; the adapter decides how to deliver."""
+
+    conversation_key: str
+    text: str
+    sender: Sender = "bot"
+    suggestions: tuple[str, ...] = ()
+    entry_id: str | None = None
+    sender_name: str | None = None

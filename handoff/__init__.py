@@ -1,0 +1,1 @@
+"""Handoff to human agents: conversation states, queue, routing, presence, CSAT — pure logic."""
