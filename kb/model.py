@@ -102,6 +102,8 @@ class Replies:
     """Service phrases by key (greeting, fallback, suggest_prefix, handoff, ...)."""
 
     texts: Mapping[str, str] = field(default_factory=lambda: DEFAULT_REPLIES)
+    # Where each phrase the kb overrides was written (for lint's file:line); defaults have none.
+    sources: Mapping[str, SourceRef] = field(default_factory=lambda: MappingProxyType({}))
 
     def get(self, key: str) -> str:
         return self.texts.get(key) or DEFAULT_REPLIES.get(key, "")

@@ -1,0 +1,121 @@
+"""`kefu kb check` and `kefu kb lint`: validate the FAQ files before they reach the bot."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from kb.lint import lint_kb
+from kb.loader import LoadResult, load_kb
+from kb.model import KnowledgeBase, Problem
+
+__all__ = ["DEFAULT_FAQ_PATH", "format_problem", "register"]
+
+DEFAULT_FAQ_PATH = "config/faq"
+# Same default as gateway.cli.DEFAULT_CONFIG; kb may not import gateway, so it is repeated here.
+_DEFAULT_CONFIG = "config/gateway.yaml"
+
+
+def register(subparsers: Any) -> None:
+    """Add `kb check` and `kb lint` to the `kefu` command."""
+    kb_parser = subparsers.add_parser("kb", help="check and lint the FAQ knowledge base")
+    kb_parser.set_defaults(func=lambda args: _print_help(kb_parser))
+    kb_sub = kb_parser.add_subparsers(dest="kb_command", metavar="COMMAND")
+
+    check = kb_sub.add_parser(
+        "check",
+        help="validate FAQ files; exit 1 on any error",
+        description="Load the FAQ files as the gateway would and print every error as file:line.",
+    )
+    _add_common(check)
+    check.set_defaults(func=run_check)
+
+    lint = kb_sub.add_parser(
+        "lint",
+        help="check, then warn about replies that break customer-service norms",
+        description="Check the FAQ files, then print style warnings (vague, bare or overlong replies, "
+        "too few similar questions). Exit 1 on errors, or on warnings with --strict.",
+    )
+    _add_common(lint)
+    lint.add_argument("--strict", action="store_true", help="exit 1 on warnings too (for CI)")
+    lint.set_defaults(func=run_lint)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """`kefu kb check`: print every error and a summary; 1 when there are errors."""
+    result = load_kb(args.paths)
+    for problem in result.problems:
+        print(format_problem(problem))
+    print(_summary(args.paths, result))
+    return 0 if result.ok else 1
+
+
+def run_lint(args: argparse.Namespace) -> int:
+    """`kefu kb lint`: errors, then warnings; 1 on errors (or on warnings with --strict)."""
+    result = load_kb(args.paths)
+    for problem in result.problems:
+        print(format_problem(problem))
+    if result.kb is None:
+        print(_summary(args.paths, result))
+        return 1
+    warnings = lint_kb(result.kb)
+    for problem in warnings:
+        print(format_problem(problem))
+    failed = args.strict and bool(warnings)
+    print(_summary(args.paths, result, warnings=len(warnings), strict_failed=failed))
+    return 1 if failed else 0
+
+
+def format_problem(problem: Problem) -> str:
+    """`file:line: entry <id>: message`, with `warning: ` before the message of a warning."""
+    if problem.severity == "warning":
+        problem = dataclasses.replace(problem, message=f"warning: {problem.message}")
+    return str(problem)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        default=[DEFAULT_FAQ_PATH],
+        metavar="PATH",
+        help=f"FAQ directories or YAML files (default {DEFAULT_FAQ_PATH})",
+    )
+    # Every kefu subcommand takes --config so scripts can pass it uniformly; kb commands read only the
+    # FAQ paths.
+    parser.add_argument(
+        "--config",
+        default=_DEFAULT_CONFIG,
+        metavar="PATH",
+        help=f"deployment config (default {_DEFAULT_CONFIG}; unused by kb commands)",
+    )
+
+
+def _summary(paths: list[str], result: LoadResult, *, warnings: int = 0, strict_failed: bool = False) -> str:
+    label = " ".join(paths)
+    if result.kb is None:
+        errors = len(result.problems)
+        return f"{label}: {errors} error{'s' if errors != 1 else ''} — FAILED"
+    text = f"{label}: {_counts(result.kb)}, version {result.kb.version}"
+    if warnings:
+        noun = "warning" if warnings == 1 else "warnings"
+        return f"{text} — {'FAILED (--strict)' if strict_failed else 'OK'}, {warnings} {noun}"
+    return f"{text} — OK"
+
+
+def _counts(kb: KnowledgeBase) -> str:
+    questions = sum(len(entry.questions) for entry in kb.entries)
+    disabled = len(kb.entries) - len(kb.enabled_entries)
+    text = f"{len(kb.entries)} entries"
+    if disabled:
+        text += f" ({disabled} disabled)"
+    text += f", {questions} questions"
+    if kb.intents:
+        text += f", {len(kb.intents)} intent{'s' if len(kb.intents) != 1 else ''}"
+    return text
+
+
+def _print_help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2

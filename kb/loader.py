@@ -1,0 +1,770 @@
+"""Load FAQ YAML files into a validated KnowledgeBase, reporting every problem with its file:line.
+
+The files are parsed to PyYAML nodes (not Python objects) so that every entry, key and list item keeps
+the line it was written on; a maintainer fixing the FAQ needs `file:line`, not "entry 37 is wrong".
+Bad input never raises: each problem becomes a `Problem` and the caller gets `kb=None`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import gc
+import hashlib
+import os
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal, NamedTuple, cast
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from kb.model import DEFAULT_REPLIES, FaqEntry, KnowledgeBase, Problem, Replies, RuleIntent, SourceRef
+from kb.text import fold_question
+
+__all__ = [
+    "ANSWER_KEYS",
+    "CHANNELS",
+    "FAQ_KEYS",
+    "INTENT_ACTIONS",
+    "INTENT_KEYS",
+    "INTENT_PRIORITIES",
+    "LoadResult",
+    "PathArg",
+    "TOP_LEVEL_KEYS",
+    "expand_paths",
+    "load_kb",
+]
+
+# libyaml's parser is several times faster than the pure-Python one; 50,000 questions must load
+# well inside two seconds. Both produce the same nodes and marks.
+_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+TOP_LEVEL_KEYS = ("faqs", "synonyms", "words", "intents", "replies")
+FAQ_KEYS = ("id", "question", "similar", "answer", "category", "keywords", "enabled")
+CHANNELS = ("wechat", "web", "onebot", "qqbot")
+ANSWER_KEYS = ("default", *CHANNELS)
+INTENT_KEYS = ("name", "action", "priority", "group", "keywords", "examples", "reply")
+INTENT_ACTIONS = ("handoff", "smalltalk", "answer")
+INTENT_PRIORITIES = ("normal", "high")
+YAML_SUFFIXES = (".yaml", ".yml")
+
+# Ids are stable keys in logs, metrics, stored conversations and eval tables, so keep them URL- and
+# shell-safe. Dots are allowed for namespacing (support.about).
+SLUG_RE = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
+
+_STR = "tag:yaml.org,2002:str"
+_NULL = "tag:yaml.org,2002:null"
+_BOOL = "tag:yaml.org,2002:bool"
+# Scalars taken as text. The loader reads a scalar's source text, never YAML's conversion of it, so
+# `keywords: [12315]` or `question: 007` keep exactly what was written. Booleans stay an error:
+# `yes`/`on` as a question or answer is almost always a slip.
+_TEXT_TAGS = frozenset(
+    {_STR, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp"}
+)
+_TAG_NAMES = {
+    _STR: "a string",
+    "tag:yaml.org,2002:int": "an integer",
+    "tag:yaml.org,2002:float": "a number",
+    _BOOL: "a boolean",
+    _NULL: "nothing (null)",
+    "tag:yaml.org,2002:timestamp": "a date",
+    "tag:yaml.org,2002:binary": "binary data",
+}
+
+PathArg = str | os.PathLike[str]
+
+# libyaml composes nodes recursively in C and crashes the process (not an exception) somewhere past
+# 20,000 levels, which `[[[[…` reaches in 40 KB. Files that might nest deeper than this are refused
+# before parsing; real FAQ files nest four or five levels.
+MAX_NESTING = 500
+# One block level costs at least one column of indentation or one "- "/"? " on the line.
+_DEEP_BLOCK = re.compile(rf"^(?:[ \t]|[-?][ \t]){{{MAX_NESTING},}}", re.MULTILINE)
+_FLOW_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """The knowledge base when the files had no errors (else None), and every error found."""
+
+    kb: KnowledgeBase | None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when a knowledge base was built and nothing is wrong."""
+        return self.kb is not None and not self.problems
+
+
+def load_kb(paths: PathArg | Iterable[PathArg]) -> LoadResult:
+    """Load, validate and merge FAQ files (directories expand to their *.yaml in sorted order)."""
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    path_list = [os.fspath(p) for p in paths]
+    # A big FAQ makes hundreds of thousands of YAML nodes, none in a reference cycle; the cyclic GC
+    # would rescan them again and again and cost a third of the load time.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _load(path_list)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _load(path_list: list[str]) -> LoadResult:
+    files, problems = expand_paths(path_list)
+    builder = _Builder(problems)
+    digest = hashlib.sha256()
+    for file in files:
+        data = builder.read(file)
+        if data is None:
+            continue
+        # The file name (not the directory) goes into the version, so `config/faq` and an absolute
+        # path to the same files give the same version on every host.
+        name = os.path.basename(file).encode("utf-8", "surrogateescape")
+        digest.update(name + b"\0" + len(data).to_bytes(8, "big"))
+        digest.update(data)
+        builder.parse(file, data)
+    builder.finish(files, path_list)
+
+    order = {file: i for i, file in enumerate(files)}
+    problems.sort(key=lambda p: (order.get(p.file, -1), p.line, p.column or 0))
+    if problems:
+        return LoadResult(None, problems)
+    kb = KnowledgeBase(
+        entries=tuple(builder.entries),
+        version=digest.hexdigest()[:12],
+        synonyms=tuple(builder.synonyms),
+        words=tuple(builder.words),
+        intents=tuple(builder.intents),
+        replies=Replies(
+            MappingProxyType({**DEFAULT_REPLIES, **builder.replies}), MappingProxyType(builder.reply_sources)
+        ),
+        sources=tuple(files),
+        loaded_at=time.time(),
+    )
+    return LoadResult(kb, [])
+
+
+def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[Problem]]:
+    """The YAML files named by `paths` (directories: their *.yaml/*.yml, sorted), without repeats."""
+    files: list[str] = []
+    problems: list[Problem] = []
+    seen: set[str] = set()
+
+    def add(file: str) -> None:
+        key = os.path.normcase(os.path.realpath(file))
+        if key not in seen:
+            seen.add(key)
+            files.append(file)
+
+    for path in paths:
+        p = Path(path)
+        try:
+            if p.is_dir():
+                found = sorted(
+                    child.name
+                    for child in p.iterdir()
+                    if child.suffix in YAML_SUFFIXES and not child.name.startswith(".") and child.is_file()
+                )
+                if not found:
+                    problems.append(Problem(path, 1, "no FAQ files (*.yaml) in this directory"))
+                for name in found:
+                    add(os.path.join(path, name))
+            elif p.is_file():
+                add(path)
+            elif p.exists():
+                problems.append(Problem(path, 1, "not a regular file or directory"))
+            else:
+                problems.append(Problem(path, 1, "no such file or directory"))
+        except OSError as exc:
+            problems.append(Problem(path, 1, f"cannot read: {exc.strerror or exc}"))
+    return files, problems
+
+
+def _too_deep(text: str) -> int | None:
+    """The line where nesting may pass MAX_NESTING (an over-estimate: quoted brackets count), or None."""
+    if (match := _DEEP_BLOCK.search(text)) is not None:
+        return text.count("\n", 0, match.start()) + 1
+    if text.count("[") + text.count("{") <= MAX_NESTING:
+        return None  # cheap exit for every ordinary file
+    depth = 0
+    for match in _FLOW_BRACKETS.finditer(text):
+        depth = depth + 1 if match.group() in "[{" else max(depth - 1, 0)
+        if depth > MAX_NESTING:
+            return text.count("\n", 0, match.start()) + 1
+    return None
+
+
+def _line(node: Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _clip(text: str, limit: int = 30) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _describe(node: Node) -> str:
+    """A node's type in words, with its value for scalars: `an integer (2024)`."""
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if isinstance(node, SequenceNode):
+        return "a list"
+    name = _TAG_NAMES.get(node.tag, f"a value tagged {node.tag}")
+    return name if node.tag == _NULL else f"{name} ({_clip(str(node.value))!r})"
+
+
+def _did_you_mean(word: str, allowed: Iterable[str]) -> str:
+    allowed = list(allowed)
+    close = difflib.get_close_matches(word.casefold(), allowed, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return "allowed: " + ", ".join(allowed)
+
+
+def _is_null(node: Node | None) -> bool:
+    return node is None or (isinstance(node, ScalarNode) and node.tag == _NULL)
+
+
+def _is_text(node: Node | None) -> bool:
+    return isinstance(node, ScalarNode) and node.tag in _TEXT_TAGS
+
+
+def _slug_hint(value: str) -> str:
+    suggestion = re.sub(r"[^a-z0-9._-]+", "-", value.strip().lower()).strip("-._")
+    if suggestion and SLUG_RE.match(suggestion):
+        return f"; did you mean '{suggestion}'?"
+    return ""
+
+
+class _Seen(NamedTuple):
+    """Where a key (id, question, word, ...) was first defined, for duplicate messages."""
+
+    # A plain tuple, not a SourceRef: one is made per question, and frozen dataclasses are slow to build.
+    file: str
+    line: int
+    owner: str | None = None
+
+    @property
+    def ref(self) -> SourceRef:
+        return SourceRef(self.file, self.line)
+
+
+class _Builder:
+    """Parses files one after another into one merged knowledge base, collecting problems."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        self.entries: list[FaqEntry] = []
+        self.synonyms: list[tuple[str, ...]] = []
+        self.words: list[str] = []
+        self.intents: list[RuleIntent] = []
+        self.replies: dict[str, str] = {}
+        self.entry_count = 0
+        self.enabled_count = 0
+        self.first_entry: SourceRef | None = None
+        # Set when a file or section could not be read at all: whatever it held is unknown, so the
+        # whole-kb checks ("no entries") would only add noise to the problem already reported.
+        self.incomplete = False
+        self._ids: dict[str, _Seen] = {}
+        self._questions: dict[str, _Seen] = {}
+        self._synonym_words: dict[str, _Seen] = {}
+        self._word_set: set[str] = set()
+        self._intent_names: dict[str, _Seen] = {}
+        self._reply_keys: dict[str, _Seen] = {}
+        self.file = ""
+        # Names what is being parsed when it is not a faq entry (those go in Problem.entry_id).
+        self.prefix = ""
+
+    # -- reporting ----------------------------------------------------------------------------------
+
+    def error(self, where: Node | int, message: str, entry_id: str | None = None) -> None:
+        line = where if isinstance(where, int) else _line(where)
+        self.problems.append(Problem(self.file, line, self.prefix + message, entry_id))
+
+    def ref(self, node: Node) -> SourceRef:
+        return SourceRef(self.file, _line(node))
+
+    def seen(self, node: Node, owner: str | None = None) -> _Seen:
+        return _Seen(self.file, node.start_mark.line + 1, owner)
+
+    # -- files --------------------------------------------------------------------------------------
+
+    def read(self, file: str) -> bytes | None:
+        try:
+            return Path(file).read_bytes()
+        except OSError as exc:
+            self.incomplete = True
+            self.problems.append(Problem(file, 1, f"cannot read file: {exc.strerror or exc}"))
+            return None
+
+    def parse(self, file: str, data: bytes) -> None:
+        self.file = file
+        text = self._decode(data)
+        if text is None:
+            return
+        if (deep_line := _too_deep(text)) is not None:
+            self.incomplete = True
+            self.error(
+                deep_line, f"nesting too deep (over {MAX_NESTING} levels); a FAQ file needs only a few"
+            )
+            return
+        try:
+            root = yaml.compose(text, Loader=_YamlLoader)
+        except RecursionError:  # the pure-Python parser, when libyaml is missing
+            self.incomplete = True
+            self.error(1, "nesting too deep for the YAML parser; a FAQ file needs only a few levels")
+            return
+        except yaml.MarkedYAMLError as exc:
+            self.incomplete = True
+            self._yaml_error(exc)
+            return
+        except yaml.YAMLError as exc:  # pragma: no cover - every parser error we know carries a mark
+            self.incomplete = True
+            self.error(1, f"invalid YAML: {exc}")
+            return
+        if _is_null(root):
+            return  # an empty file (or only comments) adds nothing
+        assert root is not None
+        if not isinstance(root, MappingNode):
+            hint = (
+                "; did you forget the 'faqs:' line above the entries?"
+                if isinstance(root, SequenceNode)
+                else ""
+            )
+            self.error(
+                root,
+                f"the top level must be a mapping with faqs:, synonyms:, words:, intents:, replies:; got {_describe(root)}{hint}",
+            )
+            self.incomplete = True
+            return
+        fields = self.fields(root, TOP_LEVEL_KEYS, "the top level")
+        if (node := fields.get("faqs")) is not None:
+            for item in self.items(node, "faqs", "a list of entries ('- id: ...')"):
+                self.faq(item)
+        if (node := fields.get("synonyms")) is not None:
+            for item in self.items(node, "synonyms", "a list of word groups ('- [退货, 退换货]')"):
+                self.synonym_group(item)
+        if (node := fields.get("words")) is not None:
+            self.dictionary_words(node)
+        if (node := fields.get("intents")) is not None:
+            for item in self.items(node, "intents", "a list of intents ('- name: ...')"):
+                self.intent(item)
+        if (node := fields.get("replies")) is not None:
+            self.reply_texts(node)
+
+    def _decode(self, data: bytes) -> str | None:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            self.incomplete = True
+            line_start = data.rfind(b"\n", 0, exc.start) + 1
+            column = len(data[line_start : exc.start].decode("utf-8", "replace")) + 1
+            self.problems.append(
+                Problem(
+                    self.file,
+                    data.count(b"\n", 0, exc.start) + 1,
+                    f"file is not UTF-8 (byte 0x{data[exc.start]:02x} cannot be decoded); "
+                    "save it as UTF-8 — GBK/GB2312 is a common cause",
+                    column=column,
+                )
+            )
+            return None
+        return text.removeprefix("\ufeff")  # editors on Windows like to add a BOM
+
+    def _yaml_error(self, exc: yaml.MarkedYAMLError) -> None:
+        mark = exc.problem_mark or exc.context_mark
+        message = f"invalid YAML: {exc.problem or exc.context or 'syntax error'}"
+        if exc.problem and exc.context:
+            context_line = f" at line {exc.context_mark.line + 1}" if exc.context_mark else ""
+            message += f" ({exc.context}{context_line})"
+        if "tab" in message or "'\\t'" in message:
+            message += "; indent with spaces, not tabs"
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, None)
+        self.problems.append(Problem(self.file, line, message, column=column))
+
+    def finish(self, files: list[str], paths: list[str]) -> None:
+        """Whole-knowledge-base checks, after every file was parsed."""
+        # A file we could not parse may hold the entries; its own problem already says what to fix.
+        if self.incomplete or (self.entry_count and self.enabled_count):
+            return
+        if self.entry_count == 0:
+            if files:
+                where = files[0]
+            elif paths:
+                return  # every path was missing or empty, already reported by expand_paths
+            else:
+                where = "<no FAQ path given>"
+            self.problems.append(
+                Problem(
+                    where, 1, "no faq entries found; add at least one under 'faqs:' (id, question, answer)"
+                )
+            )
+        elif self.first_entry is not None:
+            self.problems.append(
+                Problem(
+                    self.first_entry.file,
+                    self.first_entry.line,
+                    f"all {self.entry_count} faq entries are disabled (enabled: false); the bot would have nothing to answer",
+                )
+            )
+
+    # -- generic node readers -----------------------------------------------------------------------
+
+    def fields(
+        self, node: MappingNode, allowed: tuple[str, ...], what: str, entry_id: str | None = None
+    ) -> dict[str, Node]:
+        """The mapping's values by key; reports duplicate and unknown keys."""
+        out: dict[str, Node] = {}
+        key_lines: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, ScalarNode):
+                self.error(
+                    key_node, f"keys in {what} must be plain words, got {_describe(key_node)}", entry_id
+                )
+                continue
+            key = str(key_node.value)
+            if key in key_lines:
+                self.error(
+                    key_node,
+                    f"key '{key}' appears twice in {what} (first at line {key_lines[key]}); "
+                    "YAML would silently keep only the last one",
+                    entry_id,
+                )
+                continue
+            key_lines[key] = _line(key_node)
+            if key not in allowed:
+                self.error(
+                    key_node, f"unknown key '{key}' in {what}; {_did_you_mean(key, allowed)}", entry_id
+                )
+                continue
+            out[key] = value_node
+        return out
+
+    def items(self, node: Node, name: str, expected: str) -> list[Node]:
+        """The items of a list-valued section; null means an empty section."""
+        if _is_null(node):
+            return []
+        if not isinstance(node, SequenceNode):
+            self.error(node, f"'{name}' must be {expected}, got {_describe(node)}")
+            self.incomplete = True
+            return []
+        return list(node.value)
+
+    def string(
+        self, node: Node | None, name: str, entry_id: str | None = None, *, required: bool = False
+    ) -> str | None:
+        """A stripped, non-empty string; None (after reporting) when missing, empty or not a string."""
+        if _is_null(node):
+            if required and node is not None:
+                self.error(node, f"'{name}' is empty; fill it in", entry_id)
+            return None
+        assert node is not None
+        if not _is_text(node):
+            hint = "; put it in quotes if it is meant as text" if isinstance(node, ScalarNode) else ""
+            self.error(node, f"'{name}' must be a string, got {_describe(node)}{hint}", entry_id)
+            return None
+        value = str(node.value).strip()
+        if not value:
+            what = "fill it in" if required else "fill it in or remove the key"
+            self.error(node, f"'{name}' is empty; {what}", entry_id)
+            return None
+        return value
+
+    def strings(self, node: Node | None, name: str, entry_id: str | None = None) -> list[tuple[str, Node]]:
+        """A list of non-empty strings with their nodes; null means an empty list."""
+        if _is_null(node):
+            return []
+        assert node is not None
+        if not isinstance(node, SequenceNode):
+            is_text = isinstance(node, ScalarNode) and node.tag == _STR
+            hint = f"; write it as a list: [{_clip(str(node.value))}]" if is_text else ""
+            self.error(node, f"'{name}' must be a list of strings, got {_describe(node)}{hint}", entry_id)
+            return []
+        out: list[tuple[str, Node]] = []
+        for item in node.value:
+            if _is_null(item):
+                self.error(item, f"empty item in '{name}'; remove it or fill it in", entry_id)
+                continue
+            value = self.string(item, f"{name} item", entry_id)
+            if value is not None:
+                out.append((value, item))
+        return out
+
+    def boolean(self, node: Node | None, name: str, entry_id: str | None = None) -> bool | None:
+        """true/false (YAML 1.1 yes/no/on/off too); None when absent or wrong."""
+        if _is_null(node):
+            return None
+        assert node is not None
+        if isinstance(node, ScalarNode) and node.tag == _BOOL:
+            return bool(yaml.SafeLoader.bool_values[str(node.value).lower()])
+        self.error(node, f"'{name}' must be true or false, got {_describe(node)}", entry_id)
+        return None
+
+    def choice(self, node: Node | None, name: str, allowed: tuple[str, ...]) -> str | None:
+        """One of a fixed set of words (intent action, priority)."""
+        value = self.string(node, name)
+        if value is None or value in allowed:
+            return value
+        assert node is not None
+        hint = _did_you_mean(value, allowed)
+        self.error(node, f"'{name}' must be one of {', '.join(allowed)}, got '{value}'; {hint}")
+        return None
+
+    # -- sections -----------------------------------------------------------------------------------
+
+    def faq(self, node: Node) -> None:
+        """One `faqs:` item: check every field, register its id and questions, keep it if valid."""
+        self.entry_count += 1
+        if not isinstance(node, MappingNode):
+            self.error(
+                node, f"each faq entry must be a mapping with id, question and answer, got {_describe(node)}"
+            )
+            return
+        if self.first_entry is None:
+            self.first_entry = self.ref(node)
+        before = len(self.problems)
+        raw = {str(k.value): v for k, v in node.value if isinstance(k, ScalarNode)}
+        # Read the id first so every later problem of this entry can name it.
+        entry_id = None
+        if _is_text(raw.get("id")):
+            entry_id = str(raw["id"].value).strip() or None
+        fields = self.fields(node, FAQ_KEYS, "this faq entry", entry_id)
+
+        if "id" not in fields:
+            self.error(node, "faq entry has no 'id'; add a stable slug such as 'id: return-how'", entry_id)
+        else:
+            value = self.string(fields["id"], "id", entry_id, required=True)
+            if value is not None:
+                if not SLUG_RE.match(value):
+                    self.error(
+                        fields["id"],
+                        f"id '{value}' is not a valid slug: use lowercase letters, digits, '.', '_' and '-', "
+                        f"starting with a letter or digit{_slug_hint(value)}",
+                        entry_id,
+                    )
+                if (seen := self._ids.get(value)) is not None:
+                    self.error(fields["id"], f"duplicate id '{value}': already used at {seen.ref}", entry_id)
+                else:
+                    self._ids[value] = self.seen(fields["id"])
+
+        question = None
+        if "question" not in fields:
+            self.error(
+                node, "faq entry has no 'question'; add the canonical question customers ask", entry_id
+            )
+        else:
+            question = self.string(fields["question"], "question", entry_id, required=True)
+        similar = self.strings(fields.get("similar"), "similar", entry_id)
+        answer, variants = self.answer(fields.get("answer"), node, entry_id)
+        category = self.string(fields.get("category"), "category", entry_id)
+        keywords = self.strings(fields.get("keywords"), "keywords", entry_id)
+        enabled = self.boolean(fields.get("enabled"), "enabled", entry_id)
+        enabled = True if enabled is None else enabled
+
+        if enabled:
+            self.enabled_count += 1
+            # A disabled entry is never matched, so it may keep questions a replacement entry now owns.
+            questions = [(question, fields["question"])] if question is not None else []
+            for text, qnode in questions + similar:
+                self.question(text, qnode, entry_id)
+
+        if (
+            len(self.problems) == before
+            and entry_id is not None
+            and question is not None
+            and answer is not None
+        ):
+            self.entries.append(
+                FaqEntry(
+                    id=entry_id,
+                    question=question,
+                    answer=answer,
+                    similar=tuple(text for text, _ in similar),
+                    answers=MappingProxyType(variants),
+                    category=category,
+                    keywords=tuple(text for text, _ in keywords),
+                    enabled=enabled,
+                    source=self.ref(node),
+                )
+            )
+
+    def answer(
+        self, node: Node | None, entry: MappingNode, entry_id: str | None
+    ) -> tuple[str | None, dict[str, str]]:
+        """The default answer and the per-channel variants of a faq entry."""
+        if node is None:
+            self.error(entry, "faq entry has no 'answer'; add the reply the bot should send", entry_id)
+            return None, {}
+        if isinstance(node, MappingNode):
+            fields = self.fields(node, ANSWER_KEYS, "the answer variants", entry_id)
+            variants: dict[str, str] = {}
+            for key, value_node in fields.items():
+                value = self.string(value_node, f"answer.{key}", entry_id, required=True)
+                if value is not None:
+                    variants[key] = value
+            if "default" not in fields:
+                self.error(
+                    node,
+                    "answer variants need a 'default:' answer, used on channels without their own variant",
+                    entry_id,
+                )
+            return variants.pop("default", None), variants
+        if isinstance(node, ScalarNode) and not _is_text(node) and node.tag != _NULL:
+            self.error(
+                node,
+                f"'answer' must be a string or a mapping of channel variants ({', '.join(ANSWER_KEYS)}), "
+                f"got {_describe(node)}; put it in quotes if it is meant as text",
+                entry_id,
+            )
+            return None, {}
+        if isinstance(node, SequenceNode):
+            self.error(
+                node,
+                f"'answer' must be a string or a mapping of channel variants ({', '.join(ANSWER_KEYS)}), got a list",
+                entry_id,
+            )
+            return None, {}
+        return self.string(node, "answer", entry_id, required=True), {}
+
+    def question(self, text: str, node: Node, entry_id: str | None) -> None:
+        """Register a question; the same question (after folding) under two ids is an error."""
+        key = fold_question(text)
+        if not key:
+            self.error(node, f"question '{text}' has no letters or digits in it", entry_id)
+            return
+        seen = self._questions.get(key)
+        if seen is None:
+            self._questions[key] = self.seen(node, entry_id)
+        elif seen.owner != entry_id:
+            self.error(
+                node,
+                f"question '{text}' is also a question of entry {seen.owner} ({seen.ref}); "
+                "one question must lead to one answer — keep it in one entry",
+                entry_id,
+            )
+
+    def synonym_group(self, node: Node) -> None:
+        """One synonym group: at least two words, each word in only one group."""
+        if not isinstance(node, SequenceNode):
+            hint = f"; write it as a list: [{_clip(str(node.value))}]" if isinstance(node, ScalarNode) else ""
+            self.error(node, f"each synonym group must be a list of words, got {_describe(node)}{hint}")
+            return
+        words = self.strings(node, "synonym group")
+        group: list[str] = []
+        for word, word_node in words:
+            key = word.casefold()
+            seen = self._synonym_words.get(key)
+            if seen is not None:
+                where = (
+                    "earlier in this group" if seen.ref == self.ref(node) else f"in the group at {seen.ref}"
+                )
+                self.error(
+                    word_node, f"synonym '{word}' is already {where}; a word can belong to one group only"
+                )
+                continue
+            self._synonym_words[key] = self.seen(node)
+            group.append(word)
+        if len(words) < 2:
+            self.error(node, "a synonym group needs at least two words (the canonical word first)")
+        elif len(group) == len(words):
+            self.synonyms.append(tuple(group))
+
+    def dictionary_words(self, node: Node) -> None:
+        """`words:` — jieba user-dictionary entries; jieba splits its lines on spaces, so no spaces."""
+        for word, word_node in self.strings(node, "words"):
+            if any(ch.isspace() for ch in word):
+                self.error(word_node, f"dictionary word '{word}' contains a space; list each word separately")
+            elif word not in self._word_set:
+                self._word_set.add(word)
+                self.words.append(word)
+
+    def intent(self, node: Node) -> None:
+        """One rule intent (complaint, 转人工, small talk...)."""
+        if not isinstance(node, MappingNode):
+            self.error(
+                node, f"each intent must be a mapping with name, action and keywords, got {_describe(node)}"
+            )
+            return
+        before = len(self.problems)
+        raw = {str(k.value): v for k, v in node.value if isinstance(k, ScalarNode)}
+        name = None
+        if _is_text(raw.get("name")):
+            name = str(raw["name"].value).strip() or None
+        self.prefix = f"intent {name}: " if name else ""
+        try:
+            fields = self.fields(node, INTENT_KEYS, "this intent")
+            if "name" not in fields:
+                self.error(node, "intent has no 'name'; add one such as 'name: complaint'")
+            elif (value := self.string(fields["name"], "name", required=True)) is not None:
+                if not SLUG_RE.match(value):
+                    self.error(
+                        fields["name"],
+                        f"name '{value}' is not a valid slug: use lowercase letters, digits, '.', '_' and '-', "
+                        f"starting with a letter or digit{_slug_hint(value)}",
+                    )
+                if (seen := self._intent_names.get(value)) is not None:
+                    self.error(
+                        fields["name"], f"duplicate intent name '{value}': already defined at {seen.ref}"
+                    )
+                else:
+                    self._intent_names[value] = self.seen(fields["name"])
+
+            action = None
+            if "action" not in fields:
+                self.error(node, f"intent has no 'action'; use one of {', '.join(INTENT_ACTIONS)}")
+            else:
+                action = self.choice(fields["action"], "action", INTENT_ACTIONS)
+            priority = self.choice(fields.get("priority"), "priority", INTENT_PRIORITIES)
+            group = self.string(fields.get("group"), "group")
+            keywords = self.strings(fields.get("keywords"), "keywords")
+            examples = self.strings(fields.get("examples"), "examples")
+            reply = self.string(fields.get("reply"), "reply")
+            if "keywords" not in fields and "examples" not in fields:
+                self.error(node, "intent has neither 'keywords' nor 'examples', so it can never match")
+            if action == "answer" and "reply" not in fields:
+                self.error(node, "intent has action 'answer' but no 'reply' to answer with")
+        finally:
+            self.prefix = ""
+
+        if len(self.problems) == before and name is not None and action is not None:
+            self.intents.append(
+                RuleIntent(
+                    name=name,
+                    action=cast(Literal["handoff", "smalltalk", "answer"], action),
+                    keywords=tuple(text for text, _ in keywords),
+                    examples=tuple(text for text, _ in examples),
+                    priority=cast(Literal["normal", "high"], priority or "normal"),
+                    reply=reply,
+                    group=group,
+                    source=self.ref(node),
+                )
+            )
+
+    def reply_texts(self, node: Node) -> None:
+        """`replies:` — overrides of the service phrases in DEFAULT_REPLIES."""
+        if _is_null(node):
+            return
+        if not isinstance(node, MappingNode):
+            self.error(
+                node,
+                f"'replies' must be a mapping of phrase keys to texts (greeting: ...), got {_describe(node)}",
+            )
+            return
+        for key, value_node in self.fields(node, tuple(DEFAULT_REPLIES), "replies").items():
+            if (seen := self._reply_keys.get(key)) is not None:
+                self.error(value_node, f"reply '{key}' is already defined at {seen.ref}; keep one")
+                continue
+            self._reply_keys[key] = self.seen(value_node)
+            value = self.string(value_node, f"replies.{key}", required=True)
+            if value is not None:
+                self.replies[key] = value
+
+    @property
+    def reply_sources(self) -> dict[str, SourceRef]:
+        """Where each overridden service phrase was written."""
+        return {key: seen.ref for key, seen in self._reply_keys.items()}
