@@ -14,6 +14,7 @@ COMMAND_MODULES = (
     "gateway.serve",  # serve
     "kb.commands",  # kb check, kb lint
     "intents.commands",  # ask, eval
+    "gateway.agents_cli",  # agent add|list|disable
 )
 
 
