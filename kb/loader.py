@@ -92,6 +92,9 @@ class LoadResult:
 
     kb: KnowledgeBase | None
     problems: list[Problem] = field(default_factory=list)
+    # Problems that block `kb check` but not a lenient load (`strict=False`): non-slug ids and a
+    # question under two ids. Evaluation data exported from other systems has both.
+    soft: tuple[Problem, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -99,8 +102,12 @@ class LoadResult:
         return self.kb is not None and not self.problems
 
 
-def load_kb(paths: PathArg | Iterable[PathArg]) -> LoadResult:
-    """Load, validate and merge FAQ files (directories expand to their *.yaml in sorted order)."""
+def load_kb(paths: PathArg | Iterable[PathArg], *, strict: bool = True) -> LoadResult:
+    """Load, validate and merge FAQ files (directories expand to their *.yaml in sorted order).
+
+    With `strict=False` a knowledge base is still built when the only problems are soft ones
+    (ids that are not slugs, a question under two ids); they stay listed in `problems`.
+    """
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     path_list = [os.fspath(p) for p in paths]
@@ -109,13 +116,13 @@ def load_kb(paths: PathArg | Iterable[PathArg]) -> LoadResult:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _load(path_list)
+        return _load(path_list, strict)
     finally:
         if gc_was_enabled:
             gc.enable()
 
 
-def _load(path_list: list[str]) -> LoadResult:
+def _load(path_list: list[str], strict: bool) -> LoadResult:
     files, problems = expand_paths(path_list)
     builder = _Builder(problems)
     digest = hashlib.sha256()
@@ -133,8 +140,9 @@ def _load(path_list: list[str]) -> LoadResult:
 
     order = {file: i for i, file in enumerate(files)}
     problems.sort(key=lambda p: (order.get(p.file, -1), p.line, p.column or 0))
-    if problems:
-        return LoadResult(None, problems)
+    soft = tuple(p for p in problems if id(p) in builder.soft_ids)
+    if problems and (strict or len(soft) < len(problems)):
+        return LoadResult(None, problems, soft)
     kb = KnowledgeBase(
         entries=tuple(builder.entries),
         version=digest.hexdigest()[:12],
@@ -147,7 +155,7 @@ def _load(path_list: list[str]) -> LoadResult:
         sources=tuple(files),
         loaded_at=time.time(),
     )
-    return LoadResult(kb, [])
+    return LoadResult(kb, problems, soft)
 
 
 def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[Problem]]:
@@ -259,6 +267,7 @@ class _Builder:
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
+        self.soft_ids: set[int] = set()
         self.entries: list[FaqEntry] = []
         self.synonyms: list[tuple[str, ...]] = []
         self.words: list[str] = []
@@ -285,6 +294,11 @@ class _Builder:
     def error(self, where: Node | int, message: str, entry_id: str | None = None) -> None:
         line = where if isinstance(where, int) else _line(where)
         self.problems.append(Problem(self.file, line, self.prefix + message, entry_id))
+
+    def soft_error(self, where: Node | int, message: str, entry_id: str | None = None) -> None:
+        """An error for `kb check` that a lenient load (`strict=False`) can live with."""
+        self.error(where, message, entry_id)
+        self.soft_ids.add(id(self.problems[-1]))
 
     def ref(self, node: Node) -> SourceRef:
         return SourceRef(self.file, _line(node))
@@ -541,7 +555,7 @@ class _Builder:
             value = self.string(fields["id"], "id", entry_id, required=True)
             if value is not None:
                 if not SLUG_RE.match(value):
-                    self.error(
+                    self.soft_error(
                         fields["id"],
                         f"id '{value}' is not a valid slug: use lowercase letters, digits, '.', '_' and '-', "
                         f"starting with a letter or digit{_slug_hint(value)}",
@@ -573,8 +587,9 @@ class _Builder:
             for text, qnode in questions + similar:
                 self.question(text, qnode, entry_id)
 
+        # Soft problems (see LoadResult.soft) keep the entry, so a lenient load still has it.
         if (
-            len(self.problems) == before
+            all(id(p) in self.soft_ids for p in self.problems[before:])
             and entry_id is not None
             and question is not None
             and answer is not None
@@ -641,7 +656,7 @@ class _Builder:
         if seen is None:
             self._questions[key] = self.seen(node, entry_id)
         elif seen.owner != entry_id:
-            self.error(
+            self.soft_error(
                 node,
                 f"question '{text}' is also a question of entry {seen.owner} ({seen.ref}); "
                 "one question must lead to one answer — keep it in one entry",

@@ -670,3 +670,38 @@ def test_the_example_in_the_schema_docs_is_valid(tmp_path: Path) -> None:
     result = load_kb(path)
     assert result.ok, result.problems
     assert [e.id for e in result.kb.entries] == ["return-how", "refund-when"]
+
+
+def test_lenient_load_keeps_entries_with_soft_problems(tmp_path):
+    """`strict=False` (used by `kefu eval`) builds the kb despite non-slug ids and shared questions."""
+    faq = tmp_path / "faq.yaml"
+    faq.write_text(
+        "faqs:\n"
+        "  - id: Contacts - comment:email\n"
+        "    question: 邮箱是多少\n"
+        "    similar: [你们的网站]\n"
+        "    answer: 您好，邮箱是 service@example.com。\n"
+        "  - id: website\n"
+        "    question: 官网地址\n"
+        "    similar: [你们的网站]\n"
+        "    answer: 您好，官网是 example.com。\n",
+        encoding="utf-8",
+    )
+    strict = load_kb([str(faq)])
+    assert strict.kb is None
+    assert len(strict.problems) == 2 and len(strict.soft) == 2
+
+    lenient = load_kb([str(faq)], strict=False)
+    assert lenient.kb is not None
+    assert [e.id for e in lenient.kb.entries] == ["Contacts - comment:email", "website"]
+    assert not lenient.ok  # the problems are still reported
+    assert "not a valid slug" in str(lenient.problems[0])
+    assert f"{faq}:8: entry website: question '你们的网站' is also a question" in str(lenient.problems[1])
+
+
+def test_lenient_load_still_refuses_hard_errors(tmp_path):
+    faq = tmp_path / "faq.yaml"
+    faq.write_text("faqs:\n  - id: Bad Id\n    question: 邮箱\n", encoding="utf-8")
+    result = load_kb([str(faq)], strict=False)
+    assert result.kb is None
+    assert any("answer" in str(p) for p in result.problems)

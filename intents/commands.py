@@ -1,0 +1,190 @@
+"""`kefu ask` and `kefu eval`: try the matcher on one question, or measure it on a labelled file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import unicodedata
+from pathlib import Path
+
+import yaml
+
+from intents.evaluation import METRIC_KEYS, evaluate, read_tsv
+from intents.matcher import Classifier
+from intents.normalize import normalize
+from intents.prediction import Decision, Thresholds
+from kb.loader import load_kb
+
+__all__ = ["register", "thresholds_from_config", "load_classifier"]
+
+DEFAULT_CONFIG = "config/gateway.yaml"  # same default as gateway.cli (not imported: layering)
+DEFAULT_KB = "config/faq"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add `ask` and `eval` to the `kefu` command."""
+    ask = subparsers.add_parser("ask", help="classify one question against the FAQ and show why")
+    ask.add_argument("text", help="what a customer would type, e.g. 怎么退货")
+    _common(ask)
+    ask.set_defaults(func=run_ask)
+
+    ev = subparsers.add_parser("eval", help="measure the matcher on a text<TAB>expected-id file")
+    ev.add_argument(
+        "--data", required=True, metavar="FILE.tsv", help="text<TAB>expected id; '-' = must not answer"
+    )
+    ev.add_argument("--json", action="store_true", help="print one JSON object with the metrics")
+    _common(ev)
+    ev.set_defaults(func=run_eval)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--kb",
+        action="append",
+        metavar="DIR",
+        help=f"FAQ directory or YAML file, repeatable (default {DEFAULT_KB})",
+    )
+    parser.add_argument(
+        "--config",
+        default=DEFAULT_CONFIG,
+        metavar="PATH",
+        help=f"deployment config (default {DEFAULT_CONFIG})",
+    )
+    parser.add_argument(
+        "--answer-threshold", type=float, metavar="X", help="override matcher.answer_threshold"
+    )
+    parser.add_argument(
+        "--suggest-threshold", type=float, metavar="X", help="override matcher.suggest_threshold"
+    )
+
+
+def thresholds_from_config(path: str | Path, *, required: bool = False) -> Thresholds:
+    """Thresholds from the `matcher:` section of gateway.yaml; defaults when the file or keys are absent."""
+    config = Path(path)
+    if not config.exists():
+        if required:
+            raise FileNotFoundError(f"{config}: config file not found")
+        return Thresholds()
+    data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    matcher = data.get("matcher") if isinstance(data, dict) else None
+    if not isinstance(matcher, dict):
+        return Thresholds()
+    default = Thresholds()
+    return Thresholds(
+        answer=float(matcher.get("answer_threshold", default.answer)),
+        suggest=float(matcher.get("suggest_threshold", default.suggest)),
+    )
+
+
+def _thresholds(args: argparse.Namespace) -> Thresholds:
+    base = thresholds_from_config(args.config, required=args.config != DEFAULT_CONFIG)
+    return Thresholds(
+        answer=base.answer if args.answer_threshold is None else args.answer_threshold,
+        suggest=base.suggest if args.suggest_threshold is None else args.suggest_threshold,
+    )
+
+
+def load_classifier(paths: list[str], thresholds: Thresholds) -> Classifier | None:
+    """Load the kb and build its index; prints the kb's problems and returns None when it has errors.
+
+    The load is lenient: soft problems (ids that are not slugs, a question under two ids) are printed as
+    warnings and the kb is still used, so data exported from other systems can be evaluated as it is.
+    """
+    result = load_kb(paths, strict=False)
+    if result.kb is not None:
+        for problem in result.soft:
+            print(f"warning: {problem}", file=sys.stderr)
+    if result.kb is None:
+        for problem in result.problems:
+            print(problem, file=sys.stderr)
+        print(
+            f"kefu: the knowledge base in {', '.join(paths)} has errors; run `kefu kb check`", file=sys.stderr
+        )
+        return None
+    return Classifier.build(result.kb, thresholds)
+
+
+def _prepare(args: argparse.Namespace) -> Classifier | None:
+    try:
+        thresholds = _thresholds(args)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        print(f"kefu: {exc}", file=sys.stderr)
+        return None
+    return load_classifier(args.kb or [DEFAULT_KB], thresholds)
+
+
+def _width(text: str) -> int:
+    """Display width: CJK characters take two columns."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(0, width - _width(text))
+
+
+def run_ask(args: argparse.Namespace) -> int:
+    """Print the decision, the top-3 entries with scores and the tokens for one question."""
+    classifier = _prepare(args)
+    if classifier is None:
+        return 2
+    prediction = classifier.classify(args.text)
+    th = classifier.thresholds
+    print(f"问题   {args.text}")
+    print(f"归一化 {normalize(args.text)}")
+    print(f"分词   {' / '.join(prediction.tokens) or '（无）'}")
+    extra = f"  意图 {prediction.intent}" if prediction.intent else ""
+    extra += "  优先级 high" if prediction.priority == "high" else ""
+    print(
+        f"决定   {prediction.decision.value} ({prediction.reason})  置信度 {prediction.confidence:.3f}"
+        f"  [answer ≥ {th.answer}, suggest ≥ {th.suggest}]{extra}"
+    )
+    if prediction.decision is Decision.ANSWER and prediction.entry is not None:
+        print(f"答案   [{prediction.entry.id}] {prediction.entry.answer}")
+    elif prediction.reply:
+        print(f"回复   {prediction.reply}")
+    candidates = prediction.alternatives or classifier.rank(args.text, 3)
+    if candidates:
+        print("候选" if not prediction.intent else "FAQ 候选（规则意图优先，未采用）")
+        id_width = max(_width(c.entry_id) for c in candidates)
+        for i, c in enumerate(candidates, start=1):
+            print(f"  {i}. {_pad(c.entry_id, id_width)}  {c.score:.3f}  {c.question}")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Evaluate on a TSV file; --json prints exactly one JSON object with METRIC_KEYS."""
+    classifier = _prepare(args)
+    if classifier is None:
+        return 2
+    try:
+        rows = read_tsv(args.data)
+    except (OSError, ValueError) as exc:
+        print(f"kefu: {exc}", file=sys.stderr)
+        return 2
+    metrics = evaluate(classifier, rows)
+    if args.json:
+        print(json.dumps({k: metrics[k] for k in METRIC_KEYS}, ensure_ascii=False))
+        return 0
+    th = classifier.thresholds
+    print(
+        f"{args.data}: {metrics['n']} questions ({metrics['n_in_scope']} in scope, "
+        f"{metrics['n_must_not_answer']} must not answer); thresholds answer {th.answer}, suggest {th.suggest}"
+    )
+    labels = {
+        "top1_accuracy": "top-1 accuracy (in scope)",
+        "top3_accuracy": "top-3 accuracy (in scope)",
+        "answer_rate": "answered directly (in scope)",
+        "answer_precision": "answer precision",
+        "oos_answer_rate": "must-not-answer answered",
+        "suggest_rate": "suggest (all)",
+        "handoff_rate": "handoff (all)",
+        "smalltalk_rate": "small talk (all)",
+        "p50_us": "classify p50 (µs)",
+        "p99_us": "classify p99 (µs)",
+    }
+    for key, label in labels.items():
+        value = metrics[key]
+        shown = f"{value:.1f}" if key.endswith("_us") else f"{value:.3f}"
+        print(f"  {label:<30} {shown:>8}")
+    return 0
