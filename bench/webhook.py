@@ -1,0 +1,415 @@
+"""WeChat webhook throughput and latency: the full kefu app on SQLite against a bare aiohttp + wechatpy echo.
+
+Both servers run as subprocesses on 127.0.0.1 (kefu through `kefu serve`, one event loop each), the load generator
+is an aiohttp client in this process. Every request is a distinct message (fresh MsgId) asking a real FAQ
+question, so kefu does its whole job: verify, parse, dedupe, store, classify, reply. Payloads are signed
+(and encrypted, in safe mode) before the clock starts. Phases are bounded in requests and seconds.
+
+    python -m bench webhook              # or: make bench
+    python -m bench.webhook --serve bare --port 8099   # (internal: the comparison server process)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "benchtoken"
+AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
+APPID = "wx49f0ab532d5d035a"
+QUESTIONS = (
+    "支持哪些支付方式",
+    "支付失败怎么办",
+    "扣了两次钱",
+    "可以货到付款吗",
+    "怎么退货",
+    "多久发货",
+    "快递到哪了",
+    "能开发票吗",
+    "优惠券怎么用",
+    "怎么修改收货地址",
+)
+CONCURRENCY = 32
+CLOSED_REQUESTS = 1500  # per closed-loop phase
+CLOSED_MAX_S = 15.0
+WARMUP_REQUESTS = 150
+PACED_RATE = 500  # messages per second
+# A second paced run at a rate kefu on SQLite sustains: the latency a customer sees below saturation.
+PACED_LOW_RATE = 25
+PACED_SECONDS = 5.0
+TARGET_RATIO = 0.40
+TARGET_P99_MS = 50.0
+
+
+# --- the servers (run in subprocesses) -------------------------------------------------------------
+
+
+def _bare_app():  # -> web.Application
+    """What any WeChat bot must do at least: check the signature, (decrypt,) parse, build a reply."""
+    import hmac
+
+    from aiohttp import web
+    from wechatpy import parse_message
+    from wechatpy.crypto import WeChatCrypto
+    from wechatpy.replies import create_reply
+
+    crypto = WeChatCrypto(TOKEN, AES_KEY, APPID)
+
+    async def handle(request: web.Request) -> web.Response:
+        q = request.query
+        expected = hashlib.sha1("".join(sorted([TOKEN, q["timestamp"], q["nonce"]])).encode()).hexdigest()
+        if not hmac.compare_digest(expected, q.get("signature", "")):
+            return web.Response(status=403)
+        body = await request.read()
+        safe = q.get("encrypt_type") == "aes"
+        xml = crypto.decrypt_message(body, q["msg_signature"], q["timestamp"], q["nonce"]) if safe else body
+        message = parse_message(xml)
+        reply = create_reply(f"收到：{message.content}", message, render=True)
+        if safe:
+            reply = crypto.encrypt_message(reply, q["nonce"], q["timestamp"])
+        return web.Response(text=reply, content_type="application/xml")
+
+    app = web.Application()
+    app.router.add_post("/wechat/{name}", handle)
+    app.router.add_get("/healthz", lambda request: web.json_response({"status": "ok"}))
+    return app
+
+
+def _api_app():  # -> web.Application
+    """A stand-in for api.weixin.qq.com, so answers deferred past the 5-s deadline are delivered once."""
+    from aiohttp import web
+
+    async def token(request: web.Request) -> web.Response:
+        return web.json_response({"access_token": "BENCH-TOKEN", "expires_in": 7200})
+
+    async def send(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+    app = web.Application()
+    app.router.add_get("/cgi-bin/token", token)
+    app.router.add_post("/cgi-bin/message/custom/send", send)
+    app.router.add_get("/healthz", lambda request: web.json_response({"status": "ok"}))
+    return app
+
+
+def serve(kind: str, port: int) -> None:
+    """Run the bare echo or the fake WeChat API until killed (the bench's subprocess entry point)."""
+    import logging
+
+    from aiohttp import web
+
+    logging.basicConfig(level=logging.WARNING)
+    app = {"bare": _bare_app, "api": _api_app}[kind]()
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, handle_signals=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _write_config(directory: Path, api_base: str) -> Path:
+    faq = ROOT / "config" / "faq"
+    directory.mkdir(parents=True, exist_ok=True)
+    accounts = "\n".join(
+        f"""    - name: {name}
+      token: {TOKEN}
+      appid: {APPID}
+      secret: bench-secret
+      api_base: {api_base}{aes}"""
+        for name, aes in (("plain", ""), ("safe", f"\n      aes_key: {AES_KEY}"))
+    )
+    config = directory / "gateway.yaml"
+    config.write_text(
+        f"""server:
+  host: 127.0.0.1
+database:
+  url: sqlite+aiosqlite:///{directory / "kefu.db"}
+kb:
+  paths: [{faq}]
+  watch: false
+logging:
+  level: WARNING
+channels:
+  wechat:
+{accounts}
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+@contextlib.contextmanager
+def _server(kind: str, config: Path | None):
+    port = _free_port()
+    if kind == "kefu":  # exactly what production runs: `kefu serve`
+        cmd = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port)]
+    else:
+        cmd = [sys.executable, "-m", "bench.webhook", "--serve", kind, "--port", str(port)]
+    # stderr to a file, not a pipe: a server logging more than a pipe buffer while nobody reads would stall.
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            _wait_ready(port, proc, log)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_ready(port: int, proc: subprocess.Popen[bytes], log: Any, within: float = 60.0) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            err = log.read().decode("utf-8", "replace")
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{err[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server on port {port} not ready within {within:.0f} s")
+
+
+# --- the load generator ----------------------------------------------------------------------------
+
+
+@dataclass
+class Request:
+    path: str
+    params: dict[str, str]
+    body: bytes
+
+
+class Payloads:
+    """Pre-signed (and pre-encrypted) requests, each a new message, so the client is cheap while measuring."""
+
+    def __init__(self, account: str, safe: bool) -> None:
+        from wechatpy.crypto import WeChatCrypto
+
+        self.account = account
+        self.safe = safe
+        self._crypto = WeChatCrypto(TOKEN, AES_KEY, APPID) if safe else None
+        self._next = random.randint(10**15, 10**16)
+
+    def make(self, count: int) -> list[Request]:
+        return [self._one(i) for i in range(count)]
+
+    def _one(self, i: int) -> Request:
+        self._next += 1
+        openid = f"oBench{i % 500:05d}"  # 500 customers, several messages each
+        timestamp, nonce = str(int(time.time())), str(random.randint(10**8, 10**9))
+        xml = (
+            f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>"
+            f"<CreateTime>{timestamp}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+            f"<Content><![CDATA[{QUESTIONS[i % len(QUESTIONS)]}]]></Content><MsgId>{self._next}</MsgId></xml>"
+        )
+        params = {
+            "signature": hashlib.sha1("".join(sorted([TOKEN, timestamp, nonce])).encode()).hexdigest(),
+            "timestamp": timestamp,
+            "nonce": nonce,
+            "openid": openid,
+        }
+        body = xml
+        if self._crypto is not None:
+            envelope = self._crypto.encrypt_message(xml, nonce, timestamp)
+            encrypt = envelope.split("<Encrypt><![CDATA[", 1)[1].split("]]>", 1)[0]
+            params["encrypt_type"] = "aes"
+            params["msg_signature"] = hashlib.sha1(
+                "".join(sorted([TOKEN, timestamp, nonce, encrypt])).encode()
+            ).hexdigest()
+            body = f"<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+        return Request(f"/wechat/{self.account}", params, body.encode("utf-8"))
+
+
+@dataclass
+class Result:
+    latencies: list[float]
+    seconds: float
+    errors: int
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def _post(session, base: str, req: Request) -> bool:
+    async with session.post(base + req.path, params=req.params, data=req.body) as resp:
+        text = await resp.read()
+        return resp.status == 200 and bool(text)
+
+
+async def closed_loop(base: str, requests: Sequence[Request], concurrency: int, max_s: float) -> Result:
+    """`concurrency` clients sending back to back: the server's maximum throughput."""
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    queue = iter(requests)
+    started = time.perf_counter()
+    stop_at = started + max_s
+
+    async def worker(session) -> None:
+        nonlocal errors
+        for req in queue:
+            if time.perf_counter() > stop_at:
+                return
+            t0 = time.perf_counter()
+            try:
+                ok = await _post(session, base, req)
+            except aiohttp.ClientError:
+                ok = False
+            if ok:
+                latencies.append(time.perf_counter() - t0)
+            else:
+                errors += 1
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return Result(latencies, elapsed, errors)
+
+
+async def paced(base: str, requests: Sequence[Request], rate: float) -> Result:
+    """Open loop at a fixed rate; latency counts from the scheduled send time (no coordinated omission)."""
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    interval = 1.0 / rate
+
+    async def one(session, req: Request, scheduled: float) -> None:
+        nonlocal errors
+        try:
+            ok = await _post(session, base, req)
+        except (aiohttp.ClientError, TimeoutError):
+            ok = False
+        if ok:
+            latencies.append(time.perf_counter() - scheduled)
+        else:
+            errors += 1
+
+    connector = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as session:
+        tasks = []
+        started = time.perf_counter()
+        for i, req in enumerate(requests):
+            scheduled = started + i * interval
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(session, req, scheduled)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - started
+    return Result(latencies, elapsed, errors)
+
+
+def _fmt(label: str, result: Result) -> str:
+    return (
+        f"{label:<28} {result.throughput:8.0f} msg/s   p50 {result.pct(0.50):6.1f} ms   "
+        f"p99 {result.pct(0.99):6.1f} ms   errors {result.errors}"
+    )
+
+
+async def _measure(base: str, account: str, safe: bool) -> Result:
+    payloads = Payloads(account, safe)
+    await closed_loop(base, payloads.make(WARMUP_REQUESTS), CONCURRENCY, CLOSED_MAX_S)
+    return await closed_loop(base, payloads.make(CLOSED_REQUESTS), CONCURRENCY, CLOSED_MAX_S)
+
+
+async def _paced(base: str, account: str, safe: bool, rate: float = PACED_RATE) -> Result:
+    payloads = Payloads(account, safe)
+    return await paced(base, payloads.make(int(rate * PACED_SECONDS)), rate)
+
+
+def run() -> list[str]:
+    """Measure and return the report lines (no asserts: figures are for reading)."""
+    lines = [
+        f"closed loop: {CONCURRENCY} connections, {CLOSED_REQUESTS} messages per phase (after {WARMUP_REQUESTS} "
+        f"warm-up); paced: {PACED_RATE} msg/s for {PACED_SECONDS:.0f} s; server and client on 127.0.0.1, "
+        f"{os.cpu_count()} CPUs"
+    ]
+    results: dict[tuple[str, str], Result] = {}
+    with tempfile.TemporaryDirectory(prefix="kefu-bench-") as tmp, _server("api", None) as api_base:
+        with _server("bare", None) as base:
+            for mode, safe in (("plaintext", False), ("safe", True)):
+                results[("bare", mode)] = asyncio.run(_measure(base, "safe" if safe else "plain", safe))
+                lines.append(_fmt(f"bare echo, {mode}", results[("bare", mode)]))
+        with _server("kefu", _write_config(Path(tmp) / "a", api_base)) as base:
+            # Below saturation first, on a fresh server: the latency a customer sees at a sustainable rate.
+            low = asyncio.run(_paced(base, "plain", False, PACED_LOW_RATE))
+            lines.append(_fmt(f"kefu paced {PACED_LOW_RATE}/s, plaintext", low))
+            for mode, safe in (("plaintext", False), ("safe", True)):
+                results[("kefu", mode)] = asyncio.run(_measure(base, "safe" if safe else "plain", safe))
+                lines.append(_fmt(f"kefu (SQLite), {mode}", results[("kefu", mode)]))
+        # A saturating open-loop run leaves a backlog behind (handlers keep running after the client gives
+        # up), so each one gets a fresh server.
+        for mode, safe in (("plaintext", False), ("safe", True)):
+            with _server("kefu", _write_config(Path(tmp) / f"paced-{mode}", api_base)) as base:
+                result = asyncio.run(_paced(base, "safe" if safe else "plain", safe))
+            results[("paced", mode)] = result
+            lines.append(_fmt(f"kefu paced {PACED_RATE}/s, {mode}", result))
+    for mode in ("plaintext", "safe"):
+        bare, kefu = results[("bare", mode)], results[("kefu", mode)]
+        ratio = kefu.throughput / bare.throughput if bare.throughput else 0.0
+        verdict = "meets" if ratio >= TARGET_RATIO else "BELOW"
+        lines.append(f"ratio kefu/bare, {mode}: {ratio:.2f} ({verdict} the {TARGET_RATIO:.2f} target)")
+    for mode in ("plaintext", "safe"):
+        p99 = results[("paced", mode)].pct(0.99)
+        verdict = "meets" if p99 <= TARGET_P99_MS else "ABOVE"
+        achieved = results[("paced", mode)].throughput
+        lines.append(
+            f"p99 at {PACED_RATE} msg/s, {mode}: {p99:.1f} ms (achieved {achieved:.0f} msg/s; {verdict} the "
+            f"{TARGET_P99_MS:.0f} ms target)"
+        )
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.webhook")
+    parser.add_argument("--serve", choices=("bare", "api"))
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(args.serve, args.port)
+        return 0
+    for line in run():
+        print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""`GET /admin/api/stats?from=&to=`: the numbers behind the admin dashboard (`/admin`).
+
+Messages per hour (ranges up to 48 h) or per day by channel, bot resolution and handoff rates,
+first-response and waiting times, satisfaction, agents online and their load, the knowledge base's
+status, and the questions the bot could not answer grouped by similarity (greedy clustering on
+character-bigram Jaccard of the intents normaliser's output), so the FAQ editor sees what to add.
+
+Authorised by `admin.token` from the settings or by the token of an agent whose role is `admin`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from gateway.bodies import http_error
+from gateway.runtime import RUNTIME, Runtime
+from gateway.storage import stats_queries
+from handoff.agents import Role, hash_token
+from intents.normalize import normalize
+
+DEFAULT_RANGE = timedelta(days=1)
+MAX_RANGE = timedelta(days=92)
+HOURLY_UP_TO = timedelta(hours=48)
+CLUSTER_THRESHOLD = 0.5
+MAX_CLUSTERS = 50
+
+
+def admin_stats_routes() -> list[web.AbstractRouteDef]:
+    """The dashboard's JSON endpoints."""
+    return [
+        web.get("/admin/api/stats", stats_view),
+        web.post("/admin/api/stats/kb-reload", kb_reload_view),
+    ]
+
+
+async def authorize_admin(request: web.Request) -> str:
+    """`Authorization: Bearer <admin.token | an admin agent's token>`; returns who, else 401/403."""
+    runtime: Runtime = request.app[RUNTIME]
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    given = given.strip()
+    if scheme.lower() != "bearer" or not given:
+        raise http_error(
+            web.HTTPUnauthorized, "missing bearer token", headers={"WWW-Authenticate": 'Bearer realm="kefu"'}
+        )
+    token = runtime.settings.admin.token
+    if token and hmac.compare_digest(given.encode(), token.encode()):
+        return "admin"
+    if runtime.handoff is not None:
+        agent = await runtime.handoff.db.agent_by_token_hash(hash_token(given))
+        if agent is not None and agent.role is Role.ADMIN:
+            return f"agent:{agent.name}"
+        if agent is not None:
+            raise http_error(web.HTTPForbidden, f"agent {agent.name} is not an admin (role {agent.role.value})")
+    raise http_error(web.HTTPForbidden, "wrong admin token")
+
+
+def parse_range(query: Any, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """`from`/`to` as ISO 8601 (a date or a datetime; naive = UTC); default: the last 24 hours."""
+    now = now or datetime.now(UTC)
+    end = _parse_time(query.get("to"), "to") or now
+    start = _parse_time(query.get("from"), "from") or end - DEFAULT_RANGE
+    if start >= end:
+        raise http_error(web.HTTPBadRequest, "from must be before to")
+    if end - start > MAX_RANGE:
+        raise http_error(web.HTTPBadRequest, f"the range may span at most {MAX_RANGE.days} days")
+    return start, end
+
+
+def _parse_time(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise http_error(
+            web.HTTPBadRequest, f"{name} must be an ISO 8601 date or time, e.g. 2026-11-24T08:00:00Z"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+# --- clustering of unanswered questions ---------------------------------------------------------------
+
+
+def bigrams(text: str) -> frozenset[str]:
+    """Character bigrams of the normalised text (spaces removed); a one-character text is its own gram."""
+    compact = normalize(text).replace(" ", "")
+    if len(compact) < 2:
+        return frozenset({compact}) if compact else frozenset()
+    return frozenset(compact[i : i + 2] for i in range(len(compact) - 1))
+
+
+def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
+    """|a ∩ b| / |a ∪ b| (0 for two empty sets)."""
+    if not a and not b:
+        return 0.0
+    return len(a & b) / len(a | b)
+
+
+@dataclass(slots=True)
+class Cluster:
+    """Similar unanswered questions: the most frequent wording represents them."""
+
+    text: str
+    grams: frozenset[str]
+    count: int = 0
+    examples: list[str] = field(default_factory=list)
+    channels: Counter[str] = field(default_factory=Counter)
+    last_at: datetime | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "text": self.text,
+            "count": self.count,
+            "examples": self.examples[:5],
+            "channels": dict(self.channels),
+            "last_at": self.last_at.isoformat() if self.last_at else None,
+        }
+
+
+def cluster_questions(
+    rows: Sequence[stats_queries.UnansweredRow], threshold: float = CLUSTER_THRESHOLD
+) -> list[Cluster]:
+    """Greedy clustering: wordings by frequency, each joins the first cluster it is similar enough to."""
+    by_form: dict[str, list[stats_queries.UnansweredRow]] = {}
+    for row in rows:
+        form = normalize(row.text).replace(" ", "")
+        if form:
+            by_form.setdefault(form, []).append(row)
+    clusters: list[Cluster] = []
+    for _form, members in sorted(by_form.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        text = members[0].text.strip()
+        grams = bigrams(text)
+        home = next((c for c in clusters if jaccard(c.grams, grams) >= threshold), None)
+        if home is None:
+            home = Cluster(text=text, grams=grams)
+            clusters.append(home)
+        home.count += len(members)
+        if text not in home.examples:
+            home.examples.append(text)
+        for member in members:
+            home.channels[member.channel] += 1
+            if home.last_at is None or member.created_at > home.last_at:
+                home.last_at = member.created_at
+    clusters.sort(key=lambda c: (-c.count, c.text))
+    return clusters
+
+
+# --- the numbers ----------------------------------------------------------------------------------------
+
+
+def buckets(start: datetime, end: datetime) -> tuple[str, list[datetime]]:
+    """("hour" | "day", bucket start times covering [start, end))."""
+    if end - start <= HOURLY_UP_TO:
+        step, unit = timedelta(hours=1), "hour"
+        first = start.replace(minute=0, second=0, microsecond=0)
+    else:
+        step, unit = timedelta(days=1), "day"
+        first = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    out = []
+    at = first
+    while at < end:
+        out.append(at)
+        at += step
+    return unit, out
+
+
+def _index(starts: list[datetime], at: datetime) -> int:
+    lo, hi = 0, len(starts) - 1
+    while lo < hi:  # the last bucket start <= at
+        mid = (lo + hi + 1) // 2
+        if starts[mid] <= at:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def durations(values: Iterable[float]) -> dict[str, float | int | None]:
+    """count, avg, p50, p90 (seconds, rounded)."""
+    data = sorted(v for v in values if v >= 0)
+    if not data:
+        return {"count": 0, "avg": None, "p50": None, "p90": None}
+    p90 = data[min(len(data) - 1, int(round(0.9 * (len(data) - 1))))]
+    return {
+        "count": len(data),
+        "avg": round(statistics.fmean(data), 1),
+        "p50": round(statistics.median(data), 1),
+        "p90": round(p90, 1),
+    }
+
+
+async def compute_stats(runtime: Runtime, start: datetime, end: datetime) -> dict[str, Any]:
+    """Everything the dashboard draws, for [start, end)."""
+    store = runtime.store
+    unit, starts = buckets(start, end)
+    inbound = await stats_queries.inbound_messages(store, start, end)
+    convs = await stats_queries.conversations(store, start, end)
+    ratings = await stats_queries.csat_ratings(store, start, end)
+    misses = await stats_queries.unanswered(store, start, end)
+
+    channels = sorted({r.channel for r in inbound} | {c.channel for c in convs})
+    per_channel = {ch: [0] * len(starts) for ch in channels}
+    decisions: Counter[str] = Counter()
+    for row in inbound:
+        per_channel[row.channel][_index(starts, row.created_at)] += 1
+        decisions[row.decision or "none"] += 1
+
+    handoffs = [c for c in convs if c.handoff_reason is not None]
+    conv_total = len(convs)
+    handoff_per_bucket = [0] * len(starts)
+    conv_per_bucket = [0] * len(starts)
+    for c in convs:
+        i = _index(starts, c.opened_at)
+        conv_per_bucket[i] += 1
+        if c.handoff_reason is not None:
+            handoff_per_bucket[i] += 1
+    waits = [(c.assigned_at - c.queued_at).total_seconds() for c in convs if c.assigned_at and c.queued_at]
+    first = [
+        (c.first_response_at - c.assigned_at).total_seconds()
+        for c in convs
+        if c.first_response_at and c.assigned_at
+    ]
+    rating_counts = Counter(ratings)
+
+    agents: list[dict[str, Any]] = []
+    queue_length = 0
+    if runtime.handoff is not None:
+        for row in await runtime.handoff.db.list_agents():
+            agents.append(
+                {
+                    "name": row.info.name,
+                    "role": row.info.role.value,
+                    "groups": sorted(row.info.groups),
+                    "presence": row.presence.value,
+                    "load": row.load,
+                    "max_chats": row.info.max_chats,
+                }
+            )
+        queue_length = len(await runtime.handoff.db.list_queue())
+
+    return {
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "bucket": unit,
+        "buckets": [s.isoformat() for s in starts],
+        "kb": runtime.kb.status(),
+        "totals": {
+            "messages": len(inbound),
+            "conversations": conv_total,
+            "handoffs": len(handoffs),
+            "bot_resolved": conv_total - len(handoffs),
+            "resolution_rate": round((conv_total - len(handoffs)) / conv_total, 4) if conv_total else None,
+            "handoff_rate": round(len(handoffs) / conv_total, 4) if conv_total else None,
+            "queue_length": queue_length,
+        },
+        "messages_by_channel": per_channel,
+        "conversations_per_bucket": conv_per_bucket,
+        "handoffs_per_bucket": handoff_per_bucket,
+        "decisions": dict(decisions),
+        "handoff_reasons": dict(Counter(c.handoff_reason for c in handoffs)),
+        "first_response_s": durations(first),
+        "waiting_s": durations(waits),
+        "csat": {
+            "count": len(ratings),
+            "avg": round(statistics.fmean(ratings), 2) if ratings else None,
+            "distribution": {str(k): rating_counts.get(k, 0) for k in range(1, 6)},
+        },
+        "agents": agents,
+        "unanswered": [c.as_json() for c in cluster_questions(misses)[:MAX_CLUSTERS]],
+    }
+
+
+async def stats_view(request: web.Request) -> web.Response:
+    """GET /admin/api/stats?from=&to= — the dashboard's numbers (admin token or an admin agent)."""
+    await authorize_admin(request)
+    start, end = parse_range(request.query)
+    body = await compute_stats(request.app[RUNTIME], start, end)
+    return web.json_response(body, dumps=_dumps, headers={"Cache-Control": "no-store"})
+
+
+async def kb_reload_view(request: web.Request) -> web.Response:
+    """POST /admin/api/stats/kb-reload — the dashboard's reload button (also for admin agents)."""
+    who = await authorize_admin(request)
+    runtime = request.app[RUNTIME]
+    report = await runtime.kb.reload(reason=f"dashboard ({who})")
+    await runtime.store.audit("kb.reload", who, report.as_json())
+    body = {**report.as_json(), "kb": runtime.kb.status()}
+    return web.json_response(body, status=200 if report.ok else 422, dumps=_dumps)
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)

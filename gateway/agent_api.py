@@ -1,0 +1,448 @@
+"""The agent API under `/api/v1/`: what the console (or any client) uses to work the queue.
+
+Every route but the spec needs `Authorization: Bearer <token>` (from `kefu agent add`): 401 without a
+valid one, 403 when the agent's role or groups do not allow the action (the reason is in the body),
+409 when someone else was faster. Documented in gateway/openapi.py and docs/api.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from gateway.bodies import http_error, read_json
+from gateway.handoff_service import HandoffError, HandoffService
+from gateway.openapi import spec
+from gateway.runtime import RUNTIME
+from handoff.agents import AgentInfo, hash_token
+from handoff.canned import CannedReply, canned_for_agent, render_canned_report, validate_canned
+from handoff.presence import Presence
+from handoff.wrapup import CloseReason
+
+PREFIX = "/api/v1"
+MAX_TEXT = 2000
+MAX_NOTE = 4000
+
+_STATUS: dict[int, type[web.HTTPException]] = {
+    400: web.HTTPBadRequest,
+    401: web.HTTPUnauthorized,
+    403: web.HTTPForbidden,
+    404: web.HTTPNotFound,
+    409: web.HTTPConflict,
+}
+
+AgentHandler = Callable[[web.Request, AgentInfo, HandoffService], Awaitable[web.StreamResponse]]
+
+
+def agent_routes() -> list[web.AbstractRouteDef]:
+    """Routes of the agent API (the WebSocket is in gateway.agent_ws)."""
+    from gateway.agent_ws import agent_ws
+
+    p = PREFIX
+    return [
+        web.get(f"{p}/openapi.json", openapi_view),
+        web.get(f"{p}/me", _authed(me)),
+        web.post(f"{p}/me/presence", _authed(set_presence)),
+        web.get(f"{p}/queue", _authed(queue)),
+        web.get(f"{p}/conversations", _authed(list_conversations)),
+        web.get(f"{p}/conversations/{{id}}", _authed(get_conversation)),
+        web.post(f"{p}/conversations/{{id}}/claim", _authed(claim)),
+        web.post(f"{p}/conversations/{{id}}/messages", _authed(reply)),
+        web.post(f"{p}/conversations/{{id}}/notes", _authed(add_note)),
+        web.post(f"{p}/conversations/{{id}}/transfer", _authed(transfer)),
+        web.post(f"{p}/conversations/{{id}}/reassign", _authed(reassign)),
+        web.post(f"{p}/conversations/{{id}}/close", _authed(close)),
+        web.post(f"{p}/conversations/{{id}}/handback", _authed(handback)),
+        web.get(f"{p}/canned", _authed(list_canned)),
+        web.post(f"{p}/canned", _authed(add_canned)),
+        web.post(f"{p}/canned/{{id}}/render", _authed(render_canned)),
+        web.get(f"{p}/agent/ws", agent_ws),
+    ]
+
+
+def service_of(request: web.Request) -> HandoffService:
+    """The app's handoff service."""
+    return request.app[RUNTIME].handoff  # type: ignore[attr-defined, no-any-return]
+
+
+def unauthorized(message: str) -> web.HTTPException:
+    """401 with the challenge header clients expect."""
+    return http_error(
+        web.HTTPUnauthorized, message, headers={"WWW-Authenticate": 'Bearer realm="kefu-agent"'}
+    )
+
+
+async def authenticate(request: web.Request, *, allow_query: bool = False) -> AgentInfo:
+    """The enabled agent whose bearer token (or `?token=` for WebSockets) this request carries; else 401."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    if not token and allow_query:
+        token = request.query.get("token", "").strip()
+    if not token:
+        raise unauthorized("missing bearer token (Authorization: Bearer <token> from `kefu agent add`)")
+    agent = await service_of(request).db.agent_by_token_hash(hash_token(token))
+    if agent is None:
+        raise unauthorized("invalid or disabled agent token")
+    return agent
+
+
+def _authed(handler: AgentHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        agent = await authenticate(request)
+        try:
+            return await handler(request, agent, service_of(request))
+        except HandoffError as exc:
+            raise http_error(_STATUS.get(exc.status, web.HTTPBadRequest), exc.message) from None
+
+    wrapper.__name__ = handler.__name__
+    wrapper.__doc__ = handler.__doc__
+    return wrapper
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(
+        body, status=status, dumps=lambda v: json.dumps(v, ensure_ascii=False, default=_default)
+    )
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    data = await read_json(request, request.app[RUNTIME].settings.server.max_body_bytes)
+    if not isinstance(data, dict):
+        raise http_error(web.HTTPBadRequest, "body must be a JSON object")
+    return data
+
+
+def _text(data: dict[str, Any], name: str, limit: int, *, required: bool = True) -> str | None:
+    value = data.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise http_error(web.HTTPBadRequest, f"{name} must be a non-empty string")
+    if len(value) > limit:
+        raise http_error(web.HTTPBadRequest, f"{name} is longer than {limit} characters")
+    return value
+
+
+def _agent_json(agent: AgentInfo) -> dict[str, Any]:
+    return {
+        "id": agent.id,
+        "name": agent.name,
+        "role": agent.role.value,
+        "groups": sorted(agent.groups),
+        "max_chats": agent.max_chats,
+    }
+
+
+# --- me ------------------------------------------------------------------------------------------
+
+
+async def me(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
+    """Who the token belongs to, presence and open conversations."""
+    row = await service.db.agent_row(agent.id)
+    assert row is not None
+    return _json(
+        {
+            **_agent_json(agent),
+            "presence": row.presence.value,
+            "declared_presence": row.declared.value,
+            "load": row.load,
+        }
+    )
+
+
+async def set_presence(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
+    """Set online / away / offline (online also counts as a heartbeat)."""
+    data = await _body(request)
+    try:
+        presence = Presence.parse(data.get("presence"))  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise http_error(web.HTTPBadRequest, str(exc)) from None
+    await service.set_presence(agent, presence)
+    return await me(request, agent, service)
+
+
+# --- queue and conversations -----------------------------------------------------------------------
+
+
+async def queue(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
+    """Waiting conversations of the agent's groups (all for supervisors), in serving order."""
+    return _json({"queue": await service.queue_for(agent)})
+
+
+async def _summary(service: HandoffService, conversation_id: int) -> dict[str, Any] | None:
+    store = service.runtime.store
+    conv = await store.conversation(conversation_id)
+    if conv is None:
+        return None
+    ref = await service.db.get_conversation(str(conversation_id))
+    customer = await service.db.customer(conv.customer_id)
+    messages = await store.messages(conversation_id)
+    last = messages[-1] if messages else None
+    return {
+        "id": conv.id,
+        "state": conv.state.value,
+        "group": ref.group if ref else conv.group,
+        "priority": conv.priority,
+        "channel": conv.channel,
+        "assigned_agent_id": ref.assigned_agent_id if ref else None,
+        "customer": {"name": customer["name"], "user_id": customer["user_id"]} if customer else None,
+        "last_message": {"sender": last.sender, "text": last.text, "at": last.created_at} if last else None,
+    }
+
+
+async def list_conversations(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
+    """The agent's open conversations (`mine=1`, and always for agents); supervisors get every assigned one."""
+    mine = request.query.get("mine", "0").lower() in ("1", "true", "yes")
+    if mine or not agent.role.sees_everything:
+        ids = await service.db.conversations_of(agent.id)
+    else:
+        ids = await service.db.all_assigned()
+    items = [s for cid in ids if (s := await _summary(service, cid)) is not None]
+    return _json({"conversations": items})
+
+
+def _conversation_id(request: web.Request) -> str:
+    raw = request.match_info["id"]
+    if not raw.isdigit():
+        raise http_error(web.HTTPNotFound, f"no conversation {raw}")
+    return raw
+
+
+async def get_conversation(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
+    """Full history, customer (channel, name, earlier conversations), handoff reason, the bot's last guesses."""
+    cid = _conversation_id(request)
+    ref = await service.conversation_for(agent, cid)
+    store = service.runtime.store
+    conv = await store.conversation(int(cid))
+    assert conv is not None
+    customer = await service.db.customer(conv.customer_id)
+    earlier = [
+        {
+            "id": c.id,
+            "state": c.state,
+            "opened_at": c.opened_at,
+            "closed_reason": c.closed_reason,
+            "handoff_reason": c.handoff_reason,
+        }
+        for c in await service.db.customer_conversations(conv.customer_id)
+        if c.id != conv.id
+    ]
+    messages = await store.messages(conv.id)
+    replies_by_inbound: dict[int, list[Any]] = {}
+    for m in messages:
+        if m.reply_to is not None:
+            replies_by_inbound.setdefault(m.reply_to, []).append(m)
+    guesses = []
+    for m in messages:
+        if m.direction != "in" or m.decision in (None, "with_human", "csat", "event", "not_addressed"):
+            continue
+        alternatives = [s for r in replies_by_inbound.get(m.id, []) for s in r.suggestions]
+        guesses.append(
+            {
+                "message_id": m.id,
+                "text": m.text,
+                "decision": m.decision,
+                "reason": m.reason,
+                "entry_id": m.entry_id,
+                "confidence": m.confidence,
+                "alternatives": alternatives,
+            }
+        )
+    assignment = await service.db.assignment(conv.id)
+    agent_name = None
+    if ref.assigned_agent_id is not None:
+        holder = await service.db.get_agent(ref.assigned_agent_id)
+        agent_name = holder.name if holder else None
+    body = {
+        "id": conv.id,
+        "state": conv.state.value,
+        "group": ref.group,
+        "priority": conv.priority,
+        "handoff_reason": conv.handoff_reason,
+        "queued_at": conv.queued_at,
+        "opened_at": conv.opened_at,
+        "closed_at": conv.closed_at,
+        "closed_reason": conv.closed_reason,
+        "channel": conv.channel,
+        "account": conv.account,
+        "customer": {**(customer or {}), "earlier_conversations": earlier},
+        "assignment": {
+            "agent_id": ref.assigned_agent_id,
+            "agent_name": agent_name,
+            "assigned_at": assignment.assigned_at if assignment else None,
+            "first_response_at": assignment.first_response_at if assignment else None,
+            "tags": assignment.tags if assignment else None,
+        },
+        "messages": [
+            {
+                "id": m.id,
+                "direction": m.direction,
+                "sender": m.sender,
+                "sender_name": m.sender_name,
+                "text": m.text,
+                "kind": m.kind,
+                "created_at": m.created_at,
+            }
+            for m in messages
+        ],
+        "notes": [
+            {
+                "id": n.id,
+                "agent_id": str(n.agent_id),
+                "agent_name": n.agent_name,
+                "text": n.text,
+                "created_at": n.created_at,
+            }
+            for n in await service.db.notes(conv.id)
+        ],
+        "bot_guesses": guesses[-3:],
+        "csat": await service.db.csat(conv.id),
+    }
+    return _json(body)
+
+
+async def claim(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
+    """Take a queued conversation; 409 when another agent was faster."""
+    cid = _conversation_id(request)
+    await service.claim(agent, cid)
+    return _json(await _summary(service, int(cid)))
+
+
+async def reply(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
+    """Send a text to the customer (stored, then delivered by the outbox with retries)."""
+    cid = _conversation_id(request)
+    data = await _body(request)
+    text = _text(data, "text", MAX_TEXT)
+    assert text is not None
+    message_id = await service.reply(agent, cid, text)
+    return _json({"message_id": message_id, "conversation_id": int(cid)}, status=201)
+
+
+async def add_note(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
+    """An internal note: stored with the conversation, never sent to the customer."""
+    cid = _conversation_id(request)
+    await service.conversation_for(agent, cid)
+    text = _text(await _body(request), "text", MAX_NOTE)
+    assert text is not None
+    note = await service.db.add_note(int(cid), agent.id, text)
+    return _json(
+        {"id": note.id, "agent_name": note.agent_name, "text": note.text, "created_at": note.created_at},
+        status=201,
+    )
+
+
+async def transfer(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
+    """Hand over to `{"agent": name}` or to `{"group": name}`'s queue."""
+    cid = _conversation_id(request)
+    data = await _body(request)
+    to_agent = _text(data, "agent", 64, required=False)
+    to_group = _text(data, "group", 64, required=False)
+    if (to_agent is None) == (to_group is None):
+        raise http_error(web.HTTPBadRequest, "give exactly one of agent, group")
+    await service.transfer(agent, cid, to_agent=to_agent, to_group=to_group)
+    return _json(await _summary(service, int(cid)))
+
+
+async def reassign(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
+    """Supervisors: move any open conversation to `{"agent": name}`."""
+    cid = _conversation_id(request)
+    to_agent = _text(await _body(request), "agent", 64)
+    assert to_agent is not None
+    await service.reassign(agent, cid, to_agent)
+    return _json(await _summary(service, int(cid)))
+
+
+def _tags(data: dict[str, Any]) -> list[str]:
+    tags = data.get("tags", [])
+    if not isinstance(tags, list):
+        raise http_error(web.HTTPBadRequest, "tags must be a list of strings")
+    return tags
+
+
+async def close(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
+    """End the conversation with wrap-up `tags`; the customer is asked the CSAT question."""
+    cid = _conversation_id(request)
+    await service.close(agent, cid, reason=CloseReason.AGENT, tags=_tags(await _body(request)))
+    return _json(await _summary(service, int(cid)))
+
+
+async def handback(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
+    """Give the conversation back to the bot (it answers the customer's next message again)."""
+    cid = _conversation_id(request)
+    await service.close(agent, cid, reason=CloseReason.BACK_TO_BOT, tags=_tags(await _body(request)))
+    return _json(await _summary(service, int(cid)))
+
+
+# --- canned replies --------------------------------------------------------------------------------
+
+
+async def list_canned(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
+    """Canned replies offered to this agent: global ones and their groups'."""
+    rows = await service.db.canned()
+    offered = canned_for_agent([CannedReply(r.title, r.text, r.group) for r in rows], agent)
+    keep = {(c.title, c.text, c.group) for c in offered}
+    return _json(
+        {
+            "canned": [
+                {"id": r.id, "title": r.title, "text": r.text, "group": r.group}
+                for r in rows
+                if (r.title, r.text, r.group) in keep
+            ]
+        }
+    )
+
+
+async def add_canned(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
+    """Create a canned reply for one of the agent's groups (supervisors: any group, or global)."""
+    data = await _body(request)
+    title = _text(data, "title", 64)
+    text = _text(data, "text", 2000)
+    group = _text(data, "group", 64, required=False)
+    assert title is not None and text is not None
+    problems = validate_canned(text)
+    if problems:
+        raise http_error(web.HTTPBadRequest, "; ".join(problems))
+    if not agent.role.sees_everything and (group is None or not agent.serves(group)):
+        raise http_error(web.HTTPForbidden, "agents can only add canned replies for their own groups")
+    row = await service.db.add_canned(title, text, group, agent.id)
+    return _json({"id": row.id, "title": row.title, "text": row.text, "group": row.group}, status=201)
+
+
+async def render_canned(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
+    """Fill a canned reply's placeholders for a conversation (`conversation_id`) and extra `values`."""
+    raw = request.match_info["id"]
+    row = next((r for r in await service.db.canned() if str(r.id) == raw), None)
+    if row is None or not canned_for_agent([CannedReply(row.title, row.text, row.group)], agent):
+        raise http_error(web.HTTPNotFound, f"no canned reply {raw}")
+    data = await _body(request)
+    values = data.get("values") or {}
+    if not isinstance(values, dict):
+        raise http_error(web.HTTPBadRequest, "values must be an object of placeholder → text")
+    context: dict[str, Any] = {"agent_name": agent.name, "date": datetime.now(UTC).date().isoformat()}
+    cid = data.get("conversation_id")
+    if cid is not None:
+        ref = await service.conversation_for(agent, str(cid))
+        conv = await service.runtime.store.conversation(int(ref.id))
+        customer = await service.db.customer(conv.customer_id) if conv else None
+        context.update(customer_name=(customer or {}).get("name"), group=ref.group)
+    context.update({k: v for k, v in values.items() if isinstance(v, str | int)})
+    rendered = render_canned_report(row.text, context)
+    return _json({"text": rendered.text, "missing": list(rendered.missing), "complete": rendered.complete})
+
+
+async def openapi_view(request: web.Request) -> web.Response:
+    """The OpenAPI 3 description of this API."""
+    return _json(spec())

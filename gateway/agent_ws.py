@@ -1,0 +1,116 @@
+"""`/api/v1/agent/ws`: the console's live feed (queue changes, customer messages, assignments, transfers).
+
+Every event is a row in `agent_events` with a sequence number, so it survives restarts and is the same
+for every gateway process. A console that reconnects sends `{"type": "resume", "after": <last seq>}` and
+gets what it missed. `{"type": "ping"}` every ~20 s is the heartbeat that keeps the agent online.
+Within one process `EventBus` wakes the sockets at once; events written by another process are picked
+up by a short poll (a Redis pub/sub wake-up is the later step for multi-process deployments).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from gateway.handoff_service import HandoffService
+
+logger = logging.getLogger(__name__)
+
+# How often a socket looks for events written by other processes (this process's wake it at once).
+POLL_S = 1.0
+
+
+async def agent_ws(request: web.Request) -> web.StreamResponse:
+    """Authenticate (401 before the upgrade), then push events and read pings/resumes until closed."""
+    from gateway.agent_api import authenticate, service_of
+
+    agent = await authenticate(request, allow_query=True)
+    service: HandoffService = service_of(request)
+    ws = web.WebSocketResponse(heartbeat=None)
+    await ws.prepare(request)
+    service.sockets.add(ws)
+    service.connected(agent)
+    flag = service.bus.subscribe()
+    lock = asyncio.Lock()  # the cursor and the sends move together (resume vs. live push)
+    cursor = await service.db.last_seq()
+
+    async def send(data: dict[str, Any]) -> None:
+        await ws.send_str(json.dumps(data, ensure_ascii=False))
+
+    async def flush() -> None:
+        nonlocal cursor
+        async with lock:
+            while True:
+                rows = await service.db.events_after(cursor, 200)
+                if not rows:
+                    return
+                for row in rows:
+                    cursor = row.seq
+                    if service_visible(row):
+                        await send({"type": "event", **row.as_json()})
+
+    def service_visible(row: Any) -> bool:
+        from gateway.handoff_service import visible_to
+
+        return visible_to(row, agent)
+
+    async def pusher() -> None:
+        while not ws.closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(flag.wait(), POLL_S)
+            flag.clear()
+            try:
+                await flush()
+            except ConnectionResetError:
+                return
+
+    # Online before the hello: a console that got its hello is already eligible for new chats.
+    await service.heartbeat(agent)
+    await send(
+        {
+            "type": "hello",
+            "agent": {"id": agent.id, "name": agent.name, "role": agent.role.value},
+            "seq": cursor,
+        }
+    )
+    task = asyncio.create_task(pusher(), name=f"kefu-agent-ws-{agent.id}")
+    try:
+        async for msg in ws:
+            if msg.type is not WSMsgType.TEXT:
+                continue
+            try:
+                data = json.loads(msg.data)
+            except ValueError:
+                await send({"type": "error", "error": "messages must be JSON objects"})
+                continue
+            kind = data.get("type") if isinstance(data, dict) else None
+            if kind == "ping":
+                await service.heartbeat(agent)
+                await send({"type": "pong", "seq": cursor})
+            elif kind == "resume":
+                after = data.get("after")
+                if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+                    await send({"type": "error", "error": "resume needs after: a sequence number >= 0"})
+                    continue
+                async with lock:
+                    cursor = after
+                await flush()
+                await send({"type": "resumed", "seq": cursor})
+            else:
+                await send({"type": "error", "error": f"unknown message type {kind!r}; use ping or resume"})
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        service.bus.unsubscribe(flag)
+        service.sockets.discard(ws)
+        try:
+            await service.disconnected(agent)
+        except Exception:  # the database may be gone at shutdown; presence then times out by itself
+            logger.warning("agent ws: could not mark agent %s offline", agent.id)
+    return ws

@@ -1,0 +1,250 @@
+"""The aiohttp application factory: routes, middleware and every resource in cleanup_ctx."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+
+from gateway.admin import admin_routes
+from gateway.agent_api import agent_routes
+from gateway.bodies import http_error
+from gateway.channels.base import ChannelAdapter
+from gateway.channels.onebot import OneBotAdapter
+from gateway.channels.qqbot import QQBotAdapter
+from gateway.channels.web import WebAdapter
+from gateway.channels.wechat import WeChatAdapter
+from gateway.handoff_service import HandoffService, handoff_jobs
+from gateway.kb_reload import KbService
+from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
+from gateway.outbox import Outbox
+from gateway.pipeline import Pipeline
+from gateway.runtime import RUNTIME, AdapterKey, Runtime
+from gateway.settings import Settings
+from gateway.storage import Store, is_database_error
+from handoff.state import ConversationState
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "kefu-gateway/0.1"
+OUTBOUND_TIMEOUT = aiohttp.ClientTimeout(total=15, connect=5)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Application:
+    """Build the gateway: runtime, adapters from settings, routes, and startup/cleanup of resources."""
+    app = web.Application(client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware])
+    runtime = build_runtime(settings, handle_signals=handle_signals)
+    app[RUNTIME] = runtime
+
+    if settings.channels.web.enabled:
+        runtime.add_adapter(WebAdapter(settings.channels.web, runtime))
+    for account in settings.channels.wechat:
+        runtime.add_adapter(WeChatAdapter(account, runtime))
+    for onebot in settings.channels.onebot:
+        runtime.add_adapter(OneBotAdapter(onebot, runtime))
+    for qqbot in settings.channels.qqbot:
+        runtime.add_adapter(QQBotAdapter(qqbot, runtime))
+    for adapter in runtime.adapters.values():
+        app.router.add_routes(adapter.routes())
+
+    handoff = HandoffService(runtime, settings.handoff)
+    runtime.handoff = handoff
+    runtime.pipeline.interceptors.append(handoff.intercept)  # a CSAT rating is not a new question
+    runtime.pipeline.observers.append(handoff.after_message)  # queue handoffs, forward to the agent
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_view)
+    app.router.add_routes(admin_routes())
+    app.router.add_routes(agent_routes())
+
+    app.cleanup_ctx.extend(
+        [_database, _http_session, _knowledge_base, _adapters, _outbox_worker, handoff_jobs, _tasks]
+    )
+    return app
+
+
+def build_runtime(settings: Settings, *, handle_signals: bool = False) -> Runtime:
+    """The shared services for one app (nothing connects until startup)."""
+    metrics = Metrics()
+    store = Store.from_url(settings.database.url, echo=settings.database.echo)
+    kb = KbService(settings.kb.paths, settings.matcher.thresholds, metrics=metrics)
+    adapters: dict[AdapterKey, ChannelAdapter] = {}  # filled by create_app; the outbox reads the same dict
+    outbox = Outbox(store, settings.outbox, adapters, metrics=metrics)
+    pipeline = Pipeline(
+        store, kb, settings.pipeline, settings.conversation.lifecycle, outbox=outbox, metrics=metrics
+    )
+    return Runtime(
+        settings=settings,
+        store=store,
+        kb=kb,
+        pipeline=pipeline,
+        outbox=outbox,
+        metrics=metrics,
+        adapters=adapters,
+        handle_signals=handle_signals,
+    )
+
+
+# --- resources (cleanup_ctx, in order) -------------------------------------------------------------
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    runtime = app[RUNTIME]
+    await runtime.store.create_all()
+    yield
+    await runtime.store.dispose()
+
+
+async def _http_session(app: web.Application) -> AsyncIterator[None]:
+    runtime = app[RUNTIME]
+    session = aiohttp.ClientSession(timeout=OUTBOUND_TIMEOUT, headers={"User-Agent": USER_AGENT})
+    runtime.attach_http(session)
+    yield
+    runtime.attach_http(None)
+    await session.close()
+
+
+async def _knowledge_base(app: web.Application) -> AsyncIterator[None]:
+    runtime = app[RUNTIME]
+    settings = runtime.settings.kb
+    report = await runtime.kb.reload(reason="startup")
+    if runtime.kb.snapshot() is None:
+        logger.error("no knowledge base loaded: every question is handed to a human until the FAQ is fixed")
+    elif not report.ok:
+        logger.error("knowledge base has errors")
+    watcher = (
+        asyncio.create_task(runtime.kb.watch(settings.watch_interval_s), name="kefu-kb-watch")
+        if settings.watch
+        else None
+    )
+    loop = asyncio.get_running_loop()
+    sighup = False
+    if runtime.handle_signals and hasattr(signal, "SIGHUP"):
+
+        def on_sighup() -> None:
+            runtime.spawn(runtime.kb.reload(reason="SIGHUP"), name="kefu-kb-sighup")
+
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGHUP, on_sighup)
+            sighup = True
+    yield
+    if sighup:
+        loop.remove_signal_handler(signal.SIGHUP)
+    if watcher is not None:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+
+async def _adapters(app: web.Application) -> AsyncIterator[None]:
+    # Optional hooks: adapters with background work (token refreshers) start after the session exists.
+    runtime = app[RUNTIME]
+    started = []
+    for adapter in runtime.adapters.values():
+        startup = getattr(adapter, "startup", None)
+        if startup is not None:
+            await startup()
+        started.append(adapter)
+    yield
+    for adapter in reversed(started):
+        shutdown = getattr(adapter, "shutdown", None)
+        if shutdown is not None:
+            try:
+                await shutdown()
+            except Exception:
+                logger.exception("shutting down adapter %s/%s failed", adapter.channel, adapter.account)
+
+
+async def _outbox_worker(app: web.Application) -> AsyncIterator[None]:
+    runtime = app[RUNTIME]
+    runtime.outbox.start()
+    yield
+    await runtime.outbox.stop()
+
+
+async def _tasks(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[RUNTIME].drain_tasks()
+
+
+# --- middleware and system routes ---------------------------------------------------------------------
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """No tracebacks to clients: HTTP errors get a short JSON body, unexpected errors are logged once."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json" or not _simple(exc):
+            raise
+        default = f"{exc.status}: {exc.reason}"
+        message = exc.text if exc.text and exc.text != default else exc.reason
+        raise http_error(type(exc), message, headers=_kept_headers(exc)) from None
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        if is_database_error(exc):
+            logger.error(
+                "database error on %s %s: %s", request.method, request.path, type(exc).__name__, exc_info=exc
+            )
+            raise http_error(web.HTTPServiceUnavailable, "temporarily unavailable, please retry") from None
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        raise http_error(web.HTTPInternalServerError, "internal error") from None
+
+
+def _simple(exc: web.HTTPException) -> bool:
+    # Exceptions whose constructors need extra arguments (405, 413) keep aiohttp's own plain-text body.
+    try:
+        type(exc)(text="x")
+    except TypeError:
+        return False
+    return True
+
+
+def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
+    return {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "www-authenticate", "retry-after")}
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness and readiness: the database answers and a knowledge base is loaded."""
+    runtime = request.app[RUNTIME]
+    db_ok = await runtime.store.ping()
+    kb = runtime.kb.status()
+    if not db_ok or not kb["loaded"]:
+        status = "down"
+    elif kb["errors"]:
+        status = "degraded"  # serving the last good FAQ; the edit that broke it is listed
+    else:
+        status = "ok"
+    body = {"status": status, "db": {"ok": db_ok, "dialect": runtime.store.dialect}, "kb": kb}
+    return web.json_response(body, status=200 if status != "down" else 503, dumps=_dumps)
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    """Prometheus exposition; database gauges are refreshed at scrape time."""
+    runtime = request.app[RUNTIME]
+    try:
+        counts = await runtime.store.outbox_counts()
+        for status, count in counts.items():
+            runtime.metrics.outbox.labels(status).set(count)
+        runtime.metrics.queue_length.set(await runtime.store.count_conversations(ConversationState.QUEUED))
+    except Exception as exc:
+        if not is_database_error(exc):
+            raise
+        logger.warning("metrics: database gauges not refreshed: %s", type(exc).__name__)
+    response = web.Response(body=runtime.metrics.render())
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)

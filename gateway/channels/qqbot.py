@@ -1,0 +1,532 @@
+"""The QQ official bot (QQ 机器人开放平台) in webhook mode: Ed25519-signed pushes, passive replies via the OpenAPI.
+
+One `QQBotAdapter` per configured bot serves `POST /qqbot/{name}`:
+- op 13 (callback-URL validation): answer `{"plain_token", "signature"}` signed with the key derived
+  from the bot secret;
+- op 0 (dispatch): verify `X-Signature-Ed25519` over `X-Signature-Timestamp + body`, acknowledge with
+  `{"op": 12, "d": 0}`. The acknowledgement cannot carry a reply (unlike WeChat or OneBot), so the
+  pipeline's answers always go out through the outbox and `send` → `POST /v2/groups|users/…/messages`
+  as passive replies (`msg_id` of the customer's message, increasing `msg_seq`).
+
+QQ stopped unsolicited (主动) messages on 2025-04-21: every send must reply to a customer message within
+its window (5 min in groups, 60 min in C2C, at most 5 replies). Agent replies outside it are
+undeliverable, and the outbox records why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gateway.bodies import http_error, parse_json, read_body
+from gateway.channels.base import Outgoing, SendError
+from gateway.channels.onebot import parse_conversation_key
+from gateway.channels.tokens import TokenCache, parse_expires_in
+from gateway.message import Message, utcnow
+
+if TYPE_CHECKING:
+    from gateway.pipeline import PipelineResult
+    from gateway.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "qqbot"
+DEFAULT_API_BASE = "https://api.sgroup.qq.com"
+DEFAULT_TOKEN_URL = "https://bots.qq.com/app/getAppAccessToken"
+# QQ wants the webhook answered within 3 s; the pipeline gets this long before the ack goes out anyway.
+ACK_DEADLINE_S = 2.0
+# The docs advise a send timeout of at least 5 s (a shorter one may miss the answer of a send that worked).
+API_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=5)
+# QQ issues a new token only within the last 60 s of the old one's life; refresh inside that window.
+TOKEN_MARGIN_S = 30.0
+GROUP_WINDOW = timedelta(minutes=5)
+C2C_WINDOW = timedelta(minutes=60)
+MAX_REPLIES = 5
+_MEMORY = 4096  # passive-reply state kept for this many customer messages
+
+# Platform codes (community-documented, not in the official docs): msg_seq already used for this msg_id,
+# and "the passive-reply window has passed".
+CODE_DUPLICATE_SEQ = 40054005
+WINDOW_CODES = frozenset({304103, 40034005, 40034128})
+CODE_RATE_LIMIT = 22009
+
+# op 13 signs event_ts + plain_token with the bot's key, the same key QQ signs pushes with. Only plain
+# tokens are signed: a push is signed over timestamp + a JSON body, which always contains "{", so a
+# validation request can never be abused to obtain a valid push signature.
+_PLAIN_TOKEN = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
+_DIGITS = re.compile(r"^[0-9]{1,20}$")
+
+
+class QQBotAccountSettings(BaseModel):
+    """One QQ official bot (webhook mode): AppID and AppSecret from q.qq.com, API endpoints."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    appid: str = Field(min_length=1)
+    secret: str = Field(min_length=1)
+    api_base: str = DEFAULT_API_BASE
+    token_url: str = DEFAULT_TOKEN_URL
+
+    @field_validator("api_base")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+# --- Ed25519 ------------------------------------------------------------------------------------
+
+
+def signing_key(secret: str) -> Ed25519PrivateKey:
+    """The bot's Ed25519 key: the secret repeated until it has ≥ 32 bytes, the first 32 bytes as the seed."""
+    seed = secret.encode("utf-8")
+    if not seed:
+        raise ValueError("the bot secret is empty")
+    while len(seed) < 32:
+        seed = seed * 2
+    return Ed25519PrivateKey.from_private_bytes(seed[:32])
+
+
+def validation_signature(key: Ed25519PrivateKey, event_ts: str, plain_token: str) -> str:
+    """The op 13 answer's signature: hex Ed25519 of event_ts + plain_token."""
+    return key.sign((event_ts + plain_token).encode("utf-8")).hex()
+
+
+def verify_push(public_key: Ed25519PublicKey, signature_hex: str, timestamp: str, body: bytes) -> bool:
+    """True when `X-Signature-Ed25519` signs `X-Signature-Timestamp + body` (the platform's checks included)."""
+    try:
+        signature = bytes.fromhex(signature_hex.strip())
+    except ValueError:
+        return False
+    # Same checks as the official Go sample: 64 bytes, and the top 3 bits of the last byte clear.
+    if len(signature) != 64 or signature[63] & 224 != 0 or not timestamp:
+        return False
+    try:
+        public_key.verify(signature, timestamp.encode("utf-8") + body)
+    except InvalidSignature:
+        return False
+    return True
+
+
+# --- events in ---------------------------------------------------------------------------------
+
+EVENTS = ("GROUP_AT_MESSAGE_CREATE", "C2C_MESSAGE_CREATE")
+
+
+class QQBotEventError(Exception):
+    """A message event kefu cannot read (400)."""
+
+
+def _str(d: Mapping[str, Any], key: str, where: str = "d") -> str:
+    value = d.get(key)
+    if not isinstance(value, str) or not value:
+        raise QQBotEventError(f"{where}.{key} missing or not a string")
+    return value
+
+
+def to_message(account: str, event_type: str, d: Any, received_at: datetime | None = None) -> Message:
+    """Map GROUP_AT_MESSAGE_CREATE / C2C_MESSAGE_CREATE to kefu's Message; QQBotEventError if unreadable."""
+    if not isinstance(d, Mapping):
+        raise QQBotEventError("d must be an object")
+    author = d.get("author")
+    if not isinstance(author, Mapping):
+        raise QQBotEventError("d.author missing")
+    msg_id = _str(d, "id")
+    content = d.get("content", "")
+    if not isinstance(content, str):
+        raise QQBotEventError("d.content must be a string")
+    text = content.strip()  # group @ messages arrive with a leading space where the @ was
+    attachments = d.get("attachments") if isinstance(d.get("attachments"), list) else []
+    kind = "text"
+    if not text and attachments:
+        types = {str(a.get("content_type", "")) for a in attachments if isinstance(a, Mapping)}
+        kind = "image" if any(t.startswith("image") for t in types) else "other"
+    common: dict[str, Any] = {
+        "channel": CHANNEL,
+        "account": account,
+        "text": text,
+        "kind": kind,
+        "channel_msg_id": msg_id,
+        "received_at": received_at or utcnow(),
+        "raw": dict(d),
+    }
+    if event_type == "GROUP_AT_MESSAGE_CREATE":
+        group = _str(d, "group_openid")
+        member = _str(author, "member_openid", "d.author")
+        return Message(
+            conversation_key=f"qq:{account}:group:{group}:{member}",
+            user_id=member,
+            chat_type="group",
+            group_id=group,
+            to_bot=True,  # QQ only pushes group messages that @ the bot
+            **common,
+        )
+    user = _str(author, "user_openid", "d.author")
+    return Message(conversation_key=f"qq:{account}:private:{user}", user_id=user, **common)
+
+
+# --- passive-reply bookkeeping -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Passive:
+    """What kefu knows about replying to one customer message (msg_id)."""
+
+    received_at: datetime | None
+    next_seq: int = 1
+    sent: int = 0
+    # msg_seq given to a text whose send failed retryably: the retry reuses it, so that if the first try
+    # did reach QQ (an answer lost in transit) QQ refuses the copy instead of showing it twice.
+    pending: dict[str, int] = field(default_factory=dict)
+
+
+def window_reason(chat_type: str, received_at: datetime, now: datetime) -> str | None:
+    """Why a passive reply is no longer allowed (None = still inside the window)."""
+    age = now - received_at
+    minutes = int(age.total_seconds() // 60)
+    if chat_type == "group" and age > GROUP_WINDOW:
+        return (
+            f"QQ 群被动回复窗口（5 分钟）已过：客户的消息是 {minutes} 分钟前发的，QQ 不再允许机器人回复，"
+            "请等客户再次 @机器人 后回复 / QQ group passive-reply window (5 min) has passed"
+        )
+    if chat_type != "group" and age > C2C_WINDOW:
+        return (
+            f"QQ 单聊被动回复窗口（60 分钟）已过：客户的消息是 {minutes} 分钟前发的，QQ 不再允许机器人回复，"
+            "请等客户再次发消息后回复 / QQ C2C passive-reply window (60 min) has passed"
+        )
+    return None
+
+
+# --- the adapter ---------------------------------------------------------------------------------
+
+
+class QQBotAdapter:
+    """One QQ official bot: signed webhook in, passive replies through the OpenAPI out."""
+
+    channel = CHANNEL
+
+    def __init__(
+        self,
+        settings: QQBotAccountSettings,
+        runtime: Runtime,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.account = settings.name
+        self.runtime = runtime
+        self.clock = clock
+        self.ack_deadline_s = ACK_DEADLINE_S
+        self._key = signing_key(settings.secret)
+        self._public_key = self._key.public_key()
+        self._passive: OrderedDict[str, _Passive] = OrderedDict()
+        self._tokens: TokenCache | None = None
+        self._logged: set[str] = set()
+
+    @property
+    def path(self) -> str:
+        return f"/qqbot/{self.account}"
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        """POST for validation and event pushes."""
+        return [web.post(self.path, self.handle_post)]
+
+    # --- inbound ---
+
+    async def handle_post(self, request: web.Request) -> web.StreamResponse:
+        """Validation (op 13), or a signed dispatch (op 0) acknowledged with op 12."""
+        body = await read_body(request, self.runtime.settings.server.max_body_bytes)
+        signature = request.headers.get("X-Signature-Ed25519")
+        timestamp = request.headers.get("X-Signature-Timestamp", "")
+        signed = signature is not None
+        if signed and not (
+            _DIGITS.match(timestamp) and verify_push(self._public_key, signature or "", timestamp, body)
+        ):
+            logger.warning("qqbot push with a bad signature refused", extra={"account": self.account})
+            raise http_error(web.HTTPUnauthorized, "X-Signature-Ed25519 does not verify")
+        payload = parse_json(body)
+        if not isinstance(payload, dict):
+            raise http_error(web.HTTPBadRequest, "a payload must be a JSON object")
+        op = payload.get("op")
+        if op == 13:
+            return self._validate(payload)
+        if not signed:
+            # The docs show the validation request without signature headers; everything else must be signed.
+            raise http_error(web.HTTPUnauthorized, "X-Signature-Ed25519 missing")
+        if op != 0:
+            self._log_once(f"op={op}")
+            return web.Response(status=204)
+        event_type = payload.get("t")
+        if event_type not in EVENTS:
+            # QQ accepts 200 or 204 as "received"; 204 says kefu took no action.
+            self._log_once(f"t={event_type}")
+            return web.Response(status=204)
+        try:
+            message = to_message(self.account, str(event_type), payload.get("d"), self.clock())
+        except QQBotEventError as exc:
+            raise http_error(web.HTTPBadRequest, str(exc)) from None
+        self._remember(message)
+        task = self.runtime.spawn(self.runtime.pipeline.handle(message), name=f"qqbot-{self.account}")
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.ack_deadline_s)
+        except TimeoutError:
+            pass  # acknowledged now; the handling goes on and pushes its replies when done
+        except Exception:
+            # Nothing was stored (one transaction): a 5xx lets QQ push the event again.
+            logger.exception("qqbot message failed in the pipeline", extra={"account": self.account})
+            raise http_error(web.HTTPServiceUnavailable, "temporarily unavailable") from None
+        task.add_done_callback(self._push_when_done)
+        return _ack()
+
+    def _validate(self, payload: Mapping[str, Any]) -> web.Response:
+        d = payload.get("d")
+        plain_token = d.get("plain_token") if isinstance(d, Mapping) else None
+        event_ts = d.get("event_ts") if isinstance(d, Mapping) else None
+        if not isinstance(plain_token, str) or not isinstance(event_ts, str):
+            raise http_error(web.HTTPBadRequest, "op 13 needs d.plain_token and d.event_ts strings")
+        if not _PLAIN_TOKEN.match(plain_token) or not _DIGITS.match(event_ts):
+            raise http_error(web.HTTPBadRequest, "op 13 plain_token/event_ts have unexpected characters")
+        logger.info("qqbot callback URL validated", extra={"account": self.account})
+        return web.json_response(
+            {"plain_token": plain_token, "signature": validation_signature(self._key, event_ts, plain_token)}
+        )
+
+    def _log_once(self, what: str) -> None:
+        if what not in self._logged and len(self._logged) < 64:
+            self._logged.add(what)
+            logger.info("qqbot ignores %s pushes", what, extra={"account": self.account})
+
+    def _remember(self, message: Message) -> None:
+        msg_id = message.channel_msg_id or ""
+        if msg_id not in self._passive:
+            self._passive[msg_id] = _Passive(received_at=message.received_at)
+        self._passive.move_to_end(msg_id)
+        while len(self._passive) > _MEMORY:
+            self._passive.popitem(last=False)
+
+    def _push_when_done(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return  # logged by the runtime's task tracking
+        result: PipelineResult = task.result()
+        if result.replies and not result.duplicate:
+            self.runtime.spawn(self.runtime.pipeline.push_replies(result), name=f"qqbot-{self.account}-push")
+
+    # --- outbound ---
+
+    def _token_cache(self) -> TokenCache:
+        if self._tokens is None:
+            self._tokens = TokenCache(
+                self._fetch_token, margin_s=TOKEN_MARGIN_S, name=f"qqbot:{self.settings.appid}"
+            )
+        return self._tokens
+
+    async def _fetch_token(self) -> tuple[str, float]:
+        payload = {"appId": self.settings.appid, "clientSecret": self.settings.secret}
+        try:
+            async with self.runtime.http.post(
+                self.settings.token_url, json=payload, timeout=API_TIMEOUT
+            ) as resp:
+                status = resp.status
+                try:
+                    body = await resp.json(content_type=None)
+                except ValueError:
+                    body = None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise SendError(f"QQ bot token fetch failed: {_network(exc)}", retryable=True) from None
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if status >= 400 or not isinstance(token, str) or not token:
+            code = body.get("code") if isinstance(body, dict) else None
+            logger.error(
+                "qqbot token fetch refused (HTTP %s, code %s): check channels.qqbot appid/secret",
+                status,
+                code,
+                extra={"account": self.account},
+            )
+            # Retryable: once the operator fixes the credentials the queued replies go out (if still in time).
+            raise SendError(f"QQ bot token fetch refused: HTTP {status} code {code}", retryable=True)
+        expires_in = parse_expires_in(body.get("expires_in"))
+        logger.info("qqbot access token refreshed", extra={"account": self.account, "expires_in": expires_in})
+        return token, expires_in
+
+    async def send(self, outgoing: Outgoing) -> None:
+        """Deliver one text as a passive reply; SendError(retryable=False) once QQ no longer allows it."""
+        address = {
+            **parse_conversation_key(outgoing.conversation_key),
+            **{k: v for k, v in outgoing.target.items() if v not in (None, "")},
+        }
+        chat_type = str(address.get("chat_type") or "private")
+        user_id = str(address.get("user_id") or "")
+        group_id = str(address.get("group_id") or "")
+        if (chat_type == "group" and not group_id) or (chat_type != "group" and not user_id):
+            raise SendError(f"no QQ openid in conversation {outgoing.conversation_key!r}", retryable=False)
+        msg_id, state = await self._anchor(outgoing)
+        if msg_id is None or state is None:
+            raise SendError(
+                "QQ 不再允许机器人主动发消息（2025-04-21 起），这个会话没有可以回复的客户消息 / "
+                "no customer message to reply to (QQ no longer allows unsolicited messages)",
+                retryable=False,
+            )
+        if state.received_at is not None:
+            reason = window_reason(chat_type, state.received_at, self.clock())
+            if reason is not None:
+                raise SendError(reason, retryable=False)
+        text_key = hashlib.sha1(outgoing.text.encode("utf-8", "surrogatepass")).hexdigest()
+        reused = text_key in state.pending
+        if not reused and state.sent + len(state.pending) >= MAX_REPLIES:
+            raise SendError(
+                f"QQ 每条客户消息最多被动回复 {MAX_REPLIES} 次，这条消息的回复次数已用完，请等客户再次发消息 / "
+                f"at most {MAX_REPLIES} replies per customer message",
+                retryable=False,
+            )
+        seq = state.pending.setdefault(text_key, state.next_seq)
+        if not reused:
+            state.next_seq += 1
+        path = f"/v2/groups/{group_id}/messages" if chat_type == "group" else f"/v2/users/{user_id}/messages"
+        payload = {"content": outgoing.text, "msg_type": 0, "msg_id": msg_id, "msg_seq": seq}
+        try:
+            await self._post(path, payload)
+        except _DuplicateSeq:
+            state.pending.pop(text_key, None)
+            if reused:
+                state.sent += 1  # the earlier try did reach QQ: delivered
+                return
+            # A seq used before a restart (the counter lives in memory): move on and retry with a new one.
+            raise SendError(
+                "QQ refused a reused msg_seq; retrying with the next one", retryable=True
+            ) from None
+        except SendError as exc:
+            if not exc.retryable:
+                state.pending.pop(text_key, None)
+            raise
+        state.pending.pop(text_key, None)
+        state.sent += 1
+
+    async def _anchor(self, outgoing: Outgoing) -> tuple[str | None, _Passive | None]:
+        """The customer message to reply to, and its passive-reply state.
+
+        The bot's own replies answer the message in their target. Agent and system messages reply to the
+        customer's latest message (the freshest window), looked up in the store; the target's message is
+        the fallback.
+        """
+        msg_id = str(outgoing.target.get("channel_msg_id") or "") or None
+        received_at: datetime | None = None
+        if outgoing.sender != "bot" or msg_id is None:
+            latest = await self._latest_inbound(outgoing.conversation_key)
+            if latest is not None:
+                msg_id, received_at = latest
+        if msg_id is None:
+            return None, None
+        state = self._passive.get(msg_id)
+        if state is None:
+            if received_at is None:
+                latest = await self._inbound(outgoing.conversation_key, msg_id)
+                received_at = latest[1] if latest is not None else None
+            state = _Passive(received_at=received_at)
+            self._passive[msg_id] = state
+            while len(self._passive) > _MEMORY:
+                self._passive.popitem(last=False)
+        return msg_id, state
+
+    async def _latest_inbound(self, key: str) -> tuple[str, datetime] | None:
+        return await self._inbound(key, None)
+
+    async def _inbound(self, key: str, msg_id: str | None) -> tuple[str, datetime] | None:
+        """(channel_msg_id, received time) of the latest inbound message of `key` (or of that msg_id)."""
+        store = self.runtime.store
+        found: tuple[str, datetime] | None = None
+        after = 0
+        while True:
+            rows = await store.messages_for_key(key, after=after, direction="in", limit=200)
+            for row in rows:
+                if row.channel_msg_id and (msg_id is None or row.channel_msg_id == msg_id):
+                    found = (row.channel_msg_id, row.created_at)
+            if len(rows) < 200:
+                return found
+            after = rows[-1].id
+
+    async def _post(self, path: str, payload: Mapping[str, Any]) -> None:
+        tokens = self._token_cache()
+        token = await tokens.get()
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        for attempt in range(2):
+            try:
+                async with self.runtime.http.post(
+                    f"{self.settings.api_base}{path}",
+                    data=data,
+                    headers={"Authorization": f"QQBot {token}", "Content-Type": "application/json"},
+                    timeout=API_TIMEOUT,
+                ) as resp:
+                    status = resp.status
+                    try:
+                        body = await resp.json(content_type=None)
+                    except ValueError:
+                        body = None
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise SendError(f"QQ OpenAPI unreachable: {_network(exc)}", retryable=True) from None
+            if 200 <= status < 300:
+                return
+            if status == 401 and attempt == 0:
+                logger.info(
+                    "qqbot access token rejected, fetching a new one", extra={"account": self.account}
+                )
+                token = await tokens.refresh(token)
+                continue
+            raise _classify(status, body)
+        raise SendError("QQ OpenAPI rejected a freshly fetched access token", retryable=True)
+
+
+class _DuplicateSeq(Exception):
+    """QQ refused the msg_id + msg_seq pair as already used."""
+
+
+def _classify(status: int, body: Any) -> Exception:
+    """Turn an OpenAPI error answer into what `send` raises."""
+    code = None
+    message = ""
+    if isinstance(body, dict):
+        code = body.get("code", body.get("err_code"))
+        message = str(body.get("message") or "")
+    try:
+        code = int(code) if code is not None else None
+    except (TypeError, ValueError):
+        code = None
+    if code == CODE_DUPLICATE_SEQ:
+        return _DuplicateSeq()
+    if code in WINDOW_CODES:
+        return SendError(
+            f"QQ 被动回复已过期或次数已用完 (code {code}): {message}".rstrip(": "), retryable=False
+        )
+    if status == 429 or status >= 500 or code == CODE_RATE_LIMIT:
+        return SendError(f"QQ OpenAPI HTTP {status} code {code}: {message}".rstrip(": "), retryable=True)
+    if status == 401:
+        return SendError("QQ OpenAPI rejected the access token twice", retryable=True)
+    # Other 4xx: the platform refuses this message for good (content, permissions, bad openid).
+    return SendError(
+        f"QQ OpenAPI refused the message: HTTP {status} code {code} {message}".rstrip(), retryable=False
+    )
+
+
+def _network(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect to {exc.host}:{exc.port}"
+    return type(exc).__name__
+
+
+def _ack() -> web.Response:
+    return web.json_response({"op": 12, "d": 0})

@@ -1,0 +1,211 @@
+"""The website chat channel: a JSON webhook, a polling endpoint, and an optional callback for later replies.
+
+Signing (when `channels.web.secret` is set): `X-Kefu-Signature: sha256=<hex hmac_sha256(secret, data)>`
+where data is the raw request body for POST, and the path with its query string for GET
+(e.g. `/web/conversations/u1/messages?after=3`). Callbacks to `callback_url` are signed over their body.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from gateway.bodies import http_error, parse_json, read_body
+from gateway.channels.base import Outgoing, SendError
+from gateway.message import Message
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+    from gateway.settings import WebChannelSettings
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "web"
+DEFAULT_ACCOUNT = "default"
+SIGNATURE_HEADER = "X-Kefu-Signature"
+MAX_USER_ID = 128
+MAX_TEXT = 2000
+MAX_NAME = 64
+MAX_MESSAGE_ID = 128
+FIELDS = ("user_id", "text", "message_id", "user_name")
+
+
+def sign(secret: str, data: bytes) -> str:
+    """The X-Kefu-Signature value for some bytes."""
+    return "sha256=" + hmac.new(secret.encode(), data, hashlib.sha256).hexdigest()
+
+
+def conversation_key(account: str, user_id: str) -> str:
+    """`web:{account}:{user_id}`, the web channel's conversation key."""
+    return f"{CHANNEL}:{account}:{user_id}"
+
+
+class WebAdapter:
+    """The web chat channel account."""
+
+    channel = CHANNEL
+
+    def __init__(
+        self, settings: WebChannelSettings, runtime: Runtime, account: str = DEFAULT_ACCOUNT
+    ) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.account = account
+        if settings.secret is None:
+            logger.warning(
+                "web channel has no secret: anyone who reaches it can post as any user_id and read that "
+                "user's conversation; set channels.web.secret outside local development"
+            )
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        """POST /web/messages and GET /web/conversations/{user_id}/messages."""
+        return [
+            web.post("/web/messages", self.post_message),
+            web.get("/web/conversations/{user_id}/messages", self.get_messages),
+        ]
+
+    # --- inbound -------------------------------------------------------------------------------
+
+    def _verify(self, request: web.Request, data: bytes) -> None:
+        secret = self.settings.secret
+        if secret is None:
+            return
+        given = request.headers.get(SIGNATURE_HEADER)
+        if not given:
+            raise http_error(web.HTTPForbidden, f"missing {SIGNATURE_HEADER}")
+        if not hmac.compare_digest(given.strip().encode(), sign(secret, data).encode()):
+            raise http_error(web.HTTPForbidden, f"invalid {SIGNATURE_HEADER}")
+
+    async def post_message(self, request: web.Request) -> web.Response:
+        """A visitor's message in, the bot's replies out (a retried message_id gets the same replies)."""
+        raw = await read_body(request, self.runtime.settings.server.max_body_bytes)
+        self._verify(request, raw)
+        message = self.parse(parse_json(raw))
+        result = await self.runtime.pipeline.handle(message)
+        return web.json_response(
+            {
+                "conversation_id": result.conversation_id,
+                "message_id": result.message_id,
+                "duplicate": result.duplicate,
+                "replies": [
+                    {"text": r.text, "sender": r.sender, "suggestions": list(r.suggestions)}
+                    for r in result.replies
+                ],
+            },
+            dumps=_dumps,
+        )
+
+    def parse(self, data: Any) -> Message:
+        """Validate the JSON body into a Message; 400 naming the field on anything wrong."""
+        if not isinstance(data, dict):
+            raise http_error(web.HTTPBadRequest, "body must be a JSON object with user_id and text")
+        unknown = sorted(set(data) - set(FIELDS))
+        if unknown:
+            raise http_error(
+                web.HTTPBadRequest, f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(FIELDS)}"
+            )
+        user_id = _text_field(data, "user_id", MAX_USER_ID, required=True)
+        text = _text_field(data, "text", MAX_TEXT, required=True, strip=False)
+        user_name = _text_field(data, "user_name", MAX_NAME)
+        message_id = data.get("message_id")
+        if isinstance(message_id, int) and not isinstance(message_id, bool):
+            message_id = str(message_id)
+        if message_id is not None:
+            message_id = _text_field({"message_id": message_id}, "message_id", MAX_MESSAGE_ID)
+        assert user_id is not None and text is not None
+        return Message(
+            channel=CHANNEL,
+            account=self.account,
+            conversation_key=conversation_key(self.account, user_id),
+            user_id=user_id,
+            user_name=user_name,
+            text=text,
+            channel_msg_id=message_id,
+            raw={"source": "web"},
+        )
+
+    async def get_messages(self, request: web.Request) -> web.Response:
+        """A visitor's conversation messages with id > after (agent replies arrive here without a callback)."""
+        if self.settings.secret is not None:
+            self._verify(request, request.path_qs.encode())
+        user_id = request.match_info["user_id"]
+        if not user_id or len(user_id) > MAX_USER_ID:
+            raise http_error(web.HTTPBadRequest, f"user_id must be 1–{MAX_USER_ID} characters")
+        try:
+            after = int(request.query.get("after", "0"))
+        except ValueError:
+            raise http_error(web.HTTPBadRequest, "after must be a message id (an integer)") from None
+        if after < 0:
+            raise http_error(web.HTTPBadRequest, "after must not be negative")
+        rows = await self.runtime.store.messages_for_key(conversation_key(self.account, user_id), after=after)
+        items = [
+            {
+                "id": r.id,
+                "direction": r.direction,
+                "sender": r.sender,
+                "text": r.text,
+                "suggestions": list(r.suggestions),
+                "created_at": r.created_at.isoformat(),
+            }
+            for r in rows
+        ]
+        return web.json_response(
+            {"messages": items, "after": items[-1]["id"] if items else after}, dumps=_dumps
+        )
+
+    # --- outbound ------------------------------------------------------------------------------
+
+    async def send(self, outgoing: Outgoing) -> None:
+        """POST a later reply to callback_url; without one, the stored reply waits for the client to poll."""
+        url = self.settings.callback_url
+        if url is None:
+            return
+        body = _dumps(
+            {
+                "user_id": outgoing.target.get("user_id"),
+                "conversation_key": outgoing.conversation_key,
+                "text": outgoing.text,
+                "sender": outgoing.sender,
+            }
+        ).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.settings.secret is not None:
+            headers[SIGNATURE_HEADER] = sign(self.settings.secret, body)
+        async with self.runtime.http.post(url, data=body, headers=headers) as response:
+            if response.status < 300:
+                return
+            detail = (await response.text())[:200]
+            # 408/429 and 5xx are the receiver's temporary trouble; other 4xx will not get better by retrying.
+            retryable = response.status >= 500 or response.status in (408, 429)
+            raise SendError(f"callback answered {response.status}: {detail}", retryable=retryable)
+
+
+def _text_field(
+    data: Mapping[str, Any], name: str, max_len: int, *, required: bool = False, strip: bool = True
+) -> str | None:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise http_error(web.HTTPBadRequest, f"{name} is required")
+        return None
+    if not isinstance(value, str):
+        raise http_error(web.HTTPBadRequest, f"{name} must be a string")
+    if strip:
+        value = value.strip()
+    if not value.strip():
+        raise http_error(web.HTTPBadRequest, f"{name} must not be empty")
+    if len(value) > max_len:
+        raise http_error(web.HTTPBadRequest, f"{name} is longer than {max_len} characters")
+    if any(ord(c) < 32 and c not in "\n\t" for c in value):
+        raise http_error(web.HTTPBadRequest, f"{name} contains control characters")
+    return value
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)

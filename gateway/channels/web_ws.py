@@ -1,0 +1,308 @@
+"""`/web/ws`: the website chat widget's live connection (one socket per open browser tab).
+
+Protocol (JSON text frames):
+
+- the browser connects to `/web/ws?visitor=<random id>` (16–64 of `A-Za-z0-9_-`, kept in localStorage:
+  the id is the visitor's only credential, so it must be unguessable) and gets
+  `{"type": "history", "messages": [...], "status": {...}}` — the visitor's earlier messages;
+- `{"type": "message", "client_id": "c-…", "text": "…", "name": "…"}` sends a text. The client id becomes the
+  pipeline's `channel_msg_id` (`{visitor}:{client_id}`), so a resend after a reconnect is stored and
+  answered once; the server answers `{"type": "ack", "client_id", "message_id", "duplicate"}`;
+- the server pushes every new message of the visitor's conversations as
+  `{"type": "message", "message": {id, direction, sender, sender_name, text, suggestions, client_id, at}}`
+  (the visitor's own lines too, so several tabs stay in step) followed by
+  `{"type": "status", "state", "position", "agent_name", "csat_pending"}`;
+- `{"type": "ping"}` → `{"type": "pong"}`.
+
+Later texts (agent replies, queue notices, the CSAT question) reach the socket through the outbox:
+`WebChatSockets.send` wakes the visitor's sockets, which read the new rows from the database, so a
+message is never lost when the visitor is offline — it is in the history when they come back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+
+from gateway.channels.base import ChannelAdapter, Outgoing
+from gateway.channels.web import CHANNEL, MAX_NAME, MAX_TEXT, conversation_key
+from gateway.message import Message, utcnow
+from gateway.storage import MessageRow
+from handoff.queue import position_of
+from handoff.state import ConversationState
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+WS_PATH = "/web/ws"
+VISITOR_ID = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,60}$")
+HISTORY_LIMIT = 200
+# A socket also re-reads the database this often: texts written by another gateway process show up.
+POLL_S = 5.0
+
+
+class WebChatSockets:
+    """The web channel adapter with live delivery: wraps the webhook adapter, adds `/web/ws`.
+
+    `send` (called by the outbox) wakes the visitor's open sockets and then lets the wrapped adapter do
+    its own delivery (the optional HTTP callback); with no socket open the text simply waits in the
+    database for the visitor's next visit.
+    """
+
+    def __init__(self, inner: ChannelAdapter, runtime: Runtime) -> None:
+        self.inner = inner
+        self.runtime = runtime
+        self.channel = inner.channel
+        self.account = inner.account
+        self._wakers: dict[str, set[asyncio.Event]] = {}
+        self.sockets: set[web.WebSocketResponse] = set()
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        """The wrapped adapter's routes are registered already; this adds the WebSocket."""
+        return [web.get(WS_PATH, self.websocket)]
+
+    async def send(self, outgoing: Outgoing) -> None:
+        """Wake the visitor's sockets (they read the stored row), then the wrapped adapter's delivery."""
+        self.wake(outgoing.conversation_key)
+        await self.inner.send(outgoing)
+
+    def wake(self, key: str) -> None:
+        """Something new is stored for this conversation key."""
+        for flag in self._wakers.get(key, ()):
+            flag.set()
+
+    async def startup(self) -> None:
+        """The wrapped adapter's start-up hook, if it has one."""
+        startup = getattr(self.inner, "startup", None)
+        if startup is not None:
+            await startup()
+
+    async def shutdown(self) -> None:
+        """Close open visitor sockets (app cleanup), then the wrapped adapter's shutdown hook."""
+        for ws in list(self.sockets):
+            with contextlib.suppress(Exception):
+                await ws.close(code=1001, message=b"server shutdown")
+        shutdown = getattr(self.inner, "shutdown", None)
+        if shutdown is not None:
+            await shutdown()
+
+    # --- the socket ------------------------------------------------------------------------------
+
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        """One browser tab of one visitor: history first, then live messages both ways."""
+        visitor = request.query.get("visitor", "")
+        if not VISITOR_ID.match(visitor):
+            raise web.HTTPBadRequest(text="visitor must be 16–64 characters of A-Z a-z 0-9 _ -")
+        after = _int(request.query.get("after"), 0)
+        key = conversation_key(self.account, visitor)
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=16 * 1024)
+        await ws.prepare(request)
+        flag = asyncio.Event()
+        self._wakers.setdefault(key, set()).add(flag)
+        self.sockets.add(ws)
+        session = _Session(self, ws, visitor, key, after)
+        pusher = asyncio.create_task(session.push_forever(flag), name=f"kefu-web-ws-{visitor[:8]}")
+        try:
+            await session.send_history()
+            async for msg in ws:
+                if msg.type is not WSMsgType.TEXT:
+                    continue
+                await session.on_frame(msg.data)
+        except ConnectionResetError:
+            pass
+        finally:
+            pusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pusher
+            waiters = self._wakers.get(key)
+            if waiters is not None:
+                waiters.discard(flag)
+                if not waiters:
+                    self._wakers.pop(key, None)
+            self.sockets.discard(ws)
+        return ws
+
+
+class _Session:
+    """The state of one open visitor socket: its cursor (the last message id it has sent)."""
+
+    def __init__(
+        self, hub: WebChatSockets, ws: web.WebSocketResponse, visitor: str, key: str, after: int
+    ) -> None:
+        self.hub = hub
+        self.ws = ws
+        self.visitor = visitor
+        self.key = key
+        self.cursor = max(after, 0)
+        self.lock = asyncio.Lock()
+        self.name: str | None = None
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.hub.runtime
+
+    async def send_json(self, data: dict[str, Any]) -> None:
+        if not self.ws.closed:
+            await self.ws.send_str(json.dumps(data, ensure_ascii=False))
+
+    async def send_history(self) -> None:
+        async with self.lock:
+            rows = await self.runtime.store.messages_for_key(self.key, after=self.cursor, limit=10_000)
+            rows = rows[-HISTORY_LIMIT:]
+            if rows:
+                self.cursor = rows[-1].id
+            await self.send_json(
+                {
+                    "type": "history",
+                    "messages": [self._message_json(r) for r in rows],
+                    "status": await self.status(),
+                }
+            )
+
+    async def push_forever(self, flag: asyncio.Event) -> None:
+        while not self.ws.closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(flag.wait(), POLL_S)
+            flag.clear()
+            try:
+                await self.flush()
+            except ConnectionResetError:
+                return
+            except Exception:
+                logger.exception("web ws: pushing to visitor %s… failed", self.visitor[:6])
+
+    async def flush(self) -> None:
+        """Send every stored message after the cursor, then the conversation's status."""
+        async with self.lock:
+            rows = await self.runtime.store.messages_for_key(self.key, after=self.cursor, limit=500)
+            if not rows:
+                return
+            for row in rows:
+                self.cursor = row.id
+                await self.send_json({"type": "message", "message": self._message_json(row)})
+            await self.send_json({"type": "status", **await self.status()})
+
+    async def on_frame(self, raw: str) -> None:
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            await self.send_json({"type": "error", "error": "frames must be JSON objects"})
+            return
+        kind = data.get("type") if isinstance(data, dict) else None
+        if kind == "ping":
+            await self.send_json({"type": "pong"})
+        elif kind == "message":
+            await self.on_message(data)
+        else:
+            await self.send_json({"type": "error", "error": f"unknown type {kind!r}; use message or ping"})
+
+    async def on_message(self, data: dict[str, Any]) -> None:
+        client_id = data.get("client_id")
+        text = data.get("text")
+        name = data.get("name")
+        if not isinstance(client_id, str) or not CLIENT_ID.match(client_id):
+            await self.send_json({"type": "error", "error": "client_id must be 1–60 of A-Z a-z 0-9 _ -"})
+            return
+        problem = _text_problem(text)
+        if problem is not None:
+            await self.send_json({"type": "error", "client_id": client_id, "error": problem})
+            return
+        if isinstance(name, str) and name.strip() and len(name) <= MAX_NAME:
+            self.name = name.strip()
+        assert isinstance(text, str)
+        message = Message(
+            channel=CHANNEL,
+            account=self.hub.account,
+            conversation_key=self.key,
+            user_id=self.visitor,
+            user_name=self.name,
+            text=text,
+            channel_msg_id=f"{self.visitor}:{client_id}",
+            raw={"source": "web_ws"},
+        )
+        result = await self.runtime.pipeline.handle(message)
+        await self.send_json(
+            {
+                "type": "ack",
+                "client_id": client_id,
+                "message_id": result.message_id,
+                "duplicate": result.duplicate,
+            }
+        )
+        self.hub.wake(self.key)  # this tab and the visitor's other tabs read the new rows
+        await self.flush()
+
+    async def status(self) -> dict[str, Any]:
+        """Where the visitor's conversation stands: bot / queued (position) / assigned (agent) / rating."""
+        out: dict[str, Any] = {"state": "bot", "position": None, "agent_name": None, "csat_pending": False}
+        conversations = await self.runtime.store.conversations_for_key(self.key)
+        handoff = self.runtime.handoff
+        if not conversations or handoff is None:
+            return out
+        latest = conversations[-1]
+        out["state"] = latest.state.value
+        if latest.state is ConversationState.QUEUED:
+            queue = await handoff.db.list_queue()
+            out["position"] = position_of(str(latest.id), queue)
+        elif latest.state is ConversationState.ASSIGNED:
+            ref = await handoff.db.get_conversation(str(latest.id))
+            if ref is not None and ref.assigned_agent_id is not None:
+                agent = await handoff.db.get_agent(ref.assigned_agent_id)
+                out["agent_name"] = agent.name if agent else None
+        elif latest.state is ConversationState.CLOSED:
+            out["csat_pending"] = await handoff.db.pending_csat_for_key(self.key, utcnow()) is not None
+        return out
+
+    def _message_json(self, row: MessageRow) -> dict[str, Any]:
+        prefix = f"{self.visitor}:"
+        client_id = None
+        if row.channel_msg_id and row.channel_msg_id.startswith(prefix):
+            client_id = row.channel_msg_id[len(prefix) :]
+        return {
+            "id": row.id,
+            "direction": row.direction,
+            "sender": row.sender,
+            "sender_name": row.sender_name if row.sender == "agent" else None,
+            "text": row.text,
+            "suggestions": list(row.suggestions),
+            "client_id": client_id,
+            "at": row.created_at.isoformat(),
+        }
+
+
+def _text_problem(text: Any) -> str | None:
+    if not isinstance(text, str) or not text.strip():
+        return "text must be a non-empty string"
+    if len(text) > MAX_TEXT:
+        return f"text is longer than {MAX_TEXT} characters"
+    if any(ord(c) < 32 and c not in "\n\t" for c in text):
+        return "text contains control characters"
+    return None
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
+def install_web_chat(runtime: Runtime, add_routes: Callable[[list[web.AbstractRouteDef]], Any]) -> None:
+    """Wrap the configured web adapter with live sockets and register `/web/ws` (no-op without one)."""
+    key = (CHANNEL, "default")
+    inner = runtime.adapters.get(key)
+    if inner is None or isinstance(inner, WebChatSockets):
+        return
+    hub = WebChatSockets(inner, runtime)
+    runtime.adapters[key] = hub  # the outbox now delivers web texts through the hub
+    add_routes(hub.routes())

@@ -1,0 +1,451 @@
+"""WeChat official accounts (公众号): URL verification, signed/encrypted webhooks, passive XML replies, 客服消息.
+
+One `WeChatAdapter` per configured account serves `GET/POST /wechat/{name}`:
+- GET answers WeChat's URL verification (echostr) when the signature matches;
+- POST verifies the signature (and in safe mode `msg_signature` + AES), parses the XML with defusedxml
+  before wechatpy sees it, hands a `Message` to the pipeline and answers with ONE passive text reply if
+  the pipeline is done within `pipeline.wechat_reply_deadline_s`; otherwise it answers `success` (WeChat
+  then neither shows an error nor retries) and the replies go out later through the outbox and `send`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import time
+import xml.etree.ElementTree as ET
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import defusedxml
+import defusedxml.ElementTree as SafeET
+from aiohttp import web
+from wechatpy import parse_message
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+from wechatpy.replies import TextReply
+
+from gateway.bodies import read_body
+from gateway.channels.base import Outgoing, SendError
+from gateway.channels.wechat_api import MAX_TEXT_BYTES, AccessTokenManager, CustomerServiceSender, clean_text
+from gateway.message import Message, Reply
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+    from gateway.settings import WeChatAccountSettings
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "wechat"
+SUCCESS = "success"  # WeChat's "nothing to say, do not retry" answer (needs no encryption in safe mode)
+# A deferred message whose handling failed is handled once more after this pause (WeChat will not retry it).
+RETRY_AFTER_FAILURE_S = 1.0
+# Retries of a message whose answer was deferred to 客服消息 must not get the answer a second time.
+_DEFERRED_MEMORY = 4096
+
+
+class WeChatRequestError(Exception):
+    """A webhook request kefu refuses; `status` is the HTTP answer (400, 403, 413)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+# --- signatures ----------------------------------------------------------------------------------
+
+
+def sign(*parts: str) -> str:
+    """WeChat's signature: sha1 of the sorted parts, concatenated (token/timestamp/nonce[/Encrypt])."""
+    return hashlib.sha1("".join(sorted(parts)).encode("utf-8")).hexdigest()
+
+
+def signature_matches(expected: str, given: str) -> bool:
+    """Constant-time comparison; bytes so that non-ASCII garbage is a mismatch rather than a TypeError."""
+    return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8", "surrogateescape"))
+
+
+# --- XML in ------------------------------------------------------------------------------------
+
+
+def parse_xml(body: bytes | str) -> ET.Element:
+    """Parse untrusted XML with defusedxml: any DOCTYPE, entity or external reference is refused."""
+    try:
+        root = SafeET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except defusedxml.DefusedXmlException as exc:
+        raise WeChatRequestError(400, f"XML with {type(exc).__name__} refused") from None
+    except (ET.ParseError, ValueError) as exc:
+        raise WeChatRequestError(400, f"body is not XML: {exc}") from None
+    if root.tag != "xml":
+        raise WeChatRequestError(400, f"unexpected XML root <{root.tag}>, expected <xml>")
+    return root
+
+
+def xml_fields(root: ET.Element) -> dict[str, str]:
+    """The flat `<xml><Field>value</Field>…</xml>` payload as a dict (kept as the message's `raw`)."""
+    return {
+        child.tag: (child.text or "") if len(child) == 0 else ET.tostring(child, "unicode") for child in root
+    }
+
+
+# Events that reach the pipeline (mapped to kefu's event names); any other event is acknowledged and dropped:
+# VIEW (menu link opened), LOCATION reports, TEMPLATESENDJOBFINISH and friends carry nothing to answer.
+_EVENTS = {
+    "subscribe": "subscribe",
+    "subscribe_scan": "subscribe",
+    "subscribe_scan_product": "subscribe",
+    "click": "click",
+    "unsubscribe": "unsubscribe",
+}
+# Events that are recorded but never answered (the customer can no longer read an answer).
+_SILENT_EVENTS = frozenset({"unsubscribe"})
+
+
+def to_message(account: str, xml_text: str, raw: Mapping[str, str]) -> Message | None:
+    """Map one decrypted WeChat payload to kefu's `Message` (None for events kefu ignores)."""
+    try:
+        wx = parse_message(xml_text)
+        openid = wx.source
+        create_time = str(raw.get("CreateTime") or "0")
+        msg_id = wx.id  # MsgId as int (0 for events); junk raises ValueError here, not later
+    except Exception as exc:  # wechatpy raises KeyError/ValueError/AttributeError on odd payloads
+        raise WeChatRequestError(400, f"not a WeChat message: {type(exc).__name__}") from None
+    if not openid or not isinstance(openid, str):
+        raise WeChatRequestError(400, "FromUserName (openid) missing")
+    base: dict[str, Any] = {
+        "channel": CHANNEL,
+        "account": account,
+        "conversation_key": f"wechat:{account}:{openid}",
+        "user_id": openid,
+        "raw": dict(raw),
+    }
+    msg_type = (raw.get("MsgType") or "").lower()
+    if msg_type == "event":
+        # wechatpy normalises "subscribe" with a qrscene_ key to "subscribe_scan"; unknown events keep Event.
+        event_type = str(wx.event if wx.type == "event" else raw.get("Event", "")).lower()
+        event = _EVENTS.get(event_type)
+        if event is None:
+            return None
+        event_key = None
+        if event == "click":
+            event_key = wx.key or None
+        elif event_type == "subscribe_scan":
+            event_key = wx.scene_id or None  # the qrscene_ parameter of the QR code the customer scanned
+        # WeChat retries events with the same FromUserName + CreateTime; the event name keeps two different
+        # events in the same second (subscribe, then a menu click) apart.
+        return Message(
+            **base,
+            text="",
+            kind="event",
+            event=event,
+            event_key=event_key,
+            channel_msg_id=f"evt:{openid}:{create_time}:{event}",
+        )
+    channel_msg_id = str(msg_id) if msg_id else f"msg:{openid}:{create_time}:{msg_type}"
+    if msg_type == "text":
+        return Message(**base, text=_plain(wx.content, "Content"), kind="text", channel_msg_id=channel_msg_id)
+    if msg_type == "voice":
+        # With 语音识别 switched on WeChat transcribes the voice message; answer the transcript as text.
+        recognition = _plain(getattr(wx, "recognition", None), "Recognition").strip()
+        return Message(**base, text=recognition, kind="voice", channel_msg_id=channel_msg_id)
+    if msg_type == "image":
+        return Message(**base, text="", kind="image", channel_msg_id=channel_msg_id)
+    return Message(**base, text="", kind="other", channel_msg_id=channel_msg_id)
+
+
+def _plain(value: Any, field: str) -> str:
+    """A text field's value; nested elements (never sent by WeChat) are refused rather than stringified."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise WeChatRequestError(400, f"<{field}> must be text")
+    return value
+
+
+# --- XML out -----------------------------------------------------------------------------------
+
+
+def cdata_safe(text: str) -> str:
+    """Text safe inside wechatpy's `<![CDATA[…]]>`: XML-invalid characters dropped, `]]>` split across sections."""
+    return clean_text(text).replace("]]>", "]]]]><![CDATA[>")
+
+
+def reply_text(replies: Sequence[Reply]) -> str:
+    """All replies as one passive message (WeChat allows one): blank lines between them."""
+    parts: list[str] = []
+    for reply in replies:
+        text = reply.text.strip()
+        missing = [s for s in reply.suggestions if s not in text]
+        if missing:  # the pipeline normally numbers suggestions into the text; never lose one if not
+            text = "\n".join([text, *(f"{i}. {s}" for i, s in enumerate(reply.suggestions, 1))])
+        if text:
+            parts.append(text)
+    return "\n\n".join(parts)
+
+
+def render_text_reply(text: str, *, openid: str, gh_id: str, now: int | None = None) -> str:
+    """The passive text reply XML (wechatpy's TextReply, with CDATA-safe fields)."""
+    reply = TextReply(
+        source=cdata_safe(gh_id),
+        target=cdata_safe(openid),
+        content=cdata_safe(text),
+        time=now if now is not None else int(time.time()),
+    )
+    return reply.render()
+
+
+# --- the adapter ---------------------------------------------------------------------------------
+
+
+@dataclass(eq=False, slots=True)
+class _InFlight:
+    """One message being handled; WeChat retries of the same MsgId wait on the same task."""
+
+    task: asyncio.Task[Any]
+    message: Message
+    silent: bool = False
+    deferred: bool = False  # some request answered `success`: the replies must go through the outbox
+    pushed: bool = False
+    retried: bool = False
+
+
+class WeChatAdapter:
+    """One WeChat official account: webhook routes, verification, parsing, passive replies and 客服消息 sends."""
+
+    channel = CHANNEL
+
+    def __init__(self, settings: WeChatAccountSettings, runtime: Runtime) -> None:
+        self.settings = settings
+        self.account = settings.name
+        self.runtime = runtime
+        self._crypto = (
+            WeChatCrypto(settings.token, settings.aes_key, settings.appid) if settings.aes_key else None
+        )
+        self._inflight: dict[str, _InFlight] = {}
+        self._deferred_ids: OrderedDict[str, None] = OrderedDict()
+        self._sender: CustomerServiceSender | None = None
+
+    @property
+    def path(self) -> str:
+        return f"/wechat/{self.account}"
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        """GET for WeChat's URL verification, POST for messages and events."""
+        return [
+            web.get(self.path, self.handle_verify, allow_head=False),
+            web.post(self.path, self.handle_post),
+        ]
+
+    # --- inbound ---
+
+    async def handle_verify(self, request: web.Request) -> web.StreamResponse:
+        """URL verification: echo `echostr` as is when the signature matches (never encrypted for 公众号)."""
+        query = request.query
+        missing = [k for k in ("signature", "timestamp", "nonce", "echostr") if not query.get(k)]
+        if missing:
+            return web.Response(status=400, text=f"missing query parameters: {', '.join(missing)}")
+        if not signature_matches(
+            sign(self.settings.token, query["timestamp"], query["nonce"]), query["signature"]
+        ):
+            logger.warning("wechat verification with a bad signature", extra={"account": self.account})
+            return web.Response(status=403, text="signature mismatch")
+        return web.Response(text=query["echostr"], content_type="text/plain")
+
+    async def handle_post(self, request: web.Request) -> web.StreamResponse:
+        """One message or event: verify, decrypt, parse, run the pipeline, answer passively or `success`."""
+        try:
+            message, nonce, encrypted = await self.parse(request)
+        except WeChatRequestError as exc:
+            level = logging.WARNING if exc.status == 403 else logging.INFO
+            logger.log(level, "wechat request refused: %s", exc.reason, extra={"account": self.account})
+            return web.Response(status=exc.status, text=exc.reason)
+        if message is None:
+            return web.Response(text=SUCCESS)
+        try:
+            result = await self.answer(message)
+        except Exception:
+            # Nothing was committed (the pipeline works in one transaction): a 5xx makes WeChat retry.
+            logger.exception("wechat message failed in the pipeline", extra={"account": self.account})
+            return web.Response(status=503, text="temporarily unavailable")
+        text = reply_text(result.replies) if result is not None else ""
+        if not text:
+            return web.Response(text=SUCCESS)
+        if len(text.encode("utf-8")) > MAX_TEXT_BYTES and self.settings.secret:
+            # One passive reply cannot be split, and WeChat shows "该公众号暂时无法提供服务" for one that is
+            # too long; 客服消息 sends the text as several messages instead.
+            self._remember_deferred(message.channel_msg_id or "")
+            self.runtime.spawn(self.runtime.pipeline.push_replies(result), name=f"wechat-{self.account}-push")
+            return web.Response(text=SUCCESS)
+        raw = message.raw
+        xml = render_text_reply(text, openid=message.user_id, gh_id=str(raw.get("ToUserName", "")))
+        if encrypted and self._crypto is not None:
+            xml = self._crypto.encrypt_message(xml, nonce, str(int(time.time())))
+        return web.Response(text=xml, content_type="application/xml")
+
+    async def parse(self, request: web.Request) -> tuple[Message | None, str, bool]:
+        """Verify and decode a POST into (message or None, nonce, reply-encrypted?); raises WeChatRequestError."""
+        query = request.query
+        timestamp, nonce = query.get("timestamp", ""), query.get("nonce", "")
+        signature = query.get("signature", "")
+        if not timestamp or not nonce:
+            raise WeChatRequestError(400, "missing query parameters: timestamp, nonce")
+        # `signature` comes with every POST, also in safe mode: check it before reading the body.
+        if not signature or not signature_matches(sign(self.settings.token, timestamp, nonce), signature):
+            raise WeChatRequestError(403, "signature mismatch")
+        # 413 before reading more than the cap (a JSON error body; WeChat never sends that much anyway).
+        body = await read_body(request, self._max_body())
+        if not body:
+            raise WeChatRequestError(400, "empty body")
+        try:
+            xml_text = body.decode("utf-8")  # WeChat sends UTF-8; wechatpy's parser gets this same text
+        except UnicodeDecodeError:
+            raise WeChatRequestError(400, "body is not UTF-8") from None
+        root = parse_xml(xml_text)
+        encrypted = query.get("encrypt_type", "raw").lower() == "aes"
+        if encrypted and self._crypto is not None:
+            xml_text = self._decrypt(root, query.get("msg_signature", ""), timestamp, nonce)
+            root = parse_xml(xml_text)
+        elif encrypted:
+            if root.find("MsgType") is None:
+                raise WeChatRequestError(
+                    400, f"encrypted message but channels.wechat[{self.account}].aes_key is not configured"
+                )
+            # Compatible mode carries the plaintext too; without a key we can only use (and answer) that.
+            encrypted = False
+        elif root.find("MsgType") is None:
+            raise WeChatRequestError(400, "no MsgType: an encrypted message without encrypt_type=aes?")
+        return to_message(self.account, xml_text, xml_fields(root)), nonce, encrypted
+
+    def _decrypt(self, root: ET.Element, msg_signature: str, timestamp: str, nonce: str) -> str:
+        assert self._crypto is not None
+        encrypt = (root.findtext("Encrypt") or "").strip()
+        if not encrypt:
+            raise WeChatRequestError(400, "encrypt_type=aes but no <Encrypt> in the body")
+        expected = sign(self.settings.token, timestamp, nonce, encrypt)
+        if not msg_signature or not signature_matches(expected, msg_signature):
+            raise WeChatRequestError(403, "msg_signature mismatch")
+        try:
+            # Signature already checked in constant time above; wechatpy re-checks it with the same value.
+            return self._crypto.decrypt_message({"Encrypt": encrypt}, expected, timestamp, nonce)
+        except InvalidAppIdException:
+            raise WeChatRequestError(403, "message encrypted for another appid") from None
+        except InvalidSignatureException:  # pragma: no cover - cannot happen after the check above
+            raise WeChatRequestError(403, "msg_signature mismatch") from None
+        except Exception as exc:  # bad base64/padding/length: wechatpy does not validate PKCS#7 itself
+            raise WeChatRequestError(400, f"cannot decrypt the message: {type(exc).__name__}") from None
+
+    def _max_body(self) -> int:
+        return self.runtime.settings.server.max_body_bytes
+
+    def _deadline(self) -> float:
+        return self.runtime.settings.pipeline.wechat_reply_deadline_s
+
+    # --- the pipeline and the 5-second deadline ---
+
+    async def answer(self, message: Message) -> Any:
+        """The PipelineResult if ready within the deadline; None when its replies go out via 客服消息."""
+        key = message.channel_msg_id or ""
+        if key in self._deferred_ids:
+            return None  # an earlier delivery of this message already deferred its answer to the outbox
+        entry = self._inflight.get(key)
+        if entry is None:
+            # Shielded and tracked: the handling must finish (and store) even when this request gives up.
+            task = self.runtime.spawn(
+                self.runtime.pipeline.handle(message), name=f"wechat-{self.account}-{key}"
+            )
+            entry = _InFlight(task=task, message=message, silent=message.event in _SILENT_EVENTS)
+            self._inflight[key] = entry
+            task.add_done_callback(lambda _t, key=key, entry=entry: self._settled(key, entry))
+        if entry.deferred:
+            return None
+        try:
+            result = await asyncio.wait_for(asyncio.shield(entry.task), self._deadline())
+        except TimeoutError:
+            self._defer(key, entry)
+            return None
+        if entry.deferred or entry.silent:
+            return None
+        return result
+
+    def _remember_deferred(self, key: str) -> None:
+        self._deferred_ids[key] = None
+        while len(self._deferred_ids) > _DEFERRED_MEMORY:
+            self._deferred_ids.popitem(last=False)
+
+    def _defer(self, key: str, entry: _InFlight) -> None:
+        entry.deferred = True
+        self._remember_deferred(key)
+        logger.info(
+            "wechat answer missed the deadline; it goes out via 客服消息", extra={"account": self.account}
+        )
+        if entry.task.done():  # finished while the timeout was being processed: the done-callback has run
+            self._push(entry)
+
+    def _settled(self, key: str, entry: _InFlight) -> None:
+        if self._inflight.get(key) is entry:
+            del self._inflight[key]
+        if entry.task.cancelled():
+            return
+        exc = entry.task.exception()  # always retrieve it, or asyncio logs "exception was never retrieved"
+        if exc is not None and entry.deferred:
+            # WeChat got `success` and will not retry, so a failure here would lose the message: try once more.
+            logger.error(
+                "wechat message failed after its answer was deferred%s",
+                "" if entry.retried else "; retrying once",
+                exc_info=exc,
+                extra={"account": self.account},
+            )
+            if not entry.retried:
+                entry.retried = True
+                entry.task = self.runtime.spawn(
+                    self._handle_again(entry.message), name=f"wechat-{self.account}-retry"
+                )
+                entry.task.add_done_callback(lambda _t: self._settled(key, entry))
+            return
+        if entry.deferred:
+            self._push(entry)
+
+    async def _handle_again(self, message: Message) -> Any:
+        await asyncio.sleep(RETRY_AFTER_FAILURE_S)
+        return await self.runtime.pipeline.handle(message)
+
+    def _push(self, entry: _InFlight) -> None:
+        if entry.pushed or entry.silent or entry.task.cancelled() or entry.task.exception() is not None:
+            return
+        entry.pushed = True
+        result = entry.task.result()
+        if result.replies:
+            self.runtime.spawn(self.runtime.pipeline.push_replies(result), name=f"wechat-{self.account}-push")
+
+    # --- outbound ---
+
+    def _api(self) -> CustomerServiceSender:
+        if self._sender is None:
+            session = self.runtime.http
+            tokens = AccessTokenManager(
+                session, self.settings.appid, self.settings.secret, api_base=self.settings.api_base
+            )
+            self._sender = CustomerServiceSender(session, tokens, api_base=self.settings.api_base)
+        return self._sender
+
+    async def send(self, outgoing: Outgoing) -> None:
+        """Deliver one text through the 客服消息 API (split when long); raise SendError on failure."""
+        if not self.settings.secret:
+            raise SendError(
+                f"channels.wechat[{self.account}].secret is not set: 客服消息 (asynchronous replies) need the AppSecret",
+                retryable=False,
+            )
+        # The pipeline keeps the openid as target["user_id"]; the conversation key ends with it as well.
+        target = outgoing.target
+        openid = (
+            str(target.get("openid") or target.get("user_id") or "")
+            or outgoing.conversation_key.rpartition(":")[2]
+        )
+        if not openid:
+            raise SendError(f"no openid in conversation {outgoing.conversation_key!r}", retryable=False)
+        await self._api().send_text(openid, outgoing.text)

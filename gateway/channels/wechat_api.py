@@ -1,0 +1,313 @@
+"""WeChat official-account REST API over aiohttp: the access_token refresher and 客服消息 (customer-service) sends.
+
+wechatpy's own client is synchronous (requests) and its token fetch has no timeout, so kefu talks to the
+two endpoints it needs directly. Neither the AppSecret nor an access_token is ever logged or put into an
+exception message (both travel in query strings, so URLs are never logged either).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+
+from gateway.channels.base import SendError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_API_BASE = "https://api.weixin.qq.com"
+DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=5)
+# WeChat rejects a text over ~2048 bytes (45002); 2,000 leaves room for its own counting quirks.
+MAX_TEXT_BYTES = 2000
+# Refresh this long before WeChat's expires_in runs out; a refresh overlaps the old token by 5 min.
+TOKEN_MARGIN_S = 300.0
+# errcodes meaning "this access_token is not (or no longer) valid": fetch a new one and try once more.
+TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
+
+# The platform said no for good: retrying the same send cannot succeed (the outbox marks it undeliverable).
+PERMANENT_ERRCODES: Mapping[int, str] = {
+    40003: "openid 无效 / invalid openid (40003): the customer is not a follower of this account",
+    43004: "用户未关注公众号 / the customer has unfollowed the account (43004)",
+    45002: "消息内容超长 / message text too long (45002)",
+    45015: "超出48小时回复窗口 / reply window closed (45015): the customer has not written in 48 hours",
+    45047: "客服消息下行条数超限 / per-message quota exhausted (45047): at most 5 replies per customer message",
+    48001: "公众号无客服消息接口权限 / this account may not use the 客服消息 API (48001)",
+}
+
+
+class WeChatAPIError(Exception):
+    """WeChat answered with a non-zero errcode (or an unusable response)."""
+
+    def __init__(self, errcode: int, errmsg: str) -> None:
+        super().__init__(f"errcode {errcode}: {errmsg}")
+        self.errcode = errcode
+        self.errmsg = errmsg
+
+
+def _describe_network_error(exc: BaseException) -> str:
+    """Name a transport failure without echoing the request URL (it carries the secret or the token)."""
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect to {exc.host}:{exc.port}"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"HTTP {exc.status}"
+    return type(exc).__name__
+
+
+async def _read_json(resp: aiohttp.ClientResponse) -> dict[str, Any]:
+    """Decode WeChat's JSON answer (it is sometimes served as text/plain)."""
+    if resp.status >= 500:
+        raise SendError(f"WeChat API HTTP {resp.status}", retryable=True)
+    if resp.status != 200:
+        # WeChat itself answers errors with 200 + errcode; another status means a proxy or outage in between.
+        raise SendError(f"WeChat API HTTP {resp.status}", retryable=True)
+    try:
+        body = await resp.json(content_type=None)
+    except (ValueError, aiohttp.ContentTypeError):
+        raise SendError("WeChat API returned a body that is not JSON", retryable=True) from None
+    if not isinstance(body, dict):
+        raise SendError("WeChat API returned JSON that is not an object", retryable=True)
+    return body
+
+
+class AccessTokenManager:
+    """One appid's access_token: cached until shortly before expiry, fetched by one caller at a time.
+
+    WeChat invalidates the previous token (after a 5-minute overlap) whenever a new one is fetched, so
+    concurrent senders must share a single fetch instead of racing each other into 40001 errors.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        appid: str,
+        secret: str,
+        *,
+        api_base: str = DEFAULT_API_BASE,
+        timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+        margin_s: float = TOKEN_MARGIN_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session = session
+        self.appid = appid
+        self._secret = secret
+        self._api_base = api_base.rstrip("/")
+        self._timeout = timeout
+        self._margin_s = margin_s
+        self._clock = clock
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._lock = asyncio.Lock()
+        self.fetches = 0  # how many times a token was requested from WeChat (for metrics and tests)
+
+    def __repr__(self) -> str:  # the default repr would show nothing secret, but be explicit about it
+        return f"AccessTokenManager(appid={self.appid!r})"
+
+    def _valid(self) -> str | None:
+        if self._token is not None and self._clock() < self._expires_at:
+            return self._token
+        return None
+
+    async def get(self) -> str:
+        """A valid access_token, fetching one (single-flight) when the cache is empty or expiring."""
+        token = self._valid()
+        if token is not None:
+            return token
+        async with self._lock:
+            token = self._valid()  # another caller may have fetched while we waited
+            if token is not None:
+                return token
+            return await self._fetch()
+
+    async def refresh(self, stale: str) -> str:
+        """A new token after WeChat rejected `stale`; callers holding the same stale token share one fetch."""
+        async with self._lock:
+            if self._token is not None and self._token != stale and self._valid() is not None:
+                return self._token
+            return await self._fetch()
+
+    async def _fetch(self) -> str:
+        self.fetches += 1
+        params = {"grant_type": "client_credential", "appid": self.appid, "secret": self._secret}
+        try:
+            async with self._session.get(
+                f"{self._api_base}/cgi-bin/token", params=params, timeout=self._timeout
+            ) as resp:
+                body = await _read_json(resp)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            logger.warning(
+                "wechat access_token fetch failed",
+                extra={"appid": self.appid, "error": _describe_network_error(exc)},
+            )
+            raise SendError(
+                f"access_token fetch failed: {_describe_network_error(exc)}", retryable=True
+            ) from None
+        token = body.get("access_token")
+        if not isinstance(token, str) or not token:
+            errcode = int(body.get("errcode") or -1)
+            errmsg = str(body.get("errmsg") or "no access_token in the answer")
+            # 40013 appid / 40125 secret / 40164 server IP not whitelisted are config problems the operator
+            # must fix; the send stays retryable so it goes out once the config is corrected.
+            logger.error(
+                "wechat access_token fetch refused: errcode %s %s (check channels.wechat appid/secret and the "
+                "IP whitelist)",
+                errcode,
+                errmsg,
+                extra={"appid": self.appid},
+            )
+            raise SendError(f"access_token fetch refused: errcode {errcode} {errmsg}", retryable=True)
+        try:
+            expires_in = float(body.get("expires_in") or 7200)
+        except (TypeError, ValueError):
+            expires_in = 7200.0
+        self._token = token
+        # Never trust the margin to leave nothing: keep a short-lived token for at least half its life.
+        self._expires_at = self._clock() + max(expires_in - self._margin_s, expires_in / 2)
+        logger.info("wechat access_token refreshed", extra={"appid": self.appid, "expires_in": expires_in})
+        return token
+
+
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def clean_text(text: str) -> str:
+    """Drop the characters XML 1.0 (and UTF-8) cannot carry: C0 controls except tab/newline/CR, lone surrogates."""
+    return _XML_INVALID.sub("", text)
+
+
+# Where a long text may be cut, best first: paragraph, line, sentence end, clause, space.
+_CUT_PATTERNS = (
+    re.compile(r"\n\s*\n"),
+    re.compile(r"\n"),
+    re.compile(r"(?<=[。！？!?；;…])|(?<=\.)(?=\s)"),
+    re.compile(r"(?<=[，,、：:）)」』”])"),
+    re.compile(r"(?<=\s)"),
+)
+
+
+def _utf8_prefix_chars(text: str, limit: int) -> int:
+    """How many leading characters of `text` fit in `limit` UTF-8 bytes."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return len(text)
+    # Back off to a character boundary (continuation bytes are 0b10xxxxxx).
+    cut = limit
+    while cut > 0 and (encoded[cut] & 0xC0) == 0x80:
+        cut -= 1
+    return len(encoded[:cut].decode("utf-8"))
+
+
+def split_text(text: str, limit: int = MAX_TEXT_BYTES) -> list[str]:
+    """Cut `text` into pieces of at most `limit` UTF-8 bytes, at paragraph, line or sentence ends when possible."""
+    pieces: list[str] = []
+    rest = text
+    while len(rest.encode("utf-8")) > limit:
+        window_len = _utf8_prefix_chars(rest, limit)
+        window = rest[:window_len]
+        cut = skip = 0
+        for pattern in _CUT_PATTERNS:
+            matches = [m for m in pattern.finditer(window) if m.start() > 0]
+            # A boundary in the first third would make many tiny messages; try a weaker boundary instead.
+            if matches and matches[-1].start() >= window_len // 3:
+                cut, skip = matches[-1].start(), matches[-1].end() - matches[-1].start()
+                break
+        if cut == 0:
+            cut, skip = window_len, 0  # no boundary at all (one long word or URL): cut at the byte limit
+        piece = rest[:cut].rstrip()
+        if piece:
+            pieces.append(piece)
+        rest = rest[cut + skip :].lstrip("\n")
+    if rest.strip() or not pieces:
+        pieces.append(rest)
+    return pieces
+
+
+def classify_errcode(errcode: int, errmsg: str) -> SendError:
+    """Turn a 客服消息 errcode into a SendError the outbox understands (permanent ones are undeliverable)."""
+    if errcode in PERMANENT_ERRCODES:
+        return SendError(PERMANENT_ERRCODES[errcode], retryable=False)
+    if errcode == -1:
+        return SendError("WeChat system busy (-1), will retry / 系统繁忙，稍后重试", retryable=True)
+    return SendError(f"WeChat API errcode {errcode}: {errmsg}", retryable=True)
+
+
+class CustomerServiceSender:
+    """Sends texts through the 客服消息 API (`/cgi-bin/message/custom/send`) for one account."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        tokens: AccessTokenManager,
+        *,
+        api_base: str = DEFAULT_API_BASE,
+        timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
+        max_bytes: int = MAX_TEXT_BYTES,
+    ) -> None:
+        self._session = session
+        self.tokens = tokens
+        self._api_base = api_base.rstrip("/")
+        self._timeout = timeout
+        self._max_bytes = max_bytes
+        # A long text goes out as several messages; if piece 2 of 3 fails, the outbox retries the whole text.
+        # Remember how many pieces already went out so the customer does not get piece 1 twice.
+        self._progress: OrderedDict[str, int] = OrderedDict()
+
+    async def send_text(self, openid: str, text: str) -> None:
+        """Deliver `text` to `openid`, split into several messages when it exceeds the size limit."""
+        cleaned = clean_text(text)
+        if not cleaned.strip():
+            return  # WeChat refuses empty content (44004); there is nothing to deliver
+        pieces = split_text(cleaned, self._max_bytes)
+        key = hashlib.sha1(f"{openid}\x00{text}".encode("utf-8", "surrogatepass")).hexdigest()
+        done = self._progress.get(key, 0)
+        for index in range(done, len(pieces)):
+            await self._post({"touser": openid, "msgtype": "text", "text": {"content": pieces[index]}})
+            if len(pieces) > 1:
+                self._remember(key, index + 1)
+        self._progress.pop(key, None)
+
+    def _remember(self, key: str, sent: int) -> None:
+        self._progress[key] = sent
+        self._progress.move_to_end(key)
+        while len(self._progress) > 1024:
+            self._progress.popitem(last=False)
+
+    async def _post(self, payload: Mapping[str, Any]) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        token = await self.tokens.get()
+        for attempt in range(2):
+            try:
+                async with self._session.post(
+                    f"{self._api_base}/cgi-bin/message/custom/send",
+                    params={"access_token": token},
+                    data=data,
+                    headers={"Content-Type": "application/json; charset=utf-8"},
+                    timeout=self._timeout,
+                ) as resp:
+                    body = await _read_json(resp)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise SendError(
+                    f"WeChat API unreachable: {_describe_network_error(exc)}", retryable=True
+                ) from None
+            try:
+                errcode = int(body.get("errcode") or 0)
+            except (TypeError, ValueError):
+                raise SendError("WeChat API returned a non-numeric errcode", retryable=True) from None
+            if errcode == 0:
+                return
+            errmsg = str(body.get("errmsg") or "")
+            if errcode in TOKEN_ERRCODES and attempt == 0:
+                logger.info("wechat access_token rejected, fetching a new one", extra={"errcode": errcode})
+                token = await self.tokens.refresh(token)
+                continue
+            raise classify_errcode(errcode, errmsg)
+        raise SendError("WeChat rejected a freshly fetched access_token", retryable=True)  # pragma: no cover

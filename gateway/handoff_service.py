@@ -1,0 +1,771 @@
+"""Handoff orchestration: what happens around the queue, in order, with the texts from handoff.notices.
+
+The pure rules live in `handoff/` (who is next, who may do what, what the customer is told); this module
+applies them to the database (`HandoffDb`), the customer's channel (messages + outbox, so a reply that
+cannot be delivered yet is retried, never lost) and the agents' consoles (stored, numbered events that
+the WebSocket pushes; `EventBus` wakes the sockets of this process, others poll the table).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Collection, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from gateway.channels.base import Outgoing
+from gateway.message import Message, Reply, utcnow
+from gateway.storage.handoff_store import EventRow, HandoffDb, session_of
+from handoff import notices
+from handoff.agents import AgentInfo
+from handoff.csat import parse_rating
+from handoff.lifecycle import IdleAction, LifecycleRules, idle_action
+from handoff.permissions import (
+    ConversationRef,
+    Permission,
+    can_claim,
+    can_close,
+    can_hand_back,
+    can_reassign,
+    can_reply,
+    can_transfer,
+    can_view,
+)
+from handoff.presence import Presence, accepts_new_chats
+from handoff.queue import (
+    AssignmentPolicy,
+    Priority,
+    QueueItem,
+    is_group_staffed,
+    plan_assignments,
+    position_changes,
+    position_of,
+)
+from handoff.routing import RoutingRules
+from handoff.state import ConversationState
+from handoff.store import ClaimOutcome, ClaimResult
+from handoff.wrapup import CloseReason, normalize_wrap_up_tags
+
+if TYPE_CHECKING:
+    from gateway.pipeline import PipelineResult
+    from gateway.runtime import Runtime
+    from gateway.settings import HandoffSettings
+
+logger = logging.getLogger(__name__)
+
+WITH_HUMAN = "with_human"  # gateway.pipeline.WITH_HUMAN (not imported: the pipeline imports us lazily)
+CSAT_DECISION = "csat"
+# The pipeline's handoff reasons that are rule-intent names in handoff routing.
+REASON_INTENT = {"complaint": "complaint", "asked_human": "human"}
+
+
+# Notices raised by a customer message (queue position, agent joined, 留言) wait this long: the bot's own
+# handoff reply goes out in the webhook response or through the outbox right after the pipeline returns,
+# and the customer should read "正在为您转接" before "当前排队第 1 位".
+FOLLOW_UP_DELAY_S = 0.3
+_held: ContextVar[list[tuple[int, str]] | None] = ContextVar("kefu_held_notices", default=None)
+
+
+class HandoffError(Exception):
+    """A refused agent action; `status` is the HTTP status the API answers with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _require(permission: Permission) -> None:
+    if not permission:
+        raise HandoffError(403, permission.reason)
+
+
+_CLAIM_STATUS = {
+    ClaimOutcome.TAKEN: (409, "the conversation was taken by another agent"),
+    ClaimOutcome.NOT_QUEUED: (409, "the conversation is no longer waiting for an agent"),
+    ClaimOutcome.AT_CAPACITY: (409, "that agent is at their limit of open conversations"),
+    ClaimOutcome.NOT_FOUND: (404, "no such conversation or agent"),
+}
+
+
+def _check(result: ClaimResult) -> None:
+    if not result.ok:
+        status, message = _CLAIM_STATUS[result.outcome]
+        raise HandoffError(status, message)
+
+
+class EventBus:
+    """Wakes this process's agent WebSockets when an event is stored (Redis pub/sub is the later step)."""
+
+    def __init__(self) -> None:
+        self._waiters: set[asyncio.Event] = set()
+
+    def subscribe(self) -> asyncio.Event:
+        """A flag set on every publish; the subscriber clears it after reading."""
+        flag = asyncio.Event()
+        self._waiters.add(flag)
+        return flag
+
+    def unsubscribe(self, flag: asyncio.Event) -> None:
+        """Stop waking this flag."""
+        self._waiters.discard(flag)
+
+    def publish(self) -> None:
+        """Something new is in agent_events."""
+        for flag in self._waiters:
+            flag.set()
+
+
+def visible_to(event: EventRow, agent: AgentInfo) -> bool:
+    """Supervisors see every event; agents their own and their groups' ones."""
+    if agent.role.sees_everything:
+        return True
+    if event.agent_id is not None:
+        return str(event.agent_id) == agent.id
+    return event.group is not None and agent.serves(event.group)
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """Addressing for a notice: the conversation's channel, account, key and the last inbound target."""
+
+    channel: str
+    account: str
+    conversation_key: str
+    target: dict[str, Any]
+
+
+class HandoffService:
+    """The gateway half of the handoff (one per app, on `runtime.handoff`)."""
+
+    def __init__(self, runtime: Runtime, settings: HandoffSettings) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        self.rules = RoutingRules.from_config(
+            {"groups": settings.groups, "default_group": settings.default_group}
+        )
+        self.policy = AssignmentPolicy(settings.assignment)
+        conversation = runtime.settings.conversation
+        reminder = (
+            timedelta(minutes=settings.idle_reminder_minutes) if settings.idle_reminder_minutes else None
+        )
+        self.lifecycle = LifecycleRules(
+            bot_idle=timedelta(minutes=conversation.bot_idle_minutes),
+            human_idle=timedelta(minutes=conversation.human_idle_minutes),
+            idle_reminder=reminder,
+        )
+        self.db = HandoffDb(
+            runtime.store,
+            heartbeat_timeout=timedelta(seconds=settings.heartbeat_timeout_s),
+            default_group=self.rules.default_group,
+        )
+        self.bus = EventBus()
+        self._assign_lock = asyncio.Lock()
+        self._connections: dict[str, int] = {}
+        self.sockets: set[web.WebSocketResponse] = set()
+
+    # --- the customer side ----------------------------------------------------------------------
+
+    async def intercept(self, message: Message) -> PipelineResult | None:
+        """A CSAT answer while a rating is pending: stored with the closed conversation, thanked; else None.
+
+        Runs before classification, so "差评" after the survey is a rating, not a complaint handoff.
+        """
+        if message.kind != "text" or not message.text.strip():
+            return None
+        now = utcnow()
+        cid = await self.db.pending_csat_for_key(message.conversation_key, now)
+        if cid is None:
+            return None
+        rating = parse_rating(message.text)
+        if rating is None:
+            await self.db.skip_csat(cid)  # a new question: the bot handles it, the survey is over
+            return None
+        from gateway.pipeline import PipelineResult  # the pipeline imports this module's users
+
+        thanks = notices.thanks_for_rating(rating)
+        target = {
+            "user_id": message.user_id,
+            "chat_type": message.chat_type,
+            "group_id": message.group_id,
+            "channel_msg_id": message.channel_msg_id,
+        }
+        store = self.runtime.store
+        async with store.transaction() as tx:
+            if message.channel_msg_id is not None and await tx.find_message(
+                message.channel, message.account, message.channel_msg_id
+            ):
+                return None  # a platform retry: the pipeline answers it from the stored replies
+            saved = await self.db.save_csat_in(session_of(tx), cid, rating, message.text, now)
+            if not saved:
+                return None
+            common = {
+                "conversation_id": cid,
+                "conversation_key": message.conversation_key,
+                "channel": message.channel,
+                "account": message.account,
+            }
+            inbound = await tx.add_message(
+                **common,
+                direction="in",
+                sender="customer",
+                sender_name=message.user_name,
+                text=message.text,
+                channel_msg_id=message.channel_msg_id,
+                decision=CSAT_DECISION,
+                reason=str(rating),
+                target=target,
+                created_at=now,
+            )
+            reply = await tx.add_message(
+                **common,
+                direction="out",
+                sender="system",
+                text=thanks,
+                reply_to=inbound.id,
+                decision=CSAT_DECISION,
+                created_at=now,
+            )
+        logger.info("csat conversation=%s rating=%s", cid, rating)
+        await self._publish(
+            "csat.received", {"rating": rating}, conversation_id=cid, agent_id=await self._last_agent(cid)
+        )
+        return PipelineResult(
+            conversation_id=cid,
+            message_id=inbound.id,
+            replies=[Reply(message.conversation_key, thanks, sender="system")],
+            duplicate=False,
+            decision=CSAT_DECISION,
+            channel=message.channel,
+            account=message.account,
+            conversation_key=message.conversation_key,
+            reply_ids=(reply.id,),
+            target=target,
+            reason=str(rating),
+        )
+
+    async def after_message(self, result: PipelineResult) -> None:
+        """Called by the pipeline after each stored message: queue a handoff, or tell the agent."""
+        if result.duplicate:
+            return
+        held: list[tuple[int, str]] = []
+        token = _held.set(held)
+        try:
+            if result.handoff:
+                await self.on_queued(result.conversation_id)
+            elif result.decision == WITH_HUMAN:
+                await self.on_customer_message(result.conversation_id, result.message_id)
+        except Exception:
+            # The customer's message is stored; the periodic job re-runs assignment. Never fail the webhook.
+            logger.exception("handoff: follow-up of conversation %s failed", result.conversation_id)
+        finally:
+            _held.reset(token)
+        if held:
+            self.runtime.spawn(self._send_held(held), name=f"kefu-handoff-notices-{result.conversation_id}")
+
+    async def _send_held(self, held: list[tuple[int, str]]) -> None:
+        await asyncio.sleep(FOLLOW_UP_DELAY_S)
+        for conversation_id, text in held:  # in order: "排队第 1 位" before "客服 X 为您服务"
+            await self.notify(conversation_id, text)
+
+    def route(
+        self, reason: str | None, group: str | None, priority: str | None, category: str | None = None
+    ) -> tuple[str, Priority]:
+        """Group and priority for a handoff: the kb intent's group when configured, else the routing rules."""
+        intent = REASON_INTENT.get(reason or "")
+        routed = self.rules.route(intent=intent, category=category, declared=priority)
+        # The kb intent's own group (RuleIntent.group) stands when configured, or when the deployment
+        # configured no groups at all: then the FAQ's groups are the groups.
+        if group and (self.rules.get(group) is not None or not self.settings.groups):
+            return group, routed.priority
+        return routed.group, routed.priority
+
+    async def _category(self, conversation_id: int) -> str | None:
+        """The FAQ category the bot last thought the customer meant (its answer or its first suggestion)."""
+        snapshot = self.runtime.kb.snapshot()
+        if snapshot is None:
+            return None
+        kb = snapshot[0]
+        for row in reversed(await self.runtime.store.messages(conversation_id)):
+            entry = kb.get(row.entry_id) if row.entry_id else None
+            if entry is None and row.suggestions:
+                entry = next((e for e in kb.entries if e.question == row.suggestions[0]), None)
+            if entry is not None:
+                return entry.category
+        return None
+
+    async def on_queued(self, conversation_id: int) -> None:
+        """The pipeline queued a conversation: route it, tell the customer where they stand, assign."""
+        conv = await self.runtime.store.conversation(conversation_id)
+        if conv is None or conv.state is not ConversationState.QUEUED:
+            return
+        category = await self._category(conv.id)
+        group, priority = self.route(conv.handoff_reason, conv.group, conv.priority, category)
+        loads = await self.db.agent_loads(group)
+        staffed = is_group_staffed(group, loads)
+        before = await self.db.list_queue()
+        item = QueueItem(str(conv.id), group, priority, conv.queued_at or utcnow(), is_ticket=not staffed)
+        position = await self.db.enqueue(item)
+        payload = {"priority": priority.value, "reason": conv.handoff_reason, "ticket": not staffed}
+        if not staffed:
+            # Honest: nobody can answer now. The 留言 waits at the front of the queue for the next agent.
+            await self.notify(conv.id, notices.no_agent_online(service_hours=self.settings.service_hours))
+            await self._publish("ticket.created", payload, conversation_id=conv.id, group=group)
+            logger.info("handoff conversation=%s group=%s: nobody online, ticket", conv.id, group)
+            return
+        await self.notify(conv.id, notices.queued(position))
+        await self._publish(
+            "conversation.queued", {**payload, "position": position}, conversation_id=conv.id, group=group
+        )
+        await self.assign_waiting(before=before)
+
+    async def on_customer_message(self, conversation_id: int, message_id: int) -> None:
+        """A customer wrote to a queued/assigned conversation: push it to the agent (stored either way)."""
+        ref = await self.db.get_conversation(str(conversation_id))
+        if ref is None:
+            return
+        messages = await self.runtime.store.messages(conversation_id)
+        row = next((m for m in messages if m.id == message_id), None)
+        if row is None:
+            return
+        payload = {"message_id": row.id, "text": row.text, "sender_name": row.sender_name, "kind": row.kind}
+        if ref.state is ConversationState.ASSIGNED:
+            await self._publish(
+                "message.customer", payload, conversation_id=conversation_id, agent_id=ref.assigned_agent_id
+            )
+            return
+        await self._publish("message.customer", payload, conversation_id=conversation_id, group=ref.group)
+        tickets = await self.db.list_tickets([ref.group])
+        if any(t.conversation_id == ref.id for t in tickets):
+            followup = notices.ticket_followup()
+            if not any(m.text == followup for m in messages):  # confirm once, not after every line
+                await self.notify(conversation_id, followup)
+
+    async def _customer(self, conversation_id: int) -> Customer | None:
+        conv = await self.runtime.store.conversation(conversation_id)
+        if conv is None:
+            return None
+        inbound = [m for m in await self.runtime.store.messages(conversation_id) if m.direction == "in"]
+        target = dict(inbound[-1].target) if inbound else {}
+        target.pop("channel_msg_id", None)  # a later push is not a reply to one platform message
+        return Customer(conv.channel, conv.account, conv.conversation_key, target)
+
+    async def notify(
+        self,
+        conversation_id: int,
+        text: str,
+        *,
+        sender: str = "system",
+        sender_name: str | None = None,
+        agent_id: str | None = None,
+    ) -> int:
+        """Store an outbound text and queue it in the outbox (one transaction); returns the message id.
+
+        System notices raised while the pipeline is still answering are held back (0 is returned) and sent
+        shortly after, in order, so they never overtake the bot's own reply to the same message.
+        """
+        held = _held.get()
+        if held is not None and sender == "system":
+            held.append((conversation_id, text))
+            return 0
+        customer = await self._customer(conversation_id)
+        if customer is None:
+            raise HandoffError(404, f"no conversation {conversation_id}")
+        now = utcnow()
+        async with self.runtime.store.transaction() as tx:
+            row = await tx.add_message(
+                conversation_id=conversation_id,
+                conversation_key=customer.conversation_key,
+                channel=customer.channel,
+                account=customer.account,
+                direction="out",
+                sender=sender,
+                sender_name=sender_name,
+                text=text,
+                target=customer.target,
+                created_at=now,
+            )
+            outgoing = Outgoing(
+                channel=customer.channel,
+                account=customer.account,
+                conversation_key=customer.conversation_key,
+                text=text,
+                sender=sender,
+                target=customer.target,
+            )
+            await self.runtime.outbox.enqueue_in(tx, outgoing, message_id=row.id)
+            if agent_id is not None:
+                await self.db.agent_spoke(session_of(tx), conversation_id, now)
+        self.runtime.outbox.wake()
+        return row.id
+
+    # --- assignment -----------------------------------------------------------------------------
+
+    async def assign_waiting(self, before: Sequence[QueueItem] | None = None) -> int:
+        """Give waiting conversations to free online agents per the policy; returns how many."""
+        if self.policy is AssignmentPolicy.MANUAL:
+            if before is not None:
+                await self._positions(before)
+            return 0
+        async with self._assign_lock:  # one assigner per process; the store's CAS guards across processes
+            if before is None:
+                before = await self.db.list_queue()
+            items = list(before)
+            loads = await self.db.agent_loads()
+            cursors = {g: c for g in {i.group for i in items} if (c := await self.db.last_assigned(g))}
+            plan = plan_assignments(self.policy, items, loads, utcnow(), cursors)
+            done = 0
+            for conversation_id, agent_id in plan:
+                result = await self.db.claim(conversation_id, agent_id, by=None)
+                if result.ok:
+                    done += 1
+                    await self._assigned(int(conversation_id), agent_id, auto=True)
+            await self._positions(before)
+            return done
+
+    async def _assigned(
+        self, conversation_id: int, agent_id: str, *, auto: bool, by: str | None = None
+    ) -> None:
+        agent = await self.db.get_agent(agent_id)
+        ref = await self.db.get_conversation(str(conversation_id))
+        name = agent.name if agent else None
+        await self.notify(conversation_id, notices.agent_joined(name))
+        payload = {"agent_id": agent_id, "agent_name": name, "auto": auto, "by": by}
+        group = ref.group if ref else None
+        await self._publish("conversation.assigned", payload, conversation_id=conversation_id, group=group)
+        if agent is not None and group is not None and not agent.serves(group):
+            # The assignee is outside the group (a supervisor's pick): tell them directly too.
+            await self._publish(
+                "conversation.assigned", payload, conversation_id=conversation_id, agent_id=agent_id
+            )
+
+    async def _positions(self, before: Sequence[QueueItem]) -> None:
+        after = await self.db.list_queue()
+        known = {i.conversation_id for i in before}
+        for conversation_id, position in position_changes(before, after).items():
+            if conversation_id in known:  # a newcomer got the `queued` notice already
+                await self.notify(int(conversation_id), notices.position_update(position))
+
+    # --- agent actions (the API calls these) ------------------------------------------------------
+
+    async def conversation_for(self, agent: AgentInfo, conversation_id: str) -> ConversationRef:
+        """The conversation if the agent may see it; 404 / 403 otherwise."""
+        ref = await self.db.get_conversation(conversation_id)
+        if ref is None:
+            raise HandoffError(404, f"no conversation {conversation_id}")
+        _require(can_view(agent, ref))
+        return ref
+
+    async def claim(self, agent: AgentInfo, conversation_id: str) -> ClaimResult:
+        """An agent takes a queued conversation; exactly one of racing claims wins."""
+        ref = await self.db.get_conversation(conversation_id)
+        if ref is None:
+            raise HandoffError(404, f"no conversation {conversation_id}")
+        if ref.state is ConversationState.ASSIGNED and (
+            agent.role.sees_everything or agent.serves(ref.group)
+        ):
+            raise HandoffError(409, _CLAIM_STATUS[ClaimOutcome.TAKEN][1])
+        _require(can_claim(agent, ref))
+        before = await self.db.list_queue()
+        result = await self.db.claim(conversation_id, agent.id, by=agent.id)
+        if result.outcome is ClaimOutcome.AT_CAPACITY:
+            raise HandoffError(
+                409, f"you are at your limit of {agent.max_chats} conversations; close one first"
+            )
+        _check(result)
+        await self._assigned(int(conversation_id), agent.id, auto=False, by=agent.id)
+        await self._positions(before)
+        return result
+
+    async def reply(self, agent: AgentInfo, conversation_id: str, text: str) -> int:
+        """The assigned agent's reply: stored, queued in the outbox, delivered through the channel."""
+        ref = await self.db.get_conversation(conversation_id)
+        if ref is None:
+            raise HandoffError(404, f"no conversation {conversation_id}")
+        _require(can_reply(agent, ref))
+        message_id = await self.notify(
+            int(conversation_id), text, sender="agent", sender_name=agent.name, agent_id=agent.id
+        )
+        await self._publish(
+            "message.agent",
+            {"message_id": message_id, "text": text, "agent_id": agent.id},
+            conversation_id=int(conversation_id),
+            agent_id=agent.id,  # the assignee's other tabs and supervisors; colleagues may not view it
+        )
+        return message_id
+
+    async def transfer(
+        self, agent: AgentInfo, conversation_id: str, *, to_agent: str | None, to_group: str | None
+    ) -> ClaimResult:
+        """Hand the conversation to another agent (by name or id) or another group's queue."""
+        ref = await self.db.get_conversation(conversation_id)
+        if ref is None:
+            raise HandoffError(404, f"no conversation {conversation_id}")
+        target = None
+        if to_agent is not None:
+            target = await self.db.agent_by_name(to_agent) or await self.db.get_agent(to_agent)
+            if target is None:
+                raise HandoffError(404, f"no agent {to_agent!r}")
+        if to_group is not None and self.rules.get(to_group) is None:
+            raise HandoffError(400, f"unknown group {to_group!r}; known: {', '.join(self.rules.group_names)}")
+        _require(can_transfer(agent, ref, to_agent=target, to_group=to_group))
+        before = await self.db.list_queue()
+        result = await self.db.transfer(
+            conversation_id,
+            by=agent.id,
+            expected_agent_id=ref.assigned_agent_id,
+            to_group=to_group,
+            to_agent_id=target.id if target else None,
+        )
+        _check(result)
+        cid = int(conversation_id)
+        await self.notify(
+            cid, notices.transferred(to_group=to_group, to_agent_name=target.name if target else None)
+        )
+        payload = {
+            "from_agent_id": ref.assigned_agent_id,
+            "to_agent_id": result.agent_id,
+            "to_group": to_group,
+            "by": agent.id,
+        }
+        await self._publish("conversation.transferred", payload, conversation_id=cid, group=ref.group)
+        if to_group is not None:
+            if to_group != ref.group:
+                await self._publish("conversation.queued", payload, conversation_id=cid, group=to_group)
+            await self.assign_waiting(before=before)
+        elif target is not None:
+            await self._publish(
+                "conversation.assigned",
+                {**payload, "agent_id": target.id, "agent_name": target.name},
+                conversation_id=cid,
+                agent_id=target.id,
+            )
+            await self._positions(before)
+        return result
+
+    async def reassign(self, agent: AgentInfo, conversation_id: str, to_agent: str) -> ClaimResult:
+        """Supervisor move of any open conversation to another agent."""
+        ref = await self.db.get_conversation(conversation_id)
+        if ref is None:
+            raise HandoffError(404, f"no conversation {conversation_id}")
+        target = await self.db.agent_by_name(to_agent) or await self.db.get_agent(to_agent)
+        if target is None:
+            raise HandoffError(404, f"no agent {to_agent!r}")
+        _require(can_reassign(agent, ref, target))
+        before = await self.db.list_queue()
+        result = await self.db.reassign(
+            conversation_id, target.id, by=agent.id, expected_agent_id=ref.assigned_agent_id
+        )
+        _check(result)
+        cid = int(conversation_id)
+        await self.notify(cid, notices.transferred(to_agent_name=target.name))
+        payload = {
+            "from_agent_id": ref.assigned_agent_id,
+            "agent_id": target.id,
+            "agent_name": target.name,
+            "by": agent.id,
+        }
+        await self._publish("conversation.reassigned", payload, conversation_id=cid, group=ref.group)
+        await self._publish("conversation.assigned", payload, conversation_id=cid, agent_id=target.id)
+        await self._positions(before)
+        return result
+
+    async def close(
+        self,
+        agent: AgentInfo | None,
+        conversation_id: str,
+        *,
+        reason: CloseReason = CloseReason.AGENT,
+        tags: Sequence[str] = (),
+    ) -> None:
+        """End the human part: closed (with the CSAT question) or back to the bot; frees the agent's slot."""
+        ref = await self.db.get_conversation(conversation_id)
+        if ref is None:
+            raise HandoffError(404, f"no conversation {conversation_id}")
+        if agent is not None:
+            check = can_hand_back if reason is CloseReason.BACK_TO_BOT else can_close
+            _require(check(agent, ref))
+        try:
+            clean_tags = normalize_wrap_up_tags(tags, self.settings.wrap_up_tags)
+        except ValueError as exc:
+            raise HandoffError(400, str(exc)) from None
+        before = await self.db.list_queue()
+        done = await self.db.close(
+            conversation_id, reason=reason, by=agent.id if agent else None, tags=clean_tags, at=utcnow()
+        )
+        if not done:
+            raise HandoffError(409, "the conversation has already ended")
+        cid = int(conversation_id)
+        holder = ref.assigned_agent_id
+        name = None
+        if holder is not None:
+            holder_info = await self.db.get_agent(holder)
+            name = holder_info.name if holder_info else None
+        if reason is CloseReason.BACK_TO_BOT:
+            text = notices.back_to_bot()
+        elif reason is CloseReason.IDLE:
+            text = notices.auto_closed(with_csat=reason.asks_csat)
+        else:
+            text = notices.closed_by_agent(name)
+        await self.notify(cid, text)
+        payload = {
+            "reason": reason.value,
+            "tags": list(clean_tags),
+            "by": agent.id if agent else None,
+            "agent_id": holder,
+        }
+        await self._publish("conversation.closed", payload, conversation_id=cid, group=ref.group)
+        await self.assign_waiting(before=before)
+
+    async def heartbeat(self, agent: AgentInfo) -> None:
+        """A console ping: fresh presence; an agent coming (back) online gets waiting conversations."""
+        row = await self.db.agent_row(agent.id)
+        was_online = row is not None and accepts_new_chats(row.presence)
+        await self.db.heartbeat(agent.id, utcnow())
+        if not was_online:
+            await self._publish(
+                "agent.presence", {"agent_id": agent.id, "presence": "online"}, agent_id=agent.id
+            )
+            await self.assign_waiting()
+
+    async def set_presence(self, agent: AgentInfo, presence: Presence) -> None:
+        """The agent chose online/away/offline in the console."""
+        if presence is Presence.OFFLINE:
+            await self.db.go_offline(agent.id)
+        else:
+            await self.db.record_heartbeat(agent.id, presence, utcnow())
+        await self._publish(
+            "agent.presence", {"agent_id": agent.id, "presence": presence.value}, agent_id=agent.id
+        )
+        if presence is Presence.ONLINE:
+            await self.assign_waiting()
+
+    def connected(self, agent: AgentInfo) -> None:
+        """A console WebSocket opened."""
+        self._connections[agent.id] = self._connections.get(agent.id, 0) + 1
+
+    async def disconnected(self, agent: AgentInfo) -> None:
+        """A console WebSocket closed; the last one of an agent takes them offline at once."""
+        left = self._connections.get(agent.id, 1) - 1
+        if left > 0:
+            self._connections[agent.id] = left
+            return
+        self._connections.pop(agent.id, None)
+        await self.db.go_offline(agent.id)
+
+    # --- the periodic job ---------------------------------------------------------------------------
+
+    async def idle_sweep(self, now: datetime | None = None) -> None:
+        """Remind silent customers and auto-close after the configured silence (handoff.lifecycle rules)."""
+        now = now or utcnow()
+        for candidate in await self.db.idle_candidates():
+            action = idle_action(
+                ConversationState.ASSIGNED,
+                candidate.last_customer_at,
+                candidate.last_agent_at,
+                candidate.reminded_at,
+                now,
+                self.lifecycle,
+            )
+            if action is IdleAction.REMIND:
+                left = self.lifecycle.human_idle - (self.lifecycle.idle_reminder or timedelta(0))
+                minutes = int(left.total_seconds() // 60)
+                await self.notify(candidate.conversation_id, notices.idle_reminder(minutes or None))
+                await self.db.set_reminded(candidate.conversation_id, now)
+            elif action is IdleAction.CLOSE:
+                with contextlib.suppress(HandoffError):  # the agent closed it meanwhile
+                    await self.close(None, str(candidate.conversation_id), reason=CloseReason.IDLE)
+
+    async def run_jobs(self) -> None:
+        """Forever: the idle sweep and a catch-up assignment (covers other processes and missed triggers)."""
+        while True:
+            await asyncio.sleep(self.settings.job_interval_s)
+            try:
+                await self.idle_sweep()
+                await self.assign_waiting()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("handoff: periodic job failed; retrying next round")
+
+    # --- events ---------------------------------------------------------------------------------------
+
+    async def _publish(
+        self,
+        type_: str,
+        payload: dict[str, Any],
+        *,
+        conversation_id: int | None = None,
+        agent_id: str | None = None,
+        group: str | None = None,
+    ) -> int:
+        seq = await self.db.add_event(
+            type_, payload, conversation_id=conversation_id, agent_id=agent_id, group=group
+        )
+        self.bus.publish()
+        return seq
+
+    async def _last_agent(self, conversation_id: int) -> str | None:
+        ref = await self.db.get_conversation(str(conversation_id))
+        return ref.assigned_agent_id if ref else None
+
+    async def events_for(self, agent: AgentInfo, after: int, limit: int = 500) -> list[EventRow]:
+        """Stored events after `after` this agent may see (the WebSocket's resume)."""
+        rows = await self.db.events_after(after, limit)
+        return [r for r in rows if visible_to(r, agent)]
+
+    # --- reads for the API ------------------------------------------------------------------------
+
+    async def queue_for(self, agent: AgentInfo) -> list[dict[str, Any]]:
+        """The queue the agent may see (their groups; everything for supervisors), 留言 first per priority."""
+        groups: Collection[str] | None = None if agent.role.sees_everything else agent.groups
+        items = await self.db.list_queue(groups)
+        now = utcnow()
+        out = []
+        for item in items:
+            conv = await self.runtime.store.conversation(int(item.conversation_id))
+            if conv is None:
+                continue
+            customer = await self.db.customer(conv.customer_id)
+            inbound = [m for m in await self.runtime.store.messages(conv.id) if m.direction == "in"]
+            out.append(
+                {
+                    "conversation_id": conv.id,
+                    "group": item.group,
+                    "priority": item.priority.value,
+                    "ticket": item.is_ticket,
+                    "position": position_of(item.conversation_id, items, item.group),
+                    "queued_at": item.queued_at.isoformat(),
+                    "waiting_s": round((now - item.queued_at).total_seconds(), 1),
+                    "handoff_reason": conv.handoff_reason,
+                    "channel": conv.channel,
+                    "customer": {
+                        "name": customer["name"] if customer else None,
+                        "user_id": customer["user_id"] if customer else None,
+                    },
+                    "last_message": inbound[-1].text if inbound else None,
+                }
+            )
+        return out
+
+
+async def handoff_jobs(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: the periodic handoff job; on shutdown, close the agent WebSockets."""
+    from gateway.runtime import RUNTIME
+
+    runtime = app[RUNTIME]
+    service: HandoffService = runtime.handoff  # type: ignore[attr-defined]
+    task = asyncio.create_task(service.run_jobs(), name="kefu-handoff-jobs")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    for ws in list(service.sockets):
+        with contextlib.suppress(Exception):
+            await ws.close(code=1001, message=b"server shutdown")

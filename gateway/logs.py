@@ -1,0 +1,63 @@
+"""Logging setup: one format, and a filter that keeps phone numbers and secrets out of every line."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+# Mainland mobile numbers (optionally +86), not inside a longer digit run (order numbers, MsgIds).
+_PHONE = re.compile(r"(?<!\d)((?:\+?86[- ]?)?1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+# Credentials and signatures as query parameters (WeChat callbacks put them in the URL) or JSON fields.
+_NAMES = (
+    r"signature|msg_signature|access_token|token|secret|appsecret|echostr|encoding_aes_key|aes_key"
+    r"|password|client_secret|clientsecret"
+)
+_SECRET_PARAM = re.compile(rf"(?i)\b({_NAMES})=([^&\s\"',;}}]+)")
+_SECRET_FIELD = re.compile(rf'(?i)"({_NAMES})"(\s*:\s*)"[^"]*"')
+_BEARER = re.compile(r"(?i)\b(bearer|qqbot)\s+[A-Za-z0-9._~+/=-]+")
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def mask(text: str) -> str:
+    """Mask phone numbers (138****5678) and secret values (token=***) in one log line."""
+    text = _PHONE.sub(r"\1****\3", text)
+    text = _SECRET_PARAM.sub(lambda m: f"{m.group(1)}=***", text)
+    text = _SECRET_FIELD.sub(lambda m: f'"{m.group(1)}"{m.group(2)}"***"', text)
+    return _BEARER.sub(lambda m: f"{m.group(1)} ***", text)
+
+
+class MaskingFilter(logging.Filter):
+    """Rewrites each record's message (and exception text) through `mask` before any handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Mask the record in place; never drops it."""
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: let logging report it as usual
+            return True
+        masked = mask(message)
+        if masked != message or record.args:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = mask(record.exc_text)
+        return True
+
+
+def setup_logging(level: str = "INFO", *, stream: object = None) -> None:
+    """Configure the root logger once for `kefu serve` (handlers carry the filter, so child loggers get it)."""
+    handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.addFilter(MaskingFilter())
+    handler._kefu = True  # type: ignore[attr-defined]  # ours to replace on a second call
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_kefu", False):
+            root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # aiohttp's access log prints the request line with its query string: the filter masks it.
+    logging.getLogger("aiohttp.access").setLevel(level)

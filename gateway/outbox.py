@@ -1,0 +1,222 @@
+"""Asynchronous delivery with retries: every later send is a row first, then an adapter call.
+
+Rows survive restarts (the worker resumes whatever is due), failures are visible in the admin API,
+and a lease (`locked_until`, claimed with FOR UPDATE SKIP LOCKED on PostgreSQL) lets several gateway
+processes share one outbox without sending a row twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from gateway.channels.base import ChannelAdapter, Outgoing, SendError
+from gateway.message import utcnow
+from gateway.settings import OutboxSettings
+from gateway.storage import Conflict, OutboxRow, Store, Transaction
+
+if TYPE_CHECKING:
+    from gateway.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+# An adapter call that hangs must not hold its lease forever; the platform APIs answer in well under this.
+SEND_TIMEOUT_S = 30.0
+CLAIM_BATCH = 20
+
+AdapterKey = tuple[str, str]  # (channel, account)
+
+
+class Outbox:
+    """Queues outgoing texts in the database and delivers them through the registered adapters."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: OutboxSettings,
+        adapters: Mapping[AdapterKey, ChannelAdapter],
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.adapters = adapters
+        self.metrics = metrics
+        self.clock = clock
+        self._jitter = jitter
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def enqueue(self, outgoing: Outgoing, *, message_id: int | None = None) -> int:
+        """Store one send (in its own transaction) and wake the worker; returns the outbox id."""
+        try:
+            async with self.store.transaction() as tx:
+                outbox_id = await self.enqueue_in(tx, outgoing, message_id=message_id)
+        except Conflict:
+            if message_id is None:
+                raise
+            # A concurrent push of the same stored reply won the race: return its row.
+            async with self.store.transaction() as tx:
+                outbox_id = await self.enqueue_in(tx, outgoing, message_id=message_id)
+        self.wake()
+        return outbox_id
+
+    async def enqueue_in(self, tx: Transaction, outgoing: Outgoing, *, message_id: int | None = None) -> int:
+        """Store one send inside the caller's transaction; call `wake()` after it commits."""
+        return await tx.enqueue(
+            channel=outgoing.channel,
+            account=outgoing.account,
+            conversation_key=outgoing.conversation_key,
+            text=outgoing.text,
+            sender=outgoing.sender,
+            target=outgoing.target,
+            now=self.clock(),
+            message_id=message_id,
+        )
+
+    def wake(self) -> None:
+        """Tell the worker there is something new (it also polls every poll_interval_s)."""
+        self._wake.set()
+
+    # --- the worker --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the background worker (idempotent)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="kefu-outbox")
+
+    async def stop(self) -> None:
+        """Stop the worker; a send in flight is cancelled and its lease expires, so it is retried later."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                handled = await self.run_once()
+            except Exception:
+                # The database may be briefly down; rows are safe there, so wait and try again.
+                logger.exception("outbox: claiming rows failed")
+                handled = 0
+            if handled:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval_s)
+
+    async def run_once(self) -> int:
+        """Claim the rows that are due and send them; returns how many were claimed."""
+        now = self.clock()
+        rows = await self.store.claim_outbox(
+            now, lease=timedelta(seconds=self.settings.lease_s), limit=CLAIM_BATCH
+        )
+        if not rows:
+            return 0
+        # One conversation's rows go out in order; different conversations in parallel.
+        by_key: dict[str, list[OutboxRow]] = {}
+        for row in rows:
+            by_key.setdefault(row.conversation_key, []).append(row)
+        await asyncio.gather(*(self._send_in_order(group) for group in by_key.values()))
+        return len(rows)
+
+    async def _send_in_order(self, rows: list[OutboxRow]) -> None:
+        for index, row in enumerate(rows):
+            delivered = await self._send(row)
+            if not delivered:
+                # Keep the order: the rest of this conversation waits for the one that failed.
+                later = rows[index + 1 :]
+                if later:
+                    await self.store.release_outbox(
+                        [r.id for r in later], self.clock() + timedelta(seconds=0.5)
+                    )
+                return
+
+    async def _send(self, row: OutboxRow) -> bool:
+        adapter = self.adapters.get((row.channel, row.account))
+        now = self.clock
+        if adapter is None:
+            await self._finish(row, "undeliverable", f"no adapter for {row.channel}/{row.account}", now())
+            return True
+        outgoing = Outgoing(
+            channel=row.channel,
+            account=row.account,
+            conversation_key=row.conversation_key,
+            text=row.text,
+            sender=row.sender,
+            target=row.target,
+        )
+        try:
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await adapter.send(outgoing)
+        except SendError as exc:
+            if not exc.retryable:
+                await self._finish(row, "undeliverable", exc.reason, now())
+                return True
+            return await self._retry(row, exc.reason)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return await self._retry(row, f"{type(exc).__name__}: {exc}".rstrip(": "))
+        except Exception as exc:
+            # An adapter bug: keep the row (it may be a transient state) but make the error loud.
+            logger.exception("outbox: adapter %s/%s raised", row.channel, row.account)
+            return await self._retry(row, f"{type(exc).__name__}: {exc}")
+        await self._finish(row, "sent", None, now())
+        return True
+
+    async def _retry(self, row: OutboxRow, error: str) -> bool:
+        now = self.clock()
+        if row.attempts >= self.settings.max_attempts:
+            await self._finish(row, "failed", error, now)
+            return False
+        delay = self.backoff(row.attempts)
+        logger.info(
+            "outbox: send %d to %s/%s failed (attempt %d/%d), retry in %.1fs: %s",
+            row.id,
+            row.channel,
+            row.account,
+            row.attempts,
+            self.settings.max_attempts,
+            delay,
+            error,
+        )
+        await self.store.finish_outbox(
+            row.id, status="pending", now=now, error=error, next_attempt_at=now + timedelta(seconds=delay)
+        )
+        self._count(row.channel, "retry")
+        return False
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds before the next try: exponential in the attempts made, capped, with equal jitter."""
+        ceiling = min(self.settings.max_delay_s, self.settings.base_delay_s * 2 ** max(attempts - 1, 0))
+        # Equal jitter: never less than half the step (no hot loop), spread so retries don't stampede.
+        return ceiling / 2 + self._jitter() * ceiling / 2
+
+    async def _finish(self, row: OutboxRow, status: str, error: str | None, now: datetime) -> None:
+        if status != "sent":
+            logger.warning(
+                "outbox: send %d to %s/%s is %s after %d attempt(s): %s",
+                row.id,
+                row.channel,
+                row.account,
+                status,
+                row.attempts,
+                error,
+            )
+        await self.store.finish_outbox(row.id, status=status, now=now, error=error)
+        self._count(row.channel, status)
+
+    def _count(self, channel: str, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.sends.labels(channel, outcome).inc()

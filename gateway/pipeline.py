@@ -1,0 +1,502 @@
+"""What happens to each inbound message: dedupe, store, route, classify, collect replies.
+
+One transaction per message: the inbound row, its classification, the replies and the conversation
+state commit together, so a database error leaves nothing half-written and the platform's retry is
+handled from scratch. Replies are collected, not sent (rasa-sdk's CollectingDispatcher): the adapter
+renders them in its webhook response, or calls `push_replies` to deliver them through the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gateway.channels.base import Outgoing
+from gateway.message import Message, Reply, utcnow
+from gateway.settings import PipelineSettings
+from gateway.storage import Conflict, ConversationRow, MessageRow, Store, Transaction
+from handoff.lifecycle import LifecycleRules, is_expired
+from handoff.state import ConversationState, check_transition, is_with_human
+from intents.prediction import Decision, Prediction
+from intents.rules import effective_intents
+from kb.model import DEFAULT_REPLIES, FaqEntry, KnowledgeBase, Replies
+
+if TYPE_CHECKING:
+    from gateway.metrics import Metrics
+    from gateway.outbox import Outbox
+
+logger = logging.getLogger(__name__)
+
+# Decisions recorded on inbound messages besides intents.prediction.Decision's values.
+WITH_HUMAN = "with_human"  # a human owns the conversation: stored, the bot stays quiet
+NOT_ADDRESSED = "not_addressed"  # a group message that did not @ the bot
+EVENT = "event"  # an event that needs no answer (unsubscribe, view...)
+NON_TEXT = "non_text"  # an image or other non-text message
+
+HUMAN_EVENT_KEYS = frozenset({"human", "转人工", "人工客服"})
+HUMAN_OPTION = "转人工"
+# A conflict means a concurrent twin wrote first; one more round re-reads what it wrote.
+MAX_CONFLICT_RETRIES = 4
+
+
+class Classifies(Protocol):
+    """What the pipeline needs from the intents index: a pure, fast classify."""
+
+    def classify(self, text: str) -> Prediction:
+        """The decision for one customer text."""
+        ...
+
+
+class KbSource(Protocol):
+    """Where the pipeline gets the current knowledge base and its index (see gateway.kb_reload)."""
+
+    def snapshot(self) -> tuple[KnowledgeBase, Classifies] | None:
+        """The current knowledge base and its classifier (None when none could be loaded)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineResult:
+    """What handling one message produced; a duplicate carries the replies stored the first time."""
+
+    conversation_id: int
+    message_id: int
+    replies: list[Reply]
+    duplicate: bool
+    decision: str | None
+    channel: str = ""
+    account: str = ""
+    conversation_key: str = ""
+    # Ids of the stored reply messages, parallel to `replies` (push_replies enqueues them once each).
+    reply_ids: tuple[int, ...] = ()
+    # Addressing for later pushes: user_id, chat_type, group_id, channel_msg_id.
+    target: Mapping[str, Any] = field(default_factory=dict)
+    handoff: bool = False
+    reason: str | None = None
+
+
+# Extension points (the handoff service uses both): an interceptor may answer a message before the bot
+# sees it (e.g. a CSAT rating); an observer hears about every handled message after it is committed.
+Interceptor = Callable[[Message], Awaitable["PipelineResult | None"]]
+Observer = Callable[["PipelineResult"], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """The pure decision for one message, before anything is written."""
+
+    decision: str
+    reason: str | None = None
+    confidence: float | None = None
+    entry_id: str | None = None
+    replies: list[tuple[str, tuple[str, ...], str | None]] = field(default_factory=list)
+    miss_streak: int | None = None  # None = unchanged
+    handoff_reason: str | None = None
+    priority: str = "normal"
+    group: str | None = None
+
+    def say(self, text: str, suggestions: Sequence[str] = (), entry_id: str | None = None) -> None:
+        self.replies.append((text, tuple(suggestions), entry_id))
+
+
+class Pipeline:
+    """Handles inbound messages for every channel."""
+
+    def __init__(
+        self,
+        store: Store,
+        kb: KbSource,
+        settings: PipelineSettings,
+        lifecycle: LifecycleRules,
+        *,
+        outbox: Outbox | None = None,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.kb = kb
+        self.settings = settings
+        self.lifecycle = lifecycle
+        self.outbox = outbox
+        self.metrics = metrics
+        self.clock = clock
+        self.interceptors: list[Interceptor] = []
+        self.observers: list[Observer] = []
+
+    async def handle(self, message: Message) -> PipelineResult:
+        """Dedupe, store and answer one message; a retry of a stored message returns its stored replies."""
+        started = time.perf_counter()
+        result = await self._intercepted(message)
+        if result is None:
+            result = await self._handle_with_retries(message)
+        if self.metrics is not None:
+            self.metrics.observe_handled(
+                message.channel,
+                result.decision,
+                len(result.replies),
+                time.perf_counter() - started,
+                duplicate=result.duplicate,
+            )
+        for observe in self.observers:
+            try:
+                await observe(result)
+            except Exception:
+                # The message and replies are committed; a follow-up failing must not fail the webhook.
+                logger.exception("pipeline observer failed for conversation %s", result.conversation_id)
+        return result
+
+    async def _intercepted(self, message: Message) -> PipelineResult | None:
+        for intercept in self.interceptors:
+            result = await intercept(message)
+            if result is not None:
+                return result
+        return None
+
+    async def _handle_with_retries(self, message: Message) -> PipelineResult:
+        for attempt in range(MAX_CONFLICT_RETRIES + 1):
+            try:
+                async with self.store.transaction() as tx:
+                    result = await self._handle(tx, message)
+                return result  # committed
+            except Conflict:
+                if attempt == MAX_CONFLICT_RETRIES:
+                    raise
+                logger.debug(
+                    "pipeline: conflict on %s, re-reading (attempt %d)", message.channel, attempt + 1
+                )
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def push_replies(self, result: PipelineResult) -> list[int]:
+        """Deliver a result's replies through the outbox (idempotent: each stored reply is enqueued once)."""
+        if self.outbox is None:
+            raise RuntimeError("pipeline has no outbox to push through")
+        ids: list[int] = []
+        for reply, message_id in zip(result.replies, result.reply_ids, strict=True):
+            outgoing = Outgoing(
+                channel=result.channel,
+                account=result.account,
+                conversation_key=result.conversation_key,
+                text=reply.text,
+                sender=reply.sender,
+                target=result.target,
+            )
+            ids.append(await self.outbox.enqueue(outgoing, message_id=message_id))
+        return ids
+
+    # --- one transaction ---------------------------------------------------------------------------
+
+    async def _handle(self, tx: Transaction, message: Message) -> PipelineResult:
+        if message.channel_msg_id is not None:
+            existing = await tx.find_message(message.channel, message.account, message.channel_msg_id)
+            if existing is not None:
+                return await self._duplicate(tx, existing)
+
+        now = self.clock()
+        snapshot = self.kb.snapshot()
+        kb = snapshot[0] if snapshot else None
+        customer_id = await tx.upsert_customer(
+            message.channel, message.account, message.user_id, message.user_name, now
+        )
+        conversation = await tx.open_conversation(message.conversation_key)
+        if conversation is not None and is_expired(
+            conversation.state, conversation.last_activity_at, now, self.lifecycle
+        ):
+            check_transition(conversation.state, ConversationState.CLOSED)
+            await tx.update_conversation(
+                conversation.id, state=ConversationState.CLOSED, closed_at=now, closed_reason="idle"
+            )
+            conversation = None
+        if conversation is None:
+            conversation = await tx.create_conversation(
+                customer_id=customer_id,
+                channel=message.channel,
+                account=message.account,
+                conversation_key=message.conversation_key,
+                now=now,
+                kb_version=kb.version if kb else None,
+            )
+
+        offered: tuple[str, ...] = ()
+        if message.kind == "text" and _picked_number(message.text) is not None:
+            # "2" right after 您是不是想问 means the second suggestion, not a new question.
+            offered = await tx.last_suggestions(conversation.id)
+        outcome = self._decide(message, conversation, snapshot, offered)
+        target = {
+            "user_id": message.user_id,
+            "chat_type": message.chat_type,
+            "group_id": message.group_id,
+            "channel_msg_id": message.channel_msg_id,
+        }
+        inbound = await tx.add_message(
+            conversation_id=conversation.id,
+            conversation_key=message.conversation_key,
+            channel=message.channel,
+            account=message.account,
+            direction="in",
+            sender="customer",
+            sender_name=message.user_name,
+            text=message.text,
+            kind=message.kind,
+            channel_msg_id=message.channel_msg_id,
+            decision=outcome.decision,
+            reason=outcome.reason,
+            entry_id=outcome.entry_id,
+            confidence=outcome.confidence,
+            kb_version=kb.version if kb else None,
+            target=target,
+            created_at=message.received_at if message.received_at.tzinfo else now,
+        )
+        replies: list[Reply] = []
+        reply_ids: list[int] = []
+        for text, suggestions, entry_id in outcome.replies:
+            row = await tx.add_message(
+                conversation_id=conversation.id,
+                conversation_key=message.conversation_key,
+                channel=message.channel,
+                account=message.account,
+                direction="out",
+                sender="bot",
+                text=text,
+                reply_to=inbound.id,
+                decision=outcome.decision,
+                entry_id=entry_id,
+                kb_version=kb.version if kb else None,
+                suggestions=suggestions,
+                created_at=now,
+            )
+            replies.append(_reply(row))
+            reply_ids.append(row.id)
+
+        changes: dict[str, Any] = {"last_activity_at": now}
+        if kb is not None:
+            changes["kb_version"] = kb.version
+        if outcome.miss_streak is not None:
+            changes["miss_streak"] = outcome.miss_streak
+        if outcome.handoff_reason is not None:
+            check_transition(conversation.state, ConversationState.QUEUED)
+            changes.update(
+                state=ConversationState.QUEUED,
+                priority=outcome.priority,
+                handoff_reason=outcome.handoff_reason,
+                group=outcome.group,
+                queued_at=now,
+                miss_streak=0,
+            )
+            logger.info(
+                "handoff conversation=%s channel=%s reason=%s priority=%s",
+                conversation.id,
+                message.channel,
+                outcome.handoff_reason,
+                outcome.priority,
+            )
+        await tx.update_conversation(conversation.id, **changes)
+        return PipelineResult(
+            conversation_id=conversation.id,
+            message_id=inbound.id,
+            replies=replies,
+            duplicate=False,
+            decision=outcome.decision,
+            channel=message.channel,
+            account=message.account,
+            conversation_key=message.conversation_key,
+            reply_ids=tuple(reply_ids),
+            target=target,
+            handoff=outcome.handoff_reason is not None,
+            reason=outcome.handoff_reason or outcome.reason,
+        )
+
+    async def _duplicate(self, tx: Transaction, existing: MessageRow) -> PipelineResult:
+        rows = await tx.replies_to(existing.id)
+        return PipelineResult(
+            conversation_id=existing.conversation_id,
+            message_id=existing.id,
+            replies=[_reply(r) for r in rows],
+            duplicate=True,
+            decision=existing.decision,
+            channel=existing.channel,
+            account=existing.account,
+            conversation_key=existing.conversation_key,
+            reply_ids=tuple(r.id for r in rows),
+            target=existing.target,
+            reason=existing.reason,
+        )
+
+    # --- the decision (pure) -----------------------------------------------------------------------
+
+    def _decide(
+        self,
+        message: Message,
+        conversation: ConversationRow,
+        snapshot: tuple[KnowledgeBase, Classifies] | None,
+        offered: tuple[str, ...] = (),
+    ) -> _Outcome:
+        replies = snapshot[0].replies if snapshot else Replies(DEFAULT_REPLIES)
+        if is_with_human(conversation.state):
+            # The handoff issue notifies agents; the bot must not talk over a human.
+            return _Outcome(WITH_HUMAN, reason=conversation.state.value)
+        if message.chat_type == "group" and not message.to_bot:
+            return _Outcome(NOT_ADDRESSED)
+        if snapshot is None:
+            # No knowledge base could be loaded at all: be honest and get a human.
+            outcome = _Outcome(Decision.HANDOFF.value, reason="no_kb")
+            return self._handoff(outcome, replies, "handoff_no_match", "no_kb")
+        kb, classifier = snapshot
+
+        if message.kind == "event":
+            return self._event(message, kb)
+        if message.kind in ("image", "other") or (message.kind == "voice" and not message.text.strip()):
+            outcome = _Outcome(NON_TEXT, reason=message.kind)
+            outcome.say(replies.get("non_text"), (HUMAN_OPTION,))
+            return outcome
+
+        picked = _picked_entry(kb, offered, message.text)
+        if picked is not None:
+            outcome = _Outcome(
+                Decision.ANSWER.value, reason="picked_suggestion", entry_id=picked.id, confidence=1.0
+            )
+            outcome.miss_streak = 0
+            outcome.say(picked.answer_for(message.channel), (), picked.id)
+            return outcome
+
+        prediction = classifier.classify(message.text)
+        outcome = _Outcome(
+            prediction.decision.value, reason=prediction.reason, confidence=prediction.confidence
+        )
+        decision = prediction.decision
+        if decision is Decision.ANSWER:
+            outcome.miss_streak = 0
+            if prediction.entry is not None:
+                outcome.entry_id = prediction.entry.id
+                outcome.say(prediction.entry.answer_for(message.channel), (), prediction.entry.id)
+            else:  # a rule intent with its own answer
+                outcome.say(prediction.reply or replies.get("fallback"))
+            return outcome
+        if decision is Decision.SMALLTALK or prediction.reason == "empty":
+            outcome.say(prediction.reply or replies.get("greeting"))
+            return outcome
+        if decision is Decision.SUGGEST:
+            streak = conversation.miss_streak + 1
+            if streak >= self.settings.misses_before_handoff:
+                return self._handoff(outcome, replies, "handoff_no_match", "repeated_misses")
+            outcome.miss_streak = streak
+            questions = _suggested_questions(kb, prediction)
+            if not questions:
+                outcome.say(replies.get("fallback"), (HUMAN_OPTION,))
+                return outcome
+            numbered = "\n".join(f"{i}. {q}" for i, q in enumerate(questions, 1))
+            outcome.say(f"{replies.get('suggest_prefix')}\n{numbered}", questions)
+            return outcome
+        # Decision.HANDOFF: complaint, asked for a human, or nothing matched.
+        if prediction.reason == "complaint":
+            outcome.priority = "high"
+            key = "handoff_complaint"
+        elif prediction.reason == "asked_human":
+            key = "handoff"
+        else:
+            key = "handoff_no_match"
+        outcome.group = _intent_group(kb, prediction.intent)
+        return self._handoff(outcome, replies, key, prediction.reason or "handoff", text=prediction.reply)
+
+    def _event(self, message: Message, kb: KnowledgeBase) -> _Outcome:
+        event = (message.event or "").lower()
+        if event == "subscribe":
+            outcome = _Outcome(Decision.SMALLTALK.value, reason="subscribe")
+            outcome.say(kb.replies.get("greeting"))
+            return outcome
+        if event == "click" and message.event_key:
+            key = message.event_key.strip()
+            entry = kb.get(key)
+            if entry is not None and entry.enabled:
+                outcome = _Outcome(Decision.ANSWER.value, reason="menu", entry_id=entry.id, confidence=1.0)
+                outcome.miss_streak = 0
+                outcome.say(entry.answer_for(message.channel), (), entry.id)
+                return outcome
+            if key.lower() in HUMAN_EVENT_KEYS:
+                outcome = _Outcome(Decision.HANDOFF.value, reason="asked_human", confidence=1.0)
+                return self._handoff(outcome, kb.replies, "handoff", "asked_human")
+            logger.warning("menu click with unknown key %r on %s/%s", key, message.channel, message.account)
+            outcome = _Outcome(EVENT, reason="unknown_menu_key")
+            outcome.say(kb.replies.get("fallback"), (HUMAN_OPTION,))
+            return outcome
+        return _Outcome(EVENT, reason=event or None)
+
+    @staticmethod
+    def _handoff(
+        outcome: _Outcome,
+        replies: Replies,
+        reply_key: str,
+        reason: str,
+        *,
+        text: str | None = None,
+    ) -> _Outcome:
+        outcome.decision = Decision.HANDOFF.value
+        outcome.handoff_reason = reason
+        outcome.say(text or replies.get(reply_key))
+        return outcome
+
+
+def _reply(row: MessageRow) -> Reply:
+    return Reply(
+        conversation_key=row.conversation_key,
+        text=row.text,
+        sender=row.sender,  # type: ignore[arg-type]
+        suggestions=row.suggestions,
+        entry_id=row.entry_id,
+        sender_name=row.sender_name,
+    )
+
+
+def _suggested_questions(kb: KnowledgeBase, prediction: Prediction) -> tuple[str, ...]:
+    """The canonical questions of the alternatives (what the customer can tap or type back)."""
+    questions: list[str] = []
+    for candidate in prediction.alternatives:
+        entry = kb.get(candidate.entry_id)
+        question = entry.question if entry is not None else candidate.question
+        if question not in questions:
+            questions.append(question)
+    return tuple(questions)
+
+
+_NUMBER = re.compile(
+    r"^\s*(?:第\s*)?([1-9]|[一二三四五六七八九]|[\u2460-\u2468])\s*(?:个|条|项)?\s*[.。!！]?\s*$"
+)
+_CHINESE_DIGITS = "一二三四五六七八九"
+
+
+def _picked_number(text: str) -> int | None:
+    """1-based choice when the whole message is a number ("2", "第二个", "②"), else None."""
+    match = _NUMBER.match(text)
+    if match is None:
+        return None
+    token = match.group(1)
+    if token.isascii():
+        return int(token)
+    if token in _CHINESE_DIGITS:
+        return _CHINESE_DIGITS.index(token) + 1
+    return ord(token) - 0x2460 + 1
+
+
+def _picked_entry(kb: KnowledgeBase, offered: tuple[str, ...], text: str) -> FaqEntry | None:
+    """The FAQ entry behind the suggestion the customer picked by number, if any."""
+    number = _picked_number(text) if offered else None
+    if number is None or number > len(offered):
+        return None
+    question = offered[number - 1]
+    for entry in kb.enabled_entries:
+        if entry.question == question:
+            return entry
+    return None
+
+
+def _intent_group(kb: KnowledgeBase, intent_name: str | None) -> str | None:
+    if intent_name is None:
+        return None
+    for intent in effective_intents(kb):
+        if intent.name == intent_name:
+            return intent.group
+    return None

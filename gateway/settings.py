@@ -1,0 +1,469 @@
+"""Deployment settings: `config/gateway.yaml`, then `KEFU_*` env vars, then CLI flags.
+
+Every section is a pydantic model with `extra="forbid"`, so a typo in the YAML is an error that names
+the key path and the closest allowed key instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from gateway.channels.onebot import OneBotAccountSettings
+from gateway.channels.qqbot import QQBotAccountSettings
+from handoff.lifecycle import LifecycleRules
+from handoff.queue import AssignmentPolicy
+from handoff.routing import RoutingConfigError, RoutingRules
+from intents.prediction import Thresholds
+
+logger = logging.getLogger(__name__)
+
+ENV_PREFIX = "KEFU_"
+ENV_NESTING = "__"
+DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///data/kefu.db"
+_DEFAULT_THRESHOLDS = Thresholds()
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class SettingsError(Exception):
+    """The configuration is invalid; str() lists every problem, one per line."""
+
+    def __init__(self, problems: list[str], source: str | None = None) -> None:
+        self.problems = problems
+        self.source = source
+        head = f"invalid configuration ({source})" if source else "invalid configuration"
+        super().__init__(head + ":\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    """Where the HTTP server listens and how big a request body may be."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    # The address WeChat/clients reach us at (behind a proxy); only used to print the URLs to configure.
+    public_url: str | None = None
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+
+
+class DatabaseSettings(_Section):
+    """SQLAlchemy async URL: embedded SQLite by default, `postgresql+asyncpg://…` in production."""
+
+    url: str = DEFAULT_SQLITE_URL
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, url: str) -> str:
+        if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True for the embedded SQLite database."""
+        return self.url.startswith("sqlite")
+
+
+class KbSettings(_Section):
+    """The FAQ files (files or directories of *.yaml) and how they are watched for changes."""
+
+    paths: list[Path] = Field(default_factory=lambda: [Path("config/faq")], min_length=1)
+    watch: bool = True
+    watch_interval_s: float = Field(default=2.0, gt=0)
+
+
+class MatcherSettings(_Section):
+    """Confidence cut-offs of the FAQ matcher."""
+
+    answer_threshold: float = Field(default=_DEFAULT_THRESHOLDS.answer, ge=0, le=1)
+    suggest_threshold: float = Field(default=_DEFAULT_THRESHOLDS.suggest, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MatcherSettings:
+        if self.suggest_threshold > self.answer_threshold:
+            raise ValueError("suggest_threshold must not be above answer_threshold")
+        return self
+
+    @property
+    def thresholds(self) -> Thresholds:
+        """The cut-offs as the classifier takes them."""
+        return Thresholds(answer=self.answer_threshold, suggest=self.suggest_threshold)
+
+
+class PipelineSettings(_Section):
+    """How the bot handles each message."""
+
+    misses_before_handoff: int = Field(default=2, ge=1)
+    # WeChat waits 5 s for a passive reply; past this deadline the answer goes out via 客服消息 instead.
+    wechat_reply_deadline_s: float = Field(default=4.0, gt=0, lt=5)
+
+
+class ConversationSettings(_Section):
+    """Idle gaps that end a conversation (see handoff.lifecycle)."""
+
+    bot_idle_minutes: float = Field(default=30, gt=0)
+    human_idle_minutes: float = Field(default=30, gt=0)
+
+    @property
+    def lifecycle(self) -> LifecycleRules:
+        """The idle gaps as handoff.lifecycle takes them."""
+        return LifecycleRules(
+            bot_idle=timedelta(minutes=self.bot_idle_minutes),
+            human_idle=timedelta(minutes=self.human_idle_minutes),
+        )
+
+
+class WeChatAccountSettings(_Section):
+    """One WeChat official account (公众号): its callback token, optional AES key and API credentials."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    token: str = Field(min_length=1)
+    aes_key: str | None = None  # EncodingAESKey (43 chars) for compatible/safe mode
+    appid: str = Field(min_length=1)
+    secret: str = ""
+    api_base: str = "https://api.weixin.qq.com"
+
+    @field_validator("aes_key")
+    @classmethod
+    def _aes_key_length(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if len(value) != 43:
+            raise ValueError(f"EncodingAESKey must be 43 characters, got {len(value)}")
+        return value
+
+    @field_validator("api_base")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+
+class WebChannelSettings(_Section):
+    """The website chat webhook."""
+
+    enabled: bool = True
+    # When set, requests must carry X-Kefu-Signature: sha256=<hmac_sha256(secret, body)>.
+    secret: str | None = None
+    # Where later replies (agent answers) are POSTed; unset = clients poll GET /web/conversations/…
+    callback_url: str | None = None
+
+    @field_validator("secret", "callback_url")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+
+class ChannelsSettings(_Section):
+    """The channel accounts to serve."""
+
+    wechat: list[WeChatAccountSettings] = Field(default_factory=list)
+    # QQ: OneBot v11 implementations (NapCat, Lagrange, go-cqhttp...) and the official QQ bot API.
+    # Their account models live beside their adapters, which own those protocols.
+    onebot: list[OneBotAccountSettings] = Field(default_factory=list)
+    qqbot: list[QQBotAccountSettings] = Field(default_factory=list)
+    web: WebChannelSettings = Field(default_factory=WebChannelSettings)
+
+    @field_validator("wechat", "onebot", "qqbot")
+    @classmethod
+    def _unique_names(cls, accounts: list[Any], info: ValidationInfo) -> list[Any]:
+        seen: set[str] = set()
+        label = {"wechat": "WeChat", "onebot": "OneBot", "qqbot": "QQ bot"}[info.field_name or ""]
+        for account in accounts:
+            if account.name in seen:
+                raise ValueError(f"duplicate {label} account name {account.name!r}")
+            seen.add(account.name)
+        return accounts
+
+
+class OutboxSettings(_Section):
+    """Retries of asynchronous sends."""
+
+    max_attempts: int = Field(default=8, ge=1)
+    base_delay_s: float = Field(default=1.0, gt=0)
+    max_delay_s: float = Field(default=300.0, gt=0)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    # How long a claimed row stays leased to one worker before another process may retry it.
+    lease_s: float = Field(default=60.0, gt=0)
+
+
+class AdminSettings(_Section):
+    """The admin API (`/admin/api/…`): disabled unless a bearer token is configured."""
+
+    token: str | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _empty_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+
+class HandoffSettings(_Section):
+    """Human handoff: skill groups, how chats are assigned, presence and the periodic job (docs/api.md)."""
+
+    default_group: str | None = None
+    # A list of {name, categories, intents, priority} (or a mapping name → group); checked by
+    # handoff.routing.RoutingRules, which owns the routing rules. Empty = one default group.
+    groups: list[dict[str, Any]] | dict[str, Any] = Field(default_factory=list)
+    assignment: AssignmentPolicy = AssignmentPolicy.LEAST_BUSY
+    heartbeat_timeout_s: float = Field(default=60, gt=0)
+    idle_reminder_minutes: float | None = Field(default=None, gt=0)
+    job_interval_s: float = Field(default=15, gt=0)
+    service_hours: str | None = None  # said in the "nobody online" notice, e.g. 每天 9:00–21:00
+    wrap_up_tags: list[str] | None = None  # allowed wrap-up tags; None = any
+
+    @field_validator("groups")
+    @classmethod
+    def _valid_groups(cls, groups: Any, info: ValidationInfo) -> Any:
+        # Checked here (not after the model) so group errors are reported alongside the others.
+        try:
+            RoutingRules.from_config({"groups": groups, "default_group": info.data.get("default_group")})
+        except RoutingConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return groups
+
+
+class LoggingSettings(_Section):
+    """Log level of `kefu serve` (case-insensitive)."""
+
+    level: LogLevel = "INFO"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class Settings(_Section):
+    """The whole deployment config."""
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    kb: KbSettings = Field(default_factory=KbSettings)
+    matcher: MatcherSettings = Field(default_factory=MatcherSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    conversation: ConversationSettings = Field(default_factory=ConversationSettings)
+    channels: ChannelsSettings = Field(default_factory=ChannelsSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
+    handoff: HandoffSettings = Field(default_factory=HandoffSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+_INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(value: Any, env: Mapping[str, str], where: str, warnings: list[str]) -> Any:
+    """Replace `${NAME}` / `${NAME:-default}` in string values, so secrets stay out of the YAML file."""
+    if isinstance(value, dict):
+        return {
+            k: _interpolate(v, env, f"{where}.{k}" if where else str(k), warnings) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_interpolate(v, env, f"{where}.{i}", warnings) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        warnings.append(f"{where}: environment variable {name} is not set; using an empty string")
+        return ""
+
+    return _INTERPOLATION.sub(substitute, value)
+
+
+def _parse_env_value(raw: str) -> Any:
+    """Env values are strings; JSON lists/objects are accepted for list settings (e.g. kb paths)."""
+    stripped = raw.strip()
+    if stripped[:1] in "[{":
+        try:
+            return json.loads(stripped)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def _set_path(data: Any, path: list[str], value: Any, label: str, problems: list[str]) -> None:
+    """Set `value` at a nested key path, indexing lists by number (KEFU_CHANNELS__WECHAT__0__SECRET)."""
+    node = data
+    model: Any = Settings
+    for depth, key in enumerate(path):
+        last = depth == len(path) - 1
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                problems.append(f"{label}: no list item {key!r} at {'.'.join(path[:depth]) or 'top level'}")
+                return
+            index = int(key)
+            if last:
+                node[index] = value
+                return
+            node = node[index]
+            continue
+        fields = getattr(model, "model_fields", None)
+        if fields is not None and key not in fields:
+            problems.append(
+                f"{label}: unknown setting {'.'.join(path[: depth + 1])!r}{_did_you_mean(key, fields)}"
+            )
+            return
+        if last:
+            node[key] = value
+            return
+        if fields is not None:
+            model = _inner_model(fields[key].annotation)
+        child = node.get(key)
+        if not isinstance(child, dict | list):
+            child = {}
+            node[key] = child
+        node = child
+
+
+def _inner_model(annotation: Any) -> Any:
+    """The BaseModel inside `Model` or `list[Model]`, for walking env paths."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def _did_you_mean(key: str, allowed: Mapping[str, Any] | list[str]) -> str:
+    names = list(allowed)
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+    hint = f" — did you mean {close[0]!r}?" if close else ""
+    return f"{hint} (allowed: {', '.join(names)})"
+
+
+def _model_at(loc: tuple[Any, ...]) -> Any:
+    model: Any = Settings
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            return None
+        model = _inner_model(fields[part].annotation)
+    return model
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "(top level)"
+    if error["type"] == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        allowed = list(parent.model_fields) if parent is not None else []
+        return f"{path}: unknown setting{_did_you_mean(str(loc[-1]), allowed)}"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    value = error.get("input")
+    shown = "" if isinstance(value, dict | list) or error["type"] == "missing" else f" (got {value!r})"
+    if "secret" in path or "token" in path or "aes_key" in path:
+        shown = ""  # never echo credentials into logs or terminals
+    return f"{path}: {message}{shown}"
+
+
+def settings_from_mapping(data: Mapping[str, Any], source: str | None = None) -> Settings:
+    """Validate a plain mapping (already interpolated) into Settings, or raise SettingsError."""
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError([_describe(e) for e in exc.errors()], source) from None
+    return _resolve_paths(settings)
+
+
+def _resolve_paths(settings: Settings) -> Settings:
+    """Relative kb paths and SQLite files resolve against the working directory, once, at load time."""
+    kb = settings.kb.model_copy(
+        update={"paths": [p if p.is_absolute() else Path.cwd() / p for p in settings.kb.paths]}
+    )
+    url = settings.database.url
+    prefix = "sqlite+aiosqlite:///"
+    if url.startswith(prefix):
+        rest = url[len(prefix) :]
+        file_part, sep, query = rest.partition("?")
+        if file_part and file_part != ":memory:" and not file_part.startswith("/"):
+            url = prefix + str(Path.cwd() / file_part) + sep + query
+    database = settings.database.model_copy(update={"url": url})
+    return settings.model_copy(update={"kb": kb, "database": database})
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Load the YAML file (None = defaults), apply `KEFU_A__B` env vars, then dotted `overrides` (CLI)."""
+    env = os.environ if env is None else env
+    source = str(path) if path is not None else None
+    data: Any = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SettingsError([f"config file not found: {path}"], source) from None
+        except OSError as exc:
+            raise SettingsError([f"cannot read config file {path}: {exc.strerror}"], source) from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise SettingsError([f"{where}: not valid YAML: {problem}"], source) from None
+        if not isinstance(data, dict):
+            raise SettingsError([f"{path}: the top level must be a mapping of sections"], source)
+    warnings: list[str] = []
+    data = _interpolate(data, env, "", warnings)
+    for warning in warnings:
+        logger.warning("config %s", warning)
+
+    problems: list[str] = []
+    # Only KEFU_SECTION__KEY names are settings; other KEFU_* variables (KEFU_REQUIRE_SERVICES, secrets
+    # referenced by ${...}) are not, so they must not trip the unknown-key check.
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX) or ENV_NESTING not in name:
+            continue
+        key_path = [part.lower() for part in name[len(ENV_PREFIX) :].split(ENV_NESTING)]
+        if any(not part for part in key_path):
+            problems.append(f"{name}: empty key segment")
+            continue
+        _set_path(data, key_path, _parse_env_value(env[name]), name, problems)
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        _set_path(data, dotted.split("."), value, f"option {dotted}", problems)
+    try:
+        settings = settings_from_mapping(data, source)
+    except SettingsError as exc:
+        raise SettingsError(problems + exc.problems, source) from None
+    if problems:
+        raise SettingsError(problems, source)
+    return settings

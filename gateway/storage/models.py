@@ -1,0 +1,171 @@
+"""The tables (SQLAlchemy 2 declarative). Timestamps are stored and returned timezone-aware UTC."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on both databases (SQLite stores no zone, so naive values read back as UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime passed to the database; use datetime.now(UTC)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """The metadata every gateway table is registered on."""
+
+
+class Customer(Base):
+    """One person on one channel account (the platform's user id)."""
+
+    __tablename__ = "customers"
+    __table_args__ = (UniqueConstraint("channel", "account", "user_id", name="uq_customers_user"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    account: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Conversation(Base):
+    """One customer's thread on one channel account, from first message to close."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (
+        # At most one open conversation per key: two first messages racing cannot open two.
+        Index(
+            "uq_conversations_open_key",
+            "conversation_key",
+            unique=True,
+            sqlite_where=text("state != 'closed'"),
+            postgresql_where=text("state != 'closed'"),
+        ),
+        Index("ix_conversations_key_opened", "conversation_key", "opened_at"),
+        Index("ix_conversations_state", "state", "priority", "queued_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    channel: Mapped[str] = mapped_column(String(32))
+    account: Mapped[str] = mapped_column(String(64))
+    conversation_key: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str] = mapped_column(String(16), default="normal")
+    handoff_reason: Mapped[str | None] = mapped_column(String(64))
+    group: Mapped[str | None] = mapped_column("group_name", String(64))
+    miss_streak: Mapped[int] = mapped_column(Integer, default=0)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_reason: Mapped[str | None] = mapped_column(String(64))
+    kb_version: Mapped[str | None] = mapped_column(String(64))
+
+
+class MessageRecord(Base):
+    """Every message in and out, with how the bot decided on the inbound ones."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        # The dedupe key: a platform retry of the same message is stored once (NULL ids never clash).
+        UniqueConstraint("channel", "account", "channel_msg_id", name="uq_messages_channel_msg"),
+        Index("ix_messages_conversation", "conversation_id", "id"),
+        Index("ix_messages_reply_to", "reply_to"),
+        Index("ix_messages_key", "conversation_key", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id"))
+    conversation_key: Mapped[str] = mapped_column(String(255))
+    channel: Mapped[str] = mapped_column(String(32))
+    account: Mapped[str] = mapped_column(String(64))
+    direction: Mapped[str] = mapped_column(String(3))  # in | out
+    sender: Mapped[str] = mapped_column(String(16))  # customer | bot | agent | system
+    sender_name: Mapped[str | None] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(16), default="text")
+    channel_msg_id: Mapped[str | None] = mapped_column(String(128))
+    reply_to: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    decision: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(32))
+    entry_id: Mapped[str | None] = mapped_column(String(128))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    kb_version: Mapped[str | None] = mapped_column(String(64))
+    suggestions: Mapped[list[str] | None] = mapped_column(JSON)
+    # Addressing the adapter needs to push later (openid, group id, platform msg id...).
+    target: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class OutboxRecord(Base):
+    """An asynchronous send and its delivery state."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        # One delivery per stored reply: pushing the same result twice enqueues it once.
+        UniqueConstraint("message_id", name="uq_outbox_message"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    account: Mapped[str] = mapped_column(String(64))
+    conversation_key: Mapped[str] = mapped_column(String(255))
+    text: Mapped[str] = mapped_column(Text)
+    sender: Mapped[str] = mapped_column(String(16), default="bot")
+    target: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # pending|sending|sent|failed|undeliverable
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+
+
+class AuditRecord(Base):
+    """Who did what (reloads, admin actions), append-only."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_created", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    what: Mapped[str] = mapped_column(String(64))
+    who: Mapped[str] = mapped_column(String(128))
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,670 @@
+"""The Store: every query the gateway runs, behind async methods that return plain rows.
+
+The pipeline works inside `Store.transaction()` (one unit of work per inbound message); the outbox
+worker and the admin API use the single-statement methods. Nothing outside this package sees
+SQLAlchemy: integrity clashes surface as `Conflict`, so callers can re-read and retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from gateway.storage.engine import create_engine, sqlite_directory
+from gateway.storage.models import (
+    AuditRecord,
+    Base,
+    Conversation,
+    Customer,
+    MessageRecord,
+    OutboxRecord,
+    UTCDateTime,
+)
+from handoff.state import ConversationState
+
+logger = logging.getLogger(__name__)
+
+OUTBOX_STATUSES = ("pending", "sending", "sent", "failed", "undeliverable")
+
+
+class Conflict(Exception):
+    """A unique constraint refused a write (a concurrent duplicate); re-read and retry."""
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached or refused the statement for a reason other than a conflict."""
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRow:
+    """A stored conversation."""
+
+    id: int
+    customer_id: int
+    channel: str
+    account: str
+    conversation_key: str
+    state: ConversationState
+    priority: str
+    handoff_reason: str | None
+    group: str | None
+    miss_streak: int
+    opened_at: datetime
+    last_activity_at: datetime
+    queued_at: datetime | None
+    closed_at: datetime | None
+    closed_reason: str | None
+    kb_version: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    """A stored message, inbound (from the customer) or outbound (bot, agent or system)."""
+
+    id: int
+    conversation_id: int
+    conversation_key: str
+    channel: str
+    account: str
+    direction: str
+    sender: str
+    sender_name: str | None
+    text: str
+    kind: str
+    channel_msg_id: str | None
+    reply_to: int | None
+    decision: str | None
+    reason: str | None
+    entry_id: str | None
+    confidence: float | None
+    kb_version: str | None
+    suggestions: tuple[str, ...]
+    target: Mapping[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One asynchronous send and where it stands."""
+
+    id: int
+    channel: str
+    account: str
+    conversation_key: str
+    text: str
+    sender: str
+    target: Mapping[str, Any]
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    locked_until: datetime | None
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    message_id: int | None
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (datetimes as ISO 8601)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.isoformat() if isinstance(value, datetime) else value
+        out["target"] = dict(self.target)
+        return out
+
+
+def _conversation(row: Conversation) -> ConversationRow:
+    return ConversationRow(
+        id=row.id,
+        customer_id=row.customer_id,
+        channel=row.channel,
+        account=row.account,
+        conversation_key=row.conversation_key,
+        state=ConversationState(row.state),
+        priority=row.priority,
+        handoff_reason=row.handoff_reason,
+        group=row.group,
+        miss_streak=row.miss_streak,
+        opened_at=row.opened_at,
+        last_activity_at=row.last_activity_at,
+        queued_at=row.queued_at,
+        closed_at=row.closed_at,
+        closed_reason=row.closed_reason,
+        kb_version=row.kb_version,
+    )
+
+
+def _message(row: MessageRecord) -> MessageRow:
+    return MessageRow(
+        id=row.id,
+        conversation_id=row.conversation_id,
+        conversation_key=row.conversation_key,
+        channel=row.channel,
+        account=row.account,
+        direction=row.direction,
+        sender=row.sender,
+        sender_name=row.sender_name,
+        text=row.text,
+        kind=row.kind,
+        channel_msg_id=row.channel_msg_id,
+        reply_to=row.reply_to,
+        decision=row.decision,
+        reason=row.reason,
+        entry_id=row.entry_id,
+        confidence=row.confidence,
+        kb_version=row.kb_version,
+        suggestions=tuple(row.suggestions or ()),
+        target=dict(row.target or {}),
+        created_at=row.created_at,
+    )
+
+
+def _outbox(row: OutboxRecord) -> OutboxRow:
+    return OutboxRow(
+        id=row.id,
+        channel=row.channel,
+        account=row.account,
+        conversation_key=row.conversation_key,
+        text=row.text,
+        sender=row.sender,
+        target=dict(row.target or {}),
+        status=row.status,
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        locked_until=row.locked_until,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        sent_at=row.sent_at,
+        message_id=row.message_id,
+    )
+
+
+_CONVERSATION_FIELDS = frozenset(
+    {
+        "state",
+        "priority",
+        "handoff_reason",
+        "group",
+        "miss_streak",
+        "last_activity_at",
+        "queued_at",
+        "closed_at",
+        "closed_reason",
+        "kb_version",
+    }
+)
+
+
+class Transaction:
+    """One unit of work: everything written through it commits together or not at all."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    @property
+    def session(self) -> AsyncSession:
+        """The SQLAlchemy session of this unit of work, for other query modules of this package only."""
+        return self._session
+
+    async def _flush(self) -> None:
+        try:
+            await self._session.flush()
+        except IntegrityError as exc:
+            raise Conflict(str(exc.orig)) from exc
+
+    async def find_message(self, channel: str, account: str, channel_msg_id: str) -> MessageRow | None:
+        """The stored message with this platform id, if any (the dedupe lookup)."""
+        row = await self._session.scalar(
+            select(MessageRecord).where(
+                MessageRecord.channel == channel,
+                MessageRecord.account == account,
+                MessageRecord.channel_msg_id == channel_msg_id,
+            )
+        )
+        return _message(row) if row is not None else None
+
+    async def replies_to(self, message_id: int) -> list[MessageRow]:
+        """The outbound messages that answered one inbound message, in order."""
+        rows = await self._session.scalars(
+            select(MessageRecord).where(MessageRecord.reply_to == message_id).order_by(MessageRecord.id)
+        )
+        return [_message(r) for r in rows]
+
+    async def last_suggestions(self, conversation_id: int) -> tuple[str, ...]:
+        """The suggestions of the latest outbound message of a conversation (empty when it had none)."""
+        row = await self._session.scalar(
+            select(MessageRecord)
+            .where(MessageRecord.conversation_id == conversation_id, MessageRecord.direction == "out")
+            .order_by(MessageRecord.id.desc())
+            .limit(1)
+        )
+        return tuple(row.suggestions or ()) if row is not None else ()
+
+    async def upsert_customer(
+        self, channel: str, account: str, user_id: str, name: str | None, now: datetime
+    ) -> int:
+        """The customer's id, creating the row on first contact and refreshing the display name."""
+        row = await self._session.scalar(
+            select(Customer).where(
+                Customer.channel == channel, Customer.account == account, Customer.user_id == user_id
+            )
+        )
+        if row is None:
+            row = Customer(
+                channel=channel, account=account, user_id=user_id, name=name, created_at=now, last_seen_at=now
+            )
+            self._session.add(row)
+            await self._flush()
+        else:
+            row.last_seen_at = now
+            if name and name != row.name:
+                row.name = name
+        return row.id
+
+    async def open_conversation(self, conversation_key: str) -> ConversationRow | None:
+        """The conversation for this key that is not closed, locked for this transaction."""
+        row = await self._session.scalar(
+            select(Conversation)
+            .where(Conversation.conversation_key == conversation_key, Conversation.state != "closed")
+            .with_for_update()
+        )
+        return _conversation(row) if row is not None else None
+
+    async def create_conversation(
+        self,
+        *,
+        customer_id: int,
+        channel: str,
+        account: str,
+        conversation_key: str,
+        now: datetime,
+        kb_version: str | None,
+    ) -> ConversationRow:
+        """Open a new bot conversation."""
+        row = Conversation(
+            customer_id=customer_id,
+            channel=channel,
+            account=account,
+            conversation_key=conversation_key,
+            state=ConversationState.BOT.value,
+            priority="normal",
+            miss_streak=0,
+            opened_at=now,
+            last_activity_at=now,
+            kb_version=kb_version,
+        )
+        self._session.add(row)
+        await self._flush()
+        return _conversation(row)
+
+    async def update_conversation(self, conversation_id: int, **values: Any) -> None:
+        """Change some fields of a conversation (state, priority, miss_streak, timestamps...)."""
+        unknown = set(values) - _CONVERSATION_FIELDS
+        if unknown:
+            raise ValueError(f"not conversation fields: {', '.join(sorted(unknown))}")
+        if isinstance(values.get("state"), ConversationState):
+            values["state"] = values["state"].value
+        row = await self._session.get(Conversation, conversation_id)
+        if row is None:
+            raise LookupError(f"no conversation {conversation_id}")
+        for key, value in values.items():
+            setattr(row, key, value)
+        await self._flush()
+
+    async def add_message(
+        self,
+        *,
+        conversation_id: int,
+        conversation_key: str,
+        channel: str,
+        account: str,
+        direction: str,
+        sender: str,
+        text: str,
+        created_at: datetime,
+        kind: str = "text",
+        sender_name: str | None = None,
+        channel_msg_id: str | None = None,
+        reply_to: int | None = None,
+        decision: str | None = None,
+        reason: str | None = None,
+        entry_id: str | None = None,
+        confidence: float | None = None,
+        kb_version: str | None = None,
+        suggestions: Sequence[str] = (),
+        target: Mapping[str, Any] | None = None,
+    ) -> MessageRow:
+        """Store one message; raises Conflict when its channel message id is already stored."""
+        row = MessageRecord(
+            conversation_id=conversation_id,
+            conversation_key=conversation_key,
+            channel=channel,
+            account=account,
+            direction=direction,
+            sender=sender,
+            sender_name=sender_name,
+            text=text,
+            kind=kind,
+            channel_msg_id=channel_msg_id,
+            reply_to=reply_to,
+            decision=decision,
+            reason=reason,
+            entry_id=entry_id,
+            confidence=confidence,
+            kb_version=kb_version,
+            suggestions=list(suggestions) or None,
+            target=dict(target) if target else None,
+            created_at=created_at,
+        )
+        self._session.add(row)
+        await self._flush()
+        return _message(row)
+
+    async def set_message_decision(
+        self,
+        message_id: int,
+        *,
+        decision: str | None,
+        reason: str | None,
+        entry_id: str | None,
+        confidence: float | None,
+        kb_version: str | None,
+    ) -> None:
+        """Record how an inbound message was classified."""
+        row = await self._session.get(MessageRecord, message_id)
+        if row is None:
+            raise LookupError(f"no message {message_id}")
+        row.decision, row.reason, row.entry_id = decision, reason, entry_id
+        row.confidence, row.kb_version = confidence, kb_version
+        await self._flush()
+
+    async def enqueue(
+        self,
+        *,
+        channel: str,
+        account: str,
+        conversation_key: str,
+        text: str,
+        sender: str,
+        target: Mapping[str, Any],
+        now: datetime,
+        message_id: int | None = None,
+    ) -> int:
+        """Add an outbox row (or return the existing one for the same stored message)."""
+        if message_id is not None:
+            existing = await self._session.scalar(
+                select(OutboxRecord.id).where(OutboxRecord.message_id == message_id)
+            )
+            if existing is not None:
+                return existing
+        row = OutboxRecord(
+            channel=channel,
+            account=account,
+            conversation_key=conversation_key,
+            text=text,
+            sender=sender,
+            target=dict(target),
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+            message_id=message_id,
+        )
+        self._session.add(row)
+        await self._flush()
+        return row.id
+
+    async def audit(self, what: str, who: str, details: Mapping[str, Any] | None = None) -> None:
+        """Append to the audit log."""
+        self._session.add(AuditRecord(what=what, who=who, details=dict(details or {}), created_at=utcnow()))
+        await self._flush()
+
+
+class Store:
+    """The gateway's database: one engine, short transactions, plain rows out."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def from_url(cls, url: str, *, echo: bool = False) -> Store:
+        """A store on a new engine for `url` (SQLite file directories are created)."""
+        return cls(create_engine(url, echo=echo))
+
+    @property
+    def dialect(self) -> str:
+        """ "sqlite" or "postgresql"."""
+        return self.engine.dialect.name
+
+    async def create_all(self) -> None:
+        """Create missing tables and indexes (migrations come with Alembic once the schema settles)."""
+        directory = sqlite_directory(str(self.engine.url))
+        if directory is not None:
+            # The default `data/kefu.db` works on a fresh checkout; mkdir is file I/O, so off the loop.
+            await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+        async with self.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+
+    async def dispose(self) -> None:
+        """Close every pooled connection (the store reconnects on next use)."""
+        await self.engine.dispose()
+
+    async def ping(self) -> bool:
+        """True when a trivial query succeeds."""
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except (SQLAlchemyError, OSError) as exc:
+            logger.warning("database ping failed: %s", type(exc).__name__)
+            return False
+        return True
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """A unit of work: commits on success, rolls everything back on any exception."""
+        async with self._sessions() as session:
+            try:
+                async with session.begin():
+                    yield Transaction(session)
+            except IntegrityError as exc:  # from a statement, or from the commit itself
+                raise Conflict(str(exc.orig)) from exc
+
+    # --- reads for APIs and tests ---------------------------------------------------------------
+
+    async def conversation(self, conversation_id: int) -> ConversationRow | None:
+        """One conversation by id."""
+        async with self._sessions() as session:
+            row = await session.get(Conversation, conversation_id)
+            return _conversation(row) if row is not None else None
+
+    async def conversations_for_key(self, conversation_key: str) -> list[ConversationRow]:
+        """Every conversation of a key, oldest first."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(Conversation)
+                .where(Conversation.conversation_key == conversation_key)
+                .order_by(Conversation.id)
+            )
+            return [_conversation(r) for r in rows]
+
+    async def messages(self, conversation_id: int) -> list[MessageRow]:
+        """Every message of a conversation, in order."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(MessageRecord)
+                .where(MessageRecord.conversation_id == conversation_id)
+                .order_by(MessageRecord.id)
+            )
+            return [_message(r) for r in rows]
+
+    async def messages_for_key(
+        self, conversation_key: str, *, after: int = 0, direction: str | None = None, limit: int = 100
+    ) -> list[MessageRow]:
+        """Messages of every conversation of a key with id > after (a polling client's cursor)."""
+        query = select(MessageRecord).where(
+            MessageRecord.conversation_key == conversation_key, MessageRecord.id > after
+        )
+        if direction is not None:
+            query = query.where(MessageRecord.direction == direction)
+        async with self._sessions() as session:
+            rows = await session.scalars(query.order_by(MessageRecord.id).limit(limit))
+            return [_message(r) for r in rows]
+
+    async def count_messages(self) -> int:
+        """How many messages are stored."""
+        async with self._sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(MessageRecord)) or 0)
+
+    async def count_conversations(self, state: ConversationState | None = None) -> int:
+        """How many conversations (in one state, when given)."""
+        query = select(func.count()).select_from(Conversation)
+        if state is not None:
+            query = query.where(Conversation.state == state.value)
+        async with self._sessions() as session:
+            return int(await session.scalar(query) or 0)
+
+    async def audit_entries(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest audit log entries, newest first."""
+        async with self._sessions() as session:
+            rows = await session.scalars(select(AuditRecord).order_by(AuditRecord.id.desc()).limit(limit))
+            return [
+                {"what": r.what, "who": r.who, "details": r.details, "created_at": r.created_at.isoformat()}
+                for r in rows
+            ]
+
+    async def audit(self, what: str, who: str, details: Mapping[str, Any] | None = None) -> None:
+        """Append to the audit log in its own transaction."""
+        async with self.transaction() as tx:
+            await tx.audit(what, who, details)
+
+    # --- outbox ----------------------------------------------------------------------------------
+
+    async def claim_outbox(self, now: datetime, *, lease: timedelta, limit: int = 20) -> list[OutboxRow]:
+        """Lease due rows to this worker: pending ones whose time has come and expired `sending` leases.
+
+        FOR UPDATE SKIP LOCKED lets several gateway processes share a PostgreSQL outbox without
+        sending a row twice; SQLite has one writer at a time (BEGIN IMMEDIATE) so it needs no lock.
+        """
+        async with self._sessions() as session, session.begin():
+            ids = list(
+                await session.scalars(
+                    select(OutboxRecord.id)
+                    .where(
+                        or_(
+                            (OutboxRecord.status == "pending") & (OutboxRecord.next_attempt_at <= now),
+                            (OutboxRecord.status == "sending") & (OutboxRecord.locked_until <= now),
+                        )
+                    )
+                    .order_by(OutboxRecord.next_attempt_at, OutboxRecord.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            if not ids:
+                return []
+            await session.execute(
+                update(OutboxRecord)
+                .where(OutboxRecord.id.in_(ids))
+                .values(status="sending", locked_until=now + lease, attempts=OutboxRecord.attempts + 1)
+            )
+            rows = await session.scalars(
+                select(OutboxRecord)
+                .where(OutboxRecord.id.in_(ids))
+                .order_by(OutboxRecord.id)
+                .execution_options(populate_existing=True)
+            )
+            return [_outbox(r) for r in rows]
+
+    async def finish_outbox(
+        self,
+        outbox_id: int,
+        *,
+        status: str,
+        now: datetime,
+        error: str | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> None:
+        """Record a send's outcome: sent, pending again (retry at next_attempt_at), failed or undeliverable."""
+        if status not in OUTBOX_STATUSES:
+            raise ValueError(f"unknown outbox status {status!r}")
+        values: dict[str, Any] = {"status": status, "locked_until": None}
+        if status == "sent":
+            values["sent_at"] = now
+            values["last_error"] = None
+        if error is not None:
+            values["last_error"] = error[:2000]
+        if next_attempt_at is not None:
+            values["next_attempt_at"] = next_attempt_at
+        async with self._sessions() as session, session.begin():
+            await session.execute(update(OutboxRecord).where(OutboxRecord.id == outbox_id).values(**values))
+
+    async def release_outbox(self, outbox_ids: Sequence[int], next_attempt_at: datetime) -> None:
+        """Hand claimed rows back unsent (their claim does not count as an attempt)."""
+        if not outbox_ids:
+            return
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(OutboxRecord)
+                .where(OutboxRecord.id.in_(list(outbox_ids)), OutboxRecord.status == "sending")
+                .values(
+                    status="pending",
+                    locked_until=None,
+                    next_attempt_at=next_attempt_at,
+                    attempts=OutboxRecord.attempts - 1,
+                )
+            )
+
+    async def outbox(self, outbox_id: int) -> OutboxRow | None:
+        """One outbox row by id."""
+        async with self._sessions() as session:
+            row = await session.get(OutboxRecord, outbox_id)
+            return _outbox(row) if row is not None else None
+
+    async def list_outbox(self, status: str | None = None, *, limit: int = 100) -> list[OutboxRow]:
+        """Outbox rows, newest first, optionally of one status."""
+        query = select(OutboxRecord)
+        if status is not None:
+            query = query.where(OutboxRecord.status == status)
+        async with self._sessions() as session:
+            rows = await session.scalars(query.order_by(OutboxRecord.id.desc()).limit(limit))
+            return [_outbox(r) for r in rows]
+
+    async def outbox_counts(self) -> dict[str, int]:
+        """How many outbox rows per status (every status present, zero when none)."""
+        async with self._sessions() as session:
+            result = await session.execute(
+                select(OutboxRecord.status, func.count()).group_by(OutboxRecord.status)
+            )
+            counts = dict.fromkeys(OUTBOX_STATUSES, 0)
+            for status, count in result:
+                counts[status] = int(count)
+            return counts
+
+    async def next_outbox_due(self) -> datetime | None:
+        """When the earliest pending row is due (the worker sleeps until then, or until woken)."""
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(func.min(OutboxRecord.next_attempt_at, type_=UTCDateTime())).where(
+                    OutboxRecord.status == "pending"
+                )
+            )
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """True for errors that mean the database failed (not a bug in the caller)."""
+    return isinstance(exc, DBAPIError | StoreUnavailable | OSError)

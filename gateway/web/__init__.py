@@ -1,0 +1,1 @@
+"""The web pages served by the gateway itself: customer chat, agent console, admin dashboard."""

@@ -1,0 +1,168 @@
+"""A fake QQ bot OpenAPI (token endpoint + group/C2C message endpoints) and a signer that pushes like QQ does.
+
+The token endpoint answers `expires_in` as a STRING, as the real one does. The message endpoints
+enforce what the platform enforces: a valid `QQBot` token, `msg_id` present (no unsolicited messages),
+unique msg_id + msg_seq, at most 5 replies per msg_id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+APPID = "102030405"
+SECRET = "qqbotTestSecret0123"  # 19 chars: the seed repeats it (exercises the repeat rule)
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "qqbot"
+_ids = itertools.count(1)
+
+
+def qq_key(secret: str) -> Ed25519PrivateKey:
+    """QQ's side of the key derivation (written independently of gateway.channels.qqbot)."""
+    raw = secret.encode()
+    seed = raw
+    while len(seed) < 32:
+        seed += seed
+    return Ed25519PrivateKey.from_private_bytes(seed[:32])
+
+
+def load_payload(name: str, *, fresh: bool = True, **d_changes: Any) -> dict[str, Any]:
+    """A recorded push with a new d.id (a new message) and changes to `d`."""
+    payload = json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+    d = payload.get("d", {})
+    if fresh and "id" in d:
+        d["id"] = f"ROBOT1.0_test{next(_ids):08d}"
+    d.update(d_changes)
+    return payload
+
+
+@dataclass
+class QQPush:
+    """Posts payloads to kefu signed the way QQ signs them."""
+
+    client: Any
+    path: str
+    secret: str = SECRET
+
+    async def post(
+        self,
+        payload: dict[str, Any] | bytes,
+        *,
+        signed: bool = True,
+        timestamp: str | None = None,
+        signature: str | None = None,
+    ) -> Any:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json", "User-Agent": "QQBot-Callback", "X-Bot-Appid": APPID}
+        if signed:
+            ts = timestamp or str(int(time.time()))
+            headers["X-Signature-Timestamp"] = ts
+            headers["X-Signature-Ed25519"] = (
+                signature if signature is not None else qq_key(self.secret).sign(ts.encode() + body).hex()
+            )
+        return await self.client.post(self.path, data=body, headers=headers)
+
+
+@dataclass
+class FakeQQBotAPI:
+    """State and switches of the fake OpenAPI; `url` is both api_base and the token URL's base."""
+
+    appid: str = APPID
+    secret: str = SECRET
+    url: str = ""
+    token_fetches: int = 0
+    messages: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # accepted: {"path", "content", "msg_id", "msg_seq"}
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    latency_s: float = 0.0
+    token_latency_s: float = 0.0
+    lose_answers: int = 0  # accept the next sends but answer 504, as if the answer got lost on the way
+    _valid_tokens: set[str] = field(default_factory=set)
+    _seen: set[tuple[str, int]] = field(default_factory=set)
+    _replies: dict[str, int] = field(default_factory=dict)
+    _failures: deque[tuple[int, int | None]] = field(default_factory=deque)
+    received: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.url}/app/getAppAccessToken"
+
+    def expire_tokens(self) -> None:
+        self._valid_tokens.clear()
+
+    def fail_next(self, status: int = 500, code: int | None = None, times: int = 1) -> None:
+        """Answer the next `times` sends with an HTTP status and platform code."""
+        self._failures.extend([(status, code)] * times)
+
+    async def wait_for_messages(self, count: int, within: float = 5.0) -> list[dict[str, Any]]:
+        async def until() -> None:
+            while len(self.messages) < count:
+                self.received.clear()
+                await self.received.wait()
+
+        await asyncio.wait_for(until(), within)
+        return self.messages
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/app/getAppAccessToken", self._token)
+        app.router.add_post("/v2/groups/{openid}/messages", self._send)
+        app.router.add_post("/v2/users/{openid}/messages", self._send)
+        return app
+
+    async def start(self, aiohttp_server: Any) -> FakeQQBotAPI:
+        server = await aiohttp_server(self.app(), access_log=None)
+        self.url = str(server.make_url("")).rstrip("/")
+        return self
+
+    async def _token(self, request: web.Request) -> web.Response:
+        if self.token_latency_s:
+            await asyncio.sleep(self.token_latency_s)
+        body = await request.json()
+        if body.get("appId") != self.appid or body.get("clientSecret") != self.secret:
+            return web.json_response({"code": 100016, "message": "invalid appid or secret"}, status=400)
+        self.token_fetches += 1
+        token = f"QQTOKEN-{self.token_fetches}"
+        self._valid_tokens.add(token)
+        return web.json_response({"access_token": token, "expires_in": "7200"})
+
+    async def _send(self, request: web.Request) -> web.Response:
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        payload = await request.json()
+        self.attempts.append(payload)
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("QQBot ") or auth[len("QQBot ") :] not in self._valid_tokens:
+            return web.json_response({"code": 11244, "message": "token not exist or expire"}, status=401)
+        if self._failures:
+            status, code = self._failures.popleft()
+            return web.json_response({"code": code, "message": "fake failure"}, status=status)
+        msg_id, seq = payload.get("msg_id"), payload.get("msg_seq")
+        if payload.get("msg_type") != 0 or not isinstance(payload.get("content"), str):
+            return web.json_response({"code": 40034003, "message": "bad msg_type/content"}, status=400)
+        if not msg_id:
+            return web.json_response({"code": 40034102, "message": "主动消息不再提供"}, status=400)
+        if (msg_id, seq) in self._seen:
+            return web.json_response(
+                {"code": 40054005, "message": "消息被去重，请检查请求msgseq"}, status=400
+            )
+        if self._replies.get(msg_id, 0) >= 5:
+            return web.json_response({"code": 40034128, "message": "被动回复次数超限"}, status=400)
+        self._seen.add((msg_id, seq))
+        self._replies[msg_id] = self._replies.get(msg_id, 0) + 1
+        self.messages.append({"path": request.path, **payload})
+        self.received.set()
+        if self.lose_answers:
+            self.lose_answers -= 1
+            return web.Response(status=504, text="gateway timeout")
+        return web.json_response({"id": f"sent-{len(self.messages)}", "timestamp": int(time.time())})

@@ -1,0 +1,68 @@
+"""Log lines never carry full phone numbers, tokens or signatures."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+from gateway.logs import MaskingFilter, mask, setup_logging
+
+
+def test_phone_numbers_are_masked_but_other_numbers_are_not() -> None:
+    assert mask("客户 13812345678 来电") == "客户 138****5678 来电"
+    assert mask("tel:+8615912345678") == "tel:+86159****5678"
+    # Order numbers and WeChat MsgIds are longer digit runs: left alone.
+    assert mask("订单 2026112413812345678") == "订单 2026112413812345678"
+    assert mask("MsgId 4363689963896700987") == "MsgId 4363689963896700987"
+
+
+def test_secrets_in_urls_and_headers_are_masked() -> None:
+    line = "POST /wechat/demo?signature=abc123&timestamp=1&nonce=2&msg_signature=def456 token=tok9"
+    masked = mask(line)
+    assert "abc123" not in masked and "def456" not in masked and "tok9" not in masked
+    assert "timestamp=1&nonce=2" in masked and "signature=***" in masked
+    assert mask("GET /cgi-bin/token?grant_type=client_credential&appid=wx1&secret=hunter2").endswith(
+        "secret=***"
+    )
+    assert mask("Authorization: Bearer abc.def") == "Authorization: Bearer ***"
+    assert (
+        mask('{"access_token": "ACCESS", "expires_in": 7200}')
+        == '{"access_token": "***", "expires_in": 7200}'
+    )
+    # Prose that merely mentions a secret is left readable.
+    assert mask("web channel has no secret: anyone can post") == "web channel has no secret: anyone can post"
+
+
+def test_the_filter_rewrites_records_and_tracebacks() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(MaskingFilter())
+    logger = logging.getLogger("kefu.test.masking")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("user %s wrote %s", "13900001111", "hi")
+        try:
+            raise ValueError("token=leaked")
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    out = stream.getvalue()
+    assert "139****1111" in out and "13900001111" not in out
+    assert "token=***" in out and "leaked" not in out
+
+
+def test_setup_logging_is_idempotent_and_keeps_foreign_handlers() -> None:
+    root = logging.getLogger()
+    before = list(root.handlers)
+    level = root.level
+    try:
+        setup_logging("DEBUG", stream=io.StringIO())
+        setup_logging("INFO", stream=io.StringIO())
+        ours = [h for h in root.handlers if getattr(h, "_kefu", False)]
+        assert len(ours) == 1 and all(h in root.handlers for h in before)
+        assert root.level == logging.INFO
+    finally:
+        root.handlers[:] = before
+        root.setLevel(level)

@@ -1,0 +1,194 @@
+"""The outbox against a fake upstream (a real aiohttp server): retries, give-ups, restarts, the admin view."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.channels.base import Outgoing
+from gateway.message import Message, utcnow
+from gateway.outbox import Outbox
+from gateway.runtime import RUNTIME, Runtime
+from gateway.settings import OutboxSettings
+from gateway.storage import OutboxRow, Store
+
+
+class Upstream:
+    """A web-chat callback receiver that answers with scripted statuses (then 204 forever)."""
+
+    def __init__(self) -> None:
+        self.script: list[int] = []
+        self.always: int | None = None
+        self.texts: list[str] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        status = self.always or (self.script.pop(0) if self.script else 204)
+        self.texts.append(body["text"])
+        return web.Response(status=status, text=f"upstream says {status}")
+
+
+@pytest.fixture
+async def upstream(aiohttp_server: Any) -> tuple[Upstream, str]:
+    fake = Upstream()
+    app = web.Application()
+    app.router.add_post("/callback", fake.handle)
+    server = await aiohttp_server(app)
+    return fake, str(server.make_url("/callback"))
+
+
+def outgoing(text: str = "您好，人工客服已为您处理", key: str = "web:default:o1") -> Outgoing:
+    return Outgoing("web", "default", key, text, sender="agent", target={"user_id": key.rsplit(":", 1)[-1]})
+
+
+async def start(aiohttp_client: Any, settings_factory: Any, url: str, **outbox: Any) -> tuple[Any, Runtime]:
+    settings = settings_factory(channels={"web": {"callback_url": url}}, outbox=outbox)
+    client = await aiohttp_client(create_app(settings))
+    return client, client.app[RUNTIME]
+
+
+async def wait_for(runtime: Runtime, outbox_id: int, predicate: Callable[[OutboxRow], bool]) -> OutboxRow:
+    for _ in range(250):
+        row = await runtime.store.outbox(outbox_id)
+        if row is not None and predicate(row):
+            return row
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"outbox row {outbox_id} never got there: {await runtime.store.outbox(outbox_id)}")
+
+
+async def test_server_errors_are_retried_until_delivered(
+    aiohttp_client: Any, settings_factory: Any, upstream: Any
+) -> None:
+    fake, url = upstream
+    fake.script = [502, 503]
+    _client, runtime = await start(aiohttp_client, settings_factory, url)
+    outbox_id = await runtime.outbox.enqueue(outgoing())
+    row = await wait_for(runtime, outbox_id, lambda r: r.status == "sent")
+    assert row.attempts == 3 and row.sent_at is not None and row.last_error is None
+    assert fake.texts == ["您好，人工客服已为您处理"] * 3
+
+
+async def test_a_permanent_refusal_is_undeliverable_at_once(
+    aiohttp_client: Any, settings_factory: Any, upstream: Any
+) -> None:
+    fake, url = upstream
+    fake.always = 400
+    _client, runtime = await start(aiohttp_client, settings_factory, url)
+    outbox_id = await runtime.outbox.enqueue(outgoing())
+    row = await wait_for(runtime, outbox_id, lambda r: r.status == "undeliverable")
+    assert row.attempts == 1 and "callback answered 400" in (row.last_error or "")
+
+
+async def test_giving_up_after_max_attempts_keeps_the_last_error(
+    aiohttp_client: Any, settings_factory: Any, upstream: Any, admin_headers: dict[str, str]
+) -> None:
+    fake, url = upstream
+    fake.always = 503
+    client, runtime = await start(aiohttp_client, settings_factory, url, max_attempts=3)
+    outbox_id = await runtime.outbox.enqueue(outgoing())
+    row = await wait_for(runtime, outbox_id, lambda r: r.status == "failed")
+    assert row.attempts == 3 and "503" in (row.last_error or "")
+
+    # Visible to operators.
+    assert (await client.get("/admin/api/outbox")).status == 401
+    assert (await client.get("/admin/api/outbox", headers={"Authorization": "Bearer nope"})).status == 403
+    assert (
+        await client.get("/admin/api/outbox", params={"status": "lost"}, headers=admin_headers)
+    ).status == 400
+    listed = await (
+        await client.get("/admin/api/outbox", params={"status": "failed"}, headers=admin_headers)
+    ).json()
+    assert [item["id"] for item in listed["items"]] == [outbox_id]
+    assert listed["counts"]["failed"] == 1 and listed["items"][0]["last_error"].startswith(
+        "callback answered 503"
+    )
+
+
+async def test_network_errors_are_retried(
+    aiohttp_client: Any, settings_factory: Any, unused_tcp_port: int
+) -> None:
+    _client, runtime = await start(
+        aiohttp_client, settings_factory, f"http://127.0.0.1:{unused_tcp_port}/callback", max_attempts=2
+    )
+    outbox_id = await runtime.outbox.enqueue(outgoing())
+    row = await wait_for(runtime, outbox_id, lambda r: r.status == "failed")
+    assert row.attempts == 2 and "Connect" in (row.last_error or "")
+
+
+async def test_rows_without_an_adapter_are_undeliverable(app_client: Any) -> None:
+    runtime = app_client.app[RUNTIME]
+    outbox_id = await runtime.outbox.enqueue(Outgoing("qqbot", "nobody", "qqbot:nobody:x", "hi"))
+    row = await wait_for(runtime, outbox_id, lambda r: r.status == "undeliverable")
+    assert row.last_error == "no adapter for qqbot/nobody"
+
+
+async def test_pending_sends_resume_after_a_restart(
+    aiohttp_client: Any, settings_factory: Any, upstream: Any
+) -> None:
+    fake, url = upstream
+    fake.always = 503
+    first_client, first = await start(aiohttp_client, settings_factory, url, max_attempts=50)
+    outbox_id = await first.outbox.enqueue(outgoing("重启前排队的消息"))
+    await wait_for(first, outbox_id, lambda r: r.attempts >= 1 and r.status == "pending")
+    await first_client.close()  # the gateway stops; the row stays pending in the database
+
+    fake.always = None
+    _client, second = await start(aiohttp_client, settings_factory, url, max_attempts=50)
+    row = await wait_for(second, outbox_id, lambda r: r.status == "sent")
+    assert row.attempts >= 2 and fake.texts[-1] == "重启前排队的消息"
+
+
+async def test_a_send_leased_by_a_crashed_worker_is_taken_over(
+    aiohttp_client: Any, settings_factory: Any, upstream: Any, db_url: str
+) -> None:
+    fake, url = upstream
+    store = Store.from_url(db_url)
+    await store.create_all()
+    async with store.transaction() as tx:
+        outbox_id = await tx.enqueue(
+            channel="web",
+            account="default",
+            conversation_key="web:default:o1",
+            text="半路崩溃",
+            sender="agent",
+            target={"user_id": "o1"},
+            now=utcnow(),
+        )
+    (claimed,) = await store.claim_outbox(utcnow(), lease=timedelta(seconds=0.3))  # then the process died
+    await store.dispose()
+    assert claimed.status == "sending"
+
+    _client, runtime = await start(aiohttp_client, settings_factory, url)
+    row = await wait_for(runtime, outbox_id, lambda r: r.status == "sent")
+    assert row.attempts == 2 and fake.texts == ["半路崩溃"]
+
+
+def test_backoff_is_exponential_capped_and_jittered() -> None:
+    settings = OutboxSettings(base_delay_s=1, max_delay_s=300)
+    low = Outbox(None, settings, {}, jitter=lambda: 0.0)  # type: ignore[arg-type]
+    high = Outbox(None, settings, {}, jitter=lambda: 1.0)  # type: ignore[arg-type]
+    assert [high.backoff(n) for n in (1, 2, 3, 4)] == [1, 2, 4, 8]
+    assert [low.backoff(n) for n in (1, 2, 3, 4)] == [0.5, 1, 2, 4]
+    assert high.backoff(30) == 300 and low.backoff(30) == 150
+
+
+async def test_concurrent_pushes_of_one_result_enqueue_each_reply_once(app_client: Any) -> None:
+    runtime = app_client.app[RUNTIME]
+    result = await runtime.pipeline.handle(
+        Message(
+            channel="web",
+            account="default",
+            conversation_key="web:default:twice",
+            user_id="twice",
+            text="怎么退货",
+        )
+    )
+    pushed = await asyncio.gather(*(runtime.pipeline.push_replies(result) for _ in range(4)))
+    assert all(ids == pushed[0] for ids in pushed)
+    assert len(await runtime.store.list_outbox()) == 1

@@ -1,0 +1,67 @@
+"""`kefu serve` as an operator runs it: prints the URLs to configure, serves, stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from tests.conftest import TEST_FAQ
+
+KEFU = Path(sys.executable).with_name("kefu")
+
+
+async def test_kefu_serve_runs_prints_urls_and_stops_on_sigterm(tmp_path: Path, unused_tcp_port: int) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        f"""
+server: {{port: 1}}
+database: {{url: "sqlite+aiosqlite:///state/kefu.db"}}
+kb: {{paths: ["{TEST_FAQ}"], watch: false}}
+channels:
+  wechat:
+    - {{name: shop, token: tok, appid: wx0000000000000001, secret: "${{SHOP_SECRET}}"}}
+""",
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEFU_")}
+    env["SHOP_SECRET"] = "s"
+    proc = await asyncio.create_subprocess_exec(
+        str(KEFU),
+        "serve",
+        "--config",
+        str(config),
+        "--port",
+        str(unused_tcp_port),
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        while not lines or "wechat shop" not in lines[-1]:  # the account URL comes last
+            line = await asyncio.wait_for(proc.stdout.readline(), 30)
+            assert line, (await proc.stderr.read()).decode()  # type: ignore[union-attr]
+            lines.append(line.decode().rstrip())
+        base = f"http://127.0.0.1:{unused_tcp_port}"
+        assert lines[0] == f"kefu gateway listening on 127.0.0.1:{unused_tcp_port}"
+        printed = "\n".join(lines)
+        assert f"{base}/healthz" in printed and f"{base}/metrics" in printed
+        assert f"{base}/web/messages" in printed and f"{base}/api/v1/" in printed
+        assert "wechat shop" in printed  # the URL to paste into the WeChat admin console
+
+        async with aiohttp.ClientSession() as session, session.get(f"{base}/healthz") as resp:
+            assert resp.status == 200 and (await resp.json())["status"] == "ok"
+        assert (tmp_path / "state" / "kefu.db").exists()  # relative to the working directory, created
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 20)
+    assert code == 0
+    assert b"Traceback" not in await proc.stderr.read()  # type: ignore[union-attr]

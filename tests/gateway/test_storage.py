@@ -1,0 +1,231 @@
+"""The Store on real SQLite and PostgreSQL: constraints, transactions, timestamps, the outbox lease."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gateway.storage import Conflict, Store
+from handoff.state import ConversationState
+
+NOW = datetime(2026, 11, 24, 8, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    store = Store.from_url(db_url)
+    await store.create_all()
+    yield store
+    await store.dispose()
+
+
+async def new_conversation(store: Store, key: str = "web:default:u1") -> int:
+    async with store.transaction() as tx:
+        customer = await tx.upsert_customer("web", "default", key.rsplit(":", 1)[-1], "小王", NOW)
+        conversation = await tx.create_conversation(
+            customer_id=customer,
+            channel="web",
+            account="default",
+            conversation_key=key,
+            now=NOW,
+            kb_version="v1",
+        )
+    return conversation.id
+
+
+async def add_inbound(store: Store, conversation_id: int, msg_id: str | None, text: str = "你好") -> int:
+    async with store.transaction() as tx:
+        row = await tx.add_message(
+            conversation_id=conversation_id,
+            conversation_key="web:default:u1",
+            channel="web",
+            account="default",
+            direction="in",
+            sender="customer",
+            text=text,
+            channel_msg_id=msg_id,
+            created_at=NOW,
+        )
+    return row.id
+
+
+async def test_create_all_is_idempotent_and_data_survives_a_new_store(db_url: str) -> None:
+    first = Store.from_url(db_url)
+    await first.create_all()
+    conversation_id = await new_conversation(first)
+    await first.dispose()
+
+    second = Store.from_url(db_url)
+    await second.create_all()  # a restart runs it again on existing tables
+    try:
+        conversation = await second.conversation(conversation_id)
+        assert conversation is not None and conversation.state is ConversationState.BOT
+        assert conversation.opened_at == NOW and conversation.opened_at.tzinfo is not None
+    finally:
+        await second.dispose()
+
+
+async def test_channel_message_id_is_unique_per_channel_account(store: Store) -> None:
+    conversation_id = await new_conversation(store)
+    await add_inbound(store, conversation_id, "m1")
+    with pytest.raises(Conflict):
+        await add_inbound(store, conversation_id, "m1")
+    # Messages without a platform id never clash.
+    await add_inbound(store, conversation_id, None)
+    await add_inbound(store, conversation_id, None)
+    assert len(await store.messages(conversation_id)) == 3
+
+
+async def test_a_failed_transaction_leaves_nothing(store: Store) -> None:
+    conversation_id = await new_conversation(store)
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as tx:
+            await tx.add_message(
+                conversation_id=conversation_id,
+                conversation_key="web:default:u1",
+                channel="web",
+                account="default",
+                direction="in",
+                sender="customer",
+                text="半截",
+                created_at=NOW,
+            )
+            await tx.update_conversation(conversation_id, state=ConversationState.QUEUED, queued_at=NOW)
+            raise RuntimeError("crash before commit")
+    assert await store.messages(conversation_id) == []
+    conversation = await store.conversation(conversation_id)
+    assert conversation is not None and conversation.state is ConversationState.BOT
+
+
+async def test_foreign_keys_are_enforced(store: Store) -> None:
+    with pytest.raises(Conflict):
+        await add_inbound(store, 999_999, "orphan")
+
+
+async def test_one_open_conversation_per_key(store: Store) -> None:
+    first = await new_conversation(store)
+    with pytest.raises(Conflict):
+        await new_conversation(store)
+    async with store.transaction() as tx:
+        await tx.update_conversation(
+            first, state=ConversationState.CLOSED, closed_at=NOW, closed_reason="idle"
+        )
+    second = await new_conversation(store)  # closed ones do not count
+    assert [c.id for c in await store.conversations_for_key("web:default:u1")] == [first, second]
+    async with store.transaction() as tx:
+        current = await tx.open_conversation("web:default:u1")
+    assert current is not None and current.id == second
+
+
+async def test_timestamps_come_back_aware_utc(store: Store) -> None:
+    conversation_id = await new_conversation(store)
+    shanghai = datetime(2026, 11, 24, 16, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
+    async with store.transaction() as tx:
+        await tx.update_conversation(conversation_id, last_activity_at=shanghai)
+    conversation = await store.conversation(conversation_id)
+    assert conversation is not None
+    assert conversation.last_activity_at == datetime(2026, 11, 24, 8, 30, tzinfo=UTC)
+    assert conversation.last_activity_at.utcoffset() == timedelta(0)
+
+
+async def enqueue(store: Store, n: int, key: str = "web:default:u1") -> list[int]:
+    ids = []
+    async with store.transaction() as tx:
+        for i in range(n):
+            ids.append(
+                await tx.enqueue(
+                    channel="web",
+                    account="default",
+                    conversation_key=key,
+                    text=f"第{i}条",
+                    sender="agent",
+                    target={"user_id": "u1"},
+                    now=NOW,
+                )
+            )
+    return ids
+
+
+async def test_outbox_claim_leases_rows_until_the_lease_expires(store: Store) -> None:
+    ids = await enqueue(store, 3)
+    claimed = await store.claim_outbox(NOW, lease=timedelta(seconds=60))
+    assert [r.id for r in claimed] == ids
+    assert all(r.status == "sending" and r.attempts == 1 for r in claimed)
+    assert await store.claim_outbox(NOW + timedelta(seconds=30), lease=timedelta(seconds=60)) == []
+    # A worker that died mid-send: its lease runs out and another worker takes the row again.
+    again = await store.claim_outbox(NOW + timedelta(seconds=61), lease=timedelta(seconds=60))
+    assert [r.attempts for r in again] == [2, 2, 2]
+
+    await store.finish_outbox(ids[0], status="sent", now=NOW)
+    await store.finish_outbox(ids[1], status="undeliverable", now=NOW, error="user blocked the account")
+    await store.finish_outbox(
+        ids[2], status="pending", now=NOW, error="503", next_attempt_at=NOW + timedelta(hours=1)
+    )
+    counts = await store.outbox_counts()
+    assert (counts["sent"], counts["undeliverable"], counts["pending"]) == (1, 1, 1)
+    assert await store.next_outbox_due() == NOW + timedelta(hours=1)
+    (failed,) = await store.list_outbox("undeliverable")
+    assert failed.last_error == "user blocked the account"
+
+
+async def test_concurrent_claims_never_share_a_row(store: Store) -> None:
+    await enqueue(store, 30)
+    batches = await asyncio.gather(
+        *(store.claim_outbox(NOW, lease=timedelta(seconds=60), limit=7) for _ in range(6))
+    )
+    claimed = [row.id for batch in batches for row in batch]
+    assert len(claimed) == len(set(claimed)) == 30
+
+
+async def test_enqueue_is_idempotent_per_stored_message(store: Store) -> None:
+    conversation_id = await new_conversation(store)
+    message_id = await add_inbound(store, conversation_id, "m1")
+    async with store.transaction() as tx:
+        first = await tx.enqueue(
+            channel="web",
+            account="default",
+            conversation_key="web:default:u1",
+            text="答复",
+            sender="bot",
+            target={},
+            now=NOW,
+            message_id=message_id,
+        )
+        second = await tx.enqueue(
+            channel="web",
+            account="default",
+            conversation_key="web:default:u1",
+            text="答复",
+            sender="bot",
+            target={},
+            now=NOW,
+            message_id=message_id,
+        )
+    assert first == second
+    assert len(await store.list_outbox()) == 1
+
+
+async def test_ping(store: Store) -> None:
+    assert await store.ping()
+
+
+async def test_sqlite_runs_in_wal_mode_with_its_directory_created(tmp_path: Path) -> None:
+    database = tmp_path / "fresh" / "data" / "kefu.db"
+    store = Store.from_url(f"sqlite+aiosqlite:///{database}")
+    await store.create_all()
+    try:
+        await new_conversation(store)
+    finally:
+        await store.dispose()
+
+    def journal_mode() -> str:
+        with sqlite3.connect(database) as conn:
+            return conn.execute("PRAGMA journal_mode").fetchone()[0]
+
+    assert await asyncio.to_thread(journal_mode) == "wal"

@@ -1,0 +1,564 @@
+"""WeChat official accounts end to end: WeChat's servers (signed, in safe mode encrypted) talk to the real
+kefu app over HTTP; answers come from the test FAQ, late answers reach the fake 客服消息 API.
+
+Runs on SQLite and PostgreSQL (the `db_url` fixture).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from gateway.app import create_app
+from gateway.runtime import RUNTIME, Runtime
+from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatAPI, WeChatPush, fixture_xml, xml_dict
+
+TOKEN = "kefu-test-token"
+AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
+OPENID = "oJ7pR5x1Qm2kZt9WvLhYdE3sAa0c"  # the openid in the recorded fixtures
+GH_ID = "gh_3f2a9c1b7e64"
+PAYMENT_ANSWER = "您好，我们支持微信支付、支付宝、银联云闪付和信用卡快捷支付。"
+SIZE_ANSWER_WECHAT = "您好，尺码表在商品详情页下方，把您的身高体重发在这里，客服帮您推荐尺码。"
+GREETING = "欢迎光临悦购优选！请直接输入您的问题，例如“怎么退货”；需要人工服务请回复“转人工”。"
+
+_msg_ids = iter(range(7_000_000_000_000_000_000, 8_000_000_000_000_000_000))
+
+
+def new_msg_id() -> int:
+    return next(_msg_ids)
+
+
+@dataclass
+class Kefu:
+    """The running app, its runtime, and a WeChat pusher per account (plaintext `shop`, safe-mode `secure`)."""
+
+    client: Any
+    runtime: Runtime
+    shop: WeChatPush
+    secure: WeChatPush
+    api: FakeWeChatAPI
+
+    def slow_pipeline(self, delay_s: float) -> list[str]:
+        """Make every pipeline.handle take `delay_s` longer; returns the MsgIds handled (to count calls)."""
+        pipeline = self.runtime.pipeline
+        original = pipeline.handle
+        calls: list[str] = []
+
+        async def slow_handle(message):
+            calls.append(message.channel_msg_id)
+            await asyncio.sleep(delay_s)
+            return await original(message)
+
+        pipeline.handle = slow_handle  # type: ignore[method-assign]
+        return calls
+
+    async def inbound(self, openid: str = OPENID) -> list[Any]:
+        return await self.runtime.store.messages_for_key(f"wechat:shop:{openid}", direction="in")
+
+
+@pytest.fixture
+async def wechat_api(aiohttp_server) -> FakeWeChatAPI:
+    return await FakeWeChatAPI().start(aiohttp_server)
+
+
+@pytest.fixture
+def start_kefu(aiohttp_client, settings_factory, wechat_api) -> Callable[..., Awaitable[Kefu]]:
+    async def start(**sections: Any) -> Kefu:
+        account = {"token": TOKEN, "appid": APPID, "secret": SECRET, "api_base": wechat_api.url}
+        sections.setdefault("channels", {})
+        sections["channels"]["wechat"] = [
+            {"name": "shop", **account},
+            {"name": "secure", **account, "aes_key": AES_KEY},
+        ]
+        app = create_app(settings_factory(**sections))
+        client = await aiohttp_client(app)
+        return Kefu(
+            client,
+            app[RUNTIME],
+            WeChatPush(client, "/wechat/shop", TOKEN),
+            WeChatPush(client, "/wechat/secure", TOKEN, AES_KEY, APPID),
+            wechat_api,
+        )
+
+    return start
+
+
+@pytest.fixture
+async def kefu(start_kefu) -> Kefu:
+    return await start_kefu()
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+async def ask(push: WeChatPush, xml: str, *, mode: str = "plain") -> dict[str, str]:
+    status, text, _ = await push.post(xml, mode=mode)
+    assert status == 200, text
+    if text == "success":
+        return {}
+    return push.open_reply(text) if mode == "safe" else xml_dict(text)
+
+
+# --- URL verification ------------------------------------------------------------------------------
+
+
+async def test_url_verification_echoes_echostr(kefu):
+    query = kefu.shop.signed_query() | {"echostr": "5837397520265936958"}
+    resp = await kefu.client.get("/wechat/shop", params=query)
+    assert resp.status == 200
+    assert await resp.text() == "5837397520265936958"
+    assert resp.content_type == "text/plain"
+
+
+async def test_url_verification_with_a_wrong_signature_is_forbidden(kefu):
+    query = kefu.shop.signed_query() | {"echostr": "123", "signature": "0" * 40}
+    resp = await kefu.client.get("/wechat/shop", params=query)
+    assert resp.status == 403
+    assert "123" not in await resp.text()
+
+
+@pytest.mark.parametrize("missing", ["signature", "timestamp", "nonce", "echostr"])
+async def test_url_verification_without_a_parameter_is_a_400(kefu, missing):
+    query = kefu.shop.signed_query() | {"echostr": "123"}
+    del query[missing]
+    resp = await kefu.client.get("/wechat/shop", params=query)
+    assert resp.status == 400
+    assert missing in await resp.text()
+
+
+async def test_unknown_account_is_404(kefu):
+    query = kefu.shop.signed_query() | {"echostr": "123"}
+    assert (await kefu.client.get("/wechat/nosuch", params=query)).status == 404
+    resp = await kefu.client.post("/wechat/nosuch", params=query, data=fixture_xml("text.xml"))
+    assert resp.status == 404
+
+
+# --- answering from the FAQ --------------------------------------------------------------------------
+
+
+async def test_plaintext_question_is_answered_from_the_faq(kefu):
+    reply = await ask(kefu.shop, fixture_xml("text.xml", MsgId=new_msg_id()))
+    assert reply["Content"] == PAYMENT_ANSWER
+    assert reply["MsgType"] == "text"
+    assert reply["ToUserName"] == OPENID  # source and target swapped
+    assert reply["FromUserName"] == GH_ID
+    [stored] = await kefu.inbound()
+    assert stored.text == "支持哪些支付方式"
+    assert stored.conversation_key == f"wechat:shop:{OPENID}"
+
+
+async def test_safe_mode_question_is_answered_encrypted(kefu):
+    status, text, _ = await kefu.secure.post(fixture_xml("text.xml", MsgId=new_msg_id()), mode="safe")
+    assert status == 200
+    assert "<Encrypt>" in text and PAYMENT_ANSWER not in text  # nothing readable on the wire
+    assert kefu.secure.open_reply(text)["Content"] == PAYMENT_ANSWER
+
+
+async def test_channel_specific_answer_is_used_for_wechat(kefu):
+    reply = await ask(kefu.shop, fixture_xml("text.xml", Content="尺码怎么选", MsgId=new_msg_id()))
+    assert reply["Content"] == SIZE_ANSWER_WECHAT
+
+
+async def test_voice_with_recognition_is_answered_as_text(kefu):
+    reply = await ask(kefu.shop, fixture_xml("voice_recognition.xml", MsgId=new_msg_id()))
+    assert reply["Content"] == PAYMENT_ANSWER
+    [stored] = await kefu.inbound()
+    assert stored.kind == "voice"
+    assert stored.text == "支持哪些支付方式？"
+
+
+@pytest.mark.parametrize("fixture", ["image.xml", "voice.xml"])
+async def test_image_or_untranscribed_voice_gets_a_polite_text_only_reply(kefu, fixture):
+    reply = await ask(kefu.shop, fixture_xml(fixture, MsgId=new_msg_id()))
+    snapshot = kefu.runtime.kb.snapshot()
+    assert snapshot is not None
+    assert reply["Content"] == snapshot[0].replies.get("non_text")
+    assert "文字" in reply["Content"]
+
+
+async def test_subscribe_is_greeted(kefu):
+    reply = await ask(kefu.shop, fixture_xml("subscribe.xml", CreateTime=int(time.time())))
+    assert reply["Content"] == GREETING
+
+
+async def test_subscribe_by_qr_scene_is_greeted_too(kefu):
+    reply = await ask(kefu.shop, fixture_xml("subscribe_scan.xml", CreateTime=int(time.time())))
+    assert reply["Content"] == GREETING
+
+
+async def test_menu_click_answers_that_faq_entry(kefu):
+    reply = await ask(kefu.shop, fixture_xml("click.xml", CreateTime=int(time.time())))
+    assert reply["Content"] == PAYMENT_ANSWER
+
+
+async def test_unsubscribe_is_recorded_but_never_answered(kefu):
+    status, text, _ = await kefu.shop.post(fixture_xml("unsubscribe.xml", CreateTime=int(time.time())))
+    assert (status, text) == (200, "success")
+    [stored] = await kefu.inbound()
+    assert stored.kind == "event"
+    assert stored.channel_msg_id.startswith(f"evt:{OPENID}:")
+
+
+async def test_menu_link_event_is_acknowledged_and_dropped(kefu):
+    status, text, _ = await kefu.shop.post(fixture_xml("view.xml"))
+    assert (status, text) == (200, "success")
+    assert await kefu.inbound() == []
+
+
+async def test_event_retries_dedupe_on_openid_and_create_time(kefu):
+    xml = fixture_xml("subscribe.xml", CreateTime=int(time.time()))
+    first = await ask(kefu.shop, xml)
+    second = await ask(kefu.shop, xml)
+    assert first["Content"] == second["Content"] == GREETING
+    assert len(await kefu.inbound()) == 1
+
+
+# --- what the reply XML survives ---------------------------------------------------------------------
+
+
+NASTY_FAQ = """
+faqs:
+  - id: markup-help
+    question: 代码块怎么写
+    similar: [怎么写代码块]
+    answer: "用 <![CDATA[ 包起来，以 ]]> 结束 & 注意 <xml> 转义 😀\\x07\\x1b 完"
+    category: 测试
+"""
+
+
+LONG_FAQ = """
+faqs:
+  - id: long-policy
+    question: 完整的售后政策是什么
+    similar: [售后政策全文]
+    answer: {answer}
+    category: 测试
+"""
+
+
+async def test_answer_too_long_for_one_passive_reply_goes_out_as_several_messages(start_kefu, faq_dir):
+    answer = "\n\n".join(
+        f"第{i}条：" + "商品签收后七天内可以无理由退货，运费由买家承担。" * 12 for i in range(1, 5)
+    )
+    # A JSON string is a valid YAML double-quoted scalar.
+    (faq_dir / "long.yaml").write_text(
+        LONG_FAQ.format(answer=json.dumps(answer, ensure_ascii=False)), "utf-8"
+    )
+    kefu = await start_kefu()
+    status, text, _ = await kefu.shop.post(
+        fixture_xml("text.xml", Content="完整的售后政策是什么", MsgId=new_msg_id())
+    )
+    assert (status, text) == (200, "success")
+    await kefu.api.wait_for_messages(2)
+    await asyncio.sleep(0.2)
+    sent = kefu.api.texts_to(OPENID)
+    assert len(sent) >= 2
+    assert all(len(piece.encode("utf-8")) <= 2000 for piece in sent)
+    assert "".join(sent).replace("\n", "") == answer.replace("\n", "")  # nothing lost but the cut newlines
+
+
+@pytest.mark.parametrize("mode", ["plain", "safe"])
+async def test_answer_with_cdata_end_emoji_and_control_characters_is_valid_xml(start_kefu, faq_dir, mode):
+    (faq_dir / "markup.yaml").write_text(NASTY_FAQ, encoding="utf-8")
+    kefu = await start_kefu()
+    push = kefu.shop if mode == "plain" else kefu.secure
+    reply = await ask(push, fixture_xml("text.xml", Content="代码块怎么写", MsgId=new_msg_id()), mode=mode)
+    # xml_dict parses strictly: a broken CDATA section or a control character would raise here.
+    assert reply["Content"] == "用 <![CDATA[ 包起来，以 ]]> 结束 & 注意 <xml> 转义 😀 完"
+
+
+async def test_question_with_cdata_end_and_emoji_is_read_intact(kefu):
+    xml = fixture_xml("text.xml", MsgId=new_msg_id()).replace(
+        "<![CDATA[支持哪些支付方式]]>", "<![CDATA[支持哪些支付方式]]]]><![CDATA[>😀]]>"
+    )
+    await ask(kefu.shop, xml)
+    [stored] = await kefu.inbound()
+    assert stored.text == "支持哪些支付方式]]>😀"
+
+
+# --- refused requests --------------------------------------------------------------------------------
+
+
+async def test_forged_signature_is_forbidden_and_nothing_is_stored(kefu):
+    status, _, _ = await kefu.shop.post(
+        fixture_xml("text.xml", MsgId=new_msg_id()), query={"signature": "0" * 40}
+    )
+    assert status == 403
+    assert await kefu.runtime.store.count_messages() == 0
+
+
+async def test_missing_signature_is_forbidden(kefu):
+    query = kefu.shop.signed_query()
+    del query["signature"]
+    resp = await kefu.client.post("/wechat/shop", params=query, data=fixture_xml("text.xml"))
+    assert resp.status == 403
+    assert await kefu.runtime.store.count_messages() == 0
+
+
+async def test_signature_made_with_another_token_is_forbidden(kefu):
+    impostor = WeChatPush(kefu.client, "/wechat/shop", "not-the-token")
+    status, _, _ = await impostor.post(fixture_xml("text.xml", MsgId=new_msg_id()))
+    assert status == 403
+
+
+async def test_safe_mode_with_a_wrong_msg_signature_is_forbidden(kefu):
+    status, _, _ = await kefu.secure.post(
+        fixture_xml("text.xml", MsgId=new_msg_id()), mode="safe", query={"msg_signature": "1" * 40}
+    )
+    assert status == 403
+    assert await kefu.runtime.store.count_messages() == 0
+
+
+async def test_safe_mode_message_for_another_appid_is_forbidden(kefu):
+    other = WeChatPush(kefu.client, "/wechat/secure", TOKEN, AES_KEY, "wx_other_app_000")
+    status, _, _ = await other.post(fixture_xml("text.xml", MsgId=new_msg_id()), mode="safe")
+    assert status == 403
+    assert await kefu.runtime.store.count_messages() == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "这不是XML",
+        '{"MsgType": "text"}',
+        "<xml><MsgType>text</MsgType>",  # truncated
+        "<html><body>hi</body></html>",  # XML, but not WeChat's
+        "<xml><ToUserName>gh</ToUserName></xml>",  # no MsgType
+        "<xml><MsgType>text</MsgType><Content>no sender</Content></xml>",
+        "<xml><MsgType>text</MsgType><FromUserName>o</FromUserName><Content><b>x</b></Content><MsgId>9</MsgId></xml>",
+        b"<xml><MsgType>text</MsgType><Content>\xff\xfe</Content></xml>",  # not UTF-8
+        "",
+    ],
+)
+async def test_body_that_is_not_a_wechat_message_is_a_400(kefu, body):
+    status, _, _ = await kefu.shop.post(body)
+    assert status == 400
+    assert await kefu.runtime.store.count_messages() == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # billion laughs
+        '<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+        "<xml><MsgType>text</MsgType><FromUserName>o</FromUserName><Content>&b;</Content><MsgId>1</MsgId></xml>",
+        # external entity (XXE)
+        '<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+        "<xml><MsgType>text</MsgType><FromUserName>o</FromUserName><Content>&x;</Content><MsgId>2</MsgId></xml>",
+        # a bare DOCTYPE
+        '<!DOCTYPE xml SYSTEM "http://127.0.0.1:1/dtd"><xml><MsgType>text</MsgType><FromUserName>o</FromUserName>'
+        "<Content>支持哪些支付方式</Content><MsgId>3</MsgId></xml>",
+    ],
+)
+async def test_doctype_and_entities_are_refused(kefu, body):
+    status, text, _ = await kefu.shop.post(body)
+    assert status == 400
+    assert "root:" not in text
+    assert await kefu.runtime.store.count_messages() == 0
+
+
+async def test_body_over_64_kib_is_413(kefu):
+    big = fixture_xml("text.xml", Content="长" * 30_000, MsgId=new_msg_id())  # ~90 KB of UTF-8
+    status, _, _ = await kefu.shop.post(big)
+    assert status == 413
+    assert await kefu.runtime.store.count_messages() == 0
+
+
+async def test_body_just_under_the_limit_is_accepted(kefu):
+    xml = fixture_xml("text.xml", Content="长" * 20_000, MsgId=new_msg_id())  # ~60 KB
+    status, _, _ = await kefu.shop.post(xml)
+    assert status == 200
+
+
+# --- WeChat retries ----------------------------------------------------------------------------------
+
+
+async def test_same_msgid_three_times_is_stored_once_and_answered_the_same(kefu):
+    xml = fixture_xml("text.xml", MsgId=new_msg_id())
+    replies = [await ask(kefu.shop, xml) for _ in range(3)]
+    assert {r["Content"] for r in replies} == {PAYMENT_ANSWER}
+    assert len(await kefu.inbound()) == 1
+
+
+async def test_retries_arriving_while_the_first_is_handled_share_its_answer(kefu):
+    calls = kefu.slow_pipeline(0.3)
+    xml = fixture_xml("text.xml", MsgId=new_msg_id())
+    replies = await asyncio.gather(*(ask(kefu.shop, xml) for _ in range(3)))
+    assert [r["Content"] for r in replies] == [PAYMENT_ANSWER] * 3
+    assert len(calls) == 1  # the retries waited for the first handling instead of starting their own
+    assert len(await kefu.inbound()) == 1
+
+
+async def test_same_msgid_on_two_accounts_is_two_messages(kefu):
+    msg_id = new_msg_id()
+    await ask(kefu.shop, fixture_xml("text.xml", MsgId=msg_id))
+    await ask(kefu.secure, fixture_xml("text.xml", MsgId=msg_id), mode="safe")
+    assert await kefu.runtime.store.count_messages() == 4  # two questions, two answers
+
+
+# --- the 5-second deadline and 客服消息 ---------------------------------------------------------------
+
+
+async def test_slow_answer_returns_success_and_arrives_through_customer_service_api(start_kefu):
+    kefu = await start_kefu(pipeline={"wechat_reply_deadline_s": 0.05})
+    kefu.slow_pipeline(0.3)
+    status, text, _ = await kefu.shop.post(fixture_xml("text.xml", MsgId=new_msg_id()))
+    assert (status, text) == (200, "success")
+    await kefu.api.wait_for_messages(1)
+    assert kefu.api.texts_to(OPENID) == [PAYMENT_ANSWER]
+    assert kefu.api.token_fetches == 1
+
+
+async def test_slow_answer_in_safe_mode_is_plain_success_then_pushed(start_kefu):
+    kefu = await start_kefu(pipeline={"wechat_reply_deadline_s": 0.05})
+    kefu.slow_pipeline(0.3)
+    status, text, _ = await kefu.secure.post(fixture_xml("text.xml", MsgId=new_msg_id()), mode="safe")
+    assert (status, text) == (200, "success")
+    await kefu.api.wait_for_messages(1)
+    assert kefu.api.texts_to(OPENID) == [PAYMENT_ANSWER]
+
+
+async def test_retry_of_a_deferred_message_does_not_answer_twice(start_kefu):
+    kefu = await start_kefu(pipeline={"wechat_reply_deadline_s": 0.05})
+    calls = kefu.slow_pipeline(0.3)
+    xml = fixture_xml("text.xml", MsgId=new_msg_id())
+    first = await kefu.shop.post(xml)
+    second = await kefu.shop.post(xml)  # arrives while the first is still being handled
+    assert first[1] == second[1] == "success"
+    await kefu.api.wait_for_messages(1)
+    third = await kefu.shop.post(xml)  # after the answer went out
+    assert third[1] == "success"
+    await asyncio.sleep(0.3)
+    assert kefu.api.texts_to(OPENID) == [PAYMENT_ANSWER]
+    assert len(calls) == 1
+    assert len(await kefu.inbound()) == 1
+
+
+async def test_expired_token_is_fetched_again_and_the_answer_still_arrives(start_kefu):
+    kefu = await start_kefu(pipeline={"wechat_reply_deadline_s": 0.05})
+    kefu.slow_pipeline(0.2)
+    await kefu.shop.post(fixture_xml("text.xml", MsgId=new_msg_id()))
+    await kefu.api.wait_for_messages(1)
+    kefu.api.expire_tokens()
+    await kefu.shop.post(fixture_xml("text.xml", Content="怎么退货", MsgId=new_msg_id()))
+    await kefu.api.wait_for_messages(2)
+    assert kefu.api.token_fetches == 2
+    assert kefu.api.texts_to(OPENID)[1].startswith("您好，在「我的订单」")
+
+    async def both_sent() -> bool:
+        return [r.status for r in await kefu.runtime.store.list_outbox()] == ["sent", "sent"]
+
+    await eventually(both_sent)
+
+
+async def test_concurrent_late_answers_share_one_token_fetch(start_kefu):
+    kefu = await start_kefu(pipeline={"wechat_reply_deadline_s": 0.05})
+    kefu.slow_pipeline(0.2)
+    kefu.api.token_latency_s = 0.1
+    users = [f"oUser{i:03d}" for i in range(8)]
+    await asyncio.gather(
+        *(kefu.shop.post(fixture_xml("text.xml", FromUserName=u, MsgId=new_msg_id())) for u in users)
+    )
+    await kefu.api.wait_for_messages(len(users))
+    assert kefu.api.token_fetches == 1
+    assert sorted(m["touser"] for m in kefu.api.messages) == users
+
+
+async def test_closed_48_hour_window_is_undeliverable_and_not_retried(start_kefu):
+    kefu = await start_kefu(pipeline={"wechat_reply_deadline_s": 0.05})
+    kefu.slow_pipeline(0.2)
+    kefu.api.closed_windows.add(OPENID)
+    status, text, _ = await kefu.shop.post(fixture_xml("text.xml", MsgId=new_msg_id()))
+    assert text == "success"
+
+    async def undeliverable() -> bool:
+        return bool(await kefu.runtime.store.list_outbox(status="undeliverable"))
+
+    await eventually(undeliverable)
+    [row] = await kefu.runtime.store.list_outbox()
+    assert row.status == "undeliverable"
+    assert row.attempts == 1
+    assert "45015" in (row.last_error or "")
+    await asyncio.sleep(0.3)  # longer than the test outbox's retry delays
+    assert len(kefu.api.attempts) == 1
+    assert kefu.api.messages == []
+
+
+async def test_server_error_is_retried_then_delivered(start_kefu):
+    kefu = await start_kefu(pipeline={"wechat_reply_deadline_s": 0.05})
+    kefu.slow_pipeline(0.2)
+    kefu.api.fail_next(status=502, times=2)
+    await kefu.shop.post(fixture_xml("text.xml", MsgId=new_msg_id()))
+    await kefu.api.wait_for_messages(1)
+    assert kefu.api.texts_to(OPENID) == [PAYMENT_ANSWER]
+    assert len(kefu.api.attempts) == 3
+
+    async def sent() -> bool:
+        rows = await kefu.runtime.store.list_outbox()
+        return [r.status for r in rows] == ["sent"]
+
+    await eventually(sent)
+    [row] = await kefu.runtime.store.list_outbox()
+    assert row.attempts == 3
+
+
+async def test_outbox_send_uses_the_openid_of_the_conversation(kefu):
+    # An agent reply (or any later text) goes out through the adapter's send().
+    from gateway.channels.base import Outgoing
+
+    adapter = kefu.runtime.adapters[("wechat", "shop")]
+    await adapter.send(
+        Outgoing("wechat", "shop", f"wechat:shop:{OPENID}", "人工客服：您好，我来帮您查一下。", "agent")
+    )
+    assert kefu.api.texts_to(OPENID) == ["人工客服：您好，我来帮您查一下。"]
+
+
+def flaky_pipeline(kefu: Kefu, *, failures: int, delay_s: float) -> list[str]:
+    """pipeline.handle raises for the first `failures` calls (after `delay_s`), then works."""
+    pipeline = kefu.runtime.pipeline
+    original = pipeline.handle
+    calls: list[str] = []
+
+    async def flaky(message):
+        calls.append(message.channel_msg_id)
+        await asyncio.sleep(delay_s)
+        if len(calls) <= failures:
+            raise ConnectionError("database went away")
+        return await original(message)
+
+    pipeline.handle = flaky  # type: ignore[method-assign]
+    return calls
+
+
+async def test_pipeline_error_is_a_503_so_wechat_retries_and_gets_the_answer(kefu):
+    calls = flaky_pipeline(kefu, failures=1, delay_s=0)
+    xml = fixture_xml("text.xml", MsgId=new_msg_id())
+    status, _, _ = await kefu.shop.post(xml)
+    assert status == 503
+    reply = await ask(kefu.shop, xml)  # WeChat's retry
+    assert reply["Content"] == PAYMENT_ANSWER
+    assert len(calls) == 2
+    assert len(await kefu.inbound()) == 1
+
+
+async def test_failure_after_answering_success_is_handled_once_more(start_kefu, monkeypatch):
+    # WeChat got `success` and will not retry: kefu must not lose the message.
+    monkeypatch.setattr("gateway.channels.wechat.RETRY_AFTER_FAILURE_S", 0.01)
+    kefu = await start_kefu(pipeline={"wechat_reply_deadline_s": 0.05})
+    calls = flaky_pipeline(kefu, failures=1, delay_s=0.2)
+    status, text, _ = await kefu.shop.post(fixture_xml("text.xml", MsgId=new_msg_id()))
+    assert (status, text) == (200, "success")
+    await kefu.api.wait_for_messages(1)
+    assert kefu.api.texts_to(OPENID) == [PAYMENT_ANSWER]
+    assert len(calls) == 2
