@@ -23,6 +23,7 @@ run: install
 
 # Tests need PostgreSQL (and Redis); `services` starts them when this machine has them installed.
 test: install services
+	@bash scripts/ensure_chromium.sh
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: install

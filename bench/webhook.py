@@ -251,7 +251,8 @@ class Payloads:
 class Result:
     latencies: list[float]
     seconds: float
-    errors: int
+    errors: int  # a non-200 or empty answer, or a connection error
+    timeouts: int = 0  # no answer within the client's 10-s timeout
 
     @property
     def throughput(self) -> float:
@@ -280,14 +281,19 @@ async def closed_loop(base: str, requests: Sequence[Request], concurrency: int, 
     started = time.perf_counter()
     stop_at = started + max_s
 
+    timeouts = 0
+
     async def worker(session) -> None:
-        nonlocal errors
+        nonlocal errors, timeouts
         for req in queue:
             if time.perf_counter() > stop_at:
                 return
             t0 = time.perf_counter()
             try:
                 ok = await _post(session, base, req)
+            except TimeoutError:
+                timeouts += 1
+                continue
             except aiohttp.ClientError:
                 ok = False
             if ok:
@@ -300,7 +306,7 @@ async def closed_loop(base: str, requests: Sequence[Request], concurrency: int, 
         started = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return Result(latencies, elapsed, errors)
+    return Result(latencies, elapsed, errors, timeouts)
 
 
 async def paced(base: str, requests: Sequence[Request], rate: float) -> Result:
@@ -309,13 +315,17 @@ async def paced(base: str, requests: Sequence[Request], rate: float) -> Result:
 
     latencies: list[float] = []
     errors = 0
+    timeouts = 0
     interval = 1.0 / rate
 
     async def one(session, req: Request, scheduled: float) -> None:
-        nonlocal errors
+        nonlocal errors, timeouts
         try:
             ok = await _post(session, base, req)
-        except (aiohttp.ClientError, TimeoutError):
+        except TimeoutError:
+            timeouts += 1
+            return
+        except aiohttp.ClientError:
             ok = False
         if ok:
             latencies.append(time.perf_counter() - scheduled)
@@ -334,13 +344,13 @@ async def paced(base: str, requests: Sequence[Request], rate: float) -> Result:
             tasks.append(asyncio.create_task(one(session, req, scheduled)))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
-    return Result(latencies, elapsed, errors)
+    return Result(latencies, elapsed, errors, timeouts)
 
 
 def _fmt(label: str, result: Result) -> str:
     return (
         f"{label:<28} {result.throughput:8.0f} msg/s   p50 {result.pct(0.50):6.1f} ms   "
-        f"p99 {result.pct(0.99):6.1f} ms   errors {result.errors}"
+        f"p99 {result.pct(0.99):6.1f} ms   errors {result.errors}   timeouts {result.timeouts}"
     )
 
 

@@ -60,7 +60,9 @@ async def authorize_admin(request: web.Request) -> str:
         if agent is not None and agent.role is Role.ADMIN:
             return f"agent:{agent.name}"
         if agent is not None:
-            raise http_error(web.HTTPForbidden, f"agent {agent.name} is not an admin (role {agent.role.value})")
+            raise http_error(
+                web.HTTPForbidden, f"agent {agent.name} is not an admin (role {agent.role.value})"
+            )
     raise http_error(web.HTTPForbidden, "wrong admin token")
 
 

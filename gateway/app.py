@@ -25,9 +25,11 @@ from gateway.kb_reload import KbService
 from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
 from gateway.outbox import Outbox
 from gateway.pipeline import Pipeline
+from gateway.reports_api import report_routes
 from gateway.runtime import RUNTIME, AdapterKey, Runtime
 from gateway.settings import Settings
 from gateway.storage import Store, is_database_error
+from gateway.web.pages import install_web
 from handoff.state import ConversationState
 
 logger = logging.getLogger(__name__)
@@ -64,10 +66,13 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
     app.router.add_get("/metrics", metrics_view)
     app.router.add_routes(admin_routes())
     app.router.add_routes(agent_routes())
+    app.router.add_routes(report_routes())
+    install_web(app)  # /chat, /agent, /admin, /widget.js, /web/ws, /admin/api/stats (wraps the web adapter)
 
     app.cleanup_ctx.extend(
         [_database, _http_session, _knowledge_base, _adapters, _outbox_worker, handoff_jobs, _tasks]
     )
+    app.on_shutdown.append(_close_connections)
     return app
 
 
@@ -161,6 +166,18 @@ async def _adapters(app: web.Application) -> AsyncIterator[None]:
                 await shutdown()
             except Exception:
                 logger.exception("shutting down adapter %s/%s failed", adapter.channel, adapter.account)
+
+
+async def _close_connections(app: web.Application) -> None:
+    # on_shutdown runs before aiohttp waits for open handlers: an adapter's long-lived WebSockets (OneBot
+    # reverse WS) would otherwise hold shutdown up until the timeout.
+    for adapter in app[RUNTIME].adapters.values():
+        close = getattr(adapter, "close_connections", None)
+        if close is not None:
+            try:
+                await close()
+            except Exception:
+                logger.exception("closing connections of %s/%s failed", adapter.channel, adapter.account)
 
 
 async def _outbox_worker(app: web.Application) -> AsyncIterator[None]:

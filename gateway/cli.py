@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "kb.commands",  # kb check, kb lint
     "intents.commands",  # ask, eval
     "gateway.agents_cli",  # agent add|list|disable
+    "gateway.reports_cli",  # report, purge
 )
 
 

@@ -20,11 +20,14 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway.channels.base import Outgoing
+from gateway.first_response import first_response_sweep
 from gateway.message import Message, Reply, utcnow
+from gateway.norms import group_hours, sla_policy
 from gateway.storage.handoff_store import EventRow, HandoffDb, session_of
 from handoff import notices
 from handoff.agents import AgentInfo
 from handoff.csat import parse_rating
+from handoff.hours import BusinessHours
 from handoff.lifecycle import IdleAction, LifecycleRules, idle_action
 from handoff.permissions import (
     ConversationRef,
@@ -169,6 +172,9 @@ class HandoffService:
         self._assign_lock = asyncio.Lock()
         self._connections: dict[str, int] = {}
         self.sockets: set[web.WebSocketResponse] = set()
+        # Service norms (gateway.norms): business hours per group, the SLA timers.
+        self.hours = group_hours(runtime.settings)
+        self.sla = sla_policy(runtime.settings)
 
     # --- the customer side ----------------------------------------------------------------------
 
@@ -308,14 +314,18 @@ class HandoffService:
         category = await self._category(conv.id)
         group, priority = self.route(conv.handoff_reason, conv.group, conv.priority, category)
         loads = await self.db.agent_loads(group)
-        staffed = is_group_staffed(group, loads)
+        now = utcnow()
+        hours = self.hours.for_group(group)
+        # Outside business hours a handoff is a 留言, even if someone happens to be online.
+        open_now = hours.is_open(now)
+        staffed = open_now and is_group_staffed(group, loads)
         before = await self.db.list_queue()
         item = QueueItem(str(conv.id), group, priority, conv.queued_at or utcnow(), is_ticket=not staffed)
         position = await self.db.enqueue(item)
         payload = {"priority": priority.value, "reason": conv.handoff_reason, "ticket": not staffed}
         if not staffed:
             # Honest: nobody can answer now. The 留言 waits at the front of the queue for the next agent.
-            await self.notify(conv.id, notices.no_agent_online(service_hours=self.settings.service_hours))
+            await self.notify(conv.id, self._no_agent_notice(hours, now, open_now))
             await self._publish("ticket.created", payload, conversation_id=conv.id, group=group)
             logger.info("handoff conversation=%s group=%s: nobody online, ticket", conv.id, group)
             return
@@ -324,6 +334,14 @@ class HandoffService:
             "conversation.queued", {**payload, "position": position}, conversation_id=conv.id, group=group
         )
         await self.assign_waiting(before=before)
+
+    def _no_agent_notice(self, hours: BusinessHours, now: datetime, open_now: bool) -> str:
+        """The honest 留言 notice: when agents are back (outside business hours) and the service hours."""
+        configured = getattr(self.runtime.settings, "business_hours", None) is not None
+        service_hours = self.settings.service_hours or (hours.describe() if configured else None)
+        resumes = None if open_now or not configured else hours.next_opening(now)
+        local_now = now.astimezone(hours.timezone)
+        return notices.no_agent_online(resumes, now=local_now, service_hours=service_hours)
 
     async def on_customer_message(self, conversation_id: int, message_id: int) -> None:
         """A customer wrote to a queued/assigned conversation: push it to the agent (stored either way)."""
@@ -688,6 +706,7 @@ class HandoffService:
             await asyncio.sleep(self.settings.job_interval_s)
             try:
                 await self.idle_sweep()
+                await first_response_sweep(self)  # 客服正忙，请稍候 once, breach shown to supervisors
                 await self.assign_waiting()
             except asyncio.CancelledError:
                 raise

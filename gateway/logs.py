@@ -6,8 +6,8 @@ import logging
 import re
 import sys
 
-# Mainland mobile numbers (optionally +86), not inside a longer digit run (order numbers, MsgIds).
-_PHONE = re.compile(r"(?<!\d)((?:\+?86[- ]?)?1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+from handoff.privacy import mask_sensitive
+
 # Credentials and signatures as query parameters (WeChat callbacks put them in the URL) or JSON fields.
 _NAMES = (
     r"signature|msg_signature|access_token|token|secret|appsecret|echostr|encoding_aes_key|aes_key"
@@ -21,8 +21,8 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def mask(text: str) -> str:
-    """Mask phone numbers (138****5678) and secret values (token=***) in one log line."""
-    text = _PHONE.sub(r"\1****\3", text)
+    """Mask phone, ID-card and bank-card numbers (handoff.privacy) and secret values (token=***) in one line."""
+    text = mask_sensitive(text)
     text = _SECRET_PARAM.sub(lambda m: f"{m.group(1)}=***", text)
     text = _SECRET_FIELD.sub(lambda m: f'"{m.group(1)}"{m.group(2)}"***"', text)
     return _BEARER.sub(lambda m: f"{m.group(1)} ***", text)

@@ -170,6 +170,25 @@ def spec() -> dict[str, Any]:
                     errors=(400, 401, 403, 404),
                 )
             },
+            "/reports/records": {
+                "get": {
+                    **_op(
+                        "受理记录 export, one row per conversation (supervisors and admins; also admin.token): "
+                        "CSV (default), XLSX with a 汇总 sheet, or JSON rows and summary",
+                        errors=(400, 401, 403),
+                    ),
+                    "parameters": [
+                        {"name": "from", "in": "query", "required": False, "schema": _STR},
+                        {"name": "to", "in": "query", "required": False, "schema": _STR},
+                        {
+                            "name": "format",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string", "enum": ["csv", "xlsx", "json"]},
+                        },
+                    ],
+                }
+            },
             "/agent/ws": {
                 "get": {
                     **_op(

@@ -196,6 +196,14 @@ class ChannelsSettings(_Section):
             seen.add(account.name)
         return accounts
 
+    @model_validator(mode="after")
+    def _qq_names_apart(self) -> ChannelsSettings:
+        # OneBot and QQ bot conversations share the `qq:{name}:…` key space: one name must not serve both.
+        shared = sorted({a.name for a in self.onebot} & {a.name for a in self.qqbot})
+        if shared:
+            raise ValueError(f"onebot and qqbot account names must differ (both use {', '.join(shared)})")
+        return self
+
 
 class OutboxSettings(_Section):
     """Retries of asynchronous sends."""
@@ -244,6 +252,13 @@ class HandoffSettings(_Section):
         return groups
 
 
+class PrivacySettings(_Section):
+    """Personal data: masking in 受理记录 exports (handoff.privacy) and how long conversations are kept."""
+
+    mask_exports: bool = True  # phone, ID and bank-card numbers masked in `kefu report` and the API
+    retention_days: int | None = Field(default=None, ge=1)  # `kefu purge` deletes older; None = keep
+
+
 class LoggingSettings(_Section):
     """Log level of `kefu serve` (case-insensitive)."""
 
@@ -269,6 +284,26 @@ class Settings(_Section):
     admin: AdminSettings = Field(default_factory=AdminSettings)
     handoff: HandoffSettings = Field(default_factory=HandoffSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    # Service norms, parsed by handoff.hours / handoff.sla (gateway.norms); None = always open, defaults.
+    business_hours: dict[str, Any] | None = None
+    sla: dict[str, Any] | None = None
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+
+    @field_validator("business_hours")
+    @classmethod
+    def _valid_business_hours(cls, value: Any) -> Any:
+        from gateway.norms import parse_business_hours  # the rules live in handoff.hours
+
+        parse_business_hours(value)  # HoursConfigError is a ValueError naming the field
+        return value
+
+    @field_validator("sla")
+    @classmethod
+    def _valid_sla(cls, value: Any) -> Any:
+        from handoff.sla import SlaPolicy
+
+        SlaPolicy.from_config(value)
+        return value
 
 
 # --- loading -------------------------------------------------------------------------------------

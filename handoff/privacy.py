@@ -13,8 +13,8 @@ written elsewhere goes through `mask_sensitive` first. What is masked, and how (
   (``6222 0212 3456 7890 123`` → ``**** **** **** ***0 123``). A number written in groups of four is
   always a card. An unbroken 16–19 digit run is a card only when it starts with 62 (UnionPay, the
   usual card here) or passes the Luhn check, and not when the words just before it name an order,
-  waybill or ticket (订单号/单号/运单/快递/物流/工单/order/no.): agents need order numbers in the
-  受理记录 to follow up. Trade-off: a bare 16–19 digit order number with no such words still has a
+  waybill, ticket or message id (订单号/单号/运单/快递/物流/工单/order/no./MsgId): agents need
+  order numbers in the 受理记录 to follow up, and logs need platform message ids. Trade-off: a bare 16–19 digit order number with no such words still has a
   one-in-ten chance of passing Luhn and being masked — masking too much is the safe side.
 - Full-width digits (``１３８…``) are folded to ASCII first, so they are caught as well; the masked text
   therefore shows them half-width.
@@ -49,8 +49,9 @@ _ID_CARD = re.compile(
 )
 # 16–19 digits, single spaces or dashes allowed between them.
 _CARD = re.compile(r"(?<![0-9A-Za-z*])[0-9](?:[ -]?[0-9]){15,18}(?![0-9A-Za-z*])")
+# Words that name the number as something else: order, waybill, ticket, and platform message ids in logs.
 _ORDER_CONTEXT = re.compile(
-    r"(?:订单|单号|运单|快递|物流|工单|编号|order|no\.?|#)\s*(?:号|号码|编号|id|no\.?)?\s*[:：#]?\s*$",
+    r"(?:订单|单号|运单|快递|物流|工单|编号|order|no\.?|#|msg_?id|message_?id)\s*(?:号|号码|编号|id|no\.?)?\s*[:：#=]?\s*$",
     re.IGNORECASE,
 )
 _PHONE = re.compile(

@@ -68,7 +68,11 @@ class WebChatSockets:
         self.sockets: set[web.WebSocketResponse] = set()
 
     def routes(self) -> list[web.AbstractRouteDef]:
-        """The wrapped adapter's routes are registered already; this adds the WebSocket."""
+        """The wrapped adapter's routes and the WebSocket (what `kefu serve` lists for this channel)."""
+        return [*self.inner.routes(), *self.own_routes()]
+
+    def own_routes(self) -> list[web.AbstractRouteDef]:
+        """Only the WebSocket: the wrapped adapter's routes are registered by the app factory already."""
         return [web.get(WS_PATH, self.websocket)]
 
     async def send(self, outgoing: Outgoing) -> None:
@@ -86,6 +90,18 @@ class WebChatSockets:
         startup = getattr(self.inner, "startup", None)
         if startup is not None:
             await startup()
+
+    async def close_connections(self) -> None:
+        """Close open visitor sockets (1001: going away) on app shutdown; the pages reconnect by themselves.
+
+        Called before aiohttp waits for open handlers, so a visitor's tab does not hold the shutdown up.
+        """
+        for ws in list(self.sockets):
+            with contextlib.suppress(Exception):
+                await ws.close(code=1001, message=b"server shutdown")
+        close = getattr(self.inner, "close_connections", None)
+        if close is not None:
+            await close()
 
     async def shutdown(self) -> None:
         """Close open visitor sockets (app cleanup), then the wrapped adapter's shutdown hook."""
@@ -230,7 +246,13 @@ class _Session:
             channel_msg_id=f"{self.visitor}:{client_id}",
             raw={"source": "web_ws"},
         )
-        result = await self.runtime.pipeline.handle(message)
+        try:
+            result = await self.runtime.pipeline.handle(message)
+        except Exception:
+            # Nothing half-written (one transaction); the page reconnects and resends the same client id.
+            logger.exception("web ws: handling a message of visitor %s… failed", self.visitor[:6])
+            await self.ws.close(code=1011, message=b"temporarily unavailable, resend")
+            return
         await self.send_json(
             {
                 "type": "ack",
@@ -305,4 +327,4 @@ def install_web_chat(runtime: Runtime, add_routes: Callable[[list[web.AbstractRo
         return
     hub = WebChatSockets(inner, runtime)
     runtime.adapters[key] = hub  # the outbox now delivers web texts through the hub
-    add_routes(hub.routes())
+    add_routes(hub.own_routes())

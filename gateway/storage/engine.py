@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects.sqlite.aiosqlite import (
+    AsyncAdapt_aiosqlite_connection,
+    AsyncAdapt_aiosqlite_cursor,
+    AsyncAdapt_aiosqlite_dbapi,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_CACHE_KIB = 16_384  # page cache per connection (negative cache_size = KiB)
+
+# How a SQLite transaction begins in this context: "immediate" (the default: takes the write lock up front,
+# right for any unit of work that may write) or "none" (a single read-only statement in autocommit mode: no
+# BEGIN round trip, and it never waits on or blocks the writer in WAL mode).
+_SQLITE_BEGIN: ContextVar[str] = ContextVar("kefu_sqlite_begin", default="immediate")
+
+
+@contextmanager
+def sqlite_autocommit_read() -> Iterator[None]:
+    """For ONE read-only statement: on SQLite it runs without BEGIN (no effect on PostgreSQL)."""
+    token = _SQLITE_BEGIN.set("none")
+    try:
+        yield
+    finally:
+        _SQLITE_BEGIN.reset(token)
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
@@ -17,9 +42,111 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
-    engine = create_async_engine(url, echo=echo)
+    engine = create_async_engine(url, echo=echo, module=_one_hop_aiosqlite())
     _configure_sqlite(engine)
     return engine
+
+
+# --- aiosqlite, one thread hop per statement ------------------------------------------------------------
+#
+# aiosqlite runs every call on its own thread and each call is a round trip through a queue and the event
+# loop. SQLAlchemy's adapter makes three or four of them per statement (open a cursor, execute, fetchall,
+# close); under load each trip waits its turn on the busy loop, which made a message's ~10 statements
+# cost ~35 trips. This cursor does the whole statement in ONE trip: the same sqlite3 calls, in the same
+# order, on aiosqlite's thread (through its `_execute`, the queue every aiosqlite method uses).
+
+
+def _run_statement(conn: Any, operation: str, parameters: Any) -> tuple[Any, int, Any, list[Any]]:
+    cursor = conn.cursor()
+    try:
+        cursor.execute(operation, () if parameters is None else parameters)
+        description = cursor.description
+        rows = cursor.fetchall() if description else []
+        return description, cursor.rowcount, cursor.lastrowid, rows
+    finally:
+        cursor.close()
+
+
+def _run_many(conn: Any, operation: str, seq_of_parameters: Any) -> tuple[int, Any]:
+    cursor = conn.cursor()
+    try:
+        cursor.executemany(operation, seq_of_parameters)
+        return cursor.rowcount, cursor.lastrowid
+    finally:
+        cursor.close()
+
+
+class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
+    """A buffered cursor whose statement, rows and counts come back from aiosqlite's thread in one trip."""
+
+    __slots__ = ("_description", "_rowcount", "_lastrowid")
+
+    def __init__(self, adapt_connection: Any) -> None:  # no cursor opened up front (that was a trip)
+        self._adapt_connection = adapt_connection
+        self._connection = adapt_connection._connection
+        self._cursor = None
+        self._soft_closed_memoized = {}
+        self._rows = collections.deque()
+        self._description = None
+        self._rowcount = -1
+        self._lastrowid = None
+
+    @property
+    def description(self) -> Any:
+        return self._description
+
+    @property
+    def rowcount(self) -> int:
+        return self._rowcount
+
+    @property
+    def lastrowid(self) -> Any:
+        return self._lastrowid
+
+    async def _async_soft_close(self) -> None:
+        return None  # nothing open on the driver's side
+
+    def close(self) -> None:
+        self._rows.clear()
+
+    async def _execute_async(self, operation: Any, parameters: Any) -> Any:
+        async with self._adapt_connection._execute_mutex:
+            aio = self._connection
+            description, rowcount, lastrowid, rows = await aio._execute(
+                _run_statement, aio._conn, operation, parameters
+            )
+            self._description, self._rowcount, self._lastrowid = description, rowcount, lastrowid
+            self._rows = collections.deque(rows)
+            return None
+
+    async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> Any:
+        async with self._adapt_connection._execute_mutex:
+            aio = self._connection
+            self._rowcount, self._lastrowid = await aio._execute(
+                _run_many, aio._conn, operation, seq_of_parameters
+            )
+            self._description = None
+            return None
+
+
+class _OneHopConnection(AsyncAdapt_aiosqlite_connection):
+    __slots__ = ()
+    _cursor_cls = _OneHopCursor
+
+
+class _OneHopDbapi(AsyncAdapt_aiosqlite_dbapi):
+    def connect(self, *arg: Any, **kw: Any) -> Any:
+        adapted = super().connect(*arg, **kw)
+        adapted.__class__ = _OneHopConnection  # same slots and state, only the cursor class differs
+        return adapted
+
+
+def _one_hop_aiosqlite() -> Any:
+    import sqlite3
+
+    import aiosqlite
+
+    return _OneHopDbapi(aiosqlite, sqlite3)
 
 
 def sqlite_directory(url: str) -> Path | None:
@@ -40,15 +167,19 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
+        cursor.execute("PRAGMA temp_store=MEMORY")
+        cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         # A deferred transaction that reads and then writes fails at once with SQLITE_BUSY when another
         # connection wrote in between (busy_timeout does not help there); IMMEDIATE takes the write lock
-        # up front, so concurrent handlers queue on busy_timeout instead of failing.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # up front, so concurrent handlers queue on busy_timeout instead of failing. (In this process, the
+        # Store serialises its write transactions with a lock, so they rarely wait on each other here.)
+        if _SQLITE_BEGIN.get() == "immediate":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def safe_url(url: str) -> str:

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from gateway.storage.engine import sqlite_autocommit_read
 from gateway.storage.handoff_models import (
     AgentEventRecord,
     AgentRecord,
@@ -152,7 +153,7 @@ class HandoffDb:
 
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessions() as session, session.begin():
+        async with self.store.write_lock(), self._sessions() as session, session.begin():
             try:
                 yield session
             except IntegrityError as exc:
@@ -569,20 +570,28 @@ class HandoffDb:
         return row is not None and row.rating is None and not row.skipped
 
     async def pending_csat_for_key(self, conversation_key: str, now: datetime) -> int | None:
-        """The conversation of this key whose CSAT answer is awaited (latest close, within the window)."""
-        async with self._sessions() as s:
-            latest = await s.scalar(
-                select(Conversation)
-                .where(Conversation.conversation_key == conversation_key)
-                .order_by(Conversation.id.desc())
-                .limit(1)
-            )
-            if latest is None or latest.state != ConversationState.CLOSED.value:
-                return None
-            row = await s.get(CsatRecord, latest.id)
-        if row is None or row.rating is not None or row.skipped or now - row.asked_at > CSAT_WINDOW:
+        """The conversation of this key whose CSAT answer is awaited (latest close, within the window).
+
+        Asked for every inbound text, so it is one read-only statement (the latest conversation of the key
+        with its CSAT row, if any) outside any write transaction; most keys have an open bot conversation
+        and are answered "none" from that row alone.
+        """
+        conversations, csat = Conversation.__table__, CsatRecord.__table__
+        query = (
+            select(conversations.c.id, conversations.c.state, csat.c.rating, csat.c.skipped, csat.c.asked_at)
+            .select_from(conversations.outerjoin(csat, csat.c.conversation_id == conversations.c.id))
+            .where(conversations.c.conversation_key == conversation_key)
+            .order_by(conversations.c.id.desc())
+            .limit(1)
+        )
+        with sqlite_autocommit_read():
+            async with self.store.engine.connect() as conn:
+                row = (await conn.execute(query)).first()
+        if row is None or row.state != ConversationState.CLOSED.value:
             return None
-        return latest.id
+        if row.asked_at is None or row.rating is not None or row.skipped or now - row.asked_at > CSAT_WINDOW:
+            return None
+        return int(row.id)
 
     async def save_csat(self, conversation_id: str, rating: int, raw_text: str, at: datetime) -> bool:
         """Store the 1–5 rating and the words; False (nothing stored) if already rated."""

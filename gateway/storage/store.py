@@ -15,7 +15,9 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import case, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -193,6 +195,59 @@ def _outbox(row: OutboxRecord) -> OutboxRow:
     )
 
 
+# The hot path (one inbound message) runs SQLAlchemy Core on the tables, not the ORM: no identity map, no
+# flush bookkeeping, and the rows just written are built from the values sent, not read back.
+_CUSTOMERS = Customer.__table__
+_CONVERSATIONS = Conversation.__table__
+_MESSAGES = MessageRecord.__table__
+
+
+def _conversation_from(m: Mapping[str, Any]) -> ConversationRow:
+    return ConversationRow(
+        id=m["id"],
+        customer_id=m["customer_id"],
+        channel=m["channel"],
+        account=m["account"],
+        conversation_key=m["conversation_key"],
+        state=ConversationState(m["state"]),
+        priority=m["priority"],
+        handoff_reason=m["handoff_reason"],
+        group=m["group_name"],
+        miss_streak=m["miss_streak"],
+        opened_at=m["opened_at"],
+        last_activity_at=m["last_activity_at"],
+        queued_at=m["queued_at"],
+        closed_at=m["closed_at"],
+        closed_reason=m["closed_reason"],
+        kb_version=m["kb_version"],
+    )
+
+
+def _message_from(m: Mapping[str, Any]) -> MessageRow:
+    return MessageRow(
+        id=m["id"],
+        conversation_id=m["conversation_id"],
+        conversation_key=m["conversation_key"],
+        channel=m["channel"],
+        account=m["account"],
+        direction=m["direction"],
+        sender=m["sender"],
+        sender_name=m["sender_name"],
+        text=m["text"],
+        kind=m["kind"],
+        channel_msg_id=m["channel_msg_id"],
+        reply_to=m["reply_to"],
+        decision=m["decision"],
+        reason=m["reason"],
+        entry_id=m["entry_id"],
+        confidence=m["confidence"],
+        kb_version=m["kb_version"],
+        suggestions=tuple(m["suggestions"] or ()),
+        target=dict(m["target"] or {}),
+        created_at=m["created_at"],
+    )
+
+
 _CONVERSATION_FIELDS = frozenset(
     {
         "state",
@@ -226,63 +281,80 @@ class Transaction:
         except IntegrityError as exc:
             raise Conflict(str(exc.orig)) from exc
 
+    async def _execute(self, statement: Any) -> Any:
+        try:
+            return await self._session.execute(statement)
+        except IntegrityError as exc:
+            raise Conflict(str(exc.orig)) from exc
+
     async def find_message(self, channel: str, account: str, channel_msg_id: str) -> MessageRow | None:
         """The stored message with this platform id, if any (the dedupe lookup)."""
-        row = await self._session.scalar(
-            select(MessageRecord).where(
-                MessageRecord.channel == channel,
-                MessageRecord.account == account,
-                MessageRecord.channel_msg_id == channel_msg_id,
+        result = await self._session.execute(
+            select(_MESSAGES).where(
+                _MESSAGES.c.channel == channel,
+                _MESSAGES.c.account == account,
+                _MESSAGES.c.channel_msg_id == channel_msg_id,
             )
         )
-        return _message(row) if row is not None else None
+        row = result.mappings().first()
+        return _message_from(row) if row is not None else None
 
     async def replies_to(self, message_id: int) -> list[MessageRow]:
         """The outbound messages that answered one inbound message, in order."""
-        rows = await self._session.scalars(
-            select(MessageRecord).where(MessageRecord.reply_to == message_id).order_by(MessageRecord.id)
+        result = await self._session.execute(
+            select(_MESSAGES).where(_MESSAGES.c.reply_to == message_id).order_by(_MESSAGES.c.id)
         )
-        return [_message(r) for r in rows]
+        return [_message_from(r) for r in result.mappings()]
 
     async def last_suggestions(self, conversation_id: int) -> tuple[str, ...]:
         """The suggestions of the latest outbound message of a conversation (empty when it had none)."""
-        row = await self._session.scalar(
-            select(MessageRecord)
-            .where(MessageRecord.conversation_id == conversation_id, MessageRecord.direction == "out")
-            .order_by(MessageRecord.id.desc())
+        result = await self._session.execute(
+            select(_MESSAGES.c.suggestions)
+            .where(_MESSAGES.c.conversation_id == conversation_id, _MESSAGES.c.direction == "out")
+            .order_by(_MESSAGES.c.id.desc())
             .limit(1)
         )
-        return tuple(row.suggestions or ()) if row is not None else ()
+        suggestions = result.scalar()
+        return tuple(suggestions or ())
 
     async def upsert_customer(
         self, channel: str, account: str, user_id: str, name: str | None, now: datetime
     ) -> int:
-        """The customer's id, creating the row on first contact and refreshing the display name."""
-        row = await self._session.scalar(
-            select(Customer).where(
-                Customer.channel == channel, Customer.account == account, Customer.user_id == user_id
-            )
+        """The customer's id, creating the row on first contact and refreshing the display name.
+
+        One statement on both databases: INSERT … ON CONFLICT (channel, account, user_id) DO UPDATE …
+        RETURNING id (SQLite ≥ 3.35, PostgreSQL), so two first messages racing cannot clash either.
+        """
+        insert = sqlite_insert if self._session.bind.dialect.name == "sqlite" else pg_insert
+        statement = insert(_CUSTOMERS).values(
+            channel=channel,
+            account=account,
+            user_id=user_id,
+            name=name or None,
+            created_at=now,
+            last_seen_at=now,
         )
-        if row is None:
-            row = Customer(
-                channel=channel, account=account, user_id=user_id, name=name, created_at=now, last_seen_at=now
-            )
-            self._session.add(row)
-            await self._flush()
-        else:
-            row.last_seen_at = now
-            if name and name != row.name:
-                row.name = name
-        return row.id
+        excluded = statement.excluded
+        statement = statement.on_conflict_do_update(
+            index_elements=[_CUSTOMERS.c.channel, _CUSTOMERS.c.account, _CUSTOMERS.c.user_id],
+            set_={
+                "last_seen_at": excluded.last_seen_at,
+                # A new non-empty display name replaces the stored one; none keeps it.
+                "name": case((excluded.name.is_not(None), excluded.name), else_=_CUSTOMERS.c.name),
+            },
+        ).returning(_CUSTOMERS.c.id)
+        result = await self._execute(statement)
+        return int(result.scalar_one())
 
     async def open_conversation(self, conversation_key: str) -> ConversationRow | None:
         """The conversation for this key that is not closed, locked for this transaction."""
-        row = await self._session.scalar(
-            select(Conversation)
-            .where(Conversation.conversation_key == conversation_key, Conversation.state != "closed")
+        result = await self._session.execute(
+            select(_CONVERSATIONS)
+            .where(_CONVERSATIONS.c.conversation_key == conversation_key, _CONVERSATIONS.c.state != "closed")
             .with_for_update()
         )
-        return _conversation(row) if row is not None else None
+        row = result.mappings().first()
+        return _conversation_from(row) if row is not None else None
 
     async def create_conversation(
         self,
@@ -295,21 +367,26 @@ class Transaction:
         kb_version: str | None,
     ) -> ConversationRow:
         """Open a new bot conversation."""
-        row = Conversation(
-            customer_id=customer_id,
-            channel=channel,
-            account=account,
-            conversation_key=conversation_key,
-            state=ConversationState.BOT.value,
-            priority="normal",
-            miss_streak=0,
-            opened_at=now,
-            last_activity_at=now,
-            kb_version=kb_version,
-        )
-        self._session.add(row)
-        await self._flush()
-        return _conversation(row)
+        values: dict[str, Any] = {
+            "customer_id": customer_id,
+            "channel": channel,
+            "account": account,
+            "conversation_key": conversation_key,
+            "state": ConversationState.BOT.value,
+            "priority": "normal",
+            "handoff_reason": None,
+            "group_name": None,
+            "miss_streak": 0,
+            "opened_at": now,
+            "last_activity_at": now,
+            "queued_at": None,
+            "closed_at": None,
+            "closed_reason": None,
+            "kb_version": kb_version,
+        }
+        result = await self._execute(_CONVERSATIONS.insert().values(values).returning(_CONVERSATIONS.c.id))
+        values["id"] = int(result.scalar_one())
+        return _conversation_from(values)
 
     async def update_conversation(self, conversation_id: int, **values: Any) -> None:
         """Change some fields of a conversation (state, priority, miss_streak, timestamps...)."""
@@ -318,12 +395,13 @@ class Transaction:
             raise ValueError(f"not conversation fields: {', '.join(sorted(unknown))}")
         if isinstance(values.get("state"), ConversationState):
             values["state"] = values["state"].value
-        row = await self._session.get(Conversation, conversation_id)
-        if row is None:
+        if "group" in values:
+            values["group_name"] = values.pop("group")
+        result = await self._execute(
+            update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == conversation_id).values(**values)
+        )
+        if result.rowcount == 0:
             raise LookupError(f"no conversation {conversation_id}")
-        for key, value in values.items():
-            setattr(row, key, value)
-        await self._flush()
 
     async def add_message(
         self,
@@ -349,30 +427,30 @@ class Transaction:
         target: Mapping[str, Any] | None = None,
     ) -> MessageRow:
         """Store one message; raises Conflict when its channel message id is already stored."""
-        row = MessageRecord(
-            conversation_id=conversation_id,
-            conversation_key=conversation_key,
-            channel=channel,
-            account=account,
-            direction=direction,
-            sender=sender,
-            sender_name=sender_name,
-            text=text,
-            kind=kind,
-            channel_msg_id=channel_msg_id,
-            reply_to=reply_to,
-            decision=decision,
-            reason=reason,
-            entry_id=entry_id,
-            confidence=confidence,
-            kb_version=kb_version,
-            suggestions=list(suggestions) or None,
-            target=dict(target) if target else None,
-            created_at=created_at,
-        )
-        self._session.add(row)
-        await self._flush()
-        return _message(row)
+        values: dict[str, Any] = {
+            "conversation_id": conversation_id,
+            "conversation_key": conversation_key,
+            "channel": channel,
+            "account": account,
+            "direction": direction,
+            "sender": sender,
+            "sender_name": sender_name,
+            "text": text,
+            "kind": kind,
+            "channel_msg_id": channel_msg_id,
+            "reply_to": reply_to,
+            "decision": decision,
+            "reason": reason,
+            "entry_id": entry_id,
+            "confidence": confidence,
+            "kb_version": kb_version,
+            "suggestions": list(suggestions) or None,
+            "target": dict(target) if target else None,
+            "created_at": created_at,
+        }
+        result = await self._execute(_MESSAGES.insert().values(values).returning(_MESSAGES.c.id))
+        values["id"] = int(result.scalar_one())
+        return _message_from(values)
 
     async def set_message_decision(
         self,
@@ -440,6 +518,32 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # SQLite has one writer at a time. Left to SQLite, concurrent writers of this process poll the file
+        # lock with growing sleeps (busy_timeout), which wrecks latency under load; instead they queue here,
+        # in order, and BEGIN IMMEDIATE finds the lock free (other processes still go through busy_timeout).
+        # PostgreSQL needs nothing of the kind: its writers run concurrently.
+        self._serialise_writes = engine.dialect.name == "sqlite"
+        self._write_lock: asyncio.Lock | None = None
+        self._write_lock_loop: asyncio.AbstractEventLoop | None = None
+        self._writer: asyncio.Task[Any] | None = None
+
+    @asynccontextmanager
+    async def write_lock(self) -> AsyncIterator[None]:
+        """Held around every write transaction of this process on SQLite (re-entrant per task)."""
+        task = asyncio.current_task()
+        if not self._serialise_writes or (task is not None and self._writer is task):
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        if self._write_lock is None or self._write_lock_loop is not loop:
+            self._write_lock, self._write_lock_loop = asyncio.Lock(), loop
+        lock = self._write_lock
+        async with lock:
+            self._writer = task
+            try:
+                yield
+            finally:
+                self._writer = None
 
     @classmethod
     def from_url(cls, url: str, *, echo: bool = False) -> Store:
@@ -477,7 +581,7 @@ class Store:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """A unit of work: commits on success, rolls everything back on any exception."""
-        async with self._sessions() as session:
+        async with self.write_lock(), self._sessions() as session:
             try:
                 async with session.begin():
                     yield Transaction(session)
@@ -560,7 +664,7 @@ class Store:
         FOR UPDATE SKIP LOCKED lets several gateway processes share a PostgreSQL outbox without
         sending a row twice; SQLite has one writer at a time (BEGIN IMMEDIATE) so it needs no lock.
         """
-        async with self._sessions() as session, session.begin():
+        async with self.write_lock(), self._sessions() as session, session.begin():
             ids = list(
                 await session.scalars(
                     select(OutboxRecord.id)
@@ -610,14 +714,14 @@ class Store:
             values["last_error"] = error[:2000]
         if next_attempt_at is not None:
             values["next_attempt_at"] = next_attempt_at
-        async with self._sessions() as session, session.begin():
+        async with self.write_lock(), self._sessions() as session, session.begin():
             await session.execute(update(OutboxRecord).where(OutboxRecord.id == outbox_id).values(**values))
 
     async def release_outbox(self, outbox_ids: Sequence[int], next_attempt_at: datetime) -> None:
         """Hand claimed rows back unsent (their claim does not count as an attempt)."""
         if not outbox_ids:
             return
-        async with self._sessions() as session, session.begin():
+        async with self.write_lock(), self._sessions() as session, session.begin():
             await session.execute(
                 update(OutboxRecord)
                 .where(OutboxRecord.id.in_(list(outbox_ids)), OutboxRecord.status == "sending")

@@ -22,6 +22,7 @@ from gateway.admin_stats import admin_stats_routes
 from gateway.bodies import http_error
 from gateway.channels.web_ws import install_web_chat
 from gateway.runtime import RUNTIME
+from intents.prediction import Candidate
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ CONTENT_TYPES = {
 }
 PAGES = {"/chat": "chat.html", "/agent": "agent.html", "/admin": "admin.html"}
 MAX_SUGGESTIONS = 3
+LOOK_BACK = 5  # customer lines searched for one the matcher can rank
 
 
 def csp(request: web.Request, *, frameable: bool) -> str:
@@ -89,12 +91,16 @@ def page_routes(assets: Assets | None = None) -> list[web.AbstractRouteDef]:
         response.headers["Cache-Control"] = "public, max-age=300"
         return response
 
+    async def favicon(request: web.Request) -> web.Response:
+        return await _serve(request, assets, "favicon.svg", frameable=False)
+
     async def static(request: web.Request) -> web.Response:
         return await _serve(request, assets, request.match_info["name"], frameable=False)
 
     routes: list[web.AbstractRouteDef] = [web.get(path, page) for path in PAGES]
     routes += [
         web.get("/widget.js", widget),
+        web.get("/favicon.ico", favicon),
         web.get(STATIC_PREFIX + "{name:[A-Za-z0-9_.-]+}", static),
         web.get("/agent/api/conversations/{id}/suggestions", suggestions),
     ]
@@ -136,12 +142,20 @@ async def suggestions(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     conv = await runtime.store.conversation(int(raw))
     messages = await runtime.store.messages(int(raw))
-    last = next((m for m in reversed(messages) if m.direction == "in" and m.kind == "text"), None)
-    items = []
+    inbound = [m for m in reversed(messages) if m.direction == "in" and m.kind == "text"][:LOOK_BACK]
+    items: list[dict[str, object]] = []
     snapshot = runtime.kb.snapshot()
-    if last is not None and snapshot is not None:
+    last = inbound[0] if inbound else None
+    if snapshot is not None:
         kb, classifier = snapshot
-        for candidate in classifier.rank(last.text, k=MAX_SUGGESTIONS):
+        # The customer's latest line the matcher can place ("转人工" or "在吗" are not questions).
+        ranked: tuple[Candidate, ...] = ()
+        for message in inbound:
+            ranked = classifier.rank(message.text, k=MAX_SUGGESTIONS)
+            if ranked:
+                last = message
+                break
+        for candidate in ranked:
             entry = kb.get(candidate.entry_id)
             if entry is None or not entry.enabled:
                 continue

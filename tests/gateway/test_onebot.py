@@ -20,8 +20,9 @@ import pytest
 
 from gateway.app import create_app
 from gateway.channels.base import Outgoing
-from gateway.channels.onebot import OneBotAccountSettings, OneBotAdapter
+from gateway.channels.onebot import OneBotAdapter
 from gateway.runtime import RUNTIME, Runtime
+from gateway.settings import SettingsError, settings_from_mapping
 from handoff.state import ConversationState
 from tests.fakes.onebot import (
     ACCESS_TOKEN,
@@ -67,22 +68,6 @@ class Kefu:
         return snapshot[0].replies.get(key)
 
 
-def build_app(settings: Any, accounts: list[dict[str, Any]]) -> Any:
-    """The gateway with OneBot accounts (from settings when the channels model has `onebot`)."""
-    if "onebot" in type(settings.channels).model_fields:
-        channels = settings.channels.model_copy(
-            update={"onebot": [OneBotAccountSettings(**a) for a in accounts]}
-        )
-        return create_app(settings.model_copy(update={"channels": channels}))
-    app = create_app(settings)
-    runtime = app[RUNTIME]
-    for account in accounts:
-        adapter = OneBotAdapter(OneBotAccountSettings(**account), runtime)
-        runtime.add_adapter(adapter)
-        app.router.add_routes(adapter.routes())
-    return app
-
-
 @pytest.fixture
 async def onebot_api(aiohttp_server) -> FakeOneBotHTTP:
     return await FakeOneBotHTTP().start(aiohttp_server)
@@ -91,11 +76,11 @@ async def onebot_api(aiohttp_server) -> FakeOneBotHTTP:
 @pytest.fixture
 def start_kefu(aiohttp_client, settings_factory, onebot_api) -> Callable[..., Awaitable[Kefu]]:
     async def start(**sections: Any) -> Kefu:
-        accounts = [
+        sections.setdefault("channels", {})["onebot"] = [
             {"name": "qqshop", "secret": SECRET, "access_token": ACCESS_TOKEN, "api_url": onebot_api.url},
             {"name": "open", "reply_in_group": "always"},
         ]
-        app = build_app(settings_factory(**sections), accounts)
+        app = create_app(settings_factory(**sections))
         client = await aiohttp_client(app)
         return Kefu(client, app[RUNTIME], onebot_api)
 
@@ -535,3 +520,49 @@ async def test_anonymous_members_are_their_own_conversation_and_are_not_at_ed(ke
     assert len(await kefu.inbound(key)) == 1
     await kefu.adapter().send(Outgoing("onebot", "qqshop", key, "人工客服：您好", "agent"))
     assert kefu.api.messages()[0]["message"] == "人工客服：您好"
+
+
+# --- configuration -------------------------------------------------------------------------------------
+
+
+def test_onebot_settings_typo_names_the_key():
+    with pytest.raises(SettingsError) as caught:
+        settings_from_mapping({"channels": {"onebot": [{"name": "qq", "reply_in_grop": "always"}]}})
+    assert "channels.onebot[0].reply_in_grop" in str(caught.value)
+
+
+def test_onebot_and_qqbot_accounts_cannot_share_a_name():
+    with pytest.raises(SettingsError) as caught:
+        settings_from_mapping({"channels": {
+            "onebot": [{"name": "qq"}],
+            "qqbot": [{"name": "qq", "appid": "1", "secret": "s"}],
+        }})
+    assert "must differ" in str(caught.value)
+
+
+def test_onebot_settings_defaults():
+    settings = settings_from_mapping({"channels": {"onebot": [{"name": "qq", "secret": "", "api_url": "http://x/"}]}})
+    [account] = settings.channels.onebot
+    assert account.secret is None and account.access_token is None
+    assert account.api_url == "http://x" and account.reply_in_group == "mention"
+
+
+async def test_a_connected_client_does_not_hold_up_server_shutdown(settings_factory):
+    # Like `kefu serve`: a real runner with a 10 s shutdown timeout and NapCat still connected.
+    from aiohttp import web
+
+    app = create_app(settings_factory(channels={"onebot": [{"name": "qqshop", "access_token": ACCESS_TOKEN}]}))
+    runner = web.AppRunner(app, shutdown_timeout=10)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(f"http://127.0.0.1:{port}/onebot/qqshop/ws",
+                                      headers={"Authorization": f"Bearer {ACCESS_TOKEN}"})
+        started = time.monotonic()
+        await runner.cleanup()
+        assert time.monotonic() - started < 3
+        msg = await ws.receive(timeout=2)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        await ws.close()

@@ -19,9 +19,10 @@ import pytest
 
 from gateway.app import create_app
 from gateway.channels.base import Outgoing, SendError
-from gateway.channels.qqbot import QQBotAccountSettings, QQBotAdapter
+from gateway.channels.qqbot import QQBotAdapter
 from gateway.message import utcnow
 from gateway.runtime import RUNTIME, Runtime
+from gateway.settings import SettingsError, settings_from_mapping
 from handoff.state import ConversationState
 from tests.fakes.qqbot_api import APPID, SECRET, FakeQQBotAPI, QQPush, load_payload
 
@@ -66,22 +67,6 @@ class Kefu:
         return payload
 
 
-def build_app(settings: Any, accounts: list[dict[str, Any]]) -> Any:
-    """The gateway with QQ bot accounts (from settings when the channels model has `qqbot`)."""
-    if "qqbot" in type(settings.channels).model_fields:
-        channels = settings.channels.model_copy(
-            update={"qqbot": [QQBotAccountSettings(**a) for a in accounts]}
-        )
-        return create_app(settings.model_copy(update={"channels": channels}))
-    app = create_app(settings)
-    runtime = app[RUNTIME]
-    for account in accounts:
-        adapter = QQBotAdapter(QQBotAccountSettings(**account), runtime)
-        runtime.add_adapter(adapter)
-        app.router.add_routes(adapter.routes())
-    return app
-
-
 @pytest.fixture
 async def qq_api(aiohttp_server) -> FakeQQBotAPI:
     return await FakeQQBotAPI().start(aiohttp_server)
@@ -107,7 +92,8 @@ def start_kefu(aiohttp_client, settings_factory, qq_api) -> Callable[..., Awaita
                 "token_url": qq_api.token_url,
             },
         ]
-        app = build_app(settings_factory(**sections), accounts)
+        sections.setdefault("channels", {})["qqbot"] = accounts
+        app = create_app(settings_factory(**sections))
         client = await aiohttp_client(app)
         return Kefu(client, app[RUNTIME], qq_api, QQPush(client, "/qqbot/qqbot"))
 
@@ -431,3 +417,17 @@ async def test_wrong_credentials_are_a_retryable_error_that_names_the_setting(ke
     assert caught.value.retryable is True
     assert any("channels.qqbot" in r.getMessage() for r in caplog.records)
     assert SECRET not in caplog.text
+
+
+def test_qqbot_settings_need_appid_and_secret_and_never_echo_the_secret():
+    with pytest.raises(SettingsError) as caught:
+        settings_from_mapping({"channels": {"qqbot": [{"name": "q", "appid": "1", "secret": "", "api_bas": "x"}]}})
+    text = str(caught.value)
+    assert "channels.qqbot[0].secret" in text and "channels.qqbot[0].api_bas" in text
+
+
+def test_qqbot_settings_defaults():
+    settings = settings_from_mapping({"channels": {"qqbot": [{"name": "q", "appid": "1", "secret": "s"}]}})
+    [account] = settings.channels.qqbot
+    assert account.api_base == "https://api.sgroup.qq.com"
+    assert account.token_url == "https://bots.qq.com/app/getAppAccessToken"

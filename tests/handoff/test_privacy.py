@@ -56,6 +56,8 @@ def test_bank_cards_keep_only_the_last_four_digits(text: str, masked: str) -> No
         "订单号 3456789012345678901 还没发货",  # an order number named as such stays readable
         "运单号：7788990011223344",
         "order #6222021234567890123",
+        "msgid=6222021234567890123",  # a platform message id in a log line
+        "MsgId 4363689963896700987",
         "流水 4111111111111112",  # 16 digits, not 62, fails Luhn: not a card
         "我买了12345678901件",  # 11 digits but not a mobile prefix
         "msgid 23812345678901234567890",  # a longer run is never cut into a phone

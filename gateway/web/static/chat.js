@@ -94,6 +94,7 @@
     statusLine.dataset.state = s.state;
     humanButton.disabled = s.state === "queued" || s.state === "assigned";
     csat.classList.toggle("hidden", !s.csat_pending);
+    scrollDown();
   }
 
   function transmit(p) {
@@ -169,6 +170,10 @@
     input.style.height = Math.min(input.scrollHeight, 120) + "px";
   });
   humanButton.addEventListener("click", () => send("转人工"));
+  // Inside the widget's frame, Esc asks the shop page to fold the chat away (widget.js checks the sender).
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && window.parent !== window) window.parent.postMessage({ kefu: "close" }, "*");
+  });
   csat.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-rating]");
     if (!button) return;

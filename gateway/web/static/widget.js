@@ -48,9 +48,19 @@
     }
     button.setAttribute("aria-expanded", frame.style.display === "none" ? "false" : "true");
   }
+  function close() {
+    if (frame && frame.style.display !== "none") {
+      frame.style.display = "none";
+      button.setAttribute("aria-expanded", "false");
+      button.focus();
+    }
+  }
   button.addEventListener("click", open);
-  document.addEventListener("keydown", function (e) {
-    if (e.key === "Escape" && frame && frame.style.display !== "none") { frame.style.display = "none"; button.setAttribute("aria-expanded", "false"); button.focus(); }
+  document.addEventListener("keydown", function (e) { if (e.key === "Escape") close(); });
+  window.addEventListener("message", function (e) {
+    // Only the chat frame itself may fold the chat away (Esc pressed inside it).
+    if (frame && e.source === frame.contentWindow && e.origin === new URL(frame.src).origin &&
+        e.data && e.data.kefu === "close") close();
   });
   function mount() { document.body.appendChild(button); }
   if (document.body) mount(); else document.addEventListener("DOMContentLoaded", mount);
