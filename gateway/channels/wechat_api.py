@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from gateway.channels.base import SendError
+from gateway.channels.tokens import TokenCache, parse_expires_in
 
 logger = logging.getLogger(__name__)
 
@@ -102,41 +103,25 @@ class AccessTokenManager:
         self._secret = secret
         self._api_base = api_base.rstrip("/")
         self._timeout = timeout
-        self._margin_s = margin_s
-        self._clock = clock
-        self._token: str | None = None
-        self._expires_at = 0.0
-        self._lock = asyncio.Lock()
-        self.fetches = 0  # how many times a token was requested from WeChat (for metrics and tests)
+        self._cache = TokenCache(self._fetch, margin_s=margin_s, clock=clock, name=f"wechat:{appid}")
 
     def __repr__(self) -> str:  # the default repr would show nothing secret, but be explicit about it
         return f"AccessTokenManager(appid={self.appid!r})"
 
-    def _valid(self) -> str | None:
-        if self._token is not None and self._clock() < self._expires_at:
-            return self._token
-        return None
+    @property
+    def fetches(self) -> int:
+        """How many times a token was requested from WeChat (for metrics and tests)."""
+        return self._cache.fetches
 
     async def get(self) -> str:
         """A valid access_token, fetching one (single-flight) when the cache is empty or expiring."""
-        token = self._valid()
-        if token is not None:
-            return token
-        async with self._lock:
-            token = self._valid()  # another caller may have fetched while we waited
-            if token is not None:
-                return token
-            return await self._fetch()
+        return await self._cache.get()
 
     async def refresh(self, stale: str) -> str:
         """A new token after WeChat rejected `stale`; callers holding the same stale token share one fetch."""
-        async with self._lock:
-            if self._token is not None and self._token != stale and self._valid() is not None:
-                return self._token
-            return await self._fetch()
+        return await self._cache.refresh(stale)
 
-    async def _fetch(self) -> str:
-        self.fetches += 1
+    async def _fetch(self) -> tuple[str, float]:
         params = {"grant_type": "client_credential", "appid": self.appid, "secret": self._secret}
         try:
             async with self._session.get(
@@ -165,15 +150,9 @@ class AccessTokenManager:
                 extra={"appid": self.appid},
             )
             raise SendError(f"access_token fetch refused: errcode {errcode} {errmsg}", retryable=True)
-        try:
-            expires_in = float(body.get("expires_in") or 7200)
-        except (TypeError, ValueError):
-            expires_in = 7200.0
-        self._token = token
-        # Never trust the margin to leave nothing: keep a short-lived token for at least half its life.
-        self._expires_at = self._clock() + max(expires_in - self._margin_s, expires_in / 2)
+        expires_in = parse_expires_in(body.get("expires_in"))
         logger.info("wechat access_token refreshed", extra={"appid": self.appid, "expires_in": expires_in})
-        return token
+        return token, expires_in
 
 
 _XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
