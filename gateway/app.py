@@ -20,6 +20,7 @@ from gateway.channels.onebot import OneBotAdapter
 from gateway.channels.qqbot import QQBotAdapter
 from gateway.channels.web import WebAdapter
 from gateway.channels.wechat import WeChatAdapter
+from gateway.follow_ups import follow_up_routes
 from gateway.handoff_service import HandoffService, handoff_jobs
 from gateway.kb_reload import KbService
 from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -67,6 +68,7 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
     app.router.add_routes(admin_routes())
     app.router.add_routes(agent_routes())
     app.router.add_routes(report_routes())
+    app.router.add_routes(follow_up_routes())
     install_web(app)  # /chat, /agent, /admin, /widget.js, /web/ws, /admin/api/stats (wraps the web adapter)
 
     app.cleanup_ctx.extend(

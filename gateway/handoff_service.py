@@ -21,6 +21,7 @@ from aiohttp import web
 
 from gateway.channels.base import Outgoing
 from gateway.first_response import first_response_sweep
+from gateway.follow_ups import open_for_complaint
 from gateway.message import Message, Reply, utcnow
 from gateway.norms import group_hours, sla_policy
 from gateway.storage.handoff_store import EventRow, HandoffDb, session_of
@@ -639,6 +640,7 @@ class HandoffService:
             "agent_id": holder,
         }
         await self._publish("conversation.closed", payload, conversation_id=cid, group=ref.group)
+        await open_for_complaint(self, cid, ref.group)  # a complaint gets a 回访 ticket with a deadline
         await self.assign_waiting(before=before)
 
     async def heartbeat(self, agent: AgentInfo) -> None:

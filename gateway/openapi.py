@@ -170,6 +170,26 @@ def spec() -> dict[str, Any]:
                     errors=(400, 401, 403, 404),
                 )
             },
+            "/follow-ups": {
+                "get": {
+                    **_op(
+                        "Open complaint follow-ups (回访) of the agent's groups (all for supervisors); overdue = red"
+                    ),
+                    "parameters": [{"name": "all", "in": "query", "required": False, "schema": _STR}],
+                }
+            },
+            "/follow-ups/{id}/close": {
+                "post": {
+                    **_op(
+                        "Close a follow-up with a note of what was done",
+                        body=_obj(note=_STR),
+                        errors=(400, 401, 403, 404, 409),
+                    ),
+                    "parameters": [
+                        {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+                    ],
+                }
+            },
             "/reports/records": {
                 "get": {
                     **_op(

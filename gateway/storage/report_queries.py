@@ -25,6 +25,7 @@ from gateway.storage.handoff_models import (
     TicketRecord,
 )
 from gateway.storage.models import Conversation, Customer, MessageRecord, OutboxRecord
+from gateway.storage.sla_store import FollowUpRecord, SlaNoticeRecord
 from gateway.storage.store import Store
 from handoff.reports import ConversationRecord, FaqHit
 
@@ -93,12 +94,15 @@ async def conversation_records(
             AgentRecord.name.label("agent_name"),
             CsatRecord.rating,
             TicketRecord.id.label("ticket_id"),
+            FollowUpRecord.due_at.label("follow_up_due_at"),
+            FollowUpRecord.closed_at.label("follow_up_closed_at"),
         )
         .join(Customer, Customer.id == Conversation.customer_id)
         .outerjoin(AssignmentRecord, AssignmentRecord.conversation_id == Conversation.id)
         .outerjoin(AgentRecord, AgentRecord.id == AssignmentRecord.agent_id)
         .outerjoin(CsatRecord, CsatRecord.conversation_id == Conversation.id)
         .outerjoin(TicketRecord, TicketRecord.conversation_id == Conversation.id)
+        .outerjoin(FollowUpRecord, FollowUpRecord.conversation_id == Conversation.id)
         .where(Conversation.opened_at >= start, Conversation.opened_at < end)
         .order_by(Conversation.opened_at, Conversation.id)
     )
@@ -148,6 +152,8 @@ async def conversation_records(
                 close_reason=close_reason,
                 rating=r.rating,
                 tags=tuple(r.tags or ()),
+                follow_up_due_at=_aware(r.follow_up_due_at),
+                follow_up_closed_at=_aware(r.follow_up_closed_at),
             )
         )
     return records
@@ -225,7 +231,15 @@ async def purge_before(store: Store, cutoff: datetime, *, dry_run: bool = False)
             other += (
                 await conn.execute(delete(OutboxRecord).where(OutboxRecord.message_id.in_(message_ids)))
             ).rowcount
-            for table in (NoteRecord, CsatRecord, TicketRecord, AssignmentRecord, AgentEventRecord):
+            for table in (
+                NoteRecord,
+                CsatRecord,
+                TicketRecord,
+                AssignmentRecord,
+                AgentEventRecord,
+                SlaNoticeRecord,
+                FollowUpRecord,
+            ):
                 other += (await conn.execute(delete(table).where(table.conversation_id.in_(chunk)))).rowcount
             # reply_to points from a reply to its question, both in the same conversation: clear, then delete.
             await conn.execute(

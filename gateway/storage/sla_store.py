@@ -7,10 +7,12 @@ A new table, so `create_all` adds it to an existing database without a migration
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import String, and_, exists, select
+from sqlalchemy import Integer, String, Text, UniqueConstraint, and_, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -18,7 +20,19 @@ from gateway.storage.handoff_models import TicketRecord
 from gateway.storage.models import Base, Conversation, MessageRecord, UTCDateTime
 from gateway.storage.store import Store
 
-__all__ = ["FIRST_RESPONSE", "OverdueHandoff", "SlaNoticeRecord", "mark_notice", "unanswered_handoffs"]
+__all__ = [
+    "FIRST_RESPONSE",
+    "FollowUp",
+    "FollowUpRecord",
+    "OverdueHandoff",
+    "SlaNoticeRecord",
+    "close_follow_up",
+    "get_follow_up",
+    "list_follow_ups",
+    "mark_notice",
+    "open_follow_up",
+    "unanswered_handoffs",
+]
 
 FIRST_RESPONSE = "first_response"
 
@@ -97,3 +111,99 @@ async def mark_notice(
 
 def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class FollowUpRecord(Base):
+    """A complaint's follow-up (回访) ticket: due `due_at`; overdue (red) while open past it."""
+
+    __tablename__ = "follow_ups"
+    __table_args__ = (UniqueConstraint("conversation_id", name="uq_follow_ups_conversation"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(Integer)
+    group: Mapped[str | None] = mapped_column("group_name", String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_by: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """A stored follow-up ticket."""
+
+    id: int
+    conversation_id: int
+    group: str | None
+    created_at: datetime
+    due_at: datetime
+    closed_at: datetime | None
+    closed_by: str | None
+    note: str | None
+
+
+async def open_follow_up(
+    store: Store, conversation_id: int, group: str | None, created_at: datetime, due_at: datetime
+) -> bool:
+    """Create the conversation's follow-up ticket; False (nothing changed) when it already has one."""
+    try:
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                FollowUpRecord.__table__.insert().values(
+                    conversation_id=conversation_id, group_name=group, created_at=created_at, due_at=due_at
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+async def list_follow_ups(
+    store: Store, groups: Collection[str] | None = None, *, include_closed: bool = False, limit: int = 500
+) -> list[FollowUp]:
+    """Follow-ups of the given groups (None = all), open ones only unless asked, earliest due first."""
+    t = FollowUpRecord.__table__
+    query = select(t).order_by(t.c.due_at, t.c.id).limit(limit)
+    if groups is not None:
+        query = query.where(t.c.group_name.in_(list(groups)))
+    if not include_closed:
+        query = query.where(t.c.closed_at.is_(None))
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [_row_follow_up(r) for r in rows]
+
+
+def _row_follow_up(r: Any) -> FollowUp:
+    m = r._mapping
+    return FollowUp(
+        m["id"],
+        m["conversation_id"],
+        m["group_name"],
+        _aware(m["created_at"]),
+        _aware(m["due_at"]),
+        _aware(m["closed_at"]) if m["closed_at"] is not None else None,
+        m["closed_by"],
+        m["note"],
+    )
+
+
+async def get_follow_up(store: Store, follow_up_id: int) -> FollowUp | None:
+    """One follow-up by id."""
+    async with store.engine.connect() as conn:
+        t = FollowUpRecord.__table__
+        row = (await conn.execute(select(t).where(t.c.id == follow_up_id))).first()
+    return _row_follow_up(row) if row is not None else None
+
+
+async def close_follow_up(
+    store: Store, follow_up_id: int, *, by: str, note: str | None, at: datetime
+) -> bool:
+    """Close an open follow-up (compare-and-set); False when it is closed already or unknown."""
+    async with store.engine.begin() as conn:
+        done = await conn.execute(
+            update(FollowUpRecord)
+            .where(FollowUpRecord.id == follow_up_id, FollowUpRecord.closed_at.is_(None))
+            .values(closed_at=at, closed_by=by, note=note)
+        )
+    return done.rowcount == 1

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, or_, select, text, update
+from sqlalchemy import bindparam, case, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
@@ -248,6 +248,42 @@ def _message_from(m: Mapping[str, Any]) -> MessageRow:
     )
 
 
+# Built once, executed with parameters (constructing a statement per call costs more than running it).
+_FIND_MESSAGE = select(_MESSAGES).where(
+    _MESSAGES.c.channel == bindparam("channel"),
+    _MESSAGES.c.account == bindparam("account"),
+    _MESSAGES.c.channel_msg_id == bindparam("channel_msg_id"),
+)
+_OPEN_CONVERSATION = (
+    select(_CONVERSATIONS)
+    .where(
+        _CONVERSATIONS.c.conversation_key == bindparam("conversation_key"), _CONVERSATIONS.c.state != "closed"
+    )
+    .with_for_update()
+)
+_INSERT_MESSAGE = _MESSAGES.insert().returning(_MESSAGES.c.id)
+_INSERT_CONVERSATION = _CONVERSATIONS.insert().returning(_CONVERSATIONS.c.id)
+_UPSERT_CUSTOMER: dict[str, Any] = {}
+
+
+def _upsert_customer(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (channel, account, user_id) DO UPDATE … RETURNING id, for the dialect."""
+    statement = _UPSERT_CUSTOMER.get(dialect)
+    if statement is None:
+        insert = (sqlite_insert if dialect == "sqlite" else pg_insert)(_CUSTOMERS)
+        excluded = insert.excluded
+        statement = insert.on_conflict_do_update(
+            index_elements=[_CUSTOMERS.c.channel, _CUSTOMERS.c.account, _CUSTOMERS.c.user_id],
+            set_={
+                "last_seen_at": excluded.last_seen_at,
+                # A new non-empty display name replaces the stored one; none keeps it.
+                "name": case((excluded.name.is_not(None), excluded.name), else_=_CUSTOMERS.c.name),
+            },
+        ).returning(_CUSTOMERS.c.id)
+        _UPSERT_CUSTOMER[dialect] = statement
+    return statement
+
+
 _CONVERSATION_FIELDS = frozenset(
     {
         "state",
@@ -281,20 +317,16 @@ class Transaction:
         except IntegrityError as exc:
             raise Conflict(str(exc.orig)) from exc
 
-    async def _execute(self, statement: Any) -> Any:
+    async def _execute(self, statement: Any, parameters: Mapping[str, Any] | None = None) -> Any:
         try:
-            return await self._session.execute(statement)
+            return await self._session.execute(statement, parameters)
         except IntegrityError as exc:
             raise Conflict(str(exc.orig)) from exc
 
     async def find_message(self, channel: str, account: str, channel_msg_id: str) -> MessageRow | None:
         """The stored message with this platform id, if any (the dedupe lookup)."""
         result = await self._session.execute(
-            select(_MESSAGES).where(
-                _MESSAGES.c.channel == channel,
-                _MESSAGES.c.account == account,
-                _MESSAGES.c.channel_msg_id == channel_msg_id,
-            )
+            _FIND_MESSAGE, {"channel": channel, "account": account, "channel_msg_id": channel_msg_id}
         )
         row = result.mappings().first()
         return _message_from(row) if row is not None else None
@@ -325,34 +357,21 @@ class Transaction:
         One statement on both databases: INSERT … ON CONFLICT (channel, account, user_id) DO UPDATE …
         RETURNING id (SQLite ≥ 3.35, PostgreSQL), so two first messages racing cannot clash either.
         """
-        insert = sqlite_insert if self._session.bind.dialect.name == "sqlite" else pg_insert
-        statement = insert(_CUSTOMERS).values(
-            channel=channel,
-            account=account,
-            user_id=user_id,
-            name=name or None,
-            created_at=now,
-            last_seen_at=now,
-        )
-        excluded = statement.excluded
-        statement = statement.on_conflict_do_update(
-            index_elements=[_CUSTOMERS.c.channel, _CUSTOMERS.c.account, _CUSTOMERS.c.user_id],
-            set_={
-                "last_seen_at": excluded.last_seen_at,
-                # A new non-empty display name replaces the stored one; none keeps it.
-                "name": case((excluded.name.is_not(None), excluded.name), else_=_CUSTOMERS.c.name),
-            },
-        ).returning(_CUSTOMERS.c.id)
-        result = await self._execute(statement)
+        statement = _upsert_customer(self._session.bind.dialect.name)
+        values = {
+            "channel": channel,
+            "account": account,
+            "user_id": user_id,
+            "name": name or None,
+            "created_at": now,
+            "last_seen_at": now,
+        }
+        result = await self._execute(statement, values)
         return int(result.scalar_one())
 
     async def open_conversation(self, conversation_key: str) -> ConversationRow | None:
         """The conversation for this key that is not closed, locked for this transaction."""
-        result = await self._session.execute(
-            select(_CONVERSATIONS)
-            .where(_CONVERSATIONS.c.conversation_key == conversation_key, _CONVERSATIONS.c.state != "closed")
-            .with_for_update()
-        )
+        result = await self._session.execute(_OPEN_CONVERSATION, {"conversation_key": conversation_key})
         row = result.mappings().first()
         return _conversation_from(row) if row is not None else None
 
@@ -384,7 +403,7 @@ class Transaction:
             "closed_reason": None,
             "kb_version": kb_version,
         }
-        result = await self._execute(_CONVERSATIONS.insert().values(values).returning(_CONVERSATIONS.c.id))
+        result = await self._execute(_INSERT_CONVERSATION, values)
         values["id"] = int(result.scalar_one())
         return _conversation_from(values)
 
@@ -448,7 +467,7 @@ class Transaction:
             "target": dict(target) if target else None,
             "created_at": created_at,
         }
-        result = await self._execute(_MESSAGES.insert().values(values).returning(_MESSAGES.c.id))
+        result = await self._execute(_INSERT_MESSAGE, values)
         values["id"] = int(result.scalar_one())
         return _message_from(values)
 

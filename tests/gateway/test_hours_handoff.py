@@ -55,3 +55,18 @@ async def test_the_configured_service_hours_text_wins(start: Any) -> None:  # no
     (notice,) = await kefu.texts(1)
     assert notice.endswith("人工客服服务时间：工作日 9:00-18:00。您也可以继续描述问题，我们会一并处理。")
     assert "08:30 上线后" in notice
+
+
+async def test_chinese_public_holidays_load_without_blocking_the_loop(start: Any) -> None:  # noqa: F811
+    hours = {"weekly": {"daily": "00:00-24:00"}, "chinese_holidays": True, "holidays": []}
+    kefu = await start({"business_hours": hours}, assignment="manual")
+    assert kefu.runtime.handoff.hours.default.public_calendar is not None
+    await kefu.say("转人工")
+    (notice,) = await kefu.texts(1)
+    today = datetime.now(UTC).astimezone(kefu.runtime.handoff.hours.default.timezone).date()
+    closed_today = kefu.runtime.handoff.hours.default.day_kind(today) is not None and not (
+        kefu.runtime.handoff.hours.default.shifts_on(today)
+    )
+    # Nobody online either way: a 留言. On a statutory holiday the notice also names the next opening.
+    assert notice.startswith("非常抱歉，当前暂时没有人工客服在线") and ("上线后" in notice)
+    assert closed_today or "每天 00:00-24:00（法定节假日除外）" in notice

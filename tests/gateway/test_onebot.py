@@ -533,15 +533,21 @@ def test_onebot_settings_typo_names_the_key():
 
 def test_onebot_and_qqbot_accounts_cannot_share_a_name():
     with pytest.raises(SettingsError) as caught:
-        settings_from_mapping({"channels": {
-            "onebot": [{"name": "qq"}],
-            "qqbot": [{"name": "qq", "appid": "1", "secret": "s"}],
-        }})
+        settings_from_mapping(
+            {
+                "channels": {
+                    "onebot": [{"name": "qq"}],
+                    "qqbot": [{"name": "qq", "appid": "1", "secret": "s"}],
+                }
+            }
+        )
     assert "must differ" in str(caught.value)
 
 
 def test_onebot_settings_defaults():
-    settings = settings_from_mapping({"channels": {"onebot": [{"name": "qq", "secret": "", "api_url": "http://x/"}]}})
+    settings = settings_from_mapping(
+        {"channels": {"onebot": [{"name": "qq", "secret": "", "api_url": "http://x/"}]}}
+    )
     [account] = settings.channels.onebot
     assert account.secret is None and account.access_token is None
     assert account.api_url == "http://x" and account.reply_in_group == "mention"
@@ -551,15 +557,18 @@ async def test_a_connected_client_does_not_hold_up_server_shutdown(settings_fact
     # Like `kefu serve`: a real runner with a 10 s shutdown timeout and NapCat still connected.
     from aiohttp import web
 
-    app = create_app(settings_factory(channels={"onebot": [{"name": "qqshop", "access_token": ACCESS_TOKEN}]}))
+    app = create_app(
+        settings_factory(channels={"onebot": [{"name": "qqshop", "access_token": ACCESS_TOKEN}]})
+    )
     runner = web.AppRunner(app, shutdown_timeout=10)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     async with aiohttp.ClientSession() as session:
-        ws = await session.ws_connect(f"http://127.0.0.1:{port}/onebot/qqshop/ws",
-                                      headers={"Authorization": f"Bearer {ACCESS_TOKEN}"})
+        ws = await session.ws_connect(
+            f"http://127.0.0.1:{port}/onebot/qqshop/ws", headers={"Authorization": f"Bearer {ACCESS_TOKEN}"}
+        )
         started = time.monotonic()
         await runner.cleanup()
         assert time.monotonic() - started < 3

@@ -421,7 +421,9 @@ async def test_wrong_credentials_are_a_retryable_error_that_names_the_setting(ke
 
 def test_qqbot_settings_need_appid_and_secret_and_never_echo_the_secret():
     with pytest.raises(SettingsError) as caught:
-        settings_from_mapping({"channels": {"qqbot": [{"name": "q", "appid": "1", "secret": "", "api_bas": "x"}]}})
+        settings_from_mapping(
+            {"channels": {"qqbot": [{"name": "q", "appid": "1", "secret": "", "api_bas": "x"}]}}
+        )
     text = str(caught.value)
     assert "channels.qqbot[0].secret" in text and "channels.qqbot[0].api_bas" in text
 

@@ -1,0 +1,123 @@
+"""Complaint follow-ups (回访): a ticket with a deadline opened when a complaint's human part ends.
+
+`sla.follow_up_hours` after the close (optionally counted in business hours); an open one past its due
+time is overdue — `overdue: true`, shown red in the console. Agents list and close the ones of their
+groups (supervisors: all) at `GET /api/v1/follow-ups` and `POST /api/v1/follow-ups/{id}/close`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from gateway.bodies import http_error
+from gateway.message import utcnow
+from gateway.storage.sla_store import (
+    FollowUp,
+    close_follow_up,
+    get_follow_up,
+    list_follow_ups,
+    open_follow_up,
+)
+from handoff.sla import follow_up_due, is_overdue, overdue_by
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gateway.handoff_service import HandoffService
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["follow_up_routes", "open_for_complaint"]
+
+COMPLAINT = "complaint"
+MAX_NOTE = 500
+
+
+async def open_for_complaint(service: HandoffService, conversation_id: int, group: str | None) -> bool:
+    """After a close: open the follow-up when the conversation was handed off as a complaint."""
+    conv = await service.runtime.store.conversation(conversation_id)
+    if conv is None or conv.handoff_reason != COMPLAINT:
+        return False
+    now = utcnow()
+    due = follow_up_due(now, service.sla, service.hours.for_group(group))
+    if not await open_follow_up(service.runtime.store, conversation_id, group, now, due):
+        return False  # a second close of the same conversation (after a hand-back and a new complaint)
+    await service._publish(  # its own event log: the group's agents and supervisors see it
+        "follow_up.created", {"due_at": due.isoformat()}, conversation_id=conversation_id, group=group
+    )
+    logger.info("follow-up opened: conversation=%s group=%s due=%s", conversation_id, group, due.isoformat())
+    return True
+
+
+def follow_up_routes() -> list[web.AbstractRouteDef]:
+    """The follow-up endpoints of the agent API."""
+    return [
+        web.get("/api/v1/follow-ups", _list_view),
+        web.post("/api/v1/follow-ups/{id}/close", _close_view),
+    ]
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=lambda v: json.dumps(v, ensure_ascii=False))
+
+
+def _as_json(item: FollowUp) -> dict[str, Any]:
+    now = utcnow()
+    late = overdue_by(item, now)
+    return {
+        "id": item.id,
+        "conversation_id": item.conversation_id,
+        "group": item.group,
+        "created_at": item.created_at.isoformat(),
+        "due_at": item.due_at.isoformat(),
+        "closed_at": item.closed_at.isoformat() if item.closed_at else None,
+        "closed_by": item.closed_by,
+        "note": item.note,
+        "overdue": is_overdue(item, now),
+        "overdue_s": round(late.total_seconds()) if late is not None else 0,
+    }
+
+
+async def _list_view(request: web.Request) -> web.Response:
+    """Open follow-ups of the agent's groups (all for supervisors), earliest due first; `all=1` adds closed."""
+    from gateway.agent_api import authenticate, service_of
+
+    agent = await authenticate(request)
+    groups = None if agent.role.sees_everything else agent.groups
+    items = await list_follow_ups(
+        service_of(request).runtime.store, groups, include_closed=request.query.get("all") == "1"
+    )
+    return _json({"follow_ups": [_as_json(i) for i in items]})
+
+
+async def _close_view(request: web.Request) -> web.Response:
+    """Close a follow-up with an optional note of what was done ({"note": "已电话回访，客户满意"})."""
+    from gateway.agent_api import authenticate, service_of
+
+    agent = await authenticate(request)
+    store = service_of(request).runtime.store
+    try:
+        follow_up_id = int(request.match_info["id"])
+    except ValueError:
+        raise http_error(web.HTTPBadRequest, "follow-up id must be a number") from None
+    item = await get_follow_up(store, follow_up_id)
+    if item is None:
+        raise http_error(web.HTTPNotFound, f"no follow-up {follow_up_id}")
+    if not agent.role.sees_everything and (item.group is None or not agent.serves(item.group)):
+        raise http_error(web.HTTPForbidden, f"follow-up {follow_up_id} belongs to group {item.group}")
+    note = None
+    if request.can_read_body:
+        try:
+            data = await request.json()
+        except ValueError:
+            raise http_error(web.HTTPBadRequest, "body must be JSON") from None
+        raw = data.get("note") if isinstance(data, dict) else None
+        if raw is not None and (not isinstance(raw, str) or len(raw) > MAX_NOTE):
+            raise http_error(web.HTTPBadRequest, f"note must be a string of at most {MAX_NOTE} characters")
+        note = raw.strip() if raw else None
+    if not await close_follow_up(store, follow_up_id, by=agent.id, note=note, at=utcnow()):
+        raise http_error(web.HTTPConflict, "the follow-up is already closed")
+    closed = await get_follow_up(store, follow_up_id)
+    return _json(_as_json(closed) if closed else {})
