@@ -73,6 +73,8 @@ REASON_INTENT = {"complaint": "complaint", "asked_human": "human"}
 # handoff reply goes out in the webhook response or through the outbox right after the pipeline returns,
 # and the customer should read "正在为您转接" before "当前排队第 1 位".
 FOLLOW_UP_DELAY_S = 0.3
+# The periodic catch-up assignment leaves handoffs this young to their own on_queued (see assign_waiting).
+CATCH_UP_GRACE = timedelta(seconds=5)
 _held: ContextVar[list[tuple[int, str]] | None] = ContextVar("kefu_held_notices", default=None)
 
 
@@ -322,7 +324,12 @@ class HandoffService:
         staffed = open_now and is_group_staffed(group, loads)
         before = await self.db.list_queue()
         item = QueueItem(str(conv.id), group, priority, conv.queued_at or utcnow(), is_ticket=not staffed)
-        position = await self.db.enqueue(item)
+        try:
+            position = await self.db.enqueue(item)
+        except ValueError:
+            # Claimed (by an agent, or another process's job) between our read and this write: it is served.
+            logger.info("handoff conversation=%s was taken before it was routed", conv.id)
+            return
         payload = {"priority": priority.value, "reason": conv.handoff_reason, "ticket": not staffed}
         if not staffed:
             # Honest: nobody can answer now. The 留言 waits at the front of the queue for the next agent.
@@ -426,8 +433,14 @@ class HandoffService:
 
     # --- assignment -----------------------------------------------------------------------------
 
-    async def assign_waiting(self, before: Sequence[QueueItem] | None = None) -> int:
-        """Give waiting conversations to free online agents per the policy; returns how many."""
+    async def assign_waiting(
+        self, before: Sequence[QueueItem] | None = None, *, catch_up: bool = False
+    ) -> int:
+        """Give waiting conversations to free online agents per the policy; returns how many.
+
+        `catch_up` (the periodic job) leaves handoffs younger than CATCH_UP_GRACE to their own `on_queued`,
+        so the job never assigns a conversation between its queuing and its routing and queue notice.
+        """
         if self.policy is AssignmentPolicy.MANUAL:
             if before is not None:
                 await self._positions(before)
@@ -436,6 +449,9 @@ class HandoffService:
             if before is None:
                 before = await self.db.list_queue()
             items = list(before)
+            if catch_up:
+                cutoff = utcnow() - CATCH_UP_GRACE
+                items = [i for i in items if i.queued_at <= cutoff]
             loads = await self.db.agent_loads()
             cursors = {g: c for g in {i.group for i in items} if (c := await self.db.last_assigned(g))}
             plan = plan_assignments(self.policy, items, loads, utcnow(), cursors)
@@ -709,7 +725,7 @@ class HandoffService:
             try:
                 await self.idle_sweep()
                 await first_response_sweep(self)  # 客服正忙，请稍候 once, breach shown to supervisors
-                await self.assign_waiting()
+                await self.assign_waiting(catch_up=True)
             except asyncio.CancelledError:
                 raise
             except Exception:

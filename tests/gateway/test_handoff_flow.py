@@ -300,6 +300,7 @@ async def test_a_silent_customer_is_reminded_then_the_chat_closes(start: Any) ->
     await kefu.say("我要投诉")
     conv = await kefu.conversation()
     await eventually(lambda: _assigned(kefu, conv.id))
+    await kefu.texts(2)  # queued, joined (held back briefly after the handoff) — then the agent speaks
     await agent.call("POST", f"/conversations/{conv.id}/messages", json={"text": "请问还在吗"}, expect=201)
     texts = await kefu.texts(5)  # queued, joined, the reply, the reminder, the auto-close
     assert texts[3].startswith("您好，请问您还在吗") and texts[4] == notices.auto_closed()
