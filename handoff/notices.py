@@ -95,7 +95,7 @@ def thanks_for_rating(rating: int) -> str:
 
 
 def format_resume_time(resumes_at: datetime, now: datetime) -> str:
-    """When service resumes, as a customer reads it: 今天 18:00 / 明天 09:00 / 11月28日（周五）09:00."""
+    """When service resumes, as a customer reads it: 今天 18:00 / 明天 09:00 / 后天（周一）08:30 / 11月28日（周五）09:00."""
     # Both datetimes must be in the deployment's local time zone; the caller converts.
     days = (resumes_at.date() - now.date()).days
     clock = resumes_at.strftime("%H:%M")
@@ -103,8 +103,8 @@ def format_resume_time(resumes_at: datetime, now: datetime) -> str:
         return f"今天 {clock}"
     if days == 1:
         return f"明天 {clock}"
-    if days == 2:
-        return f"后天 {clock}"
+    if days == 2:  # name the weekday too: "后天" alone is easy to misread over a weekend
+        return f"后天（周{_WEEKDAYS[resumes_at.weekday()]}）{clock}"
     return f"{resumes_at.month}月{resumes_at.day}日（周{_WEEKDAYS[resumes_at.weekday()]}）{clock}"
 
 

@@ -32,7 +32,8 @@ async def test_outside_hours_a_handoff_is_a_ticket_that_names_the_next_opening(s
         hours.next_opening(now), now=now.astimezone(hours.timezone), service_hours=hours.describe()
     )
     assert notice == expected
-    assert "后天 08:30" in notice and "08:30-12:00、13:00-17:30" in notice
+    weekday = "一二三四五六日"[hours.next_opening(now).astimezone(hours.timezone).weekday()]
+    assert f"后天（周{weekday}）08:30" in notice and "08:30-12:00、13:00-17:30" in notice
     queue = await agent.call("GET", "/queue")
     assert [item["ticket"] for item in queue["queue"]] == [True]
 

@@ -68,7 +68,7 @@ def test_no_agent_online_is_honest_and_says_when() -> None:
     [
         (datetime(2026, 11, 24, 23, 0), "今天 23:00"),
         (datetime(2026, 11, 25, 9, 0), "明天 09:00"),
-        (datetime(2026, 11, 26, 9, 0), "后天 09:00"),
+        (datetime(2026, 11, 26, 9, 0), "后天（周四）09:00"),
         (datetime(2026, 11, 28, 9, 30), "11月28日（周六）09:30"),
     ],
 )

@@ -84,7 +84,7 @@ def test_saturday_evening_notice_names_monday_half_past_eight(hours: BusinessHou
     resumes = hours.next_opening(now)
     assert resumes is not None and resumes.weekday() == 0 and (resumes.hour, resumes.minute) == (8, 30)
     text = notices.no_agent_online(resumes, now=now, service_hours=hours.describe())
-    assert "后天 08:30" in text  # Monday, two days after Saturday
+    assert "后天（周一）08:30" in text  # Monday, two days after Saturday
     assert "周一至周六 08:30-12:00、13:00-17:30" in text
 
 
