@@ -11,7 +11,8 @@ import pytest
 
 from gateway.app import create_app
 from tests.gateway.test_agent_api import complaint, customer_says, make_agent
-from tests.gateway.test_handoff_flow import eventually, handoff_section, next_event
+from tests.gateway.test_handoff_flow import handoff_section, next_event
+from tests.waiting import eventually
 
 
 @pytest.fixture

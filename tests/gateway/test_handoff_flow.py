@@ -23,6 +23,7 @@ from gateway.runtime import RUNTIME, Runtime
 from handoff import notices
 from handoff.agents import Role, new_token
 from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatAPI, WeChatPush, fixture_xml, xml_dict
+from tests.waiting import eventually
 
 TOKEN = "kefu-test-token"
 OPENID = "oHandoffCustomer0000000000001"
@@ -36,15 +37,6 @@ _ids = itertools.count(8_100_000_000_000_000_000)
 def handoff_section(**overrides: Any) -> dict[str, Any]:
     """The test `handoff:` config: two groups, fast jobs; override any key."""
     return {"groups": GROUPS, "default_group": "售前", "job_interval_s": 0.05, **overrides}
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
-    """Poll an async condition until it holds (background delivery), or fail."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 def write_config(path: Path, db_url: str) -> Path:

@@ -35,6 +35,7 @@ from tests.fakes.onebot import (
     load_event,
     post_event,
 )
+from tests.waiting import eventually
 
 PAYMENT_ANSWER = "您好，我们支持微信支付、支付宝、银联云闪付和信用卡快捷支付。"
 GROUP_KEY = f"qq:qqshop:group:{GROUP_ID}:{CUSTOMER_QQ}"
@@ -90,14 +91,6 @@ def start_kefu(aiohttp_client, settings_factory, onebot_api) -> Callable[..., Aw
 @pytest.fixture
 async def kefu(start_kefu) -> Kefu:
     return await start_kefu()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def outbox_statuses(kefu: Kefu) -> list[str]:

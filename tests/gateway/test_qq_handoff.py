@@ -32,7 +32,8 @@ from tests.fakes.onebot import (
 )
 from tests.fakes.onebot import SECRET as ONEBOT_SECRET
 from tests.fakes.qqbot_api import FakeQQBotAPI, QQPush, load_payload
-from tests.gateway.test_handoff_flow import Console, cli_add_agent, eventually, handoff_section, write_config
+from tests.gateway.test_handoff_flow import Console, cli_add_agent, handoff_section, write_config
+from tests.waiting import eventually
 
 PAYMENT_QUESTION = "支持哪些支付方式"  # tests/fixtures/faq/shop.yaml, entry payment-methods
 PAYMENT_ANSWER = "您好，我们支持微信支付、支付宝、银联云闪付和信用卡快捷支付。"

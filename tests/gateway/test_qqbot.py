@@ -25,6 +25,7 @@ from gateway.runtime import RUNTIME, Runtime
 from gateway.settings import SettingsError, settings_from_mapping
 from handoff.state import ConversationState
 from tests.fakes.qqbot_api import APPID, SECRET, FakeQQBotAPI, QQPush, load_payload
+from tests.waiting import eventually
 
 PAYMENT_ANSWER = "您好，我们支持微信支付、支付宝、银联云闪付和信用卡快捷支付。"
 GROUP = "C9F778FE6ADF9D1D1DBE395BF744A33A"
@@ -103,14 +104,6 @@ def start_kefu(aiohttp_client, settings_factory, qq_api) -> Callable[..., Awaita
 @pytest.fixture
 async def kefu(start_kefu) -> Kefu:
     return await start_kefu()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def outbox(kefu: Kefu) -> list[Any]:

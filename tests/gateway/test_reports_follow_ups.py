@@ -9,7 +9,8 @@ from typing import Any
 
 from gateway.storage.report_queries import conversation_records
 from handoff.reports import summarize
-from tests.gateway.test_handoff_flow import _assigned, eventually, start, wechat_api  # noqa: F401  (fixtures)
+from tests.gateway.test_handoff_flow import _assigned, start, wechat_api  # noqa: F401  (fixtures)
+from tests.waiting import eventually
 
 
 async def close_a_complaint(kefu: Any) -> tuple[Any, Any]:

@@ -18,6 +18,7 @@ import pytest
 from gateway.app import create_app
 from gateway.runtime import RUNTIME, Runtime
 from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatAPI, WeChatPush, fixture_xml, xml_dict
+from tests.waiting import eventually
 
 TOKEN = "kefu-test-token"
 AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
@@ -92,14 +93,6 @@ def start_kefu(aiohttp_client, settings_factory, wechat_api) -> Callable[..., Aw
 @pytest.fixture
 async def kefu(start_kefu) -> Kefu:
     return await start_kefu()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def ask(push: WeChatPush, xml: str, *, mode: str = "plain") -> dict[str, str]:
