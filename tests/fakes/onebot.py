@@ -20,6 +20,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes import wait_for_count
+
 BOT_QQ = 3000000001
 CUSTOMER_QQ = 123456789
 GROUP_ID = 987654321
@@ -80,12 +82,8 @@ class FakeOneBotHTTP:
         return [params for name, params in self.calls if name == action]
 
     async def wait_for_calls(self, count: int, within: float = 5.0) -> list[tuple[str, dict[str, Any]]]:
-        async def until() -> None:
-            while len(self.calls) < count:
-                self.received.clear()
-                await self.received.wait()
 
-        await asyncio.wait_for(until(), within)
+        await wait_for_count(self.calls, self.received, count, within)
         return self.calls
 
     def app(self) -> web.Application:
@@ -178,12 +176,8 @@ class FakeOneBotWS:
         return [c["params"] for c in self.calls if c.get("action") == action]
 
     async def wait_for_calls(self, count: int, within: float = 5.0) -> list[dict[str, Any]]:
-        async def until() -> None:
-            while len(self.calls) < count:
-                self.received.clear()
-                await self.received.wait()
 
-        await asyncio.wait_for(until(), within)
+        await wait_for_count(self.calls, self.received, count, within)
         return self.calls
 
     async def close(self) -> None:

@@ -19,6 +19,8 @@ from typing import Any
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from tests.fakes import wait_for_count
+
 APPID = "102030405"
 SECRET = "qqbotTestSecret0123"  # 19 chars: the seed repeats it (exercises the repeat rule)
 
@@ -105,12 +107,8 @@ class FakeQQBotAPI:
         self._failures.extend([(status, code)] * times)
 
     async def wait_for_messages(self, count: int, within: float = 5.0) -> list[dict[str, Any]]:
-        async def until() -> None:
-            while len(self.messages) < count:
-                self.received.clear()
-                await self.received.wait()
 
-        await asyncio.wait_for(until(), within)
+        await wait_for_count(self.messages, self.received, count, within)
         return self.messages
 
     def app(self) -> web.Application:

@@ -23,6 +23,8 @@ import defusedxml.ElementTree as SafeET
 from aiohttp import web
 from wechatpy.crypto import WeChatCrypto
 
+from tests.fakes import wait_for_count
+
 APPID = "wx49f0ab532d5d035a"
 SECRET = "fake-app-secret-0123456789"
 
@@ -71,13 +73,7 @@ class FakeWeChatAPI:
 
     async def wait_for_messages(self, count: int, within: float = 5.0) -> list[dict[str, Any]]:
         """Wait until at least `count` sends were accepted (the outbox delivers in the background)."""
-
-        async def until() -> None:
-            while len(self.messages) < count:
-                self.received.clear()
-                await self.received.wait()
-
-        await asyncio.wait_for(until(), within)
+        await wait_for_count(self.messages, self.received, count, within)
         return self.messages
 
     # --- the server ------------------------------------------------------------------------------

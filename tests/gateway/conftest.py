@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
+
+from gateway.storage import Store
 
 # Library code that makes a few quick filesystem syscalls on the loop while opening a connection, once
 # per pooled connection; that is the driver's design, not something the gateway can move off the loop.
@@ -27,3 +29,12 @@ def no_blocking_calls() -> Iterator[BlockBuster]:
             for file, name in ALLOWED:
                 function.can_block_in(file, name)
         yield bb
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    """A bare Store (tables created) on each database, for storage-level tests."""
+    store = Store.from_url(db_url)
+    await store.create_all()
+    yield store
+    await store.dispose()

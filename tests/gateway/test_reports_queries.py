@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
 from sqlalchemy import func, select
 
 from gateway.storage.handoff_models import AgentRecord, AssignmentRecord, CsatRecord, TicketRecord
@@ -24,14 +22,6 @@ ENTRIES = {"faq-ship": EntryInfo("什么时候发货", "物流查询与催件")}
 
 def t(hh: int, mm: int, ss: int = 0, day: int = 24) -> datetime:
     return datetime(2026, 11, day, hh, mm, ss, tzinfo=SH).astimezone(UTC)
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[Store]:
-    store = Store.from_url(db_url)
-    await store.create_all()
-    yield store
-    await store.dispose()
 
 
 async def seed(store: Store) -> None:

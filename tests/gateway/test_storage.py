@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,14 +14,6 @@ from gateway.storage import Conflict, Store
 from handoff.state import ConversationState
 
 NOW = datetime(2026, 11, 24, 8, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[Store]:
-    store = Store.from_url(db_url)
-    await store.create_all()
-    yield store
-    await store.dispose()
 
 
 async def new_conversation(store: Store, key: str = "web:default:u1") -> int:
