@@ -60,7 +60,7 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
 
     handoff = HandoffService(runtime, settings.handoff)
     runtime.handoff = handoff
-    runtime.pipeline.interceptors.append(handoff.intercept)  # a CSAT rating is not a new question
+    runtime.pipeline.interceptors.append(handoff)  # a CSAT rating is not a new question
     runtime.pipeline.observers.append(handoff.after_message)  # queue handoffs, forward to the agent
 
     app.router.add_get("/healthz", healthz)

@@ -24,7 +24,8 @@ from gateway.first_response import first_response_sweep
 from gateway.follow_ups import open_for_complaint
 from gateway.message import Message, Reply, utcnow
 from gateway.norms import group_hours, sla_policy
-from gateway.storage.handoff_store import EventRow, HandoffDb, session_of
+from gateway.storage import Unit
+from gateway.storage.handoff_store import EventRow, HandoffDb, pending_csat, session_of, skip_csat
 from handoff import notices
 from handoff.agents import AgentInfo
 from handoff.csat import parse_rating
@@ -180,6 +181,22 @@ class HandoffService:
         self.sla = sla_policy(runtime.settings)
 
     # --- the customer side ----------------------------------------------------------------------
+
+    def claims(self, unit: Unit, message: Message, now: datetime) -> bool:
+        """The pipeline asks, in the unit of work of a key's first message: is this a CSAT rating?
+
+        A question instead of a rating ends the survey here (the bot answers it); a rating goes to
+        `intercept`, which stores it in its own transaction.
+        """
+        if message.kind != "text" or not message.text.strip():
+            return False
+        cid = pending_csat(unit, message.conversation_key, now)
+        if cid is None:
+            return False
+        if parse_rating(message.text) is None:
+            skip_csat(unit, cid)
+            return False
+        return True
 
     async def intercept(self, message: Message) -> PipelineResult | None:
         """A CSAT answer while a rating is pending: stored with the closed conversation, thanked; else None.

@@ -58,6 +58,11 @@ def setup_logging(level: str = "INFO", *, stream: object = None) -> None:
         if getattr(old, "_kefu", False):
             root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level)
+    set_level(level)
+
+
+def set_level(level: str) -> None:
+    """The level of kefu's logs and of aiohttp's access log (which would otherwise stay at the first one)."""
+    logging.getLogger().setLevel(level)
     # aiohttp's access log prints the request line with its query string: the filter masks it.
     logging.getLogger("aiohttp.access").setLevel(level)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gateway.channels.base import Outgoing
 from gateway.message import Message, Reply, utcnow
 from gateway.settings import PipelineSettings
-from gateway.storage import Conflict, ConversationRow, MessageRow, Store, Transaction
+from gateway.storage import Conflict, ConversationRow, MessageRow, Store, Unit
 from handoff.lifecycle import LifecycleRules, is_expired
 from handoff.state import ConversationState, check_transition, is_with_human
 from intents.prediction import Decision, Prediction
@@ -80,9 +80,23 @@ class PipelineResult:
     reason: str | None = None
 
 
-# Extension points (the handoff service uses both): an interceptor may answer a message before the bot
-# sees it (e.g. a CSAT rating); an observer hears about every handled message after it is committed.
-Interceptor = Callable[[Message], Awaitable["PipelineResult | None"]]
+class Interceptor(Protocol):
+    """May answer a message before the bot sees it (the handoff service: a CSAT rating after a close)."""
+
+    def claims(self, unit: Unit, message: Message, now: datetime) -> bool:
+        """Inside the message's unit of work, when its key has no open conversation: True = mine.
+
+        Sync and cheap (it runs for every first message of a conversation, on the database's trip); a
+        claimed message is handed to `intercept` outside the unit.
+        """
+        ...
+
+    async def intercept(self, message: Message) -> PipelineResult | None:
+        """Answer a claimed message (in its own transaction), or None to let the bot handle it after all."""
+        ...
+
+
+# An observer hears about every handled message after it is committed.
 Observer = Callable[["PipelineResult"], Awaitable[None]]
 
 
@@ -131,9 +145,15 @@ class Pipeline:
     async def handle(self, message: Message) -> PipelineResult:
         """Dedupe, store and answer one message; a retry of a stored message returns its stored replies."""
         started = time.perf_counter()
-        result = await self._intercepted(message)
-        if result is None:
-            result = await self._handle_with_retries(message)
+        snapshot = self.kb.snapshot()
+        # Classified before the unit of work, on the event loop: the unit holds SQLite's write lock.
+        prediction = _predict(message, snapshot)
+        result = await self._handle_with_retries(message, snapshot, prediction, claims=True)
+        if result is None:  # an interceptor claimed it
+            result = await self._intercepted(message)
+            if result is None:
+                result = await self._handle_with_retries(message, snapshot, prediction, claims=False)
+        assert result is not None, "an unclaimed message always has a result"
         if self.metrics is not None:
             self.metrics.observe_handled(
                 message.channel,
@@ -151,18 +171,25 @@ class Pipeline:
         return result
 
     async def _intercepted(self, message: Message) -> PipelineResult | None:
-        for intercept in self.interceptors:
-            result = await intercept(message)
+        for interceptor in self.interceptors:
+            result = await interceptor.intercept(message)
             if result is not None:
                 return result
         return None
 
-    async def _handle_with_retries(self, message: Message) -> PipelineResult:
+    async def _handle_with_retries(
+        self,
+        message: Message,
+        snapshot: tuple[KnowledgeBase, Classifies] | None,
+        prediction: Prediction | None,
+        *,
+        claims: bool,
+    ) -> PipelineResult | None:
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             try:
-                async with self.store.transaction() as tx:
-                    result = await self._handle(tx, message)
-                return result  # committed
+                return await self.store.run(
+                    lambda unit: self._handle(unit, message, snapshot, prediction, claims=claims)
+                )  # committed
             except Conflict:
                 if attempt == MAX_CONFLICT_RETRIES:
                     raise
@@ -188,31 +215,40 @@ class Pipeline:
             ids.append(await self.outbox.enqueue(outgoing, message_id=message_id))
         return ids
 
-    # --- one transaction ---------------------------------------------------------------------------
+    # --- one unit of work (sync: it runs whole on the database's side, see gateway.storage.unit) -----
 
-    async def _handle(self, tx: Transaction, message: Message) -> PipelineResult:
+    def _handle(
+        self,
+        tx: Unit,
+        message: Message,
+        snapshot: tuple[KnowledgeBase, Classifies] | None,
+        prediction: Prediction | None,
+        *,
+        claims: bool,
+    ) -> PipelineResult | None:
         if message.channel_msg_id is not None:
-            existing = await tx.find_message(message.channel, message.account, message.channel_msg_id)
+            existing = tx.find_message(message.channel, message.account, message.channel_msg_id)
             if existing is not None:
-                return await self._duplicate(tx, existing)
+                return self._duplicate(tx, existing)
 
         now = self.clock()
-        snapshot = self.kb.snapshot()
         kb = snapshot[0] if snapshot else None
-        customer_id = await tx.upsert_customer(
-            message.channel, message.account, message.user_id, message.user_name, now
-        )
-        conversation = await tx.open_conversation(message.conversation_key)
+        conversation = tx.open_conversation(message.conversation_key)
         if conversation is not None and is_expired(
             conversation.state, conversation.last_activity_at, now, self.lifecycle
         ):
             check_transition(conversation.state, ConversationState.CLOSED)
-            await tx.update_conversation(
+            tx.update_conversation(
                 conversation.id, state=ConversationState.CLOSED, closed_at=now, closed_reason="idle"
             )
             conversation = None
+        if conversation is None and claims and any(i.claims(tx, message, now) for i in self.interceptors):
+            return None
         if conversation is None:
-            conversation = await tx.create_conversation(
+            customer_id = tx.upsert_customer(
+                message.channel, message.account, message.user_id, message.user_name, now
+            )
+            conversation = tx.create_conversation(
                 customer_id=customer_id,
                 channel=message.channel,
                 account=message.account,
@@ -220,19 +256,21 @@ class Pipeline:
                 now=now,
                 kb_version=kb.version if kb else None,
             )
+        elif message.user_name:  # the display name may have changed (a WeChat customer's never does)
+            tx.upsert_customer(message.channel, message.account, message.user_id, message.user_name, now)
 
         offered: tuple[str, ...] = ()
         if message.kind == "text" and _picked_number(message.text) is not None:
             # "2" right after 您是不是想问 means the second suggestion, not a new question.
-            offered = await tx.last_suggestions(conversation.id)
-        outcome = self._decide(message, conversation, snapshot, offered)
+            offered = tx.last_suggestions(conversation.id)
+        outcome = self._decide(message, conversation, snapshot, offered, prediction)
         target = {
             "user_id": message.user_id,
             "chat_type": message.chat_type,
             "group_id": message.group_id,
             "channel_msg_id": message.channel_msg_id,
         }
-        inbound = await tx.add_message(
+        inbound = tx.add_message(
             conversation_id=conversation.id,
             conversation_key=message.conversation_key,
             channel=message.channel,
@@ -254,7 +292,7 @@ class Pipeline:
         replies: list[Reply] = []
         reply_ids: list[int] = []
         for text, suggestions, entry_id in outcome.replies:
-            row = await tx.add_message(
+            row = tx.add_message(
                 conversation_id=conversation.id,
                 conversation_key=message.conversation_key,
                 channel=message.channel,
@@ -294,7 +332,7 @@ class Pipeline:
                 outcome.handoff_reason,
                 outcome.priority,
             )
-        await tx.update_conversation(conversation.id, **changes)
+        tx.update_conversation(conversation.id, **changes)
         return PipelineResult(
             conversation_id=conversation.id,
             message_id=inbound.id,
@@ -310,8 +348,8 @@ class Pipeline:
             reason=outcome.handoff_reason or outcome.reason,
         )
 
-    async def _duplicate(self, tx: Transaction, existing: MessageRow) -> PipelineResult:
-        rows = await tx.replies_to(existing.id)
+    def _duplicate(self, tx: Unit, existing: MessageRow) -> PipelineResult:
+        rows = tx.replies_to(existing.id)
         return PipelineResult(
             conversation_id=existing.conversation_id,
             message_id=existing.id,
@@ -334,6 +372,7 @@ class Pipeline:
         conversation: ConversationRow,
         snapshot: tuple[KnowledgeBase, Classifies] | None,
         offered: tuple[str, ...] = (),
+        prediction: Prediction | None = None,
     ) -> _Outcome:
         replies = snapshot[0].replies if snapshot else Replies(DEFAULT_REPLIES)
         if is_with_human(conversation.state):
@@ -363,7 +402,8 @@ class Pipeline:
             outcome.say(picked.answer_for(message.channel), (), picked.id)
             return outcome
 
-        prediction = classifier.classify(message.text)
+        if prediction is None:
+            prediction = classifier.classify(message.text)
         outcome = _Outcome(
             prediction.decision.value, reason=prediction.reason, confidence=prediction.confidence
         )
@@ -438,6 +478,15 @@ class Pipeline:
         outcome.handoff_reason = reason
         outcome.say(text or replies.get(reply_key))
         return outcome
+
+
+def _predict(message: Message, snapshot: tuple[KnowledgeBase, Classifies] | None) -> Prediction | None:
+    """The classification `_decide` will want for this message, or None when it wants none."""
+    if snapshot is None or message.kind not in ("text", "voice") or not message.text.strip():
+        return None
+    if message.chat_type == "group" and not message.to_bot:
+        return None
+    return snapshot[1].classify(message.text)
 
 
 def _reply(row: MessageRow) -> Reply:

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from gateway.agent_api import PREFIX as AGENT_API_PREFIX
 from gateway.cli import add_config_option
-from gateway.logs import setup_logging
+from gateway.logs import set_level, setup_logging
 from gateway.settings import Settings, SettingsError, load_settings
 from gateway.storage import is_database_error, safe_url
 
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"kefu serve: {exc}", file=sys.stderr)
         return 2
-    logging.getLogger().setLevel(settings.logging.level)
+    set_level(settings.logging.level)
     try:
         asyncio.run(serve(settings))
     except KeyboardInterrupt:

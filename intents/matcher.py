@@ -17,8 +17,9 @@ import gc
 import math
 from array import array
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from itertools import repeat
 
 import numpy as np
@@ -33,6 +34,10 @@ from kb.model import FaqEntry, KnowledgeBase, RuleIntent
 __all__ = ["Classifier", "MatcherOptions"]
 
 # Particles carry no topic; they stay in the character n-grams but are not word features.
+# Predictions remembered per classifier (a new index starts empty, so a reload never serves stale ones).
+MEMO_SIZE = 4096
+MEMO_MAX_CHARS = 64
+
 _PARTICLES = frozenset(
     [
         "的",
@@ -247,6 +252,11 @@ class Classifier:
     _question_texts: tuple[str, ...]
     _index: _Index
     _n_entries: int
+    # The same short questions come in all day ("怎么退货"): their predictions are kept per index.
+    _memo: Callable[[str], Prediction] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_memo", lru_cache(maxsize=MEMO_SIZE)(self._classify))
 
     # ---- building ---------------------------------------------------------------------------
 
@@ -440,6 +450,11 @@ class Classifier:
 
     def classify(self, text: str) -> Prediction:
         """Decide what to do with one customer message: answer, suggest, hand off or small talk."""
+        if len(text) > MEMO_MAX_CHARS:  # a pasted essay is rarely sent twice; do not let it crowd the memo
+            return self._classify(text)
+        return self._memo(text)
+
+    def _classify(self, text: str) -> Prediction:
         normalized = normalize(text or "")
         # A pasted essay is matched on its opening (where people put the question) to bound the
         # latency; rule keywords are still looked for in all of it.

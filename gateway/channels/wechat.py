@@ -27,6 +27,7 @@ from aiohttp import web
 from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+from wechatpy.messages import MESSAGE_TYPES, UnknownMessage
 from wechatpy.replies import TextReply
 
 from gateway.bodies import read_body
@@ -106,10 +107,20 @@ _EVENTS = {
 _SILENT_EVENTS = frozenset({"unsubscribe"})
 
 
-def to_message(account: str, xml_text: str, raw: Mapping[str, str]) -> Message | None:
-    """Map one decrypted WeChat payload to kefu's `Message` (None for events kefu ignores)."""
+def to_message(account: str, xml_text: str, raw: Mapping[str, str], *, flat: bool = False) -> Message | None:
+    """Map one decrypted WeChat payload to kefu's `Message` (None for events kefu ignores).
+
+    `flat`: `raw` holds every field of the payload (no nested elements), so a message (not an event, whose
+    type wechatpy works out from several fields) gets wechatpy's class without parsing the XML again.
+    """
+    msg_type = (raw.get("MsgType") or "").lower()
     try:
-        wx = parse_message(xml_text)
+        if flat and msg_type != "event" and not msg_type.startswith("device_"):
+            # What parse_message's xmltodict would hand the class: stripped text, None for empty elements.
+            fields = {tag: (value.strip() or None) for tag, value in raw.items()}
+            wx = MESSAGE_TYPES.get(msg_type, UnknownMessage)(fields)
+        else:
+            wx = parse_message(xml_text)
         openid = wx.source
         create_time = str(raw.get("CreateTime") or "0")
         msg_id = wx.id  # MsgId as int (0 for events); junk raises ValueError here, not later
@@ -124,7 +135,6 @@ def to_message(account: str, xml_text: str, raw: Mapping[str, str]) -> Message |
         "user_id": openid,
         "raw": dict(raw),
     }
-    msg_type = (raw.get("MsgType") or "").lower()
     if msg_type == "event":
         # wechatpy normalises "subscribe" with a qrscene_ key to "subscribe_scan"; unknown events keep Event.
         event_type = str(wx.event if wx.type == "event" else raw.get("Event", "")).lower()
@@ -319,7 +329,8 @@ class WeChatAdapter:
             encrypted = False
         elif root.find("MsgType") is None:
             raise WeChatRequestError(400, "no MsgType: an encrypted message without encrypt_type=aes?")
-        return to_message(self.account, xml_text, xml_fields(root)), nonce, encrypted
+        flat = all(len(child) == 0 for child in root)
+        return to_message(self.account, xml_text, xml_fields(root), flat=flat), nonce, encrypted
 
     def _decrypt(self, root: ET.Element, msg_signature: str, timestamp: str, nonce: str) -> str:
         assert self._crypto is not None

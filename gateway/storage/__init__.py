@@ -10,6 +10,7 @@ from gateway.storage.store import (
     Store,
     StoreUnavailable,
     Transaction,
+    Unit,
     is_database_error,
 )
 
@@ -22,6 +23,7 @@ __all__ = [
     "Store",
     "StoreUnavailable",
     "Transaction",
+    "Unit",
     "is_database_error",
     "safe_url",
 ]

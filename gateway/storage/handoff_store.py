@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from gateway.storage.engine import sqlite_autocommit_read
 from gateway.storage.handoff_models import (
     AgentEventRecord,
     AgentRecord,
@@ -29,7 +28,7 @@ from gateway.storage.handoff_models import (
     TicketRecord,
 )
 from gateway.storage.models import Conversation, Customer, MessageRecord
-from gateway.storage.store import Conflict, Store, Transaction, utcnow
+from gateway.storage.store import Conflict, Store, Transaction, Unit, utcnow
 from handoff.agents import AgentInfo, Role
 from handoff.permissions import ConversationRef
 from handoff.presence import DEFAULT_HEARTBEAT_TIMEOUT, Presence, presence_from_heartbeat
@@ -38,11 +37,62 @@ from handoff.state import ConversationState
 from handoff.store import ClaimOutcome, ClaimResult
 from handoff.wrapup import CloseReason, state_after
 
-__all__ = ["AgentRow", "EventRow", "HandoffDb", "IdleCandidate", "NoteRow", "CannedRow", "session_of"]
+__all__ = [
+    "AgentRow",
+    "EventRow",
+    "HandoffDb",
+    "IdleCandidate",
+    "NoteRow",
+    "CannedRow",
+    "pending_csat",
+    "session_of",
+    "skip_csat",
+]
 
 OPEN_HUMAN = (ConversationState.QUEUED.value, ConversationState.ASSIGNED.value)
 # A CSAT answer only counts for this long after the question; later a "5" is just a new message.
 CSAT_WINDOW = timedelta(hours=24)
+
+
+_CONVERSATIONS, _CSAT = Conversation.__table__, CsatRecord.__table__
+# The latest conversation of a key with its CSAT row, if any.
+_LATEST_WITH_CSAT = (
+    select(_CONVERSATIONS.c.id, _CONVERSATIONS.c.state, _CSAT.c.rating, _CSAT.c.skipped, _CSAT.c.asked_at)
+    .select_from(_CONVERSATIONS.outerjoin(_CSAT, _CSAT.c.conversation_id == _CONVERSATIONS.c.id))
+    .where(_CONVERSATIONS.c.conversation_key == bindparam("conversation_key"))
+    .order_by(_CONVERSATIONS.c.id.desc())
+    .limit(1)
+)
+_SKIP_CSAT = (
+    update(_CSAT)
+    .where(_CSAT.c.conversation_id == bindparam("conversation_id"), _CSAT.c.rating.is_(None))
+    .values(skipped=True)
+)
+
+
+def pending_csat(unit: Unit, conversation_key: str, now: datetime) -> int | None:
+    """The conversation of this key whose CSAT answer is awaited (latest close, within the window).
+
+    Asked for the first message of every new conversation, so it is one statement; a key whose latest
+    conversation is not closed is answered "none" from that row alone.
+    """
+    rows = unit.db.rows(_LATEST_WITH_CSAT, {"conversation_key": conversation_key})
+    if not rows or rows[0]["state"] != ConversationState.CLOSED.value:
+        return None
+    row = rows[0]
+    if (
+        row["asked_at"] is None
+        or row["rating"] is not None
+        or row["skipped"]
+        or now - row["asked_at"] > CSAT_WINDOW
+    ):
+        return None
+    return int(row["id"])
+
+
+def skip_csat(unit: Unit, conversation_id: int) -> None:
+    """Stop waiting for a rating the customer did not give."""
+    unit.db.run(_SKIP_CSAT, {"conversation_id": conversation_id})
 
 
 def session_of(tx: Transaction) -> AsyncSession:
@@ -570,28 +620,8 @@ class HandoffDb:
         return row is not None and row.rating is None and not row.skipped
 
     async def pending_csat_for_key(self, conversation_key: str, now: datetime) -> int | None:
-        """The conversation of this key whose CSAT answer is awaited (latest close, within the window).
-
-        Asked for every inbound text, so it is one read-only statement (the latest conversation of the key
-        with its CSAT row, if any) outside any write transaction; most keys have an open bot conversation
-        and are answered "none" from that row alone.
-        """
-        conversations, csat = Conversation.__table__, CsatRecord.__table__
-        query = (
-            select(conversations.c.id, conversations.c.state, csat.c.rating, csat.c.skipped, csat.c.asked_at)
-            .select_from(conversations.outerjoin(csat, csat.c.conversation_id == conversations.c.id))
-            .where(conversations.c.conversation_key == conversation_key)
-            .order_by(conversations.c.id.desc())
-            .limit(1)
-        )
-        with sqlite_autocommit_read():
-            async with self.store.engine.connect() as conn:
-                row = (await conn.execute(query)).first()
-        if row is None or row.state != ConversationState.CLOSED.value:
-            return None
-        if row.asked_at is None or row.rating is not None or row.skipped or now - row.asked_at > CSAT_WINDOW:
-            return None
-        return int(row.id)
+        """The conversation of this key whose CSAT answer is awaited (see `pending_csat`)."""
+        return await self.store.read(lambda unit: pending_csat(unit, conversation_key, now))
 
     async def save_csat(self, conversation_id: str, rating: int, raw_text: str, at: datetime) -> bool:
         """Store the 1–5 rating and the words; False (nothing stored) if already rated."""
@@ -611,12 +641,7 @@ class HandoffDb:
 
     async def skip_csat(self, conversation_id: int) -> None:
         """The customer moved on without rating: stop waiting for it."""
-        async with self._begin() as s:
-            await s.execute(
-                update(CsatRecord)
-                .where(CsatRecord.conversation_id == conversation_id, CsatRecord.rating.is_(None))
-                .values(skipped=True)
-            )
+        await self.store.run(lambda unit: skip_csat(unit, conversation_id))
 
     async def csat(self, conversation_id: int) -> dict[str, Any] | None:
         """The stored CSAT row as a dict, or None."""

@@ -58,6 +58,8 @@ class Customer(Base):
     user_id: Mapped[str] = mapped_column(String(128))
     name: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Refreshed when a conversation opens or a display name arrives, not on every message (the pipeline
+    # skips the write); conversations.last_activity_at is the exact one.
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, case, func, or_, select, text, update
+from sqlalchemy import bindparam, case, func, literal_column, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gateway.storage.engine import create_engine, sqlite_directory
+from gateway.storage.engine import create_engine, sqlite_autocommit_read, sqlite_directory
+from gateway.storage.errors import Conflict, StoreUnavailable
 from gateway.storage.models import (
     AuditRecord,
     Base,
@@ -31,19 +32,13 @@ from gateway.storage.models import (
     OutboxRecord,
     UTCDateTime,
 )
+from gateway.storage.unit import Db, GroupCommit, SaDb
 from handoff.state import ConversationState
 
 logger = logging.getLogger(__name__)
 
 OUTBOX_STATUSES = ("pending", "sending", "sent", "failed", "undeliverable")
-
-
-class Conflict(Exception):
-    """A unique constraint refused a write (a concurrent duplicate); re-read and retry."""
-
-
-class StoreUnavailable(Exception):
-    """The database cannot be reached or refused the statement for a reason other than a conflict."""
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -248,22 +243,36 @@ def _message_from(m: Mapping[str, Any]) -> MessageRow:
     )
 
 
-# Built once, executed with parameters (constructing a statement per call costs more than running it).
+# Built once, executed with parameters: constructing a statement per call costs more than running it, and
+# SqliteDb compiles each statement object once.
 _FIND_MESSAGE = select(_MESSAGES).where(
     _MESSAGES.c.channel == bindparam("channel"),
     _MESSAGES.c.account == bindparam("account"),
     _MESSAGES.c.channel_msg_id == bindparam("channel_msg_id"),
 )
+_REPLIES_TO = (
+    select(_MESSAGES).where(_MESSAGES.c.reply_to == bindparam("message_id")).order_by(_MESSAGES.c.id)
+)
+_LAST_SUGGESTIONS = (
+    select(_MESSAGES.c.suggestions)
+    .where(_MESSAGES.c.conversation_id == bindparam("conversation_id"), _MESSAGES.c.direction == "out")
+    .order_by(_MESSAGES.c.id.desc())
+    .limit(1)
+)
 _OPEN_CONVERSATION = (
     select(_CONVERSATIONS)
     .where(
-        _CONVERSATIONS.c.conversation_key == bindparam("conversation_key"), _CONVERSATIONS.c.state != "closed"
+        _CONVERSATIONS.c.conversation_key == bindparam("conversation_key"),
+        # A literal, not a parameter: it must match the partial index's WHERE (uq_conversations_open_key),
+        # or SQLite re-plans the statement on every execution to check the bound value against it.
+        _CONVERSATIONS.c.state != literal_column("'closed'"),
     )
     .with_for_update()
 )
 _INSERT_MESSAGE = _MESSAGES.insert().returning(_MESSAGES.c.id)
 _INSERT_CONVERSATION = _CONVERSATIONS.insert().returning(_CONVERSATIONS.c.id)
 _UPSERT_CUSTOMER: dict[str, Any] = {}
+_UPDATE_CONVERSATION: dict[frozenset[str], Any] = {}
 
 
 def _upsert_customer(dialect: str) -> Any:
@@ -300,56 +309,46 @@ _CONVERSATION_FIELDS = frozenset(
 )
 
 
-class Transaction:
-    """One unit of work: everything written through it commits together or not at all."""
+def _update_conversation(columns: frozenset[str]) -> Any:
+    """UPDATE conversations SET <columns> WHERE id = :conversation_id, one statement per column set."""
+    statement = _UPDATE_CONVERSATION.get(columns)
+    if statement is None:
+        statement = (
+            update(_CONVERSATIONS)
+            .where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
+            .values({name: bindparam(f"set_{name}") for name in sorted(columns)})
+        )
+        _UPDATE_CONVERSATION[columns] = statement
+    return statement
 
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
 
-    @property
-    def session(self) -> AsyncSession:
-        """The SQLAlchemy session of this unit of work, for other query modules of this package only."""
-        return self._session
+class Unit:
+    """The pipeline's statements inside one unit of work, as plain (sync) calls over a `Db`.
 
-    async def _flush(self) -> None:
-        try:
-            await self._session.flush()
-        except IntegrityError as exc:
-            raise Conflict(str(exc.orig)) from exc
+    Sync on purpose: the whole unit runs in one trip to the database (see gateway.storage.unit), and
+    `Transaction` offers the same calls to async code through SQLAlchemy's run_sync.
+    """
 
-    async def _execute(self, statement: Any, parameters: Mapping[str, Any] | None = None) -> Any:
-        try:
-            return await self._session.execute(statement, parameters)
-        except IntegrityError as exc:
-            raise Conflict(str(exc.orig)) from exc
+    def __init__(self, db: Db) -> None:
+        self.db = db
 
-    async def find_message(self, channel: str, account: str, channel_msg_id: str) -> MessageRow | None:
+    def find_message(self, channel: str, account: str, channel_msg_id: str) -> MessageRow | None:
         """The stored message with this platform id, if any (the dedupe lookup)."""
-        result = await self._session.execute(
+        rows = self.db.rows(
             _FIND_MESSAGE, {"channel": channel, "account": account, "channel_msg_id": channel_msg_id}
         )
-        row = result.mappings().first()
-        return _message_from(row) if row is not None else None
+        return _message_from(rows[0]) if rows else None
 
-    async def replies_to(self, message_id: int) -> list[MessageRow]:
+    def replies_to(self, message_id: int) -> list[MessageRow]:
         """The outbound messages that answered one inbound message, in order."""
-        result = await self._session.execute(
-            select(_MESSAGES).where(_MESSAGES.c.reply_to == message_id).order_by(_MESSAGES.c.id)
-        )
-        return [_message_from(r) for r in result.mappings()]
+        return [_message_from(r) for r in self.db.rows(_REPLIES_TO, {"message_id": message_id})]
 
-    async def last_suggestions(self, conversation_id: int) -> tuple[str, ...]:
+    def last_suggestions(self, conversation_id: int) -> tuple[str, ...]:
         """The suggestions of the latest outbound message of a conversation (empty when it had none)."""
-        result = await self._session.execute(
-            select(_MESSAGES.c.suggestions)
-            .where(_MESSAGES.c.conversation_id == conversation_id, _MESSAGES.c.direction == "out")
-            .order_by(_MESSAGES.c.id.desc())
-            .limit(1)
-        )
-        suggestions = result.scalar()
-        return tuple(suggestions or ())
+        rows = self.db.rows(_LAST_SUGGESTIONS, {"conversation_id": conversation_id})
+        return tuple((rows[0]["suggestions"] if rows else None) or ())
 
-    async def upsert_customer(
+    def upsert_customer(
         self, channel: str, account: str, user_id: str, name: str | None, now: datetime
     ) -> int:
         """The customer's id, creating the row on first contact and refreshing the display name.
@@ -357,7 +356,6 @@ class Transaction:
         One statement on both databases: INSERT … ON CONFLICT (channel, account, user_id) DO UPDATE …
         RETURNING id (SQLite ≥ 3.35, PostgreSQL), so two first messages racing cannot clash either.
         """
-        statement = _upsert_customer(self._session.bind.dialect.name)
         values = {
             "channel": channel,
             "account": account,
@@ -366,16 +364,14 @@ class Transaction:
             "created_at": now,
             "last_seen_at": now,
         }
-        result = await self._execute(statement, values)
-        return int(result.scalar_one())
+        return int(self.db.rows(_upsert_customer(self.db.dialect), values)[0]["id"])
 
-    async def open_conversation(self, conversation_key: str) -> ConversationRow | None:
+    def open_conversation(self, conversation_key: str) -> ConversationRow | None:
         """The conversation for this key that is not closed, locked for this transaction."""
-        result = await self._session.execute(_OPEN_CONVERSATION, {"conversation_key": conversation_key})
-        row = result.mappings().first()
-        return _conversation_from(row) if row is not None else None
+        rows = self.db.rows(_OPEN_CONVERSATION, {"conversation_key": conversation_key})
+        return _conversation_from(rows[0]) if rows else None
 
-    async def create_conversation(
+    def create_conversation(
         self,
         *,
         customer_id: int,
@@ -403,11 +399,10 @@ class Transaction:
             "closed_reason": None,
             "kb_version": kb_version,
         }
-        result = await self._execute(_INSERT_CONVERSATION, values)
-        values["id"] = int(result.scalar_one())
+        values["id"] = int(self.db.rows(_INSERT_CONVERSATION, values)[0]["id"])
         return _conversation_from(values)
 
-    async def update_conversation(self, conversation_id: int, **values: Any) -> None:
+    def update_conversation(self, conversation_id: int, **values: Any) -> None:
         """Change some fields of a conversation (state, priority, miss_streak, timestamps...)."""
         unknown = set(values) - _CONVERSATION_FIELDS
         if unknown:
@@ -416,13 +411,12 @@ class Transaction:
             values["state"] = values["state"].value
         if "group" in values:
             values["group_name"] = values.pop("group")
-        result = await self._execute(
-            update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == conversation_id).values(**values)
-        )
-        if result.rowcount == 0:
+        params = {f"set_{name}": value for name, value in values.items()}
+        params["conversation_id"] = conversation_id
+        if self.db.run(_update_conversation(frozenset(values)), params) == 0:
             raise LookupError(f"no conversation {conversation_id}")
 
-    async def add_message(
+    def add_message(
         self,
         *,
         conversation_id: int,
@@ -467,9 +461,45 @@ class Transaction:
             "target": dict(target) if target else None,
             "created_at": created_at,
         }
-        result = await self._execute(_INSERT_MESSAGE, values)
-        values["id"] = int(result.scalar_one())
+        values["id"] = int(self.db.rows(_INSERT_MESSAGE, values)[0]["id"])
         return _message_from(values)
+
+
+class Transaction:
+    """One unit of work for async code: everything written through it commits together or not at all."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    @property
+    def session(self) -> AsyncSession:
+        """The SQLAlchemy session of this unit of work, for other query modules of this package only."""
+        return self._session
+
+    async def _flush(self) -> None:
+        try:
+            await self._session.flush()
+        except IntegrityError as exc:
+            raise Conflict(str(exc.orig)) from exc
+
+    async def run(self, work: Callable[[Unit], T]) -> T:
+        """Run sync `Unit` calls inside this transaction (SQLAlchemy's greenlet bridge: no blocking)."""
+        try:
+            return await self._session.run_sync(lambda session: work(Unit(SaDb(session.connection()))))
+        except IntegrityError as exc:
+            raise Conflict(str(exc.orig)) from exc
+
+    async def find_message(self, channel: str, account: str, channel_msg_id: str) -> MessageRow | None:
+        """The stored message with this platform id, if any (the dedupe lookup)."""
+        return await self.run(lambda unit: unit.find_message(channel, account, channel_msg_id))
+
+    async def update_conversation(self, conversation_id: int, **values: Any) -> None:
+        """Change some fields of a conversation (see Unit.update_conversation)."""
+        await self.run(lambda unit: unit.update_conversation(conversation_id, **values))
+
+    async def add_message(self, **values: Any) -> MessageRow:
+        """Store one message (see Unit.add_message); raises Conflict when its channel message id is stored."""
+        return await self.run(lambda unit: unit.add_message(**values))
 
     async def set_message_decision(
         self,
@@ -545,6 +575,7 @@ class Store:
         self._write_lock: asyncio.Lock | None = None
         self._write_lock_loop: asyncio.AbstractEventLoop | None = None
         self._writer: asyncio.Task[Any] | None = None
+        self._group_commit = GroupCommit(engine, self.write_lock) if self._serialise_writes else None
 
     @asynccontextmanager
     async def write_lock(self) -> AsyncIterator[None]:
@@ -585,6 +616,8 @@ class Store:
 
     async def dispose(self) -> None:
         """Close every pooled connection (the store reconnects on next use)."""
+        if self._group_commit is not None:
+            await self._group_commit.close()
         await self.engine.dispose()
 
     async def ping(self) -> bool:
@@ -606,6 +639,26 @@ class Store:
                     yield Transaction(session)
             except IntegrityError as exc:  # from a statement, or from the commit itself
                 raise Conflict(str(exc.orig)) from exc
+
+    async def run(self, work: Callable[[Unit], T]) -> T:
+        """Run a sync unit of work in its own transaction: committed when it returns, nothing kept if it raises.
+
+        SQLite: in one trip to the driver's thread, grouped with the other units waiting (one commit for
+        all). PostgreSQL: in SQLAlchemy's greenlet bridge over asyncpg, concurrently with other units.
+        """
+        if self._group_commit is not None:
+            return await self._group_commit.run(lambda db: work(Unit(db)))
+        try:
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(lambda sync_conn: work(Unit(SaDb(sync_conn))))
+        except IntegrityError as exc:  # from the commit itself
+            raise Conflict(str(exc.orig)) from exc
+
+    async def read(self, work: Callable[[Unit], T]) -> T:
+        """Run a sync, read-only unit (no write lock; on SQLite outside any transaction)."""
+        with sqlite_autocommit_read():
+            async with self.engine.connect() as conn:
+                return await conn.run_sync(lambda sync_conn: work(Unit(SaDb(sync_conn))))
 
     # --- reads for APIs and tests ---------------------------------------------------------------
 

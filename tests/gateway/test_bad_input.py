@@ -6,8 +6,6 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import event
-from sqlalchemy.exc import OperationalError
 
 from gateway.app import create_app
 from gateway.channels.web import sign
@@ -80,27 +78,46 @@ async def test_forged_signature_is_403(aiohttp_client: Any, settings_factory: An
     assert tampered.status == 403
 
 
+# A real database error in the middle of the unit of work: a trigger fails the bot's reply row, after the
+# customer, the conversation and the inbound message were written in the same transaction.
+_FAIL_REPLY = {
+    "sqlite": (
+        [
+            "CREATE TRIGGER kefu_fail_reply BEFORE INSERT ON messages WHEN NEW.direction = 'out' "
+            "BEGIN SELECT abs(-9223372036854775807 - 1); END"  # integer overflow: a runtime error
+        ],
+        ["DROP TRIGGER kefu_fail_reply"],
+    ),
+    "postgresql": (
+        [
+            "CREATE FUNCTION kefu_fail_reply() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'disk I/O error (injected)'; END $$",
+            "CREATE TRIGGER kefu_fail_reply BEFORE INSERT ON messages FOR EACH ROW "
+            "WHEN (NEW.direction = 'out') EXECUTE FUNCTION kefu_fail_reply()",
+        ],
+        ["DROP TRIGGER kefu_fail_reply ON messages", "DROP FUNCTION kefu_fail_reply()"],
+    ),
+}
+
+
+async def _ddl(engine: Any, statements: list[str]) -> None:
+    async with engine.begin() as conn:
+        for statement in statements:
+            await conn.exec_driver_sql(statement)
+
+
 async def test_a_database_error_mid_message_leaves_nothing_and_the_retry_succeeds(app_client: Any) -> None:
     runtime = app_client.app[RUNTIME]
-    inserts = 0
-
-    def fail_on_the_reply(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        nonlocal inserts
-        if statement.lstrip().upper().startswith("INSERT INTO MESSAGES"):
-            inserts += 1
-            if inserts == 2:  # the inbound row is already written in this transaction
-                raise OperationalError(statement, None, Exception("disk I/O error (injected)"))
-
-    sync_engine = runtime.store.engine.sync_engine
-    event.listen(sync_engine, "before_cursor_execute", fail_on_the_reply)
+    engine = runtime.store.engine
+    create, drop = _FAIL_REPLY[engine.dialect.name]
     payload = {"user_id": "crash", "text": "转人工", "message_id": "m-1"}
+    await _ddl(engine, create)
     try:
         failed = await app_client.post("/web/messages", json=payload)
     finally:
-        event.remove(sync_engine, "before_cursor_execute", fail_on_the_reply)
+        await _ddl(engine, drop)
     assert failed.status == 503
     assert await error_of(failed) == "temporarily unavailable, please retry"
-    assert inserts == 2
     assert await runtime.store.count_messages() == 0
     assert await runtime.store.count_conversations() == 0
 

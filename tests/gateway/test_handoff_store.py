@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.storage import Store
+from gateway.storage import Store, Unit
 from gateway.storage.handoff_store import HandoffDb
 from handoff.agents import Role, new_token
 from handoff.presence import Presence
@@ -30,9 +30,10 @@ async def queued_conversation(
     db: HandoffDb, user: str, *, group: str = "售后", priority: str = "normal"
 ) -> str:
     now = datetime.now(UTC)
-    async with db.store.transaction() as tx:
-        customer = await tx.upsert_customer("web", "default", user, user, now)
-        conv = await tx.create_conversation(
+
+    def create(unit: Unit) -> int:
+        customer = unit.upsert_customer("web", "default", user, user, now)
+        conv = unit.create_conversation(
             customer_id=customer,
             channel="web",
             account="default",
@@ -40,10 +41,12 @@ async def queued_conversation(
             now=now,
             kb_version=None,
         )
-        await tx.update_conversation(
+        unit.update_conversation(
             conv.id, state=ConversationState.QUEUED, queued_at=now, group=group, priority=priority
         )
-    return str(conv.id)
+        return conv.id
+
+    return str(await db.store.run(create))
 
 
 async def agent(

@@ -10,16 +10,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.storage import Conflict, Store
+from gateway.storage import Conflict, Store, Unit
 from handoff.state import ConversationState
 
 NOW = datetime(2026, 11, 24, 8, 30, tzinfo=UTC)
 
 
 async def new_conversation(store: Store, key: str = "web:default:u1") -> int:
-    async with store.transaction() as tx:
-        customer = await tx.upsert_customer("web", "default", key.rsplit(":", 1)[-1], "小王", NOW)
-        conversation = await tx.create_conversation(
+    def create(unit: Unit) -> int:
+        customer = unit.upsert_customer("web", "default", key.rsplit(":", 1)[-1], "小王", NOW)
+        conversation = unit.create_conversation(
             customer_id=customer,
             channel="web",
             account="default",
@@ -27,7 +27,9 @@ async def new_conversation(store: Store, key: str = "web:default:u1") -> int:
             now=NOW,
             kb_version="v1",
         )
-    return conversation.id
+        return conversation.id
+
+    return await store.run(create)
 
 
 async def add_inbound(store: Store, conversation_id: int, msg_id: str | None, text: str = "你好") -> int:
@@ -109,8 +111,7 @@ async def test_one_open_conversation_per_key(store: Store) -> None:
         )
     second = await new_conversation(store)  # closed ones do not count
     assert [c.id for c in await store.conversations_for_key("web:default:u1")] == [first, second]
-    async with store.transaction() as tx:
-        current = await tx.open_conversation("web:default:u1")
+    current = await store.read(lambda unit: unit.open_conversation("web:default:u1"))
     assert current is not None and current.id == second
 
 
