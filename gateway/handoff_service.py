@@ -76,6 +76,8 @@ REASON_INTENT = {"complaint": "complaint", "asked_human": "human"}
 FOLLOW_UP_DELAY_S = 0.3
 # The periodic catch-up assignment leaves handoffs this young to their own on_queued (see assign_waiting).
 CATCH_UP_GRACE = timedelta(seconds=5)
+# Messages read per step when _category walks a conversation back from its end.
+CATEGORY_PAGE = 20
 _held: ContextVar[list[tuple[int, str]] | None] = ContextVar("kefu_held_notices", default=None)
 
 
@@ -318,12 +320,19 @@ class HandoffService:
         if snapshot is None:
             return None
         kb = snapshot[0]
-        for row in reversed(await self.runtime.store.messages(conversation_id)):
-            entry = kb.get(row.entry_id) if row.entry_id else None
-            if entry is None and row.suggestions:
-                entry = next((e for e in kb.entries if e.question == row.suggestions[0]), None)
-            if entry is not None:
-                return entry.category
+        # Newest first, a page at a time: the bot's last answer is nearly always among the latest few
+        # messages, so a long conversation is not read whole to find it.
+        before: int | None = None
+        while page := await self.runtime.store.recent_messages(
+            conversation_id, before=before, limit=CATEGORY_PAGE
+        ):
+            for row in page:
+                entry = kb.get(row.entry_id) if row.entry_id else None
+                if entry is None and row.suggestions:
+                    entry = next((e for e in kb.entries if e.question == row.suggestions[0]), None)
+                if entry is not None:
+                    return entry.category
+            before = page[-1].id
         return None
 
     async def on_queued(self, conversation_id: int) -> None:
@@ -373,9 +382,8 @@ class HandoffService:
         ref = await self.db.get_conversation(str(conversation_id))
         if ref is None:
             return
-        messages = await self.runtime.store.messages(conversation_id)
-        row = next((m for m in messages if m.id == message_id), None)
-        if row is None:
+        row = await self.runtime.store.message(message_id)
+        if row is None or row.conversation_id != conversation_id:
             return
         payload = {"message_id": row.id, "text": row.text, "sender_name": row.sender_name, "kind": row.kind}
         if ref.state is ConversationState.ASSIGNED:
@@ -384,18 +392,18 @@ class HandoffService:
             )
             return
         await self._publish("message.customer", payload, conversation_id=conversation_id, group=ref.group)
-        tickets = await self.db.list_tickets([ref.group])
-        if any(t.conversation_id == ref.id for t in tickets):
+        if await self.db.is_waiting_ticket(conversation_id):
             followup = notices.ticket_followup()
-            if not any(m.text == followup for m in messages):  # confirm once, not after every line
+            # Confirm once, not after every line.
+            if not await self.runtime.store.has_message_text(conversation_id, followup):
                 await self.notify(conversation_id, followup)
 
     async def _customer(self, conversation_id: int) -> Customer | None:
         conv = await self.runtime.store.conversation(conversation_id)
         if conv is None:
             return None
-        inbound = [m for m in await self.runtime.store.messages(conversation_id) if m.direction == "in"]
-        target = dict(inbound[-1].target) if inbound else {}
+        inbound = await self.runtime.store.last_inbound(conversation_id)
+        target = dict(inbound.target) if inbound else {}
         target.pop("channel_msg_id", None)  # a later push is not a reply to one platform message
         return Customer(conv.channel, conv.account, conv.conversation_key, target)
 
@@ -787,7 +795,7 @@ class HandoffService:
             if conv is None:
                 continue
             customer = await self.db.customer(conv.customer_id)
-            inbound = [m for m in await self.runtime.store.messages(conv.id) if m.direction == "in"]
+            inbound = await self.runtime.store.last_inbound(conv.id)
             out.append(
                 {
                     "conversation_id": conv.id,
@@ -803,7 +811,7 @@ class HandoffService:
                         "name": customer["name"] if customer else None,
                         "user_id": customer["user_id"] if customer else None,
                     },
-                    "last_message": inbound[-1].text if inbound else None,
+                    "last_message": inbound.text if inbound else None,
                 }
             )
         return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -16,6 +18,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._handled: dict[tuple[str, str | None], tuple[Any, Any, Any, Any]] = {}
         self.messages_in = Counter(
             "kefu_messages_in", "Inbound customer messages handled", ["channel"], registry=self.registry
         )
@@ -65,11 +68,20 @@ class Metrics:
         if duplicate:
             self.duplicates.labels(channel).inc()
             return
-        self.messages_in.labels(channel).inc()
+        children = self._handled.get((channel, decision))
+        if children is None:  # labels() takes a lock and hashes the label values: once per combination
+            children = self._handled[(channel, decision)] = (
+                self.messages_in.labels(channel),
+                self.messages_out.labels(channel),
+                self.decisions.labels(channel, decision or "none"),
+                self.latency.labels(channel),
+            )
+        messages_in, messages_out, decisions, latency = children
+        messages_in.inc()
         if replies:
-            self.messages_out.labels(channel).inc(replies)
-        self.decisions.labels(channel, decision or "none").inc()
-        self.latency.labels(channel).observe(seconds)
+            messages_out.inc(replies)
+        decisions.inc()
+        latency.observe(seconds)
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

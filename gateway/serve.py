@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -106,6 +107,9 @@ async def serve(settings: Settings) -> None:
         print(f"kefu gateway listening on {settings.server.host}:{settings.server.port}", flush=True)
         for what, url in urls(settings, app):
             print(f"  {what:<24} {url}", flush=True)
+        # Everything loaded at startup (jieba's dictionary, the FAQ index, the libraries) lives as long as the
+        # process: out of the cyclic GC's sight, a full collection no longer stalls requests for tens of ms.
+        gc.freeze()
         await stop.wait()
         logger.info("shutting down")
     finally:

@@ -13,13 +13,13 @@ FAQ answer. The raw value is mapped onto 0..1 so the default Thresholds mean the
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 from array import array
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from itertools import repeat
 
 import numpy as np
@@ -252,11 +252,10 @@ class Classifier:
     _question_texts: tuple[str, ...]
     _index: _Index
     _n_entries: int
-    # The same short questions come in all day ("怎么退货"): their predictions are kept per index.
-    _memo: Callable[[str], Prediction] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_memo", lru_cache(maxsize=MEMO_SIZE)(self._classify))
+    # The same short questions come in all day ("怎么退货"): their predictions are kept per index. A plain
+    # dict, not functools.lru_cache over a bound method: that would make every classifier a reference
+    # cycle, left for the cyclic GC after each reload.
+    _memo: dict[str, Prediction] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # ---- building ---------------------------------------------------------------------------
 
@@ -452,7 +451,14 @@ class Classifier:
         """Decide what to do with one customer message: answer, suggest, hand off or small talk."""
         if len(text) > MEMO_MAX_CHARS:  # a pasted essay is rarely sent twice; do not let it crowd the memo
             return self._classify(text)
-        return self._memo(text)
+        memo = self._memo
+        prediction = memo.get(text)
+        if prediction is None:
+            prediction = memo[text] = self._classify(text)
+            if len(memo) > MEMO_SIZE:  # first in, first out: cheap, and the hot questions come right back
+                with contextlib.suppress(KeyError, RuntimeError, StopIteration):  # another thread evicted it
+                    del memo[next(iter(memo))]
+        return prediction
 
     def _classify(self, text: str) -> Prediction:
         normalized = normalize(text or "")

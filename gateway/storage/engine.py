@@ -21,16 +21,27 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 SQLITE_CACHE_KIB = 16_384  # page cache per connection (negative cache_size = KiB)
 
-# How a SQLite transaction begins in this context: "immediate" (the default: takes the write lock up front,
-# right for any unit of work that may write) or "none" (a single read-only statement in autocommit mode: no
-# BEGIN round trip, and it never waits on or blocks the writer in WAL mode).
-_SQLITE_BEGIN: ContextVar[str] = ContextVar("kefu_sqlite_begin", default="immediate")
+# How a SQLite transaction begins in this context: "deferred" (the default, for reads: a WAL snapshot that
+# neither waits on nor blocks the writer), "immediate" (set by `sqlite_writes()`, which `Store.write_lock`
+# wraps around every write transaction: takes the write lock up front) or "none" (ONE read-only statement
+# in autocommit mode: no BEGIN round trip at all).
+_SQLITE_BEGIN: ContextVar[str] = ContextVar("kefu_sqlite_begin", default="deferred")
 
 
 @contextmanager
 def sqlite_autocommit_read() -> Iterator[None]:
     """For ONE read-only statement: on SQLite it runs without BEGIN (no effect on PostgreSQL)."""
     token = _SQLITE_BEGIN.set("none")
+    try:
+        yield
+    finally:
+        _SQLITE_BEGIN.reset(token)
+
+
+@contextmanager
+def sqlite_writes() -> Iterator[None]:
+    """Transactions begun inside take SQLite's write lock at BEGIN (no effect on PostgreSQL)."""
+    token = _SQLITE_BEGIN.set("immediate")
     try:
         yield
     finally:
@@ -175,11 +186,14 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         # A deferred transaction that reads and then writes fails at once with SQLITE_BUSY when another
-        # connection wrote in between (busy_timeout does not help there); IMMEDIATE takes the write lock
-        # up front, so concurrent handlers queue on busy_timeout instead of failing. (In this process, the
-        # Store serialises its write transactions with a lock, so they rarely wait on each other here.)
-        if _SQLITE_BEGIN.get() == "immediate":
+        # connection wrote in between (busy_timeout does not help there), so writers BEGIN IMMEDIATE and
+        # queue on busy_timeout instead (in this process they queue on Store.write_lock first). Readers
+        # BEGIN DEFERRED: in WAL mode they read a snapshot while the writer writes.
+        mode = _SQLITE_BEGIN.get()
+        if mode == "immediate":
             connection.exec_driver_sql("BEGIN IMMEDIATE")
+        elif mode == "deferred":
+            connection.exec_driver_sql("BEGIN")
 
 
 def safe_url(url: str) -> str:

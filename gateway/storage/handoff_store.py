@@ -63,6 +63,31 @@ _LATEST_WITH_CSAT = (
     .order_by(_CONVERSATIONS.c.id.desc())
     .limit(1)
 )
+_TICKETS, _ASSIGNMENTS = TicketRecord.__table__, AssignmentRecord.__table__
+# A conversation with its (current or last) assignment, for get_conversation.
+_CONVERSATION_REF = (
+    select(
+        _CONVERSATIONS.c.state,
+        _CONVERSATIONS.c.group_name,
+        _ASSIGNMENTS.c.agent_id,
+        _ASSIGNMENTS.c.active,
+    )
+    .select_from(
+        _CONVERSATIONS.outerjoin(_ASSIGNMENTS, _ASSIGNMENTS.c.conversation_id == _CONVERSATIONS.c.id)
+    )
+    .where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
+)
+_WAITING_TICKET = (
+    select(_TICKETS.c.id)
+    .select_from(_TICKETS.join(_CONVERSATIONS, _CONVERSATIONS.c.id == _TICKETS.c.conversation_id))
+    .where(
+        _TICKETS.c.conversation_id == bindparam("conversation_id"),
+        _TICKETS.c.resolved_at.is_(None),
+        _CONVERSATIONS.c.state == ConversationState.QUEUED.value,
+    )
+)
+_INSERT_EVENT = AgentEventRecord.__table__.insert()
+_LOCK_EVENTS = text("LOCK TABLE agent_events IN SHARE ROW EXCLUSIVE MODE")
 _SKIP_CSAT = (
     update(_CSAT)
     .where(_CSAT.c.conversation_id == bindparam("conversation_id"), _CSAT.c.rating.is_(None))
@@ -367,16 +392,17 @@ class HandoffDb:
         cid = _cid(conversation_id)
         if cid is None:
             return None
-        async with self._sessions() as s:
-            conv = await s.get(Conversation, cid)
-            if conv is None:
-                return None
-            assignment = await s.get(AssignmentRecord, cid)
-        state = ConversationState(conv.state)
+        # One autocommit read: asked for every customer message to a human, it must not queue for
+        # SQLite's write lock as a session's BEGIN IMMEDIATE does.
+        rows = await self.store.read(lambda unit: unit.db.rows(_CONVERSATION_REF, {"conversation_id": cid}))
+        if not rows:
+            return None
+        row = rows[0]
+        state = ConversationState(row["state"])
         agent = None
-        if assignment is not None and (assignment.active or state is ConversationState.CLOSED):
-            agent = str(assignment.agent_id)
-        return ConversationRef(str(cid), conv.group or self.default_group, state, agent)
+        if row["agent_id"] is not None and (row["active"] or state is ConversationState.CLOSED):
+            agent = str(row["agent_id"])
+        return ConversationRef(str(cid), row["group_name"] or self.default_group, state, agent)
 
     async def enqueue(self, item: QueueItem) -> int:
         """Put a conversation in `item.group`'s queue (a 留言 when is_ticket); its 1-based position."""
@@ -427,6 +453,15 @@ class HandoffDb:
     async def list_tickets(self, groups: Collection[str] | None = None) -> Sequence[QueueItem]:
         """The 留言 tickets still waiting, of the given groups or all."""
         return [i for i in await self.list_queue(groups) if i.is_ticket]
+
+    async def is_waiting_ticket(self, conversation_id: int) -> bool:
+        """True when the conversation is a 留言 still waiting: queued, with an unresolved ticket.
+
+        The same test as membership in `list_tickets`, as one lookup on the ticket's unique
+        conversation_id instead of reading the whole queue.
+        """
+        params = {"conversation_id": conversation_id}
+        return bool(await self.store.read(lambda unit: unit.db.rows(_WAITING_TICKET, params)))
 
     async def claim(self, conversation_id: str, agent_id: str, *, by: str | None = None) -> ClaimResult:
         """Atomically assign a queued conversation to `agent_id` (by None = the automatic assigner)."""
@@ -669,26 +704,39 @@ class HandoffDb:
         session: AsyncSession | None = None,
     ) -> int:
         """Append a console event; returns its sequence number."""
-        row = AgentEventRecord(
-            type=type_,
-            conversation_id=conversation_id,
-            agent_id=_cid(agent_id) if agent_id is not None else None,
-            group=group,
-            payload=dict(payload),
-            created_at=utcnow(),
-        )
+        aid = _cid(agent_id) if agent_id is not None else None
+        now = utcnow()
         if session is not None:
+            row = AgentEventRecord(
+                type=type_,
+                conversation_id=conversation_id,
+                agent_id=aid,
+                group=group,
+                payload=dict(payload),
+                created_at=now,
+            )
             session.add(row)
             await session.flush()
             return row.seq
-        async with self._begin() as s:
-            if self.store.dialect == "postgresql":
+        values = {
+            "type": type_,
+            "conversation_id": conversation_id,
+            "agent_id": aid,
+            "group_name": group,
+            "payload": dict(payload),
+            "created_at": now,
+        }
+
+        def insert(unit: Unit) -> int:
+            if unit.db.dialect == "postgresql":
                 # Commit order must equal seq order, or a console could read seq 11 before seq 10 commits
                 # and skip 10 for good. Events are few and short: serialising their inserts is cheap.
-                await s.execute(text("LOCK TABLE agent_events IN SHARE ROW EXCLUSIVE MODE"))
-            s.add(row)
-            await s.flush()
-            return row.seq
+                unit.db.run(_LOCK_EVENTS)
+            return unit.db.insert(_INSERT_EVENT, values)
+
+        # A unit of work, not a session: on SQLite it joins the group commit of the messages being stored
+        # instead of taking the write lock for a transaction of its own (one per customer message).
+        return await self.store.run(insert)
 
     async def events_after(self, after: int, limit: int = 500) -> list[EventRow]:
         """Stored events with seq > after, oldest first."""

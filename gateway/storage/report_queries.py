@@ -211,7 +211,7 @@ async def purge_before(store: Store, cutoff: datetime, *, dry_run: bool = False)
     still owe an answer. Customers stay (no text) so a returning customer keeps their id. Finished
     outbox rows created before the cut-off go too: they hold the texts that were sent.
     """
-    async with store.engine.begin() as conn:
+    async with store.write_lock(), store.engine.begin() as conn:
         ids = list(
             await conn.scalars(
                 select(Conversation.id).where(

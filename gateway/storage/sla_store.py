@@ -98,7 +98,7 @@ async def mark_notice(
 ) -> bool:
     """Claim the notice: True for the one caller that inserted the mark, False when it already existed."""
     try:
-        async with store.engine.begin() as conn:
+        async with store.write_lock(), store.engine.begin() as conn:
             await conn.execute(
                 SlaNoticeRecord.__table__.insert().values(
                     conversation_id=conversation_id, handed_off_at=handed_off_at, kind=kind, sent_at=at
@@ -148,7 +148,7 @@ async def open_follow_up(
 ) -> bool:
     """Create the conversation's follow-up ticket; False (nothing changed) when it already has one."""
     try:
-        async with store.engine.begin() as conn:
+        async with store.write_lock(), store.engine.begin() as conn:
             await conn.execute(
                 FollowUpRecord.__table__.insert().values(
                     conversation_id=conversation_id, group_name=group, created_at=created_at, due_at=due_at
@@ -200,7 +200,7 @@ async def close_follow_up(
     store: Store, follow_up_id: int, *, by: str, note: str | None, at: datetime
 ) -> bool:
     """Close an open follow-up (compare-and-set); False when it is closed already or unknown."""
-    async with store.engine.begin() as conn:
+    async with store.write_lock(), store.engine.begin() as conn:
         done = await conn.execute(
             update(FollowUpRecord)
             .where(FollowUpRecord.id == follow_up_id, FollowUpRecord.closed_at.is_(None))

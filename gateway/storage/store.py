@@ -21,7 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gateway.storage.engine import create_engine, sqlite_autocommit_read, sqlite_directory
+from gateway.storage.engine import create_engine, sqlite_autocommit_read, sqlite_directory, sqlite_writes
 from gateway.storage.errors import Conflict, StoreUnavailable
 from gateway.storage.models import (
     AuditRecord,
@@ -269,10 +269,39 @@ _OPEN_CONVERSATION = (
     )
     .with_for_update()
 )
-_INSERT_MESSAGE = _MESSAGES.insert().returning(_MESSAGES.c.id)
-_INSERT_CONVERSATION = _CONVERSATIONS.insert().returning(_CONVERSATIONS.c.id)
+_INSERT_MESSAGE = _MESSAGES.insert()
+# The handoff's per-message reads (Store.message, last_inbound, has_message_text, recent_messages): each one
+# row or a short page off the primary key or ix_messages_conversation (conversation_id, id), never a whole
+# conversation, so a long human conversation costs no more per message than a short one.
+_MESSAGE_BY_ID = select(_MESSAGES).where(_MESSAGES.c.id == bindparam("message_id"))
+_LAST_INBOUND = (
+    select(_MESSAGES)
+    .where(_MESSAGES.c.conversation_id == bindparam("conversation_id"), _MESSAGES.c.direction == "in")
+    .order_by(_MESSAGES.c.id.desc())
+    .limit(1)
+)
+_HAS_TEXT = (
+    select(_MESSAGES.c.id)
+    .where(_MESSAGES.c.conversation_id == bindparam("conversation_id"), _MESSAGES.c.text == bindparam("text"))
+    .limit(1)
+)
+_RECENT_MESSAGES = (
+    select(_MESSAGES)
+    .where(_MESSAGES.c.conversation_id == bindparam("conversation_id"))
+    .order_by(_MESSAGES.c.id.desc())
+    .limit(bindparam("limit"))
+)
+_RECENT_MESSAGES_BEFORE = _RECENT_MESSAGES.where(_MESSAGES.c.id < bindparam("before"))
+_INSERT_CONVERSATION = _CONVERSATIONS.insert()
 _UPSERT_CUSTOMER: dict[str, Any] = {}
 _UPDATE_CONVERSATION: dict[frozenset[str], Any] = {}
+
+
+def _utc(value: datetime) -> datetime:
+    """The same instant in UTC, as the database hands it back (naive values are refused, as by UTCDateTime)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime passed to the database; use datetime.now(UTC)")
+    return value.astimezone(UTC)
 
 
 def _upsert_customer(dialect: str) -> Any:
@@ -382,6 +411,7 @@ class Unit:
         kb_version: str | None,
     ) -> ConversationRow:
         """Open a new bot conversation."""
+        now = _utc(now)
         values: dict[str, Any] = {
             "customer_id": customer_id,
             "channel": channel,
@@ -399,7 +429,7 @@ class Unit:
             "closed_reason": None,
             "kb_version": kb_version,
         }
-        values["id"] = int(self.db.rows(_INSERT_CONVERSATION, values)[0]["id"])
+        values["id"] = self.db.insert(_INSERT_CONVERSATION, values)
         return _conversation_from(values)
 
     def update_conversation(self, conversation_id: int, **values: Any) -> None:
@@ -440,6 +470,7 @@ class Unit:
         target: Mapping[str, Any] | None = None,
     ) -> MessageRow:
         """Store one message; raises Conflict when its channel message id is already stored."""
+        created_at = _utc(created_at)
         values: dict[str, Any] = {
             "conversation_id": conversation_id,
             "conversation_key": conversation_key,
@@ -461,7 +492,7 @@ class Unit:
             "target": dict(target) if target else None,
             "created_at": created_at,
         }
-        values["id"] = int(self.db.rows(_INSERT_MESSAGE, values)[0]["id"])
+        values["id"] = self.db.insert(_INSERT_MESSAGE, values)
         return _message_from(values)
 
 
@@ -591,7 +622,8 @@ class Store:
         async with lock:
             self._writer = task
             try:
-                yield
+                with sqlite_writes():
+                    yield
             finally:
                 self._writer = None
 
@@ -687,6 +719,35 @@ class Store:
                 .order_by(MessageRecord.id)
             )
             return [_message(r) for r in rows]
+
+    async def message(self, message_id: int) -> MessageRow | None:
+        """One message by id."""
+        rows = await self.read(lambda unit: unit.db.rows(_MESSAGE_BY_ID, {"message_id": message_id}))
+        return _message_from(rows[0]) if rows else None
+
+    async def last_inbound(self, conversation_id: int) -> MessageRow | None:
+        """The conversation's latest message from the customer (direction "in"), if any."""
+        rows = await self.read(lambda unit: unit.db.rows(_LAST_INBOUND, {"conversation_id": conversation_id}))
+        return _message_from(rows[0]) if rows else None
+
+    async def has_message_text(self, conversation_id: int, text: str) -> bool:
+        """True when some message of the conversation (either direction) has exactly this text."""
+        params = {"conversation_id": conversation_id, "text": text}
+        return bool(await self.read(lambda unit: unit.db.rows(_HAS_TEXT, params)))
+
+    async def recent_messages(
+        self, conversation_id: int, *, before: int | None = None, limit: int = 20
+    ) -> list[MessageRow]:
+        """Up to `limit` messages of a conversation with id < before (all when None), NEWEST first.
+
+        For walking back from the end a page at a time (pass the last id seen as `before`).
+        """
+        params: dict[str, Any] = {"conversation_id": conversation_id, "limit": limit}
+        statement = _RECENT_MESSAGES
+        if before is not None:
+            params["before"], statement = before, _RECENT_MESSAGES_BEFORE
+        rows = await self.read(lambda unit: unit.db.rows(statement, params))
+        return [_message_from(r) for r in rows]
 
     async def messages_for_key(
         self, conversation_key: str, *, after: int = 0, direction: str | None = None, limit: int = 100

@@ -49,6 +49,10 @@ class Db(Protocol):
         """Execute a DML statement; the number of rows it touched."""
         ...
 
+    def insert(self, statement: Executable, params: Mapping[str, Any]) -> int:
+        """Execute an INSERT of one row; the new row's integer primary key."""
+        ...
+
 
 class SaDb:
     """`Db` over a SQLAlchemy sync Connection (PostgreSQL via run_sync, and async sessions' units)."""
@@ -70,19 +74,49 @@ class SaDb:
         except IntegrityError as exc:
             raise Conflict(str(exc.orig)) from exc
 
+    def insert(self, statement: Executable, params: Mapping[str, Any]) -> int:
+        try:
+            # SQLAlchemy fetches the key the dialect's way (RETURNING on PostgreSQL).
+            return int(self._connection.execute(statement, params).inserted_primary_key[0])
+        except IntegrityError as exc:
+            raise Conflict(str(exc.orig)) from exc
+
 
 # --- SQLite: compiled statements on the driver's own connection -------------------------------------
+
+
+_REQUIRED = object()  # a parameter the caller must give (SQLAlchemy raises without it, so do we)
+
+
+@dataclass(frozen=True, slots=True)
+class _Bind:
+    name: str
+    processor: Callable[[Any], Any] | None
+    fallback: Any  # the statement's own value, _REQUIRED, or a column default when the caller gives none
+    call: bool = False  # fallback is a Python-side column default to call (SQLAlchemy passes it a context)
 
 
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     sql: str
-    binds: tuple[tuple[str, Callable[[Any], Any] | None, Any], ...]  # name, processor, default value
+    binds: tuple[_Bind, ...]
     columns: tuple[tuple[str, Callable[[Any], Any] | None], ...]  # result key, processor
 
 
 # (id(statement), parameter names) → (statement, compiled); the statement is kept so its id is never reused.
 _COMPILED: dict[tuple[int, frozenset[str]], tuple[Executable, _Compiled]] = {}
+
+
+def _column_defaults(compiled: Any) -> dict[str, tuple[Any, bool]]:
+    """Python-side `default=` / `onupdate=` of the columns the caller left out, as SQLAlchemy fills them in."""
+    out: dict[str, tuple[Any, bool]] = {}
+    for attribute, kind in (("insert_prefetch", "default"), ("update_prefetch", "onupdate")):
+        for column in getattr(compiled, attribute, ()) or ():
+            default = getattr(column, kind)
+            if default is None or not (default.is_scalar or default.is_callable):
+                raise NotImplementedError(f"column default of {column} cannot run outside SQLAlchemy")
+            out[column.key] = (default.arg, bool(default.is_callable))
+    return out
 
 
 def _compile(statement: Executable, dialect: Dialect, keys: frozenset[str]) -> _Compiled:
@@ -92,11 +126,16 @@ def _compile(statement: Executable, dialect: Dialect, keys: frozenset[str]) -> _
         return hit[1]
     # INSERT/UPDATE compile for the columns given (as SQLAlchemy does per execution); SELECT ignores it.
     compiled = statement.compile(dialect=dialect, column_keys=sorted(keys))  # type: ignore[attr-defined]
+    defaults = _column_defaults(compiled)
     binds = []
     for name in compiled.positiontup or ():
         bind = compiled.binds[name]
         processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-        binds.append((name, processor, bind.effective_value))
+        if name in defaults:
+            fallback, call = defaults[name]
+            binds.append(_Bind(name, processor, fallback, call))
+        else:
+            binds.append(_Bind(name, processor, _REQUIRED if bind.required else bind.effective_value))
     columns = []
     for column in getattr(statement, "exported_columns", ()):
         processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
@@ -119,9 +158,14 @@ class SqliteDb:
         params = params or {}
         compiled = _compile(statement, self._sa_dialect, frozenset(params))
         values = []
-        for name, processor, default in compiled.binds:
-            value = params.get(name, default)
-            values.append(processor(value) if processor is not None else value)
+        for bind in compiled.binds:
+            if bind.name in params:
+                value = params[bind.name]
+            elif bind.fallback is _REQUIRED:
+                raise ValueError(f"a value is required for bind parameter {bind.name!r}")
+            else:
+                value = bind.fallback(None) if bind.call else bind.fallback
+            values.append(bind.processor(value) if bind.processor is not None else value)
         try:
             return compiled, self._connection.execute(compiled.sql, values)
         except sqlite3.IntegrityError as exc:
@@ -146,6 +190,11 @@ class SqliteDb:
 
     def run(self, statement: Executable, params: Mapping[str, Any] | None = None) -> int:
         return self._execute(statement, params)[1].rowcount
+
+    def insert(self, statement: Executable, params: Mapping[str, Any]) -> int:
+        return int(
+            self._execute(statement, params)[1].lastrowid
+        )  # no RETURNING: it costs SQLite a result set
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +253,8 @@ class GroupCommit:
         """Run `work` in the next group transaction; its result, or what it raised (nothing of it is kept)."""
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # a new event loop (tests): nothing of the old one can be awaited here
+            if self._driver is not None:
+                self._driver.stop()  # closes the sqlite3 connection and ends aiosqlite's thread, no await
             self._loop, self._queue, self._drainer = loop, [], None
             self._connection = self._driver = None
         future: asyncio.Future[Any] = loop.create_future()

@@ -11,6 +11,7 @@ from gateway.app import create_app
 from gateway.channels.web import sign
 from gateway.runtime import RUNTIME
 from handoff.state import ConversationState
+from tests.gateway.db_faults import failing_replies
 
 HEADERS = {"Content-Type": "application/json"}
 
@@ -78,44 +79,11 @@ async def test_forged_signature_is_403(aiohttp_client: Any, settings_factory: An
     assert tampered.status == 403
 
 
-# A real database error in the middle of the unit of work: a trigger fails the bot's reply row, after the
-# customer, the conversation and the inbound message were written in the same transaction.
-_FAIL_REPLY = {
-    "sqlite": (
-        [
-            "CREATE TRIGGER kefu_fail_reply BEFORE INSERT ON messages WHEN NEW.direction = 'out' "
-            "BEGIN SELECT abs(-9223372036854775807 - 1); END"  # integer overflow: a runtime error
-        ],
-        ["DROP TRIGGER kefu_fail_reply"],
-    ),
-    "postgresql": (
-        [
-            "CREATE FUNCTION kefu_fail_reply() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION 'disk I/O error (injected)'; END $$",
-            "CREATE TRIGGER kefu_fail_reply BEFORE INSERT ON messages FOR EACH ROW "
-            "WHEN (NEW.direction = 'out') EXECUTE FUNCTION kefu_fail_reply()",
-        ],
-        ["DROP TRIGGER kefu_fail_reply ON messages", "DROP FUNCTION kefu_fail_reply()"],
-    ),
-}
-
-
-async def _ddl(engine: Any, statements: list[str]) -> None:
-    async with engine.begin() as conn:
-        for statement in statements:
-            await conn.exec_driver_sql(statement)
-
-
 async def test_a_database_error_mid_message_leaves_nothing_and_the_retry_succeeds(app_client: Any) -> None:
     runtime = app_client.app[RUNTIME]
-    engine = runtime.store.engine
-    create, drop = _FAIL_REPLY[engine.dialect.name]
     payload = {"user_id": "crash", "text": "转人工", "message_id": "m-1"}
-    await _ddl(engine, create)
-    try:
+    async with failing_replies(runtime.store.engine):
         failed = await app_client.post("/web/messages", json=payload)
-    finally:
-        await _ddl(engine, drop)
     assert failed.status == 503
     assert await error_of(failed) == "temporarily unavailable, please retry"
     assert await runtime.store.count_messages() == 0

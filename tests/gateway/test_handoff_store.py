@@ -126,6 +126,19 @@ async def test_tickets_come_first_and_are_resolved_by_a_claim(db: HandoffDb) -> 
     assert await db.list_tickets() == []
 
 
+async def test_a_waiting_ticket_is_found_by_its_conversation(db: HandoffDb) -> None:
+    live = await queued_conversation(db, "live2")
+    ticket = await queued_conversation(db, "ticket2")
+    await db.enqueue(QueueItem(ticket, "售后", Priority.NORMAL, datetime.now(UTC), is_ticket=True))
+    assert not await db.is_waiting_ticket(int(live))  # queued, but someone was online: not a 留言
+    assert await db.is_waiting_ticket(int(ticket))
+    assert await db.is_waiting_ticket(999_999) is False
+    a = await agent(db, "t2")
+    assert (await db.claim(ticket, a)).ok  # a claim resolves the ticket
+    assert not await db.is_waiting_ticket(int(ticket))
+    assert [i.conversation_id for i in await db.list_tickets()] == []
+
+
 async def test_presence_follows_the_heartbeat(db: HandoffDb) -> None:
     a = await agent(db, "p")
     (load,) = await db.agent_loads("售后")
@@ -144,3 +157,30 @@ async def test_events_are_numbered_in_order(db: HandoffDb) -> None:
     assert second > first
     assert [e.seq for e in await db.events_after(first)] == [second]
     assert await db.last_seq() == second
+
+
+async def test_events_keep_their_audience_and_payload(db: HandoffDb) -> None:
+    cid = int(await queued_conversation(db, "ev"))
+    before = datetime.now(UTC)
+    seqs = await asyncio.gather(
+        *(
+            db.add_event("message.customer", {"text": f"第{i}条"}, conversation_id=cid, group="售后")
+            for i in range(5)
+        )
+    )
+    assert len(set(seqs)) == 5
+    to_agent = await db.add_event(
+        "conversation.assigned", {"agent_id": "7"}, conversation_id=cid, agent_id="7"
+    )
+    events = await db.events_after(0)
+    assert [e.seq for e in events] == sorted(seqs) + [to_agent]
+    assert sorted(e.payload["text"] for e in events[:5]) == [f"第{i}条" for i in range(5)]
+    last = events[-1]
+    assert (last.type, last.conversation_id, last.agent_id, last.group) == (
+        "conversation.assigned",
+        cid,
+        7,
+        None,
+    )
+    assert dict(last.payload) == {"agent_id": "7"}
+    assert last.created_at >= before and last.created_at.tzinfo is not None

@@ -203,6 +203,86 @@ async def test_enqueue_is_idempotent_per_stored_message(store: Store) -> None:
     assert len(await store.list_outbox()) == 1
 
 
+async def add_message(
+    store: Store,
+    conversation_id: int,
+    text: str,
+    *,
+    direction: str = "in",
+    key: str = "web:default:u1",
+    target: dict[str, str] | None = None,
+) -> int:
+    """One message without a platform id (a customer's when direction is "in", else the bot's)."""
+    async with store.transaction() as tx:
+        row = await tx.add_message(
+            conversation_id=conversation_id,
+            conversation_key=key,
+            channel="web",
+            account="default",
+            direction=direction,
+            sender="customer" if direction == "in" else "bot",
+            text=text,
+            target=target,
+            created_at=NOW,
+        )
+    return row.id
+
+
+async def test_one_message_by_id_and_the_latest_inbound_one(store: Store) -> None:
+    conversation_id = await new_conversation(store)
+    other = await new_conversation(store, "web:default:u2")
+    assert await store.last_inbound(conversation_id) is None
+    await add_message(store, conversation_id, "在吗", direction="out")
+    assert await store.last_inbound(conversation_id) is None  # outbound messages do not count
+    await add_message(store, conversation_id, "第一句", target={"user_id": "u1"})
+    second = await add_message(store, conversation_id, "第二句", target={"user_id": "u1", "x": "2"})
+    await add_message(store, conversation_id, "好的", direction="out")
+    await add_message(store, other, "别人的", key="web:default:u2")  # newer, but another conversation
+
+    latest = await store.last_inbound(conversation_id)
+    assert latest is not None
+    assert (latest.id, latest.text, dict(latest.target)) == (second, "第二句", {"user_id": "u1", "x": "2"})
+    # The same row as the full read returns, field for field.
+    assert await store.message(second) == next(
+        m for m in await store.messages(conversation_id) if m.id == second
+    )
+    assert latest == await store.message(second)
+    assert await store.message(999_999) is None
+
+
+async def test_has_message_text_is_an_exact_match_within_the_conversation(store: Store) -> None:
+    conversation_id = await new_conversation(store)
+    other = await new_conversation(store, "web:default:u2")
+    await add_message(store, conversation_id, "您的留言已收到，客服上线后会第一时间回复。", direction="out")
+    await add_message(store, other, "只在别的会话里", direction="out", key="web:default:u2")
+    await add_message(store, conversation_id, "客户自己说的")
+
+    assert await store.has_message_text(conversation_id, "您的留言已收到，客服上线后会第一时间回复。")
+    assert await store.has_message_text(conversation_id, "客户自己说的")  # either direction
+    assert not await store.has_message_text(conversation_id, "您的留言已收到")  # no prefix match
+    assert not await store.has_message_text(conversation_id, "只在别的会话里")
+    assert not await store.has_message_text(other, "客户自己说的")
+
+
+async def test_recent_messages_page_back_from_the_newest(store: Store) -> None:
+    conversation_id = await new_conversation(store)
+    other = await new_conversation(store, "web:default:u2")
+    ids = []
+    for i in range(5):
+        ids.append(await add_message(store, conversation_id, f"第{i}条", direction="in" if i % 2 else "out"))
+        await add_message(store, other, f"别人的第{i}条", key="web:default:u2")
+
+    assert [m.id for m in await store.recent_messages(conversation_id)] == ids[::-1]
+    first = await store.recent_messages(conversation_id, limit=2)
+    assert [m.id for m in first] == [ids[4], ids[3]]
+    second = await store.recent_messages(conversation_id, before=first[-1].id, limit=2)
+    assert [m.text for m in second] == ["第2条", "第1条"]
+    last = await store.recent_messages(conversation_id, before=second[-1].id, limit=2)
+    assert [m.id for m in last] == [ids[0]]
+    assert await store.recent_messages(conversation_id, before=ids[0], limit=2) == []
+    assert await store.recent_messages(999_999) == []
+
+
 async def test_ping(store: Store) -> None:
     assert await store.ping()
 

@@ -18,6 +18,7 @@ import pytest
 from gateway.app import create_app
 from gateway.runtime import RUNTIME, Runtime
 from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatAPI, WeChatPush, fixture_xml, xml_dict
+from tests.gateway.db_faults import failing_replies
 from tests.waiting import eventually
 
 TOKEN = "kefu-test-token"
@@ -543,6 +544,17 @@ async def test_pipeline_error_is_a_503_so_wechat_retries_and_gets_the_answer(kef
     assert reply["Content"] == PAYMENT_ANSWER
     assert len(calls) == 2
     assert len(await kefu.inbound()) == 1
+
+
+async def test_a_database_error_is_a_503_with_nothing_stored_and_the_retry_is_answered(kefu):
+    xml = fixture_xml("text.xml", MsgId=new_msg_id())
+    async with failing_replies(kefu.runtime.store.engine):  # a real error, mid-transaction
+        status, _, _ = await kefu.shop.post(xml)
+    assert status == 503
+    assert await kefu.inbound() == []
+    reply = await ask(kefu.shop, xml)  # WeChat's retry of the same MsgId
+    assert reply["Content"] == PAYMENT_ANSWER
+    assert [m.text for m in await kefu.inbound()] == ["支持哪些支付方式"]
 
 
 async def test_failure_after_answering_success_is_handled_once_more(start_kefu, monkeypatch):

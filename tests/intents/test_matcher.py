@@ -108,3 +108,21 @@ def test_a_pasted_essay_is_matched_on_its_opening_and_still_fast(shop):
     assert time.perf_counter() - start < 0.5
     assert prediction.alternatives and prediction.alternatives[0].entry_id == "return-how"
     assert shop.classify("退货的事。" + "啰嗦" * 300 + "我要投诉").intent == "complaint"
+
+
+def test_a_repeated_text_is_answered_from_the_memo_with_the_same_prediction(shop):
+    first = shop.classify("怎么退货")
+    assert shop.classify("怎么退货") is first  # the memo's object, not a re-computation
+    assert shop.classify("怎么退货？") == shop.classify("怎么退货？")
+
+
+def test_memo_is_per_index_and_bounded(shop, monkeypatch):
+    shop.classify("怎么退货")
+    stricter = shop.with_thresholds(Thresholds(answer=0.99, suggest=0.98))
+    # Other thresholds, other decisions: the derived classifier must not reuse the memo's predictions.
+    assert stricter.classify("怎么退货").decision is not Decision.ANSWER
+    monkeypatch.setattr("intents.matcher.MEMO_SIZE", 3)
+    texts = [f"退货{i}" for i in range(6)]
+    for text in texts:
+        stricter.classify(text)
+    assert len(stricter._memo) == 3 and list(stricter._memo) == texts[-3:]
