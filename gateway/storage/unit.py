@@ -85,26 +85,24 @@ class SaDb:
 # --- SQLite: compiled statements on the driver's own connection -------------------------------------
 
 
-_REQUIRED = object()  # a parameter the caller must give (SQLAlchemy raises without it, so do we)
-
-
-@dataclass(frozen=True, slots=True)
-class _Bind:
-    name: str
-    processor: Callable[[Any], Any] | None
-    fallback: Any  # the statement's own value, _REQUIRED, or a column default when the caller gives none
-    call: bool = False  # fallback is a Python-side column default to call (SQLAlchemy passes it a context)
+Processor = Callable[[Any], Any]
+# Where a bound value comes from, besides the caller's parameters.
+_CONSTANT, _CALL = 1, 2
 
 
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     sql: str
-    binds: tuple[_Bind, ...]
-    columns: tuple[tuple[str, Callable[[Any], Any] | None], ...]  # result key, processor
+    # The positional values, planned once per (statement, parameter names): the caller's parameters in
+    # order when every value is theirs (the common case), else (kind, name or value, processor) steps.
+    params: tuple[tuple[str, Processor | None], ...] | None
+    steps: tuple[tuple[int, Any, Processor | None], ...]
+    columns: tuple[tuple[str, Processor | None], ...]  # result key, processor
 
 
 # (id(statement), parameter names) → (statement, compiled); the statement is kept so its id is never reused.
 _COMPILED: dict[tuple[int, frozenset[str]], tuple[Executable, _Compiled]] = {}
+_PARAM = 0
 
 
 def _column_defaults(compiled: Any) -> dict[str, tuple[Any, bool]]:
@@ -127,22 +125,34 @@ def _compile(statement: Executable, dialect: Dialect, keys: frozenset[str]) -> _
     # INSERT/UPDATE compile for the columns given (as SQLAlchemy does per execution); SELECT ignores it.
     compiled = statement.compile(dialect=dialect, column_keys=sorted(keys))  # type: ignore[attr-defined]
     defaults = _column_defaults(compiled)
-    binds = []
+    steps: list[tuple[int, Any, Processor | None]] = []
     for name in compiled.positiontup or ():
         bind = compiled.binds[name]
         processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-        if name in defaults:
-            fallback, call = defaults[name]
-            binds.append(_Bind(name, processor, fallback, call))
+        if name in keys:
+            steps.append((_PARAM, name, processor))
+        elif name in defaults:
+            value, call = defaults[name]
+            steps.append(
+                (_CALL, value, processor) if call else (_CONSTANT, _processed(value, processor), None)
+            )
+        elif bind.required:  # SQLAlchemy refuses to bind NULL for a value nobody gave
+            raise ValueError(f"a value is required for bind parameter {name!r}")
         else:
-            binds.append(_Bind(name, processor, _REQUIRED if bind.required else bind.effective_value))
+            steps.append((_CONSTANT, _processed(bind.effective_value, processor), None))
+    params = tuple((name, processor) for _, name, processor in steps)
     columns = []
     for column in getattr(statement, "exported_columns", ()):
         processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
         columns.append((column.key, processor))
-    result = _Compiled(compiled.string, tuple(binds), tuple(columns))
+    all_params = all(kind == _PARAM for kind, _, _ in steps)
+    result = _Compiled(compiled.string, params if all_params else None, tuple(steps), tuple(columns))
     _COMPILED[cache_key] = (statement, result)
     return result
+
+
+def _processed(value: Any, processor: Processor | None) -> Any:
+    return processor(value) if processor is not None else value
 
 
 class SqliteDb:
@@ -157,15 +167,16 @@ class SqliteDb:
     def _execute(self, statement: Executable, params: Mapping[str, Any] | None) -> tuple[_Compiled, Any]:
         params = params or {}
         compiled = _compile(statement, self._sa_dialect, frozenset(params))
-        values = []
-        for bind in compiled.binds:
-            if bind.name in params:
-                value = params[bind.name]
-            elif bind.fallback is _REQUIRED:
-                raise ValueError(f"a value is required for bind parameter {bind.name!r}")
-            else:
-                value = bind.fallback(None) if bind.call else bind.fallback
-            values.append(bind.processor(value) if bind.processor is not None else value)
+        if compiled.params is not None:
+            values = [params[n] if p is None else p(params[n]) for n, p in compiled.params]
+        else:
+            values = []
+            for kind, source, processor in compiled.steps:
+                if kind == _CONSTANT:
+                    values.append(source)
+                    continue
+                value = params[source] if kind == _PARAM else source(None)  # SQLAlchemy passes a context
+                values.append(value if processor is None else processor(value))
         try:
             return compiled, self._connection.execute(compiled.sql, values)
         except sqlite3.IntegrityError as exc:
@@ -192,9 +203,8 @@ class SqliteDb:
         return self._execute(statement, params)[1].rowcount
 
     def insert(self, statement: Executable, params: Mapping[str, Any]) -> int:
-        return int(
-            self._execute(statement, params)[1].lastrowid
-        )  # no RETURNING: it costs SQLite a result set
+        # lastrowid, not RETURNING: a result set costs SQLite more than the insert itself.
+        return int(self._execute(statement, params)[1].lastrowid)
 
 
 @dataclass(frozen=True, slots=True)
