@@ -66,7 +66,7 @@ def evaluate(classifier: Classifier, rows: Iterable[tuple[str, str]]) -> dict[st
     for text, expected in rows:
         n += 1
         start = time.perf_counter_ns()
-        prediction = classifier.classify(text)
+        prediction = classifier.classify(text, memo=False)
         latencies.append((time.perf_counter_ns() - start) / 1000)
         counts[prediction.decision] += 1
         is_answer = prediction.decision is Decision.ANSWER
