@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -29,23 +29,22 @@ _SQLITE_BEGIN: ContextVar[str] = ContextVar("kefu_sqlite_begin", default="deferr
 
 
 @contextmanager
-def sqlite_autocommit_read() -> Iterator[None]:
+def _begin_mode(mode: str) -> Iterator[None]:
+    token = _SQLITE_BEGIN.set(mode)
+    try:
+        yield
+    finally:
+        _SQLITE_BEGIN.reset(token)
+
+
+def sqlite_autocommit_read() -> AbstractContextManager[None]:
     """For ONE read-only statement: on SQLite it runs without BEGIN (no effect on PostgreSQL)."""
-    token = _SQLITE_BEGIN.set("none")
-    try:
-        yield
-    finally:
-        _SQLITE_BEGIN.reset(token)
+    return _begin_mode("none")
 
 
-@contextmanager
-def sqlite_writes() -> Iterator[None]:
+def sqlite_writes() -> AbstractContextManager[None]:
     """Transactions begun inside take SQLite's write lock at BEGIN (no effect on PostgreSQL)."""
-    token = _SQLITE_BEGIN.set("immediate")
-    try:
-        yield
-    finally:
-        _SQLITE_BEGIN.reset(token)
+    return _begin_mode("immediate")
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:

@@ -271,7 +271,17 @@ class GroupCommit:
         self._queue.append((work, future))
         if self._drainer is None:
             self._drainer = loop.create_task(self._drain(), name="kefu-sqlite-group-commit")
+            self._drainer.add_done_callback(self._drained)
         return await future
+
+    def _drained(self, task: asyncio.Task[None]) -> None:
+        # Also runs for a writer cancelled before it started (its body, and its `finally`, never ran).
+        if self._drainer is task:
+            self._drainer = None
+        if task.cancelled() and self._drainer is None:  # (a newer writer owns the queue otherwise)
+            for _, future in self._queue:
+                future.cancel()
+            self._queue.clear()
 
     async def _drain(self) -> None:
         try:
@@ -281,6 +291,12 @@ class GroupCommit:
                 try:
                     async with self._write_lock():
                         outcomes = await self._trip([work for work, _ in batch])
+                except asyncio.CancelledError:
+                    # Shutting down. A trip already on the driver's thread still commits; its callers are
+                    # cancelled with those still queued (see _drained).
+                    for _, future in batch:
+                        future.cancel()
+                    raise
                 except Exception as exc:  # the transaction itself failed (BEGIN, COMMIT, the connection)
                     await self.close()
                     for _, future in batch:
@@ -295,7 +311,8 @@ class GroupCommit:
                     else:
                         future.set_result(outcome)
         finally:
-            self._drainer = None
+            if self._drainer is asyncio.current_task():
+                self._drainer = None  # before the done-callback: a unit queued meanwhile starts a new writer
 
     async def _trip(self, works: list[Callable[[Db], Any]]) -> list[Any]:
         if self._driver is None:

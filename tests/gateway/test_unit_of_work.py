@@ -290,3 +290,17 @@ async def test_a_missing_parameter_is_refused_not_bound_as_null(sqlite_store: St
         await sqlite_store.run(
             lambda unit: unit.db.rows(_FIND_MESSAGE, {"channel": "web", "account": "default"})
         )
+
+
+async def test_cancelling_the_writer_cancels_its_waiting_callers(sqlite_store: Store) -> None:
+    await sqlite_store.run(lambda unit: None)  # the dedicated connection is open
+    group_commit = sqlite_store._group_commit
+    assert group_commit is not None
+    callers = [asyncio.ensure_future(sqlite_store.run(lambda unit: None)) for _ in range(3)]
+    await asyncio.sleep(0)  # the callers queued their units and started the writer
+    drainer = group_commit._drainer
+    assert drainer is not None
+    drainer.cancel()
+    results = await asyncio.gather(*callers, return_exceptions=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results), results
+    assert await sqlite_store.run(lambda unit: 42) == 42  # a new writer takes over
