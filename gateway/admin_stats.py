@@ -2,8 +2,8 @@
 
 Messages per hour (ranges up to 48 h) or per day by channel, bot resolution and handoff rates,
 first-response and waiting times, satisfaction, agents online and their load, the knowledge base's
-status, and the questions the bot could not answer grouped by similarity (greedy clustering on
-character-bigram Jaccard of the intents normaliser's output), so the FAQ editor sees what to add.
+status, and the questions the bot could not answer grouped by similarity (`handoff.reports.cluster_questions`
+with the intents normaliser, as in `kefu report`), so the FAQ editor sees what to add.
 
 Authorised by `admin.token` from the settings or by the token of an agent whose role is `admin`.
 """
@@ -15,7 +15,6 @@ import json
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,13 +24,14 @@ from gateway.bodies import http_error
 from gateway.runtime import RUNTIME, Runtime
 from gateway.storage import stats_queries
 from handoff.agents import Role, hash_token
+from handoff.reports import cluster_questions
 from intents.normalize import normalize
 
 DEFAULT_RANGE = timedelta(days=1)
 MAX_RANGE = timedelta(days=92)
 HOURLY_UP_TO = timedelta(hours=48)
-CLUSTER_THRESHOLD = 0.5
 MAX_CLUSTERS = 50
+MAX_EXAMPLES = 5  # wordings shown per group, the lead included
 
 
 def admin_stats_routes() -> list[web.AbstractRouteDef]:
@@ -90,72 +90,32 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-# --- clustering of unanswered questions ---------------------------------------------------------------
+# --- unanswered questions, grouped ---------------------------------------------------------------------
 
 
-def bigrams(text: str) -> frozenset[str]:
-    """Character bigrams of the normalised text (spaces removed); a one-character text is its own gram."""
-    compact = normalize(text).replace(" ", "")
-    if len(compact) < 2:
-        return frozenset({compact}) if compact else frozenset()
-    return frozenset(compact[i : i + 2] for i in range(len(compact) - 1))
-
-
-def jaccard(a: frozenset[str], b: frozenset[str]) -> float:
-    """|a ∩ b| / |a ∪ b| (0 for two empty sets)."""
-    if not a and not b:
-        return 0.0
-    return len(a & b) / len(a | b)
-
-
-@dataclass(slots=True)
-class Cluster:
-    """Similar unanswered questions: the most frequent wording represents them."""
-
-    text: str
-    grams: frozenset[str]
-    count: int = 0
-    examples: list[str] = field(default_factory=list)
-    channels: Counter[str] = field(default_factory=Counter)
-    last_at: datetime | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        """JSON-ready."""
-        return {
-            "text": self.text,
-            "count": self.count,
-            "examples": self.examples[:5],
-            "channels": dict(self.channels),
-            "last_at": self.last_at.isoformat() if self.last_at else None,
-        }
-
-
-def cluster_questions(
-    rows: Sequence[stats_queries.UnansweredRow], threshold: float = CLUSTER_THRESHOLD
-) -> list[Cluster]:
-    """Greedy clustering: wordings by frequency, each joins the first cluster it is similar enough to."""
-    by_form: dict[str, list[stats_queries.UnansweredRow]] = {}
-    for row in rows:
-        form = normalize(row.text).replace(" ", "")
-        if form:
-            by_form.setdefault(form, []).append(row)
-    clusters: list[Cluster] = []
-    for _form, members in sorted(by_form.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-        text = members[0].text.strip()
-        grams = bigrams(text)
-        home = next((c for c in clusters if jaccard(c.grams, grams) >= threshold), None)
-        if home is None:
-            home = Cluster(text=text, grams=grams)
-            clusters.append(home)
-        home.count += len(members)
-        if text not in home.examples:
-            home.examples.append(text)
-        for member in members:
-            home.channels[member.channel] += 1
-            if home.last_at is None or member.created_at > home.last_at:
-                home.last_at = member.created_at
-    clusters.sort(key=lambda c: (-c.count, c.text))
-    return clusters
+def unanswered_clusters(
+    rows: Sequence[stats_queries.UnansweredRow], limit: int = MAX_CLUSTERS
+) -> list[dict[str, Any]]:
+    """The dashboard's rows: `handoff.reports.cluster_questions` plus each group's channels and last time."""
+    # The query returns newest first; clustering breaks ties by first seen, so feed it oldest first.
+    ordered = sorted(rows, key=lambda r: r.created_at)
+    clusters = cluster_questions(
+        (r.text for r in ordered), normalize=normalize, limit=limit, max_examples=MAX_EXAMPLES - 1
+    )
+    out: list[dict[str, Any]] = []
+    for cluster in clusters:
+        members = [ordered[i] for i in cluster.members]
+        out.append(
+            {
+                "text": cluster.text,
+                "count": cluster.count,
+                # The lead wording first, as before (admin.js drops it when listing the other wordings).
+                "examples": [cluster.text, *cluster.examples],
+                "channels": dict(Counter(m.channel for m in members)),
+                "last_at": max(m.created_at for m in members).isoformat(),
+            }
+        )
+    return out
 
 
 # --- the numbers ----------------------------------------------------------------------------------------
@@ -279,7 +239,7 @@ async def compute_stats(runtime: Runtime, start: datetime, end: datetime) -> dic
             "distribution": {str(k): rating_counts.get(k, 0) for k in range(1, 6)},
         },
         "agents": agents,
-        "unanswered": [c.as_json() for c in cluster_questions(misses)[:MAX_CLUSTERS]],
+        "unanswered": unanswered_clusters(misses),
     }
 
 

@@ -76,13 +76,15 @@ def unauthorized(message: str) -> web.HTTPException:
     )
 
 
-async def authenticate(request: web.Request, *, allow_query: bool = False) -> AgentInfo:
-    """The enabled agent whose bearer token (or `?token=` for WebSockets) this request carries; else 401."""
+async def authenticate(request: web.Request, *, token: str | None = None) -> AgentInfo:
+    """The enabled agent whose bearer token this request carries; else 401.
+
+    Without an Authorization header, `token` is used: one the WebSocket found elsewhere in its handshake.
+    """
     header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    token = token.strip() if scheme.lower() == "bearer" else ""
-    if not token and allow_query:
-        token = request.query.get("token", "").strip()
+    scheme, _, bearer = header.partition(" ")
+    bearer = bearer.strip() if scheme.lower() == "bearer" else ""
+    token = bearer or (token or "").strip()
     if not token:
         raise unauthorized("missing bearer token (Authorization: Bearer <token> from `kefu agent add`)")
     agent = await service_of(request).db.agent_by_token_hash(hash_token(token))

@@ -5,6 +5,10 @@ for every gateway process. A console that reconnects sends `{"type": "resume", "
 gets what it missed. `{"type": "ping"}` every ~20 s is the heartbeat that keeps the agent online.
 Within one process `EventBus` wakes the sockets at once; events written by another process are picked
 up by a short poll (a Redis pub/sub wake-up is the later step for multi-process deployments).
+
+Authentication: `Authorization: Bearer <token>` (programs), or the subprotocols
+`Sec-WebSocket-Protocol: kefu.agent, token.<token>` (browsers, which cannot set headers on a WebSocket);
+the server answers with `kefu.agent`. `?token=<token>` still works but is deprecated (see PROTOCOL).
 """
 
 from __future__ import annotations
@@ -15,23 +19,33 @@ import json
 import logging
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType, hdrs, web
 
+from gateway.bodies import http_error
 from gateway.handoff_service import HandoffService
 
 logger = logging.getLogger(__name__)
 
 # How often a socket looks for events written by other processes (this process's wake it at once).
 POLL_S = 1.0
+# The browser console sends its token as a subprotocol, not in the URL, which proxies and access logs
+# record. Chosen over "token in the first frame": the token is still checked before the upgrade, so a
+# bad one is a plain 401 and there is no unauthenticated open socket to time out, and the Sec-WebSocket-
+# Protocol header is the only one a browser lets a page set on a WebSocket. Agent tokens (`kefu_` +
+# URL-safe base64) are valid subprotocol names as they are.
+PROTOCOL = "kefu.agent"
+TOKEN_PROTOCOL = "token."
+_query_token_warned = False  # the deprecation warning is logged once per process
 
 
 async def agent_ws(request: web.Request) -> web.StreamResponse:
     """Authenticate (401 before the upgrade), then push events and read pings/resumes until closed."""
     from gateway.agent_api import authenticate, service_of
 
-    agent = await authenticate(request, allow_query=True)
+    agent = await authenticate(request, token=handshake_token(request))
     service: HandoffService = service_of(request)
-    ws = web.WebSocketResponse(heartbeat=None)
+    # Answers `kefu.agent` when the client offered it (a browser fails a handshake that selects none).
+    ws = web.WebSocketResponse(heartbeat=None, protocols=(PROTOCOL,))
     await ws.prepare(request)
     service.sockets.add(ws)
     service.connected(agent)
@@ -114,3 +128,37 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
         except Exception:  # the database may be gone at shutdown; presence then times out by itself
             logger.warning("agent ws: could not mark agent %s offline", agent.id)
     return ws
+
+
+def handshake_token(request: web.Request) -> str | None:
+    """The token of the `token.<token>` subprotocol, else of the deprecated `?token=`; None when neither.
+
+    An Authorization header wins over both (see `authenticate`).
+    """
+    offered = [p.strip() for p in request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL, "").split(",")]
+    tokens = [p[len(TOKEN_PROTOCOL) :] for p in offered if p.startswith(TOKEN_PROTOCOL)]
+    if tokens:
+        if PROTOCOL not in offered:
+            # Refused here: aiohttp would log the offered protocols (the token among them) as unknown.
+            raise http_error(
+                web.HTTPBadRequest, f"offer the {PROTOCOL} subprotocol along with {TOKEN_PROTOCOL}<token>"
+            )
+        return tokens[0]
+    query = request.query.get("token", "").strip()
+    if query and not request.headers.get(hdrs.AUTHORIZATION):
+        _warn_query_token()
+        return query
+    return None
+
+
+def _warn_query_token() -> None:
+    global _query_token_warned
+    if _query_token_warned:
+        return
+    _query_token_warned = True
+    logger.warning(
+        "agent ws: a client sent its token as ?token= in the URL, which proxies and access logs may record; "
+        "this is deprecated: send Sec-WebSocket-Protocol: %s, %s<token> (docs/api.md)",
+        PROTOCOL,
+        TOKEN_PROTOCOL,
+    )

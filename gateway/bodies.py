@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -13,11 +14,16 @@ _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(r"[\[\]{}]")
 
 
-def http_error(cls: type[web.HTTPException], message: str, **kwargs: Any) -> web.HTTPException:
-    """An HTTP error with a JSON body `{"error": message}` (no traceback, no internals)."""
-    return cls(
-        text=json.dumps({"error": message}, ensure_ascii=False), content_type="application/json", **kwargs
-    )
+def http_error(
+    cls: type[web.HTTPException],
+    message: str,
+    *,
+    fields: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> web.HTTPException:
+    """An HTTP error with a JSON body `{"error": message, **fields}` (no traceback, no internals)."""
+    body = {"error": message, **(fields or {})}
+    return cls(text=json.dumps(body, ensure_ascii=False), content_type="application/json", **kwargs)
 
 
 async def read_body(request: web.Request, max_bytes: int) -> bytes:

@@ -16,6 +16,9 @@ _NAMES = (
 _SECRET_PARAM = re.compile(rf"(?i)\b({_NAMES})=([^&\s\"',;}}]+)")
 _SECRET_FIELD = re.compile(rf'(?i)"({_NAMES})"(\s*:\s*)"[^"]*"')
 _BEARER = re.compile(r"(?i)\b(bearer|qqbot)\s+[A-Za-z0-9._~+/=-]+")
+# The agent console's WebSocket subprotocol `token.<token>` (gateway.agent_ws), should a header be logged;
+# 16+ characters, so file names such as token.py stay readable.
+_TOKEN_PROTOCOL = re.compile(r"(?i)\btoken\.[A-Za-z0-9_~-]{16,}")
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -25,7 +28,8 @@ def mask(text: str) -> str:
     text = mask_sensitive(text)
     text = _SECRET_PARAM.sub(lambda m: f"{m.group(1)}=***", text)
     text = _SECRET_FIELD.sub(lambda m: f'"{m.group(1)}"{m.group(2)}"***"', text)
-    return _BEARER.sub(lambda m: f"{m.group(1)} ***", text)
+    text = _BEARER.sub(lambda m: f"{m.group(1)} ***", text)
+    return _TOKEN_PROTOCOL.sub("token.***", text)
 
 
 class MaskingFilter(logging.Filter):

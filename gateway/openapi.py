@@ -213,11 +213,28 @@ def spec() -> dict[str, Any]:
                 "get": {
                     **_op(
                         "WebSocket: pushed events {type: event, seq, type, conversation_id, data}; send {type: ping} "
-                        "as heartbeat and {type: resume, after: seq} after a reconnect. Token as Authorization header or ?token=",
+                        "as heartbeat and {type: resume, after: seq} after a reconnect. Token as Authorization header "
+                        "or as the subprotocols `kefu.agent, token.<token>` (browsers; the server answers kefu.agent); "
+                        "?token= is deprecated (URLs end up in proxy and access logs)",
                         ok=101,
-                        errors=(401,),
+                        errors=(400, 401),
                     ),
-                    "parameters": [{"name": "token", "in": "query", "required": False, "schema": _STR}],
+                    "parameters": [
+                        {
+                            "name": "Sec-WebSocket-Protocol",
+                            "in": "header",
+                            "required": False,
+                            "description": "kefu.agent, token.<token>",
+                            "schema": _STR,
+                        },
+                        {
+                            "name": "token",
+                            "in": "query",
+                            "required": False,
+                            "deprecated": True,
+                            "schema": _STR,
+                        },
+                    ],
                 }
             },
         },

@@ -25,6 +25,7 @@ from gateway.runtime import RUNTIME, Runtime
 from gateway.storage.report_queries import conversation_records
 from handoff.agents import hash_token
 from handoff.reports import RECORD_COLUMNS, build_rows, summarize, summary_table, write_records_csv
+from intents.normalize import normalize
 
 __all__ = ["report_routes"]
 
@@ -99,7 +100,7 @@ async def records_view(request: web.Request) -> web.StreamResponse:
     name = f"kefu-records-{start.astimezone(tz):%Y%m%d}-{(end - timedelta(seconds=1)).astimezone(tz):%Y%m%d}"
     if fmt == "json":
         rows = build_rows(records, **options)
-        summary = summarize(records, **options)
+        summary = summarize(records, **options, normalize=normalize)
         body = {
             "from": start.isoformat(),
             "to": end.isoformat(),
@@ -130,7 +131,9 @@ async def records_view(request: web.Request) -> web.StreamResponse:
 
 def _xlsx(records: list[Any], options: dict[str, Any]) -> bytes:
     buffer = io.BytesIO()
-    write_records_xlsx(build_rows(records, **options), summarize(records, **options), buffer)
+    write_records_xlsx(
+        build_rows(records, **options), summarize(records, **options, normalize=normalize), buffer
+    )
     return buffer.getvalue()
 
 

@@ -112,6 +112,7 @@ def _report(args: argparse.Namespace) -> int:
     from gateway.norms import group_hours, sla_policy
     from gateway.report_files import write_records_xlsx
     from handoff.reports import build_rows, summarize, summary_table, write_records_csv
+    from intents.normalize import normalize
 
     settings = _settings(args.config)
     if settings is None:
@@ -146,7 +147,7 @@ def _report(args: argparse.Namespace) -> int:
     rows = build_rows(records, **options)
     if fmt == "xlsx":
         buffer = io.BytesIO()
-        write_records_xlsx(rows, summarize(records, **options), buffer)
+        write_records_xlsx(rows, summarize(records, **options, normalize=normalize), buffer)
         data = buffer.getvalue()
         if args.output:
             with open(args.output, "wb") as fh:
@@ -160,7 +161,7 @@ def _report(args: argparse.Namespace) -> int:
 
             writer = csv.writer(text, lineterminator="\r\n")
             writer.writerow(["类别", "项目", "数值"])
-            writer.writerows(summary_table(summarize(records, **options)))
+            writer.writerows(summary_table(summarize(records, **options, normalize=normalize)))
         else:
             write_records_csv(rows, text)
         if args.output:

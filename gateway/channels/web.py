@@ -3,6 +3,9 @@
 Signing (when `channels.web.secret` is set): `X-Kefu-Signature: sha256=<hex hmac_sha256(secret, data)>`
 where data is the raw request body for POST, and the path with its query string for GET
 (e.g. `/web/conversations/u1/messages?after=3`). Callbacks to `callback_url` are signed over their body.
+
+Each user_id may post `channels.web.rate_limit_burst` messages at once and `rate_limit_per_minute` after
+that; past it the answer is 429 with Retry-After and `{"error", "code": "rate_limited", "retry_after"}`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from aiohttp import web
 from gateway.bodies import http_error, parse_json, read_body
 from gateway.channels.base import Outgoing, SendError
 from gateway.message import Message
+from gateway.rate_limit import RateLimiter, retry_after_header
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -34,6 +38,9 @@ MAX_TEXT = 2000
 MAX_NAME = 64
 MAX_MESSAGE_ID = 128
 FIELDS = ("user_id", "text", "message_id", "user_name")
+# What a visitor over the rate limit is told (the widget shows it); `code` is for programs.
+RATE_LIMITED = "rate_limited"
+RATE_LIMITED_TEXT = "您发送得太快了，请稍等几秒再发。"
 
 
 def sign(secret: str, data: bytes) -> str:
@@ -44,6 +51,13 @@ def sign(secret: str, data: bytes) -> str:
 def conversation_key(account: str, user_id: str) -> str:
     """`web:{account}:{user_id}`, the web channel's conversation key."""
     return f"{CHANNEL}:{account}:{user_id}"
+
+
+def visitor_rate_limit(settings: WebChannelSettings) -> RateLimiter | None:
+    """The per-visitor message limit of `channels.web` (None when `rate_limit_per_minute` is null)."""
+    if settings.rate_limit_per_minute is None:
+        return None
+    return RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
 
 
 class WebAdapter:
@@ -57,6 +71,8 @@ class WebAdapter:
         self.settings = settings
         self.runtime = runtime
         self.account = account
+        # Keyed by conversation key: /web/ws (which wraps this adapter) spends from the same buckets.
+        self.rate_limit = visitor_rate_limit(settings)
         if settings.secret is None:
             logger.warning(
                 "web channel has no secret: anyone who reaches it can post as any user_id and read that "
@@ -83,10 +99,23 @@ class WebAdapter:
             raise http_error(web.HTTPForbidden, f"invalid {SIGNATURE_HEADER}")
 
     async def post_message(self, request: web.Request) -> web.Response:
-        """A visitor's message in, the bot's replies out (a retried message_id gets the same replies)."""
+        """A visitor's message in, the bot's replies out (a retried message_id gets the same replies).
+
+        Past the visitor's rate limit: 429, and the message is neither handled nor stored.
+        """
         raw = await read_body(request, self.runtime.settings.server.max_body_bytes)
         self._verify(request, raw)
         message = self.parse(parse_json(raw))
+        # After the signature and parsing: a forged or broken request spends nobody's tokens.
+        wait = self.rate_limit.take(message.conversation_key) if self.rate_limit is not None else 0.0
+        if wait > 0:
+            retry_after = retry_after_header(wait)
+            raise http_error(
+                web.HTTPTooManyRequests,
+                RATE_LIMITED_TEXT,
+                fields={"code": RATE_LIMITED, "retry_after": int(retry_after)},
+                headers={"Retry-After": retry_after},
+            )
         result = await self.runtime.pipeline.handle(message)
         return web.json_response(
             {

@@ -12,7 +12,10 @@ Protocol (JSON text frames):
   `{"type": "message", "message": {id, direction, sender, sender_name, text, suggestions, client_id, at}}`
   (the visitor's own lines too, so several tabs stay in step) followed by
   `{"type": "status", "state", "position", "agent_name", "csat_pending"}`;
-- `{"type": "ping"}` → `{"type": "pong"}`.
+- `{"type": "ping"}` → `{"type": "pong"}`;
+- a visitor sending faster than `channels.web.rate_limit_*` allows (all their tabs and POST /web/messages
+  share one bucket) gets `{"type": "error", "code": "rate_limited", "client_id", "error": "您发送得太快了…",
+  "retry_after": <seconds>}` instead of an ack: that message is neither handled nor stored.
 
 Later texts (agent replies, queue notices, the CSAT question) reach the socket through the outbox:
 `WebChatSockets.send` wakes the visitor's sockets, which read the new rows from the database, so a
@@ -32,8 +35,18 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from gateway.channels.base import ChannelAdapter, Outgoing
-from gateway.channels.web import CHANNEL, MAX_NAME, MAX_TEXT, conversation_key
+from gateway.channels.web import (
+    CHANNEL,
+    MAX_NAME,
+    MAX_TEXT,
+    RATE_LIMITED,
+    RATE_LIMITED_TEXT,
+    WebAdapter,
+    conversation_key,
+    visitor_rate_limit,
+)
 from gateway.message import Message, utcnow
+from gateway.rate_limit import RateLimiter, retry_after_header
 from gateway.storage import MessageRow
 from handoff.queue import position_of
 from handoff.state import ConversationState
@@ -59,9 +72,12 @@ class WebChatSockets:
     database for the visitor's next visit.
     """
 
-    def __init__(self, inner: ChannelAdapter, runtime: Runtime) -> None:
+    def __init__(
+        self, inner: ChannelAdapter, runtime: Runtime, rate_limit: RateLimiter | None = None
+    ) -> None:
         self.inner = inner
         self.runtime = runtime
+        self.rate_limit = rate_limit  # per conversation key, so a visitor's tabs share one bucket
         self.channel = inner.channel
         self.account = inner.account
         self._wakers: dict[str, set[asyncio.Event]] = {}
@@ -233,6 +249,19 @@ class _Session:
         if problem is not None:
             await self.send_json({"type": "error", "client_id": client_id, "error": problem})
             return
+        limit = self.hub.rate_limit
+        wait = limit.take(self.key) if limit is not None else 0.0
+        if wait > 0:
+            await self.send_json(
+                {
+                    "type": "error",
+                    "code": RATE_LIMITED,
+                    "client_id": client_id,
+                    "error": RATE_LIMITED_TEXT,
+                    "retry_after": int(retry_after_header(wait)),
+                }
+            )
+            return
         if isinstance(name, str) and name.strip() and len(name) <= MAX_NAME:
             self.name = name.strip()
         assert isinstance(text, str)
@@ -325,6 +354,11 @@ def install_web_chat(runtime: Runtime, add_routes: Callable[[list[web.AbstractRo
     inner = runtime.adapters.get(key)
     if inner is None or isinstance(inner, WebChatSockets):
         return
-    hub = WebChatSockets(inner, runtime)
+    # The webhook adapter's limiter, so a visitor's socket and HTTP posts spend from the same bucket.
+    if isinstance(inner, WebAdapter):
+        rate_limit = inner.rate_limit
+    else:
+        rate_limit = visitor_rate_limit(runtime.settings.channels.web)
+    hub = WebChatSockets(inner, runtime, rate_limit)
     runtime.adapters[key] = hub  # the outbox now delivers web texts through the hub
     add_routes(hub.own_routes())

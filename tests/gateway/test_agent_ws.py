@@ -4,11 +4,13 @@ sequence numbers, resume after a reconnect (also across a restart), and the hear
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any
 
 import aiohttp
 import pytest
 
+from gateway import agent_ws
 from gateway.app import create_app
 from tests.gateway.test_agent_api import complaint, customer_says, make_agent
 from tests.gateway.test_handoff_flow import handoff_section, next_event
@@ -105,3 +107,49 @@ async def test_a_reconnecting_console_resumes_what_it_missed_even_after_a_restar
     await ws.send_json({"type": "resume", "after": -1})
     assert (await next_frame(ws))["type"] == "error"
     await ws.close()
+
+
+async def test_the_console_sends_its_token_as_a_subprotocol_not_in_the_url(
+    gateway: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = await make_agent(gateway, "丁")
+    ws = await gateway.ws_connect("/api/v1/agent/ws", protocols=("kefu.agent", f"token.{a.token}"))
+    assert ws.protocol == "kefu.agent"  # the token is never echoed back
+    hello = await ws.receive_json(timeout=5)
+    assert hello["type"] == "hello" and hello["agent"]["name"] == "丁"
+    await ws.send_json({"type": "ping"})
+    assert (await next_frame(ws))["type"] == "pong"
+    await ws.close()
+
+    with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+        await gateway.ws_connect("/api/v1/agent/ws", protocols=("kefu.agent", "token.kefu_wrong"))
+    assert err.value.status == 401
+    # Without kefu.agent a browser would fail the handshake anyway: refused, the token not logged.
+    with caplog.at_level(logging.DEBUG), pytest.raises(aiohttp.WSServerHandshakeError) as err:
+        await gateway.ws_connect("/api/v1/agent/ws", protocols=(f"token.{a.token}",))
+    assert err.value.status == 400
+    assert a.token not in caplog.text
+
+
+async def test_a_token_in_the_url_still_works_with_a_one_time_deprecation_warning(
+    gateway: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(agent_ws, "_query_token_warned", False)
+    a = await make_agent(gateway, "戊")
+    with caplog.at_level(logging.WARNING, logger="gateway.agent_ws"):
+        for _ in range(2):
+            ws = await gateway.ws_connect("/api/v1/agent/ws", params={"token": a.token})
+            assert (await ws.receive_json(timeout=5))["type"] == "hello"
+            await ws.close()
+    warnings = [r for r in caplog.records if r.name == "gateway.agent_ws"]
+    assert len(warnings) == 1 and "deprecated" in warnings[0].getMessage()
+    assert a.token not in caplog.text
+    # A bearer header or the subprotocol does not warn.
+    caplog.clear()
+    monkeypatch.setattr(agent_ws, "_query_token_warned", False)
+    with caplog.at_level(logging.WARNING, logger="gateway.agent_ws"):
+        ws = await a.ws()
+        await ws.close()
+        ws = await gateway.ws_connect("/api/v1/agent/ws", protocols=("kefu.agent", f"token.{a.token}"))
+        await ws.close()
+    assert not [r for r in caplog.records if r.name == "gateway.agent_ws"]

@@ -29,6 +29,15 @@ def test_secrets_in_urls_and_headers_are_masked() -> None:
         mask('{"access_token": "ACCESS", "expires_in": 7200}')
         == '{"access_token": "***", "expires_in": 7200}'
     )
+    # The agent console's token in a WebSocket URL (deprecated) or its subprotocol header.
+    assert (
+        mask("GET /api/v1/agent/ws?token=kefu_abc123 HTTP/1.1") == "GET /api/v1/agent/ws?token=*** HTTP/1.1"
+    )
+    assert (
+        mask("Sec-WebSocket-Protocol: kefu.agent, token.kefu_Xy9-abcdefghijklmnop")
+        == "Sec-WebSocket-Protocol: kefu.agent, token.***"
+    )
+    assert mask('File "gateway/token.py", line 3') == 'File "gateway/token.py", line 3'
     # Prose that merely mentions a secret is left readable.
     assert mask("web channel has no secret: anyone can post") == "web channel has no secret: anyone can post"
 

@@ -67,6 +67,7 @@ async def test_json_rows_and_summary(client: Any, admin_headers: dict[str, str])
     assert body["columns"][0] == "会话编号" and len(body["rows"]) == 3
     assert body["rows"][0][1] == "2026-11-24 09:05:00"
     assert ["总量", "会话数", 3] in body["summary"]
+    assert ["未解答问题", "可以开专票吗", 1] in body["summary"]
     assert body["satisfaction"]["average"] == 4.0
 
 

@@ -100,6 +100,26 @@ logging: {level: verbose}
     assert len(caught.value.problems) == 7
 
 
+def test_the_web_rate_limit_defaults_overrides_and_bad_values(tmp_path: Path) -> None:
+    shipped = load_settings(SHIPPED_CONFIG, env={}).channels.web
+    assert (shipped.rate_limit_per_minute, shipped.rate_limit_burst) == (60, 5)
+    web = load_settings(
+        None,
+        env={"KEFU_CHANNELS__WEB__RATE_LIMIT_PER_MINUTE": "30", "KEFU_CHANNELS__WEB__RATE_LIMIT_BURST": "3"},
+    ).channels.web
+    assert (web.rate_limit_per_minute, web.rate_limit_burst) == (30, 3)
+    off = write(tmp_path, "channels: {web: {rate_limit_per_minute: null}}\n")
+    assert load_settings(off, env={}).channels.web.rate_limit_per_minute is None
+
+    bad = write(tmp_path, "channels: {web: {rate_limit_per_minute: 0, rate_limit_burst: yes}}\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(bad, env={})
+    assert caught.value.problems == [
+        "channels.web.rate_limit_per_minute: Input should be greater than 0 (got 0)",
+        "channels.web.rate_limit_burst: must be a number, not true/false (got True)",
+    ]
+
+
 def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
     path = write(tmp_path, "server:\n  port: 80\n  host: [unclosed\n")
     with pytest.raises(SettingsError, match=r"gateway\.yaml:\d+: not valid YAML"):

@@ -54,21 +54,22 @@ async def test_polling_returns_the_conversation_after_a_cursor(app_client: Any) 
     assert bad.status == 400 and "after" in (await bad.json())["error"]
 
 
+async def post_raw(client: Any, raw: bytes, signature: str | None = None) -> Any:
+    """POST a raw JSON body to /web/messages, signed when a signature is given."""
+    headers = {"Content-Type": "application/json"}
+    if signature is not None:
+        headers["X-Kefu-Signature"] = signature
+    return await client.post("/web/messages", data=raw, headers=headers)
+
+
 async def test_signed_requests_when_a_secret_is_set(aiohttp_client: Any, settings_factory: Any) -> None:
     client = await aiohttp_client(create_app(settings_factory(channels={"web": {"secret": SECRET}})))
     raw = json.dumps({"user_id": "s1", "text": "怎么退货"}, ensure_ascii=False).encode()
-    headers = {"Content-Type": "application/json"}
 
-    missing = await client.post("/web/messages", data=raw, headers=headers)
+    missing = await post_raw(client, raw)
     assert missing.status == 403 and "missing X-Kefu-Signature" in (await missing.json())["error"]
-    forged = await client.post(
-        "/web/messages", data=raw, headers={**headers, "X-Kefu-Signature": sign("guess", raw)}
-    )
-    assert forged.status == 403
-    good = await client.post(
-        "/web/messages", data=raw, headers={**headers, "X-Kefu-Signature": sign(SECRET, raw)}
-    )
-    assert good.status == 200
+    assert (await post_raw(client, raw, sign("guess", raw))).status == 403
+    assert (await post_raw(client, raw, sign(SECRET, raw))).status == 200
 
     path = "/web/conversations/s1/messages?after=0"
     assert (await client.get(path)).status == 403
@@ -143,3 +144,64 @@ async def test_without_a_callback_pushed_replies_wait_for_the_poll(app_client: A
         await app_client.get("/web/conversations/p1/messages", params={"after": first["message_id"]})
     ).json()
     assert result.replies[0].text in [m["text"] for m in polled["messages"]]
+
+
+class FakeClock:
+    """Seconds that move only when the test says so (swapped into the app's rate limiter)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def limited_app(settings_factory: Any, **web_settings: Any) -> tuple[web.Application, FakeClock]:
+    """A gateway whose web rate limiter runs on a fake clock."""
+    app = create_app(settings_factory(channels={"web": web_settings}))
+    clock = FakeClock()
+    limiter = app[RUNTIME].adapters[("web", "default")].rate_limit  # type: ignore[attr-defined]
+    limiter.clock = clock
+    return app, clock
+
+
+async def test_a_visitor_posting_too_fast_gets_429_and_the_message_is_not_stored(
+    aiohttp_client: Any, settings_factory: Any
+) -> None:
+    app, clock = limited_app(settings_factory, rate_limit_burst=2, rate_limit_per_minute=30)
+    client = await aiohttp_client(app)
+    for text in ("你好", "怎么退货"):
+        assert (await client.post("/web/messages", json={"user_id": "fast", "text": text})).status == 200
+
+    refused = await client.post("/web/messages", json={"user_id": "fast", "text": "在吗在吗"})
+    assert refused.status == 429
+    assert refused.headers["Retry-After"] == "2"  # 30 a minute: one every 2 s
+    assert await refused.json() == {
+        "error": "您发送得太快了，请稍等几秒再发。",
+        "code": "rate_limited",
+        "retry_after": 2,
+    }
+    stored = await client.app[RUNTIME].store.messages_for_key("web:default:fast", direction="in")
+    assert [m.text for m in stored] == ["你好", "怎么退货"]
+    # Someone else is not slowed down by it, and the visitor is served again after the wait.
+    assert (await client.post("/web/messages", json={"user_id": "calm", "text": "你好"})).status == 200
+    clock.now += 2
+    again = await client.post("/web/messages", json={"user_id": "fast", "text": "在吗在吗"})
+    assert again.status == 200
+
+
+async def test_a_forged_request_spends_nobodys_tokens(aiohttp_client: Any, settings_factory: Any) -> None:
+    app, _clock = limited_app(settings_factory, secret=SECRET, rate_limit_burst=1)
+    client = await aiohttp_client(app)
+    raw = json.dumps({"user_id": "victim", "text": "你好"}, ensure_ascii=False).encode()
+    for _ in range(3):
+        assert (await post_raw(client, raw, sign("guess", raw))).status == 403
+    assert (await post_raw(client, raw, sign(SECRET, raw))).status == 200
+
+
+async def test_the_rate_limit_can_be_switched_off(aiohttp_client: Any, settings_factory: Any) -> None:
+    settings = settings_factory(channels={"web": {"rate_limit_per_minute": None, "rate_limit_burst": 1}})
+    client = await aiohttp_client(create_app(settings))
+    for i in range(4):
+        resp = await client.post("/web/messages", json={"user_id": "bulk", "text": f"第{i}条"})
+        assert resp.status == 200

@@ -239,9 +239,9 @@ def test_the_days_aggregates() -> None:
     assert (s.handed_off, s.tickets) == (4, 1)
     assert s.handoff_reasons == {"asked_human": 2, "complaint": 1, "no_match": 1}
     assert s.top_faq == [("faq-ship", "什么时候发货", 2), ("faq-refund", "如何退款", 1)]
+    # Three wordings of one question (the 吗/么/你们/可以 frame is not what they are about).
     assert [(c.text, c.count, c.examples) for c in s.top_unanswered] == [
-        ("你们支持货到付款吗", 2, ("支持货到付款么？",)),
-        ("可以货到付款吗", 1, ()),
+        ("你们支持货到付款吗", 3, ("可以货到付款吗", "支持货到付款么？")),
     ]
     assert s.first_response_breaches == ["c3", "c5"]
     assert s.follow_up_overdue == []
@@ -355,3 +355,83 @@ def test_clustering_takes_the_projects_normalizer() -> None:
         normalize=lambda s: s.replace("貨", "货").replace("麼", "么").replace("辦", "办"),
     )
     assert [(c.text, c.count) for c in clusters] == [("退貨怎麼辦", 2)]
+
+
+def test_clustering_groups_paraphrases_and_keeps_unrelated_questions_apart() -> None:
+    clusters = cluster_questions(
+        [
+            "请问你们几点下班",
+            "请问你们几点发货",  # same frame, different question
+            "几点下班呢",
+            "如何开发票",
+            "怎么开发票？",
+            "可以开发票吗",
+            "运费谁出",
+        ]
+    )
+    assert [(c.text, c.count, c.examples) for c in clusters] == [
+        ("如何开发票", 3, ("怎么开发票？", "可以开发票吗")),
+        ("请问你们几点下班", 2, ("几点下班呢",)),
+        ("请问你们几点发货", 1, ()),
+        ("运费谁出", 1, ()),
+    ]
+
+
+def test_clustering_orders_by_count_then_first_seen_and_reports_members() -> None:
+    texts = ["运费谁出", "几点发货", "怎么退款", "怎么退款？", "几点发货", "运费谁出"]
+    clusters = cluster_questions(texts)
+    assert [(c.text, c.count, c.members) for c in clusters] == [
+        ("运费谁出", 2, (0, 5)),
+        ("几点发货", 2, (1, 4)),
+        ("怎么退款", 2, (2, 3)),
+    ]
+    # Another arrival order, another tie order; a bigger group still comes first.
+    again = [
+        "怎么退款",
+        "几点发货",
+        "运费谁出",
+        "几点发货",
+        "运费谁出",
+        "怎么退款",
+        "包邮吗",
+        "包邮吗",
+        "包邮吗",
+    ]
+    assert [(c.text, c.count) for c in cluster_questions(again)] == [
+        ("包邮吗", 3),
+        ("怎么退款", 2),
+        ("几点发货", 2),
+        ("运费谁出", 2),
+    ]
+
+
+def test_the_most_asked_wording_and_its_most_common_spelling_represent_a_group() -> None:
+    clusters = cluster_questions(["能开专票吗？", "可以开专票吗", "能开专票吗", "能开专票吗", "可以开专票吗"])
+    assert [(c.text, c.count, c.examples) for c in clusters] == [("能开专票吗", 5, ("可以开专票吗",))]
+
+
+def test_punctuation_width_case_and_spaces_do_not_make_a_new_wording() -> None:
+    clusters = cluster_questions(["退款ＡＢＣ！", "退款 abc", " 退款，Abc？ ", "\t退款abc"])
+    assert [(c.text, c.count, c.examples, c.members) for c in clusters] == [
+        ("退款ＡＢＣ！", 4, (), (0, 1, 2, 3))
+    ]
+
+
+def test_a_wording_joins_the_group_it_is_most_similar_to() -> None:
+    # "优惠券过期了怎么用" clears the threshold for both leads (0.44 and 0.78): it goes to the closer one,
+    # not to the first (bigger) group it is similar enough to.
+    texts = ["优惠券怎么用", "优惠券怎么用", "优惠券怎么用", "优惠券过期了怎么办", "优惠券过期了怎么用"]
+    clusters = cluster_questions(texts, threshold=0.4)
+    assert [(c.text, c.count, c.examples) for c in clusters] == [
+        ("优惠券怎么用", 3, ()),
+        ("优惠券过期了怎么办", 2, ("优惠券过期了怎么用",)),
+    ]
+
+
+def test_examples_and_limit() -> None:
+    texts = ["怎么开发票", "如何开发票", "怎样开发票", "怎么样开发票", "开发票怎么", "其他"]
+    [first, *_] = cluster_questions(texts, max_examples=2)
+    assert first.count == 5 and first.examples == ("如何开发票", "怎样开发票")
+    assert cluster_questions(texts, limit=1) == cluster_questions(texts, limit=None)[:1]
+    # A text that is all frame is compared as written rather than dropped.
+    assert [(c.text, c.count) for c in cluster_questions(["你好吗", "你好吗"])] == [("你好吗", 2)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from gateway.admin_stats import bigrams, buckets, cluster_questions, durations, jaccard
+from gateway.admin_stats import buckets, durations, unanswered_clusters
 from gateway.storage.stats_queries import UnansweredRow
 
 AT = datetime(2026, 11, 24, 8, 30, tzinfo=UTC)
@@ -15,16 +15,44 @@ def rows(*texts: str) -> list[UnansweredRow]:
 
 
 def test_similar_wordings_are_counted_together_and_the_most_frequent_represents_them() -> None:
-    clusters = cluster_questions(
+    clusters = unanswered_clusters(
         rows("能开专票吗", "能开专票吗？", "能开专票吗", "可以开专票吗", "你们几点下班", "几点下班")
     )
-    assert [(c.text, c.count) for c in clusters] == [("能开专票吗", 4), ("你们几点下班", 2)]
-    assert "可以开专票吗" in clusters[0].examples
+    assert [(c["text"], c["count"]) for c in clusters] == [("能开专票吗", 4), ("你们几点下班", 2)]
+    assert clusters[0]["examples"] == ["能开专票吗", "可以开专票吗"]  # the lead first, as admin.js expects
 
 
 def test_full_width_and_traditional_forms_are_one_question() -> None:
-    assert jaccard(bigrams("退款ＡＢＣ"), bigrams("退款abc")) == 1.0
-    assert len(cluster_questions(rows("發票怎麼開", "发票怎么开"))) == 1
+    # The dashboard passes the intents normaliser: full-width → half-width, traditional → simplified.
+    clusters = unanswered_clusters(rows("發票怎麼開", "发票怎么开", "退款ＡＢＣ", "退款abc"))
+    assert [(c["text"], c["count"]) for c in clusters] == [("發票怎麼開", 2), ("退款ＡＢＣ", 2)]
+
+
+def test_each_group_carries_its_channels_and_last_time() -> None:
+    later = AT + timedelta(hours=2)
+    misses = [
+        # Newest first, as stats_queries.unanswered returns them.
+        UnansweredRow(3, "qq", "几点下班", "handoff", later),
+        UnansweredRow(2, "wechat", "你们几点下班", "suggest", AT + timedelta(hours=1)),
+        UnansweredRow(1, "web", "几点下班", "handoff", AT),
+    ]
+    [cluster] = unanswered_clusters(misses)
+    assert cluster == {
+        "text": "几点下班",
+        "count": 3,
+        "examples": ["几点下班", "你们几点下班"],
+        "channels": {"web": 1, "wechat": 1, "qq": 1},
+        "last_at": later.isoformat(),
+    }
+
+
+def test_equal_counts_list_the_question_asked_first_first_and_the_limit_applies() -> None:
+    misses = [
+        UnansweredRow(2, "web", "怎么退款", "handoff", AT + timedelta(minutes=5)),
+        UnansweredRow(1, "web", "几点发货", "handoff", AT),
+    ]
+    assert [c["text"] for c in unanswered_clusters(misses)] == ["几点发货", "怎么退款"]
+    assert [c["text"] for c in unanswered_clusters(misses, limit=1)] == ["几点发货"]
 
 
 def test_short_ranges_are_hourly_and_long_ones_daily() -> None:

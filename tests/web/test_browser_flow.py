@@ -27,11 +27,15 @@ async def test_customer_agent_and_admin_work_one_conversation_end_to_end(
     # The agent signs in first (online), so the handoff queues instead of leaving a 留言.
     agent_ctx = await new_context()
     agent = watch(await agent_ctx.new_page(), guard)
+    sockets: list[str] = []
+    agent.on("websocket", lambda ws: sockets.append(ws.url))
     await agent.goto(gateway.url + "/agent")
     await agent.get_by_label("客服令牌").fill(token)
     await agent.get_by_role("button", name="登录").click()
     await expect(agent.locator("#me")).to_have_text("小王")
     await expect(agent.locator("#conn")).to_have_text("已连接")
+    # The token went in the subprotocol header, not the URL that proxies and access logs keep.
+    assert sockets and all(url.endswith("/api/v1/agent/ws") for url in sockets)
 
     # --- the customer, on a phone -------------------------------------------------------------------
     customer_ctx = await new_context(viewport=PHONE, is_mobile=True, has_touch=True)

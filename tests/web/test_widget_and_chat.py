@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from gateway.rate_limit import RateLimiter
 from tests.conftest import ADMIN_TOKEN
 from tests.web.conftest import Gateway, Guard, screenshot, watch
 
@@ -205,3 +206,48 @@ async def test_an_agent_reply_to_an_offline_visitor_waits_in_their_history(gatew
             "csat_pending": False,
         }
         await ws.close()
+
+
+async def test_a_visitor_typing_too_fast_sees_a_notice_and_can_send_the_line_again(
+    gateway: Gateway, new_context: Any, guard: Guard, expect: Any
+) -> None:
+    clock = FakeClock()
+    hub = gateway.runtime.adapters[("web", "default")]
+    hub.rate_limit = RateLimiter(per_minute=60, burst=2, clock=clock)  # type: ignore[attr-defined]
+    context = await new_context(viewport={"width": 390, "height": 760})
+    page = watch(await context.new_page(), guard)
+    await page.goto(gateway.url + "/chat")
+    await expect(page.locator("#status")).to_contain_text("智能客服在线")
+    box = page.get_by_label("输入消息")
+    for text in ("你好", "怎么退货", "在吗在吗"):
+        await box.fill(text)
+        await box.press("Enter")
+
+    refused = page.locator(".msg.in.failed")
+    await expect(refused.locator(".bubble")).to_have_text("在吗在吗")
+    await expect(refused.locator(".meta")).to_contain_text("您发送得太快了，请稍等几秒再发。")
+    await screenshot(page, "chat-rate-limited")
+    visitor = await page.evaluate("localStorage.getItem('kefu.visitor')")
+    key = f"web:default:{visitor}"
+    stored = await gateway.runtime.store.messages_for_key(key, direction="in")
+    assert [m.text for m in stored] == ["你好", "怎么退货"]
+
+    clock.now += 1  # a second later
+    await refused.get_by_role("button", name="重发").click()
+    await expect(page.locator(".msg.failed")).to_have_count(0)
+    await expect(page.locator(".msg.pending")).to_have_count(0)
+    await expect(page.locator(".msg.in .bubble")).to_have_text(["你好", "怎么退货", "在吗在吗"])
+    stored = await gateway.runtime.store.messages_for_key(key, direction="in")
+    assert [m.text for m in stored] == ["你好", "怎么退货", "在吗在吗"]
+    await context.close()
+    guard.check()
+
+
+class FakeClock:
+    """Seconds that move only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now

@@ -64,7 +64,8 @@
 
   // --- live events -----------------------------------------------------------------------------
   function connect() {
-    socket = new WebSocket(wsUrl("/api/v1/agent/ws?token=" + encodeURIComponent(token)));
+    // The token rides in the Sec-WebSocket-Protocol header, not the URL (proxies and access logs keep URLs).
+    socket = new WebSocket(wsUrl("/api/v1/agent/ws"), ["kefu.agent", "token." + token]);
     let ping = null;
     socket.onopen = () => {
       retry = 0;

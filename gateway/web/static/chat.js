@@ -85,6 +85,22 @@
     scrollDown();
   }
 
+  /** Too fast: the server kept nothing; the line stays with the server's notice and a button to send it again. */
+  function notSent(node, p, notice) {
+    const meta = node.querySelector(".meta");
+    node.classList.add("failed");
+    meta.replaceChildren(notice + " ", el("button", {
+      type: "button", class: "resend", text: "重发",
+      onclick: () => {
+        node.classList.remove("failed");
+        meta.textContent = "发送中…";
+        pending.push(p); // the same client id: it was never stored
+        savePending();
+        transmit(p);
+      },
+    }));
+  }
+
   function setStatus(s) {
     let text = "智能客服在线，有问题随时问我";
     if (s.state === "queued") text = s.position ? "正在为您转接人工客服，当前排队第 " + s.position + " 位" : "正在为您转接人工客服…";
@@ -127,6 +143,10 @@
       if (data.type === "history") {
         data.messages.forEach(render);
         setStatus(data.status);
+        // Lines the history shows were stored (only their ack was lost): nothing to resend.
+        const stored = new Set(data.messages.map((m) => m.client_id).filter(Boolean));
+        pending = pending.filter((p) => !stored.has(p.client_id));
+        savePending();
         // Whatever was not acknowledged before the connection dropped goes again (never stored twice).
         pending.forEach((p) => { showPending(p); transmit(p); });
       } else if (data.type === "message") {
@@ -137,10 +157,12 @@
         pending = pending.filter((p) => p.client_id !== data.client_id);
         savePending();
       } else if (data.type === "error" && data.client_id) {
+        const failed = pending.find((p) => p.client_id === data.client_id);
         pending = pending.filter((p) => p.client_id !== data.client_id);
         savePending();
         const node = pendingNodes.get(data.client_id);
-        if (node) node.querySelector(".meta").textContent = "发送失败：" + data.error;
+        if (node && failed && data.code === "rate_limited") notSent(node, failed, data.error);
+        else if (node) node.querySelector(".meta").textContent = "发送失败：" + data.error;
       }
     });
     socket.addEventListener("close", () => {
