@@ -371,8 +371,10 @@ async def _closed(base: str, account: str, safe: bool, requests: int, *, distinc
     return await closed_loop(base, payloads.make(requests), CONCURRENCY, CLOSED_MAX_S)
 
 
-async def _paced(base: str, account: str, safe: bool, rate: float = PACED_RATE) -> Result:
-    payloads = Payloads(account, safe)
+async def _paced(
+    base: str, account: str, safe: bool, rate: float = PACED_RATE, *, distinct: bool = False
+) -> Result:
+    payloads = Payloads(account, safe, distinct=distinct)
     return await paced(base, payloads.make(int(rate * PACED_SECONDS)), rate)
 
 
@@ -416,6 +418,9 @@ def run() -> list[str]:
                 result = asyncio.run(_paced(base, "safe" if safe else "plain", safe))
             results[("paced", mode)] = result
             lines.append(_fmt(f"kefu paced {PACED_RATE}/s, {mode}", result))
+        with _server("kefu", _write_config(Path(tmp) / "paced-new-texts", api_base)) as base:
+            result = asyncio.run(_paced(base, "plain", False, distinct=True))
+        lines.append(_fmt(f"kefu paced {PACED_RATE}/s, no memo hits", result))
     for mode in ("plaintext", "safe"):
         bare_result, kefu_result = results[("bare", mode)], results[("kefu", mode)]
         ratio = kefu_result.throughput / bare_result.throughput if bare_result.throughput else 0.0
