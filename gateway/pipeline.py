@@ -1,8 +1,9 @@
 """What happens to each inbound message: dedupe, store, route, classify, collect replies.
 
-One transaction per message: the inbound row, its classification, the replies and the conversation
-state commit together, so a database error leaves nothing half-written and the platform's retry is
-handled from scratch. Replies are collected, not sent (rasa-sdk's CollectingDispatcher): the adapter
+One unit of work per message (`Store.run`): the inbound row, its classification, the replies and the
+conversation state commit together (on SQLite in a group commit with other messages' units, each in its
+own savepoint), so a database error leaves nothing half-written and the platform's retry is handled from
+scratch. The classification is computed before the unit, outside SQLite's write lock. Replies are collected, not sent (rasa-sdk's CollectingDispatcher): the adapter
 renders them in its webhook response, or calls `push_replies` to deliver them through the outbox.
 """
 
