@@ -679,6 +679,11 @@ class Store:
         all). PostgreSQL: in SQLAlchemy's greenlet bridge over asyncpg, concurrently with other units.
         """
         if self._group_commit is not None:
+            if self._writer is not None and self._writer is asyncio.current_task():
+                # The group commit's writer would wait for this task's write lock forever.
+                raise RuntimeError(
+                    "Store.run inside a write transaction of the same task: use Transaction.run"
+                )
             return await self._group_commit.run(lambda db: work(Unit(db)))
         try:
             async with self.engine.begin() as conn:

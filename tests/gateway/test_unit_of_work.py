@@ -304,3 +304,11 @@ async def test_cancelling_the_writer_cancels_its_waiting_callers(sqlite_store: S
     results = await asyncio.gather(*callers, return_exceptions=True)
     assert all(isinstance(r, asyncio.CancelledError) for r in results), results
     assert await sqlite_store.run(lambda unit: 42) == 42  # a new writer takes over
+
+
+async def test_a_unit_inside_a_write_transaction_is_refused_not_deadlocked(sqlite_store: Store) -> None:
+    async with sqlite_store.transaction() as tx:
+        with pytest.raises(RuntimeError, match="Transaction.run"):
+            async with asyncio.timeout(5):  # same task (wait_for would run it in another one)
+                await sqlite_store.run(lambda unit: None)
+        assert await tx.run(lambda unit: 7) == 7  # the same unit, inside the transaction
