@@ -24,6 +24,7 @@ from gateway.bodies import http_error
 from gateway.runtime import RUNTIME, Runtime
 from gateway.storage import stats_queries
 from handoff.agents import Role, hash_token
+from handoff.privacy import mask_sensitive
 from handoff.reports import cluster_questions
 from intents.normalize import normalize
 
@@ -94,9 +95,14 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
 
 
 def unanswered_clusters(
-    rows: Sequence[stats_queries.UnansweredRow], limit: int = MAX_CLUSTERS
+    rows: Sequence[stats_queries.UnansweredRow], limit: int = MAX_CLUSTERS, *, mask: bool = True
 ) -> list[dict[str, Any]]:
-    """The dashboard's rows: `handoff.reports.cluster_questions` plus each group's channels and last time."""
+    """The dashboard's rows: `handoff.reports.cluster_questions` plus each group's channels and last time.
+
+    mask: phone, ID-card and bank-card numbers masked in the texts, as in reports (`privacy.mask_exports`):
+    the dashboard shows what customers ask, not who they are.
+    """
+    shown = mask_sensitive if mask else _as_is
     # The query returns newest first; clustering breaks ties by first seen, so feed it oldest first.
     ordered = sorted(rows, key=lambda r: r.created_at)
     clusters = cluster_questions(
@@ -107,15 +113,19 @@ def unanswered_clusters(
         members = [ordered[i] for i in cluster.members]
         out.append(
             {
-                "text": cluster.text,
+                "text": shown(cluster.text),
                 "count": cluster.count,
                 # The lead wording first, as before (admin.js drops it when listing the other wordings).
-                "examples": [cluster.text, *cluster.examples],
+                "examples": [shown(text) for text in (cluster.text, *cluster.examples)],
                 "channels": dict(Counter(m.channel for m in members)),
                 "last_at": max(m.created_at for m in members).isoformat(),
             }
         )
     return out
+
+
+def _as_is(text: str) -> str:
+    return text
 
 
 # --- the numbers ----------------------------------------------------------------------------------------
@@ -239,7 +249,7 @@ async def compute_stats(runtime: Runtime, start: datetime, end: datetime) -> dic
             "distribution": {str(k): rating_counts.get(k, 0) for k in range(1, 6)},
         },
         "agents": agents,
-        "unanswered": unanswered_clusters(misses),
+        "unanswered": unanswered_clusters(misses, mask=runtime.settings.privacy.mask_exports),
     }
 
 

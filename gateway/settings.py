@@ -269,7 +269,7 @@ class HandoffSettings(_Section):
 class PrivacySettings(_Section):
     """Personal data: masking in 受理记录 exports (handoff.privacy) and how long conversations are kept."""
 
-    mask_exports: bool = True  # phone, ID and bank-card numbers masked in `kefu report` and the API
+    mask_exports: bool = True  # phone, ID and bank-card numbers masked in reports, the API and the dashboard
     retention_days: int | None = Field(default=None, ge=1)  # `kefu purge` deletes older; None = keep
 
 

@@ -55,6 +55,15 @@ def test_equal_counts_list_the_question_asked_first_first_and_the_limit_applies(
     assert [c["text"] for c in unanswered_clusters(misses, limit=1)] == ["几点发货"]
 
 
+def test_phone_numbers_in_unanswered_questions_are_masked_unless_masking_is_off() -> None:
+    misses = rows("我的手机13812345678收不到验证码", "我的手机13812345678收不到验证码")
+    [cluster] = unanswered_clusters(misses)
+    assert cluster["text"] == "我的手机138****5678收不到验证码"
+    assert all("13812345678" not in text for text in cluster["examples"])
+    [raw] = unanswered_clusters(misses, mask=False)  # privacy.mask_exports: false
+    assert raw["text"] == "我的手机13812345678收不到验证码"
+
+
 def test_short_ranges_are_hourly_and_long_ones_daily() -> None:
     unit, starts = buckets(AT - timedelta(hours=24), AT)
     assert unit == "hour" and len(starts) == 25 and starts[0].minute == 0
