@@ -283,67 +283,62 @@ async def _post(session, base: str, req: Request) -> bool:
         return resp.status == 200 and bool(text)
 
 
+class _Tally:
+    """Sends requests and counts how each one ended (answered, refused, timed out)."""
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+        self.errors = 0  # a non-200 or empty answer, or a connection error
+        self.timeouts = 0
+
+    async def send(self, session: Any, base: str, req: Request, since: float) -> None:
+        """One request; its latency counts from `since` (the send, or the time it was scheduled for)."""
+        import aiohttp
+
+        try:
+            ok = await _post(session, base, req)
+        except TimeoutError:
+            self.timeouts += 1
+            return
+        except aiohttp.ClientError:
+            ok = False
+        if ok:
+            self.latencies.append(time.perf_counter() - since)
+        else:
+            self.errors += 1
+
+    def result(self, seconds: float) -> Result:
+        return Result(self.latencies, seconds, self.errors, self.timeouts)
+
+
 async def closed_loop(base: str, requests: Sequence[Request], concurrency: int, max_s: float) -> Result:
     """`concurrency` clients sending back to back: the server's maximum throughput."""
     import aiohttp
 
-    latencies: list[float] = []
-    errors = 0
+    tally = _Tally()
     queue = iter(requests)
-    started = time.perf_counter()
-    stop_at = started + max_s
-
-    timeouts = 0
+    stop_at = time.perf_counter() + max_s
 
     async def worker(session) -> None:
-        nonlocal errors, timeouts
         for req in queue:
             if time.perf_counter() > stop_at:
                 return
-            t0 = time.perf_counter()
-            try:
-                ok = await _post(session, base, req)
-            except TimeoutError:
-                timeouts += 1
-                continue
-            except aiohttp.ClientError:
-                ok = False
-            if ok:
-                latencies.append(time.perf_counter() - t0)
-            else:
-                errors += 1
+            await tally.send(session, base, req, time.perf_counter())
 
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as session:
         started = time.perf_counter()
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return Result(latencies, elapsed, errors, timeouts)
+    return tally.result(elapsed)
 
 
 async def paced(base: str, requests: Sequence[Request], rate: float) -> Result:
     """Open loop at a fixed rate; latency counts from the scheduled send time (no coordinated omission)."""
     import aiohttp
 
-    latencies: list[float] = []
-    errors = 0
-    timeouts = 0
+    tally = _Tally()
     interval = 1.0 / rate
-
-    async def one(session, req: Request, scheduled: float) -> None:
-        nonlocal errors, timeouts
-        try:
-            ok = await _post(session, base, req)
-        except TimeoutError:
-            timeouts += 1
-            return
-        except aiohttp.ClientError:
-            ok = False
-        if ok:
-            latencies.append(time.perf_counter() - scheduled)
-        else:
-            errors += 1
-
     connector = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as session:
         tasks = []
@@ -353,10 +348,10 @@ async def paced(base: str, requests: Sequence[Request], rate: float) -> Result:
             delay = scheduled - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(session, req, scheduled)))
+            tasks.append(asyncio.create_task(tally.send(session, base, req, scheduled)))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
-    return Result(latencies, elapsed, errors, timeouts)
+    return tally.result(elapsed)
 
 
 def _fmt(label: str, result: Result) -> str:

@@ -218,12 +218,7 @@ class HandoffService:
         from gateway.pipeline import PipelineResult  # the pipeline imports this module's users
 
         thanks = notices.thanks_for_rating(rating)
-        target = {
-            "user_id": message.user_id,
-            "chat_type": message.chat_type,
-            "group_id": message.group_id,
-            "channel_msg_id": message.channel_msg_id,
-        }
+        target = message.target()
         store = self.runtime.store
         async with store.transaction() as tx:
             if message.channel_msg_id is not None and await tx.find_message(

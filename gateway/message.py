@@ -41,6 +41,15 @@ class Message:
     received_at: datetime = field(default_factory=utcnow)
     raw: Mapping[str, Any] = field(default_factory=dict)
 
+    def target(self) -> dict[str, Any]:
+        """Where a later push to this customer goes (stored with the message; adapters read it back)."""
+        return {
+            "user_id": self.user_id,
+            "chat_type": self.chat_type,
+            "group_id": self.group_id,
+            "channel_msg_id": self.channel_msg_id,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Reply:

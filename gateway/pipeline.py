@@ -265,12 +265,7 @@ class Pipeline:
             # "2" right after 您是不是想问 means the second suggestion, not a new question.
             offered = tx.last_suggestions(conversation.id)
         outcome = self._decide(message, conversation, snapshot, offered, prediction)
-        target = {
-            "user_id": message.user_id,
-            "chat_type": message.chat_type,
-            "group_id": message.group_id,
-            "channel_msg_id": message.channel_msg_id,
-        }
+        target = message.target()
         inbound = tx.add_message(
             conversation_id=conversation.id,
             conversation_key=message.conversation_key,

@@ -13,12 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Integer, String, Text, UniqueConstraint, and_, exists, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.storage.handoff_models import TicketRecord
 from gateway.storage.models import Base, Conversation, MessageRecord, UTCDateTime
-from gateway.storage.store import Store
+from gateway.storage.store import Conflict, Store
 
 __all__ = [
     "FIRST_RESPONSE",
@@ -97,14 +96,15 @@ async def mark_notice(
     store: Store, conversation_id: int, handed_off_at: datetime, kind: str, at: datetime
 ) -> bool:
     """Claim the notice: True for the one caller that inserted the mark, False when it already existed."""
+    values = {"conversation_id": conversation_id, "handed_off_at": handed_off_at, "kind": kind, "sent_at": at}
+    return await _insert_once(store, _INSERT_NOTICE, values)
+
+
+async def _insert_once(store: Store, statement: Any, values: dict[str, Any]) -> bool:
+    """Insert one row; False when a unique constraint says it is there already (a claim made once)."""
     try:
-        async with store.write_lock(), store.engine.begin() as conn:
-            await conn.execute(
-                SlaNoticeRecord.__table__.insert().values(
-                    conversation_id=conversation_id, handed_off_at=handed_off_at, kind=kind, sent_at=at
-                )
-            )
-    except IntegrityError:
+        await store.run(lambda unit: unit.db.run(statement, values))
+    except Conflict:
         return False
     return True
 
@@ -129,6 +129,11 @@ class FollowUpRecord(Base):
     note: Mapped[str | None] = mapped_column(Text)
 
 
+# Built once: storage compiles each statement object once (gateway.storage.unit).
+_INSERT_NOTICE = SlaNoticeRecord.__table__.insert()
+_INSERT_FOLLOW_UP = FollowUpRecord.__table__.insert()
+
+
 @dataclass(frozen=True, slots=True)
 class FollowUp:
     """A stored follow-up ticket."""
@@ -147,16 +152,13 @@ async def open_follow_up(
     store: Store, conversation_id: int, group: str | None, created_at: datetime, due_at: datetime
 ) -> bool:
     """Create the conversation's follow-up ticket; False (nothing changed) when it already has one."""
-    try:
-        async with store.write_lock(), store.engine.begin() as conn:
-            await conn.execute(
-                FollowUpRecord.__table__.insert().values(
-                    conversation_id=conversation_id, group_name=group, created_at=created_at, due_at=due_at
-                )
-            )
-    except IntegrityError:
-        return False
-    return True
+    values = {
+        "conversation_id": conversation_id,
+        "group_name": group,
+        "created_at": created_at,
+        "due_at": due_at,
+    }
+    return await _insert_once(store, _INSERT_FOLLOW_UP, values)
 
 
 async def list_follow_ups(

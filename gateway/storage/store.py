@@ -124,52 +124,6 @@ class OutboxRow:
         return out
 
 
-def _conversation(row: Conversation) -> ConversationRow:
-    return ConversationRow(
-        id=row.id,
-        customer_id=row.customer_id,
-        channel=row.channel,
-        account=row.account,
-        conversation_key=row.conversation_key,
-        state=ConversationState(row.state),
-        priority=row.priority,
-        handoff_reason=row.handoff_reason,
-        group=row.group,
-        miss_streak=row.miss_streak,
-        opened_at=row.opened_at,
-        last_activity_at=row.last_activity_at,
-        queued_at=row.queued_at,
-        closed_at=row.closed_at,
-        closed_reason=row.closed_reason,
-        kb_version=row.kb_version,
-    )
-
-
-def _message(row: MessageRecord) -> MessageRow:
-    return MessageRow(
-        id=row.id,
-        conversation_id=row.conversation_id,
-        conversation_key=row.conversation_key,
-        channel=row.channel,
-        account=row.account,
-        direction=row.direction,
-        sender=row.sender,
-        sender_name=row.sender_name,
-        text=row.text,
-        kind=row.kind,
-        channel_msg_id=row.channel_msg_id,
-        reply_to=row.reply_to,
-        decision=row.decision,
-        reason=row.reason,
-        entry_id=row.entry_id,
-        confidence=row.confidence,
-        kb_version=row.kb_version,
-        suggestions=tuple(row.suggestions or ()),
-        target=dict(row.target or {}),
-        created_at=row.created_at,
-    )
-
-
 def _outbox(row: OutboxRecord) -> OutboxRow:
     return OutboxRow(
         id=row.id,
@@ -292,6 +246,24 @@ _RECENT_MESSAGES = (
     .limit(bindparam("limit"))
 )
 _RECENT_MESSAGES_BEFORE = _RECENT_MESSAGES.where(_MESSAGES.c.id < bindparam("before"))
+_CONVERSATION_BY_ID = select(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
+_CONVERSATIONS_FOR_KEY = (
+    select(_CONVERSATIONS)
+    .where(_CONVERSATIONS.c.conversation_key == bindparam("conversation_key"))
+    .order_by(_CONVERSATIONS.c.id)
+)
+_MESSAGES_OF = (
+    select(_MESSAGES)
+    .where(_MESSAGES.c.conversation_id == bindparam("conversation_id"))
+    .order_by(_MESSAGES.c.id)
+)
+_MESSAGES_FOR_KEY = (
+    select(_MESSAGES)
+    .where(_MESSAGES.c.conversation_key == bindparam("conversation_key"), _MESSAGES.c.id > bindparam("after"))
+    .order_by(_MESSAGES.c.id)
+    .limit(bindparam("limit"))
+)
+_MESSAGES_FOR_KEY_ONE_WAY = _MESSAGES_FOR_KEY.where(_MESSAGES.c.direction == bindparam("direction"))
 _INSERT_CONVERSATION = _CONVERSATIONS.insert()
 _UPSERT_CUSTOMER: dict[str, Any] = {}
 _UPDATE_CONVERSATION: dict[frozenset[str], Any] = {}
@@ -701,29 +673,20 @@ class Store:
 
     async def conversation(self, conversation_id: int) -> ConversationRow | None:
         """One conversation by id."""
-        async with self._sessions() as session:
-            row = await session.get(Conversation, conversation_id)
-            return _conversation(row) if row is not None else None
+        params = {"conversation_id": conversation_id}
+        rows = await self.read(lambda unit: unit.db.rows(_CONVERSATION_BY_ID, params))
+        return _conversation_from(rows[0]) if rows else None
 
     async def conversations_for_key(self, conversation_key: str) -> list[ConversationRow]:
         """Every conversation of a key, oldest first."""
-        async with self._sessions() as session:
-            rows = await session.scalars(
-                select(Conversation)
-                .where(Conversation.conversation_key == conversation_key)
-                .order_by(Conversation.id)
-            )
-            return [_conversation(r) for r in rows]
+        params = {"conversation_key": conversation_key}
+        rows = await self.read(lambda unit: unit.db.rows(_CONVERSATIONS_FOR_KEY, params))
+        return [_conversation_from(r) for r in rows]
 
     async def messages(self, conversation_id: int) -> list[MessageRow]:
         """Every message of a conversation, in order."""
-        async with self._sessions() as session:
-            rows = await session.scalars(
-                select(MessageRecord)
-                .where(MessageRecord.conversation_id == conversation_id)
-                .order_by(MessageRecord.id)
-            )
-            return [_message(r) for r in rows]
+        rows = await self.read(lambda unit: unit.db.rows(_MESSAGES_OF, {"conversation_id": conversation_id}))
+        return [_message_from(r) for r in rows]
 
     async def message(self, message_id: int) -> MessageRow | None:
         """One message by id."""
@@ -758,14 +721,12 @@ class Store:
         self, conversation_key: str, *, after: int = 0, direction: str | None = None, limit: int = 100
     ) -> list[MessageRow]:
         """Messages of every conversation of a key with id > after (a polling client's cursor)."""
-        query = select(MessageRecord).where(
-            MessageRecord.conversation_key == conversation_key, MessageRecord.id > after
-        )
+        params: dict[str, Any] = {"conversation_key": conversation_key, "after": after, "limit": limit}
+        statement = _MESSAGES_FOR_KEY
         if direction is not None:
-            query = query.where(MessageRecord.direction == direction)
-        async with self._sessions() as session:
-            rows = await session.scalars(query.order_by(MessageRecord.id).limit(limit))
-            return [_message(r) for r in rows]
+            params["direction"], statement = direction, _MESSAGES_FOR_KEY_ONE_WAY
+        rows = await self.read(lambda unit: unit.db.rows(statement, params))
+        return [_message_from(r) for r in rows]
 
     async def count_messages(self) -> int:
         """How many messages are stored."""

@@ -102,6 +102,9 @@ class _Compiled:
 
 # (id(statement), parameter names) → (statement, compiled); the statement is kept so its id is never reused.
 _COMPILED: dict[tuple[int, frozenset[str]], tuple[Executable, _Compiled]] = {}
+# Statements are meant to be module constants; one built per call would grow the cache for ever, so past
+# this size it starts over (such a caller pays a compile per call, nothing worse).
+COMPILED_MAX = 1024
 _PARAM = 0
 
 
@@ -147,6 +150,8 @@ def _compile(statement: Executable, dialect: Dialect, keys: frozenset[str]) -> _
         columns.append((column.key, processor))
     all_params = all(kind == _PARAM for kind, _, _ in steps)
     result = _Compiled(compiled.string, params if all_params else None, tuple(steps), tuple(columns))
+    if len(_COMPILED) >= COMPILED_MAX:
+        _COMPILED.clear()
     _COMPILED[cache_key] = (statement, result)
     return result
 

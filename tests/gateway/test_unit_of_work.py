@@ -312,3 +312,17 @@ async def test_a_unit_inside_a_write_transaction_is_refused_not_deadlocked(sqlit
             async with asyncio.timeout(5):  # same task (wait_for would run it in another one)
                 await sqlite_store.run(lambda unit: None)
         assert await tx.run(lambda unit: 7) == 7  # the same unit, inside the transaction
+
+
+async def test_statements_built_per_call_do_not_grow_the_compiled_cache(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import literal, select
+
+    from gateway.storage import unit as unit_module
+
+    monkeypatch.setattr(unit_module, "COMPILED_MAX", 5)
+    for i in range(12):  # a new statement object each time, as a careless caller would build them
+        value = await sqlite_store.run(lambda unit, i=i: unit.db.rows(select(literal(i).label("n")))[0]["n"])
+        assert value == i
+        assert len(unit_module._COMPILED) <= 5
