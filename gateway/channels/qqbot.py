@@ -336,17 +336,9 @@ class QQBotAdapter:
 
     async def _fetch_token(self) -> tuple[str, float]:
         payload = {"appId": self.settings.appid, "clientSecret": self.settings.secret}
-        try:
-            async with self.runtime.http.post(
-                self.settings.token_url, json=payload, timeout=API_TIMEOUT
-            ) as resp:
-                status = resp.status
-                try:
-                    body = await resp.json(content_type=None)
-                except ValueError:
-                    body = None
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise SendError(f"QQ bot token fetch failed: {_network(exc)}", retryable=True) from None
+        status, body = await self._post_json(
+            self.settings.token_url, failing="QQ bot token fetch failed", json=payload
+        )
         token = body.get("access_token") if isinstance(body, dict) else None
         if status >= 400 or not isinstance(token, str) or not token:
             code = body.get("code") if isinstance(body, dict) else None
@@ -458,25 +450,29 @@ class QQBotAdapter:
                 return found
             after = rows[-1].id
 
+    async def _post_json(self, url: str, *, failing: str, **request: Any) -> tuple[int, Any]:
+        """POST; (status, JSON body or None when the body is not JSON). Unreachable: a retryable SendError."""
+        try:
+            async with self.runtime.http.post(url, timeout=API_TIMEOUT, **request) as resp:
+                try:
+                    body = await resp.json(content_type=None)
+                except ValueError:
+                    body = None
+                return resp.status, body
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise SendError(f"{failing}: {_network(exc)}", retryable=True) from None
+
     async def _post(self, path: str, payload: Mapping[str, Any]) -> None:
         tokens = self._token_cache()
         token = await tokens.get()
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         for attempt in range(2):
-            try:
-                async with self.runtime.http.post(
-                    f"{self.settings.api_base}{path}",
-                    data=data,
-                    headers={"Authorization": f"QQBot {token}", "Content-Type": "application/json"},
-                    timeout=API_TIMEOUT,
-                ) as resp:
-                    status = resp.status
-                    try:
-                        body = await resp.json(content_type=None)
-                    except ValueError:
-                        body = None
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                raise SendError(f"QQ OpenAPI unreachable: {_network(exc)}", retryable=True) from None
+            status, body = await self._post_json(
+                f"{self.settings.api_base}{path}",
+                failing="QQ OpenAPI unreachable",
+                data=data,
+                headers={"Authorization": f"QQBot {token}", "Content-Type": "application/json"},
+            )
             if 200 <= status < 300:
                 return
             if status == 401 and attempt == 0:

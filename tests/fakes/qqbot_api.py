@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from tests.fakes import wait_for_count
+from tests.fakes import FakeUpstream
 
 APPID = "102030405"
 SECRET = "qqbotTestSecret0123"  # 19 chars: the seed repeats it (exercises the repeat rule)
@@ -75,41 +75,24 @@ class QQPush:
 
 
 @dataclass
-class FakeQQBotAPI:
+class FakeQQBotAPI(FakeUpstream):
     """State and switches of the fake OpenAPI; `url` is both api_base and the token URL's base."""
 
     appid: str = APPID
     secret: str = SECRET
-    url: str = ""
-    token_fetches: int = 0
-    messages: list[dict[str, Any]] = field(
-        default_factory=list
-    )  # accepted: {"path", "content", "msg_id", "msg_seq"}
-    attempts: list[dict[str, Any]] = field(default_factory=list)
     latency_s: float = 0.0
-    token_latency_s: float = 0.0
     lose_answers: int = 0  # accept the next sends but answer 504, as if the answer got lost on the way
-    _valid_tokens: set[str] = field(default_factory=set)
     _seen: set[tuple[str, int]] = field(default_factory=set)
     _replies: dict[str, int] = field(default_factory=dict)
     _failures: deque[tuple[int, int | None]] = field(default_factory=deque)
-    received: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def token_url(self) -> str:
         return f"{self.url}/app/getAppAccessToken"
 
-    def expire_tokens(self) -> None:
-        self._valid_tokens.clear()
-
     def fail_next(self, status: int = 500, code: int | None = None, times: int = 1) -> None:
         """Answer the next `times` sends with an HTTP status and platform code."""
         self._failures.extend([(status, code)] * times)
-
-    async def wait_for_messages(self, count: int, within: float = 5.0) -> list[dict[str, Any]]:
-
-        await wait_for_count(self.messages, self.received, count, within)
-        return self.messages
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -117,11 +100,6 @@ class FakeQQBotAPI:
         app.router.add_post("/v2/groups/{openid}/messages", self._send)
         app.router.add_post("/v2/users/{openid}/messages", self._send)
         return app
-
-    async def start(self, aiohttp_server: Any) -> FakeQQBotAPI:
-        server = await aiohttp_server(self.app(), access_log=None)
-        self.url = str(server.make_url("")).rstrip("/")
-        return self
 
     async def _token(self, request: web.Request) -> web.Response:
         if self.token_latency_s:

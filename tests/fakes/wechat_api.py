@@ -23,37 +23,26 @@ import defusedxml.ElementTree as SafeET
 from aiohttp import web
 from wechatpy.crypto import WeChatCrypto
 
-from tests.fakes import wait_for_count
+from tests.fakes import FakeUpstream
 
 APPID = "wx49f0ab532d5d035a"
 SECRET = "fake-app-secret-0123456789"
 
 
 @dataclass
-class FakeWeChatAPI:
+class FakeWeChatAPI(FakeUpstream):
     """State and switches of the fake; `app` serves it."""
 
     appid: str = APPID
     secret: str = SECRET
     expires_in: int = 7200
     latency_s: float = 0.0  # delay before every custom/send answer
-    token_latency_s: float = 0.0  # delay before every token answer (widens races in single-flight tests)
-    url: str = ""  # set by start(): the api_base to configure
-    token_fetches: int = 0
-    messages: list[dict[str, Any]] = field(default_factory=list)  # sends WeChat accepted
-    attempts: list[dict[str, Any]] = field(default_factory=list)  # every send request, accepted or not
     raw_bodies: list[bytes] = field(default_factory=list)
     closed_windows: set[str] = field(default_factory=set)  # openids whose 48-hour window is closed (45015)
-    _valid_tokens: set[str] = field(default_factory=set)
     _failures: deque[tuple[str, int]] = field(default_factory=deque)
     _counter: itertools.count = field(default_factory=lambda: itertools.count(1))
-    received: asyncio.Event = field(default_factory=asyncio.Event)
 
     # --- switches --------------------------------------------------------------------------------
-
-    def expire_tokens(self) -> None:
-        """Invalidate every issued token: the next send with one gets errcode 42001."""
-        self._valid_tokens.clear()
 
     def fail_next(
         self, *, errcode: int | None = None, status: int | None = None, times: int = 1, after: int = 0
@@ -71,11 +60,6 @@ class FakeWeChatAPI:
         """The contents accepted for one customer, in order."""
         return [m["text"]["content"] for m in self.messages if m.get("touser") == openid]
 
-    async def wait_for_messages(self, count: int, within: float = 5.0) -> list[dict[str, Any]]:
-        """Wait until at least `count` sends were accepted (the outbox delivers in the background)."""
-        await wait_for_count(self.messages, self.received, count, within)
-        return self.messages
-
     # --- the server ------------------------------------------------------------------------------
 
     def app(self) -> web.Application:
@@ -83,13 +67,6 @@ class FakeWeChatAPI:
         app.router.add_get("/cgi-bin/token", self._token)
         app.router.add_post("/cgi-bin/message/custom/send", self._send)
         return app
-
-    async def start(self, aiohttp_server: Any) -> FakeWeChatAPI:
-        """Serve on 127.0.0.1 through pytest-aiohttp's `aiohttp_server` fixture."""
-        # No access log: it would print the secret and tokens from the query strings (WeChat's side, not ours).
-        server = await aiohttp_server(self.app(), access_log=None)
-        self.url = str(server.make_url("")).rstrip("/")
-        return self
 
     async def _token(self, request: web.Request) -> web.Response:
         if self.token_latency_s:

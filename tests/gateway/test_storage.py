@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -178,27 +179,19 @@ async def test_concurrent_claims_never_share_a_row(store: Store) -> None:
 async def test_enqueue_is_idempotent_per_stored_message(store: Store) -> None:
     conversation_id = await new_conversation(store)
     message_id = await add_inbound(store, conversation_id, "m1")
+    send: dict[str, Any] = {
+        "channel": "web",
+        "account": "default",
+        "conversation_key": "web:default:u1",
+        "text": "答复",
+        "sender": "bot",
+        "target": {},
+        "now": NOW,
+        "message_id": message_id,
+    }
     async with store.transaction() as tx:
-        first = await tx.enqueue(
-            channel="web",
-            account="default",
-            conversation_key="web:default:u1",
-            text="答复",
-            sender="bot",
-            target={},
-            now=NOW,
-            message_id=message_id,
-        )
-        second = await tx.enqueue(
-            channel="web",
-            account="default",
-            conversation_key="web:default:u1",
-            text="答复",
-            sender="bot",
-            target={},
-            now=NOW,
-            message_id=message_id,
-        )
+        first = await tx.enqueue(**send)
+        second = await tx.enqueue(**send)  # the same stored reply queued again: the same row
     assert first == second
     assert len(await store.list_outbox()) == 1
 
