@@ -2,7 +2,7 @@
 
 Messages per hour (ranges up to 48 h) or per day by channel, bot resolution and handoff rates,
 first-response and waiting times, satisfaction, agents online and their load, the knowledge base's
-status, and the questions the bot could not answer grouped by similarity (`handoff.reports.cluster_questions`
+status, and the questions the bot could not answer grouped by similarity (`handoff.questions.cluster_questions`
 with the intents normaliser, as in `kefu report`), so the FAQ editor sees what to add.
 
 Authorised by `admin.token` from the settings or by the token of an agent whose role is `admin`.
@@ -25,7 +25,7 @@ from gateway.runtime import RUNTIME, Runtime
 from gateway.storage import stats_queries
 from handoff.agents import Role, hash_token
 from handoff.privacy import mask_sensitive
-from handoff.reports import cluster_questions
+from handoff.questions import cluster_questions
 from intents.normalize import normalize
 
 DEFAULT_RANGE = timedelta(days=1)
@@ -97,7 +97,7 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
 def unanswered_clusters(
     rows: Sequence[stats_queries.UnansweredRow], limit: int = MAX_CLUSTERS, *, mask: bool = True
 ) -> list[dict[str, Any]]:
-    """The dashboard's rows: `handoff.reports.cluster_questions` plus each group's channels and last time.
+    """The dashboard's rows: `handoff.questions.cluster_questions` plus each group's channels and last time.
 
     mask: phone, ID-card and bank-card numbers masked in the texts, as in reports (`privacy.mask_exports`):
     the dashboard shows what customers ask, not who they are.

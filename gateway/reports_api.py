@@ -20,11 +20,17 @@ from aiohttp import web
 from gateway.bodies import http_error
 from gateway.norms import entry_lookup, group_hours, sla_policy
 from gateway.report_files import write_records_xlsx
-from gateway.reports_cli import parse_bound
 from gateway.runtime import RUNTIME, Runtime
 from gateway.storage.report_queries import conversation_records
 from handoff.agents import hash_token
-from handoff.reports import RECORD_COLUMNS, build_rows, summarize, summary_table, write_records_csv
+from handoff.reports import (
+    RECORD_COLUMNS,
+    build_rows,
+    parse_bound,
+    summarize,
+    summary_table,
+    write_records_csv,
+)
 from intents.normalize import normalize
 
 __all__ = ["report_routes"]

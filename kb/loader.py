@@ -3,27 +3,51 @@
 The files are parsed to PyYAML nodes (not Python objects) so that every entry, key and list item keeps
 the line it was written on; a maintainer fixing the FAQ needs `file:line`, not "entry 37 is wrong".
 Bad input never raises: each problem becomes a `Problem` and the caller gets `kb=None`.
+This module merges files and checks across them; the node readers are in `kb/schema.py`, the YAML
+node helpers and the nesting guard in `kb/yaml_nodes.py`.
 """
 
 from __future__ import annotations
 
-import difflib
 import gc
 import hashlib
 import os
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal, NamedTuple, cast
+from typing import Literal, cast
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from kb.model import DEFAULT_REPLIES, FaqEntry, KnowledgeBase, Problem, Replies, RuleIntent, SourceRef
+from kb.schema import (
+    ANSWER_KEYS,
+    CHANNELS,
+    FAQ_KEYS,
+    INTENT_ACTIONS,
+    INTENT_KEYS,
+    INTENT_PRIORITIES,
+    SLUG_RE,
+    TOP_LEVEL_KEYS,
+    YAML_SUFFIXES,
+    NodeReader,
+    Seen,
+    slug_hint,
+)
 from kb.text import fold_question
+from kb.yaml_nodes import (
+    MAX_NESTING,
+    NULL_TAG,
+    YamlLoader,
+    clip,
+    describe,
+    is_null,
+    is_text,
+    too_deep,
+)
 
 __all__ = [
     "ANSWER_KEYS",
@@ -39,51 +63,7 @@ __all__ = [
     "load_kb",
 ]
 
-# libyaml's parser is several times faster than the pure-Python one; 50,000 questions must load
-# well inside two seconds. Both produce the same nodes and marks.
-_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-TOP_LEVEL_KEYS = ("faqs", "synonyms", "words", "intents", "replies")
-FAQ_KEYS = ("id", "question", "similar", "answer", "category", "keywords", "enabled")
-CHANNELS = ("wechat", "web", "onebot", "qqbot")
-ANSWER_KEYS = ("default", *CHANNELS)
-INTENT_KEYS = ("name", "action", "priority", "group", "keywords", "examples", "reply")
-INTENT_ACTIONS = ("handoff", "smalltalk", "answer")
-INTENT_PRIORITIES = ("normal", "high")
-YAML_SUFFIXES = (".yaml", ".yml")
-
-# Ids are stable keys in logs, metrics, stored conversations and eval tables, so keep them URL- and
-# shell-safe. Dots are allowed for namespacing (support.about).
-SLUG_RE = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
-
-_STR = "tag:yaml.org,2002:str"
-_NULL = "tag:yaml.org,2002:null"
-_BOOL = "tag:yaml.org,2002:bool"
-# Scalars taken as text. The loader reads a scalar's source text, never YAML's conversion of it, so
-# `keywords: [12315]` or `question: 007` keep exactly what was written. Booleans stay an error:
-# `yes`/`on` as a question or answer is almost always a slip.
-_TEXT_TAGS = frozenset(
-    {_STR, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp"}
-)
-_TAG_NAMES = {
-    _STR: "a string",
-    "tag:yaml.org,2002:int": "an integer",
-    "tag:yaml.org,2002:float": "a number",
-    _BOOL: "a boolean",
-    _NULL: "nothing (null)",
-    "tag:yaml.org,2002:timestamp": "a date",
-    "tag:yaml.org,2002:binary": "binary data",
-}
-
 PathArg = str | os.PathLike[str]
-
-# libyaml composes nodes recursively in C and crashes the process (not an exception) somewhere past
-# 20,000 levels, which `[[[[…` reaches in 40 KB. Files that might nest deeper than this are refused
-# before parsing; real FAQ files nest four or five levels.
-MAX_NESTING = 500
-# One block level costs at least one column of indentation or one "- "/"? " on the line.
-_DEEP_BLOCK = re.compile(rf"^(?:[ \t]|[-?][ \t]){{{MAX_NESTING},}}", re.MULTILINE)
-_FLOW_BRACKETS = re.compile(r"[\[\]{}]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,80 +174,11 @@ def expand_paths(paths: Iterable[str]) -> tuple[list[str], list[Problem]]:
     return files, problems
 
 
-def _too_deep(text: str) -> int | None:
-    """The line where nesting may pass MAX_NESTING (an over-estimate: quoted brackets count), or None."""
-    if (match := _DEEP_BLOCK.search(text)) is not None:
-        return text.count("\n", 0, match.start()) + 1
-    if text.count("[") + text.count("{") <= MAX_NESTING:
-        return None  # cheap exit for every ordinary file
-    depth = 0
-    for match in _FLOW_BRACKETS.finditer(text):
-        depth = depth + 1 if match.group() in "[{" else max(depth - 1, 0)
-        if depth > MAX_NESTING:
-            return text.count("\n", 0, match.start()) + 1
-    return None
-
-
-def _line(node: Node) -> int:
-    return node.start_mark.line + 1
-
-
-def _clip(text: str, limit: int = 30) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _describe(node: Node) -> str:
-    """A node's type in words, with its value for scalars: `an integer (2024)`."""
-    if isinstance(node, MappingNode):
-        return "a mapping"
-    if isinstance(node, SequenceNode):
-        return "a list"
-    name = _TAG_NAMES.get(node.tag, f"a value tagged {node.tag}")
-    return name if node.tag == _NULL else f"{name} ({_clip(str(node.value))!r})"
-
-
-def _did_you_mean(word: str, allowed: Iterable[str]) -> str:
-    allowed = list(allowed)
-    close = difflib.get_close_matches(word.casefold(), allowed, n=1, cutoff=0.6)
-    if close:
-        return f"did you mean '{close[0]}'?"
-    return "allowed: " + ", ".join(allowed)
-
-
-def _is_null(node: Node | None) -> bool:
-    return node is None or (isinstance(node, ScalarNode) and node.tag == _NULL)
-
-
-def _is_text(node: Node | None) -> bool:
-    return isinstance(node, ScalarNode) and node.tag in _TEXT_TAGS
-
-
-def _slug_hint(value: str) -> str:
-    suggestion = re.sub(r"[^a-z0-9._-]+", "-", value.strip().lower()).strip("-._")
-    if suggestion and SLUG_RE.match(suggestion):
-        return f"; did you mean '{suggestion}'?"
-    return ""
-
-
-class _Seen(NamedTuple):
-    """Where a key (id, question, word, ...) was first defined, for duplicate messages."""
-
-    # A plain tuple, not a SourceRef: one is made per question, and frozen dataclasses are slow to build.
-    file: str
-    line: int
-    owner: str | None = None
-
-    @property
-    def ref(self) -> SourceRef:
-        return SourceRef(self.file, self.line)
-
-
-class _Builder:
+class _Builder(NodeReader):
     """Parses files one after another into one merged knowledge base, collecting problems."""
 
     def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        self.soft_ids: set[int] = set()
+        super().__init__(problems)
         self.entries: list[FaqEntry] = []
         self.synonyms: list[tuple[str, ...]] = []
         self.words: list[str] = []
@@ -276,35 +187,12 @@ class _Builder:
         self.entry_count = 0
         self.enabled_count = 0
         self.first_entry: SourceRef | None = None
-        # Set when a file or section could not be read at all: whatever it held is unknown, so the
-        # whole-kb checks ("no entries") would only add noise to the problem already reported.
-        self.incomplete = False
-        self._ids: dict[str, _Seen] = {}
-        self._questions: dict[str, _Seen] = {}
-        self._synonym_words: dict[str, _Seen] = {}
+        self._ids: dict[str, Seen] = {}
+        self._questions: dict[str, Seen] = {}
+        self._synonym_words: dict[str, Seen] = {}
         self._word_set: set[str] = set()
-        self._intent_names: dict[str, _Seen] = {}
-        self._reply_keys: dict[str, _Seen] = {}
-        self.file = ""
-        # Names what is being parsed when it is not a faq entry (those go in Problem.entry_id).
-        self.prefix = ""
-
-    # -- reporting ----------------------------------------------------------------------------------
-
-    def error(self, where: Node | int, message: str, entry_id: str | None = None) -> None:
-        line = where if isinstance(where, int) else _line(where)
-        self.problems.append(Problem(self.file, line, self.prefix + message, entry_id))
-
-    def soft_error(self, where: Node | int, message: str, entry_id: str | None = None) -> None:
-        """An error for `kb check` that a lenient load (`strict=False`) can live with."""
-        self.error(where, message, entry_id)
-        self.soft_ids.add(id(self.problems[-1]))
-
-    def ref(self, node: Node) -> SourceRef:
-        return SourceRef(self.file, _line(node))
-
-    def seen(self, node: Node, owner: str | None = None) -> _Seen:
-        return _Seen(self.file, node.start_mark.line + 1, owner)
+        self._intent_names: dict[str, Seen] = {}
+        self._reply_keys: dict[str, Seen] = {}
 
     # -- files --------------------------------------------------------------------------------------
 
@@ -321,14 +209,14 @@ class _Builder:
         text = self._decode(data)
         if text is None:
             return
-        if (deep_line := _too_deep(text)) is not None:
+        if (deep_line := too_deep(text)) is not None:
             self.incomplete = True
             self.error(
                 deep_line, f"nesting too deep (over {MAX_NESTING} levels); a FAQ file needs only a few"
             )
             return
         try:
-            root = yaml.compose(text, Loader=_YamlLoader)
+            root = yaml.compose(text, Loader=YamlLoader)
         except RecursionError:  # the pure-Python parser, when libyaml is missing
             self.incomplete = True
             self.error(1, "nesting too deep for the YAML parser; a FAQ file needs only a few levels")
@@ -341,7 +229,7 @@ class _Builder:
             self.incomplete = True
             self.error(1, f"invalid YAML: {exc}")
             return
-        if _is_null(root):
+        if is_null(root):
             return  # an empty file (or only comments) adds nothing
         assert root is not None
         if not isinstance(root, MappingNode):
@@ -352,7 +240,7 @@ class _Builder:
             )
             self.error(
                 root,
-                f"the top level must be a mapping with faqs:, synonyms:, words:, intents:, replies:; got {_describe(root)}{hint}",
+                f"the top level must be a mapping with faqs:, synonyms:, words:, intents:, replies:; got {describe(root)}{hint}",
             )
             self.incomplete = True
             return
@@ -427,108 +315,6 @@ class _Builder:
                 )
             )
 
-    # -- generic node readers -----------------------------------------------------------------------
-
-    def fields(
-        self, node: MappingNode, allowed: tuple[str, ...], what: str, entry_id: str | None = None
-    ) -> dict[str, Node]:
-        """The mapping's values by key; reports duplicate and unknown keys."""
-        out: dict[str, Node] = {}
-        key_lines: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, ScalarNode):
-                self.error(
-                    key_node, f"keys in {what} must be plain words, got {_describe(key_node)}", entry_id
-                )
-                continue
-            key = str(key_node.value)
-            if key in key_lines:
-                self.error(
-                    key_node,
-                    f"key '{key}' appears twice in {what} (first at line {key_lines[key]}); "
-                    "YAML would silently keep only the last one",
-                    entry_id,
-                )
-                continue
-            key_lines[key] = _line(key_node)
-            if key not in allowed:
-                self.error(
-                    key_node, f"unknown key '{key}' in {what}; {_did_you_mean(key, allowed)}", entry_id
-                )
-                continue
-            out[key] = value_node
-        return out
-
-    def items(self, node: Node, name: str, expected: str) -> list[Node]:
-        """The items of a list-valued section; null means an empty section."""
-        if _is_null(node):
-            return []
-        if not isinstance(node, SequenceNode):
-            self.error(node, f"'{name}' must be {expected}, got {_describe(node)}")
-            self.incomplete = True
-            return []
-        return list(node.value)
-
-    def string(
-        self, node: Node | None, name: str, entry_id: str | None = None, *, required: bool = False
-    ) -> str | None:
-        """A stripped, non-empty string; None (after reporting) when missing, empty or not a string."""
-        if _is_null(node):
-            if required and node is not None:
-                self.error(node, f"'{name}' is empty; fill it in", entry_id)
-            return None
-        assert node is not None
-        if not _is_text(node):
-            hint = "; put it in quotes if it is meant as text" if isinstance(node, ScalarNode) else ""
-            self.error(node, f"'{name}' must be a string, got {_describe(node)}{hint}", entry_id)
-            return None
-        value = str(node.value).strip()
-        if not value:
-            what = "fill it in" if required else "fill it in or remove the key"
-            self.error(node, f"'{name}' is empty; {what}", entry_id)
-            return None
-        return value
-
-    def strings(self, node: Node | None, name: str, entry_id: str | None = None) -> list[tuple[str, Node]]:
-        """A list of non-empty strings with their nodes; null means an empty list."""
-        if _is_null(node):
-            return []
-        assert node is not None
-        if not isinstance(node, SequenceNode):
-            is_text = isinstance(node, ScalarNode) and node.tag == _STR
-            hint = f"; write it as a list: [{_clip(str(node.value))}]" if is_text else ""
-            self.error(node, f"'{name}' must be a list of strings, got {_describe(node)}{hint}", entry_id)
-            return []
-        out: list[tuple[str, Node]] = []
-        for item in node.value:
-            if _is_null(item):
-                self.error(item, f"empty item in '{name}'; remove it or fill it in", entry_id)
-                continue
-            value = self.string(item, f"{name} item", entry_id)
-            if value is not None:
-                out.append((value, item))
-        return out
-
-    def boolean(self, node: Node | None, name: str, entry_id: str | None = None) -> bool | None:
-        """true/false (YAML 1.1 yes/no/on/off too); None when absent or wrong."""
-        if _is_null(node):
-            return None
-        assert node is not None
-        if isinstance(node, ScalarNode) and node.tag == _BOOL:
-            return bool(yaml.SafeLoader.bool_values[str(node.value).lower()])
-        self.error(node, f"'{name}' must be true or false, got {_describe(node)}", entry_id)
-        return None
-
-    def choice(self, node: Node | None, name: str, allowed: tuple[str, ...]) -> str | None:
-        """One of a fixed set of words (intent action, priority)."""
-        value = self.string(node, name)
-        if value is None or value in allowed:
-            return value
-        assert node is not None
-        hint = _did_you_mean(value, allowed)
-        self.error(node, f"'{name}' must be one of {', '.join(allowed)}, got '{value}'; {hint}")
-        return None
-
     # -- sections -----------------------------------------------------------------------------------
 
     def faq(self, node: Node) -> None:
@@ -536,7 +322,7 @@ class _Builder:
         self.entry_count += 1
         if not isinstance(node, MappingNode):
             self.error(
-                node, f"each faq entry must be a mapping with id, question and answer, got {_describe(node)}"
+                node, f"each faq entry must be a mapping with id, question and answer, got {describe(node)}"
             )
             return
         if self.first_entry is None:
@@ -545,7 +331,7 @@ class _Builder:
         raw = {str(k.value): v for k, v in node.value if isinstance(k, ScalarNode)}
         # Read the id first so every later problem of this entry can name it.
         entry_id = None
-        if _is_text(raw.get("id")):
+        if is_text(raw.get("id")):
             entry_id = str(raw["id"].value).strip() or None
         fields = self.fields(node, FAQ_KEYS, "this faq entry", entry_id)
 
@@ -558,7 +344,7 @@ class _Builder:
                     self.soft_error(
                         fields["id"],
                         f"id '{value}' is not a valid slug: use lowercase letters, digits, '.', '_' and '-', "
-                        f"starting with a letter or digit{_slug_hint(value)}",
+                        f"starting with a letter or digit{slug_hint(value)}",
                         entry_id,
                     )
                 if (seen := self._ids.get(value)) is not None:
@@ -629,11 +415,11 @@ class _Builder:
                     entry_id,
                 )
             return variants.pop("default", None), variants
-        if isinstance(node, ScalarNode) and not _is_text(node) and node.tag != _NULL:
+        if isinstance(node, ScalarNode) and not is_text(node) and node.tag != NULL_TAG:
             self.error(
                 node,
                 f"'answer' must be a string or a mapping of channel variants ({', '.join(ANSWER_KEYS)}), "
-                f"got {_describe(node)}; put it in quotes if it is meant as text",
+                f"got {describe(node)}; put it in quotes if it is meant as text",
                 entry_id,
             )
             return None, {}
@@ -666,8 +452,8 @@ class _Builder:
     def synonym_group(self, node: Node) -> None:
         """One synonym group: at least two words, each word in only one group."""
         if not isinstance(node, SequenceNode):
-            hint = f"; write it as a list: [{_clip(str(node.value))}]" if isinstance(node, ScalarNode) else ""
-            self.error(node, f"each synonym group must be a list of words, got {_describe(node)}{hint}")
+            hint = f"; write it as a list: [{clip(str(node.value))}]" if isinstance(node, ScalarNode) else ""
+            self.error(node, f"each synonym group must be a list of words, got {describe(node)}{hint}")
             return
         words = self.strings(node, "synonym group")
         group: list[str] = []
@@ -702,13 +488,13 @@ class _Builder:
         """One rule intent (complaint, 转人工, small talk...)."""
         if not isinstance(node, MappingNode):
             self.error(
-                node, f"each intent must be a mapping with name, action and keywords, got {_describe(node)}"
+                node, f"each intent must be a mapping with name, action and keywords, got {describe(node)}"
             )
             return
         before = len(self.problems)
         raw = {str(k.value): v for k, v in node.value if isinstance(k, ScalarNode)}
         name = None
-        if _is_text(raw.get("name")):
+        if is_text(raw.get("name")):
             name = str(raw["name"].value).strip() or None
         self.prefix = f"intent {name}: " if name else ""
         try:
@@ -720,7 +506,7 @@ class _Builder:
                     self.error(
                         fields["name"],
                         f"name '{value}' is not a valid slug: use lowercase letters, digits, '.', '_' and '-', "
-                        f"starting with a letter or digit{_slug_hint(value)}",
+                        f"starting with a letter or digit{slug_hint(value)}",
                     )
                 if (seen := self._intent_names.get(value)) is not None:
                     self.error(
@@ -762,12 +548,12 @@ class _Builder:
 
     def reply_texts(self, node: Node) -> None:
         """`replies:` — overrides of the service phrases in DEFAULT_REPLIES."""
-        if _is_null(node):
+        if is_null(node):
             return
         if not isinstance(node, MappingNode):
             self.error(
                 node,
-                f"'replies' must be a mapping of phrase keys to texts (greeting: ...), got {_describe(node)}",
+                f"'replies' must be a mapping of phrase keys to texts (greeting: ...), got {describe(node)}",
             )
             return
         for key, value_node in self.fields(node, tuple(DEFAULT_REPLIES), "replies").items():

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from gateway.cli import main
-from intents.commands import thresholds_from_config
+from gateway.cli.ask import thresholds_from_config
 from intents.evaluation import METRIC_KEYS
 from intents.prediction import Thresholds
 

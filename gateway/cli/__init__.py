@@ -1,21 +1,20 @@
-"""The `kefu` command: one entry point; each package registers its own subcommands."""
+"""The `kefu` command: one entry point; each module of this package registers one command group."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 from collections.abc import Sequence
 
 DEFAULT_CONFIG = "config/gateway.yaml"
 
 # Modules that expose `register(subparsers)`; each subcommand sets `func(args) -> int`.
 COMMAND_MODULES = (
-    "gateway.serve",  # serve
-    "kb.commands",  # kb check, kb lint
-    "intents.commands",  # ask, eval
-    "gateway.agents_cli",  # agent add|list|disable
-    "gateway.reports_cli",  # report, purge
+    "gateway.cli.serve",  # serve
+    "gateway.cli.kb",  # kb check, kb lint
+    "gateway.cli.ask",  # ask, eval
+    "gateway.cli.agents",  # agent add|list|disable
+    "gateway.cli.reports",  # report, purge
 )
 
 
@@ -44,7 +43,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 from typing import Any
 
+from gateway.cli import DEFAULT_CONFIG
 from kb.lint import lint_kb
 from kb.loader import LoadResult, load_kb
 from kb.model import KnowledgeBase, Problem
@@ -13,8 +14,6 @@ from kb.model import KnowledgeBase, Problem
 __all__ = ["DEFAULT_FAQ_PATH", "format_problem", "register"]
 
 DEFAULT_FAQ_PATH = "config/faq"
-# Same default as gateway.cli.DEFAULT_CONFIG; kb may not import gateway, so it is repeated here.
-_DEFAULT_CONFIG = "config/gateway.yaml"
 
 
 def register(subparsers: Any) -> None:
@@ -86,9 +85,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     # FAQ paths.
     parser.add_argument(
         "--config",
-        default=_DEFAULT_CONFIG,
+        default=DEFAULT_CONFIG,
         metavar="PATH",
-        help=f"deployment config (default {_DEFAULT_CONFIG}; unused by kb commands)",
+        help=f"deployment config (default {DEFAULT_CONFIG}; unused by kb commands)",
     )
 
 

@@ -6,13 +6,13 @@ import argparse
 import asyncio
 import io
 import sys
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from gateway.cli import add_config_option
+from handoff.reports import parse_bound
 
-__all__ = ["parse_bound", "register"]
+__all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
@@ -53,24 +53,6 @@ def register(subparsers: Any) -> None:
     )
     purge.add_argument("--dry-run", action="store_true", help="count, delete nothing")
     purge.set_defaults(func=_purge)
-
-
-def parse_bound(value: str | None, tz: ZoneInfo, *, end: bool) -> datetime | None:
-    """A --from/--to value in the report time zone; a bare date as --to means the end of that day."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            start_of_day = datetime.combine(day, time(0), tzinfo=tz)
-            return start_of_day + timedelta(days=1) if end else start_of_day
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(
-            f"{'--to' if end else '--from'}: {value!r} is not a date (2026-11-24) or time (2026-11-24T09:00)"
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
 
 
 def _settings(config: str) -> Any:

@@ -8,17 +8,16 @@ import sys
 import unicodedata
 from pathlib import Path
 
-import yaml
-
+from gateway.cli import DEFAULT_CONFIG, add_config_option
+from gateway.settings import SettingsError, load_settings
 from intents.evaluation import METRIC_KEYS, evaluate, read_tsv
 from intents.matcher import Classifier
 from intents.normalize import normalize
 from intents.prediction import Decision, Thresholds
 from kb.loader import load_kb
 
-__all__ = ["register", "thresholds_from_config", "load_classifier"]
+__all__ = ["load_classifier", "register", "thresholds_from_config"]
 
-DEFAULT_CONFIG = "config/gateway.yaml"  # same default as gateway.cli (not imported: layering)
 DEFAULT_KB = "config/faq"
 
 
@@ -45,12 +44,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help=f"FAQ directory or YAML file, repeatable (default {DEFAULT_KB})",
     )
-    parser.add_argument(
-        "--config",
-        default=DEFAULT_CONFIG,
-        metavar="PATH",
-        help=f"deployment config (default {DEFAULT_CONFIG})",
-    )
+    add_config_option(parser)
     parser.add_argument(
         "--answer-threshold", type=float, metavar="X", help="override matcher.answer_threshold"
     )
@@ -60,21 +54,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def thresholds_from_config(path: str | Path, *, required: bool = False) -> Thresholds:
-    """Thresholds from the `matcher:` section of gateway.yaml; defaults when the file or keys are absent."""
+    """The matcher thresholds exactly as `kefu serve` reads them (YAML, `${VAR}`, `KEFU_*` overrides).
+
+    A missing file means defaults unless it was named explicitly (`required`).
+    """
     config = Path(path)
-    if not config.exists():
-        if required:
-            raise FileNotFoundError(f"{config}: config file not found")
-        return Thresholds()
-    data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-    matcher = data.get("matcher") if isinstance(data, dict) else None
-    if not isinstance(matcher, dict):
-        return Thresholds()
-    default = Thresholds()
-    return Thresholds(
-        answer=float(matcher.get("answer_threshold", default.answer)),
-        suggest=float(matcher.get("suggest_threshold", default.suggest)),
-    )
+    if not config.exists() and not required:
+        return load_settings(None).matcher.thresholds
+    return load_settings(config).matcher.thresholds
 
 
 def _thresholds(args: argparse.Namespace) -> Thresholds:
@@ -108,7 +95,7 @@ def load_classifier(paths: list[str], thresholds: Thresholds) -> Classifier | No
 def _prepare(args: argparse.Namespace) -> Classifier | None:
     try:
         thresholds = _thresholds(args)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
+    except SettingsError as exc:
         print(f"kefu: {exc}", file=sys.stderr)
         return None
     return load_classifier(args.kb or [DEFAULT_KB], thresholds)
