@@ -16,10 +16,10 @@ from gateway.admin import admin_routes
 from gateway.agent_api import agent_routes
 from gateway.bodies import http_error
 from gateway.channels.base import ChannelAdapter
-from gateway.channels.onebot import OneBotAdapter
-from gateway.channels.qqbot import QQBotAdapter
-from gateway.channels.web import WebAdapter
-from gateway.channels.wechat import WeChatAdapter
+from gateway.channels.onebot.adapter import OneBotAdapter
+from gateway.channels.qqbot.adapter import QQBotAdapter
+from gateway.channels.web.adapter import WebAdapter
+from gateway.channels.wechat.adapter import WeChatAdapter
 from gateway.follow_ups import follow_up_routes
 from gateway.handoff_service import HandoffService, handoff_jobs
 from gateway.kb_reload import KbService

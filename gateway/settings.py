@@ -27,8 +27,10 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.channels.onebot import OneBotAccountSettings
-from gateway.channels.qqbot import QQBotAccountSettings
+from gateway.channels.onebot.settings import OneBotAccountSettings
+from gateway.channels.qqbot.settings import QQBotAccountSettings
+from gateway.channels.web.settings import WebChannelSettings
+from gateway.channels.wechat.settings import WeChatAccountSettings
 from handoff.lifecycle import LifecycleRules
 from handoff.queue import AssignmentPolicy
 from handoff.routing import RoutingConfigError, RoutingRules
@@ -135,66 +137,12 @@ class ConversationSettings(_Section):
         )
 
 
-class WeChatAccountSettings(_Section):
-    """One WeChat official account (公众号): its callback token, optional AES key and API credentials."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
-    token: str = Field(min_length=1)
-    aes_key: str | None = None  # EncodingAESKey (43 chars) for compatible/safe mode
-    appid: str = Field(min_length=1)
-    secret: str = ""
-    api_base: str = "https://api.weixin.qq.com"
-
-    @field_validator("aes_key")
-    @classmethod
-    def _aes_key_length(cls, value: str | None) -> str | None:
-        if value in (None, ""):
-            return None
-        if len(value) != 43:
-            raise ValueError(f"EncodingAESKey must be 43 characters, got {len(value)}")
-        return value
-
-    @field_validator("api_base")
-    @classmethod
-    def _no_trailing_slash(cls, value: str) -> str:
-        return value.rstrip("/")
-
-
-class WebChannelSettings(_Section):
-    """The website chat webhook."""
-
-    enabled: bool = True
-    # When set, requests must carry X-Kefu-Signature: sha256=<hmac_sha256(secret, body)>.
-    secret: str | None = None
-    # Where later replies (agent answers) are POSTed; unset = clients poll GET /web/conversations/…
-    callback_url: str | None = None
-    # Messages per visitor (one bucket per user_id, shared by /web/ws tabs and POST /web/messages):
-    # `rate_limit_burst` at once, refilled at `rate_limit_per_minute`; null switches the limit off.
-    rate_limit_per_minute: float | None = Field(default=60, gt=0, le=6000)
-    rate_limit_burst: int = Field(default=5, ge=1, le=1000)
-
-    @field_validator("secret", "callback_url")
-    @classmethod
-    def _empty_is_none(cls, value: str | None) -> str | None:
-        return value or None
-
-    @field_validator("rate_limit_per_minute", "rate_limit_burst", mode="before")
-    @classmethod
-    def _a_number(cls, value: Any, info: ValidationInfo) -> Any:
-        # YAML `yes` would otherwise pass as 1; an empty env value switches the per-minute limit off.
-        if isinstance(value, bool):
-            raise ValueError("must be a number, not true/false")
-        if value == "" and info.field_name == "rate_limit_per_minute":
-            return None
-        return value
-
-
 class ChannelsSettings(_Section):
     """The channel accounts to serve."""
 
     wechat: list[WeChatAccountSettings] = Field(default_factory=list)
     # QQ: OneBot v11 implementations (NapCat, Lagrange, go-cqhttp...) and the official QQ bot API.
-    # Their account models live beside their adapters, which own those protocols.
+    # Each channel's account model lives in its folder (gateway/channels/<name>/settings.py).
     onebot: list[OneBotAccountSettings] = Field(default_factory=list)
     qqbot: list[QQBotAccountSettings] = Field(default_factory=list)
     web: WebChannelSettings = Field(default_factory=WebChannelSettings)

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from gateway.admin_stats import admin_stats_routes
 from gateway.bodies import http_error
-from gateway.channels.web_ws import install_web_chat
+from gateway.channels.web.ws import install_web_chat
 from gateway.runtime import RUNTIME
 from intents.prediction import Candidate
 

@@ -29,7 +29,7 @@ _ids = itertools.count(1)
 
 
 def qq_key(secret: str) -> Ed25519PrivateKey:
-    """QQ's side of the key derivation (written independently of gateway.channels.qqbot)."""
+    """QQ's side of the key derivation (written independently of gateway.channels.qqbot.adapter)."""
     raw = secret.encode()
     seed = raw
     while len(seed) < 32:

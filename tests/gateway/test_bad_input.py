@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from gateway.app import create_app
-from gateway.channels.web import sign
+from gateway.channels.web.adapter import sign
 from gateway.runtime import RUNTIME
 from handoff.state import ConversationState
 from tests.gateway.db_faults import failing_replies

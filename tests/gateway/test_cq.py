@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.channels import cq
+from gateway.channels.onebot import cq
 
 
 def test_escape_text_and_params():

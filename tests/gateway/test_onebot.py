@@ -20,7 +20,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.channels.base import Outgoing
-from gateway.channels.onebot import OneBotAdapter
+from gateway.channels.onebot.adapter import OneBotAdapter
 from gateway.runtime import RUNTIME, Runtime
 from gateway.settings import SettingsError, settings_from_mapping
 from handoff.state import ConversationState
@@ -179,7 +179,7 @@ async def test_the_bots_own_message_is_ignored(kefu):
 
 
 async def test_ignored_event_types_are_logged_once_per_type(kefu, caplog):
-    caplog.set_level(logging.INFO, logger="gateway.channels.onebot")
+    caplog.set_level(logging.INFO, logger="gateway.channels.onebot.adapter")
     for _ in range(3):
         await post_event(kefu.client, "/onebot/qqshop", load_event("heartbeat.json"))
     await post_event(kefu.client, "/onebot/qqshop", load_event("notice_group_increase.json"))

@@ -19,7 +19,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.channels.base import Outgoing, SendError
-from gateway.channels.qqbot import QQBotAdapter
+from gateway.channels.qqbot.adapter import QQBotAdapter
 from gateway.message import utcnow
 from gateway.runtime import RUNTIME, Runtime
 from gateway.settings import SettingsError, settings_from_mapping
@@ -186,7 +186,7 @@ async def test_the_same_push_twice_is_answered_once(kefu):
 
 
 async def test_unknown_event_types_get_204_and_are_logged_once(kefu, caplog):
-    caplog.set_level(logging.INFO, logger="gateway.channels.qqbot")
+    caplog.set_level(logging.INFO, logger="gateway.channels.qqbot.adapter")
     for _ in range(3):
         resp = await kefu.push.post(load_payload("unknown_event.json"))
         assert resp.status == 204

@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.channels.qqbot import signing_key, validation_signature, verify_push
+from gateway.channels.qqbot.crypto import signing_key, validation_signature, verify_push
 from tests.fakes.qqbot_api import FIXTURES
 
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.channels.base import Outgoing
-from gateway.channels.web import sign
+from gateway.channels.web.adapter import sign
 from gateway.message import Message
 from gateway.runtime import RUNTIME
 

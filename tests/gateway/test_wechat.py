@@ -559,7 +559,7 @@ async def test_a_database_error_is_a_503_with_nothing_stored_and_the_retry_is_an
 
 async def test_failure_after_answering_success_is_handled_once_more(start_kefu, monkeypatch):
     # WeChat got `success` and will not retry: kefu must not lose the message.
-    monkeypatch.setattr("gateway.channels.wechat.RETRY_AFTER_FAILURE_S", 0.01)
+    monkeypatch.setattr("gateway.channels.wechat.adapter.RETRY_AFTER_FAILURE_S", 0.01)
     kefu = await start_kefu(pipeline={"wechat_reply_deadline_s": 0.05})
     calls = flaky_pipeline(kefu, failures=1, delay_s=0.2)
     status, text, _ = await kefu.shop.post(fixture_xml("text.xml", MsgId=new_msg_id()))

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from gateway.channels.base import SendError
-from gateway.channels.wechat_api import (
+from gateway.channels.wechat.api import (
     AccessTokenManager,
     CustomerServiceSender,
     clean_text,

@@ -13,7 +13,7 @@ from aiohttp import web
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.utils import check_signature
 
-from gateway.channels.wechat import WeChatAdapter, sign, signature_matches
+from gateway.channels.wechat.adapter import WeChatAdapter, sign, signature_matches
 from gateway.message import Reply
 from gateway.settings import settings_from_mapping
 from tests.fakes.wechat_api import (

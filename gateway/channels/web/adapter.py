@@ -25,8 +25,8 @@ from gateway.message import Message
 from gateway.rate_limit import RateLimiter, retry_after_header
 
 if TYPE_CHECKING:
+    from gateway.channels.web.settings import WebChannelSettings
     from gateway.runtime import Runtime
-    from gateway.settings import WebChannelSettings
 
 logger = logging.getLogger(__name__)
 

@@ -32,12 +32,12 @@ from wechatpy.replies import TextReply
 
 from gateway.bodies import read_body
 from gateway.channels.base import Outgoing, SendError
-from gateway.channels.wechat_api import MAX_TEXT_BYTES, AccessTokenManager, CustomerServiceSender, clean_text
+from gateway.channels.wechat.api import MAX_TEXT_BYTES, AccessTokenManager, CustomerServiceSender, clean_text
 from gateway.message import Message, Reply
 
 if TYPE_CHECKING:
+    from gateway.channels.wechat.settings import WeChatAccountSettings
     from gateway.runtime import Runtime
-    from gateway.settings import WeChatAccountSettings
 
 logger = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from gateway.channels.base import ChannelAdapter, Outgoing
-from gateway.channels.web import (
+from gateway.channels.web.adapter import (
     CHANNEL,
     MAX_NAME,
     MAX_TEXT,

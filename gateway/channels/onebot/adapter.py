@@ -20,16 +20,17 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.bodies import http_error, parse_json, read_body
-from gateway.channels import cq
 from gateway.channels.base import Outgoing, SendError
-from gateway.channels.onebot_ws import DEFAULT_API_TIMEOUT_S, ROLES, OneBotConnection
+from gateway.channels.onebot import cq
+from gateway.channels.onebot.settings import OneBotAccountSettings
+from gateway.channels.onebot.ws import DEFAULT_API_TIMEOUT_S, ROLES, OneBotConnection
+from gateway.channels.qq import parse_conversation_key
 from gateway.message import Message, Reply, utcnow
 
 if TYPE_CHECKING:
@@ -46,31 +47,6 @@ HTTP_API_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=5)
 WS_HEARTBEAT_S = 30.0
 
 
-class OneBotAccountSettings(BaseModel):
-    """One OneBot v11 bot (a QQ account run by NapCat/Lagrange/go-cqhttp/LLOneBot)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
-    # HTTP POST: OneBot signs bodies with HMAC-SHA1 under this secret (X-Signature: sha1=…).
-    secret: str | None = None
-    # Reverse WebSocket: the bearer token the client must present; also sent to the HTTP API.
-    access_token: str | None = None
-    # The OneBot HTTP API (e.g. http://127.0.0.1:3000) for later sends when no reverse WebSocket is up.
-    api_url: str | None = None
-    reply_in_group: Literal["mention", "always"] = "mention"
-
-    @field_validator("secret", "access_token", "api_url")
-    @classmethod
-    def _empty_is_none(cls, value: str | None) -> str | None:
-        return value or None
-
-    @field_validator("api_url")
-    @classmethod
-    def _no_trailing_slash(cls, value: str | None) -> str | None:
-        return value.rstrip("/") if value else value
-
-
 class OneBotEventError(Exception):
     """A message event kefu cannot read (400)."""
 
@@ -83,16 +59,6 @@ def conversation_key(account: str, chat_type: str, user_id: str, group_id: str |
     if chat_type == "group":
         return f"qq:{account}:group:{group_id}:{user_id}"
     return f"qq:{account}:private:{user_id}"
-
-
-def parse_conversation_key(key: str) -> dict[str, str]:
-    """Addressing recovered from a conversation key (fallback when an Outgoing carries no target)."""
-    parts = key.split(":")
-    if len(parts) == 5 and parts[0] == "qq" and parts[2] == "group":
-        return {"chat_type": "group", "group_id": parts[3], "user_id": parts[4]}
-    if len(parts) == 4 and parts[0] == "qq" and parts[2] == "private":
-        return {"chat_type": "private", "user_id": parts[3]}
-    return {}
 
 
 def _id(value: Any, field: str) -> str:

@@ -28,13 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.bodies import http_error, parse_json, read_body
 from gateway.channels.base import Outgoing, SendError
-from gateway.channels.onebot import parse_conversation_key
+from gateway.channels.qq import parse_conversation_key
+from gateway.channels.qqbot.crypto import signing_key, validation_signature, verify_push
+from gateway.channels.qqbot.settings import QQBotAccountSettings
 from gateway.channels.tokens import TokenCache, parse_expires_in
 from gateway.message import Message, utcnow
 
@@ -45,8 +44,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CHANNEL = "qqbot"
-DEFAULT_API_BASE = "https://api.sgroup.qq.com"
-DEFAULT_TOKEN_URL = "https://bots.qq.com/app/getAppAccessToken"
 # QQ wants the webhook answered within 3 s; the pipeline gets this long before the ack goes out anyway.
 ACK_DEADLINE_S = 2.0
 # The docs advise a send timeout of at least 5 s (a shorter one may miss the answer of a send that worked).
@@ -69,57 +66,6 @@ CODE_RATE_LIMIT = 22009
 # validation request can never be abused to obtain a valid push signature.
 _PLAIN_TOKEN = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 _DIGITS = re.compile(r"^[0-9]{1,20}$")
-
-
-class QQBotAccountSettings(BaseModel):
-    """One QQ official bot (webhook mode): AppID and AppSecret from q.qq.com, API endpoints."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
-    appid: str = Field(min_length=1)
-    secret: str = Field(min_length=1)
-    api_base: str = DEFAULT_API_BASE
-    token_url: str = DEFAULT_TOKEN_URL
-
-    @field_validator("api_base")
-    @classmethod
-    def _no_trailing_slash(cls, value: str) -> str:
-        return value.rstrip("/")
-
-
-# --- Ed25519 ------------------------------------------------------------------------------------
-
-
-def signing_key(secret: str) -> Ed25519PrivateKey:
-    """The bot's Ed25519 key: the secret repeated until it has ≥ 32 bytes, the first 32 bytes as the seed."""
-    seed = secret.encode("utf-8")
-    if not seed:
-        raise ValueError("the bot secret is empty")
-    while len(seed) < 32:
-        seed = seed * 2
-    return Ed25519PrivateKey.from_private_bytes(seed[:32])
-
-
-def validation_signature(key: Ed25519PrivateKey, event_ts: str, plain_token: str) -> str:
-    """The op 13 answer's signature: hex Ed25519 of event_ts + plain_token."""
-    return key.sign((event_ts + plain_token).encode("utf-8")).hex()
-
-
-def verify_push(public_key: Ed25519PublicKey, signature_hex: str, timestamp: str, body: bytes) -> bool:
-    """True when `X-Signature-Ed25519` signs `X-Signature-Timestamp + body` (the platform's checks included)."""
-    try:
-        signature = bytes.fromhex(signature_hex.strip())
-    except ValueError:
-        return False
-    # Same checks as the official Go sample: 64 bytes, and the top 3 bits of the last byte clear.
-    if len(signature) != 64 or signature[63] & 224 != 0 or not timestamp:
-        return False
-    try:
-        public_key.verify(signature, timestamp.encode("utf-8") + body)
-    except InvalidSignature:
-        return False
-    return True
 
 
 # --- events in ---------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""The onebot channel: adapter, settings and platform client."""

@@ -1,0 +1,1 @@
+"""The qqbot channel: adapter, settings and platform client."""

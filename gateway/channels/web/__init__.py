@@ -1,0 +1,1 @@
+"""The web channel: adapter, settings and platform client."""

@@ -1,0 +1,1 @@
+"""The wechat channel: adapter, settings and platform client."""
