@@ -12,25 +12,26 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from gateway.admin import admin_routes
-from gateway.agent_api import agent_routes
-from gateway.bodies import http_error
 from gateway.channels.base import ChannelAdapter
 from gateway.channels.onebot.adapter import OneBotAdapter
 from gateway.channels.qqbot.adapter import QQBotAdapter
 from gateway.channels.web.adapter import WebAdapter
 from gateway.channels.wechat.adapter import WeChatAdapter
-from gateway.follow_ups import follow_up_routes
-from gateway.handoff_service import HandoffService, handoff_jobs
+from gateway.handoff_service import HandoffService
+from gateway.http.admin_api import admin_routes
+from gateway.http.agent_api import agent_routes
+from gateway.http.bodies import http_error
+from gateway.http.pages import install_web
+from gateway.http.reports_api import report_routes
+from gateway.jobs.handoff_jobs import handoff_jobs
+from gateway.jobs.outbox import Outbox
 from gateway.kb_reload import KbService
+from gateway.keys import HANDOFF, RUNTIME
 from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
-from gateway.outbox import Outbox
 from gateway.pipeline import Pipeline
-from gateway.reports_api import report_routes
-from gateway.runtime import RUNTIME, AdapterKey, Runtime
+from gateway.runtime import AdapterKey, Runtime
 from gateway.settings import Settings
 from gateway.storage import Store, is_database_error
-from gateway.web.pages import install_web
 from handoff.state import ConversationState
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
 
     handoff = HandoffService(runtime, settings.handoff)
     runtime.handoff = handoff
+    app[HANDOFF] = handoff
     runtime.pipeline.interceptors.append(handoff)  # a CSAT rating is not a new question
     runtime.pipeline.observers.append(handoff.after_message)  # queue handoffs, forward to the agent
 
@@ -68,8 +70,7 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
     app.router.add_routes(admin_routes())
     app.router.add_routes(agent_routes())
     app.router.add_routes(report_routes())
-    app.router.add_routes(follow_up_routes())
-    install_web(app)  # /chat, /agent, /admin, /widget.js, /web/ws, /admin/api/stats (wraps the web adapter)
+    install_web(app)  # /chat, /agent, /admin, /widget.js, /web/ws (wraps the web adapter)
 
     app.cleanup_ctx.extend(
         [_database, _http_session, _knowledge_base, _adapters, _outbox_worker, handoff_jobs, _tasks]

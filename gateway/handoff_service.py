@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import Collection, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway.channels.base import Outgoing
-from gateway.first_response import first_response_sweep
-from gateway.follow_ups import open_for_complaint
+from gateway.jobs.first_response import first_response_sweep
+from gateway.jobs.follow_ups import open_for_complaint
 from gateway.message import Message, Reply, utcnow
 from gateway.norms import group_hours, sla_policy
 from gateway.storage import Unit
@@ -810,19 +810,3 @@ class HandoffService:
                 }
             )
         return out
-
-
-async def handoff_jobs(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: the periodic handoff job; on shutdown, close the agent WebSockets."""
-    from gateway.runtime import RUNTIME
-
-    runtime = app[RUNTIME]
-    service: HandoffService = runtime.handoff  # type: ignore[attr-defined]
-    task = asyncio.create_task(service.run_jobs(), name="kefu-handoff-jobs")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    for ws in list(service.sockets):
-        with contextlib.suppress(Exception):
-            await ws.close(code=1001, message=b"server shutdown")

@@ -16,7 +16,7 @@ _NAMES = (
 _SECRET_PARAM = re.compile(rf"(?i)\b({_NAMES})=([^&\s\"',;}}]+)")
 _SECRET_FIELD = re.compile(rf'(?i)"({_NAMES})"(\s*:\s*)"[^"]*"')
 _BEARER = re.compile(r"(?i)\b(bearer|qqbot)\s+[A-Za-z0-9._~+/=-]+")
-# The agent console's WebSocket subprotocol `token.<token>` (gateway.agent_ws), should a header be logged;
+# The agent console's WebSocket subprotocol `token.<token>` (gateway.http.agent_ws), should a header be logged;
 # 16+ characters, so file names such as token.py stay readable.
 _TOKEN_PROTOCOL = re.compile(r"(?i)\btoken\.[A-Za-z0-9_~-]{16,}")
 

@@ -28,8 +28,8 @@ from intents.rules import effective_intents
 from kb.model import DEFAULT_REPLIES, FaqEntry, KnowledgeBase, Replies
 
 if TYPE_CHECKING:
+    from gateway.jobs.outbox import Outbox
     from gateway.metrics import Metrics
-    from gateway.outbox import Outbox
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The Runtime: everything a running gateway shares, in one object under one typed AppKey.
+"""The Runtime: everything a running gateway shares, in one object (`app[gateway.keys.RUNTIME]`).
 
 Adapters receive it at construction (before startup) and use its resources when requests or sends
 arrive (after startup): `http` exists only between startup and cleanup.
@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from aiohttp import web
 
 from gateway.channels.base import ChannelAdapter
+from gateway.jobs.outbox import Outbox
 from gateway.kb_reload import KbService
 from gateway.metrics import Metrics
-from gateway.outbox import Outbox
 from gateway.pipeline import Pipeline
 from gateway.settings import Settings
 from gateway.storage import Store
@@ -90,7 +89,3 @@ class Runtime:
         for task in pending:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-
-
-# The one app key under which create_app stores the Runtime (typed: no string keys).
-RUNTIME: web.AppKey[Runtime] = web.AppKey("kefu_runtime", Runtime)

@@ -9,7 +9,7 @@ import signal
 
 from aiohttp import web
 
-from gateway.agent_api import PREFIX as AGENT_API_PREFIX
+from gateway.http.agent_api import PREFIX as AGENT_API_PREFIX
 from gateway.settings import Settings
 from gateway.storage import is_database_error, safe_url
 
@@ -22,7 +22,7 @@ class StartupFailed(Exception):
 
 def urls(settings: Settings, app: web.Application) -> list[tuple[str, str]]:
     """(what, URL) pairs to print: health, metrics and every channel's webhook."""
-    from gateway.runtime import RUNTIME
+    from gateway.keys import RUNTIME
 
     host = settings.server.host
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host

@@ -1,4 +1,4 @@
-"""Read-only queries behind the admin dashboard (`gateway.admin_stats`): plain rows for a time range.
+"""Read-only queries behind the admin dashboard (`gateway.http.admin_api`): plain rows for a time range.
 
 Bucketing by hour/day happens in Python, not SQL: date functions differ between SQLite and PostgreSQL,
 and a dashboard range holds few enough rows. Every query is capped (`MAX_ROWS`).

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from gateway.app import create_app
-from gateway.openapi import spec
-from gateway.runtime import RUNTIME
+from gateway.http.openapi import spec
+from gateway.keys import RUNTIME
 from handoff import notices
 from handoff.agents import Role, new_token
 from tests.gateway.test_handoff_flow import Console, handoff_section

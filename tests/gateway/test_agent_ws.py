@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway import agent_ws
 from gateway.app import create_app
+from gateway.http import agent_ws
 from tests.gateway.test_agent_api import complaint, customer_says, make_agent
 from tests.gateway.test_handoff_flow import handoff_section, next_event
 from tests.waiting import eventually
@@ -136,20 +136,20 @@ async def test_a_token_in_the_url_still_works_with_a_one_time_deprecation_warnin
 ) -> None:
     monkeypatch.setattr(agent_ws, "_query_token_warned", False)
     a = await make_agent(gateway, "戊")
-    with caplog.at_level(logging.WARNING, logger="gateway.agent_ws"):
+    with caplog.at_level(logging.WARNING, logger="gateway.http.agent_ws"):
         for _ in range(2):
             ws = await gateway.ws_connect("/api/v1/agent/ws", params={"token": a.token})
             assert (await ws.receive_json(timeout=5))["type"] == "hello"
             await ws.close()
-    warnings = [r for r in caplog.records if r.name == "gateway.agent_ws"]
+    warnings = [r for r in caplog.records if r.name == "gateway.http.agent_ws"]
     assert len(warnings) == 1 and "deprecated" in warnings[0].getMessage()
     assert a.token not in caplog.text
     # A bearer header or the subprotocol does not warn.
     caplog.clear()
     monkeypatch.setattr(agent_ws, "_query_token_warned", False)
-    with caplog.at_level(logging.WARNING, logger="gateway.agent_ws"):
+    with caplog.at_level(logging.WARNING, logger="gateway.http.agent_ws"):
         ws = await a.ws()
         await ws.close()
         ws = await gateway.ws_connect("/api/v1/agent/ws", protocols=("kefu.agent", f"token.{a.token}"))
         await ws.close()
-    assert not [r for r in caplog.records if r.name == "gateway.agent_ws"]
+    assert not [r for r in caplog.records if r.name == "gateway.http.agent_ws"]

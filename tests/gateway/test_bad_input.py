@@ -9,7 +9,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.channels.web.adapter import sign
-from gateway.runtime import RUNTIME
+from gateway.keys import RUNTIME
 from handoff.state import ConversationState
 from tests.gateway.db_faults import failing_replies
 

@@ -7,7 +7,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from gateway.first_response import first_response_sweep
+from gateway.jobs.first_response import first_response_sweep
 from gateway.message import utcnow
 from handoff import notices
 from handoff.sla import BUSY_NOTICE

@@ -19,7 +19,8 @@ import yaml
 
 from gateway import cli
 from gateway.app import create_app
-from gateway.runtime import RUNTIME, Runtime
+from gateway.keys import RUNTIME
+from gateway.runtime import Runtime
 from handoff import notices
 from handoff.agents import Role, new_token
 from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatAPI, WeChatPush, fixture_xml, xml_dict

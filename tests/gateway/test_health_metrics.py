@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from gateway.app import create_app
-from gateway.runtime import RUNTIME
+from gateway.keys import RUNTIME
 
 
 async def test_healthz_reports_database_and_knowledge_base(app_client: Any) -> None:

@@ -12,7 +12,8 @@ import pytest
 from blockbuster import BlockingError
 
 from gateway.app import create_app
-from gateway.runtime import RUNTIME, Runtime
+from gateway.keys import RUNTIME
+from gateway.runtime import Runtime
 
 NEW_ANSWER = "您好，发票已全面改为电子发票，下单时勾选「需要发票」即可，无需再单独申请。"
 

@@ -21,7 +21,8 @@ import pytest
 from gateway.app import create_app
 from gateway.channels.base import Outgoing
 from gateway.channels.onebot.adapter import OneBotAdapter
-from gateway.runtime import RUNTIME, Runtime
+from gateway.keys import RUNTIME
+from gateway.runtime import Runtime
 from gateway.settings import SettingsError, settings_from_mapping
 from handoff.state import ConversationState
 from tests.fakes.onebot import (

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from gateway.app import create_app
+from gateway.keys import RUNTIME
 from gateway.message import Message, utcnow
-from gateway.runtime import RUNTIME, Runtime
+from gateway.runtime import Runtime
 from handoff.state import ConversationState
 from kb.model import DEFAULT_REPLIES
 

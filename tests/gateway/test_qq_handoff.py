@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from gateway.app import create_app
-from gateway.runtime import RUNTIME, Runtime
+from gateway.keys import RUNTIME
+from gateway.runtime import Runtime
 from handoff.state import ConversationState
 from tests.fakes import qqbot_api
 from tests.fakes.onebot import (

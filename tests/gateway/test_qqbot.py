@@ -20,8 +20,9 @@ import pytest
 from gateway.app import create_app
 from gateway.channels.base import Outgoing, SendError
 from gateway.channels.qqbot.adapter import QQBotAdapter
+from gateway.keys import RUNTIME
 from gateway.message import utcnow
-from gateway.runtime import RUNTIME, Runtime
+from gateway.runtime import Runtime
 from gateway.settings import SettingsError, settings_from_mapping
 from handoff.state import ConversationState
 from tests.fakes.qqbot_api import APPID, SECRET, FakeQQBotAPI, QQPush, load_payload

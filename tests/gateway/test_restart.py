@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.app import create_app
-from gateway.runtime import RUNTIME
+from gateway.keys import RUNTIME
 from handoff.state import ConversationState
 
 

@@ -11,8 +11,8 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.channels.base import Outgoing
 from gateway.channels.web.adapter import sign
+from gateway.keys import RUNTIME
 from gateway.message import Message
-from gateway.runtime import RUNTIME
 
 SECRET = "web-shared-secret"
 

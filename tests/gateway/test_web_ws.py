@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from gateway.runtime import RUNTIME
+from gateway.keys import RUNTIME
 from tests.gateway.test_web import limited_app
 
 VISITOR = "vfast0123456789abcdef"

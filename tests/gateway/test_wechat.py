@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from gateway.app import create_app
-from gateway.runtime import RUNTIME, Runtime
+from gateway.keys import RUNTIME
+from gateway.runtime import Runtime
 from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatAPI, WeChatPush, fixture_xml, xml_dict
 from tests.gateway.db_faults import failing_replies
 from tests.waiting import eventually

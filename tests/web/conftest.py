@@ -20,9 +20,10 @@ import pytest
 from aiohttp import web
 
 from gateway.app import create_app
-from gateway.runtime import RUNTIME, Runtime
+from gateway.http.pages import install_web
+from gateway.keys import RUNTIME
+from gateway.runtime import Runtime
 from gateway.settings import settings_from_mapping
-from gateway.web.pages import install_web
 from handoff.agents import Role, new_token
 from tests.conftest import ADMIN_TOKEN, TEST_FAQ, deep_merge, services_required
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from gateway.admin_stats import buckets, durations, unanswered_clusters
+from gateway.http.admin_api import buckets, durations, unanswered_clusters
 from gateway.storage.stats_queries import UnansweredRow
 
 AT = datetime(2026, 11, 24, 8, 30, tzinfo=UTC)

@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
-from gateway.bodies import http_error, parse_json, read_body
 from gateway.channels.base import Outgoing, SendError
 from gateway.channels.onebot import cq
 from gateway.channels.onebot.settings import OneBotAccountSettings
 from gateway.channels.onebot.ws import DEFAULT_API_TIMEOUT_S, ROLES, OneBotConnection
 from gateway.channels.qq import parse_conversation_key
+from gateway.http.bodies import http_error, parse_json, read_body
 from gateway.message import Message, Reply, utcnow
 
 if TYPE_CHECKING:

@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from aiohttp import web
 
-from gateway.bodies import http_error, parse_json, read_body
 from gateway.channels.base import Outgoing, SendError
 from gateway.channels.qq import parse_conversation_key
 from gateway.channels.qqbot.crypto import signing_key, validation_signature, verify_push
 from gateway.channels.qqbot.settings import QQBotAccountSettings
 from gateway.channels.tokens import TokenCache, parse_expires_in
+from gateway.http.bodies import http_error, parse_json, read_body
 from gateway.message import Message, utcnow
 
 if TYPE_CHECKING:

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from gateway.bodies import http_error, parse_json, read_body
 from gateway.channels.base import Outgoing, SendError
+from gateway.http.bodies import http_error, parse_json, read_body
 from gateway.message import Message
 from gateway.rate_limit import RateLimiter, retry_after_header
 

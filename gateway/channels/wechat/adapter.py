@@ -30,9 +30,9 @@ from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from wechatpy.messages import MESSAGE_TYPES, UnknownMessage
 from wechatpy.replies import TextReply
 
-from gateway.bodies import read_body
 from gateway.channels.base import Outgoing, SendError
 from gateway.channels.wechat.api import MAX_TEXT_BYTES, AccessTokenManager, CustomerServiceSender, clean_text
+from gateway.http.bodies import read_body
 from gateway.message import Message, Reply
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """The gateway's own web pages: the customer chat (`/chat`, embeddable with `/widget.js`), the agent
 console (`/agent`) and the admin dashboard (`/admin`).
 
-Plain HTML/CSS/JS shipped in `gateway/web/static/` (no build step, no CDN, no request leaves the
+Plain HTML/CSS/JS shipped in `gateway/http/static/` (no build step, no CDN, no request leaves the
 gateway). Every page is served with `charset=utf-8` and a Content-Security-Policy that allows only this
 origin, so even a text that slipped past the pages' escaping could not load or run anything.
 
@@ -18,10 +18,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.admin_stats import admin_stats_routes
-from gateway.bodies import http_error
 from gateway.channels.web.ws import install_web_chat
-from gateway.runtime import RUNTIME
+from gateway.handoff_service import HandoffError
+from gateway.http.auth import require_agent
+from gateway.http.bodies import http_error
+from gateway.keys import HANDOFF, RUNTIME
 from intents.prediction import Candidate
 
 logger = logging.getLogger(__name__)
@@ -126,11 +127,8 @@ async def _serve(request: web.Request, assets: Assets, name: str, *, frameable: 
 
 async def suggestions(request: web.Request) -> web.Response:
     """The matcher's best FAQ answers for the customer's last message (agent token; 403/404 as the API)."""
-    from gateway.agent_api import authenticate, service_of
-    from gateway.handoff_service import HandoffError
-
-    agent = await authenticate(request)
-    service = service_of(request)
+    agent = await require_agent(request)
+    service = request.app[HANDOFF]
     raw = request.match_info["id"]
     if not raw.isdigit():
         raise http_error(web.HTTPNotFound, f"no conversation {raw}")
@@ -172,7 +170,7 @@ async def suggestions(request: web.Request) -> web.Response:
 
 
 def install_web(app: web.Application) -> None:
-    """Add the pages, the chat WebSocket and the dashboard API to a gateway app (before it starts).
+    """Add the pages and the chat WebSocket to a gateway app (before it starts).
 
     Idempotent, so a test may call it on an app whose factory already did.
     """
@@ -181,4 +179,3 @@ def install_web(app: web.Application) -> None:
     runtime = app[RUNTIME]
     install_web_chat(runtime, app.router.add_routes)
     app.router.add_routes(page_routes())
-    app.router.add_routes(admin_stats_routes())

@@ -21,8 +21,10 @@ from typing import Any
 
 from aiohttp import WSMsgType, hdrs, web
 
-from gateway.bodies import http_error
-from gateway.handoff_service import HandoffService
+from gateway.handoff_service import visible_to
+from gateway.http.auth import require_agent
+from gateway.http.bodies import http_error
+from gateway.keys import HANDOFF
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +42,8 @@ _query_token_warned = False  # the deprecation warning is logged once per proces
 
 async def agent_ws(request: web.Request) -> web.StreamResponse:
     """Authenticate (401 before the upgrade), then push events and read pings/resumes until closed."""
-    from gateway.agent_api import authenticate, service_of
-
-    agent = await authenticate(request, token=handshake_token(request))
-    service: HandoffService = service_of(request)
+    agent = await require_agent(request, token=handshake_token(request))
+    service = request.app[HANDOFF]
     # Answers `kefu.agent` when the client offered it (a browser fails a handshake that selects none).
     ws = web.WebSocketResponse(heartbeat=None, protocols=(PROTOCOL,))
     await ws.prepare(request)
@@ -69,8 +69,6 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
                         await send({"type": "event", **row.as_json()})
 
     def service_visible(row: Any) -> bool:
-        from gateway.handoff_service import visible_to
-
         return visible_to(row, agent)
 
     async def pusher() -> None:

@@ -14,11 +14,14 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.bodies import http_error, read_json
 from gateway.handoff_service import HandoffError, HandoffService
-from gateway.openapi import spec
-from gateway.runtime import RUNTIME
-from handoff.agents import AgentInfo, hash_token
+from gateway.http.agent_ws import agent_ws
+from gateway.http.auth import require_agent
+from gateway.http.bodies import http_error, read_json
+from gateway.http.follow_ups_api import follow_up_routes
+from gateway.http.openapi import spec
+from gateway.keys import HANDOFF, RUNTIME
+from handoff.agents import AgentInfo
 from handoff.canned import CannedReply, canned_for_agent, render_canned_report, validate_canned
 from handoff.presence import Presence
 from handoff.wrapup import CloseReason
@@ -39,9 +42,7 @@ AgentHandler = Callable[[web.Request, AgentInfo, HandoffService], Awaitable[web.
 
 
 def agent_routes() -> list[web.AbstractRouteDef]:
-    """Routes of the agent API (the WebSocket is in gateway.agent_ws)."""
-    from gateway.agent_ws import agent_ws
-
+    """Routes of the agent API (the WebSocket is in gateway.http.agent_ws, follow-ups in follow_ups_api)."""
     p = PREFIX
     return [
         web.get(f"{p}/openapi.json", openapi_view),
@@ -61,41 +62,18 @@ def agent_routes() -> list[web.AbstractRouteDef]:
         web.post(f"{p}/canned", _authed(add_canned)),
         web.post(f"{p}/canned/{{id}}/render", _authed(render_canned)),
         web.get(f"{p}/agent/ws", agent_ws),
+        *follow_up_routes(),
     ]
 
 
 def service_of(request: web.Request) -> HandoffService:
     """The app's handoff service."""
-    return request.app[RUNTIME].handoff  # type: ignore[attr-defined, no-any-return]
-
-
-def unauthorized(message: str) -> web.HTTPException:
-    """401 with the challenge header clients expect."""
-    return http_error(
-        web.HTTPUnauthorized, message, headers={"WWW-Authenticate": 'Bearer realm="kefu-agent"'}
-    )
-
-
-async def authenticate(request: web.Request, *, token: str | None = None) -> AgentInfo:
-    """The enabled agent whose bearer token this request carries; else 401.
-
-    Without an Authorization header, `token` is used: one the WebSocket found elsewhere in its handshake.
-    """
-    header = request.headers.get("Authorization", "")
-    scheme, _, bearer = header.partition(" ")
-    bearer = bearer.strip() if scheme.lower() == "bearer" else ""
-    token = bearer or (token or "").strip()
-    if not token:
-        raise unauthorized("missing bearer token (Authorization: Bearer <token> from `kefu agent add`)")
-    agent = await service_of(request).db.agent_by_token_hash(hash_token(token))
-    if agent is None:
-        raise unauthorized("invalid or disabled agent token")
-    return agent
+    return request.app[HANDOFF]
 
 
 def _authed(handler: AgentHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def wrapper(request: web.Request) -> web.StreamResponse:
-        agent = await authenticate(request)
+        agent = await require_agent(request)
         try:
             return await handler(request, agent, service_of(request))
         except HandoffError as exc:

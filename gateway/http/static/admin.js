@@ -49,7 +49,7 @@
     const out = $("reload-result");
     out.textContent = "正在加载…";
     try {
-      const r = await api("POST", "/admin/api/stats/kb-reload", token);
+      const r = await api("POST", "/admin/api/kb/reload", token);
       out.textContent = r.changed ? "已加载新版本 " + r.version : "内容未变化，仍为版本 " + r.version;
     } catch (e) {
       out.textContent = e.status === 422 ? "加载失败，继续使用上一个可用版本，请查看下方错误。" : "加载失败：" + e.message;

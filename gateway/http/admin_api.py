@@ -1,16 +1,18 @@
-"""`GET /admin/api/stats?from=&to=`: the numbers behind the admin dashboard (`/admin`).
+"""The admin API (`/admin/api/…`): the outbox, the knowledge base (status, reload) and the dashboard.
+
+`GET /admin/api/stats?from=&to=` gives the numbers behind the admin dashboard (`/admin`):
 
 Messages per hour (ranges up to 48 h) or per day by channel, bot resolution and handoff rates,
 first-response and waiting times, satisfaction, agents online and their load, the knowledge base's
 status, and the questions the bot could not answer grouped by similarity (`handoff.questions.cluster_questions`
 with the intents normaliser, as in `kefu report`), so the FAQ editor sees what to add.
 
-Authorised by `admin.token` from the settings or by the token of an agent whose role is `admin`.
+Every endpoint takes `admin.token` from the settings or the token of an agent whose role is `admin`
+(gateway/http/auth.py).
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import statistics
 from collections import Counter
@@ -20,10 +22,11 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.bodies import http_error
-from gateway.runtime import RUNTIME, Runtime
-from gateway.storage import stats_queries
-from handoff.agents import Role, hash_token
+from gateway.http.auth import require_admin
+from gateway.http.bodies import http_error
+from gateway.keys import RUNTIME
+from gateway.runtime import Runtime
+from gateway.storage import OUTBOX_STATUSES, stats_queries
 from handoff.privacy import mask_sensitive
 from handoff.questions import cluster_questions
 from intents.normalize import normalize
@@ -33,38 +36,17 @@ MAX_RANGE = timedelta(days=92)
 HOURLY_UP_TO = timedelta(hours=48)
 MAX_CLUSTERS = 50
 MAX_EXAMPLES = 5  # wordings shown per group, the lead included
+MAX_LIST = 500  # outbox rows per request
 
 
-def admin_stats_routes() -> list[web.AbstractRouteDef]:
-    """The dashboard's JSON endpoints."""
+def admin_routes() -> list[web.AbstractRouteDef]:
+    """Routes of the admin API."""
     return [
+        web.get("/admin/api/outbox", list_outbox),
+        web.get("/admin/api/kb", kb_status),
+        web.post("/admin/api/kb/reload", kb_reload),
         web.get("/admin/api/stats", stats_view),
-        web.post("/admin/api/stats/kb-reload", kb_reload_view),
     ]
-
-
-async def authorize_admin(request: web.Request) -> str:
-    """`Authorization: Bearer <admin.token | an admin agent's token>`; returns who, else 401/403."""
-    runtime: Runtime = request.app[RUNTIME]
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    given = given.strip()
-    if scheme.lower() != "bearer" or not given:
-        raise http_error(
-            web.HTTPUnauthorized, "missing bearer token", headers={"WWW-Authenticate": 'Bearer realm="kefu"'}
-        )
-    token = runtime.settings.admin.token
-    if token and hmac.compare_digest(given.encode(), token.encode()):
-        return "admin"
-    if runtime.handoff is not None:
-        agent = await runtime.handoff.db.agent_by_token_hash(hash_token(given))
-        if agent is not None and agent.role is Role.ADMIN:
-            return f"agent:{agent.name}"
-        if agent is not None:
-            raise http_error(
-                web.HTTPForbidden, f"agent {agent.name} is not an admin (role {agent.role.value})"
-            )
-    raise http_error(web.HTTPForbidden, "wrong admin token")
 
 
 def parse_range(query: Any, now: datetime | None = None) -> tuple[datetime, datetime]:
@@ -253,22 +235,45 @@ async def compute_stats(runtime: Runtime, start: datetime, end: datetime) -> dic
     }
 
 
-async def stats_view(request: web.Request) -> web.Response:
-    """GET /admin/api/stats?from=&to= — the dashboard's numbers (admin token or an admin agent)."""
-    await authorize_admin(request)
-    start, end = parse_range(request.query)
-    body = await compute_stats(request.app[RUNTIME], start, end)
-    return web.json_response(body, dumps=_dumps, headers={"Cache-Control": "no-store"})
+async def list_outbox(request: web.Request) -> web.Response:
+    """GET /admin/api/outbox?status=&limit= — outbox rows, newest first."""
+    await require_admin(request)
+    status = request.query.get("status") or None
+    if status is not None and status not in OUTBOX_STATUSES:
+        raise http_error(web.HTTPBadRequest, f"status must be one of {', '.join(OUTBOX_STATUSES)}")
+    try:
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        raise http_error(web.HTTPBadRequest, "limit must be an integer") from None
+    limit = max(1, min(limit, MAX_LIST))
+    store = request.app[RUNTIME].store
+    rows = await store.list_outbox(status, limit=limit)
+    counts = await store.outbox_counts()
+    return web.json_response({"counts": counts, "items": [r.as_json() for r in rows]}, dumps=_dumps)
 
 
-async def kb_reload_view(request: web.Request) -> web.Response:
-    """POST /admin/api/stats/kb-reload — the dashboard's reload button (also for admin agents)."""
-    who = await authorize_admin(request)
+async def kb_status(request: web.Request) -> web.Response:
+    """GET /admin/api/kb — the served version, entry count and the last reload's errors (file:line)."""
+    await require_admin(request)
+    return web.json_response(request.app[RUNTIME].kb.status(), dumps=_dumps)
+
+
+async def kb_reload(request: web.Request) -> web.Response:
+    """POST /admin/api/kb/reload — reload the FAQ now (also the dashboard's button); 422 with the errors."""
+    who = (await require_admin(request)).who
     runtime = request.app[RUNTIME]
-    report = await runtime.kb.reload(reason=f"dashboard ({who})")
+    report = await runtime.kb.reload(reason=f"admin API ({who})", force=request.query.get("force") == "1")
     await runtime.store.audit("kb.reload", who, report.as_json())
     body = {**report.as_json(), "kb": runtime.kb.status()}
     return web.json_response(body, status=200 if report.ok else 422, dumps=_dumps)
+
+
+async def stats_view(request: web.Request) -> web.Response:
+    """GET /admin/api/stats?from=&to= — the dashboard's numbers (admin token or an admin agent)."""
+    await require_admin(request)
+    start, end = parse_range(request.query)
+    body = await compute_stats(request.app[RUNTIME], start, end)
+    return web.json_response(body, dumps=_dumps, headers={"Cache-Control": "no-store"})
 
 
 def _dumps(value: object) -> str:

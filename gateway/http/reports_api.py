@@ -8,7 +8,6 @@ agent token whose role is supervisor or admin, or by `admin.token`.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import io
 import json
 from dataclasses import asdict
@@ -17,12 +16,13 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.bodies import http_error
+from gateway.http.auth import require_supervisor
+from gateway.http.bodies import http_error
+from gateway.keys import RUNTIME
 from gateway.norms import entry_lookup, group_hours, sla_policy
 from gateway.report_files import write_records_xlsx
-from gateway.runtime import RUNTIME, Runtime
+from gateway.runtime import Runtime
 from gateway.storage.report_queries import conversation_records
-from handoff.agents import hash_token
 from handoff.reports import (
     RECORD_COLUMNS,
     build_rows,
@@ -44,33 +44,9 @@ def report_routes() -> list[web.AbstractRouteDef]:
     return [web.get("/api/v1/reports/records", records_view)]
 
 
-async def _authorize(request: web.Request) -> str:
-    runtime: Runtime = request.app[RUNTIME]
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    given = given.strip()
-    if scheme.lower() != "bearer" or not given:
-        raise http_error(
-            web.HTTPUnauthorized, "missing bearer token", headers={"WWW-Authenticate": 'Bearer realm="kefu"'}
-        )
-    admin = runtime.settings.admin.token
-    if admin and hmac.compare_digest(given.encode(), admin.encode()):
-        return "admin"
-    if runtime.handoff is not None:
-        agent = await runtime.handoff.db.agent_by_token_hash(hash_token(given))
-        if agent is not None and agent.role.sees_everything:
-            return f"agent:{agent.name}"
-        if agent is not None:
-            raise http_error(
-                web.HTTPForbidden, f"reports are for supervisors and admins; {agent.name} is an agent"
-            )
-    raise http_error(
-        web.HTTPUnauthorized, "invalid token", headers={"WWW-Authenticate": 'Bearer realm="kefu"'}
-    )
-
-
 async def records_view(request: web.Request) -> web.StreamResponse:
     """The 受理记录 of a range as CSV (default), XLSX (with the 汇总 sheet) or JSON (rows and summary)."""
-    who = await _authorize(request)
+    who = (await require_supervisor(request)).who
     runtime: Runtime = request.app[RUNTIME]
     settings = runtime.settings
     hours = group_hours(settings).default

@@ -1,54 +1,27 @@
-"""Complaint follow-ups (回访): a ticket with a deadline opened when a complaint's human part ends.
+"""Complaint follow-ups (回访) in the agent API: agents list and close the ones of their groups
+(supervisors: all) at `GET /api/v1/follow-ups` and `POST /api/v1/follow-ups/{id}/close`.
 
-`sla.follow_up_hours` after the close (optionally counted in business hours); an open one past its due
-time is overdue — `overdue: true`, shown red in the console. Agents list and close the ones of their
-groups (supervisors: all) at `GET /api/v1/follow-ups` and `POST /api/v1/follow-ups/{id}/close`.
+The follow-up itself is opened by the handoff service when a complaint's human part ends
+(gateway/jobs/follow_ups.py).
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from gateway.bodies import http_error
+from gateway.http.auth import require_agent
+from gateway.http.bodies import http_error
+from gateway.keys import RUNTIME
 from gateway.message import utcnow
-from gateway.storage.sla_store import (
-    FollowUp,
-    close_follow_up,
-    get_follow_up,
-    list_follow_ups,
-    open_follow_up,
-)
-from handoff.sla import follow_up_due, is_overdue, overdue_by
+from gateway.storage.sla_store import FollowUp, close_follow_up, get_follow_up, list_follow_ups
+from handoff.sla import is_overdue, overdue_by
 
-if TYPE_CHECKING:  # pragma: no cover
-    from gateway.handoff_service import HandoffService
+__all__ = ["follow_up_routes"]
 
-logger = logging.getLogger(__name__)
-
-__all__ = ["follow_up_routes", "open_for_complaint"]
-
-COMPLAINT = "complaint"
 MAX_NOTE = 500
-
-
-async def open_for_complaint(service: HandoffService, conversation_id: int, group: str | None) -> bool:
-    """After a close: open the follow-up when the conversation was handed off as a complaint."""
-    conv = await service.runtime.store.conversation(conversation_id)
-    if conv is None or conv.handoff_reason != COMPLAINT:
-        return False
-    now = utcnow()
-    due = follow_up_due(now, service.sla, service.hours.for_group(group))
-    if not await open_follow_up(service.runtime.store, conversation_id, group, now, due):
-        return False  # a second close of the same conversation (after a hand-back and a new complaint)
-    await service._publish(  # its own event log: the group's agents and supervisors see it
-        "follow_up.created", {"due_at": due.isoformat()}, conversation_id=conversation_id, group=group
-    )
-    logger.info("follow-up opened: conversation=%s group=%s due=%s", conversation_id, group, due.isoformat())
-    return True
 
 
 def follow_up_routes() -> list[web.AbstractRouteDef]:
@@ -82,22 +55,18 @@ def _as_json(item: FollowUp) -> dict[str, Any]:
 
 async def _list_view(request: web.Request) -> web.Response:
     """Open follow-ups of the agent's groups (all for supervisors), earliest due first; `all=1` adds closed."""
-    from gateway.agent_api import authenticate, service_of
-
-    agent = await authenticate(request)
+    agent = await require_agent(request)
     groups = None if agent.role.sees_everything else agent.groups
     items = await list_follow_ups(
-        service_of(request).runtime.store, groups, include_closed=request.query.get("all") == "1"
+        request.app[RUNTIME].store, groups, include_closed=request.query.get("all") == "1"
     )
     return _json({"follow_ups": [_as_json(i) for i in items]})
 
 
 async def _close_view(request: web.Request) -> web.Response:
     """Close a follow-up with an optional note of what was done ({"note": "已电话回访，客户满意"})."""
-    from gateway.agent_api import authenticate, service_of
-
-    agent = await authenticate(request)
-    store = service_of(request).runtime.store
+    agent = await require_agent(request)
+    store = request.app[RUNTIME].store
     try:
         follow_up_id = int(request.match_info["id"])
     except ValueError:
