@@ -9,7 +9,6 @@ the WebSocket pushes; `EventBus` wakes the sockets of this process, others poll 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Collection, Sequence
 from contextvars import ContextVar
@@ -20,29 +19,23 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway.channels.base import Outgoing
-from gateway.jobs.first_response import first_response_sweep
-from gateway.jobs.follow_ups import open_for_complaint
+from gateway.handoff_actions import AgentActions
+from gateway.handoff_events import (
+    EventBus,
+    HandoffError,
+    visible_to,
+)
 from gateway.message import Message, Reply, utcnow
 from gateway.norms import group_hours, sla_policy
 from gateway.storage import Unit
-from gateway.storage.handoff_store import EventRow, HandoffDb, pending_csat, session_of, skip_csat
+from gateway.storage.csat import pending_csat, skip_csat
+from gateway.storage.events import EventRow
+from gateway.storage.handoff_store import HandoffDb, session_of
 from handoff import notices
 from handoff.agents import AgentInfo
 from handoff.csat import parse_rating
 from handoff.hours import BusinessHours
-from handoff.lifecycle import IdleAction, LifecycleRules, idle_action
-from handoff.permissions import (
-    ConversationRef,
-    Permission,
-    can_claim,
-    can_close,
-    can_hand_back,
-    can_reassign,
-    can_reply,
-    can_transfer,
-    can_view,
-)
-from handoff.presence import Presence, accepts_new_chats
+from handoff.lifecycle import LifecycleRules
 from handoff.queue import (
     AssignmentPolicy,
     Priority,
@@ -54,8 +47,6 @@ from handoff.queue import (
 )
 from handoff.routing import RoutingRules
 from handoff.state import ConversationState
-from handoff.store import ClaimOutcome, ClaimResult
-from handoff.wrapup import CloseReason, normalize_wrap_up_tags
 
 if TYPE_CHECKING:
     from gateway.pipeline import PipelineResult
@@ -81,65 +72,6 @@ CATEGORY_PAGE = 20
 _held: ContextVar[list[tuple[int, str]] | None] = ContextVar("kefu_held_notices", default=None)
 
 
-class HandoffError(Exception):
-    """A refused agent action; `status` is the HTTP status the API answers with."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _require(permission: Permission) -> None:
-    if not permission:
-        raise HandoffError(403, permission.reason)
-
-
-_CLAIM_STATUS = {
-    ClaimOutcome.TAKEN: (409, "the conversation was taken by another agent"),
-    ClaimOutcome.NOT_QUEUED: (409, "the conversation is no longer waiting for an agent"),
-    ClaimOutcome.AT_CAPACITY: (409, "that agent is at their limit of open conversations"),
-    ClaimOutcome.NOT_FOUND: (404, "no such conversation or agent"),
-}
-
-
-def _check(result: ClaimResult) -> None:
-    if not result.ok:
-        status, message = _CLAIM_STATUS[result.outcome]
-        raise HandoffError(status, message)
-
-
-class EventBus:
-    """Wakes this process's agent WebSockets when an event is stored (Redis pub/sub is the later step)."""
-
-    def __init__(self) -> None:
-        self._waiters: set[asyncio.Event] = set()
-
-    def subscribe(self) -> asyncio.Event:
-        """A flag set on every publish; the subscriber clears it after reading."""
-        flag = asyncio.Event()
-        self._waiters.add(flag)
-        return flag
-
-    def unsubscribe(self, flag: asyncio.Event) -> None:
-        """Stop waking this flag."""
-        self._waiters.discard(flag)
-
-    def publish(self) -> None:
-        """Something new is in agent_events."""
-        for flag in self._waiters:
-            flag.set()
-
-
-def visible_to(event: EventRow, agent: AgentInfo) -> bool:
-    """Supervisors see every event; agents their own and their groups' ones."""
-    if agent.role.sees_everything:
-        return True
-    if event.agent_id is not None:
-        return str(event.agent_id) == agent.id
-    return event.group is not None and agent.serves(event.group)
-
-
 @dataclass(frozen=True, slots=True)
 class Customer:
     """Addressing for a notice: the conversation's channel, account, key and the last inbound target."""
@@ -150,7 +82,7 @@ class Customer:
     target: dict[str, Any]
 
 
-class HandoffService:
+class HandoffService(AgentActions):
     """The gateway half of the handoff (one per app, on `runtime.handoff`)."""
 
     def __init__(self, runtime: Runtime, settings: HandoffSettings) -> None:
@@ -506,250 +438,6 @@ class HandoffService:
         for conversation_id, position in position_changes(before, after).items():
             if conversation_id in known:  # a newcomer got the `queued` notice already
                 await self.notify(int(conversation_id), notices.position_update(position))
-
-    # --- agent actions (the API calls these) ------------------------------------------------------
-
-    async def conversation_for(self, agent: AgentInfo, conversation_id: str) -> ConversationRef:
-        """The conversation if the agent may see it; 404 / 403 otherwise."""
-        ref = await self.db.get_conversation(conversation_id)
-        if ref is None:
-            raise HandoffError(404, f"no conversation {conversation_id}")
-        _require(can_view(agent, ref))
-        return ref
-
-    async def claim(self, agent: AgentInfo, conversation_id: str) -> ClaimResult:
-        """An agent takes a queued conversation; exactly one of racing claims wins."""
-        ref = await self.db.get_conversation(conversation_id)
-        if ref is None:
-            raise HandoffError(404, f"no conversation {conversation_id}")
-        if ref.state is ConversationState.ASSIGNED and (
-            agent.role.sees_everything or agent.serves(ref.group)
-        ):
-            raise HandoffError(409, _CLAIM_STATUS[ClaimOutcome.TAKEN][1])
-        _require(can_claim(agent, ref))
-        before = await self.db.list_queue()
-        result = await self.db.claim(conversation_id, agent.id, by=agent.id)
-        if result.outcome is ClaimOutcome.AT_CAPACITY:
-            raise HandoffError(
-                409, f"you are at your limit of {agent.max_chats} conversations; close one first"
-            )
-        _check(result)
-        await self._assigned(int(conversation_id), agent.id, auto=False, by=agent.id)
-        await self._positions(before)
-        return result
-
-    async def reply(self, agent: AgentInfo, conversation_id: str, text: str) -> int:
-        """The assigned agent's reply: stored, queued in the outbox, delivered through the channel."""
-        ref = await self.db.get_conversation(conversation_id)
-        if ref is None:
-            raise HandoffError(404, f"no conversation {conversation_id}")
-        _require(can_reply(agent, ref))
-        message_id = await self.notify(
-            int(conversation_id), text, sender="agent", sender_name=agent.name, agent_id=agent.id
-        )
-        await self._publish(
-            "message.agent",
-            {"message_id": message_id, "text": text, "agent_id": agent.id},
-            conversation_id=int(conversation_id),
-            agent_id=agent.id,  # the assignee's other tabs and supervisors; colleagues may not view it
-        )
-        return message_id
-
-    async def transfer(
-        self, agent: AgentInfo, conversation_id: str, *, to_agent: str | None, to_group: str | None
-    ) -> ClaimResult:
-        """Hand the conversation to another agent (by name or id) or another group's queue."""
-        ref = await self.db.get_conversation(conversation_id)
-        if ref is None:
-            raise HandoffError(404, f"no conversation {conversation_id}")
-        target = None
-        if to_agent is not None:
-            target = await self.db.agent_by_name(to_agent) or await self.db.get_agent(to_agent)
-            if target is None:
-                raise HandoffError(404, f"no agent {to_agent!r}")
-        if to_group is not None and self.rules.get(to_group) is None:
-            raise HandoffError(400, f"unknown group {to_group!r}; known: {', '.join(self.rules.group_names)}")
-        _require(can_transfer(agent, ref, to_agent=target, to_group=to_group))
-        before = await self.db.list_queue()
-        result = await self.db.transfer(
-            conversation_id,
-            by=agent.id,
-            expected_agent_id=ref.assigned_agent_id,
-            to_group=to_group,
-            to_agent_id=target.id if target else None,
-        )
-        _check(result)
-        cid = int(conversation_id)
-        await self.notify(
-            cid, notices.transferred(to_group=to_group, to_agent_name=target.name if target else None)
-        )
-        payload = {
-            "from_agent_id": ref.assigned_agent_id,
-            "to_agent_id": result.agent_id,
-            "to_group": to_group,
-            "by": agent.id,
-        }
-        await self._publish("conversation.transferred", payload, conversation_id=cid, group=ref.group)
-        if to_group is not None:
-            if to_group != ref.group:
-                await self._publish("conversation.queued", payload, conversation_id=cid, group=to_group)
-            await self.assign_waiting(before=before)
-        elif target is not None:
-            await self._publish(
-                "conversation.assigned",
-                {**payload, "agent_id": target.id, "agent_name": target.name},
-                conversation_id=cid,
-                agent_id=target.id,
-            )
-            await self._positions(before)
-        return result
-
-    async def reassign(self, agent: AgentInfo, conversation_id: str, to_agent: str) -> ClaimResult:
-        """Supervisor move of any open conversation to another agent."""
-        ref = await self.db.get_conversation(conversation_id)
-        if ref is None:
-            raise HandoffError(404, f"no conversation {conversation_id}")
-        target = await self.db.agent_by_name(to_agent) or await self.db.get_agent(to_agent)
-        if target is None:
-            raise HandoffError(404, f"no agent {to_agent!r}")
-        _require(can_reassign(agent, ref, target))
-        before = await self.db.list_queue()
-        result = await self.db.reassign(
-            conversation_id, target.id, by=agent.id, expected_agent_id=ref.assigned_agent_id
-        )
-        _check(result)
-        cid = int(conversation_id)
-        await self.notify(cid, notices.transferred(to_agent_name=target.name))
-        payload = {
-            "from_agent_id": ref.assigned_agent_id,
-            "agent_id": target.id,
-            "agent_name": target.name,
-            "by": agent.id,
-        }
-        await self._publish("conversation.reassigned", payload, conversation_id=cid, group=ref.group)
-        await self._publish("conversation.assigned", payload, conversation_id=cid, agent_id=target.id)
-        await self._positions(before)
-        return result
-
-    async def close(
-        self,
-        agent: AgentInfo | None,
-        conversation_id: str,
-        *,
-        reason: CloseReason = CloseReason.AGENT,
-        tags: Sequence[str] = (),
-    ) -> None:
-        """End the human part: closed (with the CSAT question) or back to the bot; frees the agent's slot."""
-        ref = await self.db.get_conversation(conversation_id)
-        if ref is None:
-            raise HandoffError(404, f"no conversation {conversation_id}")
-        if agent is not None:
-            check = can_hand_back if reason is CloseReason.BACK_TO_BOT else can_close
-            _require(check(agent, ref))
-        try:
-            clean_tags = normalize_wrap_up_tags(tags, self.settings.wrap_up_tags)
-        except ValueError as exc:
-            raise HandoffError(400, str(exc)) from None
-        before = await self.db.list_queue()
-        done = await self.db.close(
-            conversation_id, reason=reason, by=agent.id if agent else None, tags=clean_tags, at=utcnow()
-        )
-        if not done:
-            raise HandoffError(409, "the conversation has already ended")
-        cid = int(conversation_id)
-        holder = ref.assigned_agent_id
-        name = None
-        if holder is not None:
-            holder_info = await self.db.get_agent(holder)
-            name = holder_info.name if holder_info else None
-        if reason is CloseReason.BACK_TO_BOT:
-            text = notices.back_to_bot()
-        elif reason is CloseReason.IDLE:
-            text = notices.auto_closed(with_csat=reason.asks_csat)
-        else:
-            text = notices.closed_by_agent(name)
-        await self.notify(cid, text)
-        payload = {
-            "reason": reason.value,
-            "tags": list(clean_tags),
-            "by": agent.id if agent else None,
-            "agent_id": holder,
-        }
-        await self._publish("conversation.closed", payload, conversation_id=cid, group=ref.group)
-        await open_for_complaint(self, cid, ref.group)  # a complaint gets a 回访 ticket with a deadline
-        await self.assign_waiting(before=before)
-
-    async def heartbeat(self, agent: AgentInfo) -> None:
-        """A console ping: fresh presence; an agent coming (back) online gets waiting conversations."""
-        row = await self.db.agent_row(agent.id)
-        was_online = row is not None and accepts_new_chats(row.presence)
-        await self.db.heartbeat(agent.id, utcnow())
-        if not was_online:
-            await self._publish(
-                "agent.presence", {"agent_id": agent.id, "presence": "online"}, agent_id=agent.id
-            )
-            await self.assign_waiting()
-
-    async def set_presence(self, agent: AgentInfo, presence: Presence) -> None:
-        """The agent chose online/away/offline in the console."""
-        if presence is Presence.OFFLINE:
-            await self.db.go_offline(agent.id)
-        else:
-            await self.db.record_heartbeat(agent.id, presence, utcnow())
-        await self._publish(
-            "agent.presence", {"agent_id": agent.id, "presence": presence.value}, agent_id=agent.id
-        )
-        if presence is Presence.ONLINE:
-            await self.assign_waiting()
-
-    def connected(self, agent: AgentInfo) -> None:
-        """A console WebSocket opened."""
-        self._connections[agent.id] = self._connections.get(agent.id, 0) + 1
-
-    async def disconnected(self, agent: AgentInfo) -> None:
-        """A console WebSocket closed; the last one of an agent takes them offline at once."""
-        left = self._connections.get(agent.id, 1) - 1
-        if left > 0:
-            self._connections[agent.id] = left
-            return
-        self._connections.pop(agent.id, None)
-        await self.db.go_offline(agent.id)
-
-    # --- the periodic job ---------------------------------------------------------------------------
-
-    async def idle_sweep(self, now: datetime | None = None) -> None:
-        """Remind silent customers and auto-close after the configured silence (handoff.lifecycle rules)."""
-        now = now or utcnow()
-        for candidate in await self.db.idle_candidates():
-            action = idle_action(
-                ConversationState.ASSIGNED,
-                candidate.last_customer_at,
-                candidate.last_agent_at,
-                candidate.reminded_at,
-                now,
-                self.lifecycle,
-            )
-            if action is IdleAction.REMIND:
-                left = self.lifecycle.human_idle - (self.lifecycle.idle_reminder or timedelta(0))
-                minutes = int(left.total_seconds() // 60)
-                await self.notify(candidate.conversation_id, notices.idle_reminder(minutes or None))
-                await self.db.set_reminded(candidate.conversation_id, now)
-            elif action is IdleAction.CLOSE:
-                with contextlib.suppress(HandoffError):  # the agent closed it meanwhile
-                    await self.close(None, str(candidate.conversation_id), reason=CloseReason.IDLE)
-
-    async def run_jobs(self) -> None:
-        """Forever: the idle sweep and a catch-up assignment (covers other processes and missed triggers)."""
-        while True:
-            await asyncio.sleep(self.settings.job_interval_s)
-            try:
-                await self.idle_sweep()
-                await first_response_sweep(self)  # 客服正忙，请稍候 once, breach shown to supervisors
-                await self.assign_waiting(catch_up=True)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("handoff: periodic job failed; retrying next round")
 
     # --- events ---------------------------------------------------------------------------------------
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.handoff_service import HandoffError, HandoffService
+from gateway.handoff_events import HandoffError
+from gateway.handoff_service import HandoffService
 from gateway.http.agent_ws import agent_ws
 from gateway.http.auth import require_agent
 from gateway.http.bodies import http_error, read_json

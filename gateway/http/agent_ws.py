@@ -21,8 +21,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, hdrs, web
 
-from gateway.handoff_service import visible_to
-from gateway.http.auth import require_agent
+from gateway.handoff_events import visible_to
+from gateway.http.auth import bearer_token, require_agent
 from gateway.http.bodies import http_error
 from gateway.keys import HANDOFF
 
@@ -131,7 +131,7 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
 def handshake_token(request: web.Request) -> str | None:
     """The token of the `token.<token>` subprotocol, else of the deprecated `?token=`; None when neither.
 
-    An Authorization header wins over both (see `authenticate`).
+    A bearer token in the request header wins over both (see `gateway.http.auth.resolve`).
     """
     offered = [p.strip() for p in request.headers.get(hdrs.SEC_WEBSOCKET_PROTOCOL, "").split(",")]
     tokens = [p[len(TOKEN_PROTOCOL) :] for p in offered if p.startswith(TOKEN_PROTOCOL)]
@@ -143,7 +143,7 @@ def handshake_token(request: web.Request) -> str | None:
             )
         return tokens[0]
     query = request.query.get("token", "").strip()
-    if query and not request.headers.get(hdrs.AUTHORIZATION):
+    if query and bearer_token(request) is None:
         _warn_query_token()
         return query
     return None

@@ -19,7 +19,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.channels.web.ws import install_web_chat
-from gateway.handoff_service import HandoffError
+from gateway.handoff_events import HandoffError
 from gateway.http.auth import require_agent
 from gateway.http.bodies import http_error
 from gateway.keys import HANDOFF, RUNTIME

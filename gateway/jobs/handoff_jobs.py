@@ -1,21 +1,69 @@
-"""The handoff service's periodic job in the app's lifetime (cleanup_ctx): idle sweep, first-response
-notices and catch-up assignment every `handoff.job_interval_s` (HandoffService.run_jobs)."""
+"""The handoff timers: every `handoff.job_interval_s` the idle sweep (reminders, auto-close), the
+first-response notices (first_response.py) and the catch-up assignment; run for the app's lifetime."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 
 from aiohttp import web
 
+from gateway.handoff_events import HandoffError
+from gateway.handoff_service import HandoffService
+from gateway.jobs.first_response import first_response_sweep
 from gateway.keys import HANDOFF
+from gateway.message import utcnow
+from handoff import notices
+from handoff.lifecycle import IdleAction, idle_action
+from handoff.state import ConversationState
+from handoff.wrapup import CloseReason
+
+logger = logging.getLogger(__name__)
+
+
+async def idle_sweep(service: HandoffService, now: datetime | None = None) -> None:
+    """Remind silent customers and auto-close after the configured silence (handoff.lifecycle rules)."""
+    now = now or utcnow()
+    for candidate in await service.db.idle_candidates():
+        action = idle_action(
+            ConversationState.ASSIGNED,
+            candidate.last_customer_at,
+            candidate.last_agent_at,
+            candidate.reminded_at,
+            now,
+            service.lifecycle,
+        )
+        if action is IdleAction.REMIND:
+            left = service.lifecycle.human_idle - (service.lifecycle.idle_reminder or timedelta(0))
+            minutes = int(left.total_seconds() // 60)
+            await service.notify(candidate.conversation_id, notices.idle_reminder(minutes or None))
+            await service.db.set_reminded(candidate.conversation_id, now)
+        elif action is IdleAction.CLOSE:
+            with contextlib.suppress(HandoffError):  # the agent closed it meanwhile
+                await service.close(None, str(candidate.conversation_id), reason=CloseReason.IDLE)
+
+
+async def run_jobs(service: HandoffService) -> None:
+    """Forever: the idle sweep and a catch-up assignment (covers other processes and missed triggers)."""
+    while True:
+        await asyncio.sleep(service.settings.job_interval_s)
+        try:
+            await idle_sweep(service)
+            await first_response_sweep(service)  # 客服正忙，请稍候 once, breach shown to supervisors
+            await service.assign_waiting(catch_up=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("handoff: periodic job failed; retrying next round")
 
 
 async def handoff_jobs(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: the periodic handoff job; on shutdown, close the agent WebSockets."""
     service = app[HANDOFF]
-    task = asyncio.create_task(service.run_jobs(), name="kefu-handoff-jobs")
+    task = asyncio.create_task(run_jobs(service), name="kefu-handoff-jobs")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -1,18 +1,15 @@
-"""Persistence: the only package that imports SQLAlchemy (SQLite and PostgreSQL, the same code)."""
+"""Persistence: the only package that imports SQLAlchemy (SQLite and PostgreSQL, the same code).
+
+Tables in `schema/`; the Store (`store.py`) over one module per aggregate: messages and conversations
+(`messages.py`), the outbox (`outbox.py`); the handoff side (`handoff_store.py`) over agents, assignments,
+csat and events; stats, reports and SLA queries in their own modules.
+"""
 
 from gateway.storage.engine import safe_url
-from gateway.storage.store import (
-    OUTBOX_STATUSES,
-    Conflict,
-    ConversationRow,
-    MessageRow,
-    OutboxRow,
-    Store,
-    StoreUnavailable,
-    Transaction,
-    Unit,
-    is_database_error,
-)
+from gateway.storage.errors import Conflict, StoreUnavailable
+from gateway.storage.messages import Unit
+from gateway.storage.rows import OUTBOX_STATUSES, ConversationRow, MessageRow, OutboxRow
+from gateway.storage.store import Store, Transaction, is_database_error
 
 __all__ = [
     "OUTBOX_STATUSES",

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import delete, or_, select, update
 
-from gateway.storage.handoff_models import (
+from gateway.storage.schema.core import Conversation, Customer, MessageRecord, OutboxRecord
+from gateway.storage.schema.handoff import (
     AgentEventRecord,
     AgentRecord,
     AssignmentRecord,
@@ -24,7 +25,6 @@ from gateway.storage.handoff_models import (
     NoteRecord,
     TicketRecord,
 )
-from gateway.storage.models import Conversation, Customer, MessageRecord, OutboxRecord
 from gateway.storage.sla_store import FollowUpRecord, SlaNoticeRecord
 from gateway.storage.store import Store
 from handoff.reports import ConversationRecord, FaqHit

@@ -15,9 +15,10 @@ from typing import Any
 from sqlalchemy import Integer, String, Text, UniqueConstraint, and_, exists, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gateway.storage.handoff_models import TicketRecord
-from gateway.storage.models import Base, Conversation, MessageRecord, UTCDateTime
-from gateway.storage.store import Conflict, Store
+from gateway.storage.errors import Conflict
+from gateway.storage.schema.core import Base, Conversation, MessageRecord, UTCDateTime
+from gateway.storage.schema.handoff import TicketRecord
+from gateway.storage.store import Store
 
 __all__ = [
     "FIRST_RESPONSE",

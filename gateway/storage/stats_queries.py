@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import and_, or_, select
 
-from gateway.storage.handoff_models import AssignmentRecord, CsatRecord
-from gateway.storage.models import Conversation, MessageRecord
+from gateway.storage.schema.core import Conversation, MessageRecord
+from gateway.storage.schema.handoff import AssignmentRecord, CsatRecord
 from gateway.storage.store import Store
 
 MAX_ROWS = 50_000

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gateway.storage.handoff_models import AgentRecord
+from gateway.storage.schema.handoff import AgentRecord
 from gateway.storage.store import Store
 from handoff.agents import hash_token
 from tests.gateway.test_reports_queries import seed

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from gateway.storage.handoff_models import AgentRecord, AssignmentRecord, CsatRecord, TicketRecord
-from gateway.storage.models import Conversation, Customer, MessageRecord, OutboxRecord
 from gateway.storage.report_queries import EntryInfo, conversation_records, purge_before
+from gateway.storage.schema.core import Conversation, Customer, MessageRecord, OutboxRecord
+from gateway.storage.schema.handoff import AgentRecord, AssignmentRecord, CsatRecord, TicketRecord
 from gateway.storage.store import Store
 from handoff.reports import build_rows, summarize
 

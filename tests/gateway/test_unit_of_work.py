@@ -16,7 +16,7 @@ from sqlalchemy import select, text
 
 from gateway.storage import Conflict, MessageRow, Store, StoreUnavailable, Unit
 from gateway.storage import unit as unit_module
-from gateway.storage.models import Conversation, Customer, MessageRecord
+from gateway.storage.schema.core import Conversation, Customer, MessageRecord
 
 SHANGHAI = datetime(2026, 11, 24, 16, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
 NOW = datetime(2026, 11, 24, 8, 30, tzinfo=UTC)  # the same instant
@@ -284,7 +284,7 @@ async def test_a_unit_that_raises_leaves_nothing(store: Store) -> None:
 
 
 async def test_a_missing_parameter_is_refused_not_bound_as_null(sqlite_store: Store) -> None:
-    from gateway.storage.store import _FIND_MESSAGE
+    from gateway.storage.messages import _FIND_MESSAGE
 
     with pytest.raises(ValueError, match="channel_msg_id"):
         await sqlite_store.run(

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from gateway.storage.models import Base, UTCDateTime
+from gateway.storage.schema.core import Base, UTCDateTime
 
 
 class AgentRecord(Base):

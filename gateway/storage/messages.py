@@ -1,0 +1,382 @@
+"""Conversations and messages: the pipeline's unit-of-work statements (`Unit`) and the Store's reads.
+
+The hot path (one inbound message) runs SQLAlchemy Core statements built once; `Unit` is what a unit of
+work calls (see gateway/storage/unit.py for how it is run), `MessageReads` the reads APIs and tests use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import bindparam, case, func, literal_column, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from gateway.storage.rows import ConversationRow, MessageRow, conversation_from, message_from
+from gateway.storage.schema.core import (
+    Conversation,
+    Customer,
+    MessageRecord,
+)
+from gateway.storage.unit import Db
+from handoff.state import ConversationState
+
+T = TypeVar("T")
+
+
+# The hot path (one inbound message) runs SQLAlchemy Core on the tables, not the ORM: no identity map, no
+# flush bookkeeping, and the rows just written are built from the values sent, not read back.
+_CUSTOMERS = Customer.__table__
+_CONVERSATIONS = Conversation.__table__
+_MESSAGES = MessageRecord.__table__
+
+
+_FIND_MESSAGE = select(_MESSAGES).where(
+    _MESSAGES.c.channel == bindparam("channel"),
+    _MESSAGES.c.account == bindparam("account"),
+    _MESSAGES.c.channel_msg_id == bindparam("channel_msg_id"),
+)
+_REPLIES_TO = (
+    select(_MESSAGES).where(_MESSAGES.c.reply_to == bindparam("message_id")).order_by(_MESSAGES.c.id)
+)
+_LAST_SUGGESTIONS = (
+    select(_MESSAGES.c.suggestions)
+    .where(_MESSAGES.c.conversation_id == bindparam("conversation_id"), _MESSAGES.c.direction == "out")
+    .order_by(_MESSAGES.c.id.desc())
+    .limit(1)
+)
+_OPEN_CONVERSATION = (
+    select(_CONVERSATIONS)
+    .where(
+        _CONVERSATIONS.c.conversation_key == bindparam("conversation_key"),
+        # A literal, not a parameter: it must match the partial index's WHERE (uq_conversations_open_key),
+        # or SQLite re-plans the statement on every execution to check the bound value against it.
+        _CONVERSATIONS.c.state != literal_column("'closed'"),
+    )
+    .with_for_update()
+)
+_INSERT_MESSAGE = _MESSAGES.insert()
+# The handoff's per-message reads (Store.message, last_inbound, has_message_text, recent_messages): each one
+# row or a short page off the primary key or ix_messages_conversation (conversation_id, id), never a whole
+# conversation, so a long human conversation costs no more per message than a short one.
+_MESSAGE_BY_ID = select(_MESSAGES).where(_MESSAGES.c.id == bindparam("message_id"))
+_LAST_INBOUND = (
+    select(_MESSAGES)
+    .where(_MESSAGES.c.conversation_id == bindparam("conversation_id"), _MESSAGES.c.direction == "in")
+    .order_by(_MESSAGES.c.id.desc())
+    .limit(1)
+)
+_HAS_TEXT = (
+    select(_MESSAGES.c.id)
+    .where(_MESSAGES.c.conversation_id == bindparam("conversation_id"), _MESSAGES.c.text == bindparam("text"))
+    .limit(1)
+)
+_RECENT_MESSAGES = (
+    select(_MESSAGES)
+    .where(_MESSAGES.c.conversation_id == bindparam("conversation_id"))
+    .order_by(_MESSAGES.c.id.desc())
+    .limit(bindparam("limit"))
+)
+_RECENT_MESSAGES_BEFORE = _RECENT_MESSAGES.where(_MESSAGES.c.id < bindparam("before"))
+_CONVERSATION_BY_ID = select(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
+_CONVERSATIONS_FOR_KEY = (
+    select(_CONVERSATIONS)
+    .where(_CONVERSATIONS.c.conversation_key == bindparam("conversation_key"))
+    .order_by(_CONVERSATIONS.c.id)
+)
+_MESSAGES_OF = (
+    select(_MESSAGES)
+    .where(_MESSAGES.c.conversation_id == bindparam("conversation_id"))
+    .order_by(_MESSAGES.c.id)
+)
+_MESSAGES_FOR_KEY = (
+    select(_MESSAGES)
+    .where(_MESSAGES.c.conversation_key == bindparam("conversation_key"), _MESSAGES.c.id > bindparam("after"))
+    .order_by(_MESSAGES.c.id)
+    .limit(bindparam("limit"))
+)
+_MESSAGES_FOR_KEY_ONE_WAY = _MESSAGES_FOR_KEY.where(_MESSAGES.c.direction == bindparam("direction"))
+_INSERT_CONVERSATION = _CONVERSATIONS.insert()
+_UPSERT_CUSTOMER: dict[str, Any] = {}
+_UPDATE_CONVERSATION: dict[frozenset[str], Any] = {}
+
+
+def _utc(value: datetime) -> datetime:
+    """The same instant in UTC, as the database hands it back (naive values are refused, as by UTCDateTime)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime passed to the database; use datetime.now(UTC)")
+    return value.astimezone(UTC)
+
+
+def _upsert_customer(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (channel, account, user_id) DO UPDATE … RETURNING id, for the dialect."""
+    statement = _UPSERT_CUSTOMER.get(dialect)
+    if statement is None:
+        insert = (sqlite_insert if dialect == "sqlite" else pg_insert)(_CUSTOMERS)
+        excluded = insert.excluded
+        statement = insert.on_conflict_do_update(
+            index_elements=[_CUSTOMERS.c.channel, _CUSTOMERS.c.account, _CUSTOMERS.c.user_id],
+            set_={
+                "last_seen_at": excluded.last_seen_at,
+                # A new non-empty display name replaces the stored one; none keeps it.
+                "name": case((excluded.name.is_not(None), excluded.name), else_=_CUSTOMERS.c.name),
+            },
+        ).returning(_CUSTOMERS.c.id)
+        _UPSERT_CUSTOMER[dialect] = statement
+    return statement
+
+
+_CONVERSATION_FIELDS = frozenset(
+    {
+        "state",
+        "priority",
+        "handoff_reason",
+        "group",
+        "miss_streak",
+        "last_activity_at",
+        "queued_at",
+        "closed_at",
+        "closed_reason",
+        "kb_version",
+    }
+)
+
+
+def _update_conversation(columns: frozenset[str]) -> Any:
+    """UPDATE conversations SET <columns> WHERE id = :conversation_id, one statement per column set."""
+    statement = _UPDATE_CONVERSATION.get(columns)
+    if statement is None:
+        statement = (
+            update(_CONVERSATIONS)
+            .where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
+            .values({name: bindparam(f"set_{name}") for name in sorted(columns)})
+        )
+        _UPDATE_CONVERSATION[columns] = statement
+    return statement
+
+
+class Unit:
+    """The pipeline's statements inside one unit of work, as plain (sync) calls over a `Db`.
+
+    Sync on purpose: the whole unit runs in one trip to the database (see gateway.storage.unit), and
+    `Transaction` offers the same calls to async code through SQLAlchemy's run_sync.
+    """
+
+    def __init__(self, db: Db) -> None:
+        self.db = db
+
+    def find_message(self, channel: str, account: str, channel_msg_id: str) -> MessageRow | None:
+        """The stored message with this platform id, if any (the dedupe lookup)."""
+        rows = self.db.rows(
+            _FIND_MESSAGE, {"channel": channel, "account": account, "channel_msg_id": channel_msg_id}
+        )
+        return message_from(rows[0]) if rows else None
+
+    def replies_to(self, message_id: int) -> list[MessageRow]:
+        """The outbound messages that answered one inbound message, in order."""
+        return [message_from(r) for r in self.db.rows(_REPLIES_TO, {"message_id": message_id})]
+
+    def last_suggestions(self, conversation_id: int) -> tuple[str, ...]:
+        """The suggestions of the latest outbound message of a conversation (empty when it had none)."""
+        rows = self.db.rows(_LAST_SUGGESTIONS, {"conversation_id": conversation_id})
+        return tuple((rows[0]["suggestions"] if rows else None) or ())
+
+    def upsert_customer(
+        self, channel: str, account: str, user_id: str, name: str | None, now: datetime
+    ) -> int:
+        """The customer's id, creating the row on first contact and refreshing the display name.
+
+        One statement on both databases: INSERT … ON CONFLICT (channel, account, user_id) DO UPDATE …
+        RETURNING id (SQLite ≥ 3.35, PostgreSQL), so two first messages racing cannot clash either.
+        """
+        values = {
+            "channel": channel,
+            "account": account,
+            "user_id": user_id,
+            "name": name or None,
+            "created_at": now,
+            "last_seen_at": now,
+        }
+        return int(self.db.rows(_upsert_customer(self.db.dialect), values)[0]["id"])
+
+    def open_conversation(self, conversation_key: str) -> ConversationRow | None:
+        """The conversation for this key that is not closed, locked for this transaction."""
+        rows = self.db.rows(_OPEN_CONVERSATION, {"conversation_key": conversation_key})
+        return conversation_from(rows[0]) if rows else None
+
+    def create_conversation(
+        self,
+        *,
+        customer_id: int,
+        channel: str,
+        account: str,
+        conversation_key: str,
+        now: datetime,
+        kb_version: str | None,
+    ) -> ConversationRow:
+        """Open a new bot conversation."""
+        now = _utc(now)
+        values: dict[str, Any] = {
+            "customer_id": customer_id,
+            "channel": channel,
+            "account": account,
+            "conversation_key": conversation_key,
+            "state": ConversationState.BOT.value,
+            "priority": "normal",
+            "handoff_reason": None,
+            "group_name": None,
+            "miss_streak": 0,
+            "opened_at": now,
+            "last_activity_at": now,
+            "queued_at": None,
+            "closed_at": None,
+            "closed_reason": None,
+            "kb_version": kb_version,
+        }
+        values["id"] = self.db.insert(_INSERT_CONVERSATION, values)
+        return conversation_from(values)
+
+    def update_conversation(self, conversation_id: int, **values: Any) -> None:
+        """Change some fields of a conversation (state, priority, miss_streak, timestamps...)."""
+        unknown = set(values) - _CONVERSATION_FIELDS
+        if unknown:
+            raise ValueError(f"not conversation fields: {', '.join(sorted(unknown))}")
+        if isinstance(values.get("state"), ConversationState):
+            values["state"] = values["state"].value
+        if "group" in values:
+            values["group_name"] = values.pop("group")
+        params = {f"set_{name}": value for name, value in values.items()}
+        params["conversation_id"] = conversation_id
+        if self.db.run(_update_conversation(frozenset(values)), params) == 0:
+            raise LookupError(f"no conversation {conversation_id}")
+
+    def add_message(
+        self,
+        *,
+        conversation_id: int,
+        conversation_key: str,
+        channel: str,
+        account: str,
+        direction: str,
+        sender: str,
+        text: str,
+        created_at: datetime,
+        kind: str = "text",
+        sender_name: str | None = None,
+        channel_msg_id: str | None = None,
+        reply_to: int | None = None,
+        decision: str | None = None,
+        reason: str | None = None,
+        entry_id: str | None = None,
+        confidence: float | None = None,
+        kb_version: str | None = None,
+        suggestions: Sequence[str] = (),
+        target: Mapping[str, Any] | None = None,
+    ) -> MessageRow:
+        """Store one message; raises Conflict when its channel message id is already stored."""
+        created_at = _utc(created_at)
+        values: dict[str, Any] = {
+            "conversation_id": conversation_id,
+            "conversation_key": conversation_key,
+            "channel": channel,
+            "account": account,
+            "direction": direction,
+            "sender": sender,
+            "sender_name": sender_name,
+            "text": text,
+            "kind": kind,
+            "channel_msg_id": channel_msg_id,
+            "reply_to": reply_to,
+            "decision": decision,
+            "reason": reason,
+            "entry_id": entry_id,
+            "confidence": confidence,
+            "kb_version": kb_version,
+            "suggestions": list(suggestions) or None,
+            "target": dict(target) if target else None,
+            "created_at": created_at,
+        }
+        values["id"] = self.db.insert(_INSERT_MESSAGE, values)
+        return message_from(values)
+
+
+class MessageReads:
+    """Reads of conversations and messages; mixed into `Store` (its `read` runs them)."""
+
+    if TYPE_CHECKING:
+
+        async def read(self, work: Callable[[Unit], T]) -> T: ...
+
+    # --- reads for APIs and tests ---------------------------------------------------------------
+
+    async def conversation(self, conversation_id: int) -> ConversationRow | None:
+        """One conversation by id."""
+        params = {"conversation_id": conversation_id}
+        rows = await self.read(lambda unit: unit.db.rows(_CONVERSATION_BY_ID, params))
+        return conversation_from(rows[0]) if rows else None
+
+    async def conversations_for_key(self, conversation_key: str) -> list[ConversationRow]:
+        """Every conversation of a key, oldest first."""
+        params = {"conversation_key": conversation_key}
+        rows = await self.read(lambda unit: unit.db.rows(_CONVERSATIONS_FOR_KEY, params))
+        return [conversation_from(r) for r in rows]
+
+    async def messages(self, conversation_id: int) -> list[MessageRow]:
+        """Every message of a conversation, in order."""
+        rows = await self.read(lambda unit: unit.db.rows(_MESSAGES_OF, {"conversation_id": conversation_id}))
+        return [message_from(r) for r in rows]
+
+    async def message(self, message_id: int) -> MessageRow | None:
+        """One message by id."""
+        rows = await self.read(lambda unit: unit.db.rows(_MESSAGE_BY_ID, {"message_id": message_id}))
+        return message_from(rows[0]) if rows else None
+
+    async def last_inbound(self, conversation_id: int) -> MessageRow | None:
+        """The conversation's latest message from the customer (direction "in"), if any."""
+        rows = await self.read(lambda unit: unit.db.rows(_LAST_INBOUND, {"conversation_id": conversation_id}))
+        return message_from(rows[0]) if rows else None
+
+    async def has_message_text(self, conversation_id: int, text: str) -> bool:
+        """True when some message of the conversation (either direction) has exactly this text."""
+        params = {"conversation_id": conversation_id, "text": text}
+        return bool(await self.read(lambda unit: unit.db.rows(_HAS_TEXT, params)))
+
+    async def recent_messages(
+        self, conversation_id: int, *, before: int | None = None, limit: int = 20
+    ) -> list[MessageRow]:
+        """Up to `limit` messages of a conversation with id < before (all when None), NEWEST first.
+
+        For walking back from the end a page at a time (pass the last id seen as `before`).
+        """
+        params: dict[str, Any] = {"conversation_id": conversation_id, "limit": limit}
+        statement = _RECENT_MESSAGES
+        if before is not None:
+            params["before"], statement = before, _RECENT_MESSAGES_BEFORE
+        rows = await self.read(lambda unit: unit.db.rows(statement, params))
+        return [message_from(r) for r in rows]
+
+    async def messages_for_key(
+        self, conversation_key: str, *, after: int = 0, direction: str | None = None, limit: int = 100
+    ) -> list[MessageRow]:
+        """Messages of every conversation of a key with id > after (a polling client's cursor)."""
+        params: dict[str, Any] = {"conversation_key": conversation_key, "after": after, "limit": limit}
+        statement = _MESSAGES_FOR_KEY
+        if direction is not None:
+            params["direction"], statement = direction, _MESSAGES_FOR_KEY_ONE_WAY
+        rows = await self.read(lambda unit: unit.db.rows(statement, params))
+        return [message_from(r) for r in rows]
+
+    async def count_messages(self) -> int:
+        """How many messages are stored."""
+        async with self._sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(MessageRecord)) or 0)
+
+    async def count_conversations(self, state: ConversationState | None = None) -> int:
+        """How many conversations (in one state, when given)."""
+        query = select(func.count()).select_from(Conversation)
+        if state is not None:
+            query = query.where(Conversation.state == state.value)
+        async with self._sessions() as session:
+            return int(await session.scalar(query) or 0)

@@ -1,0 +1,168 @@
+"""The plain rows the Store returns (conversations, messages, outbox rows) and their mappers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.storage.schema.core import (
+    OutboxRecord,
+)
+from handoff.state import ConversationState
+
+OUTBOX_STATUSES = ("pending", "sending", "sent", "failed", "undeliverable")
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationRow:
+    """A stored conversation."""
+
+    id: int
+    customer_id: int
+    channel: str
+    account: str
+    conversation_key: str
+    state: ConversationState
+    priority: str
+    handoff_reason: str | None
+    group: str | None
+    miss_streak: int
+    opened_at: datetime
+    last_activity_at: datetime
+    queued_at: datetime | None
+    closed_at: datetime | None
+    closed_reason: str | None
+    kb_version: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRow:
+    """A stored message, inbound (from the customer) or outbound (bot, agent or system)."""
+
+    id: int
+    conversation_id: int
+    conversation_key: str
+    channel: str
+    account: str
+    direction: str
+    sender: str
+    sender_name: str | None
+    text: str
+    kind: str
+    channel_msg_id: str | None
+    reply_to: int | None
+    decision: str | None
+    reason: str | None
+    entry_id: str | None
+    confidence: float | None
+    kb_version: str | None
+    suggestions: tuple[str, ...]
+    target: Mapping[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One asynchronous send and where it stands."""
+
+    id: int
+    channel: str
+    account: str
+    conversation_key: str
+    text: str
+    sender: str
+    target: Mapping[str, Any]
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    locked_until: datetime | None
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    message_id: int | None
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (datetimes as ISO 8601)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = value.isoformat() if isinstance(value, datetime) else value
+        out["target"] = dict(self.target)
+        return out
+
+
+def outbox_row(row: OutboxRecord) -> OutboxRow:
+    return OutboxRow(
+        id=row.id,
+        channel=row.channel,
+        account=row.account,
+        conversation_key=row.conversation_key,
+        text=row.text,
+        sender=row.sender,
+        target=dict(row.target or {}),
+        status=row.status,
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        locked_until=row.locked_until,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        sent_at=row.sent_at,
+        message_id=row.message_id,
+    )
+
+
+def conversation_from(m: Mapping[str, Any]) -> ConversationRow:
+    return ConversationRow(
+        id=m["id"],
+        customer_id=m["customer_id"],
+        channel=m["channel"],
+        account=m["account"],
+        conversation_key=m["conversation_key"],
+        state=ConversationState(m["state"]),
+        priority=m["priority"],
+        handoff_reason=m["handoff_reason"],
+        group=m["group_name"],
+        miss_streak=m["miss_streak"],
+        opened_at=m["opened_at"],
+        last_activity_at=m["last_activity_at"],
+        queued_at=m["queued_at"],
+        closed_at=m["closed_at"],
+        closed_reason=m["closed_reason"],
+        kb_version=m["kb_version"],
+    )
+
+
+def message_from(m: Mapping[str, Any]) -> MessageRow:
+    return MessageRow(
+        id=m["id"],
+        conversation_id=m["conversation_id"],
+        conversation_key=m["conversation_key"],
+        channel=m["channel"],
+        account=m["account"],
+        direction=m["direction"],
+        sender=m["sender"],
+        sender_name=m["sender_name"],
+        text=m["text"],
+        kind=m["kind"],
+        channel_msg_id=m["channel_msg_id"],
+        reply_to=m["reply_to"],
+        decision=m["decision"],
+        reason=m["reason"],
+        entry_id=m["entry_id"],
+        confidence=m["confidence"],
+        kb_version=m["kb_version"],
+        suggestions=tuple(m["suggestions"] or ()),
+        target=dict(m["target"] or {}),
+        created_at=m["created_at"],
+    )
+
+
+# Built once, executed with parameters: constructing a statement per call costs more than running it, and
+# SqliteDb compiles each statement object once.

@@ -1,0 +1,1 @@
+"""The tables: core (customers, conversations, messages, outbox, audit) and handoff (agents, assignments, …)."""
