@@ -1,4 +1,4 @@
-"""Deployment settings: `config/gateway.yaml`, then `KEFU_*` env vars, then CLI flags.
+"""Deployment settings: `config/gateway.yaml` < `KEFU_*` env vars (pydantic-settings) < CLI flags.
 
 Every section is a pydantic model with `extra="forbid"`, so a typo in the YAML is an error that names
 the key path and the closest allowed key instead of a silently ignored setting.
@@ -7,7 +7,6 @@ the key path and the closest allowed key instead of a silently ignored setting.
 from __future__ import annotations
 
 import difflib
-import json
 import logging
 import os
 import re
@@ -26,6 +25,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 from gateway.channels.onebot.settings import OneBotAccountSettings
 from gateway.channels.qqbot.settings import QQBotAccountSettings
@@ -232,8 +233,15 @@ class LoggingSettings(_Section):
         return value.upper() if isinstance(value, str) else value
 
 
-class Settings(_Section):
-    """The whole deployment config."""
+class Settings(BaseSettings):
+    """The whole deployment config: `Settings()` reads `KEFU_A__B` env vars; `load_settings` adds the YAML."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTING,
+        extra="forbid",
+        frozen=True,
+    )
 
     server: ServerSettings = Field(default_factory=ServerSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
@@ -296,49 +304,72 @@ def _interpolate(value: Any, env: Mapping[str, str], where: str, warnings: list[
     return _INTERPOLATION.sub(substitute, value)
 
 
-def _parse_env_value(raw: str) -> Any:
-    """Env values are strings; JSON lists/objects are accepted for list settings (e.g. kb paths)."""
-    stripped = raw.strip()
-    if stripped[:1] in "[{":
+class _EnvSource(EnvSettingsSource):
+    """pydantic-settings' `KEFU_A__B` reader over a given mapping (tests and the CLI pass their own).
+
+    Only names already checked by `_check_path` reach it, so an unknown key is reported once, by name.
+    """
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._given = {name.lower(): value for name, value in env.items()}
+        super().__init__(Settings)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return self._given
+
+    def decode_complex_value(self, field_name: str, field: Any, value: Any) -> Any:
+        # JSON lists/objects are accepted for list settings (KEFU_KB__PATHS='["a","b"]'); anything else
+        # stays a string, so validation names the key ("kb.paths: Input should be a valid list").
         try:
-            return json.loads(stripped)
-        except json.JSONDecodeError:
-            return raw
-    return raw
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            return value
 
 
-def _set_path(data: Any, path: list[str], value: Any, label: str, problems: list[str]) -> None:
-    """Set `value` at a nested key path, indexing lists by number (KEFU_CHANNELS__WECHAT__0__SECRET)."""
-    node = data
+def _check_path(path: list[str], label: str, data: Any, problems: list[str]) -> bool:
+    """Whether a key path names a setting (list items by number: KEFU_CHANNELS__WECHAT__0__SECRET)."""
+    node: Any = data
     model: Any = Settings
     for depth, key in enumerate(path):
-        last = depth == len(path) - 1
+        if not key:
+            problems.append(f"{label}: empty key segment")
+            return False
         if isinstance(node, list):
             if not key.isdigit() or int(key) >= len(node):
                 problems.append(f"{label}: no list item {key!r} at {'.'.join(path[:depth]) or 'top level'}")
-                return
-            index = int(key)
-            if last:
-                node[index] = value
-                return
-            node = node[index]
+                return False
+            node = node[int(key)]
             continue
         fields = getattr(model, "model_fields", None)
-        if fields is not None and key not in fields:
-            problems.append(
-                f"{label}: unknown setting {'.'.join(path[: depth + 1])!r}{_did_you_mean(key, fields)}"
-            )
-            return
-        if last:
-            node[key] = value
-            return
         if fields is not None:
+            if key not in fields:
+                where = ".".join(path[: depth + 1])
+                problems.append(f"{label}: unknown setting {where!r}{_did_you_mean(key, fields)}")
+                return False
             model = _inner_model(fields[key].annotation)
-        child = node.get(key)
-        if not isinstance(child, dict | list):
-            child = {}
-            node[key] = child
-        node = child
+        node = node.get(key) if isinstance(node, dict) else None
+    return True
+
+
+def _merge(base: Any, patch: Any) -> Any:
+    """`patch` over `base`: mappings key by key, numbered keys into a list's items, anything else replaces."""
+    if isinstance(base, list) and isinstance(patch, dict) and all(str(k).isdigit() for k in patch):
+        items = list(base)
+        for key, value in patch.items():
+            items[int(key)] = _merge(items[int(key)], value)
+        return items
+    if isinstance(base, dict) and isinstance(patch, dict):
+        merged = dict(base)
+        for key, value in patch.items():
+            merged[key] = _merge(merged[key], value) if key in merged else value
+        return merged
+    return patch
+
+
+def _nested(path: list[str], value: Any) -> dict[str, Any]:
+    for key in reversed(path[1:]):
+        value = {key: value}
+    return {path[0]: value}
 
 
 def _inner_model(annotation: Any) -> Any:
@@ -412,51 +443,65 @@ def _resolve_paths(settings: Settings) -> Settings:
     return settings.model_copy(update={"kb": kb, "database": database})
 
 
+def read_config_file(path: str | os.PathLike[str], env: Mapping[str, str], warnings: list[str]) -> Any:
+    """The YAML file as a mapping, `${VAR}` expanded; unset variables are added to `warnings`."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsError([f"config file not found: {path}"], source) from None
+    except OSError as exc:
+        raise SettingsError([f"cannot read config file {path}: {exc.strerror}"], source) from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SettingsError([f"{where}: not valid YAML: {problem}"], source) from None
+    if not isinstance(data, dict):
+        raise SettingsError([f"{path}: the top level must be a mapping of sections"], source)
+    return _interpolate(data, env, "", warnings)
+
+
 def load_settings(
     path: str | os.PathLike[str] | None,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    *,
+    warnings: list[str] | None = None,
 ) -> Settings:
-    """Load the YAML file (None = defaults), apply `KEFU_A__B` env vars, then dotted `overrides` (CLI)."""
+    """The YAML file (None = defaults) < `KEFU_A__B` env vars (pydantic-settings) < dotted `overrides` (CLI).
+
+    Unset `${VAR}`s are logged as warnings, or appended to `warnings` when a list is given (the CLI says
+    them where they matter instead of on every command).
+    """
     env = os.environ if env is None else env
     source = str(path) if path is not None else None
-    data: Any = {}
-    if path is not None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise SettingsError([f"config file not found: {path}"], source) from None
-        except OSError as exc:
-            raise SettingsError([f"cannot read config file {path}: {exc.strerror}"], source) from None
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise SettingsError([f"{where}: not valid YAML: {problem}"], source) from None
-        if not isinstance(data, dict):
-            raise SettingsError([f"{path}: the top level must be a mapping of sections"], source)
-    warnings: list[str] = []
-    data = _interpolate(data, env, "", warnings)
-    for warning in warnings:
-        logger.warning("config %s", warning)
+    found: list[str] = []
+    data: Any = {} if path is None else read_config_file(path, env, found)
+    if warnings is None:
+        for warning in found:
+            logger.warning("config %s", warning)
+    else:
+        warnings.extend(found)
 
     problems: list[str] = []
     # Only KEFU_SECTION__KEY names are settings; other KEFU_* variables (KEFU_REQUIRE_SERVICES, secrets
     # referenced by ${...}) are not, so they must not trip the unknown-key check.
+    settings_env = {}
     for name in sorted(env):
-        if not name.startswith(ENV_PREFIX) or ENV_NESTING not in name:
-            continue
-        key_path = [part.lower() for part in name[len(ENV_PREFIX) :].split(ENV_NESTING)]
-        if any(not part for part in key_path):
-            problems.append(f"{name}: empty key segment")
-            continue
-        _set_path(data, key_path, _parse_env_value(env[name]), name, problems)
+        if name.startswith(ENV_PREFIX) and ENV_NESTING in name:
+            key_path = [part.lower() for part in name[len(ENV_PREFIX) :].split(ENV_NESTING)]
+            if _check_path(key_path, name, data, problems):
+                settings_env[name] = env[name]
+    try:
+        data = _merge(data, _EnvSource(settings_env)())
+    except PydanticSettingsError as exc:
+        problems.append(str(exc))
     for dotted, value in (overrides or {}).items():
-        if value is None:
-            continue
-        _set_path(data, dotted.split("."), value, f"option {dotted}", problems)
+        if value is not None and _check_path(dotted.split("."), f"option {dotted}", data, problems):
+            data = _merge(data, _nested(dotted.split("."), value))
     try:
         settings = settings_from_mapping(data, source)
     except SettingsError as exc:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 DEFAULT_CONFIG = "config/gateway.yaml"
 
@@ -34,6 +40,45 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help=f"deployment config (default {DEFAULT_CONFIG})",
     )
+
+
+def load_cli_settings(
+    args: argparse.Namespace,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    warn_about: tuple[str, ...] | None = (),
+    require_file: bool = False,
+) -> Settings | None:
+    """The settings every command reads, exactly as the server does: --config < `KEFU_*` < the flags.
+
+    The default config file may be absent (defaults then; a named one must exist unless `require_file`).
+    A problem is printed and None returned. Unset `${VAR}`s are said only for the sections the command
+    uses (`warn_about` key prefixes; None = all, through the log, for `kefu serve`), so `kefu ask` does not
+    warn about the WeChat AppSecret.
+    """
+    from gateway.settings import SettingsError, load_settings  # pydantic only when a command runs
+
+    path: str | None = args.config
+    if path == DEFAULT_CONFIG and not require_file and not Path(path).exists():
+        path = None
+    warnings: list[str] | None = None if warn_about is None else []
+    try:
+        settings = load_settings(path, overrides=overrides, warnings=warnings)
+    except SettingsError as exc:
+        print(f"kefu {args.command}: {exc}", file=sys.stderr)
+        return None
+    for warning in warnings or ():
+        if warn_about and warning.startswith(warn_about):
+            print(f"warning: config {warning}", file=sys.stderr)
+    return settings
+
+
+def shown_path(path: Path) -> str:
+    """A configured path as people typed it: relative to the working directory when under it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

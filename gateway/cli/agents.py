@@ -9,7 +9,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.cli import add_config_option
+from gateway.cli import add_config_option, load_cli_settings
 from handoff.agents import MAX_CHATS_LIMIT, Role, new_token
 
 
@@ -45,17 +45,14 @@ class _Target:
     configured_groups: tuple[str, ...]
 
 
-def _db(config: str) -> _Target | None:
+def _db(args: argparse.Namespace) -> _Target | None:
     # Imported here: `kefu --help` should not pay for SQLAlchemy and pydantic.
-    from gateway.settings import SettingsError, load_settings
     from gateway.storage import Store
     from gateway.storage.handoff_store import HandoffDb
     from handoff.routing import RoutingRules
 
-    try:
-        settings = load_settings(config)
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
+    settings = load_cli_settings(args, warn_about=("database.", "handoff."))
+    if settings is None:
         return None
     section = settings.handoff
     configured = (
@@ -81,7 +78,7 @@ def _add(args: argparse.Namespace) -> int:
     from gateway.storage import Conflict
 
     groups = [g.strip() for g in args.groups.split(",") if g.strip()]
-    target = _db(args.config)
+    target = _db(args)
     if target is None:
         return 2
     plain, token_hash = new_token()
@@ -121,7 +118,7 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    target = _db(args.config)
+    target = _db(args)
     if target is None:
         return 2
 
@@ -148,7 +145,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _disable(args: argparse.Namespace) -> int:
-    target = _db(args.config)
+    target = _db(args)
     if target is None:
         return 2
 

@@ -8,8 +8,8 @@ import sys
 import unicodedata
 from pathlib import Path
 
-from gateway.cli import DEFAULT_CONFIG, add_config_option
-from gateway.settings import SettingsError, load_settings
+from gateway.cli import add_config_option, load_cli_settings, shown_path
+from gateway.settings import load_settings
 from intents.evaluation import METRIC_KEYS, evaluate, read_tsv
 from intents.matcher import Classifier
 from intents.normalize import normalize
@@ -17,8 +17,6 @@ from intents.prediction import Decision, Thresholds
 from kb.loader import load_kb
 
 __all__ = ["load_classifier", "register", "thresholds_from_config"]
-
-DEFAULT_KB = "config/faq"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -42,7 +40,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--kb",
         action="append",
         metavar="DIR",
-        help=f"FAQ directory or YAML file, repeatable (default {DEFAULT_KB})",
+        help="FAQ directory or YAML file, repeatable (default: kb.paths of the config)",
     )
     add_config_option(parser)
     parser.add_argument(
@@ -62,14 +60,6 @@ def thresholds_from_config(path: str | Path, *, required: bool = False) -> Thres
     if not config.exists() and not required:
         return load_settings(None).matcher.thresholds
     return load_settings(config).matcher.thresholds
-
-
-def _thresholds(args: argparse.Namespace) -> Thresholds:
-    base = thresholds_from_config(args.config, required=args.config != DEFAULT_CONFIG)
-    return Thresholds(
-        answer=base.answer if args.answer_threshold is None else args.answer_threshold,
-        suggest=base.suggest if args.suggest_threshold is None else args.suggest_threshold,
-    )
 
 
 def load_classifier(paths: list[str], thresholds: Thresholds) -> Classifier | None:
@@ -93,12 +83,17 @@ def load_classifier(paths: list[str], thresholds: Thresholds) -> Classifier | No
 
 
 def _prepare(args: argparse.Namespace) -> Classifier | None:
-    try:
-        thresholds = _thresholds(args)
-    except SettingsError as exc:
-        print(f"kefu: {exc}", file=sys.stderr)
+    # The server's settings object (file, ${VAR}, KEFU_* env), with --kb as kb.paths.
+    settings = load_cli_settings(args, {"kb.paths": args.kb}, warn_about=("matcher.", "kb."))
+    if settings is None:
         return None
-    return load_classifier(args.kb or [DEFAULT_KB], thresholds)
+    base = settings.matcher.thresholds
+    # The threshold flags are what-if knobs for this run, applied as given (one alone may cross the other).
+    thresholds = Thresholds(
+        answer=base.answer if args.answer_threshold is None else args.answer_threshold,
+        suggest=base.suggest if args.suggest_threshold is None else args.suggest_threshold,
+    )
+    return load_classifier(args.kb or [shown_path(p) for p in settings.kb.paths], thresholds)
 
 
 def _width(text: str) -> int:

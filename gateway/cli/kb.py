@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from gateway.cli import DEFAULT_CONFIG
+from gateway.cli import add_config_option, load_cli_settings, shown_path
 from kb.lint import lint_kb
 from kb.loader import LoadResult, load_kb
 from kb.model import KnowledgeBase, Problem
@@ -41,28 +41,42 @@ def register(subparsers: Any) -> None:
     lint.set_defaults(func=run_lint)
 
 
+def _paths(args: argparse.Namespace) -> list[str] | None:
+    """The FAQ paths the server would load (kb.paths), or the ones named on the command line."""
+    settings = load_cli_settings(args, {"kb.paths": args.paths or None}, warn_about=("kb.",))
+    if settings is None:
+        return None
+    return list(args.paths) or [shown_path(p) for p in settings.kb.paths]  # named paths shown as typed
+
+
 def run_check(args: argparse.Namespace) -> int:
-    """`kefu kb check`: print every error and a summary; 1 when there are errors."""
-    result = load_kb(args.paths)
+    """`kefu kb check`: print every error and a summary; 1 when there are errors (2: bad config)."""
+    paths = _paths(args)
+    if paths is None:
+        return 2
+    result = load_kb(paths)
     for problem in result.problems:
         print(format_problem(problem))
-    print(_summary(args.paths, result))
+    print(_summary(paths, result))
     return 0 if result.ok else 1
 
 
 def run_lint(args: argparse.Namespace) -> int:
     """`kefu kb lint`: errors, then warnings; 1 on errors (or on warnings with --strict)."""
-    result = load_kb(args.paths)
+    paths = _paths(args)
+    if paths is None:
+        return 2
+    result = load_kb(paths)
     for problem in result.problems:
         print(format_problem(problem))
     if result.kb is None:
-        print(_summary(args.paths, result))
+        print(_summary(paths, result))
         return 1
     warnings = lint_kb(result.kb)
     for problem in warnings:
         print(format_problem(problem))
     failed = args.strict and bool(warnings)
-    print(_summary(args.paths, result, warnings=len(warnings), strict_failed=failed))
+    print(_summary(paths, result, warnings=len(warnings), strict_failed=failed))
     return 1 if failed else 0
 
 
@@ -77,18 +91,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "paths",
         nargs="*",
-        default=[DEFAULT_FAQ_PATH],
         metavar="PATH",
-        help=f"FAQ directories or YAML files (default {DEFAULT_FAQ_PATH})",
+        help=f"FAQ directories or YAML files (default: kb.paths of the config, {DEFAULT_FAQ_PATH})",
     )
-    # Every kefu subcommand takes --config so scripts can pass it uniformly; kb commands read only the
-    # FAQ paths.
-    parser.add_argument(
-        "--config",
-        default=DEFAULT_CONFIG,
-        metavar="PATH",
-        help=f"deployment config (default {DEFAULT_CONFIG}; unused by kb commands)",
-    )
+    add_config_option(parser)
 
 
 def _summary(paths: list[str], result: LoadResult, *, warnings: int = 0, strict_failed: bool = False) -> str:

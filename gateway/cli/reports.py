@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from gateway.cli import add_config_option
+from gateway.cli import add_config_option, load_cli_settings
 from handoff.reports import parse_bound
 
 __all__ = ["register"]
@@ -55,14 +55,8 @@ def register(subparsers: Any) -> None:
     purge.set_defaults(func=_purge)
 
 
-def _settings(config: str) -> Any:
-    from gateway.settings import SettingsError, load_settings
-
-    try:
-        return load_settings(config)
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        return None
+def _settings(args: argparse.Namespace) -> Any:
+    return load_cli_settings(args, warn_about=("database.", "business_hours.", "sla.", "privacy.", "kb."))
 
 
 def _entries(settings: Any) -> Any:
@@ -96,7 +90,7 @@ def _report(args: argparse.Namespace) -> int:
     from handoff.reports import build_rows, summarize, summary_table, write_records_csv
     from intents.normalize import normalize
 
-    settings = _settings(args.config)
+    settings = _settings(args)
     if settings is None:
         return 2
     hours = group_hours(settings).default
@@ -169,7 +163,7 @@ async def _run_purge(url: str, cutoff: datetime, dry_run: bool) -> Any:
 
 
 def _purge(args: argparse.Namespace) -> int:
-    settings = _settings(args.config)
+    settings = _settings(args)
     if settings is None:
         return 2
     from gateway.norms import group_hours

@@ -7,10 +7,9 @@ import asyncio
 import sys
 from typing import Any
 
-from gateway.cli import add_config_option
+from gateway.cli import add_config_option, load_cli_settings
 from gateway.logs import set_level, setup_logging
 from gateway.serve import StartupFailed, serve
-from gateway.settings import SettingsError, load_settings
 
 
 def register(subparsers: Any) -> None:
@@ -27,10 +26,10 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry point of `kefu serve`; exit code 2 for a bad config (message only, no traceback)."""
     setup_logging("INFO")  # before loading, so config warnings (unset ${VARS}) are formatted and masked
-    try:
-        settings = load_settings(args.config, overrides={"server.host": args.host, "server.port": args.port})
-    except SettingsError as exc:
-        print(f"kefu serve: {exc}", file=sys.stderr)
+    # Every unset ${VAR} is said here, once: serving is where a missing secret matters.
+    overrides = {"server.host": args.host, "server.port": args.port}
+    settings = load_cli_settings(args, overrides, warn_about=None, require_file=True)
+    if settings is None:
         return 2
     set_level(settings.logging.level)
     try:
