@@ -21,7 +21,7 @@ class StartupFailed(Exception):
 
 
 def urls(settings: Settings, app: web.Application) -> list[tuple[str, str]]:
-    """(what, URL) pairs to print: health, metrics and every channel's webhook."""
+    """(what, URL) pairs to print: health, metrics, the APIs, the three web pages and every channel's webhook."""
     from gateway.keys import RUNTIME
 
     host = settings.server.host
@@ -32,6 +32,10 @@ def urls(settings: Settings, app: web.Application) -> list[tuple[str, str]]:
         ("metrics", f"{base}/metrics"),
         ("admin API", f"{base}/admin/api/"),
         ("agent API", f"{base}{AGENT_API_PREFIX}/"),
+        # The pages a newcomer wants first (gateway/http/pages.py serves them on every app).
+        ("customer chat page", f"{base}/chat"),
+        ("agent console", f"{base}/agent"),
+        ("admin dashboard", f"{base}/admin"),
     ]
     for (channel, account), adapter in app[RUNTIME].adapters.items():
         methods: dict[str, list[str]] = {}
