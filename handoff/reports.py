@@ -6,9 +6,9 @@ Definitions (written down because reports are argued over):
 - A conversation is counted on the local date/hour it started (`started_at` in the report time zone).
 - Handled by: 人工 when an agent took it; 留言 when it was handed off as a ticket and no agent took it;
   转人工未接入 when handed off live and no agent took it; otherwise 机器人.
-- Bot-resolved: no handoff, at least one FAQ answer, and the same customer's next conversation does not
-  start with a human request (reasons in `HUMAN_REQUEST_REASONS`) within `recontact_window` of this one's
-  end. The bot resolution rate is bot-resolved / all conversations in the report.
+- Handed off, bot-resolved and their rates: `handoff/metrics.py`, the one definition the admin dashboard
+  shares (bot-resolved: no handoff, an FAQ answer, no human request from the same customer within
+  `recontact_window` after).
 - First-response breach: a live handoff (not a 留言) whose first agent reply came after
   `sla.first_response_due` — or has not come by the conversation's end / the report time.
 - Follow-up overdue: a follow-up due time that passed before the follow-up was closed (or still open).
@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 from handoff.csat import rating_label
 from handoff.hours import DEFAULT_TIMEZONE, BusinessHours
+from handoff.metrics import HUMAN_REQUEST_REASONS, RECONTACT_WINDOW, bot_resolved_ids, conversation_rates
 from handoff.privacy import mask_sensitive
 from handoff.questions import UnansweredCluster, cluster_questions, default_normalize
 from handoff.sla import ConversationTimes, SlaPolicy, breached, first_response_due
@@ -62,7 +63,6 @@ HANDOFF_REASON_LABELS = {
     "misses": "连续未能解答",
     "no_kb": "知识库不可用",
 }
-HUMAN_REQUEST_REASONS = frozenset({"asked_human", "complaint"})
 CLOSE_REASON_LABELS = {
     "agent": "客服已结束",
     "customer": "客户已结束",
@@ -185,26 +185,6 @@ def _local(at: datetime | None, tz: ZoneInfo) -> datetime | None:
     return None if at is None else at.astimezone(tz).replace(tzinfo=None, microsecond=0)
 
 
-def _bot_resolved_ids(records: Sequence[ConversationRecord], recontact_window: timedelta) -> set[str]:
-    by_customer: dict[tuple[str, str], list[ConversationRecord]] = defaultdict(list)
-    for r in records:
-        by_customer[(r.channel, r.customer_id)].append(r)
-    resolved: set[str] = set()
-    for convs in by_customer.values():
-        convs.sort(key=lambda r: (r.started_at, r.conversation_id))
-        for i, r in enumerate(convs):
-            if r.handed_off_at is not None or not r.faq_hits:
-                continue
-            end = r.ended_at or r.started_at
-            followed = any(
-                later.handoff_reason in HUMAN_REQUEST_REASONS and later.started_at - end <= recontact_window
-                for later in convs[i + 1 :]
-            )
-            if not followed:
-                resolved.add(r.conversation_id)
-    return resolved
-
-
 def _breached(
     r: ConversationRecord, sla: SlaPolicy, hours: BusinessHours | None, now: datetime
 ) -> bool | None:
@@ -238,14 +218,14 @@ def build_rows(
     sla: SlaPolicy | None = None,
     hours: BusinessHours | None = None,
     now: datetime,
-    recontact_window: timedelta = timedelta(minutes=30),
+    recontact_window: timedelta = RECONTACT_WINDOW,
     mask: bool = True,
 ) -> list[RecordRow]:
     """The 受理记录, one row per conversation in start order; text masked unless `mask=False`."""
     zone = ZoneInfo(tz) if isinstance(tz, str) else tz
     policy = sla or SlaPolicy()
     ordered = sorted(records, key=lambda r: (r.started_at, r.conversation_id))
-    resolved = _bot_resolved_ids(ordered, recontact_window)
+    resolved = bot_resolved_ids(ordered, recontact_window)
     clean = mask_sensitive if mask else (lambda s: s)
     rows: list[RecordRow] = []
     for r in ordered:
@@ -355,7 +335,7 @@ def summarize(
     sla: SlaPolicy | None = None,
     hours: BusinessHours | None = None,
     now: datetime,
-    recontact_window: timedelta = timedelta(minutes=30),
+    recontact_window: timedelta = RECONTACT_WINDOW,
     normalize: Callable[[str], str] = default_normalize,
     top: int = 10,
     mask: bool = True,
@@ -412,16 +392,15 @@ def summarize(
         by_group=_rating_stats((r.group, r.rating) for r in rated if r.group and r.rating),
         distribution={n: ratings.count(n) for n in range(5, 0, -1)},
     )
-    bot_resolved = sum(row.bot_resolved for row in rows)
-    total = len(recs)
+    rates = conversation_rates(recs, recontact_window)  # the dashboard's figures too (handoff/metrics.py)
     return ReportSummary(
-        total=total,
+        total=rates.total,
         by_hour=tuple(by_hour),
         by_channel=dict(sorted(by_channel.items(), key=lambda kv: (-kv[1], kv[0]))),
         by_hour_channel=dict(sorted(by_hour_channel.items())),
-        bot_resolved=bot_resolved,
-        bot_resolution_rate=round(bot_resolved / total, 4) if total else 0.0,
-        handed_off=sum(1 for r in recs if r.handed_off_at is not None),
+        bot_resolved=rates.bot_resolved,
+        bot_resolution_rate=rates.bot_resolution_rate or 0.0,
+        handed_off=rates.handed_off,
         tickets=sum(1 for r in recs if r.is_ticket),
         handoff_reasons=dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
         top_faq=[

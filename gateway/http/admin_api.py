@@ -27,6 +27,8 @@ from gateway.http.bodies import http_error
 from gateway.keys import RUNTIME
 from gateway.runtime import Runtime
 from gateway.storage import OUTBOX_STATUSES, stats_queries
+from gateway.storage.report_queries import conversation_records
+from handoff.metrics import conversation_rates, is_handed_off
 from handoff.privacy import mask_sensitive
 from handoff.questions import cluster_questions
 from intents.normalize import normalize
@@ -170,14 +172,15 @@ async def compute_stats(runtime: Runtime, start: datetime, end: datetime) -> dic
         per_channel[row.channel][_index(starts, row.created_at)] += 1
         decisions[row.decision or "none"] += 1
 
-    handoffs = [c for c in convs if c.handoff_reason is not None]
-    conv_total = len(convs)
+    # Conversations, handoffs and the bot's resolution counted as the 受理记录 counts them (handoff/metrics.py).
+    records = await conversation_records(store, start, end)
+    rates = conversation_rates(records)
     handoff_per_bucket = [0] * len(starts)
     conv_per_bucket = [0] * len(starts)
-    for c in convs:
-        i = _index(starts, c.opened_at)
+    for r in records:
+        i = _index(starts, r.started_at)
         conv_per_bucket[i] += 1
-        if c.handoff_reason is not None:
+        if is_handed_off(r):
             handoff_per_bucket[i] += 1
     waits = [(c.assigned_at - c.queued_at).total_seconds() for c in convs if c.assigned_at and c.queued_at]
     first = [
@@ -211,18 +214,18 @@ async def compute_stats(runtime: Runtime, start: datetime, end: datetime) -> dic
         "kb": runtime.kb.status(),
         "totals": {
             "messages": len(inbound),
-            "conversations": conv_total,
-            "handoffs": len(handoffs),
-            "bot_resolved": conv_total - len(handoffs),
-            "resolution_rate": round((conv_total - len(handoffs)) / conv_total, 4) if conv_total else None,
-            "handoff_rate": round(len(handoffs) / conv_total, 4) if conv_total else None,
+            "conversations": rates.total,
+            "handoffs": rates.handed_off,
+            "bot_resolved": rates.bot_resolved,
+            "resolution_rate": rates.bot_resolution_rate,
+            "handoff_rate": rates.handoff_rate,
             "queue_length": queue_length,
         },
         "messages_by_channel": per_channel,
         "conversations_per_bucket": conv_per_bucket,
         "handoffs_per_bucket": handoff_per_bucket,
         "decisions": dict(decisions),
-        "handoff_reasons": dict(Counter(c.handoff_reason for c in handoffs)),
+        "handoff_reasons": dict(Counter(r.handoff_reason or "other" for r in records if is_handed_off(r))),
         "first_response_s": durations(first),
         "waiting_s": durations(waits),
         "csat": {
