@@ -25,7 +25,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 from pydantic_settings import SettingsError as PydanticSettingsError
 
 from gateway.channels.onebot.settings import OneBotAccountSettings
@@ -259,6 +264,19 @@ class Settings(BaseSettings):
     sla: dict[str, Any] | None = None
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Keyword values, then KEFU_SECTION__KEY variables only (other KEFU_* names are not settings);
+        # no .env file or secrets directory: deployments use the YAML file and ${VAR}.
+        return init_settings, _EnvSource(_setting_variables(os.environ))
+
     @field_validator("business_hours")
     @classmethod
     def _valid_business_hours(cls, value: Any) -> Any:
@@ -302,6 +320,11 @@ def _interpolate(value: Any, env: Mapping[str, str], where: str, warnings: list[
         return ""
 
     return _INTERPOLATION.sub(substitute, value)
+
+
+def _setting_variables(env: Mapping[str, str]) -> dict[str, str]:
+    """The `KEFU_SECTION__KEY` variables of an environment."""
+    return {k: v for k, v in env.items() if k.startswith(ENV_PREFIX) and ENV_NESTING in k}
 
 
 class _EnvSource(EnvSettingsSource):
@@ -490,11 +513,10 @@ def load_settings(
     # Only KEFU_SECTION__KEY names are settings; other KEFU_* variables (KEFU_REQUIRE_SERVICES, secrets
     # referenced by ${...}) are not, so they must not trip the unknown-key check.
     settings_env = {}
-    for name in sorted(env):
-        if name.startswith(ENV_PREFIX) and ENV_NESTING in name:
-            key_path = [part.lower() for part in name[len(ENV_PREFIX) :].split(ENV_NESTING)]
-            if _check_path(key_path, name, data, problems):
-                settings_env[name] = env[name]
+    for name, value in sorted(_setting_variables(env).items()):
+        key_path = [part.lower() for part in name[len(ENV_PREFIX) :].split(ENV_NESTING)]
+        if _check_path(key_path, name, data, problems):
+            settings_env[name] = value
     try:
         data = _merge(data, _EnvSource(settings_env)())
     except PydanticSettingsError as exc:

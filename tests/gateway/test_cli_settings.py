@@ -120,3 +120,13 @@ def test_the_demo_secret_is_not_warned_about_by_commands_that_do_not_send(
     )
     main(["agent", "list"])
     assert "KEFU_TEST_DB_DIR is not set" in capsys.readouterr().err
+
+
+def test_settings_alone_read_only_kefu_section_variables(clean_env: pytest.MonkeyPatch) -> None:
+    from gateway.settings import Settings
+
+    clean_env.setenv("KEFU_SERVER__PORT", "9300")
+    clean_env.setenv("KEFU_ADMIN", "not-a-section")  # no "__": not a setting, as in load_settings
+    settings = Settings(matcher={"answer_threshold": 0.8})  # keyword values beat the environment
+    assert settings.server.port == 9300 and settings.admin.token is None
+    assert settings.matcher.answer_threshold == 0.8
