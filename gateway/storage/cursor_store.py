@@ -4,15 +4,17 @@ A callback only says "there is something new": it bumps `requested` (durable bef
 the puller remembers the `requested` it started from, stores every message of a page, then the page's
 cursor, and finally sets `pulled` to what it started from. A crash anywhere re-reads from the last saved
 cursor (the messages dedupe by their platform id), and `requested > pulled` says a pull is still owed,
-also after a restart. A new table, so `create_all` adds it to an existing database without a migration.
+also after a restart. One puller at a time holds a scope's lease (`lease_owner`, `lease_until`), also across
+gateway processes; a request that finds the lease taken is left to the holder, which looks for requests
+that arrived meanwhile after it lets go. A new table, so `create_all` adds it to an existing database without a migration.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Integer, String, Text, select, update
+from sqlalchemy import Integer, String, Text, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -25,8 +27,10 @@ __all__ = [
     "load_cursor",
     "mark_pulled",
     "owed_pulls",
+    "release_lease",
     "request_pull",
     "save_cursor",
+    "take_lease",
 ]
 
 
@@ -44,6 +48,9 @@ class ChannelCursorRecord(Base):
     # The last callback's pull token (WeCom: valid for minutes; it lifts sync_msg's strict rate limit).
     token: Mapped[str | None] = mapped_column(String(255))
     token_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Who is pulling this scope now, until when (a crashed puller's lease simply runs out).
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -139,6 +146,30 @@ async def mark_pulled(store: Store, channel: str, account: str, scope: str, seen
             update(_T)
             .where(*_key(channel, account, scope), _T.c.pulled < seen)
             .values(pulled=seen, updated_at=now)
+        )
+
+
+async def take_lease(
+    store: Store, channel: str, account: str, scope: str, owner: str, now: datetime, lease: timedelta
+) -> bool:
+    """Take (or extend) the scope's pull lease: False while another owner's lease runs."""
+    free = or_(_T.c.lease_until.is_(None), _T.c.lease_until < now, _T.c.lease_owner == owner)
+    async with store.write_lock(), store.engine.begin() as conn:
+        done = await conn.execute(
+            update(_T)
+            .where(*_key(channel, account, scope), free)
+            .values(lease_owner=owner, lease_until=now + lease)
+        )
+    return done.rowcount == 1
+
+
+async def release_lease(store: Store, channel: str, account: str, scope: str, owner: str) -> None:
+    """Let go of the scope's pull lease (only this owner's)."""
+    async with store.write_lock(), store.engine.begin() as conn:
+        await conn.execute(
+            update(_T)
+            .where(*_key(channel, account, scope), _T.c.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None)
         )
 
 

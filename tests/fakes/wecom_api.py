@@ -55,6 +55,9 @@ class FakeWeComAPI(FakeUpstream):
     transfers: list[dict[str, Any]] = field(default_factory=list)
     closed_windows: set[str] = field(default_factory=set)  # external_userids whose 48-hour window is closed
     sync_failures: int = 0  # answer this many sync_msg calls with errcode -1
+    sync_latency_s: float = 0.0  # delay before every sync_msg answer (widens races between pullers)
+    sync_in_flight: int = 0
+    max_sync_in_flight: int = 0  # the most sync_msg calls ever answered at the same time
     _quota: dict[tuple[str, str], int] = field(default_factory=dict)
     _msgids_seen: set[str] = field(default_factory=set)
     _welcome_codes: dict[str, str] = field(default_factory=dict)  # code → external_userid
@@ -176,6 +179,16 @@ class FakeWeComAPI(FakeUpstream):
             return refused
         assert payload is not None
         self.sync_calls.append(payload)
+        self.sync_in_flight += 1
+        self.max_sync_in_flight = max(self.max_sync_in_flight, self.sync_in_flight)
+        try:
+            if self.sync_latency_s:
+                await asyncio.sleep(self.sync_latency_s)
+            return self._sync_page(payload)
+        finally:
+            self.sync_in_flight -= 1
+
+    def _sync_page(self, payload: dict[str, Any]) -> web.Response:
         if self.sync_failures:
             self.sync_failures -= 1
             return web.json_response({"errcode": -1, "errmsg": "system busy"})

@@ -1,9 +1,9 @@
 """Pulling 微信客服 messages with kf/sync_msg: one puller per account, the cursor advanced only after storing.
 
 Callbacks only ask for a pull (a durable request, see gateway.storage.cursor_store); this puller runs the
-pulls one after another, so two racing callbacks never read the same page twice in this process, and
-another process that does is harmless: every message dedupes by its `msgid` (the pipeline's unique
-channel message id).
+pulls one after another, and a lease in the database keeps other gateway processes from pulling the same
+scope at the same time: the lease holder pulls again for requests that arrived while it held it. Should
+two pulls ever overlap (an expired lease), every message still dedupes by its `msgid`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -21,7 +22,14 @@ from gateway.channels.wecom.api import SyncPage, WeComAPIError
 from gateway.channels.wecom.events import Item
 from gateway.message import utcnow
 from gateway.storage import Conflict, Store, Unit, is_database_error
-from gateway.storage.cursor_store import load_cursor, mark_pulled, owed_pulls, save_cursor
+from gateway.storage.cursor_store import (
+    load_cursor,
+    mark_pulled,
+    owed_pulls,
+    release_lease,
+    save_cursor,
+    take_lease,
+)
 
 if TYPE_CHECKING:
     from gateway.channels.wecom.adapter import WeComAdapter
@@ -32,6 +40,9 @@ logger = logging.getLogger(__name__)
 TOKEN_TTL = timedelta(minutes=9)
 PULL_RETRIES = 3
 PULL_RETRY_S = 2.0
+# How long a pull may hold a scope before another process may take over (extended as pages are stored).
+LEASE = timedelta(seconds=60)
+LEASE_EVERY_ITEMS = 50
 # The msgid kefu gives its sends (see WeComAdapter.send): `kf{outbox id}x{hash}-{piece}`.
 _OUR_MSGID = re.compile(r"^kf(\d{1,18})x[0-9a-f]{8}-\d{1,3}$")
 
@@ -67,6 +78,7 @@ class Puller:
         self._retry_s = retry_s
         self._wanted: list[str] = []
         self._task: asyncio.Task[None] | None = None
+        self._owner = uuid.uuid4().hex
         self.pulls = 0  # completed pulls (for tests and metrics)
 
     @property
@@ -119,6 +131,24 @@ class Puller:
                     failures = 0
 
     async def pull(self, scope: str) -> None:
+        """Pull one scope while requests are owed, holding its lease; leave it to another holder if taken."""
+        account = self.adapter.account
+        while True:
+            if not await self._lease(scope):
+                return  # another process is pulling; it looks for this request when it lets go
+            try:
+                await self._pull_once(scope)
+            finally:
+                await release_lease(self.store, events.CHANNEL, account, scope, self._owner)
+            # Released first, then checked: a request that found the lease taken is seen here.
+            if not (await load_cursor(self.store, events.CHANNEL, account, scope)).owed:
+                return
+
+    async def _lease(self, scope: str) -> bool:
+        account = self.adapter.account
+        return await take_lease(self.store, events.CHANNEL, account, scope, self._owner, self.clock(), LEASE)
+
+    async def _pull_once(self, scope: str) -> None:
         """Read every new message of one scope, storing each before the cursor moves past it."""
         account = self.adapter.account
         state = await load_cursor(self.store, events.CHANNEL, account, scope)
@@ -127,7 +157,9 @@ class Puller:
         cursor = state.cursor
         while True:
             page = await self._fetch(cursor=cursor, token=token, open_kfid=scope or None)
-            for raw in page.messages:
+            for index, raw in enumerate(page.messages, 1):
+                if index % LEASE_EVERY_ITEMS == 0:
+                    await self._lease(scope)  # a long page keeps the lease
                 item = events.read_item(raw, self.clock)
                 if item is None:
                     logger.warning(
@@ -146,6 +178,7 @@ class Puller:
                         extra={"account": account},
                     )
             moved = bool(page.next_cursor) and page.next_cursor != cursor
+            await self._lease(scope)
             if moved:
                 await save_cursor(self.store, events.CHANNEL, account, scope, page.next_cursor, self.clock())
                 cursor = page.next_cursor

@@ -205,6 +205,27 @@ async def test_an_owed_pull_is_resumed_at_startup(
     assert not (await load_cursor(second[RUNTIME].store, "wecom", "kf", OPEN_KFID)).owed
 
 
+async def test_two_gateway_processes_never_pull_the_same_account_at_once(
+    aiohttp_client: Any, settings_factory: Any, wecom_api: FakeWeComAPI
+) -> None:
+    settings = settings_factory(channels={"wecom": [account(wecom_api)]})
+    apps = [create_app(settings), create_app(settings)]  # two processes on one database
+    pushes = [WeComPush(await aiohttp_client(app), "/wecom/kf") for app in apps]
+    wecom_api.sync_latency_s = 0.05  # each pull takes a while: the callbacks overlap them
+    texts = ["怎么退货", "怎么开发票", "什么时候发货", "支持哪些支付方式"]
+    for text in texts:
+        wecom_api.customer_text(CUSTOMER, text)
+        await asyncio.gather(*(push.notify() for push in pushes for _ in range(2)))
+    for app in apps:
+        await app[RUNTIME].adapters[("wecom", "kf")].puller.idle()  # type: ignore[attr-defined]
+    assert wecom_api.max_sync_in_flight == 1
+    await wecom_api.wait_for_messages(len(texts))
+    await asyncio.sleep(0.2)  # let a wrongly doubled answer show up
+    assert len(wecom_api.sent_to(CUSTOMER)) == len(texts)
+    store = apps[0][RUNTIME].store
+    assert not (await load_cursor(store, "wecom", "kf", OPEN_KFID)).owed
+
+
 async def test_an_old_backlog_is_recorded_but_not_answered(start: Any) -> None:
     kefu = await start()
     old_visit = kefu.api.event("event_enter_session.json", external_userid=CUSTOMER)
