@@ -17,6 +17,7 @@ from gateway.channels.onebot.adapter import OneBotAdapter
 from gateway.channels.qqbot.adapter import QQBotAdapter
 from gateway.channels.web.adapter import WebAdapter
 from gateway.channels.wechat.adapter import WeChatAdapter
+from gateway.channels.wecom.adapter import WeComAdapter
 from gateway.handoff_service import HandoffService
 from gateway.http.admin_api import admin_routes
 from gateway.http.agent_api import agent_routes
@@ -56,6 +57,8 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
         runtime.add_adapter(OneBotAdapter(onebot, runtime))
     for qqbot in settings.channels.qqbot:
         runtime.add_adapter(QQBotAdapter(qqbot, runtime))
+    for wecom in settings.channels.wecom:
+        runtime.add_adapter(WeComAdapter(wecom, runtime))
     for adapter in runtime.adapters.values():
         app.router.add_routes(adapter.routes())
 

@@ -24,7 +24,7 @@ def utcnow() -> datetime:
 class Message:
     """An inbound customer message or event, whatever channel it came from."""
 
-    channel: str  # "wechat" | "web" | "onebot" | "qqbot"
+    channel: str  # "wechat" | "web" | "onebot" | "qqbot" | "wecom"
     account: str  # the configured channel account name
     conversation_key: str  # e.g. wechat:{account}:{openid}, web:{account}:{user_id}
     user_id: str

@@ -37,6 +37,7 @@ from gateway.channels.onebot.settings import OneBotAccountSettings
 from gateway.channels.qqbot.settings import QQBotAccountSettings
 from gateway.channels.web.settings import WebChannelSettings
 from gateway.channels.wechat.settings import WeChatAccountSettings
+from gateway.channels.wecom.settings import WeComAccountSettings
 from handoff.lifecycle import LifecycleRules
 from handoff.queue import AssignmentPolicy
 from handoff.routing import RoutingConfigError, RoutingRules
@@ -151,13 +152,17 @@ class ChannelsSettings(_Section):
     # Each channel's account model lives in its folder (gateway/channels/<name>/settings.py).
     onebot: list[OneBotAccountSettings] = Field(default_factory=list)
     qqbot: list[QQBotAccountSettings] = Field(default_factory=list)
+    # WeCom 微信客服 (企业微信 customer-service accounts); the model lives beside its adapter.
+    wecom: list[WeComAccountSettings] = Field(default_factory=list)
     web: WebChannelSettings = Field(default_factory=WebChannelSettings)
 
-    @field_validator("wechat", "onebot", "qqbot")
+    @field_validator("wechat", "onebot", "qqbot", "wecom")
     @classmethod
     def _unique_names(cls, accounts: list[Any], info: ValidationInfo) -> list[Any]:
         seen: set[str] = set()
-        label = {"wechat": "WeChat", "onebot": "OneBot", "qqbot": "QQ bot"}[info.field_name or ""]
+        label = {"wechat": "WeChat", "onebot": "OneBot", "qqbot": "QQ bot", "wecom": "WeCom"}[
+            info.field_name or ""
+        ]
         for account in accounts:
             if account.name in seen:
                 raise ValueError(f"duplicate {label} account name {account.name!r}")

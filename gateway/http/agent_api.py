@@ -222,6 +222,8 @@ async def get_conversation(request: web.Request, agent: AgentInfo, service: Hand
         if c.id != conv.id
     ]
     messages = await store.messages(conv.id)
+    # A send the platform refused (e.g. WeCom's 5-per-message quota) shows the agent why.
+    delivery = await store.delivery([m.id for m in messages if m.direction == "out"])
     replies_by_inbound: dict[int, list[Any]] = {}
     for m in messages:
         if m.reply_to is not None:
@@ -276,6 +278,9 @@ async def get_conversation(request: web.Request, agent: AgentInfo, service: Hand
                 "text": m.text,
                 "kind": m.kind,
                 "created_at": m.created_at,
+                "delivery": (
+                    {"status": delivery[m.id][0], "error": delivery[m.id][1]} if m.id in delivery else None
+                ),
             }
             for m in messages
         ],

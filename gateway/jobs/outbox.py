@@ -157,6 +157,7 @@ class Outbox:
             text=row.text,
             sender=row.sender,
             target=row.target,
+            outbox_id=row.id,
         )
         try:
             async with asyncio.timeout(SEND_TIMEOUT_S):

@@ -1,4 +1,5 @@
-"""The outbox table's queries: claim due rows with a lease, finish, release, list and count them."""
+"""The outbox table's queries: claim due rows with a lease, finish, release, list and count them, and the
+delivery status of stored messages."""
 
 from __future__ import annotations
 
@@ -115,6 +116,16 @@ class OutboxQueries:
         async with self._sessions() as session:
             rows = await session.scalars(query.order_by(OutboxRecord.id.desc()).limit(limit))
             return [outbox_row(r) for r in rows]
+
+    async def delivery(self, message_ids: Sequence[int]) -> dict[int, tuple[str, str | None]]:
+        """(status, last error) of the outbox rows that deliver these messages (absent: never queued)."""
+        if not message_ids:
+            return {}
+        query = select(OutboxRecord.message_id, OutboxRecord.status, OutboxRecord.last_error).where(
+            OutboxRecord.message_id.in_(list(message_ids))
+        )
+        async with self._sessions() as session:
+            return {r.message_id: (r.status, r.last_error) for r in await session.execute(query)}
 
     async def outbox_counts(self) -> dict[str, int]:
         """How many outbox rows per status (every status present, zero when none)."""

@@ -4,7 +4,7 @@
   const { el, svg, duration, api } = window.kefu;
   const TOKEN_KEY = "kefu.adminToken";
   const $ = (id) => document.getElementById(id);
-  const CHANNELS = { web: "网站", wechat: "微信公众号", onebot: "QQ", qqbot: "QQ 机器人" };
+  const CHANNELS = { web: "网站", wechat: "微信公众号", onebot: "QQ", qqbot: "QQ 机器人", wecom: "微信客服" };
   const DECISIONS = { answer: "直接回答", suggest: "您是不是想问", handoff: "转人工", smalltalk: "寒暄", with_human: "人工服务中",
     csat: "满意度评价", event: "事件", non_text: "非文字", not_addressed: "群聊未@", none: "未分类" };
   const PRESENCE = { online: ["在线", "ok"], away: ["忙碌", "warn"], offline: ["离线", "off"] };

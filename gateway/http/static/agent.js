@@ -10,7 +10,7 @@
     unsure: "机器人不确定", no_kb: "知识库未加载", handoff: "转人工",
   };
   const STATES = { queued: "排队中", assigned: "服务中", closed: "已结束", bot: "机器人服务" };
-  const CHANNELS = { web: "网站", wechat: "微信公众号", onebot: "QQ", qqbot: "QQ 机器人" };
+  const CHANNELS = { web: "网站", wechat: "微信公众号", onebot: "QQ", qqbot: "QQ 机器人", wecom: "微信客服" };
   const DECISIONS = { answer: "已回答", suggest: "给出猜测", handoff: "转人工", smalltalk: "寒暄" };
 
   let token = sessionStorage.getItem(TOKEN_KEY) || "";
@@ -269,9 +269,11 @@
       const m = it.m;
       const kind = m.direction === "in" ? "customer" : m.sender;
       const who = { customer: customerName(c.customer), bot: "智能客服", agent: "客服 " + (m.sender_name || ""), system: "" }[kind];
+      const failed = m.delivery && (m.delivery.status === "undeliverable" || m.delivery.status === "failed");
       return el("div", { class: "m " + kind },
         kind === "system" ? null : el("div", { class: "who", text: who + " · " + clock(m.created_at) }),
-        el("div", { class: "bubble", text: m.text }));
+        el("div", { class: "bubble", text: m.text }),
+        failed ? el("div", { class: "undelivered", text: "未送达：" + (m.delivery.error || "平台拒收") }) : null);
     }));
     box.scrollTop = box.scrollHeight;
 
