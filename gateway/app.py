@@ -23,9 +23,12 @@ from gateway.http.admin_api import admin_routes
 from gateway.http.agent_api import agent_routes
 from gateway.http.bodies import http_error
 from gateway.http.pages import install_web
+from gateway.http.qa_api import qa_routes
 from gateway.http.reports_api import report_routes
+from gateway.http.shifts_api import shift_routes
 from gateway.jobs.handoff_jobs import handoff_jobs
 from gateway.jobs.outbox import Outbox
+from gateway.jobs.qa_scoring import install_qa
 from gateway.kb_reload import KbService
 from gateway.keys import HANDOFF, RUNTIME
 from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -73,11 +76,14 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
     app.router.add_routes(admin_routes())
     app.router.add_routes(agent_routes())
     app.router.add_routes(report_routes())
-    install_web(app)  # /chat, /agent, /admin, /widget.js, /web/ws (wraps the web adapter)
+    app.router.add_routes(shift_routes())
+    app.router.add_routes(qa_routes())
+    install_web(app)  # /chat, /agent, /admin, /supervisor, /widget.js, /web/ws (wraps the web adapter)
 
     app.cleanup_ctx.extend(
         [_database, _http_session, _knowledge_base, _adapters, _outbox_worker, handoff_jobs, _tasks]
     )
+    install_qa(app, str(settings.qa.path))  # 质检 rules and the scoring job, after the database is up
     app.on_shutdown.append(_close_connections)
     return app
 

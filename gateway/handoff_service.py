@@ -31,6 +31,7 @@ from gateway.storage import Unit
 from gateway.storage.csat import pending_csat, skip_csat
 from gateway.storage.events import EventRow
 from gateway.storage.handoff_store import HandoffDb, session_of
+from gateway.storage.shifts_store import next_shift_start_of, shifts_now
 from handoff import notices
 from handoff.agents import AgentInfo
 from handoff.csat import parse_rating
@@ -286,7 +287,8 @@ class HandoffService(AgentActions):
         payload = {"priority": priority.value, "reason": conv.handoff_reason, "ticket": not staffed}
         if not staffed:
             # Honest: nobody can answer now. The 留言 waits at the front of the queue for the next agent.
-            await self.notify(conv.id, self._no_agent_notice(hours, now, open_now))
+            scheduled = await next_shift_start_of(self.runtime.store, group, now)
+            await self.notify(conv.id, self._no_agent_notice(hours, now, open_now, scheduled))
             await self._publish("ticket.created", payload, conversation_id=conv.id, group=group)
             logger.info("handoff conversation=%s group=%s: nobody online, ticket", conv.id, group)
             return
@@ -296,11 +298,16 @@ class HandoffService(AgentActions):
         )
         await self.assign_waiting(before=before)
 
-    def _no_agent_notice(self, hours: BusinessHours, now: datetime, open_now: bool) -> str:
-        """The honest 留言 notice: when agents are back (outside business hours) and the service hours."""
+    def _no_agent_notice(
+        self, hours: BusinessHours, now: datetime, open_now: bool, next_shift: datetime | None = None
+    ) -> str:
+        """The honest 留言 notice: when agents are back (the next shift's start, else the next opening of
+        business hours when closed) and the service hours."""
         configured = getattr(self.runtime.settings, "business_hours", None) is not None
         service_hours = self.settings.service_hours or (hours.describe() if configured else None)
         resumes = None if open_now or not configured else hours.next_opening(now)
+        if next_shift is not None:
+            resumes = next_shift.astimezone(hours.timezone)
         local_now = now.astimezone(hours.timezone)
         return notices.no_agent_online(resumes, now=local_now, service_hours=service_hours)
 
@@ -406,7 +413,9 @@ class HandoffService(AgentActions):
                 items = [i for i in items if i.queued_at <= cutoff]
             loads = await self.db.agent_loads()
             cursors = {g: c for g in {i.group for i in items} if (c := await self.db.last_assigned(g))}
-            plan = plan_assignments(self.policy, items, loads, utcnow(), cursors)
+            now = utcnow()
+            on_shift = await shifts_now(self.runtime.store, now) if items else {}
+            plan = plan_assignments(self.policy, items, loads, now, cursors, on_shift)
             done = 0
             for conversation_id, agent_id in plan:
                 result = await self.db.claim(conversation_id, agent_id, by=None)

@@ -9,11 +9,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.handoff_service import HandoffService
+from gateway.qa_service import QaService
 from gateway.runtime import Runtime
 
-__all__ = ["HANDOFF", "RUNTIME"]
+__all__ = ["HANDOFF", "QA", "RUNTIME"]
 
 # The shared services of one app (settings, store, kb, pipeline, outbox, adapters, metrics).
 RUNTIME: web.AppKey[Runtime] = web.AppKey("kefu_runtime", Runtime)
 # The human side: queue, agents, CSAT, the agent event log.
 HANDOFF: web.AppKey[HandoffService] = web.AppKey("kefu_handoff", HandoffService)
+# 质检: the rules of config/qa.yaml in use (reloaded by jobs/qa_scoring.py).
+QA: web.AppKey[QaService] = web.AppKey("kefu_qa", QaService)

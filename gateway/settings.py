@@ -243,6 +243,22 @@ class LoggingSettings(_Section):
         return value.upper() if isinstance(value, str) else value
 
 
+class ShiftsSettings(_Section):
+    """排班 rules (handoff.shifts): swap requests and attendance."""
+
+    swap_notice_days: int = Field(default=3, ge=0, le=365)  # 调班需提前三天
+    max_swaps_per_month: int = Field(default=2, ge=0, le=100)  # 每月最多允许调班两次
+    attendance_grace_minutes: float = Field(default=5, ge=0, le=240)  # late / early leave beyond this
+
+
+class QaSettings(_Section):
+    """质检: the rules file (hot reloaded) and how often closed conversations are scored."""
+
+    enabled: bool = True
+    path: Path = Path("config/qa.yaml")
+    job_interval_s: float = Field(default=30, gt=0)
+
+
 class Settings(BaseSettings):
     """The whole deployment config: `Settings()` reads `KEFU_A__B` env vars; `load_settings` adds the YAML."""
 
@@ -268,6 +284,8 @@ class Settings(BaseSettings):
     business_hours: dict[str, Any] | None = None
     sla: dict[str, Any] | None = None
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    shifts: ShiftsSettings = Field(default_factory=ShiftsSettings)
+    qa: QaSettings = Field(default_factory=QaSettings)
 
     @classmethod
     def settings_customise_sources(

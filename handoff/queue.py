@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -173,10 +173,13 @@ def choose_agent(
     group: str,
     agents: Iterable[AgentLoad],
     last_assigned: str | None = None,
+    on_shift: Collection[str] | None = None,
 ) -> str | None:
     """The id of the agent who gets the group's next conversation, or None (manual, or nobody can take it).
 
     `last_assigned` is the id of the agent the group's previous conversation went to (round-robin cursor).
+    `on_shift`: ids of the agents scheduled now (handoff.shifts); when one of them can take the chat, only
+    they are considered — an online agent off shift still helps when nobody on shift can.
     """
     policy = AssignmentPolicy(policy)
     if policy is AssignmentPolicy.MANUAL:
@@ -184,6 +187,8 @@ def choose_agent(
     eligible = [a for a in agents if ineligibility(a, group) is None]
     if not eligible:
         return None
+    if on_shift:
+        eligible = [a for a in eligible if a.agent.id in on_shift] or eligible
     if policy is AssignmentPolicy.ROUND_ROBIN:
         # Stateless rotation by id: the first eligible id after the cursor, wrapping around. An agent who
         # was skipped (busy, away) simply gets their turn on the next pass.
@@ -212,12 +217,14 @@ def plan_assignments(
     agents: Sequence[AgentLoad],
     now: datetime,
     last_assigned: Mapping[str, str] | None = None,
+    on_shift: Mapping[str, Collection[str]] | None = None,
 ) -> list[tuple[str, str]]:
     """Who should get which waiting conversation now: [(conversation_id, agent_id)] in serving order.
 
     Run when an agent comes online, frees a slot or a conversation is queued. Load is shared across
     groups (one agent, one capacity), so items are taken in the global order. Tickets are included.
     The store still claims each pair atomically; a failed claim just means someone was faster.
+    `on_shift` maps a group to the ids of its agents on shift now (preferred, see `choose_agent`).
     """
     policy = AssignmentPolicy(policy)
     if policy is AssignmentPolicy.MANUAL:
@@ -226,7 +233,8 @@ def plan_assignments(
     cursor = dict(last_assigned or {})
     plan: list[tuple[str, str]] = []
     for item in order_queue(items):
-        agent_id = choose_agent(policy, item.group, state.values(), cursor.get(item.group))
+        scheduled = (on_shift or {}).get(item.group)
+        agent_id = choose_agent(policy, item.group, state.values(), cursor.get(item.group), scheduled)
         if agent_id is None:
             continue  # this group is full; a later item of another group may still find an agent
         current = state[agent_id]

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "gateway.cli.ask",  # ask, eval
     "gateway.cli.agents",  # agent add|list|disable
     "gateway.cli.reports",  # report, purge
+    "gateway.cli.supervision",  # shifts check (report agents is dispatched from report)
 )
 
 

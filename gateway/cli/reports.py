@@ -25,6 +25,13 @@ def register(subparsers: Any) -> None:
     )
     add_config_option(report)
     report.add_argument(
+        "what",
+        nargs="?",
+        choices=("records", "agents"),
+        default="records",
+        help="records (受理记录, the default) or agents (绩效: one row per agent, default yesterday)",
+    )
+    report.add_argument(
         "--from",
         dest="start",
         metavar="WHEN",
@@ -34,7 +41,10 @@ def register(subparsers: Any) -> None:
         "--to", dest="end", metavar="WHEN", help="end: a date counts as the whole day (default now)"
     )
     report.add_argument(
-        "--format", choices=("csv", "xlsx"), default=None, help="default csv, or from --output's suffix"
+        "--format",
+        choices=("csv", "xlsx", "json"),
+        default=None,
+        help="default csv, or from --output's suffix (json: agents only)",
     )
     report.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
     report.add_argument("--summary", action="store_true", help="CSV only: the aggregates instead of the rows")
@@ -90,6 +100,13 @@ def _report(args: argparse.Namespace) -> int:
     from handoff.reports import build_rows, summarize, summary_table, write_records_csv
     from intents.normalize import normalize
 
+    if args.what == "agents":
+        from gateway.cli.supervision import report_agents
+
+        return report_agents(args)
+    if args.format == "json":
+        print("--format json is for `kefu report agents`; the 受理记录 is csv or xlsx", file=sys.stderr)
+        return 2
     settings = _settings(args)
     if settings is None:
         return 2

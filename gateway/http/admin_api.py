@@ -28,6 +28,7 @@ from gateway.keys import RUNTIME
 from gateway.runtime import Runtime
 from gateway.storage import OUTBOX_STATUSES, stats_queries
 from gateway.storage.report_queries import conversation_records
+from handoff.kpis import duration_stats
 from handoff.metrics import conversation_rates, is_handed_off
 from handoff.privacy import mask_sensitive
 from handoff.questions import cluster_questions
@@ -143,17 +144,8 @@ def _index(starts: list[datetime], at: datetime) -> int:
 
 
 def durations(values: Iterable[float]) -> dict[str, float | int | None]:
-    """count, avg, p50, p90 (seconds, rounded)."""
-    data = sorted(v for v in values if v >= 0)
-    if not data:
-        return {"count": 0, "avg": None, "p50": None, "p90": None}
-    p90 = data[min(len(data) - 1, int(round(0.9 * (len(data) - 1))))]
-    return {
-        "count": len(data),
-        "avg": round(statistics.fmean(data), 1),
-        "p50": round(statistics.median(data), 1),
-        "p90": round(p90, 1),
-    }
+    """count, avg, p50, p90 (seconds, rounded): the one definition, shared with the agent KPIs."""
+    return duration_stats(values)
 
 
 async def compute_stats(runtime: Runtime, start: datetime, end: datetime) -> dict[str, Any]:

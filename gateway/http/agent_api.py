@@ -21,7 +21,8 @@ from gateway.http.auth import require_agent
 from gateway.http.bodies import http_error, read_json
 from gateway.http.follow_ups_api import follow_up_routes
 from gateway.http.openapi import spec
-from gateway.keys import HANDOFF, RUNTIME
+from gateway.keys import HANDOFF, QA, RUNTIME
+from gateway.qa_service import blocked_reply
 from handoff.agents import AgentInfo
 from handoff.canned import CannedReply, canned_for_agent, render_canned_report, validate_canned
 from handoff.presence import Presence
@@ -313,6 +314,8 @@ async def reply(request: web.Request, agent: AgentInfo, service: HandoffService)
     data = await _body(request)
     text = _text(data, "text", MAX_TEXT)
     assert text is not None
+    if (refusal := blocked_reply(request.app.get(QA), text)) is not None:  # 质检 rules with block: true
+        raise http_error(web.HTTPUnprocessableEntity, str(refusal["error"]), fields={"hits": refusal["hits"]})
     message_id = await service.reply(agent, cid, text)
     return _json({"message_id": message_id, "conversation_id": int(cid)}, status=201)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.http.supervisor_openapi import supervisor_paths
+
 _ERROR = {"$ref": "#/components/responses/Error"}
 
 
@@ -102,11 +104,12 @@ def spec() -> dict[str, Any]:
             },
             "/conversations/{id}/messages": {
                 "post": _op(
-                    "Reply to the customer (stored, delivered through the channel by the outbox)",
+                    "Reply to the customer (stored, delivered through the channel by the outbox); "
+                    "422 when the text hits a 质检 rule with block: true",
                     body=_obj(("text",), text=_STR),
                     ok=201,
                     params=_CONV,
-                    errors=_ACTION_ERRORS,
+                    errors=(*_ACTION_ERRORS, 422),
                 )
             },
             "/conversations/{id}/notes": {
@@ -209,6 +212,7 @@ def spec() -> dict[str, Any]:
                     ],
                 }
             },
+            **supervisor_paths(),  # 排班, 绩效, 质检
             "/agent/ws": {
                 "get": {
                     **_op(

@@ -1,5 +1,5 @@
 """The gateway's own web pages: the customer chat (`/chat`, embeddable with `/widget.js`), the agent
-console (`/agent`) and the admin dashboard (`/admin`).
+console (`/agent`), the admin dashboard (`/admin`) and the supervisor page (`/supervisor`: 排班, 绩效, 质检).
 
 Plain HTML/CSS/JS shipped in `gateway/http/static/` (no build step, no CDN, no request leaves the
 gateway). Every page is served with `charset=utf-8` and a Content-Security-Policy that allows only this
@@ -36,7 +36,12 @@ CONTENT_TYPES = {
     ".svg": "image/svg+xml; charset=utf-8",
     ".png": "image/png",
 }
-PAGES = {"/chat": "chat.html", "/agent": "agent.html", "/admin": "admin.html"}
+PAGES = {
+    "/chat": "chat.html",
+    "/agent": "agent.html",
+    "/admin": "admin.html",
+    "/supervisor": "supervisor.html",  # 排班, 绩效, 质检
+}
 MAX_SUGGESTIONS = 3
 LOOK_BACK = 5  # customer lines searched for one the matcher can rank
 

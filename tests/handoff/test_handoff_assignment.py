@@ -161,3 +161,26 @@ def test_plan_round_robin_continues_from_the_stored_cursor() -> None:
     agents = [agent("a"), agent("b"), agent("c")]
     items = [q("c1", 1), q("c2", 2)]
     assert plan_assignments(RR, items, agents, T0, {"售后": "b"}) == [("c1", "c"), ("c2", "a")]
+
+
+# --- 排班: agents on shift first ------------------------------------------------------------------------
+
+
+def test_agents_on_shift_are_preferred_whatever_the_policy() -> None:
+    agents = [agent("a", load=0), agent("b", load=2), agent("c", load=1)]
+    assert choose_agent(LEAST, "售后", agents) == "a"
+    assert choose_agent(LEAST, "售后", agents, on_shift={"b", "c"}) == "c"
+    assert choose_agent(RR, "售后", agents, last_assigned="b", on_shift={"a", "b"}) == "a"
+
+
+def test_off_shift_agents_still_help_when_nobody_on_shift_can() -> None:
+    agents = [agent("a", load=0), agent("b", load=3)]  # b is on shift but full
+    assert choose_agent(LEAST, "售后", agents, on_shift={"b"}) == "a"
+    assert choose_agent(LEAST, "售后", agents, on_shift=set()) == "a"
+
+
+def test_plan_assignments_uses_each_groups_shift() -> None:
+    items = [QueueItem(str(i), "售后", Priority.NORMAL, T0 + timedelta(seconds=i)) for i in range(2)]
+    agents = [agent("a"), agent("b")]
+    plan = plan_assignments(LEAST, items, agents, T0, on_shift={"售后": {"b"}})
+    assert plan == [("0", "b"), ("1", "b")]

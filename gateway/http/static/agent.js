@@ -325,16 +325,53 @@
     $("send").textContent = noteMode.checked ? "添加备注" : "发送";
   });
 
+  // 质检 as the agent types: the same rules as the score of the closed conversation (POST /api/v1/qa/check).
+  // The phrase is underlined with a suggested wording; sending stays allowed unless a rule says block.
+  const hints = $("qa-hints");
+  let lint = { blocked: false, text: "" };
+  let lintTimer = null;
+  function firstReply() { return !!current && !current.messages.some((m) => m.sender === "agent"); }
+  async function checkDraft() {
+    const text = reply.value;
+    if (!text.trim() || noteMode.checked) { lint = { blocked: false, text }; hints.classList.add("hidden"); return; }
+    let result;
+    try { result = await api("POST", "/api/v1/qa/check", token, { text, first_reply: firstReply() }); } catch (e) { return; }
+    if (reply.value !== text) return; // typed on meanwhile: the next check renders
+    lint = { blocked: result.blocked, text };
+    const spans = result.hits.filter((h) => h.end > h.start);
+    if (!result.hits.length) { hints.classList.add("hidden"); hints.replaceChildren(); return; }
+    const parts = [];
+    let at = 0;
+    for (const h of spans) {
+      if (h.start < at) continue;
+      parts.push(text.slice(at, h.start), el("mark", { class: "qa-hit", title: h.suggestion || h.name, text: text.slice(h.start, h.end) }));
+      at = h.end;
+    }
+    parts.push(text.slice(at));
+    hints.replaceChildren(
+      spans.length ? el("div", { class: "qa-draft" }, ...parts) : null,
+      ...result.hits.map((h) => el("div", { class: "qa-tip" + (h.block ? " block" : "") },
+        (h.block ? "禁止发送：" : "提示：") + h.name + (h.text ? "「" + h.text + "」" : "") + (h.suggestion ? "，建议：" + h.suggestion : ""))));
+    hints.classList.remove("hidden");
+  }
+  reply.addEventListener("input", () => { clearTimeout(lintTimer); lintTimer = setTimeout(checkDraft, 250); });
+
   $("reply-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     const text = reply.value.trim();
     if (!text || currentId === null) return;
+    if (!noteMode.checked && lint.blocked && lint.text === reply.value) {
+      $("reply-error").textContent = "这条回复包含禁止发送的内容，请按提示修改后再发送。";
+      return;
+    }
     const id = currentId;
     const path = "/api/v1/conversations/" + id + (noteMode.checked ? "/notes" : "/messages");
     $("send").disabled = true;
     try {
       await api("POST", path, token, { text });
       reply.value = "";
+      hints.classList.add("hidden");
+      lint = { blocked: false, text: "" };
       drafts.delete(id);
       $("reply-error").textContent = "";
       await openConversation(id);
