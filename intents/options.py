@@ -39,6 +39,9 @@ class MatcherOptions:
     hmm: bool = False
     # Semantic stage (when an encoder is loaded): entry score = (1-w)·lexical + w·rescaled cosine.
     semantic_weight: float = 0.6
+    # ...and an answer needs this lexical score for its entry, else its confidence shrinks in
+    # proportion: meaning alone puts 怎么做红烧肉 near some shop entry, never with shared words.
+    lexical_support: float = 0.15
     # Calibrated thresholds: the answer threshold keeps the estimated precision at this level.
     target_precision: float = 0.9
     calibration_sample: int = 2000  # kb questions held out (at most) when calibrating

@@ -36,6 +36,12 @@ BATCH = 64
 SCALE_PAIRS = 20000
 
 
+# FAQ vectors already computed in this process, per model (several apps, tests or eval runs build
+# the same kb); bounded: cleared when it outgrows what a 50k-question kb needs.
+_SHARED: dict[str, dict[bytes, np.ndarray]] = {}
+SHARED_MAX = 200_000
+
+
 def _digest(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
@@ -84,7 +90,11 @@ class Embedder:
         keys = [_digest(t) for t in prepared]
         with self._lock:
             known = dict(self._kb)
+            shared = _SHARED.setdefault(self.encoder.name, {})
             missing = list(dict.fromkeys(k for k in keys if k not in known))
+            if missing:
+                known.update((k, shared[k]) for k in missing if k in shared)
+                missing = [k for k in missing if k not in known]
             if missing and self.cache_path is not None:
                 known.update(self._read_cache())
                 missing = [k for k in missing if k not in known]
@@ -95,7 +105,10 @@ class Embedder:
                     vectors = self._encode([text_of[k] for k in chunk])
                     known.update(zip(chunk, vectors, strict=True))
             self._kb = {k: known[k] for k in keys}
-            if self.cache_path is not None and missing:
+            if len(shared) + len(self._kb) > SHARED_MAX:
+                shared.clear()
+            shared.update(self._kb)
+            if self.cache_path is not None and (missing or not self.cache_path.exists()):
                 self._write_cache()
         dim = self.encoder.dim
         if not keys:
