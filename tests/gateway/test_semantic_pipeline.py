@@ -7,8 +7,8 @@ import threading
 from typing import Any
 
 from gateway.app import create_app
+from gateway.keys import RUNTIME
 from gateway.message import Message
-from gateway.runtime import RUNTIME
 
 _ids = itertools.count(1)
 
