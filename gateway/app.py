@@ -37,6 +37,7 @@ from gateway.runtime import AdapterKey, Runtime
 from gateway.settings import Settings
 from gateway.storage import Store, is_database_error
 from handoff.state import ConversationState
+from intents.matcher import classifier_builder
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,14 @@ def build_runtime(settings: Settings, *, handle_signals: bool = False) -> Runtim
     """The shared services for one app (nothing connects until startup)."""
     metrics = Metrics()
     store = Store.from_url(settings.database.url, echo=settings.database.echo)
-    kb = KbService(settings.kb.paths, settings.matcher.thresholds, metrics=metrics)
+    matcher = settings.matcher
+    build = classifier_builder(
+        matcher.semantic.model,
+        cache_dir=matcher.semantic.cache_dir,
+        thresholds=matcher.thresholds,
+        target_precision=matcher.target_precision,
+    )
+    kb = KbService(settings.kb.paths, matcher.thresholds, build=build, metrics=metrics)
     adapters: dict[AdapterKey, ChannelAdapter] = {}  # filled by create_app; the outbox reads the same dict
     outbox = Outbox(store, settings.outbox, adapters, metrics=metrics)
     pipeline = Pipeline(

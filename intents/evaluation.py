@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from intents.matcher import Classifier
 from intents.prediction import Decision
+from kb.model import KnowledgeBase
 
-__all__ = ["MUST_NOT_ANSWER", "METRIC_KEYS", "evaluate", "read_tsv"]
+__all__ = ["MUST_NOT_ANSWER", "METRIC_KEYS", "evaluate", "learn_split", "read_tsv"]
+
+CURVE_POINTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.62, 0.7, 0.8, 0.9)
 
 MUST_NOT_ANSWER = "-"
 
@@ -52,7 +58,7 @@ def _share(count: int, total: int) -> float:
     return round(count / total, 4) if total else 0.0
 
 
-def evaluate(classifier: Classifier, rows: Iterable[tuple[str, str]]) -> dict[str, float | int]:
+def evaluate(classifier: Classifier, rows: Iterable[tuple[str, str]]) -> dict[str, Any]:
     """Accuracy, answer/precision/off-topic rates and latency of `classifier` on (text, expected id) rows.
 
     top-k accuracy is over in-scope rows and ignores thresholds and rules; answer_rate is the share of
@@ -63,6 +69,8 @@ def evaluate(classifier: Classifier, rows: Iterable[tuple[str, str]]) -> dict[st
     n = n_in = n_oos = top1 = top3 = answered = answered_right = oos_answered = 0
     counts = dict.fromkeys(Decision, 0)
     latencies: list[float] = []
+    # (confidence, in scope, top entry right) of every FAQ decision: the precision-coverage curve
+    faq: list[tuple[float, bool, bool]] = []
     for text, expected in rows:
         n += 1
         start = time.perf_counter_ns()
@@ -70,6 +78,9 @@ def evaluate(classifier: Classifier, rows: Iterable[tuple[str, str]]) -> dict[st
         latencies.append((time.perf_counter_ns() - start) / 1000)
         counts[prediction.decision] += 1
         is_answer = prediction.decision is Decision.ANSWER
+        if prediction.intent is None and prediction.alternatives:
+            right = prediction.alternatives[0].entry_id == expected
+            faq.append((prediction.confidence, expected != MUST_NOT_ANSWER, right))
         if expected == MUST_NOT_ANSWER:
             n_oos += 1
             oos_answered += is_answer
@@ -96,4 +107,41 @@ def evaluate(classifier: Classifier, rows: Iterable[tuple[str, str]]) -> dict[st
         "smalltalk_rate": _share(counts[Decision.SMALLTALK], n),
         "p50_us": round(float(np.percentile(lat, 50)), 1),
         "p99_us": round(float(np.percentile(lat, 99)), 1),
+        "curve": _curve(faq, n_in, n_oos),
     }
+
+
+def _curve(faq: list[tuple[float, bool, bool]], n_in: int, n_oos: int) -> list[dict[str, float]]:
+    """Answer precision, in-scope coverage and must-not-answer answered if the answer threshold were t."""
+    out = []
+    for t in CURVE_POINTS:
+        hits = [(inside, right) for conf, inside, right in faq if conf >= t]
+        inside = [right for is_in, right in hits if is_in]
+        out.append(
+            {
+                "threshold": t,
+                "precision": _share(sum(inside), len(inside)),
+                "coverage": _share(len(inside), n_in),
+                "oos_answered": _share(len(hits) - len(inside), n_oos),
+            }
+        )
+    return out
+
+
+def learn_split(
+    kb: KnowledgeBase, rows: list[tuple[str, str]], n: int, *, seed: int = 0
+) -> tuple[KnowledgeBase, list[tuple[str, str]]]:
+    """`kefu eval --learn N`: N labelled in-scope rows become similar questions of their entries, as
+    agents would teach them; the kb with them and the rows left to evaluate on are returned."""
+    labelled = [i for i, (_, expected) in enumerate(rows) if expected != MUST_NOT_ANSWER and kb.get(expected)]
+    rng = random.Random(seed)
+    taught = set(rng.sample(labelled, min(n, len(labelled))))
+    extra: dict[str, list[str]] = {}
+    for i in sorted(taught):
+        text, expected = rows[i]
+        extra.setdefault(expected, []).append(text)
+    entries = tuple(
+        replace(e, similar=(*e.similar, *extra[e.id])) if e.id in extra else e for e in kb.entries
+    )
+    learned = replace(kb, entries=entries, version=f"{kb.version}+learn{len(taught)}")
+    return learned, [row for i, row in enumerate(rows) if i not in taught]

