@@ -205,3 +205,33 @@ async def test_the_rate_limit_can_be_switched_off(aiohttp_client: Any, settings_
     for i in range(4):
         resp = await client.post("/web/messages", json={"user_id": "bulk", "text": f"第{i}条"})
         assert resp.status == 200
+
+
+async def test_the_same_message_id_from_two_visitors_is_two_messages(app_client: Any) -> None:
+    alice = await (
+        await app_client.post(
+            "/web/messages", json={"user_id": "alice", "text": "怎么退货", "message_id": "1"}
+        )
+    ).json()
+    bob = await (
+        await app_client.post(
+            "/web/messages", json={"user_id": "bob", "text": "怎么开发票", "message_id": "1"}
+        )
+    ).json()
+    assert bob["duplicate"] is False and bob["conversation_id"] != alice["conversation_id"]
+    assert bob["replies"][0]["text"].startswith("您好，确认收货后")
+    history = await (await app_client.get("/web/conversations/bob/messages")).json()
+    assert [m["text"] for m in history["messages"] if m["sender"] == "customer"] == ["怎么开发票"]
+    # A user_id with a colon cannot collide with another visitor's id + message_id.
+    first = await (
+        await app_client.post("/web/messages", json={"user_id": "a:b", "text": "你好", "message_id": "c"})
+    ).json()
+    second = await (
+        await app_client.post("/web/messages", json={"user_id": "a", "text": "你好", "message_id": "b:c"})
+    ).json()
+    assert second["duplicate"] is False and second["conversation_id"] != first["conversation_id"]
+    # Long ids still fit the stored column and still dedupe.
+    long_payload = {"user_id": "u" * 128, "text": "你好", "message_id": "m" * 128}
+    once = await (await app_client.post("/web/messages", json=long_payload)).json()
+    again = await (await app_client.post("/web/messages", json=long_payload)).json()
+    assert once["duplicate"] is False and again["duplicate"] is True

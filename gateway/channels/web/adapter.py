@@ -53,6 +53,19 @@ def conversation_key(account: str, user_id: str) -> str:
     return f"{CHANNEL}:{account}:{user_id}"
 
 
+def visitor_message_id(user_id: str, message_id: str) -> str:
+    """The pipeline's dedupe id of a visitor's message_id: per visitor, so two visitors' "1" stay apart.
+
+    `{user_id}:{message_id}` as /web/ws writes it when that is unambiguous and fits the 128-character
+    column; otherwise `:` + a SHA-256 of both (no readable form starts with `:`).
+    """
+    readable = f"{user_id}:{message_id}"
+    if ":" not in user_id and len(readable) <= MAX_MESSAGE_ID:
+        return readable
+    digest = hashlib.sha256(json.dumps([user_id, message_id]).encode()).hexdigest()
+    return ":" + digest
+
+
 def visitor_rate_limit(settings: WebChannelSettings) -> RateLimiter | None:
     """The per-visitor message limit of `channels.web` (None when `rate_limit_per_minute` is null)."""
     if settings.rate_limit_per_minute is None:
@@ -155,7 +168,7 @@ class WebAdapter:
             user_id=user_id,
             user_name=user_name,
             text=text,
-            channel_msg_id=message_id,
+            channel_msg_id=None if message_id is None else visitor_message_id(user_id, message_id),
             raw={"source": "web"},
         )
 
