@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.http.auth import require_admin
-from gateway.http.bodies import http_error
+from gateway.http.bodies import http_error, parse_int
 from gateway.keys import RUNTIME
 from gateway.runtime import Runtime
 from gateway.storage import OUTBOX_STATUSES, stats_queries
@@ -244,11 +244,7 @@ async def list_outbox(request: web.Request) -> web.Response:
     status = request.query.get("status") or None
     if status is not None and status not in OUTBOX_STATUSES:
         raise http_error(web.HTTPBadRequest, f"status must be one of {', '.join(OUTBOX_STATUSES)}")
-    try:
-        limit = int(request.query.get("limit", "100"))
-    except ValueError:
-        raise http_error(web.HTTPBadRequest, "limit must be an integer") from None
-    limit = max(1, min(limit, MAX_LIST))
+    limit = min(parse_int(request.query.get("limit"), "limit", default=100, minimum=1), MAX_LIST)
     store = request.app[RUNTIME].store
     rows = await store.list_outbox(status, limit=limit)
     counts = await store.outbox_counts()

@@ -18,7 +18,7 @@ from gateway.handoff_events import HandoffError
 from gateway.handoff_service import HandoffService
 from gateway.http.agent_ws import agent_ws
 from gateway.http.auth import require_agent
-from gateway.http.bodies import http_error, read_json
+from gateway.http.bodies import http_error, path_id, read_json
 from gateway.http.follow_ups_api import follow_up_routes
 from gateway.http.openapi import spec
 from gateway.keys import HANDOFF, RUNTIME
@@ -196,10 +196,7 @@ async def list_conversations(request: web.Request, agent: AgentInfo, service: Ha
 
 
 def _conversation_id(request: web.Request) -> str:
-    raw = request.match_info["id"]
-    if not raw.isdigit():
-        raise http_error(web.HTTPNotFound, f"no conversation {raw}")
-    return raw
+    return str(path_id(request, "conversation"))
 
 
 async def get_conversation(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.http.auth import require_agent
-from gateway.http.bodies import http_error
+from gateway.http.bodies import http_error, path_id, read_json
 from gateway.keys import RUNTIME
 from gateway.message import utcnow
 from gateway.storage.sla_store import FollowUp, close_follow_up, get_follow_up, list_follow_ups
@@ -67,10 +67,7 @@ async def _close_view(request: web.Request) -> web.Response:
     """Close a follow-up with an optional note of what was done ({"note": "已电话回访，客户满意"})."""
     agent = await require_agent(request)
     store = request.app[RUNTIME].store
-    try:
-        follow_up_id = int(request.match_info["id"])
-    except ValueError:
-        raise http_error(web.HTTPBadRequest, "follow-up id must be a number") from None
+    follow_up_id = path_id(request, "follow-up")
     item = await get_follow_up(store, follow_up_id)
     if item is None:
         raise http_error(web.HTTPNotFound, f"no follow-up {follow_up_id}")
@@ -78,10 +75,7 @@ async def _close_view(request: web.Request) -> web.Response:
         raise http_error(web.HTTPForbidden, f"follow-up {follow_up_id} belongs to group {item.group}")
     note = None
     if request.can_read_body:
-        try:
-            data = await request.json()
-        except ValueError:
-            raise http_error(web.HTTPBadRequest, "body must be JSON") from None
+        data = await read_json(request, request.app[RUNTIME].settings.server.max_body_bytes)
         raw = data.get("note") if isinstance(data, dict) else None
         if raw is not None and (not isinstance(raw, str) or len(raw) > MAX_NOTE):
             raise http_error(web.HTTPBadRequest, f"note must be a string of at most {MAX_NOTE} characters")

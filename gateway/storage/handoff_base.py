@@ -17,12 +17,17 @@ from handoff.state import ConversationState
 OPEN_HUMAN = (ConversationState.QUEUED.value, ConversationState.ASSIGNED.value)
 
 
+_INT64_MAX = 2**63 - 1
+
+
 def conversation_pk(conversation_id: str | int) -> int | None:
-    """The integer primary key of an API conversation id, or None when it is not a number."""
+    """The integer primary key of an API conversation id, or None when no row can have it (not a number,
+    or past BIGINT: the driver would raise OverflowError)."""
     try:
-        return int(conversation_id)
+        cid = int(conversation_id)
     except (TypeError, ValueError):
         return None
+    return cid if 1 <= cid <= _INT64_MAX else None
 
 
 class HandoffTables:

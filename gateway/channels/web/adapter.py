@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway.channels.base import Outgoing, SendError
-from gateway.http.bodies import http_error, parse_json, read_body
+from gateway.http.bodies import http_error, parse_int, parse_json, read_body
 from gateway.message import Message
 from gateway.rate_limit import RateLimiter, retry_after_header
 
@@ -176,15 +176,9 @@ class WebAdapter:
         """A visitor's conversation messages with id > after (agent replies arrive here without a callback)."""
         if self.settings.secret is not None:
             self._verify(request, request.path_qs.encode())
-        user_id = request.match_info["user_id"]
-        if not user_id or len(user_id) > MAX_USER_ID:
-            raise http_error(web.HTTPBadRequest, f"user_id must be 1–{MAX_USER_ID} characters")
-        try:
-            after = int(request.query.get("after", "0"))
-        except ValueError:
-            raise http_error(web.HTTPBadRequest, "after must be a message id (an integer)") from None
-        if after < 0:
-            raise http_error(web.HTTPBadRequest, "after must not be negative")
+        user_id = _text_field(request.match_info, "user_id", MAX_USER_ID, required=True, strip=False)
+        assert user_id is not None
+        after = parse_int(request.query.get("after"), "after", default=0)
         rows = await self.runtime.store.messages_for_key(conversation_key(self.account, user_id), after=after)
         items = [
             {
@@ -246,6 +240,8 @@ def _text_field(
         raise http_error(web.HTTPBadRequest, f"{name} is longer than {max_len} characters")
     if any(ord(c) < 32 and c not in "\n\t" for c in value):
         raise http_error(web.HTTPBadRequest, f"{name} contains control characters")
+    if any("\ud800" <= c <= "\udfff" for c in value):
+        raise http_error(web.HTTPBadRequest, f"{name} contains a lone surrogate (invalid Unicode)")
     return value
 
 

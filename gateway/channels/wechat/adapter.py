@@ -73,6 +73,8 @@ def signature_matches(expected: str, given: str) -> bool:
 
 # --- XML in ------------------------------------------------------------------------------------
 
+MAX_XML_DEPTH = 16
+
 
 def parse_xml(body: bytes | str) -> ET.Element:
     """Parse untrusted XML with defusedxml: any DOCTYPE, entity or external reference is refused."""
@@ -84,7 +86,22 @@ def parse_xml(body: bytes | str) -> ET.Element:
         raise WeChatRequestError(400, f"body is not XML: {exc}") from None
     if root.tag != "xml":
         raise WeChatRequestError(400, f"unexpected XML root <{root.tag}>, expected <xml>")
+    # WeChat nests at most a few levels; ElementTree serialises (xml_fields) and wechatpy walks recursively,
+    # so thousands of levels would end in RecursionError.
+    if xml_depth(root) > MAX_XML_DEPTH:
+        raise WeChatRequestError(400, f"XML nested deeper than {MAX_XML_DEPTH} levels")
     return root
+
+
+def xml_depth(root: ET.Element) -> int:
+    """Deepest element nesting, counted without recursion."""
+    deepest = 0
+    stack = [(root, 1)]
+    while stack:
+        element, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in element)
+    return deepest
 
 
 def xml_fields(root: ET.Element) -> dict[str, str]:
