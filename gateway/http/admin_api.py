@@ -25,6 +25,7 @@ from aiohttp import web
 from gateway.http.auth import require_admin
 from gateway.http.bodies import http_error, parse_int
 from gateway.keys import RUNTIME
+from gateway.logs import mask
 from gateway.runtime import Runtime
 from gateway.storage import OUTBOX_STATUSES, stats_queries
 from gateway.storage.report_queries import conversation_records
@@ -248,7 +249,15 @@ async def list_outbox(request: web.Request) -> web.Response:
     store = request.app[RUNTIME].store
     rows = await store.list_outbox(status, limit=limit)
     counts = await store.outbox_counts()
-    return web.json_response({"counts": counts, "items": [r.as_json() for r in rows]}, dumps=_dumps)
+    return web.json_response({"counts": counts, "items": [_masked(r.as_json()) for r in rows]}, dumps=_dumps)
+
+
+def _masked(item: dict[str, Any]) -> dict[str, Any]:
+    """An outbox row for operators: agent replies and errors can quote a customer's phone or ID number."""
+    for name in ("text", "last_error"):
+        if item.get(name):
+            item[name] = mask(item[name])
+    return item
 
 
 async def kb_status(request: web.Request) -> web.Response:
