@@ -71,10 +71,33 @@ async def test_signed_requests_when_a_secret_is_set(aiohttp_client: Any, setting
     assert (await post_raw(client, raw, sign("guess", raw))).status == 403
     assert (await post_raw(client, raw, sign(SECRET, raw))).status == 200
 
-    path = "/web/conversations/s1/messages?after=0"
+    client.app[RUNTIME].adapters[("web", "default")].inner.clock = lambda: 1_800_000_000.0
+    path = "/web/conversations/s1/messages?after=0&ts=1800000000"
     assert (await client.get(path)).status == 403
     polled = await client.get(path, headers={"X-Kefu-Signature": sign(SECRET, path.encode())})
     assert polled.status == 200 and len((await polled.json())["messages"]) == 2
+
+
+async def test_signed_gets_carry_a_timestamp_within_the_window(
+    aiohttp_client: Any, settings_factory: Any
+) -> None:
+    client = await aiohttp_client(create_app(settings_factory(channels={"web": {"secret": SECRET}})))
+    client.app[RUNTIME].adapters[("web", "default")].inner.clock = lambda: 1_800_000_000.0
+
+    async def get(path: str) -> Any:
+        return await client.get(path, headers={"X-Kefu-Signature": sign(SECRET, path.encode())})
+
+    base = "/web/conversations/s1/messages?after=0"
+    no_ts = await get(base)  # signed, but replayable forever: refused
+    assert no_ts.status == 403 and "ts=" in (await no_ts.json())["error"]
+    for ts, status in (
+        ("1800000299", 200),
+        ("1799999701", 200),
+        ("1800000301", 403),
+        ("1", 403),
+        ("-5", 403),
+    ):
+        assert (await get(f"{base}&ts={ts}")).status == status, ts
 
 
 async def test_later_replies_are_posted_to_the_callback_signed(

@@ -1,8 +1,9 @@
 """The website chat channel: a JSON webhook, a polling endpoint, and an optional callback for later replies.
 
 Signing (when `channels.web.secret` is set): `X-Kefu-Signature: sha256=<hex hmac_sha256(secret, data)>`
-where data is the raw request body for POST, and the path with its query string for GET
-(e.g. `/web/conversations/u1/messages?after=3`). Callbacks to `callback_url` are signed over their body.
+where data is the raw request body for POST, and the path with its query string for GET, which must
+include `ts=<unix seconds>` within `channels.web.max_clock_skew_s` of the server's clock
+(e.g. `/web/conversations/u1/messages?after=3&ts=1764950400`), so a captured URL stops working. Callbacks to `callback_url` are signed over their body.
 
 Each user_id may post `channels.web.rate_limit_burst` messages at once and `rate_limit_per_minute` after
 that; past it the answer is 429 with Retry-After and `{"error", "code": "rate_limited", "retry_after"}`.
@@ -14,7 +15,8 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -86,6 +88,7 @@ class WebAdapter:
         self.account = account
         # Keyed by conversation key: /web/ws (which wraps this adapter) spends from the same buckets.
         self.rate_limit = visitor_rate_limit(settings)
+        self.clock: Callable[[], float] = time.time  # injectable: the signed GETs' replay window
         if settings.secret is None:
             logger.warning(
                 "web channel has no secret: anyone who reaches it can post as any user_id and read that "
@@ -100,6 +103,15 @@ class WebAdapter:
         ]
 
     # --- inbound -------------------------------------------------------------------------------
+
+    def _verify_get(self, request: web.Request) -> None:
+        """A signed GET: path and query signed, and a `ts` query parameter within the replay window."""
+        self._verify(request, request.path_qs.encode())
+        ts = request.query.get("ts", "")
+        if not ts.isascii() or not ts.isdigit() or len(ts) > 12:
+            raise http_error(web.HTTPForbidden, "signed GETs need ts=<unix seconds> in the query")
+        if abs(self.clock() - int(ts)) > self.settings.max_clock_skew_s:
+            raise http_error(web.HTTPForbidden, "ts outside the replay window")
 
     def _verify(self, request: web.Request, data: bytes) -> None:
         secret = self.settings.secret
@@ -175,7 +187,7 @@ class WebAdapter:
     async def get_messages(self, request: web.Request) -> web.Response:
         """A visitor's conversation messages with id > after (agent replies arrive here without a callback)."""
         if self.settings.secret is not None:
-            self._verify(request, request.path_qs.encode())
+            self._verify_get(request)
         user_id = _text_field(request.match_info, "user_id", MAX_USER_ID, required=True, strip=False)
         assert user_id is not None
         after = parse_int(request.query.get("after"), "after", default=0)
