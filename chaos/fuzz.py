@@ -37,7 +37,7 @@ from chaos.gateway import (
     free_port,
 )
 from chaos.harness import Options, Result, scenario
-from gateway.channels.qqbot import signing_key
+from gateway.channels.qqbot.crypto import signing_key
 
 HANG_S = 5.0
 NASTY: list[Any] = [
