@@ -19,7 +19,7 @@ from gateway.handoff_events import HandoffError
 from gateway.handoff_service import HandoffService
 from gateway.http.agent_ws import agent_ws
 from gateway.http.auth import require_agent
-from gateway.http.bodies import INT64_MAX, http_error, path_id, read_json
+from gateway.http.bodies import ID_MAX, http_error, path_id, read_json
 from gateway.http.follow_ups_api import follow_up_routes
 from gateway.http.openapi import spec
 from gateway.http.pages import suggestions
@@ -126,7 +126,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 def _is_id(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= INT64_MAX
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= ID_MAX
 
 
 def _agent_json(agent: AgentInfo) -> dict[str, Any]:

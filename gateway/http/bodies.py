@@ -18,6 +18,9 @@ DEFAULT_MAX_DEPTH = 32
 # Every stored id is a signed 64-bit integer (BIGINT); a larger one would overflow the database driver.
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+# Row ids (conversations, messages, agent events…) are INTEGER keys: 32-bit on PostgreSQL, so a larger id
+# or cursor cannot exist and would make the driver raise instead of finding nothing.
+ID_MAX = 2**31 - 1
 _INT = re.compile(r"[+-]?[0-9]{1,19}")  # ASCII digits only: str.isdigit() also accepts "²"
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(r"[\[\]{}]")
@@ -143,7 +146,7 @@ def parse_int(
     *,
     default: int | None = None,
     minimum: int = 0,
-    maximum: int = INT64_MAX,
+    maximum: int = ID_MAX,
 ) -> int:
     """A query parameter as an integer within [minimum, maximum]; 400 naming it otherwise."""
     if raw is None or raw == "":
@@ -157,9 +160,9 @@ def parse_int(
 
 
 def path_id(request: web.Request, what: str, name: str = "id") -> int:
-    """A positive int64 id from the URL path; 404 "no {what} …" for anything else (no such row can exist)."""
+    """A row id (1…ID_MAX) from the URL path; 404 "no {what} …" for anything else (no such row can exist)."""
     raw = request.match_info[name]
-    if not _INT.fullmatch(raw) or raw[0] in "+-" or not 1 <= int(raw) <= INT64_MAX:
+    if not _INT.fullmatch(raw) or raw[0] in "+-" or not 1 <= int(raw) <= ID_MAX:
         raise http_error(web.HTTPNotFound, f"no {what} {raw[:40]}")
     return int(raw)
 

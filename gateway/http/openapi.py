@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-INT64_MAX = 2**63 - 1
+ID_MAX = 2**31 - 1  # INTEGER keys (bodies.ID_MAX)
 MAX_TEXT = 2000  # agent_api.MAX_TEXT
 MAX_NOTE = 4000  # agent_api.MAX_NOTE
 MAX_FOLLOW_UP_NOTE = 500  # follow_ups.MAX_NOTE
@@ -47,7 +47,7 @@ def _null(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 _STR = {"type": "string"}
-_ID = {"type": "integer", "format": "int64", "minimum": 1, "maximum": INT64_MAX}
+_ID = {"type": "integer", "format": "int32", "minimum": 1, "maximum": ID_MAX}
 _AGENT_ID = {"type": "string", "pattern": "^[0-9]+$"}  # agents' ids are strings of digits
 _TIME = {"type": "string", "format": "date-time"}
 _BOOL = {"type": "boolean"}

@@ -17,17 +17,17 @@ from handoff.state import ConversationState
 OPEN_HUMAN = (ConversationState.QUEUED.value, ConversationState.ASSIGNED.value)
 
 
-_INT64_MAX = 2**63 - 1
+_ID_MAX = 2**31 - 1  # INTEGER keys: 32-bit on PostgreSQL
 
 
 def conversation_pk(conversation_id: str | int) -> int | None:
     """The integer primary key of an API conversation id, or None when no row can have it (not a number,
-    or past BIGINT: the driver would raise OverflowError)."""
+    or past the INTEGER key range: the driver would raise)."""
     try:
         cid = int(conversation_id)
     except (TypeError, ValueError):
         return None
-    return cid if 1 <= cid <= _INT64_MAX else None
+    return cid if 1 <= cid <= _ID_MAX else None
 
 
 class HandoffTables:

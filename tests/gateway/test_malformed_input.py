@@ -76,7 +76,14 @@ async def test_json_integers_past_int64_are_400_on_every_json_endpoint(
 async def test_ids_past_int64_in_paths_and_queries_are_4xx(
     kefu: Any, admin: Console, admin_headers: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    for bad in (PAST_INT64, HUGE[:40], "²", "-1", "0"):
+    for bad in (
+        PAST_INT64,
+        str(2**31),
+        HUGE[:40],
+        "²",
+        "-1",
+        "0",
+    ):  # ids are INTEGER keys (int4 on PostgreSQL)
         assert (await kefu.get(f"/api/v1/conversations/{bad}", headers=admin.headers)).status == 404
         for action in ("claim", "messages", "notes", "transfer", "reassign", "close", "handback"):
             resp = await kefu.post(
@@ -89,11 +96,14 @@ async def test_ids_past_int64_in_paths_and_queries_are_4xx(
         assert hint.status == 404
     # A conversation id past int64 as a JSON string in the canned render body.
     canned = await admin.call("POST", "/canned", json={"title": "问候", "text": "您好"}, expect=201)
-    render = await kefu.post(
-        f"/api/v1/canned/{canned['id']}/render", json={"conversation_id": PAST_INT64}, headers=admin.headers
-    )
-    assert render.status == 404
-    for after in (PAST_INT64, HUGE, "-1", "1.5"):
+    for conversation_id in (PAST_INT64, 2**63 - 1, 0):  # a string, the largest id, zero
+        render = await kefu.post(
+            f"/api/v1/canned/{canned['id']}/render",
+            json={"conversation_id": conversation_id},
+            headers=admin.headers,
+        )
+        assert render.status in (400, 404), conversation_id
+    for after in (PAST_INT64, str(2**31), HUGE, "-1", "1.5"):
         polled = await kefu.get("/web/conversations/u/messages", params={"after": after})
         assert polled.status == 400 and "after" in (await polled.json())["error"]
     outbox = await kefu.get("/admin/api/outbox", params={"limit": PAST_INT64}, headers=admin_headers)
