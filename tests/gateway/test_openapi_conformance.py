@@ -43,7 +43,7 @@ async def seed(kefu: Kefu) -> None:
 
 
 async def schemathesis(kefu: Kefu, token: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
+    proc = await asyncio.create_subprocess_exec(  # in the gateway's work dir: st keeps a cache where it runs
         str(ST),
         "--config-file",
         str(CONFIG),
@@ -61,6 +61,7 @@ async def schemathesis(kefu: Kefu, token: str) -> tuple[int, str]:
             "--header",
             f"Authorization: Bearer {token}",
         ),
+        cwd=kefu.workdir,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
