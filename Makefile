@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CONFIG ?= config/gateway.yaml
 
-.PHONY: install run test lint bench services clean
+.PHONY: install run test lint bench chaos services clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "kefu needs Python 3.11 ($(PYTHON) not found)"; exit 1; }
@@ -27,11 +27,15 @@ test: install services
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: install
-	$(VENV)/bin/ruff check gateway intents handoff kb tests bench
-	$(VENV)/bin/ruff format --check gateway intents handoff kb tests bench
+	$(VENV)/bin/ruff check gateway intents handoff kb tests bench chaos
+	$(VENV)/bin/ruff format --check gateway intents handoff kb tests bench chaos
 
 bench: install
 	$(PY) -m bench
+
+# Fault scenarios against a real `kefu serve` (fuzz: 10,000 malformed inputs); prints one table row each.
+chaos: install services
+	$(PY) -m chaos
 
 services:
 	@bash scripts/services.sh

@@ -31,6 +31,7 @@ from gateway.jobs.outbox import Outbox
 from gateway.jobs.qa_scoring import install_qa
 from gateway.kb_reload import KbService
 from gateway.keys import HANDOFF, RUNTIME
+from gateway.logs import quiet_bad_requests
 from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
 from gateway.pipeline import Pipeline
 from gateway.runtime import AdapterKey, Runtime
@@ -49,6 +50,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Application:
     """Build the gateway: runtime, adapters from settings, routes, and startup/cleanup of resources."""
+    quiet_bad_requests()
     app = web.Application(client_max_size=settings.server.max_body_bytes, middlewares=[error_middleware])
     runtime = build_runtime(settings, handle_signals=handle_signals)
     app[RUNTIME] = runtime

@@ -482,12 +482,12 @@ class HandoffService(AgentActions):
         items = await self.db.list_queue(groups)
         now = utcnow()
         out = []
+        details = await self.runtime.store.queue_rows([int(item.conversation_id) for item in items])
         for item in items:
-            conv = await self.runtime.store.conversation(int(item.conversation_id))
-            if conv is None:
+            found = details.get(int(item.conversation_id))
+            if found is None:
                 continue
-            customer = await self.db.customer(conv.customer_id)
-            inbound = await self.runtime.store.last_inbound(conv.id)
+            conv, customer, inbound = found
             out.append(
                 {
                     "conversation_id": conv.id,

@@ -6,6 +6,8 @@ import logging
 import re
 import sys
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 from handoff.privacy import mask_sensitive
 
 # Credentials and signatures as query parameters (WeChat callbacks put them in the URL) or JSON fields.
@@ -49,6 +51,28 @@ class MaskingFilter(logging.Filter):
         elif record.exc_text:
             record.exc_text = mask(record.exc_text)
         return True
+
+
+class BadRequestFilter(logging.Filter):
+    """aiohttp logs a request it cannot parse (over-long header line, bad method, broken framing) at ERROR
+    with a traceback, though aiohttp already answered the client 400: turn that into one WARNING line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite parse errors in place; other records pass unchanged."""
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg = "bad HTTP request (%s): %s"
+            record.args = (type(exc).__name__, str(exc.message)[:200])
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_bad_requests() -> None:
+    """Install BadRequestFilter on aiohttp's server logger (once)."""
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, BadRequestFilter) for f in server.filters):
+        server.addFilter(BadRequestFilter())
 
 
 def setup_logging(level: str = "INFO", *, stream: object = None) -> None:

@@ -6,6 +6,7 @@ in the gateway because `handoff` imports no third-party packages.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import IO
 
@@ -14,6 +15,7 @@ from handoff.reports import RECORD_COLUMNS, RecordRow, ReportSummary, spreadshee
 __all__ = ["write_records_xlsx"]
 
 _DATETIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
+_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # what openpyxl cannot store (ILLEGAL_CHARACTERS_RE)
 # Column widths in characters, by header: wide for text, narrow for numbers.
 _WIDTHS = {
     "会话编号": 12,
@@ -55,7 +57,7 @@ def write_records_xlsx(
         for cell in sheet[1]:
             cell.font = Font(bold=True)
         for section, item, value in summary_table(summary):
-            sheet.append([section, spreadsheet_safe(item), value])
+            sheet.append([section, _cell(item), value])
         sheet.column_dimensions["A"].width = 14
         sheet.column_dimensions["B"].width = 40
         sheet.column_dimensions["C"].width = 12
@@ -64,6 +66,7 @@ def write_records_xlsx(
 
 def _cell(value: object) -> object:
     if isinstance(value, str):
-        # openpyxl stores a string starting with "=" as a formula: customer text must never run.
-        return spreadsheet_safe(value)
+        # openpyxl stores a string starting with "=" as a formula: customer text must never run; and it
+        # refuses control characters (a customer's "\x1b[31m" would fail the whole export).
+        return spreadsheet_safe(_ILLEGAL.sub("", value))
     return value  # datetimes are local and naive already; numbers stay numbers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import logging
 import signal
 
@@ -18,6 +19,29 @@ logger = logging.getLogger(__name__)
 
 class StartupFailed(Exception):
     """The gateway could not start for a reason the operator must fix (database, port)."""
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse to serve the web channel unsigned beyond this machine (anyone could read any history)."""
+    web_settings = settings.channels.web
+    if not web_settings.enabled or web_settings.secret is not None or web_settings.public_history:
+        return
+    if not _loopback(settings.server.host):
+        raise StartupFailed(
+            f"server.host {settings.server.host or '(all)'} is reachable from other machines but "
+            "channels.web.secret is empty: anyone could post as any visitor and read their history. "
+            "Set channels.web.secret (e.g. ${KEFU_WEB_SECRET}), or set channels.web.public_history: true "
+            "if that is intended, or disable the web channel"
+        )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a hostname or "" (all interfaces)
+        return False
 
 
 def urls(settings: Settings, app: web.Application) -> list[tuple[str, str]]:
@@ -53,6 +77,7 @@ async def serve(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM, then shut down (in-flight requests finish, resources close)."""
     from gateway.app import create_app
 
+    check_exposure(settings)
     app = create_app(settings, handle_signals=True)
     runner = web.AppRunner(app, handle_signals=False, access_log=logging.getLogger("aiohttp.access"))
     try:

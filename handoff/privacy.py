@@ -4,11 +4,13 @@ The full text stays in the database so the agent can still call the customer bac
 written elsewhere goes through `mask_sensitive` first. What is masked, and how (decided on purpose):
 
 - Mainland mobile numbers (1[3-9]x, 11 digits), also written ``138 1234 5678``, ``138-1234-5678``,
-  ``+86 138…``, ``86-138…``: the middle four digits become ``****`` (``138****5678``); separators and
-  the country code are kept so the shape stays readable.
+  ``138.1234.5678``, ``+86 138…``, ``86-138…``, and glued to letters (``tel13812345678``): the middle four
+  digits become ``****`` (``138****5678``); separators and the country code are kept so the shape stays
+  readable.
 - 18-character resident ID numbers (region, a plausible birth date 18xx–20xx, sequence, check digit 0–9/X):
   the first 6 (region) and the last 4 stay, the 8 birth-date digits are hidden: ``110105********002X``.
-  The check digit is *not* verified, so a mistyped ID is masked too. Old 15-digit IDs are not handled.
+  The check digit is *not* verified, so a mistyped ID is masked too. Old 15-digit IDs (region, YYMMDD,
+  sequence) keep region and sequence: ``110105******001``, unless named as an order/message number.
 - Bank card numbers, 16–19 digits: every digit but the last 4 becomes ``*``, separators kept
   (``6222 0212 3456 7890 123`` → ``**** **** **** ***0 123``). A number written in groups of four is
   always a card. An unbroken 16–19 digit run is a card only when it starts with 62 (UnionPay, the
@@ -54,8 +56,14 @@ _ORDER_CONTEXT = re.compile(
     r"(?:订单|单号|运单|快递|物流|工单|编号|order|no\.?|#|msg_?id|message_?id)\s*(?:号|号码|编号|id|no\.?)?\s*[:：#=]?\s*$",
     re.IGNORECASE,
 )
-_PHONE = re.compile(
-    r"(?<![0-9A-Za-z*])((?:\+?86[ -]?)?1[3-9][0-9])([ -]?)([0-9]{4})([ -]?)([0-9]{4})(?![0-9A-Za-z*])"
+# Letters may touch a phone number (tel13812345678, 电话:13812345678): only digits and masks may not.
+_PHONE = re.compile(r"(?<![0-9*])((?:\+?86[ -]?)?1[3-9][0-9])([ .-]?)([0-9]{4})([ .-]?)([0-9]{4})(?![0-9*])")
+_ID_CARD_15 = re.compile(
+    r"(?<![0-9A-Za-z*])"
+    r"([1-8][0-9]{5})"  # region
+    r"([0-9]{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12][0-9]|3[01]))"  # birth date YYMMDD
+    r"([0-9]{3})"  # sequence
+    r"(?![0-9A-Za-z*])"
 )
 
 
@@ -111,4 +119,11 @@ def mask_sensitive(text: str) -> str:
         return _mask_digits_but_last4(candidate) if _is_card(candidate, before) else candidate
 
     text = _CARD.sub(card, text)
+
+    def old_id(match: re.Match[str]) -> str:
+        if _ORDER_CONTEXT.search(text[max(0, match.start() - 12) : match.start()]):
+            return match.group(0)
+        return f"{match.group(1)}******{match.group(3)}"
+
+    text = _ID_CARD_15.sub(old_id, text)
     return _PHONE.sub(lambda m: f"{m.group(1)}{m.group(2)}****{m.group(4)}{m.group(5)}", text)

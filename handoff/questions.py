@@ -10,8 +10,15 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["UnansweredCluster", "cluster_questions", "default_normalize"]
+__all__ = [
+    "MAX_WORDINGS",
+    "UnansweredCluster",
+    "cluster_questions",
+    "cluster_questions_capped",
+    "default_normalize",
+]
 
 
 def default_normalize(text: str) -> str:
@@ -105,15 +112,28 @@ class _Group:
     wordings: list[_Wording] = field(default_factory=list)
 
 
-def cluster_questions(
+# Each distinct wording is compared with every group so far (quadratic): only the most asked ones are
+# grouped, so a month of unanswered questions costs about a second, not minutes.
+MAX_WORDINGS = 1_000
+
+
+def cluster_questions(texts: Iterable[str], **options: Any) -> list[UnansweredCluster]:
+    """`cluster_questions_capped` without the truncation flag."""
+    return cluster_questions_capped(texts, **options)[0]
+
+
+def cluster_questions_capped(
     texts: Iterable[str],
     *,
     threshold: float = 0.5,
     normalize: Callable[[str], str] = default_normalize,
     limit: int | None = 20,
     max_examples: int = 3,
-) -> list[UnansweredCluster]:
-    """Group texts that ask the same thing; biggest groups first, ties by which was asked first.
+    max_wordings: int | None = None,  # default MAX_WORDINGS
+) -> tuple[list[UnansweredCluster], bool]:
+    """(clusters, truncated): truncated when the cap of max_wordings distinct wordings dropped rare ones.
+
+    Group texts that ask the same thing; biggest groups first, ties by which was asked first.
 
     Texts with the same normalised form (spaces ignored) are one wording. Wordings are visited most asked
     first (ties: first seen); each joins the group whose lead wording is most similar — character-bigram
@@ -130,7 +150,9 @@ def cluster_questions(
         wording.spellings[raw.strip()] += 1
     groups: list[_Group] = []
     # dicts keep insertion order, so the stable sort leaves equal counts in first-seen order.
-    for key, wording in sorted(wordings.items(), key=lambda kv: -len(kv[1].positions)):
+    ranked = sorted(wordings.items(), key=lambda kv: -len(kv[1].positions))
+    max_wordings = MAX_WORDINGS if max_wordings is None else max_wordings
+    for key, wording in ranked[:max_wordings]:
         grams = _bigrams(_core(key))
         home: _Group | None = None
         best = threshold
@@ -152,4 +174,4 @@ def cluster_questions(
         for g in groups
     ]
     clusters.sort(key=lambda c: (-c.count, c.members[0]))
-    return clusters if limit is None else clusters[:limit]
+    return (clusters if limit is None else clusters[:limit]), len(ranked) > max_wordings

@@ -30,7 +30,12 @@ from handoff.csat import rating_label
 from handoff.hours import DEFAULT_TIMEZONE, BusinessHours
 from handoff.metrics import HUMAN_REQUEST_REASONS, RECONTACT_WINDOW, bot_resolved_ids, conversation_rates
 from handoff.privacy import mask_sensitive
-from handoff.questions import UnansweredCluster, cluster_questions, default_normalize
+from handoff.questions import (
+    UnansweredCluster,
+    cluster_questions,
+    cluster_questions_capped,
+    default_normalize,
+)
 from handoff.sla import ConversationTimes, SlaPolicy, breached, first_response_due
 
 __all__ = [
@@ -315,6 +320,7 @@ class ReportSummary:
     avg_first_response_s: float | None
     avg_handling_s: float | None
     satisfaction: SatisfactionStats
+    unanswered_truncated: bool = False  # the clustering cap (questions.MAX_WORDINGS) dropped rare wordings
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -393,6 +399,7 @@ def summarize(
         distribution={n: ratings.count(n) for n in range(5, 0, -1)},
     )
     rates = conversation_rates(recs, recontact_window)  # the dashboard's figures too (handoff/metrics.py)
+    top_unanswered, truncated = cluster_questions_capped(unanswered, normalize=normalize, limit=top)
     return ReportSummary(
         total=rates.total,
         by_hour=tuple(by_hour),
@@ -407,7 +414,8 @@ def summarize(
             (eid, faq_question.get(eid, ""), n)
             for eid, n in sorted(faq.items(), key=lambda kv: (-kv[1], kv[0]))
         ][:top],
-        top_unanswered=cluster_questions(unanswered, normalize=normalize, limit=top),
+        top_unanswered=top_unanswered,
+        unanswered_truncated=truncated,
         first_response_breaches=[row.conversation_id for row in rows if row.first_response_breached],
         follow_up_overdue=overdue,
         avg_waiting_s=_mean(waiting),

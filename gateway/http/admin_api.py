@@ -13,6 +13,7 @@ Every endpoint takes `admin.token` from the settings or the token of an agent wh
 
 from __future__ import annotations
 
+import asyncio
 import json
 import statistics
 from collections import Counter
@@ -23,15 +24,16 @@ from typing import Any
 from aiohttp import web
 
 from gateway.http.auth import require_admin
-from gateway.http.bodies import http_error
+from gateway.http.bodies import http_error, parse_int
 from gateway.keys import RUNTIME
+from gateway.logs import mask
 from gateway.runtime import Runtime
 from gateway.storage import OUTBOX_STATUSES, stats_queries
 from gateway.storage.report_queries import conversation_records
 from handoff.kpis import duration_stats
 from handoff.metrics import conversation_rates, is_handed_off
 from handoff.privacy import mask_sensitive
-from handoff.questions import cluster_questions
+from handoff.questions import cluster_questions_capped
 from intents.normalize import normalize
 
 DEFAULT_RANGE = timedelta(days=1)
@@ -82,7 +84,16 @@ def _parse_time(value: str | None, name: str) -> datetime | None:
 def unanswered_clusters(
     rows: Sequence[stats_queries.UnansweredRow], limit: int = MAX_CLUSTERS, *, mask: bool = True
 ) -> list[dict[str, Any]]:
-    """The dashboard's rows: `handoff.questions.cluster_questions` plus each group's channels and last time.
+    """`unanswered_groups` without the truncation flag."""
+    return unanswered_groups(rows, limit, mask=mask)[0]
+
+
+def unanswered_groups(
+    rows: Sequence[stats_queries.UnansweredRow], limit: int = MAX_CLUSTERS, *, mask: bool = True
+) -> tuple[list[dict[str, Any]], bool]:
+    """(rows, truncated: the clustering cap dropped rare wordings). CPU-bound: run it in a thread.
+
+    The dashboard's rows: `handoff.questions.cluster_questions` plus each group's channels and last time.
 
     mask: phone, ID-card and bank-card numbers masked in the texts, as in reports (`privacy.mask_exports`):
     the dashboard shows what customers ask, not who they are.
@@ -90,7 +101,7 @@ def unanswered_clusters(
     shown = mask_sensitive if mask else _as_is
     # The query returns newest first; clustering breaks ties by first seen, so feed it oldest first.
     ordered = sorted(rows, key=lambda r: r.created_at)
-    clusters = cluster_questions(
+    clusters, truncated = cluster_questions_capped(
         (r.text for r in ordered), normalize=normalize, limit=limit, max_examples=MAX_EXAMPLES - 1
     )
     out: list[dict[str, Any]] = []
@@ -106,7 +117,7 @@ def unanswered_clusters(
                 "last_at": max(m.created_at for m in members).isoformat(),
             }
         )
-    return out
+    return out, truncated
 
 
 def _as_is(text: str) -> str:
@@ -156,6 +167,10 @@ async def compute_stats(runtime: Runtime, start: datetime, end: datetime) -> dic
     convs = await stats_queries.conversations(store, start, end)
     ratings = await stats_queries.csat_ratings(store, start, end)
     misses = await stats_queries.unanswered(store, start, end)
+    # Quadratic in distinct questions: off the event loop, so webhooks keep their deadlines meanwhile.
+    unanswered, clustering_cut = await asyncio.to_thread(
+        unanswered_groups, misses, mask=runtime.settings.privacy.mask_exports
+    )
 
     channels = sorted({r.channel for r in inbound} | {c.channel for c in convs})
     per_channel = {ch: [0] * len(starts) for ch in channels}
@@ -226,7 +241,10 @@ async def compute_stats(runtime: Runtime, start: datetime, end: datetime) -> dic
             "distribution": {str(k): rating_counts.get(k, 0) for k in range(1, 6)},
         },
         "agents": agents,
-        "unanswered": unanswered_clusters(misses, mask=runtime.settings.privacy.mask_exports),
+        "unanswered": unanswered,
+        # A query hit stats_queries.MAX_ROWS or the clustering cap dropped rare questions: numbers are partial.
+        "truncated": clustering_cut
+        or any(len(rows) >= stats_queries.MAX_ROWS for rows in (inbound, convs, ratings, misses)),
     }
 
 
@@ -236,15 +254,19 @@ async def list_outbox(request: web.Request) -> web.Response:
     status = request.query.get("status") or None
     if status is not None and status not in OUTBOX_STATUSES:
         raise http_error(web.HTTPBadRequest, f"status must be one of {', '.join(OUTBOX_STATUSES)}")
-    try:
-        limit = int(request.query.get("limit", "100"))
-    except ValueError:
-        raise http_error(web.HTTPBadRequest, "limit must be an integer") from None
-    limit = max(1, min(limit, MAX_LIST))
+    limit = min(parse_int(request.query.get("limit"), "limit", default=100, minimum=1), MAX_LIST)
     store = request.app[RUNTIME].store
     rows = await store.list_outbox(status, limit=limit)
     counts = await store.outbox_counts()
-    return web.json_response({"counts": counts, "items": [r.as_json() for r in rows]}, dumps=_dumps)
+    return web.json_response({"counts": counts, "items": [_masked(r.as_json()) for r in rows]}, dumps=_dumps)
+
+
+def _masked(item: dict[str, Any]) -> dict[str, Any]:
+    """An outbox row for operators: agent replies and errors can quote a customer's phone or ID number."""
+    for name in ("text", "last_error"):
+        if item.get(name):
+            item[name] = mask(item[name])
+    return item
 
 
 async def kb_status(request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ valid one, 403 when the agent's role or groups do not allow the action (the reas
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -18,9 +19,10 @@ from gateway.handoff_events import HandoffError
 from gateway.handoff_service import HandoffService
 from gateway.http.agent_ws import agent_ws
 from gateway.http.auth import require_agent
-from gateway.http.bodies import http_error, read_json
+from gateway.http.bodies import ID_MAX, http_error, path_id, read_json
 from gateway.http.follow_ups_api import follow_up_routes
 from gateway.http.openapi import spec
+from gateway.http.pages import suggestions
 from gateway.keys import HANDOFF, QA, RUNTIME
 from gateway.qa_service import blocked_reply
 from handoff.agents import AgentInfo
@@ -63,6 +65,7 @@ def agent_routes() -> list[web.AbstractRouteDef]:
         web.get(f"{p}/canned", _authed(list_canned)),
         web.post(f"{p}/canned", _authed(add_canned)),
         web.post(f"{p}/canned/{{id}}/render", _authed(render_canned)),
+        web.get(f"{p}/conversations/{{id}}/suggestions", suggestions),
         web.get(f"{p}/agent/ws", agent_ws),
         *follow_up_routes(),
     ]
@@ -115,7 +118,16 @@ def _text(data: dict[str, Any], name: str, limit: int, *, required: bool = True)
         raise http_error(web.HTTPBadRequest, f"{name} must be a non-empty string")
     if len(value) > limit:
         raise http_error(web.HTTPBadRequest, f"{name} is longer than {limit} characters")
+    if _CONTROL.search(value):  # PostgreSQL cannot store NUL; the others are never typed
+        raise http_error(web.HTTPBadRequest, f"{name} contains control characters")
     return value
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= ID_MAX
 
 
 def _agent_json(agent: AgentInfo) -> dict[str, Any]:
@@ -147,11 +159,10 @@ async def me(request: web.Request, agent: AgentInfo, service: HandoffService) ->
 
 async def set_presence(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
     """Set online / away / offline (online also counts as a heartbeat)."""
-    data = await _body(request)
-    try:
-        presence = Presence.parse(data.get("presence"))  # type: ignore[arg-type]
-    except ValueError as exc:
-        raise http_error(web.HTTPBadRequest, str(exc)) from None
+    value = (await _body(request)).get("presence")
+    if not isinstance(value, str) or value not in {p.value for p in Presence}:
+        raise http_error(web.HTTPBadRequest, "presence must be one of online, away, offline")
+    presence = Presence(value)
     await service.set_presence(agent, presence)
     return await me(request, agent, service)
 
@@ -187,7 +198,10 @@ async def _summary(service: HandoffService, conversation_id: int) -> dict[str, A
 
 async def list_conversations(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
     """The agent's open conversations (`mine=1`, and always for agents); supervisors get every assigned one."""
-    mine = request.query.get("mine", "0").lower() in ("1", "true", "yes")
+    raw = request.query.get("mine", "0")
+    if raw not in ("0", "1", "true", "false"):
+        raise http_error(web.HTTPBadRequest, "mine must be 0, 1, true or false")
+    mine = raw in ("1", "true")
     if mine or not agent.role.sees_everything:
         ids = await service.db.conversations_of(agent.id)
     else:
@@ -197,10 +211,7 @@ async def list_conversations(request: web.Request, agent: AgentInfo, service: Ha
 
 
 def _conversation_id(request: web.Request) -> str:
-    raw = request.match_info["id"]
-    if not raw.isdigit():
-        raise http_error(web.HTTPNotFound, f"no conversation {raw}")
-    return raw
+    return str(path_id(request, "conversation"))
 
 
 async def get_conversation(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
@@ -356,8 +367,8 @@ async def reassign(request: web.Request, agent: AgentInfo, service: HandoffServi
 
 def _tags(data: dict[str, Any]) -> list[str]:
     tags = data.get("tags", [])
-    if not isinstance(tags, list):
-        raise http_error(web.HTTPBadRequest, "tags must be a list of strings")
+    if not isinstance(tags, list) or not all(isinstance(t, str) and len(t) <= 32 for t in tags):
+        raise http_error(web.HTTPBadRequest, "tags must be a list of strings of at most 32 characters")
     return tags
 
 
@@ -417,9 +428,13 @@ async def render_canned(request: web.Request, agent: AgentInfo, service: Handoff
     if row is None or not canned_for_agent([CannedReply(row.title, row.text, row.group)], agent):
         raise http_error(web.HTTPNotFound, f"no canned reply {raw}")
     data = await _body(request)
-    values = data.get("values") or {}
-    if not isinstance(values, dict):
-        raise http_error(web.HTTPBadRequest, "values must be an object of placeholder → text")
+    values = data.get("values", {})
+    if not isinstance(values, dict) or not all(isinstance(v, str) and len(v) <= 200 for v in values.values()):
+        raise http_error(
+            web.HTTPBadRequest, "values must be an object of placeholder → text (≤ 200 characters)"
+        )
+    if "conversation_id" in data and not _is_id(data["conversation_id"]):
+        raise http_error(web.HTTPBadRequest, "conversation_id must be a conversation id (a positive integer)")
     context: dict[str, Any] = {"agent_name": agent.name, "date": datetime.now(UTC).date().isoformat()}
     cid = data.get("conversation_id")
     if cid is not None:
@@ -427,7 +442,7 @@ async def render_canned(request: web.Request, agent: AgentInfo, service: Handoff
         conv = await service.runtime.store.conversation(int(ref.id))
         customer = await service.db.customer(conv.customer_id) if conv else None
         context.update(customer_name=(customer or {}).get("name"), group=ref.group)
-    context.update({k: v for k, v in values.items() if isinstance(v, str | int)})
+    context.update(values)
     rendered = render_canned_report(row.text, context)
     return _json({"text": rendered.text, "missing": list(rendered.missing), "complete": rendered.complete})
 

@@ -23,7 +23,7 @@ from aiohttp import WSMsgType, hdrs, web
 
 from gateway.handoff_events import visible_to
 from gateway.http.auth import bearer_token, require_agent
-from gateway.http.bodies import http_error
+from gateway.http.bodies import ID_MAX, http_error, loads
 from gateway.keys import HANDOFF
 
 logger = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
             if msg.type is not WSMsgType.TEXT:
                 continue
             try:
-                data = json.loads(msg.data)
+                data = loads(msg.data)
             except ValueError:
                 await send({"type": "error", "error": "messages must be JSON objects"})
                 continue
@@ -106,7 +106,7 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
                 await send({"type": "pong", "seq": cursor})
             elif kind == "resume":
                 after = data.get("after")
-                if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+                if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= ID_MAX:
                     await send({"type": "error", "error": "resume needs after: a sequence number >= 0"})
                     continue
                 async with lock:

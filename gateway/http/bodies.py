@@ -1,4 +1,9 @@
-"""Safe request-body readers shared by the channel adapters: size limits first, then parsing."""
+"""Safe request readers shared by the channel adapters and APIs: size limits first, then parsing.
+
+One JSON parser (`loads`/`parse_json`: depth, int64-bounded integers, no lone surrogates) and one integer
+parser for path and query parameters (`parse_int`, `path_id`), so malformed input is a 400/404 everywhere
+instead of a RecursionError, ValueError, OverflowError or UnicodeEncodeError deep inside.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,13 @@ from typing import Any
 from aiohttp import web
 
 DEFAULT_MAX_DEPTH = 32
+# Every stored id is a signed 64-bit integer (BIGINT); a larger one would overflow the database driver.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+# Row ids (conversations, messages, agent events…) are INTEGER keys: 32-bit on PostgreSQL, so a larger id
+# or cursor cannot exist and would make the driver raise instead of finding nothing.
+ID_MAX = 2**31 - 1
+_INT = re.compile(r"[+-]?[0-9]{1,19}")  # ASCII digits only: str.isdigit() also accepts "²"
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(r"[\[\]{}]")
 
@@ -66,21 +78,93 @@ def json_depth(text: str) -> int:
     return deepest
 
 
+class BadJson(ValueError):
+    """JSON text kefu refuses; the message says why (safe to show the sender)."""
+
+
+def _bounded_int(digits: str) -> int:
+    # Called by json for every integer literal: refuse huge ones before int() (4,300-digit limit, and
+    # anything past int64 would overflow a BIGINT column later).
+    if not _INT.fullmatch(digits):
+        raise BadJson("integer out of range (signed 64-bit)")
+    value = int(digits)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise BadJson("integer out of range (signed 64-bit)")
+    return value
+
+
+def _check_strings(value: Any) -> None:
+    """Refuse lone surrogates ("\\ud800"): valid JSON, but no database can store them as UTF-8."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadJson("string contains a lone surrogate (invalid Unicode)") from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def loads(text: str, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+    """Parse JSON text with kefu's limits; BadJson (a ValueError) on anything refused."""
+    # json.loads recurses per level: a deep enough body would raise RecursionError inside the parser.
+    if json_depth(text) > max_depth:
+        raise BadJson(f"JSON nested deeper than {max_depth} levels")
+    try:
+        value = json.loads(text, parse_int=_bounded_int)
+    except BadJson:
+        raise
+    except json.JSONDecodeError as exc:
+        raise BadJson(f"body is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except ValueError as exc:  # e.g. a float literal Python cannot convert
+        raise BadJson(f"body is not valid JSON: {exc}") from None
+    _check_strings(value)
+    return value
+
+
 def parse_json(raw: bytes, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
-    """Decode a UTF-8 JSON body; 400 for invalid UTF-8, invalid JSON, or nesting deeper than max_depth."""
+    """Decode a UTF-8 JSON body; 400 for invalid UTF-8, invalid JSON, nesting deeper than max_depth,
+    integers outside int64, or lone surrogates."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise http_error(web.HTTPBadRequest, "body is not UTF-8") from None
-    # json.loads recurses per level: a deep enough body would raise RecursionError inside the parser.
-    if json_depth(text) > max_depth:
-        raise http_error(web.HTTPBadRequest, f"JSON nested deeper than {max_depth} levels")
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise http_error(
-            web.HTTPBadRequest, f"body is not valid JSON: {exc.msg} at line {exc.lineno}"
-        ) from None
+        return loads(text, max_depth)
+    except BadJson as exc:
+        raise http_error(web.HTTPBadRequest, str(exc)) from None
+
+
+def parse_int(
+    raw: str | None,
+    name: str,
+    *,
+    default: int | None = None,
+    minimum: int = 0,
+    maximum: int = ID_MAX,
+) -> int:
+    """A query parameter as an integer within [minimum, maximum]; 400 naming it otherwise."""
+    if raw is None or raw == "":
+        if default is None:
+            raise http_error(web.HTTPBadRequest, f"{name} is required")
+        return default
+    value = int(raw) if _INT.fullmatch(raw) else None
+    if value is None or not minimum <= value <= maximum:
+        raise http_error(web.HTTPBadRequest, f"{name} must be an integer from {minimum} to {maximum}")
+    return value
+
+
+def path_id(request: web.Request, what: str, name: str = "id") -> int:
+    """A row id (1…ID_MAX) from the URL path; 404 "no {what} …" for anything else (no such row can exist)."""
+    raw = request.match_info[name]
+    if not _INT.fullmatch(raw) or raw[0] in "+-" or not 1 <= int(raw) <= ID_MAX:
+        raise http_error(web.HTTPNotFound, f"no {what} {raw[:40]}")
+    return int(raw)
 
 
 async def read_json(request: web.Request, max_bytes: int, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:

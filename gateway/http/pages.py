@@ -21,7 +21,7 @@ from aiohttp import web
 from gateway.channels.web.ws import install_web_chat
 from gateway.handoff_events import HandoffError
 from gateway.http.auth import require_agent
-from gateway.http.bodies import http_error
+from gateway.http.bodies import http_error, path_id
 from gateway.keys import HANDOFF, RUNTIME
 from intents.prediction import Candidate
 
@@ -134,9 +134,7 @@ async def suggestions(request: web.Request) -> web.Response:
     """The matcher's best FAQ answers for the customer's last message (agent token; 403/404 as the API)."""
     agent = await require_agent(request)
     service = request.app[HANDOFF]
-    raw = request.match_info["id"]
-    if not raw.isdigit():
-        raise http_error(web.HTTPNotFound, f"no conversation {raw}")
+    raw = str(path_id(request, "conversation"))
     try:
         await service.conversation_for(agent, raw)
     except HandoffError as exc:

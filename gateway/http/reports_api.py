@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 from dataclasses import asdict
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -52,9 +53,15 @@ async def records_view(request: web.Request) -> web.StreamResponse:
     hours = group_hours(settings).default
     tz = hours.timezone
     now = datetime.now(UTC)
-    fmt = request.query.get("format", "csv").lower()
+    fmt = request.query.get("format", "csv")
     if fmt not in ("csv", "xlsx", "json"):
         raise http_error(web.HTTPBadRequest, f"format must be csv, xlsx or json, got {fmt!r}")
+    for name in ("from", "to"):
+        value = request.query.get(name)
+        if value is not None and not _BOUND.fullmatch(value):
+            raise http_error(
+                web.HTTPBadRequest, f"{name} must be a date (2026-11-24) or time (2026-11-24T09:00)"
+            )
     try:
         start = parse_bound(request.query.get("from"), tz, end=False)
         end = parse_bound(request.query.get("to"), tz, end=True) or now
@@ -81,8 +88,8 @@ async def records_view(request: web.Request) -> web.StreamResponse:
     )
     name = f"kefu-records-{start.astimezone(tz):%Y%m%d}-{(end - timedelta(seconds=1)).astimezone(tz):%Y%m%d}"
     if fmt == "json":
-        rows = build_rows(records, **options)
-        summary = summarize(records, **options, normalize=normalize)
+        # Building rows and clustering unanswered questions are CPU-bound: off the event loop.
+        rows, summary = await asyncio.to_thread(_rows_and_summary, records, options)
         body = {
             "from": start.isoformat(),
             "to": end.isoformat(),
@@ -91,6 +98,7 @@ async def records_view(request: web.Request) -> web.StreamResponse:
             "summary": [list(item) for item in summary_table(summary)],
             "first_response_breaches": summary.first_response_breaches,
             "satisfaction": asdict(summary.satisfaction),
+            "truncated": summary.unanswered_truncated,
         }
         return web.json_response(body, dumps=lambda v: json.dumps(v, ensure_ascii=False, default=str))
     if fmt == "xlsx":
@@ -102,13 +110,23 @@ async def records_view(request: web.Request) -> web.StreamResponse:
             headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'},
         )
     text = io.StringIO()
-    write_records_csv(build_rows(records, **options), text, bom=True)
+    write_records_csv(await asyncio.to_thread(build_rows, records, **options), text, bom=True)
     return web.Response(
         body=text.getvalue().encode("utf-8"),
         content_type="text/csv",
         charset="utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
     )
+
+
+# A date, or a date and time with an optional offset; as the OpenAPI document says (no "" or "20261124").
+_BOUND = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?"
+)
+
+
+def _rows_and_summary(records: list[Any], options: dict[str, Any]) -> tuple[list[Any], Any]:
+    return build_rows(records, **options), summarize(records, **options, normalize=normalize)
 
 
 def _xlsx(records: list[Any], options: dict[str, Any]) -> bytes:

@@ -30,7 +30,8 @@ _LATEST_WITH_CSAT = (
 )
 _SKIP_CSAT = (
     update(_CSAT)
-    .where(_CSAT.c.conversation_id == bindparam("conversation_id"), _CSAT.c.rating.is_(None))
+    # Not named like the column: an UPDATE reserves column names for its SET clause (CompileError).
+    .where(_CSAT.c.conversation_id == bindparam("csat_conversation_id"), _CSAT.c.rating.is_(None))
     .values(skipped=True)
 )
 
@@ -57,7 +58,7 @@ def pending_csat(unit: Unit, conversation_key: str, now: datetime) -> int | None
 
 def skip_csat(unit: Unit, conversation_id: int) -> None:
     """Stop waiting for a rating the customer did not give."""
-    unit.db.run(_SKIP_CSAT, {"conversation_id": conversation_id})
+    unit.db.run(_SKIP_CSAT, {"csat_conversation_id": conversation_id})
 
 
 class CsatQueries(HandoffTables):
@@ -103,5 +104,6 @@ class CsatQueries(HandoffTables):
             "asked_at": row.asked_at.isoformat(),
             "rating": row.rating,
             "raw_text": row.raw_text,
+            "skipped": row.skipped,
             "answered_at": row.answered_at.isoformat() if row.answered_at else None,
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import logging
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
@@ -49,10 +50,14 @@ def sqlite_writes() -> AbstractContextManager[None]:
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """An AsyncEngine for the URL (connects lazily: nothing happens until the first query)."""
+    if echo:
+        # `database.echo`: SQL through the root logger, whose handler masks phone/ID numbers and secrets;
+        # SQLAlchemy's own echo=True adds a stream handler of its own that would bypass that filter.
+        logging.getLogger("sqlalchemy.engine.Engine").setLevel(logging.INFO)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
-    engine = create_async_engine(url, echo=echo, module=_one_hop_aiosqlite())
+        return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    engine = create_async_engine(url, module=_one_hop_aiosqlite())
     _configure_sqlite(engine)
     return engine
 

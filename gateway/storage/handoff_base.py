@@ -17,12 +17,17 @@ from handoff.state import ConversationState
 OPEN_HUMAN = (ConversationState.QUEUED.value, ConversationState.ASSIGNED.value)
 
 
+_ID_MAX = 2**31 - 1  # INTEGER keys: 32-bit on PostgreSQL
+
+
 def conversation_pk(conversation_id: str | int) -> int | None:
-    """The integer primary key of an API conversation id, or None when it is not a number."""
+    """The integer primary key of an API conversation id, or None when no row can have it (not a number,
+    or past the INTEGER key range: the driver would raise)."""
     try:
-        return int(conversation_id)
+        cid = int(conversation_id)
     except (TypeError, ValueError):
         return None
+    return cid if 1 <= cid <= _ID_MAX else None
 
 
 class HandoffTables:

@@ -81,6 +81,9 @@ _RECENT_MESSAGES = (
 )
 _RECENT_MESSAGES_BEFORE = _RECENT_MESSAGES.where(_MESSAGES.c.id < bindparam("before"))
 _CONVERSATION_BY_ID = select(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
+_CUSTOMER_BY_ID = select(_CUSTOMERS.c.name, _CUSTOMERS.c.user_id).where(
+    _CUSTOMERS.c.id == bindparam("customer_id")
+)
 _CONVERSATIONS_FOR_KEY = (
     select(_CONVERSATIONS)
     .where(_CONVERSATIONS.c.conversation_key == bindparam("conversation_key"))
@@ -332,6 +335,30 @@ class MessageReads:
         """One message by id."""
         rows = await self.read(lambda unit: unit.db.rows(_MESSAGE_BY_ID, {"message_id": message_id}))
         return message_from(rows[0]) if rows else None
+
+    async def queue_rows(
+        self, conversation_ids: Sequence[int]
+    ) -> dict[int, tuple[ConversationRow, Mapping[str, Any] | None, MessageRow | None]]:
+        """For the queue listing: each conversation with its customer (name, user_id) and latest inbound
+        message, read in ONE trip (a long queue once cost three awaited reads per row: seconds under load)."""
+
+        def read(unit: Any) -> dict[int, tuple[ConversationRow, Mapping[str, Any] | None, MessageRow | None]]:
+            out = {}
+            for cid in conversation_ids:
+                rows = unit.db.rows(_CONVERSATION_BY_ID, {"conversation_id": cid})
+                if not rows:
+                    continue
+                conv = conversation_from(rows[0])
+                customer = unit.db.rows(_CUSTOMER_BY_ID, {"customer_id": conv.customer_id})
+                inbound = unit.db.rows(_LAST_INBOUND, {"conversation_id": cid})
+                out[cid] = (
+                    conv,
+                    customer[0] if customer else None,
+                    message_from(inbound[0]) if inbound else None,
+                )
+            return out
+
+        return await self.read(read)
 
     async def last_inbound(self, conversation_id: int) -> MessageRow | None:
         """The conversation's latest message from the customer (direction "in"), if any."""

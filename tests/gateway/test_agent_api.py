@@ -293,3 +293,21 @@ async def test_round_robin_takes_turns_and_an_away_agent_gets_nothing_new(
     for i in range(4):
         await complaint(client, f"rr{i}")
     assert [(await x.call("GET", "/me"))["load"] for x in agents] == [2, 2, 0]
+
+
+async def test_suggestions_are_part_of_the_api_and_the_old_path_still_works(gateway: Any) -> None:
+    cid = (await customer_says(gateway, "sg1", "怎么开发票"))["conversation_id"]
+    await customer_says(gateway, "sg1", "转人工")
+    boss = await make_agent(gateway, "主管乙", ("售前", "售后"), role=Role.SUPERVISOR)
+    new = await boss.call("GET", f"/conversations/{cid}/suggestions")
+    old = await (
+        await gateway.get(f"/agent/api/conversations/{cid}/suggestions", headers=boss.headers)
+    ).json()
+    assert (
+        new == old
+        and new["suggestions"]
+        and {"entry_id", "question", "answer", "score"} <= set(new["suggestions"][0])
+    )
+    assert (
+        await gateway.get("/api/v1/conversations", params={"mine": "AAA"}, headers=boss.headers)
+    ).status == 400

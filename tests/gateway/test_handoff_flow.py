@@ -364,3 +364,43 @@ async def test_cli_adds_lists_and_disables_agents(start: Any) -> None:
     assert code == 0
     resp = await kefu.client.get("/api/v1/me", headers=console.headers)
     assert resp.status == 401
+
+
+# --- the customer writes again after a close without rating (issue 13, item 5) -------------------------
+
+
+async def test_a_wechat_customer_who_skips_the_rating_gets_the_bot_again(start: Any) -> None:
+    kefu = await start(assignment="manual")
+    agent = await kefu.agent("小冯", "售前")
+    await kefu.say("转人工")
+    conv = await kefu.conversation()
+    await agent.call("POST", f"/conversations/{conv.id}/claim")
+    await agent.call("POST", f"/conversations/{conv.id}/close", json={})
+    answer = await kefu.say("怎么开发票")  # not a rating: the CSAT wait is skipped, the bot answers
+    assert answer.startswith("您好，确认收货后")
+    csat = await kefu.runtime.handoff.db.csat(conv.id)
+    assert csat is not None and csat["rating"] is None and csat["skipped"]
+    assert (await kefu.conversation()).id != conv.id
+
+
+async def test_a_web_customer_who_skips_the_rating_gets_the_bot_again(
+    aiohttp_client: Any, settings_factory: Any
+) -> None:
+    app = create_app(settings_factory(handoff=handoff_section(assignment="manual")))
+    client = await aiohttp_client(app)
+    info = await app[RUNTIME].handoff.db.add_agent(
+        "小韩", role=Role.AGENT, groups=["售前"], max_chats=5, token_hash=(t := new_token())[1]
+    )
+    agent = Console(client, t[0], info.name)
+
+    async def say(text: str) -> Any:
+        resp = await client.post("/web/messages", json={"user_id": "web-skip", "text": text})
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+    conv_id = (await say("转人工"))["conversation_id"]
+    await agent.call("POST", f"/conversations/{conv_id}/claim")
+    await agent.call("POST", f"/conversations/{conv_id}/close", json={})
+    body = await say("怎么开发票")
+    assert body["conversation_id"] != conv_id
+    assert body["replies"][0]["text"].startswith("您好，确认收货后")

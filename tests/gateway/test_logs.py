@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import logging
 
+import pytest
+
 from gateway.logs import MaskingFilter, mask, setup_logging
 
 
@@ -75,3 +77,32 @@ def test_setup_logging_is_idempotent_and_keeps_foreign_handlers() -> None:
     finally:
         root.handlers[:] = before
         root.setLevel(level)
+
+
+async def test_database_echo_goes_through_the_masking_filter(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sqlalchemy import text
+
+    from gateway.storage import Store
+
+    out = io.StringIO()
+    setup_logging("WARNING", stream=out)
+    engine_logger = logging.getLogger("sqlalchemy.engine.Engine")
+    store = Store.from_url(db_url, echo=True)
+    try:
+        await store.create_all()  # (also makes the SQLite file's directory)
+        async with store.engine.connect() as conn:
+            await conn.execute(text("SELECT :phone"), {"phone": "客户手机13812345678"})
+    finally:
+        await store.dispose()
+        engine_logger.setLevel(logging.NOTSET)
+        for handler in list(logging.getLogger().handlers):
+            if getattr(handler, "_kefu", False):
+                logging.getLogger().removeHandler(handler)
+        for handler in list(engine_logger.handlers):  # SQLAlchemy's own echo handler, if any
+            engine_logger.removeHandler(handler)
+    logged = out.getvalue()
+    assert "SELECT" in logged and "138****5678" in logged and "13812345678" not in logged
+    printed = capsys.readouterr()  # SQLAlchemy's own echo handler writes to stdout, unmasked
+    assert "13812345678" not in printed.out + printed.err

@@ -195,3 +195,15 @@ async def test_concurrent_pushes_of_one_result_enqueue_each_reply_once(app_clien
     pushed = await asyncio.gather(*(runtime.pipeline.push_replies(result) for _ in range(4)))
     assert all(ids == pushed[0] for ids in pushed)
     assert len(await runtime.store.list_outbox()) == 1
+
+
+async def test_the_outbox_listing_masks_phone_and_id_numbers(
+    aiohttp_client: Any, settings_factory: Any, upstream: Any, admin_headers: dict[str, str]
+) -> None:
+    fake, url = upstream
+    fake.always = 503
+    client, runtime = await start(aiohttp_client, settings_factory, url, max_attempts=1)
+    await runtime.outbox.enqueue(outgoing("已登记您的手机13812345678和身份证11010519491231002X"))
+    listed = await (await client.get("/admin/api/outbox", headers=admin_headers)).json()
+    (item,) = listed["items"]
+    assert item["text"] == "已登记您的手机138****5678和身份证110105********002X"

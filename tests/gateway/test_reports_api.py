@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from gateway.http import admin_api
+from gateway.storage import stats_queries
 from gateway.storage.schema.handoff import AgentRecord
 from gateway.storage.store import Store
+from handoff import questions, reports
 from handoff.agents import hash_token
 from tests.gateway.test_reports_queries import seed
 
@@ -94,3 +98,50 @@ async def test_bad_requests_say_what_is_wrong(
 ) -> None:
     resp = await client.get(URL, params=params, headers=admin_headers)
     assert resp.status == 400
+
+
+# --- clustering off the event loop, bounded, and flagged (issue 13, item 12) ------------------------------
+
+
+def _record_threads(monkeypatch: pytest.MonkeyPatch, module: Any) -> list[int]:
+    """Wrap `module.cluster_questions_capped` to note the thread each call runs on."""
+    threads: list[int] = []
+    real = module.cluster_questions_capped
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "cluster_questions_capped", spy)
+    return threads
+
+
+async def test_the_json_export_clusters_in_a_thread_and_flags_the_cap(
+    client: Any, admin_headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads = _record_threads(monkeypatch, reports)
+    body = await (await client.get(URL, params={**DAY, "format": "json"}, headers=admin_headers)).json()
+    assert body["truncated"] is False
+    assert threads and threading.get_ident() not in threads
+    monkeypatch.setattr(questions, "MAX_WORDINGS", 0)
+    cut = await (await client.get(URL, params={**DAY, "format": "json"}, headers=admin_headers)).json()
+    assert cut["truncated"] is True
+    assert not [row for row in cut["summary"] if row[0] == "未解答问题"]
+
+
+async def test_the_dashboard_clusters_in_a_thread_and_flags_capped_rows(
+    app_client: Any, admin_headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads = _record_threads(monkeypatch, admin_api)
+    for text in ("你们几点下班", "能送到火星吗"):
+        await app_client.post("/web/messages", json={"user_id": "stats-cap", "text": text})
+    body = await (await app_client.get("/admin/api/stats", headers=admin_headers)).json()
+    assert body["truncated"] is False and body["totals"]["messages"] == 2
+    assert threads and threading.get_ident() not in threads
+    monkeypatch.setattr(stats_queries, "MAX_ROWS", 1)
+    capped = await (await app_client.get("/admin/api/stats", headers=admin_headers)).json()
+    assert capped["truncated"] is True and capped["totals"]["messages"] == 1
+    monkeypatch.setattr(stats_queries, "MAX_ROWS", 50_000)
+    monkeypatch.setattr(questions, "MAX_WORDINGS", 0)
+    cut = await (await app_client.get("/admin/api/stats", headers=admin_headers)).json()
+    assert cut["truncated"] is True and cut["unanswered"] == []

@@ -107,3 +107,18 @@ def test_purge_by_days_keeps_recent_conversations(config: str, capsys: pytest.Ca
     assert main(["purge", "--config", config, "--days", "5000"]) == 0
     assert "deleted 0 conversations" in capsys.readouterr().out
     assert main(["purge", "--config", config, "--before", "soon"]) == 2
+
+
+def test_xlsx_export_survives_control_characters_in_customer_text(tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    from gateway.report_files import write_records_xlsx
+    from handoff.reports import RECORD_COLUMNS, RecordRow
+
+    values = tuple(
+        "\x1b[31m红色\x00" if i == 5 else "=1+1" if i == 4 else "" for i in range(len(RECORD_COLUMNS))
+    )
+    target = tmp_path / "r.xlsx"
+    write_records_xlsx([RecordRow("1", values, False, None)], None, str(target))
+    row = [c.value for c in load_workbook(target)["受理记录"][2]]
+    assert row[5] == "[31m红色" and row[4] == "'=1+1"

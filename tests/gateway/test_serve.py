@@ -69,3 +69,45 @@ channels:
     assert "Traceback" not in err
     # The unset secret is said once, at start-up, where sending would need it.
     assert err.count("SHOP_SECRET is not set") == 1
+
+
+async def test_kefu_serve_refuses_an_unsigned_web_channel_on_a_public_address(
+    tmp_path: Path, unused_tcp_port: int
+) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        f'database: {{url: "sqlite+aiosqlite:///state/kefu.db"}}\nkb: {{paths: ["{TEST_FAQ}"], watch: false}}\n',
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEFU_")}
+    proc = await asyncio.create_subprocess_exec(
+        str(KEFU),
+        *("serve", "--config", str(config), "--host", "0.0.0.0", "--port", str(unused_tcp_port)),
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 1
+    assert "channels.web.secret is empty" in err.decode() and "Traceback" not in err.decode()
+
+
+def test_only_loopback_or_a_secret_or_public_history_pass_the_exposure_check() -> None:
+    from gateway.serve import StartupFailed, check_exposure
+    from gateway.settings import settings_from_mapping
+
+    def settings(host: str, **web: object) -> object:
+        return settings_from_mapping({"server": {"host": host}, "channels": {"web": web}})
+
+    for host in ("127.0.0.1", "::1", "localhost"):
+        check_exposure(settings(host))  # type: ignore[arg-type]
+    check_exposure(settings("0.0.0.0", secret="s"))  # type: ignore[arg-type]
+    check_exposure(settings("0.0.0.0", public_history=True))  # type: ignore[arg-type]
+    check_exposure(settings("0.0.0.0", enabled=False))  # type: ignore[arg-type]
+    for host in ("0.0.0.0", "10.0.0.5", "kefu.example.com"):
+        try:
+            check_exposure(settings(host))  # type: ignore[arg-type]
+        except StartupFailed:
+            continue
+        raise AssertionError(f"{host} was accepted without a secret")

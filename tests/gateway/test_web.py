@@ -71,10 +71,33 @@ async def test_signed_requests_when_a_secret_is_set(aiohttp_client: Any, setting
     assert (await post_raw(client, raw, sign("guess", raw))).status == 403
     assert (await post_raw(client, raw, sign(SECRET, raw))).status == 200
 
-    path = "/web/conversations/s1/messages?after=0"
+    client.app[RUNTIME].adapters[("web", "default")].inner.clock = lambda: 1_800_000_000.0
+    path = "/web/conversations/s1/messages?after=0&ts=1800000000"
     assert (await client.get(path)).status == 403
     polled = await client.get(path, headers={"X-Kefu-Signature": sign(SECRET, path.encode())})
     assert polled.status == 200 and len((await polled.json())["messages"]) == 2
+
+
+async def test_signed_gets_carry_a_timestamp_within_the_window(
+    aiohttp_client: Any, settings_factory: Any
+) -> None:
+    client = await aiohttp_client(create_app(settings_factory(channels={"web": {"secret": SECRET}})))
+    client.app[RUNTIME].adapters[("web", "default")].inner.clock = lambda: 1_800_000_000.0
+
+    async def get(path: str) -> Any:
+        return await client.get(path, headers={"X-Kefu-Signature": sign(SECRET, path.encode())})
+
+    base = "/web/conversations/s1/messages?after=0"
+    no_ts = await get(base)  # signed, but replayable forever: refused
+    assert no_ts.status == 403 and "ts=" in (await no_ts.json())["error"]
+    for ts, status in (
+        ("1800000299", 200),
+        ("1799999701", 200),
+        ("1800000301", 403),
+        ("1", 403),
+        ("-5", 403),
+    ):
+        assert (await get(f"{base}&ts={ts}")).status == status, ts
 
 
 async def test_later_replies_are_posted_to_the_callback_signed(
@@ -205,3 +228,33 @@ async def test_the_rate_limit_can_be_switched_off(aiohttp_client: Any, settings_
     for i in range(4):
         resp = await client.post("/web/messages", json={"user_id": "bulk", "text": f"第{i}条"})
         assert resp.status == 200
+
+
+async def test_the_same_message_id_from_two_visitors_is_two_messages(app_client: Any) -> None:
+    alice = await (
+        await app_client.post(
+            "/web/messages", json={"user_id": "alice", "text": "怎么退货", "message_id": "1"}
+        )
+    ).json()
+    bob = await (
+        await app_client.post(
+            "/web/messages", json={"user_id": "bob", "text": "怎么开发票", "message_id": "1"}
+        )
+    ).json()
+    assert bob["duplicate"] is False and bob["conversation_id"] != alice["conversation_id"]
+    assert bob["replies"][0]["text"].startswith("您好，确认收货后")
+    history = await (await app_client.get("/web/conversations/bob/messages")).json()
+    assert [m["text"] for m in history["messages"] if m["sender"] == "customer"] == ["怎么开发票"]
+    # A user_id with a colon cannot collide with another visitor's id + message_id.
+    first = await (
+        await app_client.post("/web/messages", json={"user_id": "a:b", "text": "你好", "message_id": "c"})
+    ).json()
+    second = await (
+        await app_client.post("/web/messages", json={"user_id": "a", "text": "你好", "message_id": "b:c"})
+    ).json()
+    assert second["duplicate"] is False and second["conversation_id"] != first["conversation_id"]
+    # Long ids still fit the stored column and still dedupe.
+    long_payload = {"user_id": "u" * 128, "text": "你好", "message_id": "m" * 128}
+    once = await (await app_client.post("/web/messages", json=long_payload)).json()
+    again = await (await app_client.post("/web/messages", json=long_payload)).json()
+    assert once["duplicate"] is False and again["duplicate"] is True

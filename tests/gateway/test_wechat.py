@@ -568,3 +568,49 @@ async def test_failure_after_answering_success_is_handled_once_more(start_kefu, 
     await kefu.api.wait_for_messages(1)
     assert kefu.api.texts_to(OPENID) == [PAYMENT_ANSWER]
     assert len(calls) == 2
+
+
+# --- replay window (issue 13, item 9) ---------------------------------------------------------------
+
+
+NOW = 1_800_000_000.0  # the adapters' injected clock
+
+
+def _at(kefu: Kefu, now: float = NOW) -> None:
+    for name in ("shop", "secure"):
+        kefu.runtime.adapters[("wechat", name)].clock = lambda: now  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "timestamp", ["978307200", "-1", str(int(NOW) + 331), str(int(NOW) - 331), "1e9", "١٢"]
+)
+async def test_validly_signed_requests_outside_the_replay_window_are_403(kefu, timestamp):
+    _at(kefu)
+    xml = fixture_xml("text.xml", MsgId=new_msg_id())
+    for push in (kefu.shop, kefu.secure):
+        query = push.signed_query(timestamp=timestamp)
+        status, text, _ = await push.post(xml, query=query, mode="plain" if push is kefu.shop else "safe")
+        assert status == 403 and "replay window" in text
+    verify = await kefu.client.get(
+        "/wechat/shop", params=kefu.shop.signed_query(timestamp=timestamp) | {"echostr": "9"}
+    )
+    assert verify.status == 403
+    assert await kefu.inbound() == []
+
+
+async def test_requests_within_the_window_are_answered_and_the_window_is_configurable(
+    kefu, aiohttp_client, settings_factory
+):
+    _at(kefu)
+    late = kefu.shop.signed_query(timestamp=str(int(NOW) - 320))  # a retry 5 min + 20 s behind our clock
+    status, text, _ = await kefu.shop.post(fixture_xml("text.xml", MsgId=new_msg_id()), query=late)
+    assert status == 200 and xml_dict(text)["Content"]
+
+    account = {"name": "shop", "token": TOKEN, "appid": APPID, "max_clock_skew_s": 30}
+    client = await aiohttp_client(create_app(settings_factory(channels={"wechat": [account]})))
+    client.app[RUNTIME].adapters[("wechat", "shop")].clock = lambda: NOW
+    push = WeChatPush(client, "/wechat/shop", TOKEN)
+    for offset, expected in ((29, 200), (-29, 200), (31, 403), (-31, 403)):
+        query = push.signed_query(timestamp=str(int(NOW) + offset))
+        status, _, _ = await push.post(fixture_xml("text.xml", MsgId=new_msg_id()), query=query)
+        assert status == expected, offset

@@ -18,6 +18,9 @@ from handoff.privacy import mask_sensitive
         ("86-13812345678", "86-138****5678"),
         ("全角１３８１２３４５６７８", "全角138****5678"),
         ("两个号码13812345678/15900001111", "两个号码138****5678/159****1111"),
+        ("tel13812345670", "tel138****5670"),
+        ("手机138.1234.5672", "手机138.****.5672"),
+        ("call me at 13812345678now", "call me at 138****5678now"),
     ],
 )
 def test_mobile_numbers_keep_the_first_three_and_last_four(text: str, masked: str) -> None:
@@ -31,6 +34,8 @@ def test_mobile_numbers_keep_the_first_three_and_last_four(text: str, masked: st
         ("身份证号：11010519491231002x。", "身份证号：110105********002x。"),
         ("110105 19491231 002X", "110105 ******** 002X"),
         ("440301200002290013", "440301********0013"),
+        ("老身份证110105491231001", "老身份证110105******001"),
+        ("15位 440301000229001 号", "15位 440301******001 号"),
     ],
 )
 def test_id_numbers_hide_the_birth_date(text: str, masked: str) -> None:
@@ -62,6 +67,8 @@ def test_bank_cards_keep_only_the_last_four_digits(text: str, masked: str) -> No
         "我买了12345678901件",  # 11 digits but not a mobile prefix
         "msgid 23812345678901234567890",  # a longer run is never cut into a phone
         "单号 213812345678",  # 12 digits: a phone only stands alone
+        "订单号 110105491231001",  # a 15-digit order number named as such
+        "MsgId=110105491231001",
         "价格 138 元，数量 2",
         "",
     ],

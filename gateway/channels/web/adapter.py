@@ -1,8 +1,9 @@
 """The website chat channel: a JSON webhook, a polling endpoint, and an optional callback for later replies.
 
 Signing (when `channels.web.secret` is set): `X-Kefu-Signature: sha256=<hex hmac_sha256(secret, data)>`
-where data is the raw request body for POST, and the path with its query string for GET
-(e.g. `/web/conversations/u1/messages?after=3`). Callbacks to `callback_url` are signed over their body.
+where data is the raw request body for POST, and the path with its query string for GET, which must
+include `ts=<unix seconds>` within `channels.web.max_clock_skew_s` of the server's clock
+(e.g. `/web/conversations/u1/messages?after=3&ts=1764950400`), so a captured URL stops working. Callbacks to `callback_url` are signed over their body.
 
 Each user_id may post `channels.web.rate_limit_burst` messages at once and `rate_limit_per_minute` after
 that; past it the answer is 429 with Retry-After and `{"error", "code": "rate_limited", "retry_after"}`.
@@ -14,13 +15,14 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from gateway.channels.base import Outgoing, SendError
-from gateway.http.bodies import http_error, parse_json, read_body
+from gateway.http.bodies import http_error, parse_int, parse_json, read_body
 from gateway.message import Message
 from gateway.rate_limit import RateLimiter, retry_after_header
 
@@ -53,6 +55,19 @@ def conversation_key(account: str, user_id: str) -> str:
     return f"{CHANNEL}:{account}:{user_id}"
 
 
+def visitor_message_id(user_id: str, message_id: str) -> str:
+    """The pipeline's dedupe id of a visitor's message_id: per visitor, so two visitors' "1" stay apart.
+
+    `{user_id}:{message_id}` as /web/ws writes it when that is unambiguous and fits the 128-character
+    column; otherwise `:` + a SHA-256 of both (no readable form starts with `:`).
+    """
+    readable = f"{user_id}:{message_id}"
+    if ":" not in user_id and len(readable) <= MAX_MESSAGE_ID:
+        return readable
+    digest = hashlib.sha256(json.dumps([user_id, message_id]).encode()).hexdigest()
+    return ":" + digest
+
+
 def visitor_rate_limit(settings: WebChannelSettings) -> RateLimiter | None:
     """The per-visitor message limit of `channels.web` (None when `rate_limit_per_minute` is null)."""
     if settings.rate_limit_per_minute is None:
@@ -73,6 +88,7 @@ class WebAdapter:
         self.account = account
         # Keyed by conversation key: /web/ws (which wraps this adapter) spends from the same buckets.
         self.rate_limit = visitor_rate_limit(settings)
+        self.clock: Callable[[], float] = time.time  # injectable: the signed GETs' replay window
         if settings.secret is None:
             logger.warning(
                 "web channel has no secret: anyone who reaches it can post as any user_id and read that "
@@ -87,6 +103,15 @@ class WebAdapter:
         ]
 
     # --- inbound -------------------------------------------------------------------------------
+
+    def _verify_get(self, request: web.Request) -> None:
+        """A signed GET: path and query signed, and a `ts` query parameter within the replay window."""
+        self._verify(request, request.path_qs.encode())
+        ts = request.query.get("ts", "")
+        if not ts.isascii() or not ts.isdigit() or len(ts) > 12:
+            raise http_error(web.HTTPForbidden, "signed GETs need ts=<unix seconds> in the query")
+        if abs(self.clock() - int(ts)) > self.settings.max_clock_skew_s:
+            raise http_error(web.HTTPForbidden, "ts outside the replay window")
 
     def _verify(self, request: web.Request, data: bytes) -> None:
         secret = self.settings.secret
@@ -155,23 +180,17 @@ class WebAdapter:
             user_id=user_id,
             user_name=user_name,
             text=text,
-            channel_msg_id=message_id,
+            channel_msg_id=None if message_id is None else visitor_message_id(user_id, message_id),
             raw={"source": "web"},
         )
 
     async def get_messages(self, request: web.Request) -> web.Response:
         """A visitor's conversation messages with id > after (agent replies arrive here without a callback)."""
         if self.settings.secret is not None:
-            self._verify(request, request.path_qs.encode())
-        user_id = request.match_info["user_id"]
-        if not user_id or len(user_id) > MAX_USER_ID:
-            raise http_error(web.HTTPBadRequest, f"user_id must be 1–{MAX_USER_ID} characters")
-        try:
-            after = int(request.query.get("after", "0"))
-        except ValueError:
-            raise http_error(web.HTTPBadRequest, "after must be a message id (an integer)") from None
-        if after < 0:
-            raise http_error(web.HTTPBadRequest, "after must not be negative")
+            self._verify_get(request)
+        user_id = _text_field(request.match_info, "user_id", MAX_USER_ID, required=True, strip=False)
+        assert user_id is not None
+        after = parse_int(request.query.get("after"), "after", default=0)
         rows = await self.runtime.store.messages_for_key(conversation_key(self.account, user_id), after=after)
         items = [
             {
@@ -233,6 +252,8 @@ def _text_field(
         raise http_error(web.HTTPBadRequest, f"{name} is longer than {max_len} characters")
     if any(ord(c) < 32 and c not in "\n\t" for c in value):
         raise http_error(web.HTTPBadRequest, f"{name} contains control characters")
+    if any("\ud800" <= c <= "\udfff" for c in value):
+        raise http_error(web.HTTPBadRequest, f"{name} contains a lone surrogate (invalid Unicode)")
     return value
 
 

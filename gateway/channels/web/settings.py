@@ -21,6 +21,11 @@ class WebChannelSettings(BaseModel):
     # `rate_limit_burst` at once, refilled at `rate_limit_per_minute`; null switches the limit off.
     rate_limit_per_minute: float | None = Field(default=60, gt=0, le=6000)
     rate_limit_burst: int = Field(default=5, ge=1, le=1000)
+    # Signed GETs carry `ts` (unix seconds) in their query; further than this from our clock → 403.
+    max_clock_skew_s: float = Field(default=300, gt=0, le=86_400)
+    # Without a secret anyone can read any visitor's history: `kefu serve` refuses a non-loopback
+    # server.host unless this is set to true on purpose.
+    public_history: bool = False
 
     @field_validator("secret", "callback_url")
     @classmethod

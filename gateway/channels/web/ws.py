@@ -45,6 +45,7 @@ from gateway.channels.web.adapter import (
     conversation_key,
     visitor_rate_limit,
 )
+from gateway.http.bodies import loads, parse_int
 from gateway.message import Message, utcnow
 from gateway.rate_limit import RateLimiter, retry_after_header
 from gateway.storage import MessageRow
@@ -226,7 +227,7 @@ class _Session:
 
     async def on_frame(self, raw: str) -> None:
         try:
-            data = json.loads(raw)
+            data = loads(raw)
         except ValueError:
             await self.send_json({"type": "error", "error": "frames must be JSON objects"})
             return
@@ -342,9 +343,9 @@ def _text_problem(text: Any) -> str | None:
 
 
 def _int(value: str | None, default: int) -> int:
-    try:
-        return int(value) if value is not None else default
-    except ValueError:
+    try:  # lenient: a junk cursor replays from the start rather than refusing the socket
+        return parse_int(value, "after", default=default)
+    except web.HTTPException:
         return default
 
 

@@ -17,7 +17,7 @@ import logging
 import time
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +73,8 @@ def signature_matches(expected: str, given: str) -> bool:
 
 # --- XML in ------------------------------------------------------------------------------------
 
+MAX_XML_DEPTH = 16
+
 
 def parse_xml(body: bytes | str) -> ET.Element:
     """Parse untrusted XML with defusedxml: any DOCTYPE, entity or external reference is refused."""
@@ -84,7 +86,22 @@ def parse_xml(body: bytes | str) -> ET.Element:
         raise WeChatRequestError(400, f"body is not XML: {exc}") from None
     if root.tag != "xml":
         raise WeChatRequestError(400, f"unexpected XML root <{root.tag}>, expected <xml>")
+    # WeChat nests at most a few levels; ElementTree serialises (xml_fields) and wechatpy walks recursively,
+    # so thousands of levels would end in RecursionError.
+    if xml_depth(root) > MAX_XML_DEPTH:
+        raise WeChatRequestError(400, f"XML nested deeper than {MAX_XML_DEPTH} levels")
     return root
+
+
+def xml_depth(root: ET.Element) -> int:
+    """Deepest element nesting, counted without recursion."""
+    deepest = 0
+    stack = [(root, 1)]
+    while stack:
+        element, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in element)
+    return deepest
 
 
 def xml_fields(root: ET.Element) -> dict[str, str]:
@@ -239,10 +256,21 @@ class WeChatAdapter:
         self._inflight: dict[str, _InFlight] = {}
         self._deferred_ids: OrderedDict[str, None] = OrderedDict()
         self._sender: CustomerServiceSender | None = None
+        self.clock: Callable[[], float] = time.time  # injectable: the replay window's "now"
 
     @property
     def path(self) -> str:
         return f"/wechat/{self.account}"
+
+    def _fresh(self, timestamp: str) -> bool:
+        """Whether a signed timestamp is within `max_clock_skew_s` of now (a replayed request is not).
+
+        In plaintext mode the signature covers only token, timestamp and nonce, not the body: the window
+        bounds how long a captured URL can be replayed with another body; safe mode (AES) signs the body.
+        """
+        if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
+            return False
+        return abs(self.clock() - int(timestamp)) <= self.settings.max_clock_skew_s
 
     def routes(self) -> list[web.AbstractRouteDef]:
         """GET for WeChat's URL verification, POST for messages and events."""
@@ -264,6 +292,8 @@ class WeChatAdapter:
         ):
             logger.warning("wechat verification with a bad signature", extra={"account": self.account})
             return web.Response(status=403, text="signature mismatch")
+        if not self._fresh(query["timestamp"]):
+            return web.Response(status=403, text="timestamp outside the replay window")
         return web.Response(text=query["echostr"], content_type="text/plain")
 
     async def handle_post(self, request: web.Request) -> web.StreamResponse:
@@ -307,6 +337,8 @@ class WeChatAdapter:
         # `signature` comes with every POST, also in safe mode: check it before reading the body.
         if not signature or not signature_matches(sign(self.settings.token, timestamp, nonce), signature):
             raise WeChatRequestError(403, "signature mismatch")
+        if not self._fresh(timestamp):
+            raise WeChatRequestError(403, "timestamp outside the replay window")
         # 413 before reading more than the cap (a JSON error body; WeChat never sends that much anyway).
         body = await read_body(request, self._max_body())
         if not body:

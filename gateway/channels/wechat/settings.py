@@ -16,6 +16,9 @@ class WeChatAccountSettings(BaseModel):
     appid: str = Field(min_length=1)
     secret: str = ""
     api_base: str = "https://api.weixin.qq.com"
+    # Replay window: a request whose signed `timestamp` is further than this from our clock is refused (403).
+    # ±5 minutes of clock skew plus WeChat's retry span (3 attempts, 5 s apart), rounded up.
+    max_clock_skew_s: float = Field(default=330, gt=0, le=86_400)
 
     @field_validator("aes_key")
     @classmethod

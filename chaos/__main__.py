@@ -1,0 +1,31 @@
+"""`python -m chaos [--only NAME] [--count N] [--seed S]`: run the scenarios and print the table."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import chaos.fuzz  # noqa: F401  (registers its scenario)
+from chaos.harness import SCENARIOS, Options, run, table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m chaos", description=__doc__)
+    parser.add_argument("--only", action="append", choices=sorted(SCENARIOS), help="run just this scenario")
+    parser.add_argument("--count", type=int, default=10_000, help="inputs per fuzz run (default 10000)")
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--workdir", help="keep the gateway's config, database and log here")
+    args = parser.parse_args(argv)
+    options = Options(count=args.count, seed=args.seed, concurrency=args.concurrency, workdir=args.workdir)
+    results = asyncio.run(run(args.only or list(SCENARIOS), options))
+    print(table(results))
+    for name, result in results.items():
+        for example in result.examples[:10]:
+            print(f"  {name}: {example}")
+    return 0 if all(r.ok for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Malformed input on every endpoint is a 4xx and leaves no traceback in the log (issue 13, item 7):
+huge JSON integers, ids past int64 in paths, queries and bodies, lone surrogates, deeply nested XML and
+over-long header lines."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+from gateway.app import create_app
+from gateway.keys import RUNTIME
+from handoff.agents import Role, new_token
+from tests.fakes.onebot import post_event
+from tests.fakes.wechat_api import APPID, SECRET, WeChatPush
+from tests.gateway.test_handoff_flow import Console, handoff_section
+
+HUGE = "9" * 5000  # past Python's 4,300-digit int() limit
+PAST_INT64 = str(2**63)  # 9223372036854775808
+JSON = {"Content-Type": "application/json"}
+WECHAT_TOKEN = "kefu-test-token"
+
+
+@pytest.fixture
+async def kefu(aiohttp_client: Any, settings_factory: Any) -> Any:
+    settings = settings_factory(
+        handoff=handoff_section(assignment="manual"),
+        channels={
+            "onebot": [{"name": "open", "reply_in_group": "always"}],
+            "wechat": [{"name": "shop", "token": WECHAT_TOKEN, "appid": APPID, "secret": SECRET}],
+        },
+    )
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+async def admin(kefu: Any) -> Console:
+    plain, hashed = new_token()
+    await kefu.app[RUNTIME].handoff.db.add_agent(
+        "主管", role=Role.ADMIN, groups=("售前", "售后"), max_chats=5, token_hash=hashed
+    )
+    return Console(kefu, plain, "主管")
+
+
+def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    """No record at ERROR or with a traceback: bad input is the client's problem, not ours."""
+    bad = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not bad, [(r.name, r.getMessage()) for r in bad]
+
+
+async def test_json_integers_past_int64_are_400_on_every_json_endpoint(
+    kefu: Any, admin: Console, caplog: pytest.LogCaptureFixture
+) -> None:
+    for number in (HUGE, PAST_INT64):
+        web = await kefu.post(
+            "/web/messages", data=f'{{"user_id": "u", "text": "hi", "message_id": {number}}}', headers=JSON
+        )
+        assert web.status == 400 and "integer out of range" in (await web.json())["error"]
+        onebot = await post_event(
+            kefu, "/onebot/open", f'{{"post_type": "message", "user_id": {number}}}'.encode(), secret=None
+        )
+        assert onebot.status == 400
+        presence = await kefu.post(
+            "/api/v1/me/presence", data=f'{{"presence": {number}}}', headers={**admin.headers, **JSON}
+        )
+        assert presence.status == 400
+        render = await kefu.post(
+            "/api/v1/canned/1/render", data=f'{{"conversation_id": {number}}}', headers=admin.headers
+        )
+        assert render.status in (400, 404)
+    no_tracebacks(caplog)
+
+
+async def test_ids_past_int64_in_paths_and_queries_are_4xx(
+    kefu: Any, admin: Console, admin_headers: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    for bad in (
+        PAST_INT64,
+        str(2**31),
+        HUGE[:40],
+        "²",
+        "-1",
+        "0",
+    ):  # ids are INTEGER keys (int4 on PostgreSQL)
+        assert (await kefu.get(f"/api/v1/conversations/{bad}", headers=admin.headers)).status == 404
+        for action in ("claim", "messages", "notes", "transfer", "reassign", "close", "handback"):
+            resp = await kefu.post(
+                f"/api/v1/conversations/{bad}/{action}", json={"text": "x"}, headers=admin.headers
+            )
+            assert resp.status == 404, (bad, action, resp.status)
+        follow_up = await kefu.post(f"/api/v1/follow-ups/{bad}/close", headers=admin.headers)
+        assert follow_up.status == 404
+        hint = await kefu.get(f"/agent/api/conversations/{bad}/suggestions", headers=admin.headers)
+        assert hint.status == 404
+    # A conversation id past int64 as a JSON string in the canned render body.
+    canned = await admin.call("POST", "/canned", json={"title": "问候", "text": "您好"}, expect=201)
+    for conversation_id in (PAST_INT64, 2**63 - 1, 0):  # a string, the largest id, zero
+        render = await kefu.post(
+            f"/api/v1/canned/{canned['id']}/render",
+            json={"conversation_id": conversation_id},
+            headers=admin.headers,
+        )
+        assert render.status in (400, 404), conversation_id
+    for after in (PAST_INT64, str(2**31), HUGE, "-1", "1.5"):
+        polled = await kefu.get("/web/conversations/u/messages", params={"after": after})
+        assert polled.status == 400 and "after" in (await polled.json())["error"]
+    outbox = await kefu.get("/admin/api/outbox", params={"limit": PAST_INT64}, headers=admin_headers)
+    assert outbox.status == 400
+    no_tracebacks(caplog)
+
+
+async def test_lone_surrogates_are_400(kefu: Any, caplog: pytest.LogCaptureFixture) -> None:
+    for body in ('{"user_id": "u", "text": "\\ud800"}', '{"user_id": "\\udfff", "text": "hi"}'):
+        resp = await kefu.post("/web/messages", data=body, headers=JSON)
+        assert resp.status == 400 and "surrogate" in (await resp.json())["error"]
+    event = b'{"post_type": "message", "message_type": "private", "user_id": 1, "message": "\\ud800"}'
+    assert (await post_event(kefu, "/onebot/open", event, secret=None)).status == 400
+    no_tracebacks(caplog)
+
+
+async def test_xml_nested_thousands_deep_is_400(kefu: Any, caplog: pytest.LogCaptureFixture) -> None:
+    push = WeChatPush(kefu, "/wechat/shop", WECHAT_TOKEN)
+    deep = "<a>" * 3000 + "x" + "</a>" * 3000
+    xml = (
+        "<xml><ToUserName>gh_1</ToUserName><FromUserName>oDeep</FromUserName><CreateTime>1</CreateTime>"
+        f"<MsgType>text</MsgType><Content>{deep}</Content><MsgId>77</MsgId></xml>"
+    )
+    status, body, _ = await push.post(xml)
+    assert status == 400 and "nested deeper" in body
+    no_tracebacks(caplog)
+
+
+async def test_an_over_long_header_line_is_400_without_a_traceback(
+    kefu: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    reader, writer = await asyncio.open_connection(kefu.server.host, kefu.server.port)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 20_000 + b"\r\n\r\n")
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    assert status_line.split()[1] == b"400"
+    await asyncio.sleep(0)  # let the server finish logging
+    no_tracebacks(caplog)
+    assert any("bad HTTP request" in r.getMessage() for r in caplog.records)
