@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 from gateway.handoff_events import CLAIM_STATUS, HandoffError, check_claim, require
 from gateway.jobs.follow_ups import open_for_complaint
-from gateway.message import utcnow
 from handoff import notices
 from handoff.agents import AgentInfo
 from handoff.permissions import (
@@ -49,7 +48,7 @@ class AgentActions:
         ):
             raise HandoffError(409, CLAIM_STATUS[ClaimOutcome.TAKEN][1])
         require(can_claim(agent, ref))
-        before = await self.db.list_queue()
+        before = await self.flow.snapshot()
         result = await self.db.claim(conversation_id, agent.id, by=agent.id)
         if result.outcome is ClaimOutcome.AT_CAPACITY:
             raise HandoffError(
@@ -92,7 +91,7 @@ class AgentActions:
         if to_group is not None and self.rules.get(to_group) is None:
             raise HandoffError(400, f"unknown group {to_group!r}; known: {', '.join(self.rules.group_names)}")
         require(can_transfer(agent, ref, to_agent=target, to_group=to_group))
-        before = await self.db.list_queue()
+        before = await self.flow.snapshot()
         result = await self.db.transfer(
             conversation_id,
             by=agent.id,
@@ -135,7 +134,7 @@ class AgentActions:
         if target is None:
             raise HandoffError(404, f"no agent {to_agent!r}")
         require(can_reassign(agent, ref, target))
-        before = await self.db.list_queue()
+        before = await self.flow.snapshot()
         result = await self.db.reassign(
             conversation_id, target.id, by=agent.id, expected_agent_id=ref.assigned_agent_id
         )
@@ -172,9 +171,13 @@ class AgentActions:
             clean_tags = normalize_wrap_up_tags(tags, self.settings.wrap_up_tags)
         except ValueError as exc:
             raise HandoffError(400, str(exc)) from None
-        before = await self.db.list_queue()
+        before = await self.flow.snapshot()
         done = await self.db.close(
-            conversation_id, reason=reason, by=agent.id if agent else None, tags=clean_tags, at=utcnow()
+            conversation_id,
+            reason=reason,
+            by=agent.id if agent else None,
+            tags=clean_tags,
+            at=self.clock.now(),
         )
         if not done:
             raise HandoffError(409, "the conversation has already ended")
@@ -205,7 +208,7 @@ class AgentActions:
         """A console ping: fresh presence; an agent coming (back) online gets waiting conversations."""
         row = await self.db.agent_row(agent.id)
         was_online = row is not None and accepts_new_chats(row.presence)
-        await self.db.heartbeat(agent.id, utcnow())
+        await self.db.heartbeat(agent.id, self.clock.now())
         if not was_online:
             await self._publish(
                 "agent.presence", {"agent_id": agent.id, "presence": "online"}, agent_id=agent.id
@@ -217,7 +220,7 @@ class AgentActions:
         if presence is Presence.OFFLINE:
             await self.db.go_offline(agent.id)
         else:
-            await self.db.record_heartbeat(agent.id, presence, utcnow())
+            await self.db.record_heartbeat(agent.id, presence, self.clock.now())
         await self._publish(
             "agent.presence", {"agent_id": agent.id, "presence": presence.value}, agent_id=agent.id
         )

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Sequence
-from contextvars import ContextVar
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -25,7 +24,7 @@ from gateway.handoff_events import (
     HandoffError,
     visible_to,
 )
-from gateway.message import Message, Reply, utcnow
+from gateway.message import Message, Reply
 from gateway.norms import group_hours, sla_policy
 from gateway.storage import Unit
 from gateway.storage.csat import pending_csat, skip_csat
@@ -35,19 +34,12 @@ from gateway.storage.shifts_store import next_shift_start_of, shifts_now
 from handoff import notices
 from handoff.agents import AgentInfo
 from handoff.csat import parse_rating
-from handoff.hours import BusinessHours
 from handoff.lifecycle import LifecycleRules
-from handoff.queue import (
-    AssignmentPolicy,
-    Priority,
-    QueueItem,
-    is_group_staffed,
-    plan_assignments,
-    position_changes,
-    position_of,
-)
+from handoff.queue import AssignmentPolicy, Priority, QueueItem
 from handoff.routing import RoutingRules
+from handoff.service import Clock, HandoffFlow, NoAgentText, SystemClock
 from handoff.state import ConversationState
+from handoff.store import QueuedConversation
 
 if TYPE_CHECKING:
     from gateway.pipeline import PipelineResult
@@ -58,19 +50,13 @@ logger = logging.getLogger(__name__)
 
 WITH_HUMAN = "with_human"  # gateway.pipeline.WITH_HUMAN (not imported: the pipeline imports us lazily)
 CSAT_DECISION = "csat"
-# The pipeline's handoff reasons that are rule-intent names in handoff routing.
-REASON_INTENT = {"complaint": "complaint", "asked_human": "human"}
-
-
-# Notices raised by a customer message (queue position, agent joined, 留言) wait this long: the bot's own
-# handoff reply goes out in the webhook response or through the outbox right after the pipeline returns,
-# and the customer should read "正在为您转接" before "当前排队第 1 位".
-FOLLOW_UP_DELAY_S = 0.3
-# The periodic catch-up assignment leaves handoffs this young to their own on_queued (see assign_waiting).
-CATCH_UP_GRACE = timedelta(seconds=5)
 # Messages read per step when _category walks a conversation back from its end.
 CATEGORY_PAGE = 20
-_held: ContextVar[list[tuple[int, str]] | None] = ContextVar("kefu_held_notices", default=None)
+# A delayed notice's wake-up comes this much after it is due (the loop's timer and the clock differ slightly).
+_WAKE_SLACK = 0.02
+# The queue API's page size: default and maximum.
+QUEUE_PAGE = 50
+QUEUE_PAGE_MAX = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +72,9 @@ class Customer:
 class HandoffService(AgentActions):
     """The gateway half of the handoff (one per app, on `runtime.handoff`)."""
 
-    def __init__(self, runtime: Runtime, settings: HandoffSettings) -> None:
+    def __init__(self, runtime: Runtime, settings: HandoffSettings, clock: Clock | None = None) -> None:
         self.runtime = runtime
+        self.clock = clock or SystemClock()
         self.settings = settings
         self.rules = RoutingRules.from_config(
             {"groups": settings.groups, "default_group": settings.default_group}
@@ -108,12 +95,25 @@ class HandoffService(AgentActions):
             default_group=self.rules.default_group,
         )
         self.bus = EventBus()
-        self._assign_lock = asyncio.Lock()
         self._connections: dict[str, int] = {}
         self.sockets: set[web.WebSocketResponse] = set()
         # Service norms (gateway.norms): business hours per group, the SLA timers.
         self.hours = group_hours(runtime.settings)
         self.sla = sla_policy(runtime.settings)
+        configured = getattr(runtime.settings, "business_hours", None) is not None
+        # The orchestration (handoff/service.py) over this class's Notifier and EventLog and HandoffDb.
+        self.flow = HandoffFlow(
+            self.db,
+            self,
+            self,
+            self.clock,
+            rules=self.rules,
+            policy=self.policy,
+            hours=self.hours,
+            groups_configured=bool(settings.groups),
+            no_agent=NoAgentText(settings.service_hours, configured),
+            shifts=self,
+        )
 
     # --- the customer side ----------------------------------------------------------------------
 
@@ -140,7 +140,7 @@ class HandoffService(AgentActions):
         """
         if message.kind != "text" or not message.text.strip():
             return None
-        now = utcnow()
+        now = self.clock.now()
         cid = await self.db.pending_csat_for_key(message.conversation_key, now)
         if cid is None:
             return None
@@ -210,8 +210,6 @@ class HandoffService(AgentActions):
         """Called by the pipeline after each stored message: queue a handoff, or tell the agent."""
         if result.duplicate:
             return
-        held: list[tuple[int, str]] = []
-        token = _held.set(held)
         try:
             if result.handoff:
                 await self.on_queued(result.conversation_id)
@@ -220,27 +218,12 @@ class HandoffService(AgentActions):
         except Exception:
             # The customer's message is stored; the periodic job re-runs assignment. Never fail the webhook.
             logger.exception("handoff: follow-up of conversation %s failed", result.conversation_id)
-        finally:
-            _held.reset(token)
-        if held:
-            self.runtime.spawn(self._send_held(held), name=f"kefu-handoff-notices-{result.conversation_id}")
-
-    async def _send_held(self, held: list[tuple[int, str]]) -> None:
-        await asyncio.sleep(FOLLOW_UP_DELAY_S)
-        for conversation_id, text in held:  # in order: "排队第 1 位" before "客服 X 为您服务"
-            await self.notify(conversation_id, text)
 
     def route(
         self, reason: str | None, group: str | None, priority: str | None, category: str | None = None
     ) -> tuple[str, Priority]:
-        """Group and priority for a handoff: the kb intent's group when configured, else the routing rules."""
-        intent = REASON_INTENT.get(reason or "")
-        routed = self.rules.route(intent=intent, category=category, declared=priority)
-        # The kb intent's own group (RuleIntent.group) stands when configured, or when the deployment
-        # configured no groups at all: then the FAQ's groups are the groups.
-        if group and (self.rules.get(group) is not None or not self.settings.groups):
-            return group, routed.priority
-        return routed.group, routed.priority
+        """Group and priority for a handoff (handoff.service.HandoffFlow.route)."""
+        return self.flow.route(reason, group, priority, category)
 
     async def _category(self, conversation_id: int) -> str | None:
         """The FAQ category the bot last thought the customer meant (its answer or its first suggestion)."""
@@ -268,69 +251,20 @@ class HandoffService(AgentActions):
         conv = await self.runtime.store.conversation(conversation_id)
         if conv is None or conv.state is not ConversationState.QUEUED:
             return
-        category = await self._category(conv.id)
-        group, priority = self.route(conv.handoff_reason, conv.group, conv.priority, category)
-        loads = await self.db.agent_loads(group)
-        now = utcnow()
-        hours = self.hours.for_group(group)
-        # Outside business hours a handoff is a 留言, even if someone happens to be online.
-        open_now = hours.is_open(now)
-        staffed = open_now and is_group_staffed(group, loads)
-        before = await self.db.list_queue()
-        item = QueueItem(str(conv.id), group, priority, conv.queued_at or utcnow(), is_ticket=not staffed)
-        try:
-            position = await self.db.enqueue(item)
-        except ValueError:
-            # Claimed (by an agent, or another process's job) between our read and this write: it is served.
-            logger.info("handoff conversation=%s was taken before it was routed", conv.id)
-            return
-        payload = {"priority": priority.value, "reason": conv.handoff_reason, "ticket": not staffed}
-        if not staffed:
-            # Honest: nobody can answer now. The 留言 waits at the front of the queue for the next agent.
-            scheduled = await next_shift_start_of(self.runtime.store, group, now)
-            await self.notify(conv.id, self._no_agent_notice(hours, now, open_now, scheduled))
-            await self._publish("ticket.created", payload, conversation_id=conv.id, group=group)
-            logger.info("handoff conversation=%s group=%s: nobody online, ticket", conv.id, group)
-            return
-        await self.notify(conv.id, notices.queued(position))
-        await self._publish(
-            "conversation.queued", {**payload, "position": position}, conversation_id=conv.id, group=group
+        queued = QueuedConversation(
+            conv.id, conv.state, conv.handoff_reason, conv.group, conv.priority, conv.queued_at
         )
-        await self.assign_waiting(before=before)
-
-    def _no_agent_notice(
-        self, hours: BusinessHours, now: datetime, open_now: bool, next_shift: datetime | None = None
-    ) -> str:
-        """The honest 留言 notice: when agents are back (the next shift's start, else the next opening of
-        business hours when closed) and the service hours."""
-        configured = getattr(self.runtime.settings, "business_hours", None) is not None
-        service_hours = self.settings.service_hours or (hours.describe() if configured else None)
-        resumes = None if open_now or not configured else hours.next_opening(now)
-        if next_shift is not None:
-            resumes = next_shift.astimezone(hours.timezone)
-        local_now = now.astimezone(hours.timezone)
-        return notices.no_agent_online(resumes, now=local_now, service_hours=service_hours)
+        position = await self.flow.on_queued(queued, await self._category(conv.id))
+        if position is None:
+            logger.info("handoff conversation=%s was taken before it was routed", conv.id)
 
     async def on_customer_message(self, conversation_id: int, message_id: int) -> None:
         """A customer wrote to a queued/assigned conversation: push it to the agent (stored either way)."""
-        ref = await self.db.get_conversation(str(conversation_id))
-        if ref is None:
-            return
         row = await self.runtime.store.message(message_id)
         if row is None or row.conversation_id != conversation_id:
             return
         payload = {"message_id": row.id, "text": row.text, "sender_name": row.sender_name, "kind": row.kind}
-        if ref.state is ConversationState.ASSIGNED:
-            await self._publish(
-                "message.customer", payload, conversation_id=conversation_id, agent_id=ref.assigned_agent_id
-            )
-            return
-        await self._publish("message.customer", payload, conversation_id=conversation_id, group=ref.group)
-        if await self.db.is_waiting_ticket(conversation_id):
-            followup = notices.ticket_followup()
-            # Confirm once, not after every line.
-            if not await self.runtime.store.has_message_text(conversation_id, followup):
-                await self.notify(conversation_id, followup)
+        await self.flow.on_customer_message(conversation_id, payload)
 
     async def _customer(self, conversation_id: int) -> Customer | None:
         conv = await self.runtime.store.conversation(conversation_id)
@@ -349,20 +283,17 @@ class HandoffService(AgentActions):
         sender: str = "system",
         sender_name: str | None = None,
         agent_id: str | None = None,
+        delay: timedelta | None = None,
     ) -> int:
         """Store an outbound text and queue it in the outbox (one transaction); returns the message id.
 
-        System notices raised while the pipeline is still answering are held back (0 is returned) and sent
-        shortly after, in order, so they never overtake the bot's own reply to the same message.
+        With `delay` the outbox sends it no earlier than that (a notice raised while the pipeline is still
+        answering must not overtake the bot's own reply); it is stored at once, so it is seen at once.
         """
-        held = _held.get()
-        if held is not None and sender == "system":
-            held.append((conversation_id, text))
-            return 0
         customer = await self._customer(conversation_id)
         if customer is None:
             raise HandoffError(404, f"no conversation {conversation_id}")
-        now = utcnow()
+        now = self.clock.now()
         async with self.runtime.store.transaction() as tx:
             row = await tx.add_message(
                 conversation_id=conversation_id,
@@ -384,10 +315,15 @@ class HandoffService(AgentActions):
                 sender=sender,
                 target=customer.target,
             )
-            await self.runtime.outbox.enqueue_in(tx, outgoing, message_id=row.id)
+            await self.runtime.outbox.enqueue_in(tx, outgoing, message_id=row.id, delay=delay)
             if agent_id is not None:
                 await self.db.agent_spoke(session_of(tx), conversation_id, now)
-        self.runtime.outbox.wake()
+        if delay:  # a timer, not a sleep: the worker looks again when the row is due
+            asyncio.get_running_loop().call_later(
+                delay.total_seconds() + _WAKE_SLACK, self.runtime.outbox.wake
+            )
+        else:
+            self.runtime.outbox.wake()
         return row.id
 
     # --- assignment -----------------------------------------------------------------------------
@@ -395,60 +331,40 @@ class HandoffService(AgentActions):
     async def assign_waiting(
         self, before: Sequence[QueueItem] | None = None, *, catch_up: bool = False
     ) -> int:
-        """Give waiting conversations to free online agents per the policy; returns how many.
-
-        `catch_up` (the periodic job) leaves handoffs younger than CATCH_UP_GRACE to their own `on_queued`,
-        so the job never assigns a conversation between its queuing and its routing and queue notice.
-        """
-        if self.policy is AssignmentPolicy.MANUAL:
-            if before is not None:
-                await self._positions(before)
-            return 0
-        async with self._assign_lock:  # one assigner per process; the store's CAS guards across processes
-            if before is None:
-                before = await self.db.list_queue()
-            items = list(before)
-            if catch_up:
-                cutoff = utcnow() - CATCH_UP_GRACE
-                items = [i for i in items if i.queued_at <= cutoff]
-            loads = await self.db.agent_loads()
-            cursors = {g: c for g in {i.group for i in items} if (c := await self.db.last_assigned(g))}
-            now = utcnow()
-            on_shift = await shifts_now(self.runtime.store, now) if items else {}
-            plan = plan_assignments(self.policy, items, loads, now, cursors, on_shift)
-            done = 0
-            for conversation_id, agent_id in plan:
-                result = await self.db.claim(conversation_id, agent_id, by=None)
-                if result.ok:
-                    done += 1
-                    await self._assigned(int(conversation_id), agent_id, auto=True)
-            await self._positions(before)
-            return done
+        """Give waiting conversations to free online agents per the policy (HandoffFlow.assign_waiting)."""
+        return await self.flow.assign_waiting(before, catch_up=catch_up)
 
     async def _assigned(
         self, conversation_id: int, agent_id: str, *, auto: bool, by: str | None = None
     ) -> None:
-        agent = await self.db.get_agent(agent_id)
-        ref = await self.db.get_conversation(str(conversation_id))
-        name = agent.name if agent else None
-        await self.notify(conversation_id, notices.agent_joined(name))
-        payload = {"agent_id": agent_id, "agent_name": name, "auto": auto, "by": by}
-        group = ref.group if ref else None
-        await self._publish("conversation.assigned", payload, conversation_id=conversation_id, group=group)
-        if agent is not None and group is not None and not agent.serves(group):
-            # The assignee is outside the group (a supervisor's pick): tell them directly too.
-            await self._publish(
-                "conversation.assigned", payload, conversation_id=conversation_id, agent_id=agent_id
-            )
+        await self.flow.assigned(conversation_id, agent_id, auto=auto, by=by)
 
     async def _positions(self, before: Sequence[QueueItem]) -> None:
-        after = await self.db.list_queue()
-        known = {i.conversation_id for i in before}
-        for conversation_id, position in position_changes(before, after).items():
-            if conversation_id in known:  # a newcomer got the `queued` notice already
-                await self.notify(int(conversation_id), notices.position_update(position))
+        await self.flow.update_positions(before)
 
     # --- events ---------------------------------------------------------------------------------------
+
+    async def next_shift_start(self, group: str, now: datetime) -> datetime | None:
+        """The Shifts of handoff.service: when the group's next 排班 shift starts (None: no schedule)."""
+        return await next_shift_start_of(self.runtime.store, group, now)
+
+    async def on_shift(self, now: datetime) -> dict[str, set[str]]:
+        """The Shifts of handoff.service: group → agents on shift now (empty: no schedule)."""
+        return await shifts_now(self.runtime.store, now)
+
+    async def publish(
+        self,
+        type_: str,
+        payload: Mapping[str, Any],
+        *,
+        conversation_id: int | None = None,
+        agent_id: str | None = None,
+        group: str | None = None,
+    ) -> int:
+        """The EventLog of handoff.service: store the event, wake this process's agent sockets."""
+        return await self._publish(
+            type_, dict(payload), conversation_id=conversation_id, agent_id=agent_id, group=group
+        )
 
     async def _publish(
         self,
@@ -476,34 +392,33 @@ class HandoffService(AgentActions):
 
     # --- reads for the API ------------------------------------------------------------------------
 
-    async def queue_for(self, agent: AgentInfo) -> list[dict[str, Any]]:
-        """The queue the agent may see (their groups; everything for supervisors), 留言 first per priority."""
+    async def queue_for(
+        self, agent: AgentInfo, *, limit: int = QUEUE_PAGE, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the queue the agent may see (their groups; everything for supervisors), in serving
+        order, each with its position in its group; and the cursor of the next page (None at the end).
+
+        One statement whatever the queue length (gateway/storage/queue.py); ValueError for a bad cursor.
+        """
         groups: Collection[str] | None = None if agent.role.sees_everything else agent.groups
-        items = await self.db.list_queue(groups)
-        now = utcnow()
+        page = await self.db.queue_page(groups, limit=limit, cursor=cursor)
+        now = self.clock.now()
         out = []
-        details = await self.runtime.store.queue_rows([int(item.conversation_id) for item in items])
-        for item in items:
-            found = details.get(int(item.conversation_id))
-            if found is None:
-                continue
-            conv, customer, inbound = found
+        for row in page.rows:
+            item = self.db.page_item(row)
             out.append(
                 {
-                    "conversation_id": conv.id,
+                    "conversation_id": row["id"],
                     "group": item.group,
                     "priority": item.priority.value,
                     "ticket": item.is_ticket,
-                    "position": position_of(item.conversation_id, items, item.group),
+                    "position": row["pos"],
                     "queued_at": item.queued_at.isoformat(),
                     "waiting_s": round((now - item.queued_at).total_seconds(), 1),
-                    "handoff_reason": conv.handoff_reason,
-                    "channel": conv.channel,
-                    "customer": {
-                        "name": customer["name"] if customer else None,
-                        "user_id": customer["user_id"] if customer else None,
-                    },
-                    "last_message": inbound.text if inbound else None,
+                    "handoff_reason": row["handoff_reason"],
+                    "channel": row["channel"],
+                    "customer": {"name": row["customer_name"], "user_id": row["customer_user_id"]},
+                    "last_message": row["last_message"],
                 }
             )
-        return out
+        return out, page.next_cursor

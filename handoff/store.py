@@ -22,9 +22,10 @@ from handoff.agents import AgentInfo
 from handoff.permissions import ConversationRef
 from handoff.presence import Presence
 from handoff.queue import AgentLoad, QueueItem
+from handoff.state import ConversationState
 from handoff.wrapup import CloseReason
 
-__all__ = ["ClaimOutcome", "ClaimResult", "HandoffStore"]
+__all__ = ["ClaimOutcome", "ClaimResult", "HandoffStore", "QueuedConversation"]
 
 
 class ClaimOutcome(StrEnum):
@@ -48,6 +49,18 @@ class ClaimResult:
         return self.outcome is ClaimOutcome.OK
 
 
+@dataclass(frozen=True, slots=True)
+class QueuedConversation:
+    """What the orchestration reads of a conversation the pipeline just handed off."""
+
+    id: int
+    state: ConversationState
+    handoff_reason: str | None
+    group: str | None
+    priority: str | None
+    queued_at: datetime | None
+
+
 @runtime_checkable
 class HandoffStore(Protocol):
     """Async storage operations behind the handoff logic (one implementation: gateway.storage)."""
@@ -64,7 +77,31 @@ class HandoffStore(Protocol):
         ...
 
     async def list_queue(self, groups: Collection[str] | None = None) -> Sequence[QueueItem]:
-        """Every waiting conversation (tickets included), of the given groups or all; any order."""
+        """Every waiting conversation (tickets included), of the given groups or all; any order.
+
+        O(queue): for exports and tests, never on a message's path (see queue_heads, queue_position).
+        """
+        ...
+
+    async def queue_position(self, conversation_id: str) -> int | None:
+        """1-based place of a queued conversation in its group's queue (one COUNT), None when not queued."""
+        ...
+
+    async def queue_heads(
+        self, per_group: int, *, queued_before: datetime | None = None
+    ) -> Sequence[QueueItem]:
+        """The first `per_group` items of every group's queue in serving order (optionally only items
+        queued before `queued_before`): what the assigner and the position notices read, never the whole
+        queue."""
+        ...
+
+    async def queue_length(self) -> int:
+        """How many conversations wait (tickets included)."""
+        ...
+
+    async def claim_ticket_followup(self, conversation_id: int, at: datetime) -> bool:
+        """True once per 留言: the conversation is a waiting ticket and its "补充已记录" notice was not
+        claimed yet (atomic, so concurrent messages send it once)."""
         ...
 
     async def list_tickets(self, groups: Collection[str] | None = None) -> Sequence[QueueItem]:

@@ -211,7 +211,7 @@ async def compute_stats(runtime: Runtime, start: datetime, end: datetime) -> dic
                     "max_chats": row.info.max_chats,
                 }
             )
-        queue_length = len(await runtime.handoff.db.list_queue())
+        queue_length = await runtime.handoff.db.queue_length()
 
     return {
         "from": start.isoformat(),

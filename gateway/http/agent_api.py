@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.handoff_events import HandoffError
-from gateway.handoff_service import HandoffService
+from gateway.handoff_service import QUEUE_PAGE, QUEUE_PAGE_MAX, HandoffService
 from gateway.http.agent_ws import agent_ws
 from gateway.http.auth import require_agent
 from gateway.http.bodies import ID_MAX, http_error, path_id, read_json
@@ -171,8 +171,23 @@ async def set_presence(request: web.Request, agent: AgentInfo, service: HandoffS
 
 
 async def queue(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
-    """Waiting conversations of the agent's groups (all for supervisors), in serving order."""
-    return _json({"queue": await service.queue_for(agent)})
+    """A page of the waiting conversations of the agent's groups (all for supervisors), in serving order.
+
+    `limit` (1-500, default 50) and `cursor` (the previous page's `next_cursor`); O(page) whatever the
+    queue's length.
+    """
+    raw = request.query.get("limit", str(QUEUE_PAGE))
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise http_error(web.HTTPBadRequest, f"limit must be a number, got {raw!r}") from None
+    if not 1 <= limit <= QUEUE_PAGE_MAX:
+        raise http_error(web.HTTPBadRequest, f"limit must be between 1 and {QUEUE_PAGE_MAX}")
+    try:
+        items, next_cursor = await service.queue_for(agent, limit=limit, cursor=request.query.get("cursor"))
+    except ValueError as exc:
+        raise http_error(web.HTTPBadRequest, str(exc)) from None
+    return _json({"queue": items, "next_cursor": next_cursor})
 
 
 async def _summary(service: HandoffService, conversation_id: int) -> dict[str, Any] | None:

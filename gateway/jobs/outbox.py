@@ -70,8 +70,16 @@ class Outbox:
         self.wake()
         return outbox_id
 
-    async def enqueue_in(self, tx: Transaction, outgoing: Outgoing, *, message_id: int | None = None) -> int:
-        """Store one send inside the caller's transaction; call `wake()` after it commits."""
+    async def enqueue_in(
+        self,
+        tx: Transaction,
+        outgoing: Outgoing,
+        *,
+        message_id: int | None = None,
+        delay: timedelta | None = None,
+    ) -> int:
+        """Store one send inside the caller's transaction (due `delay` from now); call `wake()` after it commits."""
+        now = self.clock()
         return await tx.enqueue(
             channel=outgoing.channel,
             account=outgoing.account,
@@ -79,8 +87,9 @@ class Outbox:
             text=outgoing.text,
             sender=outgoing.sender,
             target=outgoing.target,
-            now=self.clock(),
+            now=now,
             message_id=message_id,
+            due=now + delay if delay else None,
         )
 
     def wake(self) -> None:

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.storage.handoff_base import OPEN_HUMAN, HandoffTables, conversation_pk
+from gateway.storage.handoff_base import OPEN_HUMAN, conversation_pk
+from gateway.storage.queue import QueueQueries
 from gateway.storage.rows import utcnow
 from gateway.storage.schema.core import Conversation
 from gateway.storage.schema.handoff import (
@@ -25,7 +26,7 @@ from gateway.storage.schema.handoff import (
     TicketRecord,
 )
 from handoff.permissions import ConversationRef
-from handoff.queue import Priority, QueueItem, order_queue, position_of
+from handoff.queue import Priority, QueueItem, order_queue
 from handoff.state import ConversationState
 from handoff.store import ClaimOutcome, ClaimResult
 from handoff.wrapup import CloseReason, state_after
@@ -56,7 +57,7 @@ _WAITING_TICKET = (
 )
 
 
-class AssignmentQueries(HandoffTables):
+class AssignmentQueries(QueueQueries):
     """Mixed into HandoffDb (gateway/storage/handoff_store.py)."""
 
     async def get_conversation(self, conversation_id: str) -> ConversationRef | None:
@@ -93,7 +94,7 @@ class AssignmentQueries(HandoffTables):
                 existing = await s.scalar(select(TicketRecord).where(TicketRecord.conversation_id == cid))
                 if existing is None:
                     s.add(TicketRecord(conversation_id=cid, group=item.group, created_at=item.queued_at))
-        return position_of(item.conversation_id, await self.list_queue([item.group])) or 1
+        return await self.queue_position(item.conversation_id) or 1
 
     async def list_queue(self, groups: Collection[str] | None = None) -> Sequence[QueueItem]:
         """Every waiting conversation (tickets included), of the given groups or all."""

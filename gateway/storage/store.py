@@ -101,8 +101,9 @@ class Transaction:
         target: Mapping[str, Any],
         now: datetime,
         message_id: int | None = None,
+        due: datetime | None = None,
     ) -> int:
-        """Add an outbox row (or return the existing one for the same stored message)."""
+        """Add an outbox row (or return the existing one for the same stored message), sent from `due` on."""
         if message_id is not None:
             existing = await self._session.scalar(
                 select(OutboxRecord.id).where(OutboxRecord.message_id == message_id)
@@ -118,7 +119,7 @@ class Transaction:
             target=dict(target),
             status="pending",
             attempts=0,
-            next_attempt_at=now,
+            next_attempt_at=due or now,
             created_at=now,
             message_id=message_id,
         )

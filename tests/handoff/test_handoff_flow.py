@@ -20,6 +20,7 @@ from handoff.queue import (
     AssignmentPolicy,
     QueueItem,
     is_group_staffed,
+    order_queue,
     plan_assignments,
     position_of,
 )
@@ -40,6 +41,7 @@ class _Conv:
     item: QueueItem | None = None
     awaiting_csat: bool = False
     rating: int | None = None
+    followup_sent: bool = False
 
 
 class MemoryStore:
@@ -75,6 +77,27 @@ class MemoryStore:
 
     async def list_tickets(self, groups: Collection[str] | None = None) -> Sequence[QueueItem]:
         return [i for i in await self.list_queue(groups) if i.is_ticket]
+
+    async def queue_position(self, conversation_id: str) -> int | None:
+        return position_of(conversation_id, self._queue())
+
+    async def queue_heads(
+        self, per_group: int, *, queued_before: datetime | None = None
+    ) -> Sequence[QueueItem]:
+        items = [i for i in self._queue() if queued_before is None or i.queued_at <= queued_before]
+        return order_queue(i for i in items if (position_of(i.conversation_id, items) or 0) <= per_group)
+
+    async def queue_length(self) -> int:
+        return len(self._queue())
+
+    async def claim_ticket_followup(self, conversation_id: int, at: datetime) -> bool:
+        c = self.convs.get(str(conversation_id))
+        if c is None or c.state is not S.QUEUED or c.item is None or not c.item.is_ticket:
+            return False
+        if c.followup_sent:
+            return False
+        c.followup_sent = True
+        return True
 
     async def claim(self, conversation_id: str, agent_id: str, *, by: str | None = None) -> ClaimResult:
         await asyncio.sleep(0)  # let a competing claim run up to the lock

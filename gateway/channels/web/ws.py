@@ -49,7 +49,6 @@ from gateway.http.bodies import loads, parse_int
 from gateway.message import Message, utcnow
 from gateway.rate_limit import RateLimiter, retry_after_header
 from gateway.storage import MessageRow
-from handoff.queue import position_of
 from handoff.state import ConversationState
 
 if TYPE_CHECKING:
@@ -304,8 +303,7 @@ class _Session:
         latest = conversations[-1]
         out["state"] = latest.state.value
         if latest.state is ConversationState.QUEUED:
-            queue = await handoff.db.list_queue()
-            out["position"] = position_of(str(latest.id), queue)
+            out["position"] = await handoff.db.queue_position(str(latest.id))
         elif latest.state is ConversationState.ASSIGNED:
             ref = await handoff.db.get_conversation(str(latest.id))
             if ref is not None and ref.assigned_agent_id is not None:

@@ -1,0 +1,241 @@
+"""The queue's reads by bounded queries: positions by COUNT, heads and pages by window function.
+
+The serving order is `handoff.queue.queue_sort_key` in SQL: priority (high first), 留言 tickets first,
+FIFO on queued_at, then the id. Nothing here loads the whole queue into Python: a handoff or a queued
+customer's message costs the same statements at queue length 10 as at 5,000 (tests/gateway/
+test_handoff_statements.py counts them), and `GET /api/v1/queue` reads one page.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, bindparam, case, func, select, tuple_
+
+from gateway.storage.handoff_base import HandoffTables
+from gateway.storage.schema.core import Conversation, Customer, MessageRecord
+from gateway.storage.schema.handoff import TicketRecord
+from gateway.storage.sla_store import mark_notice
+from handoff.queue import Priority, QueueItem
+from handoff.state import ConversationState
+
+_C, _T = Conversation.__table__, TicketRecord.__table__
+_CUSTOMERS, _MESSAGES = Customer.__table__, MessageRecord.__table__
+TICKET_FOLLOWUP = "ticket_followup"  # the sla_notices kind that sends "您补充的内容已记录" once per 留言
+
+_GROUP = func.coalesce(_C.c.group_name, bindparam("default_group"))
+_PRIORITY_RANK = case((_C.c.priority == Priority.HIGH.value, 0), else_=1)
+_TICKET_RANK = case((_T.c.id.is_not(None), 0), else_=1)
+_QUEUED_AT = func.coalesce(_C.c.queued_at, _C.c.opened_at)
+_QUEUE_FROM = _C.outerjoin(_T, and_(_T.c.conversation_id == _C.c.id, _T.c.resolved_at.is_(None)))
+_IS_QUEUED = _C.c.state == ConversationState.QUEUED.value
+
+
+def _ranked(*where: Any) -> Any:
+    """Queued conversations with their sort key and 1-based position within their group."""
+    return (
+        select(
+            _C.c.id.label("id"),
+            _GROUP.label("grp"),
+            _C.c.priority.label("priority"),
+            _PRIORITY_RANK.label("pr"),
+            _TICKET_RANK.label("tr"),
+            _QUEUED_AT.label("qa"),
+            func.row_number()
+            .over(partition_by=_GROUP, order_by=(_PRIORITY_RANK, _TICKET_RANK, _QUEUED_AT, _C.c.id))
+            .label("pos"),
+        )
+        .select_from(_QUEUE_FROM)
+        .where(_IS_QUEUED, *where)
+        .subquery("ranked")
+    )
+
+
+def _keyed() -> Any:
+    return (
+        select(
+            _C.c.id.label("id"),
+            _GROUP.label("grp"),
+            _PRIORITY_RANK.label("pr"),
+            _TICKET_RANK.label("tr"),
+            _QUEUED_AT.label("qa"),
+        )
+        .select_from(_QUEUE_FROM)
+        .where(_IS_QUEUED)
+    )
+
+
+def _position_query() -> Any:
+    # Rows of the same group at or before the conversation's own key: its position (0 = not queued).
+    own = _keyed().where(_C.c.id == bindparam("conversation_id")).subquery("own")
+    rest = _keyed().subquery("rest")
+    return (
+        select(func.count().label("n"))
+        .select_from(rest.join(own, rest.c.grp == own.c.grp))
+        .where(
+            tuple_(rest.c.pr, rest.c.tr, rest.c.qa, rest.c.id)
+            <= tuple_(own.c.pr, own.c.tr, own.c.qa, own.c.id)
+        )
+    )
+
+
+_POSITION = _position_query()
+_HEADS_RANKED = _ranked()
+_HEADS = (
+    select(_HEADS_RANKED)
+    .where(_HEADS_RANKED.c.pos <= bindparam("per_group"))
+    .order_by(_HEADS_RANKED.c.pr, _HEADS_RANKED.c.tr, _HEADS_RANKED.c.qa, _HEADS_RANKED.c.id)
+)
+_QUEUED_BEFORE = bindparam("queued_before", type_=_C.c.queued_at.type)
+_HEADS_BEFORE_RANKED = _ranked(_QUEUED_AT <= _QUEUED_BEFORE)  # noqa: SIM300 (a column, not a constant)
+_HEADS_BEFORE = (
+    select(_HEADS_BEFORE_RANKED)
+    .where(_HEADS_BEFORE_RANKED.c.pos <= bindparam("per_group"))
+    .order_by(_HEADS_BEFORE_RANKED.c.pr, _HEADS_BEFORE_RANKED.c.tr, _HEADS_BEFORE_RANKED.c.qa)
+    .order_by(_HEADS_BEFORE_RANKED.c.id)
+)
+_LENGTH = select(func.count().label("n")).select_from(_C).where(_IS_QUEUED)
+_FOLLOWUP_DUE = (
+    select(_C.c.queued_at)
+    .select_from(_C.join(_T, _T.c.conversation_id == _C.c.id))
+    .where(_C.c.id == bindparam("conversation_id"), _IS_QUEUED, _T.c.resolved_at.is_(None))
+)
+_LAST_INBOUND_TEXT = (
+    select(_MESSAGES.c.text).where(_MESSAGES.c.direction == "in").order_by(_MESSAGES.c.id.desc()).limit(1)
+)
+
+
+def _page_query(groups: bool, after: bool) -> Any:
+    ranked = _ranked(_GROUP.in_(bindparam("groups", expanding=True))) if groups else _ranked()
+    query = (
+        select(
+            ranked,
+            _C.c.handoff_reason,
+            _C.c.channel,
+            _CUSTOMERS.c.name.label("customer_name"),
+            _CUSTOMERS.c.user_id.label("customer_user_id"),
+            _LAST_INBOUND_TEXT.where(_MESSAGES.c.conversation_id == ranked.c.id)
+            .scalar_subquery()
+            .label("last_message"),
+        )
+        .select_from(
+            ranked.join(_C, _C.c.id == ranked.c.id).outerjoin(_CUSTOMERS, _CUSTOMERS.c.id == _C.c.customer_id)
+        )
+        .order_by(ranked.c.pr, ranked.c.tr, ranked.c.qa, ranked.c.id)
+        .limit(bindparam("limit"))
+    )
+    if after:
+        key = tuple_(ranked.c.pr, ranked.c.tr, ranked.c.qa, ranked.c.id)
+        query = query.where(
+            key
+            > tuple_(
+                bindparam("after_pr"),
+                bindparam("after_tr"),
+                bindparam("after_qa", type_=_C.c.queued_at.type),
+                bindparam("after_id"),
+            )
+        )
+    return query
+
+
+_PAGES = {(g, a): _page_query(g, a) for g in (False, True) for a in (False, True)}
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePage:
+    """One page of the queue in serving order, each row with its position in its group."""
+
+    rows: list[Mapping[str, Any]]
+    next_cursor: str | None
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _cursor(row: Mapping[str, Any]) -> str:
+    key = [row["pr"], row["tr"], _aware(row["qa"]).isoformat(), row["id"]]
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+
+
+def parse_cursor(cursor: str) -> tuple[int, int, datetime, int]:
+    """The sort key a cursor names; ValueError for anything that is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        pr, tr, qa, cid = json.loads(raw)
+        key = (int(pr), int(tr), datetime.fromisoformat(qa), int(cid))
+    except Exception as exc:  # any malformed cursor is the client's error
+        raise ValueError("invalid cursor") from exc
+    if key[2].tzinfo is None:
+        raise ValueError("invalid cursor")
+    return key
+
+
+class QueueQueries(HandoffTables):
+    """Mixed into HandoffDb (gateway/storage/handoff_store.py)."""
+
+    async def _rows(self, statement: Any, params: dict[str, Any]) -> list[Mapping[str, Any]]:
+        params.setdefault("default_group", self.default_group)
+        return await self.store.read(lambda unit: unit.db.rows(statement, params))
+
+    def _item(self, row: Mapping[str, Any]) -> QueueItem:
+        return QueueItem(
+            str(row["id"]), row["grp"], Priority.parse(row["priority"]), _aware(row["qa"]), row["tr"] == 0
+        )
+
+    async def queue_position(self, conversation_id: str) -> int | None:
+        """1-based place of a queued conversation in its group's queue (one COUNT), None when not queued."""
+        rows = await self._rows(_POSITION, {"conversation_id": int(conversation_id)})
+        return int(rows[0]["n"]) or None if rows else None
+
+    async def queue_heads(
+        self, per_group: int, *, queued_before: datetime | None = None
+    ) -> Sequence[QueueItem]:
+        """The first `per_group` items of every group's queue, in serving order (one statement)."""
+        if per_group <= 0:
+            return []
+        if queued_before is None:
+            rows = await self._rows(_HEADS, {"per_group": per_group})
+        else:
+            rows = await self._rows(_HEADS_BEFORE, {"per_group": per_group, "queued_before": queued_before})
+        return [self._item(r) for r in rows]
+
+    async def queue_length(self) -> int:
+        """How many conversations wait (tickets included)."""
+        rows = await self._rows(_LENGTH, {})
+        return int(rows[0]["n"]) if rows else 0
+
+    async def claim_ticket_followup(self, conversation_id: int, at: datetime) -> bool:
+        """True once per 留言 (see handoff.store.HandoffStore.claim_ticket_followup)."""
+        rows = await self._rows(_FOLLOWUP_DUE, {"conversation_id": conversation_id})
+        if not rows or rows[0]["queued_at"] is None:
+            return False
+        return await mark_notice(
+            self.store, conversation_id, _aware(rows[0]["queued_at"]), TICKET_FOLLOWUP, at
+        )
+
+    async def queue_page(
+        self, groups: Collection[str] | None, *, limit: int, cursor: str | None = None
+    ) -> QueuePage:
+        """A page of the queue (of `groups`, or all) after `cursor`; ValueError for a bad cursor."""
+        params: dict[str, Any] = {"limit": limit + 1}
+        if groups is not None:
+            params["groups"] = list(groups)
+        if cursor is not None:
+            pr, tr, qa, cid = parse_cursor(cursor)
+            params.update(after_pr=pr, after_tr=tr, after_qa=qa, after_id=cid)
+        if groups is not None and not params["groups"]:
+            return QueuePage([], None)
+        rows = await self._rows(_PAGES[(groups is not None, cursor is not None)], params)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return QueuePage(rows, _cursor(rows[-1]) if more and rows else None)
+
+    def page_item(self, row: Mapping[str, Any]) -> QueueItem:
+        """The QueueItem of a `queue_page` row."""
+        return self._item(row)
