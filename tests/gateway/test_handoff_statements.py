@@ -1,0 +1,158 @@
+"""A handoff and a queued customer's message cost the same SQL statements at queue 10 as at queue 1,000.
+
+Counted with an engine event listener (`before_cursor_execute`) around the webhook call, on SQLite and
+PostgreSQL. On SQLite the message's own unit of work runs on the group commit's raw connection and is not
+counted; everything the handoff adds (routing, enqueue, position, notices, events) goes through the engine.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event, insert, select
+
+from gateway.message import utcnow
+from gateway.storage.schema.core import Conversation, Customer
+from gateway.storage.schema.handoff import TicketRecord
+from handoff import notices
+from tests.gateway.test_handoff_flow import Kefu, start, wechat_api  # noqa: F401 (fixtures)
+
+_filler = itertools.count(1)
+
+
+async def fill_queue(kefu: Kefu, count: int, *, tickets: bool) -> None:
+    """`count` complaints already waiting in 售后 (queued earlier, so a newcomer goes behind them)."""
+    engine = kefu.runtime.store.engine
+    past = utcnow() - timedelta(minutes=30)
+    numbers = [next(_filler) for _ in range(count)]
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(Customer.__table__),
+            [
+                {
+                    "channel": "wechat",
+                    "account": "shop",
+                    "user_id": f"oFill{n}",
+                    "created_at": past,
+                    "last_seen_at": past,
+                }
+                for n in numbers
+            ],
+        )
+        ids = dict(
+            (
+                await conn.execute(
+                    select(Customer.user_id, Customer.id).where(Customer.user_id.like("oFill%"))
+                )
+            ).all()
+        )
+        rows = [
+            {
+                "customer_id": ids[f"oFill{n}"],
+                "channel": "wechat",
+                "account": "shop",
+                "conversation_key": f"wechat:shop:oFill{n}",
+                "state": "queued",
+                "priority": "high",
+                "handoff_reason": "complaint",
+                "group_name": "售后",
+                "miss_streak": 0,
+                "opened_at": past,
+                "last_activity_at": past,
+                "queued_at": past + timedelta(milliseconds=n),
+            }
+            for n in numbers
+        ]
+        await conn.execute(insert(Conversation.__table__), rows)
+        if tickets:
+            keys = [r["conversation_key"] for r in rows]
+            conv_ids = (
+                await conn.execute(select(Conversation.id).where(Conversation.conversation_key.in_(keys)))
+            ).scalars()
+            await conn.execute(
+                insert(TicketRecord),
+                [{"conversation_id": c, "group_name": "售后", "created_at": past} for c in conv_ids],
+            )
+
+
+@contextmanager
+def counting(kefu: Kefu) -> Iterator[list[str]]:
+    """Statements executed, and a "load" entry per conversation built as an ORM object (reading the
+    whole queue that way was the O(queue) cost)."""
+    seen: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    def loaded(target: Any, context: Any) -> None:
+        seen.append("load")
+
+    sync_engine = kefu.runtime.store.engine.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", count)
+    event.listen(Conversation, "load", loaded)
+    try:
+        yield seen
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", count)
+        event.remove(Conversation, "load", loaded)
+
+
+async def measure(kefu: Kefu, openid: str) -> tuple[int, int]:
+    """Statements (and ORM loads) of the handoff message, then of a queued customer's next message."""
+    with counting(kefu) as handoff:
+        await kefu.say("我要投诉", openid)
+    with counting(kefu) as follow_up:
+        assert await kefu.say("还有一件事", openid) == ""  # queued: the bot stays quiet
+    return len(handoff), len(follow_up)
+
+
+@pytest.mark.parametrize("online", [False, True], ids=["nobody-online", "agent-online"])
+async def test_handoff_statements_do_not_grow_with_the_queue(start: Any, online: bool) -> None:  # noqa: F811
+    kefu = await start(assignment="manual", job_interval_s=3600)
+    if online:
+        agent = await kefu.agent("小马", "售后")
+        await agent.call("POST", "/me/presence", json={"presence": "online"})
+    await kefu.runtime.outbox.stop()  # its polling would add statements to the count
+    await fill_queue(kefu, 10, tickets=not online)
+    small = await measure(kefu, "oCount10")
+    await fill_queue(kefu, 990, tickets=not online)
+    large = await measure(kefu, "oCount1000")
+    assert small == large, (small, large)
+    assert small[0] > 0 and small[1] > 0
+    # The newcomer is behind the 1,000 earlier complaints: positions were counted, not guessed.
+    assert await kefu.runtime.handoff.db.queue_length() == 1002
+    conv = await kefu.conversation("oCount1000")
+    assert await kefu.runtime.handoff.db.queue_position(str(conv.id)) == 1002
+    texts = [m.text for m in await kefu.runtime.store.messages(conv.id) if m.sender == "system"]
+    if online:
+        assert notices.queued(1002) in texts
+    else:
+        assert texts.count(notices.ticket_followup()) == 1
+
+
+async def test_the_queue_api_reads_one_page_whatever_the_queue_length(start: Any) -> None:  # noqa: F811
+    kefu = await start(assignment="manual", job_interval_s=3600)
+    agent = await kefu.agent("小牛", "售后")
+    await kefu.runtime.outbox.stop()  # its polling would add statements to the count
+    await fill_queue(kefu, 10, tickets=False)
+    with counting(kefu) as small:
+        first = await agent.call("GET", "/queue?limit=4")
+    await fill_queue(kefu, 990, tickets=False)
+    with counting(kefu) as large:
+        page = await agent.call("GET", "/queue?limit=4")
+    assert len(small) == len(large)
+    assert [i["position"] for i in first["queue"]] == [1, 2, 3, 4] == [i["position"] for i in page["queue"]]
+    assert [i["conversation_id"] for i in page["queue"]] == [i["conversation_id"] for i in first["queue"]]
+    assert page["queue"][0]["customer"]["user_id"].startswith("oFill")
+    following = await agent.call("GET", f"/queue?limit=4&cursor={page['next_cursor']}")
+    assert [i["position"] for i in following["queue"]] == [5, 6, 7, 8]
+    everything = await agent.call("GET", "/queue?limit=500")
+    assert [i["position"] for i in everything["queue"]] == list(range(1, 501))
+    assert everything["next_cursor"] is not None
+    for bad in ("limit=0", "limit=501", "limit=x", "cursor=nonsense"):
+        await agent.call("GET", f"/queue?{bad}", expect=400)
