@@ -234,6 +234,22 @@ async def _assigned(kefu: Kefu, conversation_id: int) -> bool:
 # --- nobody online, automatic assignment ------------------------------------------------------------
 
 
+async def test_a_ticket_confirms_the_customers_additions_once(start: Any) -> None:
+    # Issue 14 item 6: the confirmation was checked before the previous one was stored (0.3 s later), so
+    # customers writing quickly got it 2-3 times. Now it is claimed atomically when the message is stored.
+    kefu = await start(assignment="least_busy")
+    await kefu.say("我要找人工客服")  # nobody online: a 留言
+    conv = await kefu.conversation()
+    await kefu.say("订单号 20261124001")
+    await asyncio.gather(*(kefu.say(f"补充 {n}") for n in range(3)))  # and together
+    await kefu.say("还有一句")
+    stored = [m.text for m in await kefu.runtime.store.messages(conv.id) if m.sender == "system"]
+    assert stored.count(notices.ticket_followup()) == 1
+    texts = await kefu.texts(2)
+    assert texts == [notices.no_agent_online(), notices.ticket_followup()]
+
+
+
 async def test_with_nobody_online_the_customer_is_told_and_a_ticket_waits_first(start: Any) -> None:
     kefu = await start(assignment="least_busy")
     zhao = await kefu.agent("小赵", "售前")
