@@ -21,6 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 SQLITE_CACHE_KIB = 16_384  # page cache per connection (negative cache_size = KiB)
+# Connections kept open for SQLite readers. SQLAlchemy's default (5 + 10 overflow) closed every overflow
+# connection on return, so bursts of concurrent one-statement reads (the handoff's) opened a new aiosqlite
+# thread, sqlite3.connect and six PRAGMAs each time: thousands per minute under load. Kept, they cost an
+# idle thread each; only a burst beyond this many at once opens (and then closes) overflow connections.
+SQLITE_POOL_SIZE = 24
 
 # How a SQLite transaction begins in this context: "deferred" (the default, for reads: a WAL snapshot that
 # neither waits on nor blocks the writer), "immediate" (set by `sqlite_writes()`, which `Store.write_lock`
@@ -57,7 +62,10 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
-    engine = create_async_engine(url, module=_one_hop_aiosqlite())
+    pool: dict[str, Any] = {}
+    if parsed.database and parsed.database != ":memory:" and parsed.query.get("mode") != "memory":
+        pool = {"pool_size": SQLITE_POOL_SIZE, "max_overflow": SQLITE_POOL_SIZE}
+    engine = create_async_engine(url, module=_one_hop_aiosqlite(), **pool)
     _configure_sqlite(engine)
     return engine
 
