@@ -15,7 +15,6 @@ from gateway.handoff_events import HandoffError
 from gateway.handoff_service import HandoffService
 from gateway.jobs.first_response import first_response_sweep
 from gateway.keys import HANDOFF
-from gateway.message import utcnow
 from handoff import notices
 from handoff.lifecycle import IdleAction, idle_action
 from handoff.state import ConversationState
@@ -26,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 async def idle_sweep(service: HandoffService, now: datetime | None = None) -> None:
     """Remind silent customers and auto-close after the configured silence (handoff.lifecycle rules)."""
-    now = now or utcnow()
+    now = now or service.clock.now()
     for candidate in await service.db.idle_candidates():
         action = idle_action(
             ConversationState.ASSIGNED,

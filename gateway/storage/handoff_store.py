@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.storage.agents import AgentQueries
@@ -19,7 +19,7 @@ from gateway.storage.csat import CsatQueries
 from gateway.storage.events import EventQueries
 from gateway.storage.handoff_base import HandoffTables, conversation_pk
 from gateway.storage.rows import utcnow
-from gateway.storage.schema.core import Conversation, Customer, MessageRecord
+from gateway.storage.schema.core import Conversation, Customer
 from gateway.storage.schema.handoff import (
     AgentRecord,
     AssignmentRecord,
@@ -145,39 +145,29 @@ class HandoffDb(AgentQueries, AssignmentQueries, CsatQueries, EventQueries, Hand
             )
 
     async def idle_candidates(self) -> list[IdleCandidate]:
-        """Assigned conversations where the agent has spoken, with the customer's last message time."""
-        last_in = (
-            select(MessageRecord.conversation_id, func.max(MessageRecord.created_at).label("last_in"))
-            .where(MessageRecord.direction == "in")
-            .group_by(MessageRecord.conversation_id)
-            .subquery()
-        )
+        """Assigned conversations where the agent has spoken, with the customer's last message time.
+
+        Driven by the conversations' state index and `last_activity_at` (which every inbound message
+        updates in its unit of work): the cost follows the assigned conversations, not the message history.
+        """
         query = (
-            select(AssignmentRecord, last_in.c.last_in)
+            select(
+                AssignmentRecord.conversation_id,
+                AssignmentRecord.agent_id,
+                Conversation.last_activity_at,
+                AssignmentRecord.last_agent_at,
+                AssignmentRecord.reminded_at,
+            )
             .join(Conversation, Conversation.id == AssignmentRecord.conversation_id)
-            .outerjoin(last_in, last_in.c.conversation_id == AssignmentRecord.conversation_id)
             .where(
+                Conversation.state == ConversationState.ASSIGNED.value,
                 AssignmentRecord.active.is_(True),
                 AssignmentRecord.last_agent_at.is_not(None),
-                Conversation.state == ConversationState.ASSIGNED.value,
             )
         )
         async with self._sessions() as s:
             rows = list(await s.execute(query))
-        result = []
-        for assignment, last_customer in rows:
-            if last_customer is not None and last_customer.tzinfo is None:
-                last_customer = last_customer.replace(tzinfo=assignment.assigned_at.tzinfo)
-            result.append(
-                IdleCandidate(
-                    assignment.conversation_id,
-                    assignment.agent_id,
-                    last_customer,
-                    assignment.last_agent_at,
-                    assignment.reminded_at,
-                )
-            )
-        return result
+        return [IdleCandidate(*row) for row in rows]
 
     async def add_note(self, conversation_id: int, agent_id: str, text: str) -> NoteRow:
         """Store an internal note."""
