@@ -394,11 +394,10 @@ class HandoffService(AgentActions):
 
     async def queue_for(
         self, agent: AgentInfo, *, limit: int = QUEUE_PAGE, cursor: str | None = None
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    ) -> tuple[list[dict[str, Any]], str | None, int]:
         """A page of the queue the agent may see (their groups; everything for supervisors), in serving
-        order, each with its position in its group; and the cursor of the next page (None at the end).
-
-        One statement whatever the queue length (gateway/storage/queue.py); ValueError for a bad cursor.
+        order, each with its position in its group; the cursor of the next page (None at the end); and
+        how many wait in all. Two statements whatever the queue length; ValueError for a bad cursor.
         """
         groups: Collection[str] | None = None if agent.role.sees_everything else agent.groups
         page = await self.db.queue_page(groups, limit=limit, cursor=cursor)
@@ -421,4 +420,4 @@ class HandoffService(AgentActions):
                     "last_message": row["last_message"],
                 }
             )
-        return out, page.next_cursor
+        return out, page.next_cursor, await self.db.queue_length(groups)

@@ -95,8 +95,8 @@ class HandoffStore(Protocol):
         queue."""
         ...
 
-    async def queue_length(self) -> int:
-        """How many conversations wait (tickets included)."""
+    async def queue_length(self, groups: Collection[str] | None = None) -> int:
+        """How many conversations wait (tickets included), of the given groups or all."""
         ...
 
     async def claim_ticket_followup(self, conversation_id: int, at: datetime) -> bool:

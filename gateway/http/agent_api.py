@@ -184,10 +184,12 @@ async def queue(request: web.Request, agent: AgentInfo, service: HandoffService)
     if not 1 <= limit <= QUEUE_PAGE_MAX:
         raise http_error(web.HTTPBadRequest, f"limit must be between 1 and {QUEUE_PAGE_MAX}")
     try:
-        items, next_cursor = await service.queue_for(agent, limit=limit, cursor=request.query.get("cursor"))
+        items, next_cursor, total = await service.queue_for(
+            agent, limit=limit, cursor=request.query.get("cursor")
+        )
     except ValueError as exc:
         raise http_error(web.HTTPBadRequest, str(exc)) from None
-    return _json({"queue": items, "next_cursor": next_cursor})
+    return _json({"queue": items, "next_cursor": next_cursor, "total": total})
 
 
 async def _summary(service: HandoffService, conversation_id: int) -> dict[str, Any] | None:

@@ -142,9 +142,23 @@ def spec() -> dict[str, Any]:
             },
             "/queue": {
                 "get": _op(
-                    "Waiting conversations of the agent's groups (all for supervisors), in serving order; "
-                    "留言 tickets first per priority",
-                    _all(queue={"type": "array", "items": _ref("QueueItem")}),
+                    "A page of the waiting conversations of the agent's groups (all for supervisors), in "
+                    "serving order; 留言 tickets first per priority; next_cursor (null on the last page) and total",
+                    _all(
+                        queue={"type": "array", "items": _ref("QueueItem")},
+                        next_cursor=_null(_STR),
+                        total={"type": "integer", "minimum": 0},
+                    ),
+                    errors=(400,),
+                    params=[
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                        },
+                        {"name": "cursor", "in": "query", "required": False, "schema": _STR},
+                    ],
                 )
             },
             "/conversations": {

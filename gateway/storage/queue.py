@@ -100,6 +100,7 @@ _HEADS_BEFORE = (
     .order_by(_HEADS_BEFORE_RANKED.c.id)
 )
 _LENGTH = select(func.count().label("n")).select_from(_C).where(_IS_QUEUED)
+_LENGTH_OF = _LENGTH.where(_GROUP.in_(bindparam("groups", expanding=True)))
 _FOLLOWUP_DUE = (
     select(_C.c.queued_at)
     .select_from(_C.join(_T, _T.c.conversation_id == _C.c.id))
@@ -205,9 +206,14 @@ class QueueQueries(HandoffTables):
             rows = await self._rows(_HEADS_BEFORE, {"per_group": per_group, "queued_before": queued_before})
         return [self._item(r) for r in rows]
 
-    async def queue_length(self) -> int:
-        """How many conversations wait (tickets included)."""
-        rows = await self._rows(_LENGTH, {})
+    async def queue_length(self, groups: Collection[str] | None = None) -> int:
+        """How many conversations wait (tickets included), of the given groups or all (one COUNT)."""
+        if groups is not None and not groups:
+            return 0
+        if groups is None:
+            rows = await self._rows(_LENGTH, {})
+        else:
+            rows = await self._rows(_LENGTH_OF, {"groups": list(groups)})
         return int(rows[0]["n"]) if rows else 0
 
     async def claim_ticket_followup(self, conversation_id: int, at: datetime) -> bool:

@@ -249,7 +249,6 @@ async def test_a_ticket_confirms_the_customers_additions_once(start: Any) -> Non
     assert texts == [notices.no_agent_online(), notices.ticket_followup()]
 
 
-
 async def test_with_nobody_online_the_customer_is_told_and_a_ticket_waits_first(start: Any) -> None:
     kefu = await start(assignment="least_busy")
     zhao = await kefu.agent("小赵", "售前")

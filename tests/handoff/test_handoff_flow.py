@@ -87,8 +87,8 @@ class MemoryStore:
         items = [i for i in self._queue() if queued_before is None or i.queued_at <= queued_before]
         return order_queue(i for i in items if (position_of(i.conversation_id, items) or 0) <= per_group)
 
-    async def queue_length(self) -> int:
-        return len(self._queue())
+    async def queue_length(self, groups: Collection[str] | None = None) -> int:
+        return len(await self.list_queue(groups))
 
     async def claim_ticket_followup(self, conversation_id: int, at: datetime) -> bool:
         c = self.convs.get(str(conversation_id))

@@ -16,6 +16,7 @@
   let token = sessionStorage.getItem(TOKEN_KEY) || "";
   let me = null;
   let queue = [];
+  let queueTotal = 0; // the API pages the queue: the first page is shown, the count is the whole queue
   let mine = [];
   let current = null; // the open conversation (GET /conversations/{id})
   let currentId = null;
@@ -115,6 +116,7 @@
       api("GET", "/api/v1/conversations?mine=1", token),
     ]);
     queue = q.queue;
+    queueTotal = q.total ?? queue.length;
     mine = m.conversations;
     for (const item of queue.concat(mine)) {
       const id = item.conversation_id || item.id;
@@ -158,7 +160,7 @@
   }
 
   function renderLists() {
-    $("queue-count").textContent = queue.length;
+    $("queue-count").textContent = queueTotal;
     $("mine-count").textContent = mine.length;
     const qList = $("queue");
     qList.replaceChildren(...(queue.length ? queue.map(queueItem) : [el("li", { class: "empty-row", text: "暂无排队客户" })]));
