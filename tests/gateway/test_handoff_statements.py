@@ -113,14 +113,21 @@ async def measure(kefu: Kefu, openid: str) -> tuple[int, int]:
 
 @pytest.mark.parametrize("online", [False, True], ids=["nobody-online", "agent-online"])
 async def test_handoff_statements_do_not_grow_with_the_queue(start: Any, online: bool) -> None:  # noqa: F811
-    kefu = await start(assignment="manual", job_interval_s=3600)
+    # The longest passive-reply deadline: a reply that missed it would add outbox statements to one count.
+    kefu = await start(
+        {"pipeline": {"wechat_reply_deadline_s": 4.9}}, assignment="manual", job_interval_s=3600
+    )
     if online:
         agent = await kefu.agent("小马", "售后")
         await agent.call("POST", "/me/presence", json={"presence": "online"})
     await kefu.runtime.outbox.stop()  # its polling would add statements to the count
     await fill_queue(kefu, 10, tickets=not online)
+    if online:  # a heartbeat right before each measurement: a slow machine must not let presence expire
+        await agent.call("POST", "/me/presence", json={"presence": "online"})
     small = await measure(kefu, "oCount10")
     await fill_queue(kefu, 990, tickets=not online)
+    if online:
+        await agent.call("POST", "/me/presence", json={"presence": "online"})
     large = await measure(kefu, "oCount1000")
     assert small == large, (small, large)
     assert small[0] > 0 and small[1] > 0
