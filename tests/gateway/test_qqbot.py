@@ -296,11 +296,14 @@ async def test_agent_reply_after_the_group_window_is_undeliverable_with_a_clear_
     kefu.later(minutes=6)
     await kefu.runtime.outbox.enqueue(Outgoing("qqbot", "qqbot", GROUP_KEY, "人工客服：久等了", "agent"))
 
+    async def replies() -> list[Any]:  # the bot's and the agent's (the 留言 notice is a system row)
+        return [r for r in await outbox(kefu) if r.sender != "system"]
+
     async def settled() -> bool:
-        return [r.status for r in await outbox(kefu)] == ["sent", "undeliverable"]
+        return [r.status for r in await replies()] == ["sent", "undeliverable"]
 
     await eventually(settled)
-    row = (await outbox(kefu))[1]
+    row = (await replies())[1]
     assert row.last_error is not None and row.last_error.startswith("QQ 群被动回复窗口（5 分钟）已过")
     assert row.attempts == 1  # not retried: it can never succeed
     assert len(kefu.api.messages) == 1
@@ -319,10 +322,19 @@ async def test_c2c_window_is_an_hour(kefu):
     assert [m["content"] for m in kefu.api.messages][1:] == ["人工客服：在的"]
 
 
+async def _all_sent(kefu: Kefu, count: int) -> None:
+    """Wait until `count` outbox rows (the bot's reply and the 留言 notices, due 0.3 s later) are sent."""
+
+    async def sent() -> bool:
+        return [r.status for r in await outbox(kefu)] == ["sent"] * count
+
+    await eventually(sent)
+
+
 async def test_at_most_five_replies_per_customer_message(kefu):
     await kefu.ask("c2c_message.json", content="转人工")
-    await kefu.api.wait_for_messages(1)
-    for n in range(4):
+    await _all_sent(kefu, 2)  # the handoff reply and the 留言 notice: msg_seq 1 and 2
+    for n in range(3):
         await kefu.adapter.send(Outgoing("qqbot", "qqbot", C2C_KEY, f"人工客服：第{n}条", "agent"))
     with pytest.raises(SendError) as caught:
         await kefu.adapter.send(Outgoing("qqbot", "qqbot", C2C_KEY, "人工客服：第六条", "agent"))
@@ -332,11 +344,12 @@ async def test_at_most_five_replies_per_customer_message(kefu):
 
 async def test_a_new_customer_message_opens_a_new_window(kefu):
     await kefu.ask("c2c_message.json", content="转人工")
-    await kefu.api.wait_for_messages(1)
+    await _all_sent(kefu, 2)  # the handoff reply and the 留言 notice, both replies to the first message
     second = await kefu.ask("c2c_message.json", content="还在吗")  # queued: stored, the bot stays quiet
+    await _all_sent(kefu, 3)  # … and "您补充的内容已记录", the first reply to the new message
     await kefu.adapter.send(Outgoing("qqbot", "qqbot", C2C_KEY, "人工客服：在的", "agent"))
     assert kefu.api.messages[-1]["msg_id"] == second["d"]["id"]
-    assert kefu.api.messages[-1]["msg_seq"] == 1
+    assert kefu.api.messages[-1]["msg_seq"] == 2
 
 
 async def test_conversation_without_any_customer_message_cannot_be_messaged(kefu):
