@@ -18,6 +18,7 @@ import hashlib
 import os
 import random
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,12 @@ QUESTIONS = (
     "优惠券怎么用",
     "怎么修改收货地址",
 )
+# The handoff mix: every message from a new customer, a third of them 转人工 or a complaint. Nobody is online,
+# so every handoff is a 留言 that stays queued: the queue grows by HANDOFF_REQUESTS / 3 each round.
+HANDOFF_MIX = (*QUESTIONS[:4], "转人工", "你们的东西坏了我要投诉")
+HANDOFF_REQUESTS = 5100  # per round: 1,700 handoffs, so 5,100 queued after HANDOFF_ROUNDS
+HANDOFF_ROUNDS = 3
+HANDOFF_MAX_S = 120.0
 _OPENERS = ("", "请问", "请问一下，", "麻烦问下，", "想问下", "咨询一下，", "我想知道", "问一下")
 _ENDINGS = ("", "？", "?", "呢", "呀", "啊？", "。", "呢？")
 CONCURRENCY = 32
@@ -214,11 +221,12 @@ class Request:
 class Payloads:
     """Pre-signed (and pre-encrypted) requests, each a new message, so the client is cheap while measuring."""
 
-    def __init__(self, account: str, safe: bool, *, distinct: bool = False) -> None:
+    def __init__(self, account: str, safe: bool, *, distinct: bool = False, handoff: bool = False) -> None:
         from wechatpy.crypto import WeChatCrypto
 
         self.account = account
         self.safe = safe
+        self.handoff = handoff  # the handoff mix: a new customer per message (see HANDOFF_MIX)
         self.distinct = distinct  # every text different: no classification is answered from the memo
         self._crypto = WeChatCrypto(TOKEN, AES_KEY, APPID) if safe else None
         self._next = random.randint(10**15, 10**16)
@@ -230,6 +238,9 @@ class Payloads:
         self._next += 1
         openid = f"oBench{i % 500:05d}"  # 500 customers, several messages each
         question = QUESTIONS[i % len(QUESTIONS)]
+        if self.handoff:
+            openid = f"oHand{self._next}"
+            question = HANDOFF_MIX[i % len(HANDOFF_MIX)]
         if self.distinct:
             # 10,240 spellings of the same ten questions (all still answered from the FAQ), more than the
             # classifier's memo holds: every message is classified from scratch.
@@ -432,15 +443,54 @@ def run() -> list[str]:
     return lines
 
 
+def _queued(database: Path) -> int:
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        return int(conn.execute("SELECT count(*) FROM conversations WHERE state = 'queued'").fetchone()[0])
+
+
+def run_handoff() -> list[str]:
+    """The handoff mix, safe mode, nobody online: kefu and bare in alternating rounds while the queue grows."""
+    lines = [
+        f"handoff mix: safe mode, {CONCURRENCY} connections, {HANDOFF_REQUESTS} messages per round from new "
+        f"customers, 1/3 转人工 or complaints, nobody online (every handoff a queued 留言)"
+    ]
+    with tempfile.TemporaryDirectory(prefix="kefu-bench-handoff-") as tmp, _server("api", None) as api_base:
+        directory = Path(tmp) / "handoff"
+        config = _write_config(directory, api_base)
+        with _server("bare", None) as bare, _server("kefu", config) as kefu:
+            for base in (bare, kefu):
+                asyncio.run(_closed(base, "safe", True, WARMUP_REQUESTS))
+            first = None
+            for n in range(1, HANDOFF_ROUNDS + 1):
+                results = {}
+                for name, base in (("bare", bare), ("kefu", kefu)):
+                    payloads = Payloads("safe", True, handoff=True)
+                    requests = payloads.make(HANDOFF_REQUESTS)
+                    results[name] = asyncio.run(closed_loop(base, requests, CONCURRENCY, HANDOFF_MAX_S))
+                ratio = (
+                    results["kefu"].throughput / results["bare"].throughput
+                    if results["bare"].throughput
+                    else 0
+                )
+                first = first or results["kefu"].throughput
+                lines.append(_fmt(f"round {n}, bare echo", results["bare"]))
+                lines.append(
+                    f"{_fmt(f'round {n}, kefu (SQLite)', results['kefu'])}   ratio {ratio:.2f}, "
+                    f"{results['kefu'].throughput / first:.2f} of round 1, queue {_queued(directory / 'kefu.db')}"
+                )
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.webhook")
     parser.add_argument("--serve", choices=("bare", "api"))
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--handoff-only", action="store_true", help="only the handoff mix")
     args = parser.parse_args(argv)
     if args.serve:
         serve(args.serve, args.port)
         return 0
-    for line in run():
+    for line in run_handoff() if args.handoff_only else [*run(), *run_handoff()]:
         print(line, flush=True)
     return 0
 
