@@ -97,6 +97,32 @@ class Interceptor(Protocol):
         ...
 
 
+class ActionTurnLike(Protocol):
+    """What the custom-action hook decided (gateway.actions.service.ActionTurn)."""
+
+    pass_through: bool
+    decision: str
+    reason: str | None
+    entry_id: str | None
+    confidence: float | None
+    replies: list[tuple[str, tuple[str, ...], str | None]]
+    handoff_reason: str | None
+
+    def persist(self, unit: Unit, now: datetime) -> None:
+        """Store slot and form changes inside the message's unit of work."""
+        ...
+
+
+class ActionHook(Protocol):
+    """Custom actions and forms (gateway.actions): asked before the unit of work, as actions do I/O."""
+
+    async def prepare(
+        self, message: Message, kb: KnowledgeBase, prediction: Prediction | None
+    ) -> ActionTurnLike | None:
+        """The turn for a message, or None when the FAQ answers it as usual."""
+        ...
+
+
 # An observer hears about every handled message after it is committed.
 Observer = Callable[["PipelineResult"], Awaitable[None]]
 
@@ -142,6 +168,7 @@ class Pipeline:
         self.clock = clock
         self.interceptors: list[Interceptor] = []
         self.observers: list[Observer] = []
+        self.actions: ActionHook | None = None
 
     async def handle(self, message: Message) -> PipelineResult:
         """Dedupe, store and answer one message; a retry of a stored message returns its stored replies."""
@@ -149,11 +176,17 @@ class Pipeline:
         snapshot = self.kb.snapshot()
         # Classified before the unit of work, on the event loop: the unit holds SQLite's write lock.
         prediction = _predict(message, snapshot)
-        result = await self._handle_with_retries(message, snapshot, prediction, claims=True)
+        turn = None
+        if self.actions is not None and snapshot is not None:
+            # Outside the unit too: an action is a network call (the hook never raises for a failed one).
+            turn = await self.actions.prepare(message, snapshot[0], prediction)
+        result = await self._handle_with_retries(message, snapshot, prediction, claims=True, turn=turn)
         if result is None:  # an interceptor claimed it
             result = await self._intercepted(message)
             if result is None:
-                result = await self._handle_with_retries(message, snapshot, prediction, claims=False)
+                result = await self._handle_with_retries(
+                    message, snapshot, prediction, claims=False, turn=turn
+                )
         assert result is not None, "an unclaimed message always has a result"
         if self.metrics is not None:
             self.metrics.observe_handled(
@@ -185,11 +218,12 @@ class Pipeline:
         prediction: Prediction | None,
         *,
         claims: bool,
+        turn: ActionTurnLike | None = None,
     ) -> PipelineResult | None:
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             try:
                 return await self.store.run(
-                    lambda unit: self._handle(unit, message, snapshot, prediction, claims=claims)
+                    lambda unit: self._handle(unit, message, snapshot, prediction, claims=claims, turn=turn)
                 )  # committed
             except Conflict:
                 if attempt == MAX_CONFLICT_RETRIES:
@@ -226,6 +260,7 @@ class Pipeline:
         prediction: Prediction | None,
         *,
         claims: bool,
+        turn: ActionTurnLike | None = None,
     ) -> PipelineResult | None:
         if message.channel_msg_id is not None:
             existing = tx.find_message(message.channel, message.account, message.channel_msg_id)
@@ -264,7 +299,7 @@ class Pipeline:
         if message.kind == "text" and _picked_number(message.text) is not None:
             # "2" right after 您是不是想问 means the second suggestion, not a new question.
             offered = tx.last_suggestions(conversation.id)
-        outcome = self._decide(message, conversation, snapshot, offered, prediction)
+        outcome = self._decide(message, conversation, snapshot, offered, prediction, turn)
         target = message.target()
         inbound = tx.add_message(
             conversation_id=conversation.id,
@@ -306,6 +341,8 @@ class Pipeline:
             replies.append(_reply(row))
             reply_ids.append(row.id)
 
+        if turn is not None and outcome.decision != WITH_HUMAN:
+            turn.persist(tx, now)
         changes: dict[str, Any] = {"last_activity_at": now}
         if kb is not None:
             changes["kb_version"] = kb.version
@@ -369,6 +406,7 @@ class Pipeline:
         snapshot: tuple[KnowledgeBase, Classifies] | None,
         offered: tuple[str, ...] = (),
         prediction: Prediction | None = None,
+        turn: ActionTurnLike | None = None,
     ) -> _Outcome:
         replies = snapshot[0].replies if snapshot else Replies(DEFAULT_REPLIES)
         if is_with_human(conversation.state):
@@ -388,6 +426,8 @@ class Pipeline:
             outcome = _Outcome(NON_TEXT, reason=message.kind)
             outcome.say(replies.get("non_text"), (HUMAN_OPTION,))
             return outcome
+        if turn is not None and not turn.pass_through:
+            return _action_outcome(turn)
 
         picked = _picked_entry(kb, offered, message.text)
         if picked is not None:
@@ -474,6 +514,18 @@ class Pipeline:
         outcome.handoff_reason = reason
         outcome.say(text or replies.get(reply_key))
         return outcome
+
+
+def _action_outcome(turn: ActionTurnLike) -> _Outcome:
+    """A custom action's (or form's) answer as the pipeline's outcome."""
+    outcome = _Outcome(turn.decision, reason=(turn.reason or "")[:32] or None, confidence=turn.confidence)
+    outcome.entry_id = turn.entry_id
+    outcome.miss_streak = 0
+    outcome.replies.extend(turn.replies)
+    if turn.handoff_reason is not None:
+        outcome.decision = Decision.HANDOFF.value
+        outcome.handoff_reason = turn.handoff_reason
+    return outcome
 
 
 def _predict(message: Message, snapshot: tuple[KnowledgeBase, Classifies] | None) -> Prediction | None:
