@@ -22,16 +22,7 @@ from typing import Literal, cast
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from kb.model import (
-    DEFAULT_REPLIES,
-    FaqEntry,
-    KnowledgeBase,
-    Problem,
-    Replies,
-    RuleIntent,
-    SlotSpec,
-    SourceRef,
-)
+from kb.model import DEFAULT_REPLIES, FaqEntry, KnowledgeBase, Problem, Replies, RuleIntent, SourceRef
 from kb.schema import (
     ANSWER_KEYS,
     CHANNELS,
@@ -46,7 +37,7 @@ from kb.schema import (
     Seen,
     slug_hint,
 )
-from kb.slots import ACTION_ONLY_ANSWER, check_uses, intent_entry, read_entry_action, read_slots
+from kb.slots import ACTION_ONLY_ANSWER, Slots, check_uses, intent_entry, read_entry_action, read_slots
 from kb.text import fold_question
 from kb.yaml_nodes import (
     MAX_NESTING,
@@ -197,7 +188,7 @@ class _Builder(NodeReader):
         self.words: list[str] = []
         self.intents: list[RuleIntent] = []
         self.replies: dict[str, str] = {}
-        self.slots: dict[str, SlotSpec] = {}
+        self.slots: Slots = {}
         self.entry_count = 0
         self.enabled_count = 0
         self.first_entry: SourceRef | None = None

@@ -29,6 +29,9 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 
 from kb.model import FaqEntry, Problem, RuleIntent, SlotSpec
 
+# The declared slots by name, as the loader collects them.
+Slots = dict[str, SlotSpec]
+
 SLOT_KEYS = ("regex", "ask", "ttl_minutes", "values")
 ENTRY_ACTION_KEYS = ("action", "required_slots", "form")
 # rasa-sdk action names are Python-identifier-like (action_order_status, validate_order_form).

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway.actions.service import ActionService
 from gateway.actions.settings import ActionsSettings
+from gateway.keys import RUNTIME
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
@@ -28,8 +29,6 @@ def install_actions(pipeline: Pipeline, settings: ActionsSettings, store: Store,
 
 async def actions_ctx(app: web.Application) -> AsyncIterator[None]:
     """Start the apps in `actions.serve_apps` (the demo shop API), then the runner; stop both on cleanup."""
-    from gateway.runtime import RUNTIME
-
     runtime = app[RUNTIME]
     runners: list[web.AppRunner] = []
     for target, port in runtime.settings.actions.serve_apps.items():

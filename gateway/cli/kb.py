@@ -119,16 +119,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "paths",
         nargs="*",
         metavar="PATH",
-    # Custom actions: slot regexes on 10 kB inputs, entry actions against the configured action set.
-    action_problems = trial_problems(result.kb.slots) if result.kb is not None else []
-    action_problems += _action_problems(result.kb, settings.actions)
-    for problem in action_problems:
-        print(format_problem(problem))
-    errors = [p for p in action_problems if p.severity == "error"]
-    if errors and result.kb is not None:
-        print(f"{' '.join(paths)}: {len(errors)} action error{'s' if len(errors) != 1 else ''} — FAILED")
-        return 1
-    print(_summary(paths, result))
+        help=f"FAQ directories or YAML files (default: kb.paths of the config, {DEFAULT_FAQ_PATH})",
     )
     add_config_option(parser)
 

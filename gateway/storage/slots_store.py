@@ -1,7 +1,7 @@
 """Slots and the open form of each conversation key (issue 15: custom actions and forms).
 
-Two new tables, so `create_all` adds them to an existing database without a migration:
-`conversation_slots` (one row per key and slot: its value and when it was set, for the slot's TTL) and
+Two new tables (`storage/schema/slots.py`), so `create_all` adds them to an existing database without a
+migration: `conversation_slots` (one row per key and slot: its value and when it was set, for the slot's TTL) and
 `conversation_forms` (at most one row per key: the form being filled and the slot asked for last).
 Keyed by the conversation key (the action tracker's `sender_id`), so an order number given yesterday is
 still known today unless its `ttl_minutes` ran out. The functions are sync over a `Unit`, so the writes
@@ -14,40 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String, bindparam, delete, insert, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import bindparam, delete, insert, select
 
-from gateway.storage.models import Base, MessageRecord, UTCDateTime
-from gateway.storage.store import Unit, _utc
+from gateway.storage.messages import Unit, _utc
+from gateway.storage.schema.core import MessageRecord
+from gateway.storage.schema.slots import ConversationFormRecord, ConversationSlotRecord
 
 HISTORY_LIMIT = 10
-
-
-class ConversationSlotRecord(Base):
-    """One filled slot of a conversation key."""
-
-    __tablename__ = "conversation_slots"
-
-    conversation_key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    # {"v": value}: JSON null would be ambiguous with "no value" on some drivers.
-    value: Mapped[dict[str, Any]] = mapped_column(JSON)
-    set_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class ConversationFormRecord(Base):
-    """The form a conversation key is filling, if any."""
-
-    __tablename__ = "conversation_forms"
-
-    conversation_key: Mapped[str] = mapped_column(String(255), primary_key=True)
-    entry_id: Mapped[str] = mapped_column(String(128))
-    action: Mapped[str] = mapped_column(String(128))
-    form: Mapped[str] = mapped_column(String(128))
-    required: Mapped[list[str]] = mapped_column(JSON)
-    requested: Mapped[str | None] = mapped_column(String(64))
-    retries: Mapped[int] = mapped_column(Integer, default=0)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.app import create_app
-from gateway.runtime import RUNTIME
+from gateway.keys import RUNTIME
 from tests.fakes.action_servers import TEST_ACTIONS
 from tests.fakes.onebot import ACCESS_TOKEN, CUSTOMER_QQ, SECRET, load_event, post_event
 from tests.fakes.wechat_api import APPID, WeChatPush, fixture_xml, xml_dict

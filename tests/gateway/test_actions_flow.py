@@ -15,7 +15,7 @@ import pytest
 
 from gateway.actions.service import ERROR_HANDOFF, ERROR_OFFER
 from gateway.app import create_app
-from gateway.runtime import RUNTIME
+from gateway.keys import RUNTIME
 from tests.conftest import FIXTURES
 from tests.fakes.action_servers import TEST_ACTIONS, free_port, rasa_action_server
 
