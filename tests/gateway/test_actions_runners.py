@@ -146,3 +146,14 @@ def test_parse_response_refuses_off_shape_bodies() -> None:
         with pytest.raises(ValueError):
             parse_response(body)
     assert parse_response({"events": [], "responses": []}).replies == ()
+
+
+def test_a_gateway_without_actions_does_not_import_rasa_sdk() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, gateway.app, gateway.cli; print('rasa_sdk' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "False"
