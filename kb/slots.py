@@ -88,6 +88,56 @@ def _nested_unbounded(items: Any, *, inside_repeat: bool) -> bool:
     return False
 
 
+# Long inputs a slot regex must get through quickly (`kefu kb check`): runs of one kind of character with
+# a tail that makes a match fail late, where backtracking explodes.
+_TRIAL_CHARS = ("a", "A", "0", "A1", " ", "字", "a-", "0.")
+TRIAL_LENGTH = 10_000
+TRIAL_TIMEOUT_S = 2.0
+_TRIAL = """
+import re, sys
+pattern = re.compile(sys.argv[1])
+for unit in sys.argv[2:]:
+    text = unit * (TRIAL_LENGTH // len(unit)) + "\\x00!"
+    pattern.search(text)
+"""
+
+
+def trial_problems(slots: Mapping[str, SlotSpec]) -> list[Problem]:
+    """Each slot regex run on 10 kB inputs in a child process; one that does not finish in 2 s is a problem.
+
+    The structural check (`slot_problem`) misses polynomial blow-ups such as `\\d+\\d+\\d+x`; this trial
+    catches them before the gateway meets one (`kefu kb check` runs it, a reload does not).
+    """
+    import subprocess
+    import sys
+
+    problems: list[Problem] = []
+    code = _TRIAL.replace("TRIAL_LENGTH", str(TRIAL_LENGTH))
+    for spec in slots.values():
+        if not spec.regex:
+            continue
+        try:
+            subprocess.run(
+                [sys.executable, "-c", code, spec.regex, *_TRIAL_CHARS],
+                check=True,
+                capture_output=True,
+                timeout=TRIAL_TIMEOUT_S,
+            )
+        except subprocess.TimeoutExpired:
+            where = spec.source
+            problems.append(
+                Problem(
+                    where.file if where else "<faq>",
+                    where.line if where else 1,
+                    f"slot '{spec.name}': regex takes longer than {TRIAL_TIMEOUT_S:g} s on a "
+                    f"{TRIAL_LENGTH // 1000} kB message (backtracking); simplify it, e.g. [A-Z][0-9]{{8}}",
+                )
+            )
+        except subprocess.CalledProcessError:
+            continue  # does not compile: the loader already said so
+    return problems
+
+
 def read_slots(reader: Any, node: Node, known: dict[str, SlotSpec]) -> None:
     """The `slots:` section of one file into `known` (a slot declared twice is an error)."""
     if not isinstance(node, MappingNode):

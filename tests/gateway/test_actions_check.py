@@ -87,3 +87,25 @@ faqs:
     assert lines[2].startswith(
         f"{shop}:8: entry track: required slot 'coupon' is not declared under 'slots:'"
     )
+
+
+def test_a_regex_that_is_slow_on_10kb_fails_the_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    faq = tmp_path / "faq"
+    faq.mkdir()
+    (faq / "shop.yaml").write_text(
+        """slots:
+  amount:
+    regex: "\\\\d+\\\\d+\\\\d+\\\\d+元"
+faqs:
+  - id: price
+    question: 差价怎么退
+    action: action_refund
+    required_slots: [amount]
+""",
+        encoding="utf-8",
+    )
+    assert main(["kb", "check", str(faq), "--config", write_config(tmp_path, "  on_error: offer")]) == 1
+    out = capsys.readouterr().out
+    assert f"{faq / 'shop.yaml'}:2: slot 'amount': regex takes longer than 2 s on a 10 kB message" in out
