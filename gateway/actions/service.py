@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gateway.actions.protocol import ActionReply, ActionResponse, HistoryItem, build_request, domain_for
@@ -168,9 +168,14 @@ class ActionService:
         stored = {s.name: forms.SlotValue(s.value, s.set_at) for s in state.slots}
         live = forms.live_slots(stored, kb.slots, now)
         form = None
+        stale = False
         if state.form is not None:
             f = state.form
             form = forms.FormState(f.entry_id, f.action, f.form, f.required, f.requested, f.retries)
+            ttl = timedelta(minutes=self.settings.form_ttl_minutes)
+            if f.asked_at is not None and now - f.asked_at > ttl:
+                # A question left unanswered for long: the customer has moved on, so must the form.
+                form, stale = None, True
         answered = None
         if prediction is not None and prediction.decision is Decision.ANSWER:
             if prediction.entry is not None:
@@ -189,14 +194,14 @@ class ActionService:
         # Expired slots are dropped from the table when the key next changes anything.
         expired = {name: None for name in stored if name not in live}
         if step.kind == "pass":
-            if not step.form_changed:
+            if not step.form_changed and not stale:
                 return None
             out.pass_through, out.form_changed, out.slot_changes = True, True, expired
             return out
         out.entry_id = step.entry_id
         out.confidence = prediction.confidence if prediction is not None else None
         out.slot_changes = {**expired, **step.filled}
-        out.form_changed = step.form_changed
+        out.form_changed = step.form_changed or stale
         if step.kind in ("cancelled", "gave_up"):
             out.decision, out.reason = FORM, step.kind
             suggestions = (HUMAN_OPTION,) if step.kind == "gave_up" else ()

@@ -24,6 +24,7 @@ class ActionsSettings(BaseModel):
     )  # e.g. [my_shop.actions], loaded with rasa-sdk's ActionExecutor
     timeout_s: float = Field(default=3.0, gt=0, le=60)  # per call; WeChat's passive reply waits 5 s in all
     on_error: Literal["offer", "handoff"] = "offer"
+    form_ttl_minutes: float = Field(default=30, gt=0)  # an unanswered form is dropped after this
     max_followups: int = Field(default=3, ge=0, le=10)  # FollowupAction chain length before kefu stops
     # In-process demo/back-office apps started beside the gateway (module:factory → an aiohttp app), e.g. the
     # demo shop API that the demo actions query: {"demo.shop_api:create_app": 8091}.

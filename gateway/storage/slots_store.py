@@ -42,6 +42,7 @@ class StoredForm:
     required: tuple[str, ...]
     requested: str | None
     retries: int
+    asked_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,7 @@ def load_form(unit: Unit, key: str) -> StoredForm | None:
         tuple(row["required"] or ()),
         row["requested"],
         int(row["retries"] or 0),
+        row["asked_at"],
     )
 
 
@@ -129,6 +131,6 @@ def set_form(unit: Unit, key: str, form: StoredForm | None, now: datetime) -> No
                 "required": list(form.required),
                 "requested": form.requested,
                 "retries": form.retries,
-                "started_at": _utc(now),
+                "asked_at": _utc(now),
             },
         )

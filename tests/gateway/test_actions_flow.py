@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -160,3 +161,15 @@ async def test_a_rule_intent_can_run_an_action(client: Any) -> None:
     assert texts(await say(client, "v11", "A12345678")) == ["您的订单A12345678已到达【上海转运中心】"]
     # The button the action offered comes back as text and triggers the intent; the slot is known now.
     assert texts(await say(client, "v11", "催件")) == ["您的订单A12345678已到达【上海转运中心】"]
+
+
+async def test_an_unanswered_form_expires(client: Any) -> None:
+    assert texts(await say(client, "v12", "我的快递到哪了")) == [ASK_ORDER]
+    service = client.server.app[RUNTIME].pipeline.actions
+    later = datetime.now(UTC) + timedelta(minutes=31)
+    service.clock = lambda: later
+    # Within the form a greeting would be "not understood, please send the order number"; after the
+    # form's TTL it is just a greeting again.
+    reply = texts(await say(client, "v12", "你好"))
+    assert reply and not any(ASK_ORDER in text for text in reply)
+    assert texts(await say(client, "v12", "A12345678")) != ["您的订单A12345678已到达【上海转运中心】"]

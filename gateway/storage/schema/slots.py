@@ -35,4 +35,5 @@ class ConversationFormRecord(Base):
     required: Mapped[list[str]] = mapped_column(JSON)
     requested: Mapped[str | None] = mapped_column(String(64))
     retries: Mapped[int] = mapped_column(Integer, default=0)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # When kefu last asked (the form is dropped after actions.form_ttl_minutes without an answer).
+    asked_at: Mapped[datetime] = mapped_column(UTCDateTime())
