@@ -25,6 +25,7 @@ async def start(
         kb={"paths": [str(faq_dir), str(ACTIONS_FAQ)]},
         actions={"modules": [TEST_ACTIONS]},
         channels=channels,
+        pipeline={"wechat_reply_deadline_s": 4.9},  # the passive reply, also on a busy test machine
     )
     return await aiohttp_client(create_app(settings))
 
