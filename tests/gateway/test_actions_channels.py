@@ -23,7 +23,7 @@ async def start(
 ) -> Any:
     settings = settings_factory(
         kb={"paths": [str(faq_dir), str(ACTIONS_FAQ)]},
-        actions={"modules": [TEST_ACTIONS]},
+        actions={"modules": [TEST_ACTIONS], "timeout_s": 20},
         channels=channels,
         pipeline={"wechat_reply_deadline_s": 4.9},  # the passive reply, also on a busy test machine
     )

@@ -38,6 +38,7 @@ async def test_the_demo_dialogue_in_process(
         actions={
             "modules": ["gateway.demo.shop_actions"],
             "serve_apps": {"gateway.demo.shop_api:create_app": shop_port},
+            "timeout_s": 20,
         },
     )
     client = await aiohttp_client(create_app(settings))
@@ -59,7 +60,7 @@ async def test_the_demo_package_runs_unchanged_on_a_rasa_action_server(
 ) -> None:
     settings = settings_factory(
         kb={"paths": [str(CONFIG_FAQ)]},
-        actions={"serve_apps": {"gateway.demo.shop_api:create_app": shop_port}},
+        actions={"serve_apps": {"gateway.demo.shop_api:create_app": shop_port}, "timeout_s": 20},
     )
     assert os.environ["KEFU_DEMO_SHOP_URL"].endswith(str(shop_port))  # inherited by the subprocess
     with rasa_action_server("gateway.demo.shop_actions") as url:

@@ -35,6 +35,7 @@ def make_client(
     aiohttp_client: Any, settings_factory: Callable[..., Any], faq_dir: Path
 ) -> Callable[..., Any]:
     async def make(**actions: Any) -> Any:
+        actions.setdefault("timeout_s", 20)  # generous: a loaded CI machine is not an action timing out
         settings = settings_factory(kb={"paths": [str(faq_dir), str(ACTIONS_FAQ)]}, actions=actions)
         return await aiohttp_client(create_app(settings))
 

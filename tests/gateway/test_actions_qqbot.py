@@ -16,7 +16,7 @@ start_kefu = test_qqbot.start_kefu
 
 async def test_a_qq_group_member_fills_the_form(start_kefu: Any, faq_dir: Any) -> None:
     kefu = await start_kefu(
-        kb={"paths": [str(faq_dir), str(ACTIONS_FAQ)]}, actions={"modules": [TEST_ACTIONS]}
+        kb={"paths": [str(faq_dir), str(ACTIONS_FAQ)]}, actions={"modules": [TEST_ACTIONS], "timeout_s": 20}
     )
     await kefu.ask(content=" 我的快递到哪了")
     # The bot answers after the ack, through the API: the next message waits for the question.
