@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
+from gateway.actions.lifecycle import actions_ctx, install_actions
 from gateway.channels.base import ChannelAdapter
 from gateway.channels.onebot.adapter import OneBotAdapter
 from gateway.channels.qqbot.adapter import QQBotAdapter
@@ -84,7 +85,16 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
     install_web(app)  # /chat, /agent, /admin, /supervisor, /widget.js, /web/ws (wraps the web adapter)
 
     app.cleanup_ctx.extend(
-        [_database, _http_session, _knowledge_base, _adapters, _outbox_worker, handoff_jobs, _tasks]
+        [
+            _database,
+            _http_session,
+            _knowledge_base,
+            actions_ctx,
+            _adapters,
+            _outbox_worker,
+            handoff_jobs,
+            _tasks,
+        ]
     )
     install_qa(app, str(settings.qa.path))  # 质检 rules and the scoring job, after the database is up
     app.on_shutdown.append(_close_connections)
@@ -108,6 +118,7 @@ def build_runtime(settings: Settings, *, handle_signals: bool = False) -> Runtim
     pipeline = Pipeline(
         store, kb, settings.pipeline, settings.conversation.lifecycle, outbox=outbox, metrics=metrics
     )
+    install_actions(pipeline, settings.actions, store, metrics)
     return Runtime(
         settings=settings,
         store=store,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,9 +23,9 @@ from gateway.settings import PipelineSettings
 from gateway.storage import Conflict, ConversationRow, MessageRow, Store, Unit
 from handoff.lifecycle import LifecycleRules, is_expired
 from handoff.state import ConversationState, check_transition, is_with_human
+from intents.choices import intent_group, picked_entry, picked_number, suggested_questions
 from intents.prediction import Decision, Prediction
-from intents.rules import effective_intents
-from kb.model import DEFAULT_REPLIES, FaqEntry, KnowledgeBase, Replies
+from kb.model import DEFAULT_REPLIES, KnowledgeBase, Replies
 
 if TYPE_CHECKING:
     from gateway.jobs.outbox import Outbox
@@ -98,6 +97,32 @@ class Interceptor(Protocol):
         ...
 
 
+class ActionTurnLike(Protocol):
+    """What the custom-action hook decided (gateway.actions.service.ActionTurn)."""
+
+    pass_through: bool
+    decision: str
+    reason: str | None
+    entry_id: str | None
+    confidence: float | None
+    replies: list[tuple[str, tuple[str, ...], str | None]]
+    handoff_reason: str | None
+
+    def persist(self, unit: Unit, now: datetime) -> None:
+        """Store slot and form changes inside the message's unit of work."""
+        ...
+
+
+class ActionHook(Protocol):
+    """Custom actions and forms (gateway.actions): asked before the unit of work, as actions do I/O."""
+
+    async def prepare(
+        self, message: Message, kb: KnowledgeBase, prediction: Prediction | None
+    ) -> ActionTurnLike | None:
+        """The turn for a message, or None when the FAQ answers it as usual."""
+        ...
+
+
 # An observer hears about every handled message after it is committed.
 Observer = Callable[["PipelineResult"], Awaitable[None]]
 
@@ -143,6 +168,7 @@ class Pipeline:
         self.clock = clock
         self.interceptors: list[Interceptor] = []
         self.observers: list[Observer] = []
+        self.actions: ActionHook | None = None
 
     async def handle(self, message: Message) -> PipelineResult:
         """Dedupe, store and answer one message; a retry of a stored message returns its stored replies."""
@@ -157,11 +183,17 @@ class Pipeline:
                 prediction = await asyncio.to_thread(_predict, message, snapshot)
             else:
                 prediction = _predict(message, snapshot)
-        result = await self._handle_with_retries(message, snapshot, prediction, claims=True)
+        turn = None
+        if self.actions is not None and snapshot is not None:
+            # Outside the unit too: an action is a network call (the hook never raises for a failed one).
+            turn = await self.actions.prepare(message, snapshot[0], prediction)
+        result = await self._handle_with_retries(message, snapshot, prediction, claims=True, turn=turn)
         if result is None:  # an interceptor claimed it
             result = await self._intercepted(message)
             if result is None:
-                result = await self._handle_with_retries(message, snapshot, prediction, claims=False)
+                result = await self._handle_with_retries(
+                    message, snapshot, prediction, claims=False, turn=turn
+                )
         assert result is not None, "an unclaimed message always has a result"
         if self.metrics is not None:
             self.metrics.observe_handled(
@@ -193,11 +225,12 @@ class Pipeline:
         prediction: Prediction | None,
         *,
         claims: bool,
+        turn: ActionTurnLike | None = None,
     ) -> PipelineResult | None:
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             try:
                 return await self.store.run(
-                    lambda unit: self._handle(unit, message, snapshot, prediction, claims=claims)
+                    lambda unit: self._handle(unit, message, snapshot, prediction, claims=claims, turn=turn)
                 )  # committed
             except Conflict:
                 if attempt == MAX_CONFLICT_RETRIES:
@@ -234,6 +267,7 @@ class Pipeline:
         prediction: Prediction | None,
         *,
         claims: bool,
+        turn: ActionTurnLike | None = None,
     ) -> PipelineResult | None:
         if message.channel_msg_id is not None:
             existing = tx.find_message(message.channel, message.account, message.channel_msg_id)
@@ -269,10 +303,10 @@ class Pipeline:
             tx.upsert_customer(message.channel, message.account, message.user_id, message.user_name, now)
 
         offered: tuple[str, ...] = ()
-        if message.kind == "text" and _picked_number(message.text) is not None:
+        if message.kind == "text" and picked_number(message.text) is not None:
             # "2" right after 您是不是想问 means the second suggestion, not a new question.
             offered = tx.last_suggestions(conversation.id)
-        outcome = self._decide(message, conversation, snapshot, offered, prediction)
+        outcome = self._decide(message, conversation, snapshot, offered, prediction, turn)
         target = message.target()
         inbound = tx.add_message(
             conversation_id=conversation.id,
@@ -314,6 +348,8 @@ class Pipeline:
             replies.append(_reply(row))
             reply_ids.append(row.id)
 
+        if turn is not None and outcome.decision != WITH_HUMAN:
+            turn.persist(tx, now)
         changes: dict[str, Any] = {"last_activity_at": now}
         if kb is not None:
             changes["kb_version"] = kb.version
@@ -377,6 +413,7 @@ class Pipeline:
         snapshot: tuple[KnowledgeBase, Classifies] | None,
         offered: tuple[str, ...] = (),
         prediction: Prediction | None = None,
+        turn: ActionTurnLike | None = None,
     ) -> _Outcome:
         replies = snapshot[0].replies if snapshot else Replies(DEFAULT_REPLIES)
         if is_with_human(conversation.state):
@@ -396,8 +433,10 @@ class Pipeline:
             outcome = _Outcome(NON_TEXT, reason=message.kind)
             outcome.say(replies.get("non_text"), (HUMAN_OPTION,))
             return outcome
+        if turn is not None and not turn.pass_through:
+            return _action_outcome(turn)
 
-        picked = _picked_entry(kb, offered, message.text)
+        picked = picked_entry(kb, offered, message.text)
         if picked is not None:
             outcome = _Outcome(
                 Decision.ANSWER.value, reason="picked_suggestion", entry_id=picked.id, confidence=1.0
@@ -428,7 +467,7 @@ class Pipeline:
             if streak >= self.settings.misses_before_handoff:
                 return self._handoff(outcome, replies, "handoff_no_match", "repeated_misses")
             outcome.miss_streak = streak
-            questions = _suggested_questions(kb, prediction)
+            questions = suggested_questions(kb, prediction)
             if not questions:
                 outcome.say(replies.get("fallback"), (HUMAN_OPTION,))
                 return outcome
@@ -443,7 +482,7 @@ class Pipeline:
             key = "handoff"
         else:
             key = "handoff_no_match"
-        outcome.group = _intent_group(kb, prediction.intent)
+        outcome.group = intent_group(kb, prediction.intent)
         return self._handoff(outcome, replies, key, prediction.reason or "handoff", text=prediction.reply)
 
     def _event(self, message: Message, kb: KnowledgeBase) -> _Outcome:
@@ -494,6 +533,18 @@ def _remembered(message: Message, snapshot: tuple[KnowledgeBase, Classifies] | N
     return memoised(message.text)
 
 
+def _action_outcome(turn: ActionTurnLike) -> _Outcome:
+    """A custom action's (or form's) answer as the pipeline's outcome."""
+    outcome = _Outcome(turn.decision, reason=(turn.reason or "")[:32] or None, confidence=turn.confidence)
+    outcome.entry_id = turn.entry_id
+    outcome.miss_streak = 0
+    outcome.replies.extend(turn.replies)
+    if turn.handoff_reason is not None:
+        outcome.decision = Decision.HANDOFF.value
+        outcome.handoff_reason = turn.handoff_reason
+    return outcome
+
+
 def _predict(message: Message, snapshot: tuple[KnowledgeBase, Classifies] | None) -> Prediction | None:
     """The classification `_decide` will want for this message, or None when it wants none."""
     if snapshot is None or message.kind not in ("text", "voice") or not message.text.strip():
@@ -512,54 +563,3 @@ def _reply(row: MessageRow) -> Reply:
         entry_id=row.entry_id,
         sender_name=row.sender_name,
     )
-
-
-def _suggested_questions(kb: KnowledgeBase, prediction: Prediction) -> tuple[str, ...]:
-    """The canonical questions of the alternatives (what the customer can tap or type back)."""
-    questions: list[str] = []
-    for candidate in prediction.alternatives:
-        entry = kb.get(candidate.entry_id)
-        question = entry.question if entry is not None else candidate.question
-        if question not in questions:
-            questions.append(question)
-    return tuple(questions)
-
-
-_NUMBER = re.compile(
-    r"^\s*(?:第\s*)?([1-9]|[一二三四五六七八九]|[\u2460-\u2468])\s*(?:个|条|项)?\s*[.。!！]?\s*$"
-)
-_CHINESE_DIGITS = "一二三四五六七八九"
-
-
-def _picked_number(text: str) -> int | None:
-    """1-based choice when the whole message is a number ("2", "第二个", "②"), else None."""
-    match = _NUMBER.match(text)
-    if match is None:
-        return None
-    token = match.group(1)
-    if token.isascii():
-        return int(token)
-    if token in _CHINESE_DIGITS:
-        return _CHINESE_DIGITS.index(token) + 1
-    return ord(token) - 0x2460 + 1
-
-
-def _picked_entry(kb: KnowledgeBase, offered: tuple[str, ...], text: str) -> FaqEntry | None:
-    """The FAQ entry behind the suggestion the customer picked by number, if any."""
-    number = _picked_number(text) if offered else None
-    if number is None or number > len(offered):
-        return None
-    question = offered[number - 1]
-    for entry in kb.enabled_entries:
-        if entry.question == question:
-            return entry
-    return None
-
-
-def _intent_group(kb: KnowledgeBase, intent_name: str | None) -> str | None:
-    if intent_name is None:
-        return None
-    for intent in effective_intents(kb):
-        if intent.name == intent_name:
-            return intent.group
-    return None

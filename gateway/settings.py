@@ -33,6 +33,7 @@ from pydantic_settings import (
 )
 from pydantic_settings import SettingsError as PydanticSettingsError
 
+from gateway.actions.settings import ActionsSettings
 from gateway.channels.onebot.settings import OneBotAccountSettings
 from gateway.channels.qqbot.settings import QQBotAccountSettings
 from gateway.channels.web.settings import WebChannelSettings
@@ -306,6 +307,7 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     shifts: ShiftsSettings = Field(default_factory=ShiftsSettings)
     qa: QaSettings = Field(default_factory=QaSettings)
+    actions: ActionsSettings = Field(default_factory=ActionsSettings)  # custom actions (gateway.actions)
 
     @classmethod
     def settings_customise_sources(

@@ -37,6 +37,7 @@ from kb.schema import (
     Seen,
     slug_hint,
 )
+from kb.slots import ACTION_ONLY_ANSWER, Slots, check_uses, intent_entry, read_entry_action, read_slots
 from kb.text import fold_question
 from kb.yaml_nodes import (
     MAX_NESTING,
@@ -117,6 +118,8 @@ def _load(path_list: list[str], strict: bool) -> LoadResult:
         digest.update(data)
         builder.parse(file, data)
     builder.finish(files, path_list)
+    intent_actions = [e for e in map(intent_entry, builder.intents) if e is not None]
+    problems.extend(check_uses([*builder.entries, *intent_actions], builder.slots))
 
     order = {file: i for i, file in enumerate(files)}
     problems.sort(key=lambda p: (order.get(p.file, -1), p.line, p.column or 0))
@@ -133,6 +136,7 @@ def _load(path_list: list[str], strict: bool) -> LoadResult:
             MappingProxyType({**DEFAULT_REPLIES, **builder.replies}), MappingProxyType(builder.reply_sources)
         ),
         sources=tuple(files),
+        slots=MappingProxyType(builder.slots),
         loaded_at=time.time(),
     )
     return LoadResult(kb, problems, soft)
@@ -184,6 +188,7 @@ class _Builder(NodeReader):
         self.words: list[str] = []
         self.intents: list[RuleIntent] = []
         self.replies: dict[str, str] = {}
+        self.slots: Slots = {}
         self.entry_count = 0
         self.enabled_count = 0
         self.first_entry: SourceRef | None = None
@@ -256,6 +261,8 @@ class _Builder(NodeReader):
         if (node := fields.get("intents")) is not None:
             for item in self.items(node, "intents", "a list of intents ('- name: ...')"):
                 self.intent(item)
+        if (node := fields.get("slots")) is not None:
+            read_slots(self, node, self.slots)
         if (node := fields.get("replies")) is not None:
             self.reply_texts(node)
 
@@ -360,7 +367,11 @@ class _Builder(NodeReader):
         else:
             question = self.string(fields["question"], "question", entry_id, required=True)
         similar = self.strings(fields.get("similar"), "similar", entry_id)
-        answer, variants = self.answer(fields.get("answer"), node, entry_id)
+        action, required_slots, form = read_entry_action(self, fields, entry_id)
+        if action is not None and "answer" not in fields:
+            answer, variants = ACTION_ONLY_ANSWER, {}  # said only where no action can run
+        else:
+            answer, variants = self.answer(fields.get("answer"), node, entry_id)
         category = self.string(fields.get("category"), "category", entry_id)
         keywords = self.strings(fields.get("keywords"), "keywords", entry_id)
         enabled = self.boolean(fields.get("enabled"), "enabled", entry_id)
@@ -391,6 +402,9 @@ class _Builder(NodeReader):
                     keywords=tuple(text for text, _ in keywords),
                     enabled=enabled,
                     source=self.ref(node),
+                    action=action,
+                    required_slots=required_slots,
+                    form=form,
                 )
             )
 
@@ -516,10 +530,15 @@ class _Builder(NodeReader):
                     self._intent_names[value] = self.seen(fields["name"])
 
             action = None
+            custom_action = None
             if "action" not in fields:
                 self.error(node, f"intent has no 'action'; use one of {', '.join(INTENT_ACTIONS)}")
+            elif is_text(fields["action"]) and str(fields["action"].value).strip().startswith("action_"):
+                # A custom action (rasa-sdk) answers this intent; `reply` is said when it cannot run.
+                custom_action, action = str(fields["action"].value).strip(), "answer"
             else:
                 action = self.choice(fields["action"], "action", INTENT_ACTIONS)
+            required_slots = tuple(t for t, _ in self.strings(fields.get("required_slots"), "required_slots"))
             priority = self.choice(fields.get("priority"), "priority", INTENT_PRIORITIES)
             group = self.string(fields.get("group"), "group")
             keywords = self.strings(fields.get("keywords"), "keywords")
@@ -527,7 +546,7 @@ class _Builder(NodeReader):
             reply = self.string(fields.get("reply"), "reply")
             if "keywords" not in fields and "examples" not in fields:
                 self.error(node, "intent has neither 'keywords' nor 'examples', so it can never match")
-            if action == "answer" and "reply" not in fields:
+            if action == "answer" and "reply" not in fields and custom_action is None:
                 self.error(node, "intent has action 'answer' but no 'reply' to answer with")
         finally:
             self.prefix = ""
@@ -543,6 +562,8 @@ class _Builder(NodeReader):
                     reply=reply,
                     group=group,
                     source=self.ref(node),
+                    custom_action=custom_action,
+                    required_slots=required_slots,
                 )
             )
 

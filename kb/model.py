@@ -54,6 +54,17 @@ class FaqEntry:
     keywords: tuple[str, ...] = ()
     enabled: bool = True
     source: SourceRef | None = None
+    # A custom action (rasa-sdk) that answers instead of, or after, `answer` (issue 15).
+    action: str | None = None
+    # Slots the action needs; missing ones are asked for first (a form).
+    required_slots: tuple[str, ...] = ()
+    # The form's name for `validate_<form>`; defaults to the action's name.
+    form: str | None = None
+
+    @property
+    def form_name(self) -> str | None:
+        """The name `validate_<form>` is looked up with (None for an entry without an action)."""
+        return self.form or self.action
 
     @property
     def questions(self) -> tuple[str, ...]:
@@ -79,6 +90,22 @@ class RuleIntent:
     reply: str | None = None
     # Skill group a handoff from this intent is routed to (handoff issue); None = default group.
     group: str | None = None
+    source: SourceRef | None = None
+    # A custom action to run for this intent (issue 15), beside its `action` kind.
+    custom_action: str | None = None
+    required_slots: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SlotSpec:
+    """A slot declared in the FAQ's top-level `slots:`: how to extract it, how to ask for it, how long it lives."""
+
+    name: str
+    regex: str | None = None
+    ask: str | None = None
+    ttl_minutes: float | None = None
+    # Fixed values that fill the slot when the text contains one (e.g. 顺丰, 圆通).
+    values: tuple[str, ...] = ()
     source: SourceRef | None = None
 
 
@@ -121,6 +148,7 @@ class KnowledgeBase:
     replies: Replies = field(default_factory=Replies)
     sources: tuple[str, ...] = ()
     loaded_at: float = 0.0
+    slots: Mapping[str, SlotSpec] = field(default_factory=lambda: MappingProxyType({}))
 
     def get(self, entry_id: str) -> FaqEntry | None:
         """The entry with this id, or None."""

@@ -15,11 +15,22 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from kb.model import Problem, SourceRef
 from kb.yaml_nodes import BOOL_TAG, STR_TAG, clip, describe, did_you_mean, is_null, is_text, line_of
 
-TOP_LEVEL_KEYS = ("faqs", "synonyms", "words", "intents", "replies")
-FAQ_KEYS = ("id", "question", "similar", "answer", "category", "keywords", "enabled")
+TOP_LEVEL_KEYS = ("faqs", "synonyms", "words", "intents", "replies", "slots")
+FAQ_KEYS = (
+    "id",
+    "question",
+    "similar",
+    "answer",
+    "category",
+    "keywords",
+    "enabled",
+    "action",
+    "required_slots",
+    "form",
+)
 CHANNELS = ("wechat", "web", "onebot", "qqbot")
 ANSWER_KEYS = ("default", *CHANNELS)
-INTENT_KEYS = ("name", "action", "priority", "group", "keywords", "examples", "reply")
+INTENT_KEYS = ("name", "action", "priority", "group", "keywords", "examples", "reply", "required_slots")
 INTENT_ACTIONS = ("handoff", "smalltalk", "answer")
 INTENT_PRIORITIES = ("normal", "high")
 YAML_SUFFIXES = (".yaml", ".yml")

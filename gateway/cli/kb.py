@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.cli import add_config_option, load_cli_settings, shown_path
 from intents.prediction import Thresholds
 from kb.lint import lint_kb
 from kb.loader import LoadResult, load_kb
 from kb.model import KnowledgeBase, Problem
+from kb.slots import trial_problems
+
+if TYPE_CHECKING:
+    from gateway.actions.settings import ActionsSettings
+    from gateway.settings import Settings
 
 __all__ = ["DEFAULT_FAQ_PATH", "format_problem", "register"]
 
@@ -52,31 +57,53 @@ def register(subparsers: Any) -> None:
     calibrate.set_defaults(func=run_calibrate, answer_threshold=None, suggest_threshold=None)
 
 
-def _paths(args: argparse.Namespace) -> list[str] | None:
-    """The FAQ paths the server would load (kb.paths), or the ones named on the command line."""
-    settings = load_cli_settings(args, {"kb.paths": args.paths or None}, warn_about=("kb.",))
+def _paths(args: argparse.Namespace) -> tuple[list[str], Settings] | None:
+    """The FAQ paths the server would load (kb.paths), or the ones named on the command line; the settings."""
+    settings = load_cli_settings(args, {"kb.paths": args.paths or None}, warn_about=("kb.", "actions."))
     if settings is None:
         return None
-    return list(args.paths) or [shown_path(p) for p in settings.kb.paths]  # named paths shown as typed
+    return list(args.paths) or [shown_path(p) for p in settings.kb.paths], settings  # named paths as typed
 
 
 def run_check(args: argparse.Namespace) -> int:
     """`kefu kb check`: print every error and a summary; 1 when there are errors (2: bad config)."""
-    paths = _paths(args)
-    if paths is None:
+    found = _paths(args)
+    if found is None:
         return 2
+    paths, settings = found
     result = load_kb(paths)
     for problem in result.problems:
         print(format_problem(problem))
+    # Custom actions: slot regexes on 10 kB inputs, entry actions against the configured action set.
+    action_problems = trial_problems(result.kb.slots) if result.kb is not None else []
+    action_problems += _action_problems(result.kb, settings.actions)
+    for problem in action_problems:
+        print(format_problem(problem))
+    errors = [p for p in action_problems if p.severity == "error"]
+    if errors and result.kb is not None:
+        print(f"{' '.join(paths)}: {len(errors)} action error{'s' if len(errors) != 1 else ''} — FAILED")
+        return 1
     print(_summary(paths, result))
     return 0 if result.ok else 1
 
 
+def _action_problems(kb: KnowledgeBase | None, actions: ActionsSettings) -> list[Problem]:
+    """Entry actions checked against the config's action set (modules or the server's GET /actions)."""
+    if kb is None or not (any(e.action for e in kb.entries) or any(i.custom_action for i in kb.intents)):
+        return []
+    import asyncio
+
+    from gateway.actions.check import check_actions
+
+    return asyncio.run(check_actions(kb, actions))
+
+
 def run_lint(args: argparse.Namespace) -> int:
     """`kefu kb lint`: errors, then warnings; 1 on errors (or on warnings with --strict)."""
-    paths = _paths(args)
-    if paths is None:
+    found = _paths(args)
+    if found is None:
         return 2
+    paths, settings = found
     result = load_kb(paths)
     for problem in result.problems:
         print(format_problem(problem))
