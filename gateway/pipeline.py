@@ -3,8 +3,10 @@
 One unit of work per message (`Store.run`): the inbound row, its classification, the replies and the
 conversation state commit together (on SQLite in a group commit with other messages' units, each in its
 own savepoint), so a database error leaves nothing half-written and the platform's retry is handled from
-scratch. The classification is computed before the unit, outside SQLite's write lock. Replies are collected, not sent (rasa-sdk's CollectingDispatcher): the adapter
-renders them in its webhook response, or calls `push_replies` to deliver them through the outbox.
+scratch. The classification is computed before the unit, outside SQLite's write lock. Replies are
+collected, not sent (rasa-sdk's CollectingDispatcher); for a channel that may answer later
+(`outbox="held"` or `"pending"`, chosen by gateway.channels.delivery) each reply's outbox row is written
+in the same unit, so a committed reply can never miss its row.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from gateway.channels.base import Outgoing
 from gateway.message import Message, Reply, utcnow
@@ -44,6 +46,14 @@ HUMAN_EVENT_KEYS = frozenset({"human", "转人工", "人工客服"})
 HUMAN_OPTION = "转人工"
 # A conflict means a concurrent twin wrote first; one more round re-reads what it wrote.
 MAX_CONFLICT_RETRIES = 4
+# A held reply row waits this long for the adapter's passive-reply decision; undecided (a crash, a lost
+# request) it is sent by the worker. Longer than WeChat's retries (3 × 5 s), so a retry can still answer
+# passively after a restart.
+HOLD_S = 30.0
+
+# How a channel's replies reach the customer: only in the webhook answer (None: web), held rows released
+# or cancelled after the passive-reply decision ("held"), or always through the worker ("pending").
+OutboxMode = Literal["held", "pending"] | None
 
 
 class Classifies(Protocol):
@@ -80,6 +90,8 @@ class PipelineResult:
     target: Mapping[str, Any] = field(default_factory=dict)
     handoff: bool = False
     reason: str | None = None
+    # The replies' outbox rows (id, status), parallel to `replies`; empty without an outbox mode.
+    outbox: tuple[tuple[int, str], ...] = ()
 
 
 class Interceptor(Protocol):
@@ -141,11 +153,15 @@ class Pipeline:
         self.outbox = outbox
         self.metrics = metrics
         self.clock = clock
+        self.hold = timedelta(seconds=HOLD_S)
         self.interceptors: list[Interceptor] = []
         self.observers: list[Observer] = []
 
-    async def handle(self, message: Message) -> PipelineResult:
-        """Dedupe, store and answer one message; a retry of a stored message returns its stored replies."""
+    async def handle(self, message: Message, *, outbox: OutboxMode = None) -> PipelineResult:
+        """Dedupe, store and answer one message; a retry of a stored message returns its stored replies.
+
+        `outbox`: write each reply's outbox row with this status in the message's own unit of work.
+        """
         started = time.perf_counter()
         snapshot = self.kb.snapshot()
         # Classified before the unit of work (the unit holds SQLite's write lock): lexically on the
@@ -157,12 +173,17 @@ class Pipeline:
                 prediction = await asyncio.to_thread(_predict, message, snapshot)
             else:
                 prediction = _predict(message, snapshot)
-        result = await self._handle_with_retries(message, snapshot, prediction, claims=True)
+        result = await self._handle_with_retries(message, snapshot, prediction, claims=True, outbox=outbox)
         if result is None:  # an interceptor claimed it
             result = await self._intercepted(message)
             if result is None:
-                result = await self._handle_with_retries(message, snapshot, prediction, claims=False)
+                result = await self._handle_with_retries(
+                    message, snapshot, prediction, claims=False, outbox=outbox
+                )
         assert result is not None, "an unclaimed message always has a result"
+        if outbox is not None and len(result.outbox) < len(result.replies):
+            # An interceptor's replies (a CSAT rating's thanks) were stored in its own transaction.
+            result = await self._add_rows(result, outbox)
         if self.metrics is not None:
             self.metrics.observe_handled(
                 message.channel,
@@ -193,11 +214,14 @@ class Pipeline:
         prediction: Prediction | None,
         *,
         claims: bool,
+        outbox: OutboxMode = None,
     ) -> PipelineResult | None:
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             try:
                 return await self.store.run(
-                    lambda unit: self._handle(unit, message, snapshot, prediction, claims=claims)
+                    lambda unit: self._handle(
+                        unit, message, snapshot, prediction, claims=claims, outbox=outbox
+                    )
                 )  # committed
             except Conflict:
                 if attempt == MAX_CONFLICT_RETRIES:
@@ -207,7 +231,12 @@ class Pipeline:
                 )
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def push_replies(self, result: PipelineResult) -> list[int]:
+    async def _add_rows(self, result: PipelineResult, status: Literal["held", "pending"]) -> PipelineResult:
+        """Outbox rows for replies stored without one (idempotent), awaited before any acknowledgement."""
+        ids = await self.push_replies(result, status=status)
+        return replace(result, outbox=tuple((i, status) for i in ids))
+
+    async def push_replies(self, result: PipelineResult, *, status: str = "pending") -> list[int]:
         """Deliver a result's replies through the outbox (idempotent: each stored reply is enqueued once)."""
         if self.outbox is None:
             raise RuntimeError("pipeline has no outbox to push through")
@@ -221,7 +250,12 @@ class Pipeline:
                 sender=reply.sender,
                 target=result.target,
             )
-            ids.append(await self.outbox.enqueue(outgoing, message_id=message_id))
+            held_until = self.clock() + self.hold if status == "held" else None
+            ids.append(
+                await self.outbox.enqueue(
+                    outgoing, message_id=message_id, status=status, next_attempt_at=held_until
+                )
+            )
         return ids
 
     # --- one unit of work (sync: it runs whole on the database's side, see gateway.storage.unit) -----
@@ -234,6 +268,7 @@ class Pipeline:
         prediction: Prediction | None,
         *,
         claims: bool,
+        outbox: OutboxMode = None,
     ) -> PipelineResult | None:
         if message.channel_msg_id is not None:
             existing = tx.find_message(message.channel, message.account, message.channel_msg_id)
@@ -295,6 +330,7 @@ class Pipeline:
         )
         replies: list[Reply] = []
         reply_ids: list[int] = []
+        rows: list[tuple[int, str]] = []
         for text, suggestions, entry_id in outcome.replies:
             row = tx.add_message(
                 conversation_id=conversation.id,
@@ -313,6 +349,24 @@ class Pipeline:
             )
             replies.append(_reply(row))
             reply_ids.append(row.id)
+            if outbox is not None:
+                rows.append(
+                    (
+                        tx.add_outbox(
+                            channel=message.channel,
+                            account=message.account,
+                            conversation_key=message.conversation_key,
+                            text=text,
+                            sender="bot",
+                            target=target,
+                            now=now,
+                            message_id=row.id,
+                            status=outbox,
+                            next_attempt_at=now + self.hold if outbox == "held" else now,
+                        ),
+                        outbox,
+                    )
+                )
 
         changes: dict[str, Any] = {"last_activity_at": now}
         if kb is not None:
@@ -350,10 +404,12 @@ class Pipeline:
             target=target,
             handoff=outcome.handoff_reason is not None,
             reason=outcome.handoff_reason or outcome.reason,
+            outbox=tuple(rows),
         )
 
     def _duplicate(self, tx: Unit, existing: MessageRow) -> PipelineResult:
         rows = tx.replies_to(existing.id)
+        outbox = tuple(found for r in rows if (found := tx.outbox_for(r.id)) is not None)
         return PipelineResult(
             conversation_id=existing.conversation_id,
             message_id=existing.id,
@@ -366,6 +422,7 @@ class Pipeline:
             reply_ids=tuple(r.id for r in rows),
             target=existing.target,
             reason=existing.reason,
+            outbox=outbox,
         )
 
     # --- the decision (pure) -----------------------------------------------------------------------

@@ -13,7 +13,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -56,23 +56,41 @@ class Outbox:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def enqueue(self, outgoing: Outgoing, *, message_id: int | None = None) -> int:
+    async def enqueue(
+        self,
+        outgoing: Outgoing,
+        *,
+        message_id: int | None = None,
+        status: str = "pending",
+        next_attempt_at: datetime | None = None,
+    ) -> int:
         """Store one send (in its own transaction) and wake the worker; returns the outbox id."""
+        extra: dict[str, Any] = {"status": status, "next_attempt_at": next_attempt_at}
         try:
             async with self.store.transaction() as tx:
-                outbox_id = await self.enqueue_in(tx, outgoing, message_id=message_id)
+                outbox_id = await self.enqueue_in(tx, outgoing, message_id=message_id, **extra)
         except Conflict:
             if message_id is None:
                 raise
             # A concurrent push of the same stored reply won the race: return its row.
             async with self.store.transaction() as tx:
-                outbox_id = await self.enqueue_in(tx, outgoing, message_id=message_id)
+                outbox_id = await self.enqueue_in(tx, outgoing, message_id=message_id, **extra)
         self.wake()
         return outbox_id
 
-    async def enqueue_in(self, tx: Transaction, outgoing: Outgoing, *, message_id: int | None = None) -> int:
+    async def enqueue_in(
+        self,
+        tx: Transaction,
+        outgoing: Outgoing,
+        *,
+        message_id: int | None = None,
+        status: str = "pending",
+        next_attempt_at: datetime | None = None,
+    ) -> int:
         """Store one send inside the caller's transaction; call `wake()` after it commits."""
         return await tx.enqueue(
+            status=status,
+            next_attempt_at=next_attempt_at,
             channel=outgoing.channel,
             account=outgoing.account,
             conversation_key=outgoing.conversation_key,

@@ -101,6 +101,8 @@ class Transaction:
         target: Mapping[str, Any],
         now: datetime,
         message_id: int | None = None,
+        status: str = "pending",
+        next_attempt_at: datetime | None = None,
     ) -> int:
         """Add an outbox row (or return the existing one for the same stored message)."""
         if message_id is not None:
@@ -116,9 +118,9 @@ class Transaction:
             text=text,
             sender=sender,
             target=dict(target),
-            status="pending",
+            status=status,
             attempts=0,
-            next_attempt_at=now,
+            next_attempt_at=next_attempt_at or now,
             created_at=now,
             message_id=message_id,
         )

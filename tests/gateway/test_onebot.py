@@ -201,9 +201,9 @@ async def test_slow_answer_goes_out_through_the_http_api(kefu):
     pipeline = kefu.runtime.pipeline
     original = pipeline.handle
 
-    async def slow(message):
+    async def slow(message, **kw):
         await asyncio.sleep(0.3)
-        return await original(message)
+        return await original(message, **kw)
 
     pipeline.handle = slow  # type: ignore[method-assign]
     resp = await post_event(kefu.client, "/onebot/qqshop", load_event("group_at_array.json"))

@@ -3,8 +3,9 @@
 One `QQBotAdapter` per configured bot serves `POST /qqbot/{name}`:
 - op 13 (callback-URL validation): answer `{"plain_token", "signature"}` signed with the key derived
   from the bot secret;
-- op 0 (dispatch): verify `X-Signature-Ed25519` over `X-Signature-Timestamp + body`, acknowledge with
-  `{"op": 12, "d": 0}`. The acknowledgement cannot carry a reply (unlike WeChat or OneBot), so the
+- op 0 (dispatch): verify `X-Signature-Ed25519` over `X-Signature-Timestamp + body`, store the message
+  and its replies' outbox rows (gateway/channels/delivery.py), then acknowledge with `{"op": 12, "d": 0}`
+  (never before the store). The acknowledgement cannot carry a reply (unlike WeChat or OneBot), so the
   pipeline's answers always go out through the outbox and `send` → `POST /v2/groups|users/…/messages`
   as passive replies (`msg_id` of the customer's message, increasing `msg_seq`).
 
@@ -15,7 +16,6 @@ undeliverable, and the outbox records why.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -30,6 +30,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.channels.base import Outgoing, SendError
+from gateway.channels.delivery import Delivery
 from gateway.channels.qq import parse_conversation_key
 from gateway.channels.qqbot.crypto import signing_key, validation_signature, verify_push
 from gateway.channels.qqbot.settings import QQBotAccountSettings
@@ -38,7 +39,6 @@ from gateway.http.bodies import http_error, parse_json, read_body
 from gateway.message import Message, utcnow
 
 if TYPE_CHECKING:
-    from gateway.pipeline import PipelineResult
     from gateway.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -182,6 +182,11 @@ class QQBotAdapter:
         self._passive: OrderedDict[str, _Passive] = OrderedDict()
         self._tokens: TokenCache | None = None
         self._logged: set[str] = set()
+        # The ack cannot carry replies: they are written as pending outbox rows with the message, and the
+        # ack goes out only once both are stored (a slow store delays it; QQ pushes again, deduped).
+        self.delivery = Delivery(
+            runtime, name=f"qqbot-{self.account}", mode="pending", deadline=lambda: self.ack_deadline_s
+        )
 
     @property
     def path(self) -> str:
@@ -226,16 +231,14 @@ class QQBotAdapter:
         except QQBotEventError as exc:
             raise http_error(web.HTTPBadRequest, str(exc)) from None
         self._remember(message)
-        task = self.runtime.spawn(self.runtime.pipeline.handle(message), name=f"qqbot-{self.account}")
         try:
-            await asyncio.wait_for(asyncio.shield(task), self.ack_deadline_s)
-        except TimeoutError:
-            pass  # acknowledged now; the handling goes on and pushes its replies when done
+            answer = await self.delivery.deliver(message)
         except Exception:
             # Nothing was stored (one transaction): a 5xx lets QQ push the event again.
             logger.exception("qqbot message failed in the pipeline", extra={"account": self.account})
             raise http_error(web.HTTPServiceUnavailable, "temporarily unavailable") from None
-        task.add_done_callback(self._push_when_done)
+        if answer.late:
+            logger.info("qqbot event stored after the ack deadline", extra={"account": self.account})
         return _ack()
 
     def _validate(self, payload: Mapping[str, Any]) -> web.Response:
@@ -263,13 +266,6 @@ class QQBotAdapter:
         self._passive.move_to_end(msg_id)
         while len(self._passive) > _MEMORY:
             self._passive.popitem(last=False)
-
-    def _push_when_done(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled() or task.exception() is not None:
-            return  # logged by the runtime's task tracking
-        result: PipelineResult = task.result()
-        if result.replies and not result.duplicate:
-            self.runtime.spawn(self.runtime.pipeline.push_replies(result), name=f"qqbot-{self.account}-push")
 
     # --- outbound ---
 
