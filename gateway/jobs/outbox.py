@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 # An adapter call that hangs must not hold its lease forever; the platform APIs answer in well under this.
 SEND_TIMEOUT_S = 30.0
 CLAIM_BATCH = 20
+# Pauses between the tries of recording a delivered send as sent (a failure there means a double).
+MARK_SENT_PAUSES_S = (0.05, 0.2, 1.0)
 
 AdapterKey = tuple[str, str]  # (channel, account)
 
@@ -139,7 +141,10 @@ class Outbox:
         """Claim the rows that are due and send them; returns how many were claimed."""
         now = self.clock()
         rows = await self.store.claim_outbox(
-            now, lease=timedelta(seconds=self.settings.lease_s), limit=CLAIM_BATCH
+            now,
+            lease=timedelta(seconds=self.settings.lease_s),
+            limit=CLAIM_BATCH,
+            give_up_after=self.settings.give_up_after,
         )
         if not rows:
             return 0
@@ -177,6 +182,10 @@ class Outbox:
             target=row.target,
             outbox_id=row.id,
         )
+        if row.resumed:
+            # The lease of an earlier attempt expired (a crash, a hung send): it may have been delivered.
+            logger.warning("outbox: send %d resumed after an expired lease; it may arrive twice", row.id)
+            self._double(row.channel, "resumed")
         try:
             async with asyncio.timeout(SEND_TIMEOUT_S):
                 await adapter.send(outgoing)
@@ -191,13 +200,46 @@ class Outbox:
             # An adapter bug: keep the row (it may be a transient state) but make the error loud.
             logger.exception("outbox: adapter %s/%s raised", row.channel, row.account)
             return await self._retry(row, f"{type(exc).__name__}: {exc}")
-        await self._finish(row, "sent", None, now())
+        await self._mark_sent(row)
         return True
+
+    async def _mark_sent(self, row: OutboxRow) -> None:
+        """Record a delivered send in its own short transaction, retried: every failure here is a double.
+
+        The platform already has the text; if the row stays `sending`, its lease expires and it goes out
+        again. A few quick retries close that window for a briefly busy database.
+        """
+        for attempt, pause in enumerate((*MARK_SENT_PAUSES_S, None)):
+            try:
+                await self._finish(row, "sent", None, self.clock())
+                return
+            except Exception as exc:
+                if pause is None:
+                    logger.error(
+                        "outbox: send %d delivered but not recorded (%s); it will be sent again", row.id, exc
+                    )
+                    self._double(row.channel, "unrecorded")
+                    return
+                logger.info("outbox: recording send %d as sent failed (try %d): %s", row.id, attempt + 1, exc)
+                await asyncio.sleep(pause)
+
+    def _double(self, channel: str, cause: str) -> None:
+        if self.metrics is not None:
+            self.metrics.outbox_doubles.labels(channel, cause).inc()
 
     async def _retry(self, row: OutboxRow, error: str) -> bool:
         now = self.clock()
         if row.attempts >= self.settings.max_attempts:
-            await self._finish(row, "failed", error, now)
+            # Not given up: the slow schedule tries again until outbox.give_up_after (see claim_outbox).
+            next_at = now + timedelta(seconds=self.settings.failed_retry_s)
+            expired = next_at - row.created_at >= self.settings.give_up_after  # no slow retry left
+            await self._finish(
+                row,
+                "failed",
+                f"{error} (gave up after {self.settings.give_up_after})" if expired else error,
+                now,
+                next_attempt_at=next_at,
+            )
             return False
         delay = self.backoff(row.attempts)
         logger.info(
@@ -222,7 +264,15 @@ class Outbox:
         # Equal jitter: never less than half the step (no hot loop), spread so retries don't stampede.
         return ceiling / 2 + self._jitter() * ceiling / 2
 
-    async def _finish(self, row: OutboxRow, status: str, error: str | None, now: datetime) -> None:
+    async def _finish(
+        self,
+        row: OutboxRow,
+        status: str,
+        error: str | None,
+        now: datetime,
+        *,
+        next_attempt_at: datetime | None = None,
+    ) -> None:
         if status != "sent":
             logger.warning(
                 "outbox: send %d to %s/%s is %s after %d attempt(s): %s",
@@ -233,7 +283,9 @@ class Outbox:
                 row.attempts,
                 error,
             )
-        await self.store.finish_outbox(row.id, status=status, now=now, error=error)
+        await self.store.finish_outbox(
+            row.id, status=status, now=now, error=error, next_attempt_at=next_attempt_at
+        )
         self._count(row.channel, status)
 
     def _count(self, channel: str, outcome: str) -> None:

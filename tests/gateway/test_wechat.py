@@ -632,3 +632,12 @@ async def test_success_is_answered_only_once_the_message_is_stored(start_kefu):
     rows = await kefu.runtime.store.list_outbox()
     assert [r.text for r in rows] == [PAYMENT_ANSWER]  # and its answer's row with it
     assert rows[0].status in {"pending", "sending", "sent"}
+
+
+async def test_a_passive_reply_cancels_its_held_row_so_it_is_never_sent_twice(kefu):
+    # The reply's row is written with the message (held); the passive XML carries it, so it is cancelled.
+    reply = await ask(kefu.shop, fixture_xml("text.xml", MsgId=new_msg_id()))
+    assert reply["Content"] == PAYMENT_ANSWER
+    assert [r.status for r in await kefu.runtime.store.list_outbox()] == ["cancelled"]
+    await asyncio.sleep(0.2)
+    assert kefu.api.messages == []
