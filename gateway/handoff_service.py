@@ -349,8 +349,12 @@ class HandoffService(AgentActions):
         sender: str = "system",
         sender_name: str | None = None,
         agent_id: str | None = None,
+        idempotency_key: str | None = None,
     ) -> int:
         """Store an outbound text and queue it in the outbox (one transaction); returns the message id.
+
+        `idempotency_key` (an agent's `Idempotency-Key`): stored as the message's channel message id, so the
+        same key returns the message stored the first time and nothing is sent again.
 
         System notices raised while the pipeline is still answering are held back (0 is returned) and sent
         shortly after, in order, so they never overtake the bot's own reply to the same message.
@@ -363,8 +367,13 @@ class HandoffService(AgentActions):
         if customer is None:
             raise HandoffError(404, f"no conversation {conversation_id}")
         now = utcnow()
+        if idempotency_key is not None:
+            existing = await self._sent_with_key(customer.channel, customer.account, idempotency_key)
+            if existing is not None:
+                return existing
         async with self.runtime.store.transaction() as tx:
             row = await tx.add_message(
+                channel_msg_id=idempotency_key,
                 conversation_id=conversation_id,
                 conversation_key=customer.conversation_key,
                 channel=customer.channel,
@@ -389,6 +398,11 @@ class HandoffService(AgentActions):
                 await self.db.agent_spoke(session_of(tx), conversation_id, now)
         self.runtime.outbox.wake()
         return row.id
+
+    async def _sent_with_key(self, channel: str, account: str, key: str) -> int | None:
+        async with self.runtime.store.transaction() as tx:
+            found = await tx.find_message(channel, account, key)
+        return found.id if found is not None else None
 
     # --- assignment -----------------------------------------------------------------------------
 
