@@ -372,6 +372,21 @@ async def test_a_send_whose_answer_got_lost_is_not_shown_twice(kefu):
     assert len(kefu.api.attempts) == 2
 
 
+async def test_a_row_resent_after_a_restart_is_not_shown_twice(kefu):
+    # Regression (reliability item 3b): the msg_seq lived in memory, so after a kill -9 mid-send the
+    # resumed row got a fresh seq and QQ showed it twice. Now msg_seq is the outbox row's id.
+    payload = await kefu.ask(content=" 转人工")
+    await kefu.api.wait_for_messages(1)
+    kefu.api.lose_answers = 1  # QQ shows it, the answer is lost, then the process dies
+    row = Outgoing("qqbot", "qqbot", GROUP_KEY, "人工客服：您好", "agent", outbox_id=42)
+    with pytest.raises(SendError):
+        await kefu.adapter.send(row)
+    kefu.adapter._passive.clear()  # the restart forgets every in-memory seq
+    await kefu.adapter.send(row)  # the outbox resumes the same row
+    assert [m["content"] for m in kefu.api.messages].count("人工客服：您好") == 1
+    assert kefu.api.messages[-1]["msg_id"] == payload["d"]["id"]
+
+
 async def test_permanent_refusals_are_undeliverable(kefu):
     kefu.api.fail_next(status=400, code=40034128)
     await kefu.ask()

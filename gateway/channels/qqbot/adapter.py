@@ -318,6 +318,10 @@ class QQBotAdapter:
             reason = window_reason(chat_type, state.received_at, self.clock())
             if reason is not None:
                 raise SendError(reason, retryable=False)
+        path = f"/v2/groups/{group_id}/messages" if chat_type == "group" else f"/v2/users/{user_id}/messages"
+        if outgoing.outbox_id is not None:
+            await self._send_row(path, outgoing, msg_id, state)
+            return
         text_key = hashlib.sha1(outgoing.text.encode("utf-8", "surrogatepass")).hexdigest()
         reused = text_key in state.pending
         if not reused and state.sent + len(state.pending) >= MAX_REPLIES:
@@ -329,7 +333,6 @@ class QQBotAdapter:
         seq = state.pending.setdefault(text_key, state.next_seq)
         if not reused:
             state.next_seq += 1
-        path = f"/v2/groups/{group_id}/messages" if chat_type == "group" else f"/v2/users/{user_id}/messages"
         payload = {"content": outgoing.text, "msg_type": 0, "msg_id": msg_id, "msg_seq": seq}
         try:
             await self._post(path, payload)
@@ -347,6 +350,24 @@ class QQBotAdapter:
                 state.pending.pop(text_key, None)
             raise
         state.pending.pop(text_key, None)
+        state.sent += 1
+
+    async def _send_row(self, path: str, outgoing: Outgoing, msg_id: str, state: _Passive) -> None:
+        """Send an outbox row with msg_seq = its row id: every try of the row (a lost answer, a resend after
+        a crash) carries the same seq, so QQ refuses a copy (40054005) instead of showing it twice."""
+        if state.sent >= MAX_REPLIES:
+            raise SendError(
+                f"QQ 每条客户消息最多被动回复 {MAX_REPLIES} 次，这条消息的回复次数已用完，请等客户再次发消息 / "
+                f"at most {MAX_REPLIES} replies per customer message",
+                retryable=False,
+            )
+        seq = outgoing.outbox_id
+        state.next_seq = max(state.next_seq, (seq or 0) + 1)  # a direct send never reuses a row's seq
+        payload = {"content": outgoing.text, "msg_type": 0, "msg_id": msg_id, "msg_seq": seq}
+        try:
+            await self._post(path, payload)
+        except _DuplicateSeq:
+            logger.info("qqbot: an earlier try of this reply reached QQ; not shown twice")
         state.sent += 1
 
     async def _anchor(self, outgoing: Outgoing) -> tuple[str | None, _Passive | None]:
