@@ -331,6 +331,7 @@ class Pipeline:
         replies: list[Reply] = []
         reply_ids: list[int] = []
         rows: list[tuple[int, str]] = []
+        where = {k: getattr(message, k) for k in ("channel", "account", "conversation_key")}
         for text, suggestions, entry_id in outcome.replies:
             row = tx.add_message(
                 conversation_id=conversation.id,
@@ -350,23 +351,12 @@ class Pipeline:
             replies.append(_reply(row))
             reply_ids.append(row.id)
             if outbox is not None:
-                rows.append(
-                    (
-                        tx.add_outbox(
-                            channel=message.channel,
-                            account=message.account,
-                            conversation_key=message.conversation_key,
-                            text=text,
-                            sender="bot",
-                            target=target,
-                            now=now,
-                            message_id=row.id,
-                            status=outbox,
-                            next_attempt_at=now + self.hold if outbox == "held" else now,
-                        ),
-                        outbox,
-                    )
-                )
+                due = now + self.hold if outbox == "held" else now
+                row_id = tx.add_outbox(
+                    **where, text=text, sender="bot", target=target, now=now, message_id=row.id,
+                    status=outbox, next_attempt_at=due,
+                )  # fmt: skip
+                rows.append((row_id, outbox))
 
         changes: dict[str, Any] = {"last_activity_at": now}
         if kb is not None:
