@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -186,7 +187,7 @@ class Store(MessageReads, OutboxQueries):
             # The default `data/kefu.db` works on a fresh checkout; mkdir is file I/O, so off the loop.
             await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
         async with self.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
+            await conn.run_sync(_create_all)
 
     async def dispose(self) -> None:
         """Close every pooled connection (the store reconnects on next use)."""
@@ -252,6 +253,14 @@ class Store(MessageReads, OutboxQueries):
                 {"what": r.what, "who": r.who, "details": r.details, "created_at": r.created_at.isoformat()}
                 for r in rows
             ]
+
+
+def _create_all(connection: Connection) -> None:
+    Base.metadata.create_all(connection)
+    # create_all adds indexes only with their table: an outbox of an earlier version gets the
+    # per-conversation order index (the claim's NOT EXISTS) here.
+    for index in OutboxRecord.__table__.indexes:
+        index.create(connection, checkfirst=True)
 
 
 def is_database_error(exc: BaseException) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from sqlalchemy import inspect as sa_inspect
 
 from gateway.app import create_app
 from gateway.channels.base import Outgoing
@@ -280,3 +281,15 @@ async def test_healthz_answers_503_quickly_while_the_database_hangs(
     resp = await app_client.get("/healthz")
     assert resp.status == 503
     assert (await resp.json())["db"]["ok"] is False
+
+
+async def test_an_outbox_of_an_earlier_version_gets_the_order_index_at_start_up(db_url: str) -> None:
+    store = Store.from_url(db_url)
+    await store.create_all()
+    async with store.engine.begin() as conn:
+        await conn.exec_driver_sql("DROP INDEX ix_outbox_conversation")
+    await store.create_all()  # as `kefu serve` does at start-up
+    async with store.engine.connect() as conn:
+        names = await conn.run_sync(lambda sync: {i["name"] for i in sa_inspect(sync).get_indexes("outbox")})
+    await store.dispose()
+    assert "ix_outbox_conversation" in names
