@@ -73,6 +73,8 @@ class AgentActions:
             raise HandoffError(404, f"no conversation {conversation_id}")
         require(can_reply(agent, ref))
         key = f"idempotency:{agent.id}:{idempotency_key}" if idempotency_key is not None else None
+        if key is not None and (sent := await self.sent_with_key(int(conversation_id), key)) is not None:
+            return sent  # a retry: the first send's message; nothing stored, sent or published again
         try:
             message_id = await self.notify(
                 int(conversation_id),

@@ -368,7 +368,7 @@ class HandoffService(AgentActions):
             raise HandoffError(404, f"no conversation {conversation_id}")
         now = utcnow()
         if idempotency_key is not None:
-            existing = await self._sent_with_key(customer.channel, customer.account, idempotency_key)
+            existing = await self.sent_with_key(conversation_id, idempotency_key)
             if existing is not None:
                 return existing
         async with self.runtime.store.transaction() as tx:
@@ -399,9 +399,13 @@ class HandoffService(AgentActions):
         self.runtime.outbox.wake()
         return row.id
 
-    async def _sent_with_key(self, channel: str, account: str, key: str) -> int | None:
+    async def sent_with_key(self, conversation_id: int, key: str) -> int | None:
+        """The message already stored with this idempotency key in the conversation's channel, if any."""
+        customer = await self._customer(conversation_id)
+        if customer is None:
+            return None
         async with self.runtime.store.transaction() as tx:
-            found = await tx.find_message(channel, account, key)
+            found = await tx.find_message(customer.channel, customer.account, key)
         return found.id if found is not None else None
 
     # --- assignment -----------------------------------------------------------------------------
