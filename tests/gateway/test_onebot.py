@@ -396,6 +396,29 @@ async def test_group_question_over_the_websocket_is_answered_over_it(kefu):
     await ws.close()
 
 
+async def test_a_websocket_event_whose_store_fails_is_retried_not_dropped(kefu, monkeypatch):
+    # Regression (reliability item 2): a reverse-WebSocket event that failed in the pipeline was logged and
+    # dropped (the implementation never sends it again). Now it is retried until stored, then answered.
+    monkeypatch.setattr("gateway.channels.onebot.adapter.WS_EVENT_RETRY_S", 0.05)
+    pipeline = kefu.runtime.pipeline
+    original = pipeline.handle
+    calls: list[str] = []
+
+    async def flaky(message, **kw):
+        calls.append(message.channel_msg_id)
+        if len(calls) <= 2:
+            raise ConnectionError("database went away")
+        return await original(message, **kw)
+
+    pipeline.handle = flaky  # type: ignore[method-assign]
+    ws = await kefu.ws()
+    await ws.send_event(load_event("group_at_string.json"))
+    await ws.wait_for_calls(1)
+    assert ws.calls[0]["params"]["message"].endswith(PAYMENT_ANSWER)
+    assert len(calls) == 3 and len(await kefu.inbound()) == 1
+    await ws.close()
+
+
 async def test_asking_for_a_human_over_the_websocket_queues_and_the_agent_reply_goes_over_it(kefu):
     ws = await kefu.ws()
     await ws.send_event(load_event("group_at_array.json", message=at("转人工")))
