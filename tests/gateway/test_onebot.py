@@ -208,6 +208,8 @@ async def test_slow_answer_goes_out_through_the_http_api(kefu):
     pipeline.handle = slow  # type: ignore[method-assign]
     resp = await post_event(kefu.client, "/onebot/qqshop", load_event("group_at_array.json"))
     assert resp.status == 204
+    # Regression (reliability item 2): the 204 went out before the message was stored.
+    assert len(await kefu.inbound()) == 1
     await kefu.api.wait_for_calls(1)
     [params] = kefu.api.messages("send_group_msg")
     assert params == {
