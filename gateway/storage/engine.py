@@ -20,9 +20,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
-PG_CONNECT_TIMEOUT_S = 5.0
-PG_STATEMENT_TIMEOUT_S = 15.0
-PG_POOL_TIMEOUT_S = 10.0
+PG_CONNECT_TIMEOUT_S = 10.0
+PG_STATEMENT_TIMEOUT_S = 30.0
+PG_POOL_TIMEOUT_S = 30.0
 SQLITE_CACHE_KIB = 16_384  # page cache per connection (negative cache_size = KiB)
 
 # How a SQLite transaction begins in this context: "deferred" (the default, for reads: a WAL snapshot that
