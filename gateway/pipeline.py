@@ -3,10 +3,8 @@
 One unit of work per message (`Store.run`): the inbound row, its classification, the replies and the
 conversation state commit together (on SQLite in a group commit with other messages' units, each in its
 own savepoint), so a database error leaves nothing half-written and the platform's retry is handled from
-scratch. The classification is computed before the unit, outside SQLite's write lock. Replies are
-collected, not sent (rasa-sdk's CollectingDispatcher); for a channel that may answer later
-(`outbox="held"` or `"pending"`, chosen by gateway.channels.delivery) each reply's outbox row is written
-in the same unit, so a committed reply can never miss its row.
+scratch. Replies are collected, not sent (rasa-sdk's CollectingDispatcher); for a channel that may answer
+later (`outbox=`, see gateway.channels.delivery) each reply's outbox row is written in the same unit.
 """
 
 from __future__ import annotations
@@ -46,13 +44,10 @@ HUMAN_EVENT_KEYS = frozenset({"human", "转人工", "人工客服"})
 HUMAN_OPTION = "转人工"
 # A conflict means a concurrent twin wrote first; one more round re-reads what it wrote.
 MAX_CONFLICT_RETRIES = 4
-# A held reply row waits this long for the adapter's passive-reply decision; undecided (a crash, a lost
-# request) it is sent by the worker. Longer than WeChat's retries (3 × 5 s), so a retry can still answer
-# passively after a restart.
+# A held reply row waits this long for the passive-reply decision; undecided (a crash) the worker sends
+# it. Longer than WeChat's retries (3 × 5 s), so a retry after a restart can still answer passively.
 HOLD_S = 30.0
-
-# How a channel's replies reach the customer: only in the webhook answer (None: web), held rows released
-# or cancelled after the passive-reply decision ("held"), or always through the worker ("pending").
+# Replies only in the webhook answer (None: web), held rows settled by the passive-reply decision, or pending.
 OutboxMode = Literal["held", "pending"] | None
 
 
@@ -158,10 +153,7 @@ class Pipeline:
         self.observers: list[Observer] = []
 
     async def handle(self, message: Message, *, outbox: OutboxMode = None) -> PipelineResult:
-        """Dedupe, store and answer one message; a retry of a stored message returns its stored replies.
-
-        `outbox`: write each reply's outbox row with this status in the message's own unit of work.
-        """
+        """Dedupe, store and answer one message (`outbox`: its replies' rows, in the same unit of work)."""
         started = time.perf_counter()
         snapshot = self.kb.snapshot()
         # Classified before the unit of work (the unit holds SQLite's write lock): lexically on the
@@ -232,14 +224,12 @@ class Pipeline:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _add_rows(self, result: PipelineResult, status: Literal["held", "pending"]) -> PipelineResult:
-        """Outbox rows for replies stored without one (idempotent), awaited before any acknowledgement."""
-        ids = await self.push_replies(result, status=status)
+        ids = await self.push_replies(result, status=status)  # idempotent; awaited before any ack
         return replace(result, outbox=tuple((i, status) for i in ids))
 
     async def push_replies(self, result: PipelineResult, *, status: str = "pending") -> list[int]:
         """Deliver a result's replies through the outbox (idempotent: each stored reply is enqueued once)."""
-        if self.outbox is None:
-            raise RuntimeError("pipeline has no outbox to push through")
+        assert self.outbox is not None, "pipeline has no outbox to push through"
         ids: list[int] = []
         for reply, message_id in zip(result.replies, result.reply_ids, strict=True):
             outgoing = Outgoing(
@@ -251,11 +241,9 @@ class Pipeline:
                 target=result.target,
             )
             held_until = self.clock() + self.hold if status == "held" else None
-            ids.append(
-                await self.outbox.enqueue(
-                    outgoing, message_id=message_id, status=status, next_attempt_at=held_until
-                )
-            )
+            ids.append(await self.outbox.enqueue(
+                outgoing, message_id=message_id, status=status, next_attempt_at=held_until
+            ))  # fmt: skip
         return ids
 
     # --- one unit of work (sync: it runs whole on the database's side, see gateway.storage.unit) -----
