@@ -33,6 +33,7 @@ from gateway.jobs.qa_scoring import install_qa
 from gateway.kb_reload import KbService
 from gateway.keys import HANDOFF, RUNTIME
 from gateway.logs import quiet_bad_requests
+from gateway.message import utcnow
 from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
 from gateway.pipeline import Pipeline
 from gateway.runtime import AdapterKey, Runtime
@@ -45,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 USER_AGENT = "kefu-gateway/0.1"
 OUTBOUND_TIMEOUT = aiohttp.ClientTimeout(total=15, connect=5)
+# /healthz answers 503 within this while the database hangs (load balancers probe with ~5 s timeouts).
+HEALTH_DB_TIMEOUT_S = 2.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -265,17 +268,39 @@ def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """Liveness and readiness: the database answers and a knowledge base is loaded."""
+    """Liveness and readiness: the database answers (quickly) and a knowledge base is loaded.
+
+    `degraded` also while outbox rows are failing (retried on the slow schedule): answers are late.
+    """
     runtime = request.app[RUNTIME]
-    db_ok = await runtime.store.ping()
+    failing = 0
+    try:
+        # A hung database (a frozen PostgreSQL, a lock) must not hang the probe: 503 within the bound.
+        async with asyncio.timeout(HEALTH_DB_TIMEOUT_S):
+            db_ok = await runtime.store.ping()
+            if db_ok:
+                failing = await runtime.store.failing_outbox(utcnow(), runtime.settings.outbox.give_up_after)
+    except TimeoutError:
+        logger.warning("healthz: the database did not answer within %.1fs", HEALTH_DB_TIMEOUT_S)
+        db_ok = False
+    except Exception as exc:
+        if not is_database_error(exc):
+            raise
+        db_ok = False
+    runtime.metrics.outbox_failing.set(failing)
     kb = runtime.kb.status()
     if not db_ok or not kb["loaded"]:
         status = "down"
-    elif kb["errors"]:
-        status = "degraded"  # serving the last good FAQ; the edit that broke it is listed
+    elif kb["errors"] or failing:
+        status = "degraded"  # serving the last good FAQ / answers waiting on a failing platform API
     else:
         status = "ok"
-    body = {"status": status, "db": {"ok": db_ok, "dialect": runtime.store.dialect}, "kb": kb}
+    body = {
+        "status": status,
+        "db": {"ok": db_ok, "dialect": runtime.store.dialect},
+        "kb": kb,
+        "outbox": {"failing": failing},
+    }
     return web.json_response(body, status=200 if status != "down" else 503, dumps=_dumps)
 
 
@@ -286,6 +311,9 @@ async def metrics_view(request: web.Request) -> web.Response:
         counts = await runtime.store.outbox_counts()
         for status, count in counts.items():
             runtime.metrics.outbox.labels(status).set(count)
+        runtime.metrics.outbox_failing.set(
+            await runtime.store.failing_outbox(utcnow(), runtime.settings.outbox.give_up_after)
+        )
         runtime.metrics.queue_length.set(await runtime.store.count_conversations(ConversationState.QUEUED))
     except Exception as exc:
         if not is_database_error(exc):

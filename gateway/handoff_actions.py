@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from gateway.handoff_events import CLAIM_STATUS, HandoffError, check_claim, require
 from gateway.jobs.follow_ups import open_for_complaint
+from gateway.storage import Conflict
 from handoff import notices
 from handoff.agents import AgentInfo
 from handoff.permissions import (
@@ -59,15 +60,37 @@ class AgentActions:
         await self._positions(before)
         return result
 
-    async def reply(self, agent: AgentInfo, conversation_id: str, text: str) -> int:
-        """The assigned agent's reply: stored, queued in the outbox, delivered through the channel."""
+    async def reply(
+        self, agent: AgentInfo, conversation_id: str, text: str, *, idempotency_key: str | None = None
+    ) -> int:
+        """The assigned agent's reply: stored, queued in the outbox, delivered through the channel.
+
+        The same `idempotency_key` (per agent) returns the first reply's id and sends nothing again.
+        """
         ref = await self.db.get_conversation(conversation_id)
         if ref is None:
             raise HandoffError(404, f"no conversation {conversation_id}")
         require(can_reply(agent, ref))
-        message_id = await self.notify(
-            int(conversation_id), text, sender="agent", sender_name=agent.name, agent_id=agent.id
-        )
+        key = f"idempotency:{agent.id}:{idempotency_key}" if idempotency_key is not None else None
+        if key is not None and (sent := await self.sent_with_key(int(conversation_id), key)) is not None:
+            return sent  # a retry: the first send's message; nothing stored, sent or published again
+        try:
+            message_id = await self.notify(
+                int(conversation_id),
+                text,
+                sender="agent",
+                sender_name=agent.name,
+                agent_id=agent.id,
+                idempotency_key=key,
+            )
+        except Conflict:
+            if key is None:
+                raise
+            # A concurrent retry with the same key stored it first: that one is the reply.
+            message_id = await self.notify(
+                int(conversation_id), text, sender="agent", agent_id=agent.id, idempotency_key=key
+            )
+            return message_id
         await self._publish(
             "message.agent",
             {"message_id": message_id, "text": text, "agent_id": agent.id},

@@ -284,18 +284,26 @@ class HandoffService(AgentActions):
         sender_name: str | None = None,
         agent_id: str | None = None,
         delay: timedelta | None = None,
+        idempotency_key: str | None = None,
     ) -> int:
         """Store an outbound text and queue it in the outbox (one transaction); returns the message id.
 
         With `delay` the outbox sends it no earlier than that (a notice raised while the pipeline is still
         answering must not overtake the bot's own reply); it is stored at once, so it is seen at once.
+        `idempotency_key` (an agent's `Idempotency-Key`): stored as the message's channel message id, so the
+        same key returns the message stored the first time and nothing is sent again.
         """
         customer = await self._customer(conversation_id)
         if customer is None:
             raise HandoffError(404, f"no conversation {conversation_id}")
         now = self.clock.now()
+        if idempotency_key is not None:
+            existing = await self.sent_with_key(conversation_id, idempotency_key)
+            if existing is not None:
+                return existing
         async with self.runtime.store.transaction() as tx:
             row = await tx.add_message(
+                channel_msg_id=idempotency_key,
                 conversation_id=conversation_id,
                 conversation_key=customer.conversation_key,
                 channel=customer.channel,
@@ -325,6 +333,15 @@ class HandoffService(AgentActions):
         else:
             self.runtime.outbox.wake()
         return row.id
+
+    async def sent_with_key(self, conversation_id: int, key: str) -> int | None:
+        """The message already stored with this idempotency key in the conversation's channel, if any."""
+        customer = await self._customer(conversation_id)
+        if customer is None:
+            return None
+        async with self.runtime.store.transaction() as tx:
+            found = await tx.find_message(customer.channel, customer.account, key)
+        return found.id if found is not None else None
 
     # --- assignment -----------------------------------------------------------------------------
 

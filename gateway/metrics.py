@@ -51,6 +51,18 @@ class Metrics:
             ["channel", "outcome"],
             registry=self.registry,
         )
+        self.outbox_doubles = Counter(
+            "kefu_outbox_possible_doubles",
+            "Sends that may have reached the customer twice: resumed after an expired lease, or sent but "
+            "not recorded as sent",
+            ["channel", "cause"],
+            registry=self.registry,
+        )
+        self.outbox_failing = Gauge(
+            "kefu_outbox_failing_rows",
+            "Outbox rows that exhausted their fast retries and are retried on the slow schedule",
+            registry=self.registry,
+        )
         self.kb_reloads = Counter(
             "kefu_kb_reloads",
             "Knowledge-base reload attempts by outcome",

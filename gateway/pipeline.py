@@ -3,8 +3,8 @@
 One unit of work per message (`Store.run`): the inbound row, its classification, the replies and the
 conversation state commit together (on SQLite in a group commit with other messages' units, each in its
 own savepoint), so a database error leaves nothing half-written and the platform's retry is handled from
-scratch. The classification is computed before the unit, outside SQLite's write lock. Replies are collected, not sent (rasa-sdk's CollectingDispatcher): the adapter
-renders them in its webhook response, or calls `push_replies` to deliver them through the outbox.
+scratch. Replies are collected, not sent (rasa-sdk's CollectingDispatcher); for a channel that may answer
+later (`outbox=`, see gateway.channels.delivery) each reply's outbox row is written in the same unit.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from gateway.channels.base import Outgoing
 from gateway.message import Message, Reply, utcnow
@@ -43,6 +43,11 @@ HUMAN_EVENT_KEYS = frozenset({"human", "转人工", "人工客服"})
 HUMAN_OPTION = "转人工"
 # A conflict means a concurrent twin wrote first; one more round re-reads what it wrote.
 MAX_CONFLICT_RETRIES = 4
+# A held reply row waits this long for the passive-reply decision; undecided (a crash) the worker sends
+# it. Longer than WeChat's retries (3 × 5 s), so a retry after a restart can still answer passively.
+HOLD_S = 30.0
+# Replies only in the webhook answer (None: web), held rows settled by the passive-reply decision, or pending.
+OutboxMode = Literal["held", "pending"] | None
 
 
 class Classifies(Protocol):
@@ -79,6 +84,8 @@ class PipelineResult:
     target: Mapping[str, Any] = field(default_factory=dict)
     handoff: bool = False
     reason: str | None = None
+    # The replies' outbox rows (id, status), parallel to `replies`; empty without an outbox mode.
+    outbox: tuple[tuple[int, str], ...] = ()
 
 
 class Interceptor(Protocol):
@@ -166,12 +173,13 @@ class Pipeline:
         self.outbox = outbox
         self.metrics = metrics
         self.clock = clock
+        self.hold = timedelta(seconds=HOLD_S)
         self.interceptors: list[Interceptor] = []
         self.observers: list[Observer] = []
         self.actions: ActionHook | None = None
 
-    async def handle(self, message: Message) -> PipelineResult:
-        """Dedupe, store and answer one message; a retry of a stored message returns its stored replies."""
+    async def handle(self, message: Message, *, outbox: OutboxMode = None) -> PipelineResult:
+        """Dedupe, store and answer one message (`outbox`: its replies' rows, in the same unit of work)."""
         started = time.perf_counter()
         snapshot = self.kb.snapshot()
         # Classified before the unit of work (the unit holds SQLite's write lock): lexically on the
@@ -187,14 +195,19 @@ class Pipeline:
         if self.actions is not None and snapshot is not None:
             # Outside the unit too: an action is a network call (the hook never raises for a failed one).
             turn = await self.actions.prepare(message, snapshot[0], prediction)
-        result = await self._handle_with_retries(message, snapshot, prediction, claims=True, turn=turn)
+        result = await self._handle_with_retries(
+            message, snapshot, prediction, claims=True, turn=turn, outbox=outbox
+        )
         if result is None:  # an interceptor claimed it
             result = await self._intercepted(message)
             if result is None:
                 result = await self._handle_with_retries(
-                    message, snapshot, prediction, claims=False, turn=turn
+                    message, snapshot, prediction, claims=False, turn=turn, outbox=outbox
                 )
         assert result is not None, "an unclaimed message always has a result"
+        if outbox is not None and len(result.outbox) < len(result.replies):
+            # An interceptor's replies (a CSAT rating's thanks) were stored in its own transaction.
+            result = await self._add_rows(result, outbox)
         if self.metrics is not None:
             self.metrics.observe_handled(
                 message.channel,
@@ -226,11 +239,14 @@ class Pipeline:
         *,
         claims: bool,
         turn: ActionTurnLike | None = None,
+        outbox: OutboxMode = None,
     ) -> PipelineResult | None:
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             try:
                 return await self.store.run(
-                    lambda unit: self._handle(unit, message, snapshot, prediction, claims=claims, turn=turn)
+                    lambda unit: self._handle(
+                        unit, message, snapshot, prediction, claims=claims, turn=turn, outbox=outbox
+                    )
                 )  # committed
             except Conflict:
                 if attempt == MAX_CONFLICT_RETRIES:
@@ -240,10 +256,13 @@ class Pipeline:
                 )
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def push_replies(self, result: PipelineResult) -> list[int]:
+    async def _add_rows(self, result: PipelineResult, status: Literal["held", "pending"]) -> PipelineResult:
+        ids = await self.push_replies(result, status=status)  # idempotent; awaited before any ack
+        return replace(result, outbox=tuple((i, status) for i in ids))
+
+    async def push_replies(self, result: PipelineResult, *, status: str = "pending") -> list[int]:
         """Deliver a result's replies through the outbox (idempotent: each stored reply is enqueued once)."""
-        if self.outbox is None:
-            raise RuntimeError("pipeline has no outbox to push through")
+        assert self.outbox is not None, "pipeline has no outbox to push through"
         ids: list[int] = []
         for reply, message_id in zip(result.replies, result.reply_ids, strict=True):
             outgoing = Outgoing(
@@ -254,7 +273,10 @@ class Pipeline:
                 sender=reply.sender,
                 target=result.target,
             )
-            ids.append(await self.outbox.enqueue(outgoing, message_id=message_id))
+            held_until = self.clock() + self.hold if status == "held" else None
+            ids.append(await self.outbox.enqueue(
+                outgoing, message_id=message_id, status=status, next_attempt_at=held_until
+            ))  # fmt: skip
         return ids
 
     # --- one unit of work (sync: it runs whole on the database's side, see gateway.storage.unit) -----
@@ -268,6 +290,7 @@ class Pipeline:
         *,
         claims: bool,
         turn: ActionTurnLike | None = None,
+        outbox: OutboxMode = None,
     ) -> PipelineResult | None:
         if message.channel_msg_id is not None:
             existing = tx.find_message(message.channel, message.account, message.channel_msg_id)
@@ -329,6 +352,8 @@ class Pipeline:
         )
         replies: list[Reply] = []
         reply_ids: list[int] = []
+        rows: list[tuple[int, str]] = []
+        where = {k: getattr(message, k) for k in ("channel", "account", "conversation_key")}
         for text, suggestions, entry_id in outcome.replies:
             row = tx.add_message(
                 conversation_id=conversation.id,
@@ -347,6 +372,13 @@ class Pipeline:
             )
             replies.append(_reply(row))
             reply_ids.append(row.id)
+            if outbox is not None:
+                due = now + self.hold if outbox == "held" else now
+                row_id = tx.add_outbox(
+                    **where, text=text, sender="bot", target=target, now=now, message_id=row.id,
+                    status=outbox, next_attempt_at=due,
+                )  # fmt: skip
+                rows.append((row_id, outbox))
 
         if turn is not None and outcome.decision != WITH_HUMAN:
             turn.persist(tx, now)
@@ -386,10 +418,12 @@ class Pipeline:
             target=target,
             handoff=outcome.handoff_reason is not None,
             reason=outcome.handoff_reason or outcome.reason,
+            outbox=tuple(rows),
         )
 
     def _duplicate(self, tx: Unit, existing: MessageRow) -> PipelineResult:
         rows = tx.replies_to(existing.id)
+        outbox = tuple(found for r in rows if (found := tx.outbox_for(r.id)) is not None)
         return PipelineResult(
             conversation_id=existing.conversation_id,
             message_id=existing.id,
@@ -402,6 +436,7 @@ class Pipeline:
             reply_ids=tuple(r.id for r in rows),
             target=existing.target,
             reason=existing.reason,
+            outbox=outbox,
         )
 
     # --- the decision (pure) -----------------------------------------------------------------------

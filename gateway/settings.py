@@ -208,6 +208,10 @@ class OutboxSettings(_Section):
     poll_interval_s: float = Field(default=1.0, gt=0)
     # How long a claimed row stays leased to one worker before another process may retry it.
     lease_s: float = Field(default=60.0, gt=0)
+    # A row that failed max_attempts times is `failed` and retried every failed_retry_s (a platform outage
+    # of minutes or hours loses nothing) until give_up_after from its creation; then it stays failed.
+    failed_retry_s: float = Field(default=600.0, gt=0)
+    give_up_after: timedelta = timedelta(hours=24)
 
 
 class AdminSettings(_Section):

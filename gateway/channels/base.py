@@ -29,7 +29,8 @@ class Outgoing:
     sender: str = "bot"
     # Adapter-specific addressing kept at store time (openid, group id, msg_id for QQ passive replies...).
     target: Mapping[str, Any] = field(default_factory=dict)
-    # The outbox row being delivered (stable across retries: WeCom derives its idempotency msgid from it).
+    # The outbox row being delivered, stable across retries: the platform's idempotency handle where it has
+    # one (QQ's msg_seq; WeCom derives its msgid from it).
     outbox_id: int | None = None
 
 

@@ -33,6 +33,7 @@ from handoff.wrapup import CloseReason
 PREFIX = "/api/v1"
 MAX_TEXT = 2000
 MAX_NOTE = 4000
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")
 
 _STATUS: dict[int, type[web.HTTPException]] = {
     400: web.HTTPBadRequest,
@@ -344,7 +345,11 @@ async def reply(request: web.Request, agent: AgentInfo, service: HandoffService)
     assert text is not None
     if (refusal := blocked_reply(request.app.get(QA), text)) is not None:  # 质检 rules with block: true
         raise http_error(web.HTTPUnprocessableEntity, str(refusal["error"]), fields={"hits": refusal["hits"]})
-    message_id = await service.reply(agent, cid, text)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
+        raise http_error(web.HTTPBadRequest, "Idempotency-Key must be 1–200 printable ASCII characters")
+    # A console retrying after a network error sends the same key: the same stored message, one send.
+    message_id = await service.reply(agent, cid, text, idempotency_key=key)
     return _json({"message_id": message_id, "conversation_id": int(cid)}, status=201)
 
 

@@ -13,7 +13,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 # An adapter call that hangs must not hold its lease forever; the platform APIs answer in well under this.
 SEND_TIMEOUT_S = 30.0
 CLAIM_BATCH = 20
+# Pauses between the tries of recording a delivered send as sent (a failure there means a double).
+MARK_SENT_PAUSES_S = (0.05, 0.2, 1.0)
 
 AdapterKey = tuple[str, str]  # (channel, account)
 
@@ -56,17 +58,25 @@ class Outbox:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def enqueue(self, outgoing: Outgoing, *, message_id: int | None = None) -> int:
+    async def enqueue(
+        self,
+        outgoing: Outgoing,
+        *,
+        message_id: int | None = None,
+        status: str = "pending",
+        next_attempt_at: datetime | None = None,
+    ) -> int:
         """Store one send (in its own transaction) and wake the worker; returns the outbox id."""
+        extra: dict[str, Any] = {"status": status, "next_attempt_at": next_attempt_at}
         try:
             async with self.store.transaction() as tx:
-                outbox_id = await self.enqueue_in(tx, outgoing, message_id=message_id)
+                outbox_id = await self.enqueue_in(tx, outgoing, message_id=message_id, **extra)
         except Conflict:
             if message_id is None:
                 raise
             # A concurrent push of the same stored reply won the race: return its row.
             async with self.store.transaction() as tx:
-                outbox_id = await self.enqueue_in(tx, outgoing, message_id=message_id)
+                outbox_id = await self.enqueue_in(tx, outgoing, message_id=message_id, **extra)
         self.wake()
         return outbox_id
 
@@ -77,10 +87,15 @@ class Outbox:
         *,
         message_id: int | None = None,
         delay: timedelta | None = None,
+        status: str = "pending",
+        next_attempt_at: datetime | None = None,
     ) -> int:
-        """Store one send inside the caller's transaction (due `delay` from now); call `wake()` after it commits."""
+        """Store one send inside the caller's transaction (due `delay` from now, or at `next_attempt_at`);
+        call `wake()` after it commits."""
         now = self.clock()
         return await tx.enqueue(
+            status=status,
+            next_attempt_at=next_attempt_at,
             channel=outgoing.channel,
             account=outgoing.account,
             conversation_key=outgoing.conversation_key,
@@ -89,7 +104,7 @@ class Outbox:
             target=outgoing.target,
             now=now,
             message_id=message_id,
-            due=now + delay if delay else None,
+            due=next_attempt_at or (now + delay if delay else None),
         )
 
     def wake(self) -> None:
@@ -130,7 +145,10 @@ class Outbox:
         """Claim the rows that are due and send them; returns how many were claimed."""
         now = self.clock()
         rows = await self.store.claim_outbox(
-            now, lease=timedelta(seconds=self.settings.lease_s), limit=CLAIM_BATCH
+            now,
+            lease=timedelta(seconds=self.settings.lease_s),
+            limit=CLAIM_BATCH,
+            give_up_after=self.settings.give_up_after,
         )
         if not rows:
             return 0
@@ -168,6 +186,10 @@ class Outbox:
             target=row.target,
             outbox_id=row.id,
         )
+        if row.resumed:
+            # The lease of an earlier attempt expired (a crash, a hung send): it may have been delivered.
+            logger.warning("outbox: send %d resumed after an expired lease; it may arrive twice", row.id)
+            self._double(row.channel, "resumed")
         try:
             async with asyncio.timeout(SEND_TIMEOUT_S):
                 await adapter.send(outgoing)
@@ -182,13 +204,46 @@ class Outbox:
             # An adapter bug: keep the row (it may be a transient state) but make the error loud.
             logger.exception("outbox: adapter %s/%s raised", row.channel, row.account)
             return await self._retry(row, f"{type(exc).__name__}: {exc}")
-        await self._finish(row, "sent", None, now())
+        await self._mark_sent(row)
         return True
+
+    async def _mark_sent(self, row: OutboxRow) -> None:
+        """Record a delivered send in its own short transaction, retried: every failure here is a double.
+
+        The platform already has the text; if the row stays `sending`, its lease expires and it goes out
+        again. A few quick retries close that window for a briefly busy database.
+        """
+        for attempt, pause in enumerate((*MARK_SENT_PAUSES_S, None)):
+            try:
+                await self._finish(row, "sent", None, self.clock())
+                return
+            except Exception as exc:
+                if pause is None:
+                    logger.error(
+                        "outbox: send %d delivered but not recorded (%s); it will be sent again", row.id, exc
+                    )
+                    self._double(row.channel, "unrecorded")
+                    return
+                logger.info("outbox: recording send %d as sent failed (try %d): %s", row.id, attempt + 1, exc)
+                await asyncio.sleep(pause)
+
+    def _double(self, channel: str, cause: str) -> None:
+        if self.metrics is not None:
+            self.metrics.outbox_doubles.labels(channel, cause).inc()
 
     async def _retry(self, row: OutboxRow, error: str) -> bool:
         now = self.clock()
         if row.attempts >= self.settings.max_attempts:
-            await self._finish(row, "failed", error, now)
+            # Not given up: the slow schedule tries again until outbox.give_up_after (see claim_outbox).
+            next_at = now + timedelta(seconds=self.settings.failed_retry_s)
+            expired = next_at - row.created_at >= self.settings.give_up_after  # no slow retry left
+            await self._finish(
+                row,
+                "failed",
+                f"{error} (gave up after {self.settings.give_up_after})" if expired else error,
+                now,
+                next_attempt_at=next_at,
+            )
             return False
         delay = self.backoff(row.attempts)
         logger.info(
@@ -213,7 +268,15 @@ class Outbox:
         # Equal jitter: never less than half the step (no hot loop), spread so retries don't stampede.
         return ceiling / 2 + self._jitter() * ceiling / 2
 
-    async def _finish(self, row: OutboxRow, status: str, error: str | None, now: datetime) -> None:
+    async def _finish(
+        self,
+        row: OutboxRow,
+        status: str,
+        error: str | None,
+        now: datetime,
+        *,
+        next_attempt_at: datetime | None = None,
+    ) -> None:
         if status != "sent":
             logger.warning(
                 "outbox: send %d to %s/%s is %s after %d attempt(s): %s",
@@ -224,7 +287,9 @@ class Outbox:
                 row.attempts,
                 error,
             )
-        await self.store.finish_outbox(row.id, status=status, now=now, error=error)
+        await self.store.finish_outbox(
+            row.id, status=status, now=now, error=error, next_attempt_at=next_attempt_at
+        )
         self._count(row.channel, status)
 
     def _count(self, channel: str, outcome: str) -> None:

@@ -20,6 +20,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+PG_CONNECT_TIMEOUT_S = 10.0
+PG_STATEMENT_TIMEOUT_S = 30.0
+PG_POOL_TIMEOUT_S = 30.0
 SQLITE_CACHE_KIB = 16_384  # page cache per connection (negative cache_size = KiB)
 # Connections kept open for SQLite readers. SQLAlchemy's default (5 + 10 overflow) closed every overflow
 # connection on return, so bursts of concurrent one-statement reads (the handoff's) opened a new aiosqlite
@@ -61,7 +64,21 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         logging.getLogger("sqlalchemy.engine.Engine").setLevel(logging.INFO)
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+        # Bounded waits on every call: connecting, a statement (asyncpg's command_timeout, and the server's
+        # own statement_timeout) and a free pooled connection. A frozen server is an error in seconds
+        # (a 503, the platform retries), not a webhook hanging past the platform's deadline.
+        return create_async_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=10,
+            max_overflow=10,
+            pool_timeout=PG_POOL_TIMEOUT_S,
+            connect_args={
+                "timeout": PG_CONNECT_TIMEOUT_S,
+                "command_timeout": PG_STATEMENT_TIMEOUT_S,
+                "server_settings": {"statement_timeout": str(int(PG_STATEMENT_TIMEOUT_S * 1000))},
+            },
+        )
     pool: dict[str, Any] = {}
     if parsed.database and parsed.database != ":memory:" and parsed.query.get("mode") != "memory":
         pool = {"pool_size": SQLITE_POOL_SIZE, "max_overflow": SQLITE_POOL_SIZE}

@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, case, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from gateway.storage.outbox import add_outbox, outbox_for_message
 from gateway.storage.rows import ConversationRow, MessageRow, conversation_from, message_from
 from gateway.storage.schema.core import (
     Conversation,
@@ -303,6 +304,14 @@ class Unit:
         }
         values["id"] = self.db.insert(_INSERT_MESSAGE, values)
         return message_from(values)
+
+    def add_outbox(self, **values: Any) -> int:
+        """An outbox row in this unit of work (a reply and its row commit together); see storage.outbox."""
+        return add_outbox(self.db, **values)
+
+    def outbox_for(self, message_id: int) -> tuple[int, str] | None:
+        """(id, status) of a stored reply's outbox row, or None."""
+        return outbox_for_message(self.db, message_id)
 
 
 class MessageReads:

@@ -3,19 +3,72 @@ delivery status of stored messages."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from gateway.storage.rows import OUTBOX_STATUSES, OutboxRow, outbox_row
 from gateway.storage.schema.core import (
     OutboxRecord,
     UTCDateTime,
 )
+from gateway.storage.unit import Db
+
+_OUTBOX = OutboxRecord.__table__
+_INSERT_OUTBOX = _OUTBOX.insert()
+_OUTBOX_FOR_MESSAGE = select(_OUTBOX.c.id, _OUTBOX.c.status).where(
+    _OUTBOX.c.message_id == bindparam("message_id")
+)
+
+
+class _NotAllHeld(Exception):
+    """Rolls back a settle_held that found a row no longer held."""
+
+
+def add_outbox(
+    db: Db,
+    *,
+    channel: str,
+    account: str,
+    conversation_key: str,
+    text: str,
+    sender: str,
+    target: Mapping[str, Any],
+    now: datetime,
+    message_id: int | None,
+    status: str,
+    next_attempt_at: datetime,
+) -> int:
+    """Insert one outbox row inside a unit of work (the pipeline writes a reply and its row together)."""
+    values: dict[str, Any] = {
+        "channel": channel,
+        "account": account,
+        "conversation_key": conversation_key,
+        "text": text,
+        "sender": sender,
+        "target": dict(target),
+        "status": status,
+        "attempts": 0,
+        "next_attempt_at": next_attempt_at,
+        "locked_until": None,
+        "last_error": None,
+        "created_at": now,
+        "sent_at": None,
+        "message_id": message_id,
+    }
+    return db.insert(_INSERT_OUTBOX, values)
+
+
+def outbox_for_message(db: Db, message_id: int) -> tuple[int, str] | None:
+    """The (id, status) of a stored reply's outbox row, if it has one."""
+    rows = db.rows(_OUTBOX_FOR_MESSAGE, {"message_id": message_id})
+    return (int(rows[0]["id"]), str(rows[0]["status"])) if rows else None
 
 
 class OutboxQueries:
@@ -27,29 +80,62 @@ class OutboxQueries:
 
         def write_lock(self) -> AbstractAsyncContextManager[None]: ...
 
-    async def claim_outbox(self, now: datetime, *, lease: timedelta, limit: int = 20) -> list[OutboxRow]:
-        """Lease due rows to this worker: pending ones whose time has come and expired `sending` leases.
+    async def claim_outbox(
+        self,
+        now: datetime,
+        *,
+        lease: timedelta,
+        limit: int = 20,
+        give_up_after: timedelta | None = None,
+    ) -> list[OutboxRow]:
+        """Lease due rows to this worker, oldest first, never overtaking an earlier row of the same conversation.
 
+        Due: pending rows whose time has come, expired `sending` leases (`resumed`: that attempt may have
+        reached the platform), held rows nobody decided about before their hold ended, and `failed` rows
+        on their slow schedule while younger than `give_up_after`. A row waits while an earlier row of its
+        conversation is pending, sending or held and not due itself (retrying), so a retried row is never
+        overtaken; `failed` rows do not hold later ones back (they retry on the slow schedule).
         FOR UPDATE SKIP LOCKED lets several gateway processes share a PostgreSQL outbox without
         sending a row twice; SQLite has one writer at a time (BEGIN IMMEDIATE) so it needs no lock.
         """
-        async with self.write_lock(), self._sessions() as session, session.begin():
-            ids = list(
-                await session.scalars(
-                    select(OutboxRecord.id)
-                    .where(
-                        or_(
-                            (OutboxRecord.status == "pending") & (OutboxRecord.next_attempt_at <= now),
-                            (OutboxRecord.status == "sending") & (OutboxRecord.locked_until <= now),
-                        )
-                    )
-                    .order_by(OutboxRecord.next_attempt_at, OutboxRecord.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
+        due = or_(
+            (OutboxRecord.status.in_(("pending", "held"))) & (OutboxRecord.next_attempt_at <= now),
+            (OutboxRecord.status == "sending") & (OutboxRecord.locked_until <= now),
+        )
+        if give_up_after is not None:
+            due = or_(
+                due,
+                (OutboxRecord.status == "failed")
+                & (OutboxRecord.next_attempt_at <= now)
+                & (OutboxRecord.created_at > now - give_up_after),
             )
-            if not ids:
+        earlier = aliased(OutboxRecord)
+        blocked = (
+            select(earlier.id)
+            .where(
+                earlier.conversation_key == OutboxRecord.conversation_key,
+                earlier.id < OutboxRecord.id,
+                or_(
+                    (earlier.status.in_(("pending", "held"))) & (earlier.next_attempt_at > now),
+                    (earlier.status == "sending") & (earlier.locked_until > now),
+                ),
+            )
+            .exists()
+        )
+        async with self.write_lock(), self._sessions() as session, session.begin():
+            claimed = (
+                await session.execute(
+                    select(OutboxRecord.id, OutboxRecord.status)
+                    .where(due, ~blocked)
+                    .order_by(OutboxRecord.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True, of=OutboxRecord)
+                )
+            ).all()
+            if not claimed:
                 return []
+            ids = [row_id for row_id, _status in claimed]
+            resumed = {row_id for row_id, status in claimed if status == "sending"}
             await session.execute(
                 update(OutboxRecord)
                 .where(OutboxRecord.id.in_(ids))
@@ -61,7 +147,42 @@ class OutboxQueries:
                 .order_by(OutboxRecord.id)
                 .execution_options(populate_existing=True)
             )
-            return [outbox_row(r) for r in rows]
+            return [replace(outbox_row(r), resumed=r.id in resumed) for r in rows]
+
+    async def settle_held(self, outbox_ids: Sequence[int], status: str, now: datetime) -> bool:
+        """Decide held rows: `cancelled` (a passive reply carries them) or `pending` (the worker sends them).
+
+        All or nothing: True when every row was still held (or, to cancel, already cancelled) and now has
+        `status`; False (and nothing changed) when the worker already took one because its hold ended.
+        """
+        if status not in ("cancelled", "pending"):
+            raise ValueError(f"held rows become cancelled or pending, not {status!r}")
+        if not outbox_ids:
+            return True
+        try:
+            async with self.write_lock(), self._sessions() as session, session.begin():
+                # Cancelling twice is fine (a platform retry of a passively answered message).
+                still = ("held", "cancelled") if status == "cancelled" else ("held",)
+                result = await session.execute(
+                    update(OutboxRecord)
+                    .where(OutboxRecord.id.in_(list(outbox_ids)), OutboxRecord.status.in_(still))
+                    .values(status=status, next_attempt_at=now)
+                )
+                if result.rowcount != len(set(outbox_ids)):  # type: ignore[attr-defined]
+                    raise _NotAllHeld
+        except _NotAllHeld:
+            return False
+        return True
+
+    async def failing_outbox(self, now: datetime, give_up_after: timedelta) -> int:
+        """How many `failed` rows are still retried on the slow schedule (younger than give_up_after)."""
+        async with self._sessions() as session:
+            count = await session.scalar(
+                select(func.count()).where(
+                    OutboxRecord.status == "failed", OutboxRecord.created_at > now - give_up_after
+                )
+            )
+            return int(count or 0)
 
     async def finish_outbox(
         self,

@@ -12,7 +12,10 @@ from gateway.storage.schema.core import (
 )
 from handoff.state import ConversationState
 
-OUTBOX_STATUSES = ("pending", "sending", "sent", "failed", "undeliverable")
+# held: written with the replies in the message's own transaction, waiting for the adapter's passive-reply
+# decision (cancelled: the passive reply carried it; pending: it goes out through the worker; a held row
+# nobody decided about is sent when its hold expires, e.g. after a crash).
+OUTBOX_STATUSES = ("held", "pending", "sending", "sent", "failed", "undeliverable", "cancelled")
 
 
 def utcnow() -> datetime:
@@ -87,11 +90,15 @@ class OutboxRow:
     created_at: datetime
     sent_at: datetime | None
     message_id: int | None
+    # Claimed from an expired `sending` lease: the previous attempt may have reached the platform.
+    resumed: bool = False
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict (datetimes as ISO 8601)."""
         out: dict[str, Any] = {}
         for f in fields(self):
+            if f.name == "resumed":
+                continue
             value = getattr(self, f.name)
             out[f.name] = value.isoformat() if isinstance(value, datetime) else value
         out["target"] = dict(self.target)

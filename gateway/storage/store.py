@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -102,6 +103,8 @@ class Transaction:
         now: datetime,
         message_id: int | None = None,
         due: datetime | None = None,
+        status: str = "pending",
+        next_attempt_at: datetime | None = None,
     ) -> int:
         """Add an outbox row (or return the existing one for the same stored message), sent from `due` on."""
         if message_id is not None:
@@ -117,9 +120,9 @@ class Transaction:
             text=text,
             sender=sender,
             target=dict(target),
-            status="pending",
+            status=status,
             attempts=0,
-            next_attempt_at=due or now,
+            next_attempt_at=due or next_attempt_at or now,
             created_at=now,
             message_id=message_id,
         )
@@ -185,7 +188,7 @@ class Store(MessageReads, OutboxQueries):
             # The default `data/kefu.db` works on a fresh checkout; mkdir is file I/O, so off the loop.
             await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
         async with self.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
+            await conn.run_sync(_create_all)
 
     async def dispose(self) -> None:
         """Close every pooled connection (the store reconnects on next use)."""
@@ -251,6 +254,14 @@ class Store(MessageReads, OutboxQueries):
                 {"what": r.what, "who": r.who, "details": r.details, "created_at": r.created_at.isoformat()}
                 for r in rows
             ]
+
+
+def _create_all(connection: Connection) -> None:
+    Base.metadata.create_all(connection)
+    # create_all adds indexes only with their table: an outbox of an earlier version gets the
+    # per-conversation order index (the claim's NOT EXISTS) here.
+    for index in OutboxRecord.__table__.indexes:
+        index.create(connection, checkfirst=True)
 
 
 def is_database_error(exc: BaseException) -> bool:

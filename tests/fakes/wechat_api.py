@@ -214,6 +214,7 @@ class StubResult:
 
     replies: list[Any]
     duplicate: bool = False
+    outbox: tuple[tuple[int, str], ...] = ()  # no outbox rows: the delivery policy answers passively
 
 
 @dataclass
@@ -226,7 +227,7 @@ class StubPipeline:
     pushed: list[StubResult] = field(default_factory=list)
     calls: int = 0
 
-    async def handle(self, message: Any) -> StubResult:
+    async def handle(self, message: Any, *, outbox: str | None = None) -> StubResult:
         self.calls += 1
         if self.delay_s:
             await asyncio.sleep(self.delay_s)

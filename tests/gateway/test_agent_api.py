@@ -311,3 +311,32 @@ async def test_suggestions_are_part_of_the_api_and_the_old_path_still_works(gate
     assert (
         await gateway.get("/api/v1/conversations", params={"mine": "AAA"}, headers=boss.headers)
     ).status == 400
+
+
+# --- Idempotency-Key on agent sends (reliability item 11) ---------------------------------------------
+
+
+async def test_a_retried_send_with_the_same_idempotency_key_is_one_message_and_one_send(gateway: Any) -> None:
+    # Regression: a console retrying after a network error sent the customer the reply twice.
+    cid = await complaint(gateway, "idem")
+    a = await make_agent(gateway, "幂等")
+    await a.call("POST", f"/conversations/{cid}/claim")
+    path = f"/api/v1/conversations/{cid}/messages"
+    headers = {**a.headers, "Idempotency-Key": "console-7f3a"}
+    sends = await asyncio.gather(
+        *(gateway.post(path, json={"text": "您好，已为您退款"}, headers=headers) for _ in range(3))
+    )
+    assert [r.status for r in sends] == [201, 201, 201]
+    ids = {(await r.json())["message_id"] for r in sends}
+    assert len(ids) == 1
+    again = await gateway.post(path, json={"text": "您好，已为您退款"}, headers=headers)
+    assert (await again.json())["message_id"] in ids
+    rows = await gateway.app[RUNTIME].store.list_outbox()
+    assert [r.text for r in rows].count("您好，已为您退款") == 1
+    # Another key is another message; a bad key is a 400.
+    other = await gateway.post(
+        path, json={"text": "您好，已为您退款"}, headers={**a.headers, "Idempotency-Key": "k2"}
+    )
+    assert (await other.json())["message_id"] not in ids
+    bad = await gateway.post(path, json={"text": "x"}, headers={**a.headers, "Idempotency-Key": "有空格 no"})
+    assert bad.status == 400

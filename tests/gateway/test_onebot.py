@@ -201,13 +201,15 @@ async def test_slow_answer_goes_out_through_the_http_api(kefu):
     pipeline = kefu.runtime.pipeline
     original = pipeline.handle
 
-    async def slow(message):
+    async def slow(message, **kw):
         await asyncio.sleep(0.3)
-        return await original(message)
+        return await original(message, **kw)
 
     pipeline.handle = slow  # type: ignore[method-assign]
     resp = await post_event(kefu.client, "/onebot/qqshop", load_event("group_at_array.json"))
     assert resp.status == 204
+    # Regression (reliability item 2): the 204 went out before the message was stored.
+    assert len(await kefu.inbound()) == 1
     await kefu.api.wait_for_calls(1)
     [params] = kefu.api.messages("send_group_msg")
     assert params == {
@@ -393,6 +395,29 @@ async def test_group_question_over_the_websocket_is_answered_over_it(kefu):
 
     await eventually(sent)
     assert kefu.api.calls == []  # the HTTP API is not used while the WebSocket is up
+    await ws.close()
+
+
+async def test_a_websocket_event_whose_store_fails_is_retried_not_dropped(kefu, monkeypatch):
+    # Regression (reliability item 2): a reverse-WebSocket event that failed in the pipeline was logged and
+    # dropped (the implementation never sends it again). Now it is retried until stored, then answered.
+    monkeypatch.setattr("gateway.channels.onebot.adapter.WS_EVENT_RETRY_S", 0.05)
+    pipeline = kefu.runtime.pipeline
+    original = pipeline.handle
+    calls: list[str] = []
+
+    async def flaky(message, **kw):
+        calls.append(message.channel_msg_id)
+        if len(calls) <= 2:
+            raise ConnectionError("database went away")
+        return await original(message, **kw)
+
+    pipeline.handle = flaky  # type: ignore[method-assign]
+    ws = await kefu.ws()
+    await ws.send_event(load_event("group_at_string.json"))
+    await ws.wait_for_calls(1)
+    assert ws.calls[0]["params"]["message"].endswith(PAYMENT_ANSWER)
+    assert len(calls) == 3 and len(await kefu.inbound()) == 1
     await ws.close()
 
 

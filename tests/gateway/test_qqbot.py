@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -196,19 +195,20 @@ async def test_unknown_event_types_get_204_and_are_logged_once(kefu, caplog):
     assert await kefu.runtime.store.count_messages() == 0
 
 
-async def test_slow_pipeline_is_acknowledged_in_time_and_still_answered(kefu):
+async def test_slow_pipeline_is_acknowledged_only_once_stored_and_still_answered(kefu):
+    # Regression (reliability item 2): the ack went out at the deadline, before the message was stored.
     kefu.adapter.ack_deadline_s = 0.05
     pipeline = kefu.runtime.pipeline
     original = pipeline.handle
 
-    async def slow(message):
+    async def slow(message, **kw):
         await asyncio.sleep(0.3)
-        return await original(message)
+        return await original(message, **kw)
 
     pipeline.handle = slow  # type: ignore[method-assign]
-    started = time.monotonic()
     await kefu.ask()
-    assert time.monotonic() - started < 0.25
+    assert await kefu.runtime.store.count_messages() == 2  # the question and its answer, at the ack
+    assert [r.status for r in await kefu.runtime.store.list_outbox()] != []  # the answer's row too
     await kefu.api.wait_for_messages(1)
 
 
@@ -383,6 +383,21 @@ async def test_a_send_whose_answer_got_lost_is_not_shown_twice(kefu):
     await eventually(sent)
     assert len(kefu.api.messages) == 1  # the retry reused msg_seq 1 and QQ deduplicated it
     assert len(kefu.api.attempts) == 2
+
+
+async def test_a_row_resent_after_a_restart_is_not_shown_twice(kefu):
+    # Regression (reliability item 3b): the msg_seq lived in memory, so after a kill -9 mid-send the
+    # resumed row got a fresh seq and QQ showed it twice. Now msg_seq is the outbox row's id.
+    payload = await kefu.ask(content=" 转人工")
+    await kefu.api.wait_for_messages(1)
+    kefu.api.lose_answers = 1  # QQ shows it, the answer is lost, then the process dies
+    row = Outgoing("qqbot", "qqbot", GROUP_KEY, "人工客服：您好", "agent", outbox_id=42)
+    with pytest.raises(SendError):
+        await kefu.adapter.send(row)
+    kefu.adapter._passive.clear()  # the restart forgets every in-memory seq
+    await kefu.adapter.send(row)  # the outbox resumes the same row
+    assert [m["content"] for m in kefu.api.messages].count("人工客服：您好") == 1
+    assert kefu.api.messages[-1]["msg_id"] == payload["d"]["id"]
 
 
 async def test_permanent_refusals_are_undeliverable(kefu):

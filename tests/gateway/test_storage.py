@@ -168,7 +168,9 @@ async def test_outbox_claim_leases_rows_until_the_lease_expires(store: Store) ->
 
 
 async def test_concurrent_claims_never_share_a_row(store: Store) -> None:
-    await enqueue(store, 30)
+    # Thirty conversations: one conversation's later rows wait for its earlier ones (outbox order).
+    for i in range(30):
+        await enqueue(store, 1, key=f"web:default:u{i}")
     batches = await asyncio.gather(
         *(store.claim_outbox(NOW, lease=timedelta(seconds=60), limit=7) for _ in range(6))
     )

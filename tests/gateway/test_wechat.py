@@ -53,10 +53,10 @@ class Kefu:
         original = pipeline.handle
         calls: list[str] = []
 
-        async def slow_handle(message):
+        async def slow_handle(message, **kw):
             calls.append(message.channel_msg_id)
             await asyncio.sleep(delay_s)
-            return await original(message)
+            return await original(message, **kw)
 
         pipeline.handle = slow_handle  # type: ignore[method-assign]
         return calls
@@ -428,15 +428,15 @@ async def test_retry_of_a_deferred_message_does_not_answer_twice(start_kefu):
     kefu = await start_kefu(pipeline={"wechat_reply_deadline_s": 0.05})
     calls = kefu.slow_pipeline(0.3)
     xml = fixture_xml("text.xml", MsgId=new_msg_id())
-    first = await kefu.shop.post(xml)
-    second = await kefu.shop.post(xml)  # arrives while the first is still being handled
+    # The second arrives while the first is still being handled: it joins it.
+    first, second = await asyncio.gather(kefu.shop.post(xml), kefu.shop.post(xml))
     assert first[1] == second[1] == "success"
+    assert len(calls) == 1
     await kefu.api.wait_for_messages(1)
-    third = await kefu.shop.post(xml)  # after the answer went out
+    third = await kefu.shop.post(xml)  # after the answer went out: a duplicate, acknowledged only
     assert third[1] == "success"
     await asyncio.sleep(0.3)
     assert kefu.api.texts_to(OPENID) == [PAYMENT_ANSWER]
-    assert len(calls) == 1
     assert len(await kefu.inbound()) == 1
 
 
@@ -525,12 +525,12 @@ def flaky_pipeline(kefu: Kefu, *, failures: int, delay_s: float) -> list[str]:
     original = pipeline.handle
     calls: list[str] = []
 
-    async def flaky(message):
+    async def flaky(message, **kw):
         calls.append(message.channel_msg_id)
         await asyncio.sleep(delay_s)
         if len(calls) <= failures:
             raise ConnectionError("database went away")
-        return await original(message)
+        return await original(message, **kw)
 
     pipeline.handle = flaky  # type: ignore[method-assign]
     return calls
@@ -558,13 +558,18 @@ async def test_a_database_error_is_a_503_with_nothing_stored_and_the_retry_is_an
     assert [m.text for m in await kefu.inbound()] == ["支持哪些支付方式"]
 
 
-async def test_failure_after_answering_success_is_handled_once_more(start_kefu, monkeypatch):
-    # WeChat got `success` and will not retry: kefu must not lose the message.
-    monkeypatch.setattr("gateway.channels.wechat.adapter.RETRY_AFTER_FAILURE_S", 0.01)
+async def test_a_failure_past_the_deadline_is_a_503_never_success(start_kefu):
+    # Regression (reliability item 1): kefu answered `success` at the deadline while the message was not
+    # stored yet, then retried once in the background and dropped it. Now WeChat gets an error and retries.
     kefu = await start_kefu(pipeline={"wechat_reply_deadline_s": 0.05})
     calls = flaky_pipeline(kefu, failures=1, delay_s=0.2)
-    status, text, _ = await kefu.shop.post(fixture_xml("text.xml", MsgId=new_msg_id()))
-    assert (status, text) == (200, "success")
+    xml = fixture_xml("text.xml", MsgId=new_msg_id())
+    status, _text, _ = await kefu.shop.post(xml)
+    assert status == 503
+    assert await kefu.inbound() == []
+    status, text, _ = await kefu.shop.post(xml)  # WeChat's retry
+    assert (status, text) == (200, "success")  # stored, but past the deadline again
+    assert [m.text for m in await kefu.inbound()] == ["支持哪些支付方式"]
     await kefu.api.wait_for_messages(1)
     assert kefu.api.texts_to(OPENID) == [PAYMENT_ANSWER]
     assert len(calls) == 2
@@ -614,3 +619,25 @@ async def test_requests_within_the_window_are_answered_and_the_window_is_configu
         query = push.signed_query(timestamp=str(int(NOW) + offset))
         status, _, _ = await push.post(fixture_xml("text.xml", MsgId=new_msg_id()), query=query)
         assert status == expected, offset
+
+
+async def test_success_is_answered_only_once_the_message_is_stored(start_kefu):
+    # Regression (reliability item 1): a store slower than the deadline (a locked SQLite, a slow
+    # PostgreSQL) got `success` before the message existed; a crash then lost it.
+    kefu = await start_kefu(pipeline={"wechat_reply_deadline_s": 0.05})
+    kefu.slow_pipeline(0.3)
+    status, text, _ = await kefu.shop.post(fixture_xml("text.xml", MsgId=new_msg_id()))
+    assert (status, text) == (200, "success")
+    assert [m.text for m in await kefu.inbound()] == ["支持哪些支付方式"]  # durable at the ack
+    rows = await kefu.runtime.store.list_outbox()
+    assert [r.text for r in rows] == [PAYMENT_ANSWER]  # and its answer's row with it
+    assert rows[0].status in {"pending", "sending", "sent"}
+
+
+async def test_a_passive_reply_cancels_its_held_row_so_it_is_never_sent_twice(kefu):
+    # The reply's row is written with the message (held); the passive XML carries it, so it is cancelled.
+    reply = await ask(kefu.shop, fixture_xml("text.xml", MsgId=new_msg_id()))
+    assert reply["Content"] == PAYMENT_ANSWER
+    assert [r.status for r in await kefu.runtime.store.list_outbox()] == ["cancelled"]
+    await asyncio.sleep(0.2)
+    assert kefu.api.messages == []

@@ -26,6 +26,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.channels.base import Outgoing, SendError
+from gateway.channels.delivery import Delivery
 from gateway.channels.onebot import cq
 from gateway.channels.onebot.settings import OneBotAccountSettings
 from gateway.channels.onebot.ws import DEFAULT_API_TIMEOUT_S, ROLES, OneBotConnection
@@ -34,7 +35,6 @@ from gateway.http.bodies import http_error, parse_json, read_body
 from gateway.message import Message, Reply, utcnow
 
 if TYPE_CHECKING:
-    from gateway.pipeline import PipelineResult
     from gateway.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,9 @@ CHANNEL = "onebot"
 # OneBot implementations wait a few seconds for the HTTP POST answer (go-cqhttp 5 s by default); past
 # this the answer goes out through the API instead of the quick operation.
 QUICK_REPLY_DEADLINE_S = 4.0
+# A reverse-WebSocket event that could not be stored is tried again after this, doubling up to the cap.
+WS_EVENT_RETRY_S = 0.5
+WS_EVENT_RETRY_MAX_S = 30.0
 HTTP_API_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=5)
 WS_HEARTBEAT_S = 30.0
 
@@ -209,6 +212,18 @@ class OneBotAdapter:
         self._event_conn: OneBotConnection | None = None
         self._connections: set[OneBotConnection] = set()
         self._logged: set[str] = set()  # event kinds already logged as ignored (once per kind, not per event)
+        # HTTP POST: a quick operation within the deadline carries the replies (held rows cancelled),
+        # else 204 once stored and the rows go through the API. Reverse WebSocket: no answer to carry.
+        self.delivery = Delivery(
+            runtime,
+            name=f"onebot-{self.account}-post",
+            mode="held",
+            deadline=lambda: self.quick_reply_deadline_s,
+            repeat_passive=False,
+        )
+        self.ws_delivery = Delivery(
+            runtime, name=f"onebot-{self.account}-ws", mode="pending", deadline=lambda: None
+        )
         if not settings.access_token:
             logger.warning(
                 "channels.onebot[%s].access_token is not set: anyone who can reach %s/ws can connect",
@@ -267,31 +282,22 @@ class OneBotAdapter:
             raise http_error(web.HTTPBadRequest, str(exc)) from None
         if message is None:
             return web.Response(status=204)
-        task = self.runtime.spawn(self.runtime.pipeline.handle(message), name=f"onebot-{self.account}-post")
         try:
-            result = await asyncio.wait_for(asyncio.shield(task), self.quick_reply_deadline_s)
-        except TimeoutError:
-            # The handling goes on (tracked, shielded); its replies go through the API when it is done.
-            task.add_done_callback(self._push_when_done)
+            answer = await self.delivery.deliver(message)
+        except Exception:
+            # Not stored (one transaction): an error, never a 204 for a message kefu does not have.
+            logger.exception("onebot message failed in the pipeline", extra={"account": self.account})
+            raise http_error(web.HTTPServiceUnavailable, "temporarily unavailable") from None
+        if answer.late:
             logger.info(
                 "onebot answer missed the quick-operation deadline; it goes out via the API",
                 extra={"account": self.account},
             )
-            return web.Response(status=204)
-        except Exception:
-            logger.exception("onebot message failed in the pipeline", extra={"account": self.account})
-            raise http_error(web.HTTPServiceUnavailable, "temporarily unavailable") from None
-        text = reply_text(result.replies) if not result.duplicate else ""
+        result = answer.result
+        text = reply_text(result.replies) if answer.kind == "passive" else ""
         if not text:
             return web.Response(status=204)
         return web.json_response(quick_operation(message, text), dumps=_dumps)
-
-    def _push_when_done(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled() or task.exception() is not None:
-            return  # the runtime's task tracking logs the exception
-        result: PipelineResult = task.result()
-        if result.replies and not result.duplicate:
-            self.runtime.spawn(self.runtime.pipeline.push_replies(result), name=f"onebot-{self.account}-push")
 
     def parse_event(self, event: Mapping[str, Any], header_self_id: str | None = None) -> Message | None:
         """A Message for a customer message event, None for everything kefu ignores (logged once per kind)."""
@@ -403,15 +409,29 @@ class OneBotAdapter:
         while (event := await events.get()) is not None:
             try:
                 message = self.parse_event(event)
-                if message is None:
-                    continue
-                result = await self.runtime.pipeline.handle(message)
-                if result.replies and not result.duplicate:
-                    await self.runtime.pipeline.push_replies(result)
             except OneBotEventError as exc:
                 logger.info("onebot WebSocket event unreadable: %s", exc, extra={"account": self.account})
+                continue
+            if message is not None:
+                await self._store_event(message)
+
+    async def _store_event(self, message: Message) -> None:
+        """Store one reverse-WebSocket event and its replies' rows, retrying until it is stored.
+
+        The OneBot implementation never sends a WebSocket event again, so a failure (a busy or restarting
+        database) is retried with backoff instead of dropped; later events wait, which keeps their order.
+        """
+        delay = WS_EVENT_RETRY_S
+        while True:
+            try:
+                await self.ws_delivery.deliver(message)
+                return
             except Exception:
-                logger.exception("onebot WebSocket event failed", extra={"account": self.account})
+                logger.exception(
+                    "onebot WebSocket event failed; retrying in %.1fs", delay, extra={"account": self.account}
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, WS_EVENT_RETRY_MAX_S)
 
     # --- outbound ---
 

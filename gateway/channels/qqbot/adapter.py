@@ -3,8 +3,9 @@
 One `QQBotAdapter` per configured bot serves `POST /qqbot/{name}`:
 - op 13 (callback-URL validation): answer `{"plain_token", "signature"}` signed with the key derived
   from the bot secret;
-- op 0 (dispatch): verify `X-Signature-Ed25519` over `X-Signature-Timestamp + body`, acknowledge with
-  `{"op": 12, "d": 0}`. The acknowledgement cannot carry a reply (unlike WeChat or OneBot), so the
+- op 0 (dispatch): verify `X-Signature-Ed25519` over `X-Signature-Timestamp + body`, store the message
+  and its replies' outbox rows (gateway/channels/delivery.py), then acknowledge with `{"op": 12, "d": 0}`
+  (never before the store). The acknowledgement cannot carry a reply (unlike WeChat or OneBot), so the
   pipeline's answers always go out through the outbox and `send` → `POST /v2/groups|users/…/messages`
   as passive replies (`msg_id` of the customer's message, increasing `msg_seq`).
 
@@ -15,7 +16,6 @@ undeliverable, and the outbox records why.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -30,6 +30,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.channels.base import Outgoing, SendError
+from gateway.channels.delivery import Delivery
 from gateway.channels.qq import parse_conversation_key
 from gateway.channels.qqbot.crypto import signing_key, validation_signature, verify_push
 from gateway.channels.qqbot.settings import QQBotAccountSettings
@@ -38,7 +39,6 @@ from gateway.http.bodies import http_error, parse_json, read_body
 from gateway.message import Message, utcnow
 
 if TYPE_CHECKING:
-    from gateway.pipeline import PipelineResult
     from gateway.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -182,6 +182,11 @@ class QQBotAdapter:
         self._passive: OrderedDict[str, _Passive] = OrderedDict()
         self._tokens: TokenCache | None = None
         self._logged: set[str] = set()
+        # The ack cannot carry replies: they are written as pending outbox rows with the message, and the
+        # ack goes out only once both are stored (a slow store delays it; QQ pushes again, deduped).
+        self.delivery = Delivery(
+            runtime, name=f"qqbot-{self.account}", mode="pending", deadline=lambda: self.ack_deadline_s
+        )
 
     @property
     def path(self) -> str:
@@ -226,16 +231,14 @@ class QQBotAdapter:
         except QQBotEventError as exc:
             raise http_error(web.HTTPBadRequest, str(exc)) from None
         self._remember(message)
-        task = self.runtime.spawn(self.runtime.pipeline.handle(message), name=f"qqbot-{self.account}")
         try:
-            await asyncio.wait_for(asyncio.shield(task), self.ack_deadline_s)
-        except TimeoutError:
-            pass  # acknowledged now; the handling goes on and pushes its replies when done
+            answer = await self.delivery.deliver(message)
         except Exception:
             # Nothing was stored (one transaction): a 5xx lets QQ push the event again.
             logger.exception("qqbot message failed in the pipeline", extra={"account": self.account})
             raise http_error(web.HTTPServiceUnavailable, "temporarily unavailable") from None
-        task.add_done_callback(self._push_when_done)
+        if answer.late:
+            logger.info("qqbot event stored after the ack deadline", extra={"account": self.account})
         return _ack()
 
     def _validate(self, payload: Mapping[str, Any]) -> web.Response:
@@ -263,13 +266,6 @@ class QQBotAdapter:
         self._passive.move_to_end(msg_id)
         while len(self._passive) > _MEMORY:
             self._passive.popitem(last=False)
-
-    def _push_when_done(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled() or task.exception() is not None:
-            return  # logged by the runtime's task tracking
-        result: PipelineResult = task.result()
-        if result.replies and not result.duplicate:
-            self.runtime.spawn(self.runtime.pipeline.push_replies(result), name=f"qqbot-{self.account}-push")
 
     # --- outbound ---
 
@@ -322,6 +318,10 @@ class QQBotAdapter:
             reason = window_reason(chat_type, state.received_at, self.clock())
             if reason is not None:
                 raise SendError(reason, retryable=False)
+        path = f"/v2/groups/{group_id}/messages" if chat_type == "group" else f"/v2/users/{user_id}/messages"
+        if outgoing.outbox_id is not None:
+            await self._send_row(path, outgoing, msg_id, state)
+            return
         text_key = hashlib.sha1(outgoing.text.encode("utf-8", "surrogatepass")).hexdigest()
         reused = text_key in state.pending
         if not reused and state.sent + len(state.pending) >= MAX_REPLIES:
@@ -333,7 +333,6 @@ class QQBotAdapter:
         seq = state.pending.setdefault(text_key, state.next_seq)
         if not reused:
             state.next_seq += 1
-        path = f"/v2/groups/{group_id}/messages" if chat_type == "group" else f"/v2/users/{user_id}/messages"
         payload = {"content": outgoing.text, "msg_type": 0, "msg_id": msg_id, "msg_seq": seq}
         try:
             await self._post(path, payload)
@@ -351,6 +350,24 @@ class QQBotAdapter:
                 state.pending.pop(text_key, None)
             raise
         state.pending.pop(text_key, None)
+        state.sent += 1
+
+    async def _send_row(self, path: str, outgoing: Outgoing, msg_id: str, state: _Passive) -> None:
+        """Send an outbox row with msg_seq = its row id: every try of the row (a lost answer, a resend after
+        a crash) carries the same seq, so QQ refuses a copy (40054005) instead of showing it twice."""
+        if state.sent >= MAX_REPLIES:
+            raise SendError(
+                f"QQ 每条客户消息最多被动回复 {MAX_REPLIES} 次，这条消息的回复次数已用完，请等客户再次发消息 / "
+                f"at most {MAX_REPLIES} replies per customer message",
+                retryable=False,
+            )
+        seq = outgoing.outbox_id
+        state.next_seq = max(state.next_seq, (seq or 0) + 1)  # a direct send never reuses a row's seq
+        payload = {"content": outgoing.text, "msg_type": 0, "msg_id": msg_id, "msg_seq": seq}
+        try:
+            await self._post(path, payload)
+        except _DuplicateSeq:
+            logger.info("qqbot: an earlier try of this reply reached QQ; not shown twice")
         state.sent += 1
 
     async def _anchor(self, outgoing: Outgoing) -> tuple[str | None, _Passive | None]:

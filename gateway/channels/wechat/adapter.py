@@ -3,22 +3,21 @@
 One `WeChatAdapter` per configured account serves `GET/POST /wechat/{name}`:
 - GET answers WeChat's URL verification (echostr) when the signature matches;
 - POST verifies the signature (and in safe mode `msg_signature` + AES), parses the XML with defusedxml
-  before wechatpy sees it, hands a `Message` to the pipeline and answers with ONE passive text reply if
-  the pipeline is done within `pipeline.wechat_reply_deadline_s`; otherwise it answers `success` (WeChat
-  then neither shows an error nor retries) and the replies go out later through the outbox and `send`.
+  before wechatpy sees it, and hands the `Message` to the delivery policy (gateway/channels/delivery.py):
+  ONE passive text reply if the answer is stored within `pipeline.wechat_reply_deadline_s`; otherwise,
+  once the message is stored (never before), `success` (WeChat then neither shows an error nor retries)
+  and the replies go out through the outbox and `send`. A message that cannot be stored gets a 503, so
+  WeChat retries it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
 import time
 import xml.etree.ElementTree as ET
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import defusedxml
@@ -31,6 +30,7 @@ from wechatpy.messages import MESSAGE_TYPES, UnknownMessage
 from wechatpy.replies import TextReply
 
 from gateway.channels.base import Outgoing, SendError
+from gateway.channels.delivery import Delivery
 from gateway.channels.wechat.api import MAX_TEXT_BYTES, AccessTokenManager, CustomerServiceSender, clean_text
 from gateway.http.bodies import read_body
 from gateway.message import Message, Reply
@@ -43,10 +43,6 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "wechat"
 SUCCESS = "success"  # WeChat's "nothing to say, do not retry" answer (needs no encryption in safe mode)
-# A deferred message whose handling failed is handled once more after this pause (WeChat will not retry it).
-RETRY_AFTER_FAILURE_S = 1.0
-# Retries of a message whose answer was deferred to 客服消息 must not get the answer a second time.
-_DEFERRED_MEMORY = 4096
 
 
 class WeChatRequestError(Exception):
@@ -229,18 +225,6 @@ def render_text_reply(text: str, *, openid: str, gh_id: str, now: int | None = N
 # --- the adapter ---------------------------------------------------------------------------------
 
 
-@dataclass(eq=False, slots=True)
-class _InFlight:
-    """One message being handled; WeChat retries of the same MsgId wait on the same task."""
-
-    task: asyncio.Task[Any]
-    message: Message
-    silent: bool = False
-    deferred: bool = False  # some request answered `success`: the replies must go through the outbox
-    pushed: bool = False
-    retried: bool = False
-
-
 class WeChatAdapter:
     """One WeChat official account: webhook routes, verification, parsing, passive replies and 客服消息 sends."""
 
@@ -253,8 +237,13 @@ class WeChatAdapter:
         self._crypto = (
             WeChatCrypto(settings.token, settings.aes_key, settings.appid) if settings.aes_key else None
         )
-        self._inflight: dict[str, _InFlight] = {}
-        self._deferred_ids: OrderedDict[str, None] = OrderedDict()
+        # WeChat's retries of a MsgId join the first delivery; a retry after it finds the stored rows.
+        self.delivery = Delivery(
+            runtime,
+            name=f"wechat-{self.account}",
+            mode="held",
+            deadline=lambda: runtime.settings.pipeline.wechat_reply_deadline_s,
+        )
         self._sender: CustomerServiceSender | None = None
         self.clock: Callable[[], float] = time.time  # injectable: the replay window's "now"
 
@@ -297,7 +286,7 @@ class WeChatAdapter:
         return web.Response(text=query["echostr"], content_type="text/plain")
 
     async def handle_post(self, request: web.Request) -> web.StreamResponse:
-        """One message or event: verify, decrypt, parse, run the pipeline, answer passively or `success`."""
+        """One message or event: verify, decrypt, parse, then the delivery policy: passive XML or `success`."""
         try:
             message, nonce, encrypted = await self.parse(request)
         except WeChatRequestError as exc:
@@ -307,25 +296,32 @@ class WeChatAdapter:
         if message is None:
             return web.Response(text=SUCCESS)
         try:
-            result = await self.answer(message)
+            answer = await self.delivery.deliver(message, can_carry=self._fits)
         except Exception:
-            # Nothing was committed (the pipeline works in one transaction): a 5xx makes WeChat retry.
+            # Not stored (one transaction), or its replies undecided: a 5xx makes WeChat retry, and the
+            # retry finds whatever was committed. Never `success` for a message that is not stored.
             logger.exception("wechat message failed in the pipeline", extra={"account": self.account})
             return web.Response(status=503, text="temporarily unavailable")
-        text = reply_text(result.replies) if result is not None else ""
+        if answer.late:
+            logger.info(
+                "wechat answer missed the deadline; it goes out via 客服消息", extra={"account": self.account}
+            )
+        text = reply_text(answer.result.replies) if answer.kind == "passive" else ""
         if not text:
-            return web.Response(text=SUCCESS)
-        if len(text.encode("utf-8")) > MAX_TEXT_BYTES and self.settings.secret:
-            # One passive reply cannot be split, and WeChat shows "该公众号暂时无法提供服务" for one that is
-            # too long; 客服消息 sends the text as several messages instead.
-            self._remember_deferred(message.channel_msg_id or "")
-            self.runtime.spawn(self.runtime.pipeline.push_replies(result), name=f"wechat-{self.account}-push")
             return web.Response(text=SUCCESS)
         raw = message.raw
         xml = render_text_reply(text, openid=message.user_id, gh_id=str(raw.get("ToUserName", "")))
         if encrypted and self._crypto is not None:
             xml = self._crypto.encrypt_message(xml, nonce, str(int(time.time())))
         return web.Response(text=xml, content_type="application/xml")
+
+    def _fits(self, result: Any) -> bool:
+        """Whether one passive reply can carry the answer.
+
+        One passive reply cannot be split, and WeChat shows "该公众号暂时无法提供服务" for one that is too
+        long; with an AppSecret 客服消息 sends the text as several messages instead.
+        """
+        return len(reply_text(result.replies).encode("utf-8")) <= MAX_TEXT_BYTES or not self.settings.secret
 
     async def parse(self, request: web.Request) -> tuple[Message | None, str, bool]:
         """Verify and decode a POST into (message or None, nonce, reply-encrypted?); raises WeChatRequestError."""
@@ -387,83 +383,6 @@ class WeChatAdapter:
 
     def _deadline(self) -> float:
         return self.runtime.settings.pipeline.wechat_reply_deadline_s
-
-    # --- the pipeline and the 5-second deadline ---
-
-    async def answer(self, message: Message) -> Any:
-        """The PipelineResult if ready within the deadline; None when its replies go out via 客服消息."""
-        key = message.channel_msg_id or ""
-        if key in self._deferred_ids:
-            return None  # an earlier delivery of this message already deferred its answer to the outbox
-        entry = self._inflight.get(key)
-        if entry is None:
-            # Shielded and tracked: the handling must finish (and store) even when this request gives up.
-            task = self.runtime.spawn(
-                self.runtime.pipeline.handle(message), name=f"wechat-{self.account}-{key}"
-            )
-            entry = _InFlight(task=task, message=message, silent=message.event in _SILENT_EVENTS)
-            self._inflight[key] = entry
-            task.add_done_callback(lambda _t, key=key, entry=entry: self._settled(key, entry))
-        if entry.deferred:
-            return None
-        try:
-            result = await asyncio.wait_for(asyncio.shield(entry.task), self._deadline())
-        except TimeoutError:
-            self._defer(key, entry)
-            return None
-        if entry.deferred or entry.silent:
-            return None
-        return result
-
-    def _remember_deferred(self, key: str) -> None:
-        self._deferred_ids[key] = None
-        while len(self._deferred_ids) > _DEFERRED_MEMORY:
-            self._deferred_ids.popitem(last=False)
-
-    def _defer(self, key: str, entry: _InFlight) -> None:
-        entry.deferred = True
-        self._remember_deferred(key)
-        logger.info(
-            "wechat answer missed the deadline; it goes out via 客服消息", extra={"account": self.account}
-        )
-        if entry.task.done():  # finished while the timeout was being processed: the done-callback has run
-            self._push(entry)
-
-    def _settled(self, key: str, entry: _InFlight) -> None:
-        if self._inflight.get(key) is entry:
-            del self._inflight[key]
-        if entry.task.cancelled():
-            return
-        exc = entry.task.exception()  # always retrieve it, or asyncio logs "exception was never retrieved"
-        if exc is not None and entry.deferred:
-            # WeChat got `success` and will not retry, so a failure here would lose the message: try once more.
-            logger.error(
-                "wechat message failed after its answer was deferred%s",
-                "" if entry.retried else "; retrying once",
-                exc_info=exc,
-                extra={"account": self.account},
-            )
-            if not entry.retried:
-                entry.retried = True
-                entry.task = self.runtime.spawn(
-                    self._handle_again(entry.message), name=f"wechat-{self.account}-retry"
-                )
-                entry.task.add_done_callback(lambda _t: self._settled(key, entry))
-            return
-        if entry.deferred:
-            self._push(entry)
-
-    async def _handle_again(self, message: Message) -> Any:
-        await asyncio.sleep(RETRY_AFTER_FAILURE_S)
-        return await self.runtime.pipeline.handle(message)
-
-    def _push(self, entry: _InFlight) -> None:
-        if entry.pushed or entry.silent or entry.task.cancelled() or entry.task.exception() is not None:
-            return
-        entry.pushed = True
-        result = entry.task.result()
-        if result.replies:
-            self.runtime.spawn(self.runtime.pipeline.push_replies(result), name=f"wechat-{self.account}-push")
 
     # --- outbound ---
 

@@ -139,6 +139,8 @@ class OutboxRecord(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_due", "status", "next_attempt_at"),
+        # Per-conversation order: the claim looks for an earlier undelivered row of the same conversation.
+        Index("ix_outbox_conversation", "conversation_key", "id"),
         # One delivery per stored reply: pushing the same result twice enqueues it once.
         UniqueConstraint("message_id", name="uq_outbox_message"),
     )
@@ -150,7 +152,9 @@ class OutboxRecord(Base):
     text: Mapped[str] = mapped_column(Text)
     sender: Mapped[str] = mapped_column(String(16), default="bot")
     target: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16))  # pending|sending|sent|failed|undeliverable
+    status: Mapped[str] = mapped_column(
+        String(16)
+    )  # held|pending|sending|sent|failed|undeliverable|cancelled
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())

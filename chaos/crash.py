@@ -1,0 +1,358 @@
+"""Crash scenarios: kill -9 of `kefu serve` mid-burst, and SQLite's write lock held 8 s and 40 s.
+
+`python -m chaos.crash [--only NAME] [--count N]` (or through `python -m chaos` once it imports this module).
+Each scenario runs a real `kefu serve` subprocess with a WeChat account whose 客服消息 API is the fake of
+tests/fakes/wechat_api.py (served here over real HTTP, recording every accepted send), and plays WeChat:
+signed text messages, each from its own customer, 32 at a time, every MsgId tried up to 3 times (5 s client
+timeout, as WeChat does). It counts, per MsgId:
+- lost: acknowledged (HTTP 200) but not stored after the run;
+- never_answered: acknowledged, but neither a passive reply came back nor a 客服消息 reached the customer;
+- doubled: the customer got the answer more than once (a passive reply counts once, every send counts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import os
+import random
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+from aiohttp import web
+
+from chaos.harness import SCENARIOS, Options, Result, scenario, table
+from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatAPI, fixture_xml
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "chaos-crash-token"
+TRIES = 3  # WeChat tries a message three times
+CLIENT_TIMEOUT_S = 5.0  # and waits 5 s for each answer
+CONCURRENCY = 32
+QUESTION = "支持哪些支付方式"
+START_TIMEOUT_S = 300.0  # a loaded machine imports jieba and the FAQ index slowly
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _sign(*parts: str) -> str:
+    return hashlib.sha1("".join(sorted(parts)).encode()).hexdigest()
+
+
+@dataclass
+class Gateway:
+    """A `kefu serve` subprocess on its own port, SQLite file and log."""
+
+    workdir: Path
+    api_base: str
+    deadline_s: float
+    port: int = field(default_factory=_free_port)
+    process: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def db_path(self) -> Path:
+        return self.workdir / "kefu.db"
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "server": {"host": "127.0.0.1", "port": self.port},
+            "database": {"url": f"sqlite+aiosqlite:///{self.db_path}"},
+            "kb": {"paths": [str(ROOT / "config" / "faq")], "watch": False},
+            "pipeline": {"wechat_reply_deadline_s": self.deadline_s},
+            "outbox": {"poll_interval_s": 0.2, "base_delay_s": 0.2, "max_delay_s": 2.0, "lease_s": 5.0},
+            "channels": {
+                "wechat": [
+                    {
+                        "name": "shop",
+                        "token": TOKEN,
+                        "appid": APPID,
+                        "secret": SECRET,
+                        "api_base": self.api_base,
+                    }
+                ]
+            },
+        }
+
+    async def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        path = self.workdir / "gateway.yaml"
+        path.write_text(yaml.safe_dump(self.config(), allow_unicode=True), encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KEFU_")}
+        with (self.workdir / "kefu.log").open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gateway.cli", "serve", "--config", str(path),
+                cwd=self.workdir, env=env, stdout=log, stderr=log,
+            )  # fmt: skip
+        deadline = time.monotonic() + START_TIMEOUT_S
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                if self.process.returncode is not None:
+                    raise RuntimeError(f"kefu serve exited: see {self.workdir / 'kefu.log'}")
+                with contextlib.suppress(aiohttp.ClientError, OSError):
+                    async with http.get(self.url + "/healthz") as resp:
+                        if resp.status in (200, 503):
+                            return
+                await asyncio.sleep(0.2)
+        raise RuntimeError(f"kefu serve did not answer /healthz within {START_TIMEOUT_S:g} s")
+
+    async def kill9(self) -> int:
+        """SIGKILL now; returns how many outbox rows were `sending` at that moment (sends in flight)."""
+        assert self.process is not None
+        in_flight = _count(self.db_path, "SELECT count(*) FROM outbox WHERE status = 'sending'")
+        self.process.kill()
+        await self.process.wait()
+        return in_flight
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            try:
+                await asyncio.wait_for(self.process.wait(), 20)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+def _count(db: Path, sql: str) -> int:
+    try:
+        with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
+            return int(conn.execute(sql).fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+@dataclass
+class Customer:
+    """One message (one customer: its answer is recognisable by openid) and what WeChat saw."""
+
+    openid: str
+    msg_id: str
+    acked: bool = False
+    passive: bool = False
+    statuses: list[str] = field(default_factory=list)
+
+
+async def _deliver(http: aiohttp.ClientSession, gateway: Gateway, customer: Customer) -> None:
+    """WeChat's side of one message: up to TRIES POSTs until one gets a 200."""
+    body = fixture_xml("text.xml", FromUserName=customer.openid, MsgId=customer.msg_id, Content=QUESTION)
+    for _ in range(TRIES):
+        timestamp, nonce = str(int(time.time())), str(random.randint(1, 10**9))
+        query = {"signature": _sign(TOKEN, timestamp, nonce), "timestamp": timestamp, "nonce": nonce}
+        started = time.monotonic()
+        try:
+            async with http.post(
+                f"{gateway.url}/wechat/shop",
+                params=query,
+                data=body.encode(),
+                timeout=aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_S),
+            ) as resp:
+                text = await resp.text()
+                customer.statuses.append(str(resp.status))
+                if resp.status == 200:
+                    customer.acked = True
+                    customer.passive = customer.passive or "<Content>" in text
+                    return
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            customer.statuses.append(type(exc).__name__)
+        # WeChat retries after its timeout; a refused connection (gateway down) waits like it.
+        await asyncio.sleep(max(0.0, min(CLIENT_TIMEOUT_S, 1.0) - (time.monotonic() - started)))
+
+
+async def _burst(
+    gateway: Gateway, customers: list[Customer], *, kill_after: int | None, result: Result
+) -> None:
+    """Send every message, CONCURRENCY at a time; kill -9 and restart once `kill_after` were acked."""
+    queue: asyncio.Queue[Customer] = asyncio.Queue()
+    for c in customers:
+        queue.put_nowait(c)
+
+    async def worker(http: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            await _deliver(http, gateway, queue.get_nowait())
+
+    async def killer() -> None:
+        if kill_after is None:
+            return
+        while sum(c.acked for c in customers) < kill_after:  # noqa: ASYNC110 (counts kept by the workers)
+            await asyncio.sleep(0.01)
+        result.counts["in_flight_at_kill"] = await gateway.kill9()
+        await gateway.start()
+
+    async with aiohttp.ClientSession() as http:
+        await asyncio.gather(killer(), *(worker(http) for _ in range(CONCURRENCY)))
+
+
+async def _drain(gateway: Gateway, within_s: float = 180.0) -> None:
+    """Wait until no outbox row is held, pending or sending (held rows of a killed process end after 30 s)."""
+    deadline = time.monotonic() + within_s
+    sql = "SELECT count(*) FROM outbox WHERE status IN ('held', 'pending', 'sending')"
+    while time.monotonic() < deadline and _count(gateway.db_path, sql):  # noqa: ASYNC110 (another process)
+        await asyncio.sleep(0.5)
+
+
+def _score(gateway: Gateway, api: FakeWeChatAPI, customers: list[Customer], result: Result) -> None:
+    with contextlib.closing(sqlite3.connect(gateway.db_path, timeout=30)) as conn:
+        stored = {
+            row[0] for row in conn.execute("SELECT channel_msg_id FROM messages WHERE direction = 'in'")
+        }
+    sends: dict[str, int] = {}
+    for m in api.messages:
+        sends[m.get("touser", "")] = sends.get(m.get("touser", ""), 0) + 1
+    lost = doubled = never = 0
+    for c in customers:
+        got = int(c.passive) + sends.get(c.openid, 0)
+        if c.acked and c.msg_id not in stored:
+            lost += 1
+            result.examples.append(f"lost: MsgId {c.msg_id} acked ({c.statuses}) but not stored")
+        if c.acked and got == 0:
+            never += 1
+            result.examples.append(f"never answered: MsgId {c.msg_id} ({c.statuses})")
+        doubled += max(0, got - 1)
+    result.counts.update(
+        inputs=len(customers),
+        acked=sum(c.acked for c in customers),
+        stored=len(stored),
+        lost=lost,
+        doubled=doubled,
+        never_answered=never,
+    )
+
+
+async def _serve_fake_api() -> tuple[FakeWeChatAPI, web.AppRunner]:
+    api = FakeWeChatAPI()
+    runner = web.AppRunner(api.app(), access_log=None)
+    await runner.setup()
+    port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    api.url = f"http://127.0.0.1:{port}"
+    return api, runner
+
+
+async def _kill_mid_burst(options: Options, deadline_s: float) -> Result:
+    result = Result()
+    api, runner = await _serve_fake_api()
+    count = min(options.count, 2000)
+    customers = [Customer(f"oChaos{i:05d}", str(7_100_000_000 + i)) for i in range(count)]
+    with tempfile.TemporaryDirectory(prefix="kefu-chaos-") as tmp:
+        gateway = Gateway(Path(options.workdir or tmp) / f"kill-{deadline_s:g}", api.url, deadline_s)
+        try:
+            await gateway.start()
+            await _burst(gateway, customers, kill_after=count // 3, result=result)
+            await _drain(gateway)
+            _score(gateway, api, customers, result)
+        finally:
+            await gateway.stop()
+            await runner.cleanup()
+    return result
+
+
+@scenario("kill9-burst", "kill -9 of kefu serve mid-burst: 2,000 signed WeChat texts, 32 at a time")
+async def kill9_burst(options: Options) -> Result:
+    return await _kill_mid_burst(options, deadline_s=4.0)
+
+
+@scenario("kill9-burst-tiny-deadline", "the same with a 0.05 s reply deadline (the deferred path)")
+async def kill9_burst_tiny(options: Options) -> Result:
+    return await _kill_mid_burst(options, deadline_s=0.05)
+
+
+def _hold_write_lock(db: Path, seconds: float, started: threading.Event) -> None:
+    conn = sqlite3.connect(db, timeout=30, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        started.set()
+        time.sleep(seconds)
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
+async def _sqlite_lock(options: Options, hold_s: float, kill_at_s: float | None) -> Result:
+    """Hold SQLite's write lock, post a few signed texts; optionally kill -9 mid-wait and restart."""
+    result = Result()
+    api, runner = await _serve_fake_api()
+    customers = [Customer(f"oLock{i:03d}", str(7_200_000_000 + i)) for i in range(8)]
+    with tempfile.TemporaryDirectory(prefix="kefu-chaos-") as tmp:
+        gateway = Gateway(Path(options.workdir or tmp) / f"lock-{hold_s:g}", api.url, 4.0)
+        try:
+            await gateway.start()
+            started = threading.Event()
+            holder = asyncio.create_task(
+                asyncio.to_thread(_hold_write_lock, gateway.db_path, hold_s, started)
+            )
+            await asyncio.to_thread(started.wait)
+
+            async def crash() -> None:
+                if kill_at_s is not None:
+                    await asyncio.sleep(kill_at_s)
+                    result.counts["in_flight_at_kill"] = await gateway.kill9()
+                    await gateway.start()
+
+            async with aiohttp.ClientSession() as http:
+                await asyncio.gather(crash(), *(_deliver(http, gateway, c) for c in customers))
+            await holder
+            # Messages WeChat gave up on (never acknowledged) are not "lost"; the gateway must not have
+            # acknowledged any message it did not store.
+            await _drain(gateway)
+            _score(gateway, api, customers, result)
+        finally:
+            await gateway.stop()
+            await runner.cleanup()
+    return result
+
+
+@scenario("sqlite-lock-8s-kill9", "SQLite write lock held 8 s, kill -9 at 4.3 s, restart")
+async def sqlite_lock_8s(options: Options) -> Result:
+    return await _sqlite_lock(options, hold_s=8.0, kill_at_s=4.3)
+
+
+@scenario("sqlite-lock-40s", "SQLite write lock held 40 s (WeChat's three tries all time out)")
+async def sqlite_lock_40s(options: Options) -> Result:
+    return await _sqlite_lock(options, hold_s=40.0, kill_at_s=None)
+
+
+CRASH_SCENARIOS = ("kill9-burst", "kill9-burst-tiny-deadline", "sqlite-lock-8s-kill9", "sqlite-lock-40s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the crash scenarios and print the table (0 when every row is ok)."""
+    from chaos.harness import run
+
+    parser = argparse.ArgumentParser(prog="python -m chaos.crash", description=__doc__)
+    parser.add_argument("--only", action="append", choices=CRASH_SCENARIOS)
+    parser.add_argument("--count", type=int, default=2000, help="messages per burst (default 2000)")
+    parser.add_argument("--workdir", help="keep each gateway's config, database and log here")
+    args = parser.parse_args(argv)
+    options = Options(count=args.count, workdir=args.workdir)
+    results = asyncio.run(run(args.only or list(CRASH_SCENARIOS), options))
+    print(table(results))
+    for name, res in results.items():
+        extra = {k: v for k, v in res.counts.items() if k in ("acked", "stored", "in_flight_at_kill")}
+        print(f"  {name}: {extra}")
+        for example in res.examples[:5]:
+            print(f"  {name}: {example}")
+    return 0 if all(r.ok for name, r in results.items() if name in SCENARIOS) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

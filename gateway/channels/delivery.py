@@ -1,0 +1,140 @@
+"""The one delivery policy of every channel adapter: durable first, then a passive reply or a deferred push.
+
+For each inbound message an adapter calls `Delivery.deliver` and renders what it gets back:
+1. The pipeline stores the message and its replies in one unit of work; for a channel that can answer
+   later, each reply's outbox row is written in the same unit (`held` where a passive reply may still
+   carry it, `pending` where only the worker can send it). A committed reply never lacks its row.
+2. The adapter's passive-reply deadline: ready in time → the held rows are cancelled (all or nothing,
+   in one short transaction) and the adapter answers passively; too late, or the adapter cannot carry
+   the replies → the held rows are released to the worker and the adapter acknowledges.
+3. Durable before acknowledged: when storing is not done by the deadline, `deliver` keeps waiting for
+   it (the platform's retries of the same message id join the same handling) and only then returns;
+   when storing fails it raises, and the adapter answers an error so the platform retries. Nothing is
+   ever acknowledged and then retried in the background or dropped.
+
+A held row nobody decides about (a crash between the commit and the decision) is sent by the worker when
+its hold ends (`gateway.pipeline.HOLD_S`), so the worst case after a crash is one double, never a loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from gateway.message import Message, utcnow
+
+if TYPE_CHECKING:
+    from gateway.pipeline import PipelineResult
+    from gateway.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["held", "pending"] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the adapter does with its webhook: `passive` (render `result.replies`) or `ack` (say received)."""
+
+    kind: Literal["passive", "ack"]
+    result: PipelineResult
+    late: bool = False  # storing outlasted the deadline (the adapter may log it)
+
+
+class Delivery:
+    """One channel account's delivery: the pipeline, the deadline, the passive-or-deferred decision.
+
+    `mode`: `held` for channels whose webhook answer can carry the replies (WeChat passive XML, OneBot
+    quick operations), `pending` for channels that always send through the API (QQ bot, OneBot reverse
+    WebSocket), None when the answer itself is the only delivery (web: the visitor's request waits).
+    `deadline` returns the seconds a passive reply may take (read per call, so tests and reloads apply).
+    `repeat_passive`: a duplicate of a passively answered message gets the passive answer again (WeChat
+    retries because it did not get the first); False: duplicates are only acknowledged.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        name: str,
+        mode: Mode,
+        deadline: Callable[[], float | None],
+        repeat_passive: bool = True,
+    ) -> None:
+        self.runtime = runtime
+        self.name = name
+        self.mode = mode
+        self.deadline = deadline
+        # False: a duplicate delivery is only acknowledged (its platform never retries a lost answer).
+        self.repeat_passive = repeat_passive
+        self._inflight: dict[str, asyncio.Task[PipelineResult]] = {}
+
+    async def deliver(
+        self, message: Message, *, can_carry: Callable[[PipelineResult], bool] | None = None
+    ) -> Answer:
+        """Handle one message; raises when it could not be stored (answer an error: the platform retries).
+
+        `can_carry`: False when the webhook answer cannot hold these replies (e.g. too long for one
+        WeChat passive message); they then go through the worker.
+        """
+        task = self._task(message)
+        late = False
+        try:
+            result = await asyncio.wait_for(asyncio.shield(task), self.deadline())
+        except TimeoutError:
+            # Not stored yet: acknowledging now could lose the message. Keep waiting for the store.
+            late = True
+            result = await asyncio.shield(task)
+        if self.mode is None:
+            return Answer("passive", result, late)
+        if self.mode == "pending":
+            if result.outbox:
+                self.runtime.outbox.wake()
+            return Answer("ack", result, late)
+        carry = (can_carry is None or can_carry(result)) and (self.repeat_passive or not result.duplicate)
+        return await self._decide(result, late=late, carry=carry)
+
+    def _task(self, message: Message) -> asyncio.Task[PipelineResult]:
+        key = message.channel_msg_id
+        task = self._inflight.get(key) if key else None
+        if task is None:
+            # Spawned and shielded: the store must finish even when the platform's request gives up.
+            task = self.runtime.spawn(
+                self.runtime.pipeline.handle(message, outbox=self.mode), name=f"{self.name}-{key}"
+            )
+            if key:
+                self._inflight[key] = task
+                task.add_done_callback(lambda t, key=key: self._settled(key, t))
+        return task
+
+    def _settled(self, key: str, task: asyncio.Task[Any]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+
+    async def _decide(self, result: PipelineResult, *, late: bool, carry: bool) -> Answer:
+        if not result.replies:
+            return Answer("ack", result, late)
+        ids = [outbox_id for outbox_id, _status in result.outbox]
+        statuses = {status for _id, status in result.outbox}
+        if len(ids) < len(result.replies):
+            # Replies without rows (stored before this policy): passive if in time, as before.
+            return Answer("passive" if not late and carry else "ack", result, late)
+        # All or nothing: a row the worker already took (its hold ended) must not be answered twice.
+        # An error here propagates: the platform's retry finds the rows and decides again.
+        passive = not late and carry and statuses <= {"held", "cancelled"}
+        if passive and await self.runtime.store.settle_held(ids, "cancelled", utcnow()):
+            return Answer("passive", result, late)
+        if "held" in statuses:
+            await self._release(ids)
+        return Answer("ack", result, late)
+
+    async def _release(self, ids: list[int]) -> None:
+        try:
+            await self.runtime.store.settle_held(ids, "pending", utcnow())
+        except Exception as exc:
+            # Still held: the worker sends them when the hold ends; only later, never lost.
+            logger.warning("%s: releasing held replies failed (%s); sent when the hold ends", self.name, exc)
+        self.runtime.outbox.wake()

@@ -1,0 +1,295 @@
+"""The delivery policy and the outbox's guarantees (reliability issue items 2, 3, 4, 8, 13), on both databases.
+
+Sends go to a web-chat callback receiver (a real aiohttp server) that answers with scripted statuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from aiohttp import web
+from sqlalchemy import inspect as sa_inspect
+
+from gateway.app import create_app
+from gateway.channels.base import Outgoing
+from gateway.keys import RUNTIME
+from gateway.message import Message, utcnow
+from gateway.runtime import Runtime
+from gateway.storage import Store
+from tests.waiting import eventually
+
+
+class Upstream:
+    """A web-chat callback receiver: scripted statuses, then 204; it records every text it was sent."""
+
+    def __init__(self) -> None:
+        self.script: list[int] = []
+        self.always: int | None = None
+        self.texts: list[str] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        status = self.always or (self.script.pop(0) if self.script else 204)
+        self.texts.append(body["text"])
+        return web.Response(status=status, text=f"upstream says {status}")
+
+
+@pytest.fixture
+async def upstream(aiohttp_server: Any) -> tuple[Upstream, str]:
+    fake = Upstream()
+    app = web.Application()
+    app.router.add_post("/callback", fake.handle)
+    server = await aiohttp_server(app)
+    return fake, str(server.make_url("/callback"))
+
+
+async def start(aiohttp_client: Any, settings_factory: Any, url: str, **outbox: Any) -> tuple[Any, Runtime]:
+    settings = settings_factory(channels={"web": {"callback_url": url}}, outbox=outbox)
+    client = await aiohttp_client(create_app(settings))
+    return client, client.app[RUNTIME]
+
+
+def to(key: str, text: str) -> Outgoing:
+    return Outgoing("web", "default", key, text, sender="agent", target={"user_id": key.rsplit(":", 1)[-1]})
+
+
+def question(user: str, text: str = "怎么退货", msg_id: str | None = None) -> Message:
+    return Message(
+        channel="web",
+        account="default",
+        conversation_key=f"web:default:{user}",
+        user_id=user,
+        text=text,
+        channel_msg_id=msg_id,
+    )
+
+
+# --- item 2: a reply and its outbox row commit together ---------------------------------------------
+
+
+async def test_replies_and_their_held_rows_are_written_in_the_messages_unit(
+    aiohttp_client: Any, settings_factory: Any, upstream: Any
+) -> None:
+    _fake, url = upstream
+    _client, runtime = await start(aiohttp_client, settings_factory, url)
+    runtime.pipeline.hold = timedelta(hours=1)
+    result = await runtime.pipeline.handle(question("held"), outbox="held")
+    rows = await runtime.store.list_outbox()
+    assert [(r.message_id, r.status) for r in rows] == [(result.reply_ids[0], "held")]
+    assert result.outbox == ((rows[0].id, "held"),)
+
+
+async def test_undecided_held_rows_are_sent_when_the_hold_ends(
+    aiohttp_client: Any, settings_factory: Any, upstream: Any
+) -> None:
+    # Regression (item 2): a crash between committing the replies and enqueueing them lost the answer.
+    # Here the adapter never decides (as after a kill -9): the worker sends the rows once the hold ends.
+    fake, url = upstream
+    _client, runtime = await start(aiohttp_client, settings_factory, url)
+    runtime.pipeline.hold = timedelta(seconds=0.2)
+    result = await runtime.pipeline.handle(question("crash"), outbox="held")
+
+    async def sent() -> bool:
+        return [r.status for r in await runtime.store.list_outbox()] == ["sent"]
+
+    await eventually(sent)
+    assert fake.texts == [result.replies[0].text]
+
+
+async def test_cancelling_is_all_or_nothing_and_a_released_row_is_never_cancelled(store: Store) -> None:
+    now = utcnow()
+
+    async def held() -> int:
+        async with store.transaction() as tx:
+            return await tx.enqueue(
+                channel="web",
+                account="default",
+                conversation_key="web:default:c",
+                text="答复",
+                sender="bot",
+                target={},
+                now=now,
+                status="held",
+                next_attempt_at=now + timedelta(minutes=1),
+            )
+
+    first, second = await held(), await held()
+    assert await store.settle_held([first], "pending", now)
+    assert not await store.settle_held([first, second], "cancelled", now)  # first is the worker's now
+    assert {r.id: r.status for r in await store.list_outbox()} == {first: "pending", second: "held"}
+    assert await store.settle_held([second], "cancelled", now)
+    assert await store.settle_held([second], "cancelled", now)  # a platform retry cancels again: fine
+
+
+async def test_web_chat_keeps_answering_in_its_response_without_outbox_rows(app_client: Any) -> None:
+    resp = await app_client.post("/web/messages", json={"user_id": "w1", "text": "怎么退货"})
+    assert resp.status == 200 and (await resp.json())["replies"]
+    assert await app_client.app[RUNTIME].store.list_outbox() == []
+
+
+# --- item 4: per-conversation order ---------------------------------------------------------------
+
+
+async def test_a_retried_row_is_not_overtaken_by_later_rows_of_its_conversation(
+    aiohttp_client: Any, settings_factory: Any, upstream: Any
+) -> None:
+    # Regression (item 4): "first" failed once and "second"/"third" (enqueued meanwhile) went out before it.
+    fake, url = upstream
+    fake.script = [502]
+    _client, runtime = await start(aiohttp_client, settings_factory, url, base_delay_s=0.4, max_delay_s=0.4)
+    key = "web:default:order"
+    first = await runtime.outbox.enqueue(to(key, "first"))
+
+    async def failed_once() -> bool:
+        row = await runtime.store.outbox(first)
+        return row is not None and row.attempts == 1 and row.status == "pending"
+
+    await eventually(failed_once)
+    await runtime.outbox.enqueue(to(key, "second"))
+    await runtime.outbox.enqueue(to(key, "third"))
+    other = await runtime.outbox.enqueue(to("web:default:someone-else", "other"))
+    await eventually(lambda: _all_sent(runtime))
+    assert [t for t in fake.texts if t != "other"] == ["first", "first", "second", "third"]
+    assert (await runtime.store.outbox(other)).status == "sent"  # type: ignore[union-attr]
+
+
+async def _all_sent(runtime: Runtime) -> bool:
+    return all(r.status == "sent" for r in await runtime.store.list_outbox())
+
+
+# --- item 13: failed rows are retried slowly, visible meanwhile ------------------------------------
+
+
+async def test_failed_rows_are_retried_on_the_slow_schedule_and_healthz_is_degraded(
+    aiohttp_client: Any, settings_factory: Any, upstream: Any
+) -> None:
+    # Regression (item 13): a row that failed max_attempts times stayed failed for good, /healthz said ok.
+    fake, url = upstream
+    fake.always = 503
+    client, runtime = await start(aiohttp_client, settings_factory, url, max_attempts=2, failed_retry_s=0.2)
+    outbox_id = await runtime.outbox.enqueue(to("web:default:outage", "停机期间的答复"))
+
+    async def failed() -> bool:
+        row = await runtime.store.outbox(outbox_id)
+        return row is not None and row.status == "failed"
+
+    await eventually(failed)
+    health = await (await client.get("/healthz")).json()
+    assert health["status"] == "degraded" and health["outbox"] == {"failing": 1}
+    metrics = await (await client.get("/metrics")).text()
+    assert "kefu_outbox_failing_rows 1.0" in metrics
+
+    fake.always = None  # the platform is back
+    await eventually(lambda: _all_sent(runtime))
+    health = await (await client.get("/healthz")).json()
+    assert health["status"] == "ok" and health["outbox"] == {"failing": 0}
+
+
+async def test_failed_rows_older_than_give_up_after_are_not_retried(store: Store) -> None:
+    now = utcnow()
+
+    async def failed(age: timedelta) -> int:
+        async with store.transaction() as tx:
+            outbox_id = await tx.enqueue(
+                channel="web",
+                account="default",
+                conversation_key=f"web:default:{age}",
+                text="平台故障",
+                sender="agent",
+                target={},
+                now=now - age,
+            )
+        await store.finish_outbox(outbox_id, status="failed", now=now, error="503", next_attempt_at=now)
+        return outbox_id
+
+    young, old = await failed(timedelta(hours=1)), await failed(timedelta(hours=25))
+    claimed = await store.claim_outbox(now, lease=timedelta(minutes=1), give_up_after=timedelta(hours=24))
+    assert [r.id for r in claimed] == [young]
+    assert (await store.outbox(old)).status == "failed"  # type: ignore[union-attr]
+    assert await store.failing_outbox(now, timedelta(hours=24)) == 0  # young is `sending` now
+
+
+# --- item 3: doubles are counted ------------------------------------------------------------------
+
+
+async def test_a_send_resumed_after_an_expired_lease_is_counted_as_a_possible_double(
+    aiohttp_client: Any, settings_factory: Any, upstream: Any, db_url: str
+) -> None:
+    fake, url = upstream
+    store = Store.from_url(db_url)
+    await store.create_all()
+    async with store.transaction() as tx:
+        await tx.enqueue(
+            channel="web",
+            account="default",
+            conversation_key="web:default:d",
+            text="可能重复",
+            sender="agent",
+            target={"user_id": "d"},
+            now=utcnow(),
+        )
+    await store.claim_outbox(utcnow(), lease=timedelta(seconds=0.2))  # then the process died mid-send
+    await store.dispose()
+
+    client, runtime = await start(aiohttp_client, settings_factory, url)
+    await eventually(lambda: _all_sent(runtime))
+    assert fake.texts == ["可能重复"]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'kefu_outbox_possible_doubles_total{cause="resumed",channel="web"} 1.0' in metrics
+
+
+async def test_recording_a_delivered_send_is_retried_when_the_database_is_busy(
+    aiohttp_client: Any, settings_factory: Any, upstream: Any
+) -> None:
+    # Regression (item 3a): one failed "mark sent" left the row `sending`, sent again after the lease.
+    fake, url = upstream
+    _client, runtime = await start(aiohttp_client, settings_factory, url)
+    store = runtime.store
+    original = store.finish_outbox
+    failures: list[str] = []
+
+    async def busy_once(outbox_id: int, **kw: Any) -> None:
+        if kw["status"] == "sent" and not failures:
+            failures.append("busy")
+            raise ConnectionError("database is locked")
+        await original(outbox_id, **kw)
+
+    store.finish_outbox = busy_once  # type: ignore[method-assign]
+    await runtime.outbox.enqueue(to("web:default:busy", "只发一次"))
+    await eventually(lambda: _all_sent(runtime))
+    assert failures == ["busy"] and fake.texts == ["只发一次"]
+
+
+# --- item 8: /healthz never hangs with the database -----------------------------------------------
+
+
+async def test_healthz_answers_503_quickly_while_the_database_hangs(
+    app_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.app.HEALTH_DB_TIMEOUT_S", 0.1)
+    runtime = app_client.app[RUNTIME]
+    hung = asyncio.Event()
+
+    async def frozen() -> bool:  # a SIGSTOPped PostgreSQL: the query never returns
+        await hung.wait()
+        return True
+
+    runtime.store.ping = frozen  # type: ignore[method-assign]
+    resp = await app_client.get("/healthz")
+    assert resp.status == 503
+    assert (await resp.json())["db"]["ok"] is False
+
+
+async def test_an_outbox_of_an_earlier_version_gets_the_order_index_at_start_up(db_url: str) -> None:
+    store = Store.from_url(db_url)
+    await store.create_all()
+    async with store.engine.begin() as conn:
+        await conn.exec_driver_sql("DROP INDEX ix_outbox_conversation")
+    await store.create_all()  # as `kefu serve` does at start-up
+    async with store.engine.connect() as conn:
+        names = await conn.run_sync(lambda sync: {i["name"] for i in sa_inspect(sync).get_indexes("outbox")})
+    await store.dispose()
+    assert "ix_outbox_conversation" in names
