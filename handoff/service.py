@@ -175,8 +175,9 @@ class HandoffFlow:
         payload = {"priority": priority.value, "reason": conv.handoff_reason, "ticket": not staffed}
         if not staffed:
             # Honest: nobody can answer now. The 留言 waits at the front of the queue for the next agent.
+            next_shift = await self.shifts.next_shift_start(group, now) if self.shifts else None
             await self.notifier.notify(
-                conv.id, self.no_agent_notice(hours, now, open_now), delay=NOTICE_DELAY
+                conv.id, self.no_agent_notice(hours, now, open_now, next_shift), delay=NOTICE_DELAY
             )
             await self.events.publish("ticket.created", payload, conversation_id=conv.id, group=group)
             return position
