@@ -349,7 +349,11 @@ async def test_a_new_customer_message_opens_a_new_window(kefu):
     await _all_sent(kefu, 3)  # … and "您补充的内容已记录", the first reply to the new message
     await kefu.adapter.send(Outgoing("qqbot", "qqbot", C2C_KEY, "人工客服：在的", "agent"))
     assert kefu.api.messages[-1]["msg_id"] == second["d"]["id"]
-    assert kefu.api.messages[-1]["msg_seq"] == 2
+    # Outbox rows carry their row id as msg_seq; a direct send takes a seq after every row's, never a used pair.
+    pairs = [(m["msg_id"], m["msg_seq"]) for m in kefu.api.messages]
+    assert len(set(pairs)) == len(pairs)
+    earlier = [m["msg_seq"] for m in kefu.api.messages[:-1] if m["msg_id"] == second["d"]["id"]]
+    assert earlier and kefu.api.messages[-1]["msg_seq"] > max(earlier)
 
 
 async def test_conversation_without_any_customer_message_cannot_be_messaged(kefu):
