@@ -174,6 +174,19 @@ class OutboxQueries:
             return False
         return True
 
+    async def release_held(self, targets: Mapping[int, Mapping[str, Any]], now: datetime) -> None:
+        """Give held rows their final target (an adapter's additions, e.g. a WeCom menu) and release them to
+        the worker; rows no longer held (the worker took them when the hold ended) are left as they are."""
+        if not targets:
+            return
+        async with self.write_lock(), self._sessions() as session, session.begin():
+            for outbox_id, target in targets.items():
+                await session.execute(
+                    update(OutboxRecord)
+                    .where(OutboxRecord.id == outbox_id, OutboxRecord.status == "held")
+                    .values(status="pending", next_attempt_at=now, target=dict(target))
+                )
+
     async def failing_outbox(self, now: datetime, give_up_after: timedelta) -> int:
         """How many `failed` rows are still retried on the slow schedule (younger than give_up_after)."""
         async with self._sessions() as session:

@@ -180,7 +180,9 @@ class WeComAdapter:
             await record(self.runtime.store, work)
             return
         message = events.customer_message(self.account, item, self._known_entry)
-        result = await self.runtime.pipeline.handle(message)
+        # Held rows written in the message's own unit of work: they come before any notice the handoff
+        # raises for it (the outbox keeps a conversation's order), and `deliver` releases them.
+        result = await self.runtime.pipeline.handle(message, outbox="held")
         await self.deliver(result)
 
     def _known_entry(self, entry_id: str) -> bool:
@@ -192,7 +194,9 @@ class WeComAdapter:
         event = item.event
         kind = str(event.get("event_type") or "")
         if kind == "enter_session" and item.external_userid and not self._stale(item):
-            result = await self.runtime.pipeline.handle(events.enter_session_message(self.account, item))
+            result = await self.runtime.pipeline.handle(
+                events.enter_session_message(self.account, item), outbox="held"
+            )
             welcome = event.get("welcome_code")
             if isinstance(welcome, str) and welcome:
                 # The code lives 20 s; a late send is refused (95007) and the row shows why.
@@ -242,6 +246,8 @@ class WeComAdapter:
     async def deliver(self, result: PipelineResult, *, welcome_code: str | None = None) -> None:
         """Queue a result's replies (idempotent per stored reply): menus, the greeting code, the transfer."""
         count = len(result.replies)
+        rows = [outbox_id for outbox_id, _status in result.outbox]
+        held: dict[int, dict[str, Any]] = {}
         for index, (reply, message_id) in enumerate(zip(result.replies, result.reply_ids, strict=True)):
             target: dict[str, Any] = {k: v for k, v in result.target.items() if k != "channel_msg_id"}
             if reply.suggestions:
@@ -253,6 +259,9 @@ class WeComAdapter:
             if handoff and self.settings.handoff_mode == "wecom" and index == count - 1:
                 # After the handoff message is out: WeCom may not let the API speak in its staff's session.
                 target["transfer"] = True
+            if len(rows) == count:  # the pipeline wrote the rows (held): give them their target
+                held[rows[index]] = target
+                continue
             outgoing = Outgoing(
                 channel=CHANNEL,
                 account=self.account,
@@ -262,6 +271,10 @@ class WeComAdapter:
                 target=target,
             )
             await self.runtime.outbox.enqueue(outgoing, message_id=message_id)
+        if held:
+            # Rows already released (a re-read of a handled item) keep what they had.
+            await self.runtime.store.release_held(held, self.clock())
+            self.runtime.outbox.wake()
 
     def _menu(self, suggestions: Sequence[str]) -> list[dict[str, str]]:
         """The click entries of a 猜你想问 menu: the FAQ entry id (or `human`) as id, the question as text."""
