@@ -7,7 +7,6 @@ exception message (both travel in query strings, so URLs are never logged either
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -20,6 +19,7 @@ from typing import Any
 import aiohttp
 
 from gateway.channels.base import SendError
+from gateway.channels.platform_http import describe_network_error, read_json_object
 from gateway.channels.tokens import TokenCache, parse_expires_in
 
 logger = logging.getLogger(__name__)
@@ -51,33 +51,6 @@ class WeChatAPIError(Exception):
         super().__init__(f"errcode {errcode}: {errmsg}")
         self.errcode = errcode
         self.errmsg = errmsg
-
-
-def _describe_network_error(exc: BaseException) -> str:
-    """Name a transport failure without echoing the request URL (it carries the secret or the token)."""
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect to {exc.host}:{exc.port}"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return f"HTTP {exc.status}"
-    return type(exc).__name__
-
-
-async def _read_json(resp: aiohttp.ClientResponse) -> dict[str, Any]:
-    """Decode WeChat's JSON answer (it is sometimes served as text/plain)."""
-    if resp.status >= 500:
-        raise SendError(f"WeChat API HTTP {resp.status}", retryable=True)
-    if resp.status != 200:
-        # WeChat itself answers errors with 200 + errcode; another status means a proxy or outage in between.
-        raise SendError(f"WeChat API HTTP {resp.status}", retryable=True)
-    try:
-        body = await resp.json(content_type=None)
-    except (ValueError, aiohttp.ContentTypeError):
-        raise SendError("WeChat API returned a body that is not JSON", retryable=True) from None
-    if not isinstance(body, dict):
-        raise SendError("WeChat API returned JSON that is not an object", retryable=True)
-    return body
 
 
 class AccessTokenManager:
@@ -127,14 +100,14 @@ class AccessTokenManager:
             async with self._session.get(
                 f"{self._api_base}/cgi-bin/token", params=params, timeout=self._timeout
             ) as resp:
-                body = await _read_json(resp)
+                body = await read_json_object(resp, "WeChat")
         except (TimeoutError, aiohttp.ClientError) as exc:
             logger.warning(
                 "wechat access_token fetch failed",
-                extra={"appid": self.appid, "error": _describe_network_error(exc)},
+                extra={"appid": self.appid, "error": describe_network_error(exc)},
             )
             raise SendError(
-                f"access_token fetch failed: {_describe_network_error(exc)}", retryable=True
+                f"access_token fetch failed: {describe_network_error(exc)}", retryable=True
             ) from None
         token = body.get("access_token")
         if not isinstance(token, str) or not token:
@@ -272,10 +245,10 @@ class CustomerServiceSender:
                     headers={"Content-Type": "application/json; charset=utf-8"},
                     timeout=self._timeout,
                 ) as resp:
-                    body = await _read_json(resp)
+                    body = await read_json_object(resp, "WeChat")
             except (TimeoutError, aiohttp.ClientError) as exc:
                 raise SendError(
-                    f"WeChat API unreachable: {_describe_network_error(exc)}", retryable=True
+                    f"WeChat API unreachable: {describe_network_error(exc)}", retryable=True
                 ) from None
             try:
                 errcode = int(body.get("errcode") or 0)

@@ -7,7 +7,6 @@ new one and retry once. Neither the secret nor a token is ever logged or put int
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -18,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from gateway.channels.base import SendError
+from gateway.channels.platform_http import describe_network_error, read_json_object
 from gateway.channels.tokens import TokenCache, parse_expires_in
 
 logger = logging.getLogger(__name__)
@@ -68,30 +68,6 @@ def classify_errcode(errcode: int, errmsg: str) -> SendError:
     return SendError(f"WeCom API errcode {errcode}: {errmsg}", retryable=True)
 
 
-def describe_network_error(exc: BaseException) -> str:
-    """Name a transport failure without echoing the request URL (it carries the secret or the token)."""
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect to {exc.host}:{exc.port}"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return f"HTTP {exc.status}"
-    return type(exc).__name__
-
-
-async def _read_json(resp: aiohttp.ClientResponse) -> dict[str, Any]:
-    """WeCom's JSON answer; another HTTP status means a proxy or an outage in between (retryable)."""
-    if resp.status != 200:
-        raise SendError(f"WeCom API HTTP {resp.status}", retryable=True)
-    try:
-        body = await resp.json(content_type=None)
-    except (ValueError, aiohttp.ContentTypeError):
-        raise SendError("WeCom API returned a body that is not JSON", retryable=True) from None
-    if not isinstance(body, dict):
-        raise SendError("WeCom API returned JSON that is not an object", retryable=True)
-    return body
-
-
 def _errcode(body: Mapping[str, Any]) -> int:
     try:
         return int(body.get("errcode") or 0)
@@ -138,7 +114,7 @@ class WeComAPI:
             async with self._session.get(
                 f"{self._api_base}/cgi-bin/gettoken", params=params, timeout=self._timeout
             ) as resp:
-                body = await _read_json(resp)
+                body = await read_json_object(resp, "WeCom")
         except (TimeoutError, aiohttp.ClientError) as exc:
             reason = describe_network_error(exc)
             logger.warning(
@@ -176,7 +152,7 @@ class WeComAPI:
                     headers={"Content-Type": "application/json; charset=utf-8"},
                     timeout=self._timeout,
                 ) as resp:
-                    body = await _read_json(resp)
+                    body = await read_json_object(resp, "WeCom")
             except (TimeoutError, aiohttp.ClientError) as exc:
                 raise SendError(
                     f"WeCom API unreachable: {describe_network_error(exc)}", retryable=True
