@@ -19,6 +19,7 @@ from gateway.channels.qqbot.adapter import QQBotAdapter
 from gateway.channels.web.adapter import WebAdapter
 from gateway.channels.wechat.adapter import WeChatAdapter
 from gateway.channels.wecom.adapter import WeComAdapter
+from gateway.coord import CoordUnavailable, build_coordination
 from gateway.handoff_service import HandoffService
 from gateway.http.admin_api import admin_routes
 from gateway.http.agent_api import agent_routes
@@ -90,6 +91,7 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
     app.cleanup_ctx.extend(
         [
             _database,
+            _coordination,
             _http_session,
             _knowledge_base,
             actions_ctx,
@@ -130,6 +132,7 @@ def build_runtime(settings: Settings, *, handle_signals: bool = False) -> Runtim
         outbox=outbox,
         metrics=metrics,
         adapters=adapters,
+        coord=build_coordination(settings.redis),
         handle_signals=handle_signals,
     )
 
@@ -142,6 +145,13 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     await runtime.store.create_all()
     yield
     await runtime.store.dispose()
+
+
+async def _coordination(app: web.Application) -> AsyncIterator[None]:
+    coord = app[RUNTIME].coord
+    await coord.start()
+    yield
+    await coord.stop()
 
 
 async def _http_session(app: web.Application) -> AsyncIterator[None]:
@@ -244,6 +254,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         raise http_error(type(exc), message, headers=_kept_headers(exc)) from None
     except asyncio.CancelledError:
         raise
+    except CoordUnavailable as exc:
+        # Redis is down: say so and when to come back; nothing was half done (see gateway/coord/).
+        raise http_error(
+            web.HTTPServiceUnavailable,
+            "temporarily unavailable, please retry",
+            headers={"Retry-After": str(exc.retry_after_s)},
+        ) from None
     except Exception as exc:
         if is_database_error(exc):
             logger.error(
@@ -289,10 +306,13 @@ async def healthz(request: web.Request) -> web.Response:
         db_ok = False
     runtime.metrics.outbox_failing.set(failing)
     kb = runtime.kb.status()
+    redis_ok = await runtime.coord.ok()
     if not db_ok or not kb["loaded"]:
         status = "down"
-    elif kb["errors"] or failing:
-        status = "degraded"  # serving the last good FAQ / answers waiting on a failing platform API
+    elif kb["errors"] or failing or redis_ok is False:
+        # Serving the last good FAQ / answers waiting on a failing platform API / Redis down: the paths
+        # that need it answer 503 with Retry-After, the rest (agent console, reads) still work.
+        status = "degraded"
     else:
         status = "ok"
     body = {
@@ -301,6 +321,8 @@ async def healthz(request: web.Request) -> web.Response:
         "kb": kb,
         "outbox": {"failing": failing},
     }
+    if redis_ok is not None:
+        body["redis"] = {"ok": redis_ok}
     return web.json_response(body, status=200 if status != "down" else 503, dumps=_dumps)
 
 

@@ -250,15 +250,12 @@ class AgentActions:
         if presence is Presence.ONLINE:
             await self.assign_waiting()
 
-    def connected(self, agent: AgentInfo) -> None:
-        """A console WebSocket opened."""
-        self._connections[agent.id] = self._connections.get(agent.id, 0) + 1
+    async def connected(self, agent: AgentInfo) -> None:
+        """A console WebSocket opened (counted across the processes when they share Redis)."""
+        await self.runtime.coord.connections.opened(agent.id)
 
     async def disconnected(self, agent: AgentInfo) -> None:
-        """A console WebSocket closed; the last one of an agent takes them offline at once."""
-        left = self._connections.get(agent.id, 1) - 1
-        if left > 0:
-            self._connections[agent.id] = left
+        """A console WebSocket closed; the last one of an agent, on any process, takes them offline at once."""
+        if await self.runtime.coord.connections.closed(agent.id) > 0:
             return
-        self._connections.pop(agent.id, None)
         await self.db.go_offline(agent.id)

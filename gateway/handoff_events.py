@@ -1,12 +1,9 @@
 """The handoff service's refusals (HandoffError → the API's HTTP status) and its event fan-out.
 
-`EventBus` wakes this process's agent WebSockets when an event is stored; `visible_to` decides which
-stored events an agent may see.
+`visible_to` decides which stored events an agent may see (the wake-ups are gateway/coord/events.py).
 """
 
 from __future__ import annotations
-
-import asyncio
 
 from gateway.storage.events import EventRow
 from handoff.agents import AgentInfo
@@ -40,28 +37,6 @@ def check_claim(result: ClaimResult) -> None:
     if not result.ok:
         status, message = CLAIM_STATUS[result.outcome]
         raise HandoffError(status, message)
-
-
-class EventBus:
-    """Wakes this process's agent WebSockets when an event is stored (Redis pub/sub is the later step)."""
-
-    def __init__(self) -> None:
-        self._waiters: set[asyncio.Event] = set()
-
-    def subscribe(self) -> asyncio.Event:
-        """A flag set on every publish; the subscriber clears it after reading."""
-        flag = asyncio.Event()
-        self._waiters.add(flag)
-        return flag
-
-    def unsubscribe(self, flag: asyncio.Event) -> None:
-        """Stop waking this flag."""
-        self._waiters.discard(flag)
-
-    def publish(self) -> None:
-        """Something new is in agent_events."""
-        for flag in self._waiters:
-            flag.set()
 
 
 def visible_to(event: EventRow, agent: AgentInfo) -> bool:

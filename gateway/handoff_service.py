@@ -3,7 +3,7 @@
 The pure rules live in `handoff/` (who is next, who may do what, what the customer is told); this module
 applies them to the database (`HandoffDb`), the customer's channel (messages + outbox, so a reply that
 cannot be delivered yet is retried, never lost) and the agents' consoles (stored, numbered events that
-the WebSocket pushes; `EventBus` wakes the sockets of this process, others poll the table).
+the WebSocket pushes; the coordination bus wakes the sockets of every process, gateway/coord/events.py).
 """
 
 from __future__ import annotations
@@ -18,12 +18,9 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway.channels.base import Outgoing
+from gateway.coord.events import AGENT_EVENTS
 from gateway.handoff_actions import AgentActions
-from gateway.handoff_events import (
-    EventBus,
-    HandoffError,
-    visible_to,
-)
+from gateway.handoff_events import HandoffError, visible_to
 from gateway.message import Message, Reply
 from gateway.norms import group_hours, sla_policy
 from gateway.storage import Unit
@@ -94,8 +91,8 @@ class HandoffService(AgentActions):
             heartbeat_timeout=timedelta(seconds=settings.heartbeat_timeout_s),
             default_group=self.rules.default_group,
         )
-        self.bus = EventBus()
-        self._connections: dict[str, int] = {}
+        # Wakes the agent WebSockets of every process (gateway/coord/events.py) when an event is stored.
+        self.bus = runtime.coord.bus.topic(AGENT_EVENTS)
         self.sockets: set[web.WebSocketResponse] = set()
         # Service norms (gateway.norms): business hours per group, the SLA timers.
         self.hours = group_hours(runtime.settings)
@@ -113,6 +110,7 @@ class HandoffService(AgentActions):
             groups_configured=bool(settings.groups),
             no_agent=NoAgentText(settings.service_hours, configured),
             shifts=self,
+            assign_lock=runtime.coord.assign_lock.hold,
         )
 
     # --- the customer side ----------------------------------------------------------------------

@@ -1,9 +1,8 @@
 """A token-bucket rate limit per key (the web chat uses one bucket per visitor, shared by their tabs).
 
 Each key may spend `burst` messages at once; its bucket refills at `per_minute / 60` tokens a second.
-The buckets live in this process's memory: with several gateway processes behind a load balancer each
-one counts on its own, so a visitor may get up to N times the limit. That is enough to stop a runaway
-tab or a script on one socket; a shared limit would need Redis.
+These buckets live in this process's memory; with `redis.url` set the same bucket is kept in Redis
+instead (gateway/coord/limits.py), so several gateway processes share one limit per visitor.
 """
 
 from __future__ import annotations
@@ -13,10 +12,17 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 # Far more visitors than one process serves at once in a few seconds; a flood of fresh keys past this
 # evicts the least recently used buckets (so memory stays bounded even under attack).
 DEFAULT_MAX_KEYS = 10_000
+
+
+class VisitorLimit(Protocol):
+    """A limiter per key: this module's (memory) or gateway/coord/limits.py's (Redis)."""
+
+    async def check(self, key: str) -> float: ...
 
 
 @dataclass(slots=True)
@@ -68,6 +74,10 @@ class RateLimiter:
             bucket.tokens -= 1.0
             return 0.0
         return (1.0 - bucket.tokens) / self.rate
+
+    async def check(self, key: str) -> float:
+        """`take` behind the interface the Redis limiter shares (its check is a network call)."""
+        return self.take(key)
 
     def __len__(self) -> int:
         """How many buckets are kept (tests and metrics)."""

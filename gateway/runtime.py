@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from gateway.channels.base import ChannelAdapter
+from gateway.coord import Coordination
 from gateway.jobs.outbox import Outbox
 from gateway.kb_reload import KbService
 from gateway.metrics import Metrics
@@ -42,6 +43,8 @@ class Runtime:
     outbox: Outbox
     metrics: Metrics
     adapters: dict[AdapterKey, ChannelAdapter] = field(default_factory=dict)
+    # What several processes share (Redis with `redis.url`, this process's memory without).
+    coord: Coordination = field(default_factory=Coordination)
     # The human side (queue, agents, CSAT); set by create_app.
     handoff: HandoffService | None = None
     # True under `kefu serve`: SIGHUP reloads the FAQ. Tests leave signals alone.

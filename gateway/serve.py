@@ -6,10 +6,12 @@ import asyncio
 import gc
 import ipaddress
 import logging
+import os
 import signal
 
 from aiohttp import web
 
+from gateway.coord import check_processes, declared_processes
 from gateway.http.agent_api import PREFIX as AGENT_API_PREFIX
 from gateway.settings import Settings
 from gateway.storage import is_database_error, safe_url
@@ -33,6 +35,17 @@ def check_exposure(settings: Settings) -> None:
             "Set channels.web.secret (e.g. ${KEFU_WEB_SECRET}), or set channels.web.public_history: true "
             "if that is intended, or disable the web channel"
         )
+
+
+def check_coordination(settings: Settings, processes: int | None = None) -> None:
+    """Refuse several processes on PostgreSQL without Redis (`processes`: default `KEFU_PROCESSES`)."""
+    try:
+        count = declared_processes(os.environ) if processes is None else processes
+    except ValueError as exc:
+        raise StartupFailed(str(exc)) from None
+    problem = check_processes(settings.database.url, settings.redis, count)
+    if problem is not None:
+        raise StartupFailed(problem)
 
 
 def _loopback(host: str) -> bool:
@@ -78,6 +91,7 @@ async def serve(settings: Settings) -> None:
     from gateway.app import create_app
 
     check_exposure(settings)
+    check_coordination(settings)
     app = create_app(settings, handle_signals=True)
     runner = web.AppRunner(app, handle_signals=False, access_log=logging.getLogger("aiohttp.access"))
     try:

@@ -39,6 +39,7 @@ from gateway.channels.qqbot.settings import QQBotAccountSettings
 from gateway.channels.web.settings import WebChannelSettings
 from gateway.channels.wechat.settings import WeChatAccountSettings
 from gateway.channels.wecom.settings import WeComAccountSettings
+from gateway.coord.settings import RedisSettings
 from handoff.lifecycle import LifecycleRules
 from handoff.queue import AssignmentPolicy
 from handoff.routing import RoutingConfigError, RoutingRules
@@ -312,6 +313,7 @@ class Settings(BaseSettings):
     shifts: ShiftsSettings = Field(default_factory=ShiftsSettings)
     qa: QaSettings = Field(default_factory=QaSettings)
     actions: ActionsSettings = Field(default_factory=ActionsSettings)  # custom actions (gateway.actions)
+    redis: RedisSettings = Field(default_factory=RedisSettings)  # several processes (gateway.coord)
 
     @classmethod
     def settings_customise_sources(

@@ -14,7 +14,8 @@ never after a sleep: the bot's own reply to the same message goes out first.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -110,6 +111,15 @@ class NoAgentText:
     hours_configured: bool = False  # business_hours configured: say when agents are back
 
 
+def _local_lock() -> Callable[[], AbstractAsyncContextManager[None]]:
+    lock = asyncio.Lock()
+
+    def hold() -> AbstractAsyncContextManager[None]:
+        return lock
+
+    return hold
+
+
 class HandoffFlow:
     """The orchestration of the handoff, one per app (the gateway's HandoffService holds it)."""
 
@@ -126,6 +136,7 @@ class HandoffFlow:
         groups_configured: bool,
         no_agent: NoAgentText | None = None,
         shifts: Shifts | None = None,
+        assign_lock: Callable[[], AbstractAsyncContextManager[None]] | None = None,
     ) -> None:
         self.store = store
         self.notifier = notifier
@@ -137,7 +148,8 @@ class HandoffFlow:
         self.groups_configured = groups_configured
         self.no_agent = no_agent or NoAgentText()
         self.shifts = shifts
-        self._assign_lock = asyncio.Lock()
+        # One assigner at a time: this process's lock, or one shared by the processes (gateway/coord/).
+        self._assign_lock = assign_lock or _local_lock()
 
     # --- routing and queuing ----------------------------------------------------------------------------
 
@@ -243,7 +255,7 @@ class HandoffFlow:
             if before is not None:
                 await self.update_positions(before, delay=delay)
             return 0
-        async with self._assign_lock:  # one assigner per process; the store's CAS guards across processes
+        async with self._assign_lock():  # the store's CAS guards anyway; the lock saves wasted races
             if before is None:
                 before = await self.snapshot()
             now = self.clock.now()

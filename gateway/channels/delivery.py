@@ -14,6 +14,13 @@ For each inbound message an adapter calls `Delivery.deliver` and renders what it
 
 A held row nobody decides about (a crash between the commit and the decision) is sent by the worker when
 its hold ends (`gateway.pipeline.HOLD_S`), so the worst case after a crash is one double, never a loss.
+
+Several processes (`redis.url`): a channel whose platform retries unanswered webhooks (`retry_after_s`,
+WeChat's 5 s) claims each message id in Redis (gateway/coord/inflight.py). The first request is the
+owner and records its outcome; a later request of the same id on any process waits for that outcome
+and repeats a passive answer only when it came a whole retry interval after the first request (the
+platform did not get the answer); otherwise it acknowledges, so exactly one path delivers. Redis down:
+`CoordUnavailable` (the adapter answers 503 with Retry-After; the platform retries).
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ class Delivery:
         mode: Mode,
         deadline: Callable[[], float | None],
         repeat_passive: bool = True,
+        retry_after_s: Callable[[], float] | None = None,
     ) -> None:
         self.runtime = runtime
         self.name = name
@@ -70,6 +78,8 @@ class Delivery:
         self.deadline = deadline
         # False: a duplicate delivery is only acknowledged (its platform never retries a lost answer).
         self.repeat_passive = repeat_passive
+        # The platform's retry interval for unanswered webhooks: turns on the shared in-flight claims.
+        self.retry_after_s = retry_after_s
         self._inflight: dict[str, asyncio.Task[PipelineResult]] = {}
 
     async def deliver(
@@ -80,10 +90,43 @@ class Delivery:
         `can_carry`: False when the webhook answer cannot hold these replies (e.g. too long for one
         WeChat passive message); they then go through the worker.
         """
+        shared = self.runtime.coord.inflight
+        if shared is None or self.retry_after_s is None or not message.channel_msg_id:
+            return await self._deliver(message, can_carry, repeat=self.repeat_passive)
+        claim = await shared.claim(message.channel, message.account, message.channel_msg_id)
+        if claim.owner:
+            answer = await self._deliver(message, can_carry, repeat=self.repeat_passive)
+            try:
+                await shared.finish(claim, answer.kind)
+            except ConnectionError:
+                # Followers then decide from the stored rows (the database still allows one path only).
+                logger.warning("%s: could not record the outcome of %s", self.name, message.channel_msg_id)
+            return answer
+        # A follower: the owner's outcome tells whether the platform can still be waiting for it.
+        loop = asyncio.get_running_loop()
+        deadline = self.deadline()
+        started = loop.time()
+        outcome = await shared.outcome(claim, deadline if deadline is not None else 0.0)
+        retried = claim.since_first_s >= self.retry_after_s()
+        repeat = self.repeat_passive and retried and outcome != "ack"
+        left = None if deadline is None else max(deadline - (loop.time() - started), 0.0)
+        # Not the first even when this process's task stored it (a request of the same id joined it).
+        return await self._deliver(message, can_carry, repeat=repeat, first=False, budget=left)
+
+    async def _deliver(
+        self,
+        message: Message,
+        can_carry: Callable[[PipelineResult], bool] | None,
+        *,
+        repeat: bool,
+        first: bool = True,
+        budget: float | None = None,
+    ) -> Answer:
         task = self._task(message)
         late = False
         try:
-            result = await asyncio.wait_for(asyncio.shield(task), self.deadline())
+            wait = self.deadline() if budget is None else budget
+            result = await asyncio.wait_for(asyncio.shield(task), wait)
         except TimeoutError:
             # Not stored yet: acknowledging now could lose the message. Keep waiting for the store.
             late = True
@@ -94,7 +137,7 @@ class Delivery:
             if result.outbox:
                 self.runtime.outbox.wake()
             return Answer("ack", result, late)
-        carry = (can_carry is None or can_carry(result)) and (self.repeat_passive or not result.duplicate)
+        carry = (can_carry is None or can_carry(result)) and (repeat or (first and not result.duplicate))
         return await self._decide(result, late=late, carry=carry)
 
     def _task(self, message: Message) -> asyncio.Task[PipelineResult]:

@@ -3,8 +3,9 @@
 Every event is a row in `agent_events` with a sequence number, so it survives restarts and is the same
 for every gateway process. A console that reconnects sends `{"type": "resume", "after": <last seq>}` and
 gets what it missed. `{"type": "ping"}` every ~20 s is the heartbeat that keeps the agent online.
-Within one process `EventBus` wakes the sockets at once; events written by another process are picked
-up by a short poll (a Redis pub/sub wake-up is the later step for multi-process deployments).
+The coordination bus wakes the sockets at once: those of this process, and with `redis.url` those of
+every process (Redis pub/sub, gateway/coord/events.py); a socket also polls the table now and then
+(`poll_s`: 1 s without Redis, 10 s with it), so a lost wake-up only delays.
 
 Authentication: `Authorization: Bearer <token>` (programs), or the subprotocols
 `Sec-WebSocket-Protocol: kefu.agent, token.<token>` (browsers, which cannot set headers on a WebSocket);
@@ -21,6 +22,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, hdrs, web
 
+from gateway.coord import CoordUnavailable
 from gateway.handoff_events import visible_to
 from gateway.http.auth import bearer_token, require_agent
 from gateway.http.bodies import ID_MAX, http_error, loads
@@ -28,8 +30,6 @@ from gateway.keys import HANDOFF
 
 logger = logging.getLogger(__name__)
 
-# How often a socket looks for events written by other processes (this process's wake it at once).
-POLL_S = 1.0
 # The browser console sends its token as a subprotocol, not in the URL, which proxies and access logs
 # record. Chosen over "token in the first frame": the token is still checked before the upgrade, so a
 # bad one is a plain 401 and there is no unauthenticated open socket to time out, and the Sec-WebSocket-
@@ -47,8 +47,13 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
     # Answers `kefu.agent` when the client offered it (a browser fails a handshake that selects none).
     ws = web.WebSocketResponse(heartbeat=None, protocols=(PROTOCOL,))
     await ws.prepare(request)
+    try:
+        await service.connected(agent)
+    except CoordUnavailable:
+        # Redis is down: the console reconnects by itself (1013: try again later).
+        await ws.close(code=1013, message=b"temporarily unavailable")
+        return ws
     service.sockets.add(ws)
-    service.connected(agent)
     flag = service.bus.subscribe()
     lock = asyncio.Lock()  # the cursor and the sends move together (resume vs. live push)
     cursor = await service.db.last_seq()
@@ -74,7 +79,7 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
     async def pusher() -> None:
         while not ws.closed:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(flag.wait(), POLL_S)
+                await asyncio.wait_for(flag.wait(), service.bus.poll_s)
             flag.clear()
             try:
                 await flush()

@@ -272,7 +272,10 @@ class QQBotAdapter:
     def _token_cache(self) -> TokenCache:
         if self._tokens is None:
             self._tokens = TokenCache(
-                self._fetch_token, margin_s=TOKEN_MARGIN_S, name=f"qqbot:{self.settings.appid}"
+                self._fetch_token,
+                margin_s=TOKEN_MARGIN_S,
+                name=f"qqbot:{self.settings.appid}",
+                shared=self.runtime.coord.tokens,  # one token for every process (redis.url)
             )
         return self._tokens
 

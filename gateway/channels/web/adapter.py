@@ -24,7 +24,7 @@ from aiohttp import web
 from gateway.channels.base import Outgoing, SendError
 from gateway.http.bodies import http_error, parse_int, parse_json, read_body
 from gateway.message import Message
-from gateway.rate_limit import RateLimiter, retry_after_header
+from gateway.rate_limit import RateLimiter, VisitorLimit, retry_after_header
 
 if TYPE_CHECKING:
     from gateway.channels.web.settings import WebChannelSettings
@@ -68,11 +68,16 @@ def visitor_message_id(user_id: str, message_id: str) -> str:
     return ":" + digest
 
 
-def visitor_rate_limit(settings: WebChannelSettings) -> RateLimiter | None:
-    """The per-visitor message limit of `channels.web` (None when `rate_limit_per_minute` is null)."""
+def visitor_rate_limit(settings: WebChannelSettings, runtime: Runtime | None = None) -> VisitorLimit | None:
+    """The per-visitor message limit of `channels.web` (None when `rate_limit_per_minute` is null).
+
+    With the runtime's coordination in Redis the buckets are shared by every process.
+    """
     if settings.rate_limit_per_minute is None:
         return None
-    return RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    if runtime is None:
+        return RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    return runtime.coord.rate_limiter("web", settings.rate_limit_per_minute, settings.rate_limit_burst)
 
 
 class WebAdapter:
@@ -87,7 +92,7 @@ class WebAdapter:
         self.runtime = runtime
         self.account = account
         # Keyed by conversation key: /web/ws (which wraps this adapter) spends from the same buckets.
-        self.rate_limit = visitor_rate_limit(settings)
+        self.rate_limit = visitor_rate_limit(settings, runtime)
         self.clock: Callable[[], float] = time.time  # injectable: the signed GETs' replay window
         if settings.secret is None:
             logger.warning(
@@ -132,7 +137,8 @@ class WebAdapter:
         self._verify(request, raw)
         message = self.parse(parse_json(raw))
         # After the signature and parsing: a forged or broken request spends nobody's tokens.
-        wait = self.rate_limit.take(message.conversation_key) if self.rate_limit is not None else 0.0
+        # Redis down (shared limits): CoordUnavailable → 503 with Retry-After (app.error_middleware).
+        wait = await self.rate_limit.check(message.conversation_key) if self.rate_limit is not None else 0.0
         if wait > 0:
             retry_after = retry_after_header(wait)
             raise http_error(

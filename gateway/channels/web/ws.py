@@ -47,7 +47,7 @@ from gateway.channels.web.adapter import (
 )
 from gateway.http.bodies import loads, parse_int
 from gateway.message import Message, utcnow
-from gateway.rate_limit import RateLimiter, retry_after_header
+from gateway.rate_limit import VisitorLimit, retry_after_header
 from gateway.storage import MessageRow
 from handoff.state import ConversationState
 
@@ -62,6 +62,8 @@ CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,60}$")
 HISTORY_LIMIT = 200
 # A socket also re-reads the database this often: texts written by another gateway process show up.
 POLL_S = 5.0
+UNAVAILABLE = "unavailable"
+UNAVAILABLE_TEXT = "抱歉，系统暂时繁忙，这条消息没有发出，请稍后重试。"
 
 
 class WebChatSockets:
@@ -73,7 +75,7 @@ class WebChatSockets:
     """
 
     def __init__(
-        self, inner: ChannelAdapter, runtime: Runtime, rate_limit: RateLimiter | None = None
+        self, inner: ChannelAdapter, runtime: Runtime, rate_limit: VisitorLimit | None = None
     ) -> None:
         self.inner = inner
         self.runtime = runtime
@@ -250,7 +252,13 @@ class _Session:
             await self.send_json({"type": "error", "client_id": client_id, "error": problem})
             return
         limit = self.hub.rate_limit
-        wait = limit.take(self.key) if limit is not None else 0.0
+        try:
+            wait = await limit.check(self.key) if limit is not None else 0.0
+        except ConnectionError:  # the shared limit's Redis is down: not handled, the page may resend
+            await self.send_json(
+                {"type": "error", "code": UNAVAILABLE, "client_id": client_id, "error": UNAVAILABLE_TEXT}
+            )
+            return
         if wait > 0:
             await self.send_json(
                 {
@@ -357,7 +365,7 @@ def install_web_chat(runtime: Runtime, add_routes: Callable[[list[web.AbstractRo
     if isinstance(inner, WebAdapter):
         rate_limit = inner.rate_limit
     else:
-        rate_limit = visitor_rate_limit(runtime.settings.channels.web)
+        rate_limit = visitor_rate_limit(runtime.settings.channels.web, runtime)
     hub = WebChatSockets(inner, runtime, rate_limit)
     runtime.adapters[key] = hub  # the outbox now delivers web texts through the hub
     add_routes(hub.own_routes())

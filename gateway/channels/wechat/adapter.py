@@ -32,6 +32,7 @@ from wechatpy.replies import TextReply
 from gateway.channels.base import Outgoing, SendError
 from gateway.channels.delivery import Delivery
 from gateway.channels.wechat.api import MAX_TEXT_BYTES, AccessTokenManager, CustomerServiceSender, clean_text
+from gateway.coord.connection import CoordUnavailable
 from gateway.http.bodies import read_body
 from gateway.message import Message, Reply
 
@@ -243,6 +244,7 @@ class WeChatAdapter:
             name=f"wechat-{self.account}",
             mode="held",
             deadline=lambda: runtime.settings.pipeline.wechat_reply_deadline_s,
+            retry_after_s=lambda: settings.retry_interval_s,  # shared in-flight claims with redis.url
         )
         self._sender: CustomerServiceSender | None = None
         self.clock: Callable[[], float] = time.time  # injectable: the replay window's "now"
@@ -297,6 +299,13 @@ class WeChatAdapter:
             return web.Response(text=SUCCESS)
         try:
             answer = await self.delivery.deliver(message, can_carry=self._fits)
+        except CoordUnavailable as exc:
+            # Redis (shared in-flight state) is down: without it a retry on another process could be
+            # answered twice, so nothing is handled; WeChat retries, and so may the operator's monitor.
+            logger.warning("wechat message refused: redis is down", extra={"account": self.account})
+            return web.Response(
+                status=503, text="temporarily unavailable", headers={"Retry-After": str(exc.retry_after_s)}
+            )
         except Exception:
             # Not stored (one transaction), or its replies undecided: a 5xx makes WeChat retry, and the
             # retry finds whatever was committed. Never `success` for a message that is not stored.
@@ -390,7 +399,11 @@ class WeChatAdapter:
         if self._sender is None:
             session = self.runtime.http
             tokens = AccessTokenManager(
-                session, self.settings.appid, self.settings.secret, api_base=self.settings.api_base
+                session,
+                self.settings.appid,
+                self.settings.secret,
+                api_base=self.settings.api_base,
+                shared=self.runtime.coord.tokens,  # one token for every process (redis.url)
             )
             self._sender = CustomerServiceSender(session, tokens, api_base=self.settings.api_base)
         return self._sender

@@ -20,7 +20,7 @@ import aiohttp
 
 from gateway.channels.base import SendError
 from gateway.channels.platform_http import describe_network_error, read_json_object
-from gateway.channels.tokens import TokenCache, parse_expires_in
+from gateway.channels.tokens import SharedTokenStore, TokenCache, parse_expires_in
 
 logger = logging.getLogger(__name__)
 
@@ -70,13 +70,16 @@ class AccessTokenManager:
         timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
         margin_s: float = TOKEN_MARGIN_S,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedTokenStore | None = None,
     ) -> None:
         self._session = session
         self.appid = appid
         self._secret = secret
         self._api_base = api_base.rstrip("/")
         self._timeout = timeout
-        self._cache = TokenCache(self._fetch, margin_s=margin_s, clock=clock, name=f"wechat:{appid}")
+        self._cache = TokenCache(
+            self._fetch, margin_s=margin_s, clock=clock, name=f"wechat:{appid}", shared=shared
+        )
 
     def __repr__(self) -> str:  # the default repr would show nothing secret, but be explicit about it
         return f"AccessTokenManager(appid={self.appid!r})"

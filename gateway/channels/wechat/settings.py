@@ -19,6 +19,9 @@ class WeChatAccountSettings(BaseModel):
     # Replay window: a request whose signed `timestamp` is further than this from our clock is refused (403).
     # ±5 minutes of clock skew plus WeChat's retry span (3 attempts, 5 s apart), rounded up.
     max_clock_skew_s: float = Field(default=330, gt=0, le=86_400)
+    # WeChat retries a message it got no answer to after 5 s. With several processes (redis.url) a request
+    # of the same MsgId that comes sooner is not such a retry and never gets a second passive answer.
+    retry_interval_s: float = Field(default=5.0, gt=0, le=60)
 
     @field_validator("aes_key")
     @classmethod

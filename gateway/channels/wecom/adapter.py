@@ -100,7 +100,9 @@ class WeComAdapter:
     def api(self) -> WeComAPI:
         if self._api is None:
             s = self.settings
-            self._api = WeComAPI(self.runtime.http, s.corp_id, s.secret, api_base=s.api_base)
+            self._api = WeComAPI(
+                self.runtime.http, s.corp_id, s.secret, api_base=s.api_base, shared=self.runtime.coord.tokens
+            )
         return self._api
 
     async def _sync(self, **kwargs: Any) -> Any:

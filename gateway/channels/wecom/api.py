@@ -18,7 +18,7 @@ import aiohttp
 
 from gateway.channels.base import SendError
 from gateway.channels.platform_http import describe_network_error, read_json_object
-from gateway.channels.tokens import TokenCache, parse_expires_in
+from gateway.channels.tokens import SharedTokenStore, TokenCache, parse_expires_in
 
 logger = logging.getLogger(__name__)
 
@@ -97,13 +97,16 @@ class WeComAPI:
         timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
         margin_s: float = TOKEN_MARGIN_S,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedTokenStore | None = None,
     ) -> None:
         self._session = session
         self.corp_id = corp_id
         self._secret = secret
         self._api_base = api_base.rstrip("/")
         self._timeout = timeout
-        self.tokens = TokenCache(self._fetch_token, margin_s=margin_s, clock=clock, name=f"wecom:{corp_id}")
+        self.tokens = TokenCache(
+            self._fetch_token, margin_s=margin_s, clock=clock, name=f"wecom:{corp_id}", shared=shared
+        )
 
     def __repr__(self) -> str:
         return f"WeComAPI(corp_id={self.corp_id!r})"

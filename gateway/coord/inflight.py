@@ -1,0 +1,76 @@
+"""In-flight platform deliveries shared by every process: who handles a message id, and how it ended.
+
+WeChat retries a message it got no answer to after 5 s, and a load balancer may send the retry to
+another process. The first request to claim a message id is its owner; the owner records the outcome
+(`passive`: it answered in the webhook response; `ack`: it said `success` and the replies go through
+the outbox) once decided. A later request of the same id (a follower) waits for that outcome, then
+knows whether the platform can still be waiting for an answer: only a follower that arrives at least
+the platform's retry interval after the first request is a retry of a lost answer and may repeat it.
+The outbox rows' compare-and-set in the database still guards against two paths delivering one reply
+(a crash, or an outcome that never came); this record is what keeps a passive answer from being
+given twice by two processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from gateway.coord.connection import RedisLink
+
+# Long enough for all of WeChat's tries of one message (3 tries, 5 s apart) and a slow store.
+CLAIM_TTL_MS = 60_000
+# How often a follower looks for the owner's outcome (followers are rare: a platform retry).
+POLL_S = 0.05
+
+# KEYS[1] the record. ARGV[1] TTL ms. Returns {1 if this caller is the owner, first-seen, now} in
+# Redis's own clock, so processes on machines with different clocks agree on the retry interval.
+_CLAIM = """
+local t = redis.call('TIME')
+local now = tostring(tonumber(t[1]) + tonumber(t[2]) / 1000000)
+if redis.call('HSETNX', KEYS[1], 'first', now) == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  return {1, now, now}
+end
+return {0, redis.call('HGET', KEYS[1], 'first'), now}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """This request's standing: `owner` (the first for the id) and how long after the first it came."""
+
+    key: str
+    owner: bool
+    since_first_s: float
+
+
+class SharedInFlight:
+    """Claims and outcomes of message ids in Redis (`<prefix>:inflight:<channel>:<account>:<id>`)."""
+
+    def __init__(self, link: RedisLink) -> None:
+        self.link = link
+        self._claim = link.client.register_script(_CLAIM)
+
+    async def claim(self, channel: str, account: str, message_id: str) -> Claim:
+        """Claim a message id, or learn that another request (on any process) did first."""
+        key = self.link.key("inflight", channel, account, message_id)
+        async with self.link.guard("in-flight claim"):
+            owner, first, now = await self._claim(keys=[key], args=[CLAIM_TTL_MS])
+        return Claim(key, bool(int(owner)), max(float(now) - float(first), 0.0))
+
+    async def finish(self, claim: Claim, outcome: str) -> None:
+        """The owner's decision: `passive` or `ack`."""
+        async with self.link.guard("in-flight outcome"):
+            await self.link.client.hset(claim.key, "outcome", outcome)
+
+    async def outcome(self, claim: Claim, within_s: float) -> str | None:
+        """The owner's decision, waiting up to `within_s`; None when it did not come (slow, or crashed)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while True:
+            async with self.link.guard("in-flight outcome"):
+                outcome = await self.link.client.hget(claim.key, "outcome")
+            if outcome is not None or loop.time() >= deadline:
+                return outcome
+            await asyncio.sleep(POLL_S)
