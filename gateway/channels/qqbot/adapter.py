@@ -53,6 +53,8 @@ TOKEN_MARGIN_S = 30.0
 GROUP_WINDOW = timedelta(minutes=5)
 C2C_WINDOW = timedelta(minutes=60)
 MAX_REPLIES = 5
+# Passive-reply counters outlive the longest window (C2C, 60 min).
+COUNTER_TTL_S = C2C_WINDOW.total_seconds() + 300
 _MEMORY = 4096  # passive-reply state kept for this many customer messages
 
 # Platform codes (community-documented, not in the official docs): msg_seq already used for this msg_id,
@@ -130,11 +132,13 @@ def to_message(account: str, event_type: str, d: Any, received_at: datetime | No
 
 @dataclass(slots=True)
 class _Passive:
-    """What kefu knows about replying to one customer message (msg_id)."""
+    """What kefu knows about replying to one customer message (msg_id).
+
+    The last msg_seq used and the replies sent are counters shared by every process
+    (`runtime.coord.counters`: Redis with `redis.url`), so two processes never reuse a seq or pass 5 replies.
+    """
 
     received_at: datetime | None
-    next_seq: int = 1
-    sent: int = 0
     # msg_seq given to a text whose send failed retryably: the retry reuses it, so that if the first try
     # did reach QQ (an answer lost in transit) QQ refuses the copy instead of showing it twice.
     pending: dict[str, int] = field(default_factory=dict)
@@ -327,22 +331,25 @@ class QQBotAdapter:
             return
         text_key = hashlib.sha1(outgoing.text.encode("utf-8", "surrogatepass")).hexdigest()
         reused = text_key in state.pending
-        if not reused and state.sent + len(state.pending) >= MAX_REPLIES:
+        counters = self.runtime.coord.counters
+        if not reused and await counters.get(self._count(msg_id, "sent")) + len(state.pending) >= MAX_REPLIES:
             raise SendError(
                 f"QQ 每条客户消息最多被动回复 {MAX_REPLIES} 次，这条消息的回复次数已用完，请等客户再次发消息 / "
                 f"at most {MAX_REPLIES} replies per customer message",
                 retryable=False,
             )
-        seq = state.pending.setdefault(text_key, state.next_seq)
         if not reused:
-            state.next_seq += 1
+            state.pending[text_key] = await counters.add(self._count(msg_id, "seq"), 1, COUNTER_TTL_S)
+        seq = state.pending[text_key]
         payload = {"content": outgoing.text, "msg_type": 0, "msg_id": msg_id, "msg_seq": seq}
         try:
             await self._post(path, payload)
         except _DuplicateSeq:
             state.pending.pop(text_key, None)
             if reused:
-                state.sent += 1  # the earlier try did reach QQ: delivered
+                await counters.add(
+                    self._count(msg_id, "sent"), 1, COUNTER_TTL_S
+                )  # the earlier try did reach QQ
                 return
             # A seq used before a restart (the counter lives in memory): move on and retry with a new one.
             raise SendError(
@@ -353,25 +360,30 @@ class QQBotAdapter:
                 state.pending.pop(text_key, None)
             raise
         state.pending.pop(text_key, None)
-        state.sent += 1
+        await counters.add(self._count(msg_id, "sent"), 1, COUNTER_TTL_S)
+
+    def _count(self, msg_id: str, what: str) -> str:
+        return f"qqbot:{self.account}:{msg_id}:{what}"
 
     async def _send_row(self, path: str, outgoing: Outgoing, msg_id: str, state: _Passive) -> None:
         """Send an outbox row with msg_seq = its row id: every try of the row (a lost answer, a resend after
         a crash) carries the same seq, so QQ refuses a copy (40054005) instead of showing it twice."""
-        if state.sent >= MAX_REPLIES:
+        counters = self.runtime.coord.counters
+        if await counters.get(self._count(msg_id, "sent")) >= MAX_REPLIES:
             raise SendError(
                 f"QQ 每条客户消息最多被动回复 {MAX_REPLIES} 次，这条消息的回复次数已用完，请等客户再次发消息 / "
                 f"at most {MAX_REPLIES} replies per customer message",
                 retryable=False,
             )
         seq = outgoing.outbox_id
-        state.next_seq = max(state.next_seq, (seq or 0) + 1)  # a direct send never reuses a row's seq
+        # A direct send never reuses a row's seq.
+        await counters.raise_to(self._count(msg_id, "seq"), seq or 0, COUNTER_TTL_S)
         payload = {"content": outgoing.text, "msg_type": 0, "msg_id": msg_id, "msg_seq": seq}
         try:
             await self._post(path, payload)
         except _DuplicateSeq:
             logger.info("qqbot: an earlier try of this reply reached QQ; not shown twice")
-        state.sent += 1
+        await counters.add(self._count(msg_id, "sent"), 1, COUNTER_TTL_S)
 
     async def _anchor(self, outgoing: Outgoing) -> tuple[str | None, _Passive | None]:
         """The customer message to reply to, and its passive-reply state.
