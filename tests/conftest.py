@@ -223,3 +223,99 @@ def admin_headers() -> dict[str, str]:
 async def app_client(aiohttp_client: Any, settings_factory: Callable[..., Any]) -> Any:
     """A running gateway app (default test settings) behind a real HTTP test client."""
     return await aiohttp_client(create_app(settings_factory()))
+
+
+# --- Redis (the coordination layer of several processes) ------------------------------------------------
+
+REDIS_HOST = os.environ.get("KEFU_TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("KEFU_TEST_REDIS_PORT", "6379"))
+# Tests use this DB number of the machine's Redis, each test under its own key prefix (removed afterwards).
+REDIS_DB = int(os.environ.get("KEFU_TEST_REDIS_DB", "9"))
+
+
+def _redis_unavailable(reason: str) -> None:
+    if services_required():
+        pytest.fail(f"Redis required (KEFU_REQUIRE_SERVICES=1) but {reason}", pytrace=False)
+    pytest.skip(f"Redis not available: {reason}")
+
+
+async def drop_redis_prefix(url: str, prefix: str) -> None:
+    """Delete every key of a test's prefix."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}:*", count=500)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def redis_section() -> Iterator[dict[str, Any]]:
+    """The `redis:` settings section of a test: the machine's Redis, a prefix of its own (skips without Redis)."""
+    if not _port_open(REDIS_HOST, REDIS_PORT):
+        _redis_unavailable(f"nothing listens on {REDIS_HOST}:{REDIS_PORT}")
+    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
+    prefix = f"kefu-test-{uuid.uuid4().hex[:12]}"
+    yield {"url": url, "prefix": prefix}
+    asyncio.run(drop_redis_prefix(url, prefix))
+
+
+class RedisServer:
+    """A `redis-server` of the test's own on a free port, which the test may stop and start again."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.process: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import subprocess
+        import time
+
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not _port_open("127.0.0.1", self.port):
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A private redis-server (stopped and restarted by outage tests); skips when the binary is absent."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        _redis_unavailable("no redis-server binary to start a private one")
+    server = RedisServer(binary)
+    server.start()
+    yield server
+    server.stop()

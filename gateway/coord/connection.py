@@ -16,10 +16,15 @@ from urllib.parse import urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.utils import get_lib_version
 
 from gateway.coord.settings import RedisSettings
 
 logger = logging.getLogger(__name__)
+
+# redis-py reads its version from the package metadata (file I/O) on the first connection and caches it:
+# read it now, at import, rather than on the event loop.
+get_lib_version()
 
 
 class CoordUnavailable(ConnectionError):

@@ -1,0 +1,117 @@
+"""WeChat retries across two kefu apps that share a database and Redis (as two processes would).
+
+What counts is what WeChat received: the passive XML answers the test accepts as WeChat, plus the
+客服消息 the fake API accepted. Exactly one, whichever app each request reaches. Runs on SQLite and
+PostgreSQL (the `db_url` fixture); the multi-process scenarios (tests/multiprocess/) do the same with
+real `kefu serve` processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from gateway.app import create_app
+from gateway.keys import RUNTIME
+from gateway.runtime import Runtime
+from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatAPI, WeChatPush, fixture_xml, xml_dict
+from tests.gateway.test_wechat import PAYMENT_ANSWER, TOKEN, new_msg_id
+from tests.waiting import eventually
+
+
+@dataclass
+class App:
+    client: Any
+    runtime: Runtime
+    push: WeChatPush
+
+
+@pytest.fixture
+async def wechat_api(aiohttp_server: Any) -> FakeWeChatAPI:
+    return await FakeWeChatAPI().start(aiohttp_server)
+
+
+@pytest.fixture
+def start_app(aiohttp_client, settings_factory, wechat_api, redis_section):
+    async def start(**wechat: Any) -> App:
+        account = {
+            "name": "shop",
+            "token": TOKEN,
+            "appid": APPID,
+            "secret": SECRET,
+            "api_base": wechat_api.url,
+        }
+        settings = settings_factory(channels={"wechat": [account | wechat]}, redis=redis_section)
+        app = create_app(settings)
+        client = await aiohttp_client(app)
+        return App(client, app[RUNTIME], WeChatPush(client, "/wechat/shop", TOKEN))
+
+    return start
+
+
+def answers(responses: list[tuple[int, str, Any]]) -> list[str]:
+    """The passive answers among webhook responses (`success` is no answer)."""
+    assert [status for status, _text, _q in responses] == [200] * len(responses)
+    return [xml_dict(text)["Content"] for _status, text, _q in responses if text != "success"]
+
+
+async def no_sends(app: App, api: FakeWeChatAPI) -> None:
+    """Every reply row is decided (none held or waiting), and the fake API got nothing."""
+
+    async def decided() -> bool:
+        rows = await app.runtime.store.list_outbox()
+        return all(r.status in ("cancelled", "sent") for r in rows)
+
+    await eventually(decided)
+    await app.runtime.outbox.run_once()  # anything due would go now
+    assert api.messages == []
+
+
+async def test_the_same_msgid_at_two_processes_at_once_is_answered_once(start_app, wechat_api):
+    a, b = await start_app(), await start_app()
+    for _ in range(3):
+        xml = fixture_xml("text.xml", MsgId=new_msg_id())
+        responses = await asyncio.gather(a.push.post(xml), b.push.post(xml))
+        assert answers(list(responses)) == [PAYMENT_ANSWER]
+    await no_sends(a, wechat_api)
+
+
+async def test_a_retry_after_the_retry_interval_repeats_the_lost_passive_answer_once(start_app, wechat_api):
+    # WeChat retries only what it did not get: here the first answer (from a) was lost on the way.
+    a, b = await start_app(retry_interval_s=0.01), await start_app(retry_interval_s=0.01)
+    xml = fixture_xml("text.xml", MsgId=new_msg_id())
+    status, _lost, _q = await a.push.post(xml)
+    assert status == 200
+    await asyncio.sleep(0.02)  # the (shortened) retry interval: the retry is one
+    assert answers([await b.push.post(xml)]) == [PAYMENT_ANSWER]
+    await no_sends(a, wechat_api)
+    assert len(await a.runtime.store.messages_for_key(f"wechat:shop:{xml_dict(xml)['FromUserName']}")) == 2
+
+
+async def test_a_retry_of_a_late_answer_is_acknowledged_and_sent_once_through_kefu_messages(
+    start_app, wechat_api, settings_factory
+):
+    a, b = await start_app(), await start_app()
+    # The first process stores slowly: past the deadline it says `success` and the outbox sends the answer.
+    original = a.runtime.pipeline.handle
+
+    async def slow(message: Any, **kw: Any) -> Any:
+        await asyncio.sleep(0.4)
+        return await original(message, **kw)
+
+    a.runtime.pipeline.handle = slow  # type: ignore[method-assign]
+    object.__setattr__(a.runtime.settings.pipeline, "wechat_reply_deadline_s", 0.2)
+    object.__setattr__(b.runtime.settings.pipeline, "wechat_reply_deadline_s", 0.2)
+    xml = fixture_xml("text.xml", MsgId=new_msg_id())
+    first = asyncio.create_task(a.push.post(xml))
+    await asyncio.sleep(0.05)
+    responses = await asyncio.gather(first, b.push.post(xml))
+    assert answers(list(responses)) == []
+    await wechat_api.wait_for_messages(1)
+    await asyncio.sleep(0.1)
+    await a.runtime.outbox.run_once()
+    await b.runtime.outbox.run_once()
+    assert [m["text"]["content"] for m in wechat_api.messages] == [PAYMENT_ANSWER]
