@@ -28,12 +28,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from gateway.message import Message, utcnow
 
 if TYPE_CHECKING:
+    from gateway.coord.inflight import Claim
     from gateway.pipeline import PipelineResult
     from gateway.runtime import Runtime
 
@@ -49,6 +50,8 @@ class Answer:
     kind: Literal["passive", "ack"]
     result: PipelineResult
     late: bool = False  # storing outlasted the deadline (the adapter may log it)
+    # The shared in-flight claim whose outcome `Delivery.answered` records after the passive answer is written.
+    claim: Claim | None = None
 
 
 class Delivery:
@@ -96,22 +99,46 @@ class Delivery:
         claim = await shared.claim(message.channel, message.account, message.channel_msg_id)
         if claim.owner:
             answer = await self._deliver(message, can_carry, repeat=self.repeat_passive)
-            try:
-                await shared.finish(claim, answer.kind)
-            except ConnectionError:
-                # Followers then decide from the stored rows (the database still allows one path only).
-                logger.warning("%s: could not record the outcome of %s", self.name, message.channel_msg_id)
-            return answer
+            return await self._speaks(answer, claim)
         # A follower: the owner's outcome tells whether the platform can still be waiting for it.
         loop = asyncio.get_running_loop()
         deadline = self.deadline()
         started = loop.time()
         outcome = await shared.outcome(claim, deadline if deadline is not None else 0.0)
-        retried = claim.since_first_s >= self.retry_after_s()
-        repeat = self.repeat_passive and retried and outcome != "ack"
         left = None if deadline is None else max(deadline - (loop.time() - started), 0.0)
+        if outcome is None:
+            # No word from the owner within a whole deadline: it died (kill -9, a crash) before its answer
+            # went out. Decide as the first would; the rows' compare-and-set still allows one path only.
+            answer = await self._deliver(message, can_carry, repeat=self.repeat_passive, budget=left)
+            return await self._speaks(answer, claim)
+        # The owner answered: a passive answer is repeated only to a retry of the platform's (it did not
+        # get it); a request sooner than that is a duplicate delivery, acknowledged.
+        retried = claim.since_first_s >= self.retry_after_s()
+        repeat = self.repeat_passive and retried and outcome == "passive"
         # Not the first even when this process's task stored it (a request of the same id joined it).
         return await self._deliver(message, can_carry, repeat=repeat, first=False, budget=left)
+
+    async def _speaks(self, answer: Answer, claim: Claim) -> Answer:
+        """The answer of the request that speaks for a message id; an `ack` is its outcome at once."""
+        if answer.kind == "ack":
+            await self._record(claim, "ack")
+            return answer
+        return replace(answer, claim=claim)  # recorded by `answered`, once the adapter wrote it
+
+    async def answered(self, answer: Answer) -> None:
+        """The adapter wrote a passive answer to the platform: followers may now rely on it."""
+        if answer.claim is not None:
+            await self._record(answer.claim, answer.kind)
+
+    async def _record(self, claim: Claim, outcome: str) -> None:
+        shared = self.runtime.coord.inflight
+        if shared is None:
+            return
+        try:
+            await shared.finish(claim, outcome)
+        except ConnectionError:
+            # Followers then wait a deadline and decide from the stored rows (still one path only).
+            logger.warning("%s: could not record the outcome of a delivery", self.name)
 
     async def _deliver(
         self,

@@ -317,12 +317,22 @@ class WeChatAdapter:
             )
         text = reply_text(answer.result.replies) if answer.kind == "passive" else ""
         if not text:
+            await self.delivery.answered(answer)  # nothing to say is said at once
             return web.Response(text=SUCCESS)
         raw = message.raw
         xml = render_text_reply(text, openid=message.user_id, gh_id=str(raw.get("ToUserName", "")))
         if encrypted and self._crypto is not None:
             xml = self._crypto.encrypt_message(xml, nonce, str(int(time.time())))
-        return web.Response(text=xml, content_type="application/xml")
+        response = web.Response(text=xml, content_type="application/xml")
+        if answer.claim is not None:
+            # Several processes: written first, then recorded, so a retry elsewhere knows it went out.
+            try:
+                await response.prepare(request)
+                await response.write_eof()
+            except ConnectionError:
+                return response  # WeChat gave up on this request; its retry decides (nothing recorded)
+            await self.delivery.answered(answer)
+        return response
 
     def _fits(self, result: Any) -> bool:
         """Whether one passive reply can carry the answer.

@@ -115,3 +115,17 @@ async def test_a_retry_of_a_late_answer_is_acknowledged_and_sent_once_through_ke
     await a.runtime.outbox.run_once()
     await b.runtime.outbox.run_once()
     assert [m["text"]["content"] for m in wechat_api.messages] == [PAYMENT_ANSWER]
+
+
+async def test_a_retry_after_the_owner_died_unanswered_is_answered_by_the_process_it_reaches(
+    start_app, wechat_api
+):
+    a = await start_app()
+    object.__setattr__(a.runtime.settings.pipeline, "wechat_reply_deadline_s", 0.3)
+    xml = fixture_xml("text.xml", MsgId=new_msg_id())
+    # Another process claimed this MsgId and was killed before answering (its claim has no outcome).
+    inflight = a.runtime.coord.inflight
+    assert inflight is not None
+    await inflight.claim("wechat", "shop", xml_dict(xml)["MsgId"])
+    assert answers([await a.push.post(xml)]) == [PAYMENT_ANSWER]  # WeChat's immediate retry, here
+    await no_sends(a, wechat_api)
