@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -97,19 +97,26 @@ class Delivery:
         if shared is None or self.retry_after_s is None or not message.channel_msg_id:
             return await self._deliver(message, can_carry, repeat=self.repeat_passive)
         claim = await shared.claim(message.channel, message.account, message.channel_msg_id)
+
+        async def speak() -> bool:
+            return await shared.speak(claim)
+
         if claim.owner:
-            answer = await self._deliver(message, can_carry, repeat=self.repeat_passive)
+            answer = await self._deliver(message, can_carry, repeat=self.repeat_passive, speak=speak)
             return await self._speaks(answer, claim)
-        # A follower: the owner's outcome tells whether the platform can still be waiting for it.
+        # A follower: the owner's outcome tells whether the platform can still be waiting for it. It waits
+        # half its deadline for it, keeping the other half to answer itself.
         loop = asyncio.get_running_loop()
         deadline = self.deadline()
         started = loop.time()
-        outcome = await shared.outcome(claim, deadline if deadline is not None else 0.0)
+        outcome = await shared.outcome(claim, deadline / 2 if deadline is not None else 0.0)
         left = None if deadline is None else max(deadline - (loop.time() - started), 0.0)
         if outcome is None:
-            # No word from the owner within a whole deadline: it died (kill -9, a crash) before its answer
-            # went out. Decide as the first would; the rows' compare-and-set still allows one path only.
-            answer = await self._deliver(message, can_carry, repeat=self.repeat_passive, budget=left)
+            # No word from the owner: it died (kill -9) or is slow. Decide as the first would, but answer
+            # passively only if the owner has not taken that turn (`speak`): never both.
+            answer = await self._deliver(
+                message, can_carry, repeat=self.repeat_passive, budget=left, speak=speak
+            )
             return await self._speaks(answer, claim)
         # The owner answered: a passive answer is repeated only to a retry of the platform's (it did not
         # get it); a request sooner than that is a duplicate delivery, acknowledged.
@@ -148,6 +155,7 @@ class Delivery:
         repeat: bool,
         first: bool = True,
         budget: float | None = None,
+        speak: Callable[[], Awaitable[bool]] | None = None,
     ) -> Answer:
         task = self._task(message)
         late = False
@@ -165,7 +173,7 @@ class Delivery:
                 self.runtime.outbox.wake()
             return Answer("ack", result, late)
         carry = (can_carry is None or can_carry(result)) and (repeat or (first and not result.duplicate))
-        return await self._decide(result, late=late, carry=carry)
+        return await self._decide(result, late=late, carry=carry, speak=speak)
 
     def _task(self, message: Message) -> asyncio.Task[PipelineResult]:
         key = message.channel_msg_id
@@ -184,8 +192,18 @@ class Delivery:
         if self._inflight.get(key) is task:
             del self._inflight[key]
 
-    async def _decide(self, result: PipelineResult, *, late: bool, carry: bool) -> Answer:
+    async def _decide(
+        self,
+        result: PipelineResult,
+        *,
+        late: bool,
+        carry: bool,
+        speak: Callable[[], Awaitable[bool]] | None = None,
+    ) -> Answer:
         if not result.replies:
+            return Answer("ack", result, late)
+        if carry and not late and speak is not None and not await speak():
+            # Another request of this id (on any process) answers passively and decides the rows.
             return Answer("ack", result, late)
         ids = [outbox_id for outbox_id, _status in result.outbox]
         statuses = {status for _id, status in result.outbox}

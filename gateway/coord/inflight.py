@@ -14,7 +14,8 @@ given twice by two processes.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 
 from gateway.coord.connection import RedisLink
 
@@ -36,6 +37,14 @@ return {0, redis.call('HGET', KEYS[1], 'first'), now}
 """
 
 
+# KEYS[1] the record, ARGV[1] the request's token: 1 when this request is (now) the one that answers passively.
+_SPEAK = """
+redis.call('HSETNX', KEYS[1], 'speaker', ARGV[1])
+if redis.call('HGET', KEYS[1], 'speaker') == ARGV[1] then return 1 end
+return 0
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     """This request's standing: `owner` (the first for the id) and how long after the first it came."""
@@ -43,6 +52,7 @@ class Claim:
     key: str
     owner: bool
     since_first_s: float
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 class SharedInFlight:
@@ -51,6 +61,7 @@ class SharedInFlight:
     def __init__(self, link: RedisLink) -> None:
         self.link = link
         self._claim = link.client.register_script(_CLAIM)
+        self._speak = link.client.register_script(_SPEAK)
 
     async def claim(self, channel: str, account: str, message_id: str) -> Claim:
         """Claim a message id, or learn that another request (on any process) did first."""
@@ -58,6 +69,15 @@ class SharedInFlight:
         async with self.link.guard("in-flight claim"):
             owner, first, now = await self._claim(keys=[key], args=[CLAIM_TTL_MS])
         return Claim(key, bool(int(owner)), max(float(now) - float(first), 0.0))
+
+    async def speak(self, claim: Claim) -> bool:
+        """Become the one request that answers this id passively (False: another one already is).
+
+        The owner asks before its passive answer; a follower asks when the owner went silent (it died),
+        so a slow owner and a follower never both answer.
+        """
+        async with self.link.guard("in-flight speaker"):
+            return bool(await self._speak(keys=[claim.key], args=[claim.token]))
 
     async def finish(self, claim: Claim, outcome: str) -> None:
         """The owner's decision: `passive` or `ack`."""
