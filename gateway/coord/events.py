@@ -1,4 +1,4 @@
-"""Wake-ups between processes: "something new is in agent_events / the outbox" (pub/sub).
+"""Wake-ups between processes: "something new is in agent_events / for this visitor" (pub/sub).
 
 The data stays in the database (events are numbered rows, outbox rows are leased); a wake-up only says
 "look now" so that an agent's WebSocket on process A shows, within a second, what process B stored.
@@ -22,8 +22,7 @@ from gateway.coord.connection import CoordUnavailable, RedisLink
 logger = logging.getLogger(__name__)
 
 AGENT_EVENTS = "agent_events"
-OUTBOX = "outbox"
-HANDOFF = "handoff"
+# `web:<conversation key>`: a web visitor's sockets (gateway/channels/web/ws.py) on whatever process.
 
 
 class Topic:
@@ -66,7 +65,11 @@ class LocalBus:
         return flag
 
     def unsubscribe(self, topic: str, flag: asyncio.Event) -> None:
-        self._flags.get(topic, set()).discard(flag)
+        flags = self._flags.get(topic)
+        if flags is not None:
+            flags.discard(flag)
+            if not flags:
+                del self._flags[topic]  # per-visitor topics come and go
 
     def publish(self, topic: str) -> None:
         self._wake_local(topic)

@@ -82,7 +82,6 @@ class WebChatSockets:
         self.rate_limit = rate_limit  # per conversation key, so a visitor's tabs share one bucket
         self.channel = inner.channel
         self.account = inner.account
-        self._wakers: dict[str, set[asyncio.Event]] = {}
         self.sockets: set[web.WebSocketResponse] = set()
 
     def routes(self) -> list[web.AbstractRouteDef]:
@@ -99,9 +98,8 @@ class WebChatSockets:
         await self.inner.send(outgoing)
 
     def wake(self, key: str) -> None:
-        """Something new is stored for this conversation key."""
-        for flag in self._wakers.get(key, ()):
-            flag.set()
+        """Something new is stored for this conversation key (its sockets on every process look now)."""
+        self.runtime.coord.bus.publish(_topic(key))
 
     async def startup(self) -> None:
         """The wrapped adapter's start-up hook, if it has one."""
@@ -141,8 +139,7 @@ class WebChatSockets:
         key = conversation_key(self.account, visitor)
         ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=16 * 1024)
         await ws.prepare(request)
-        flag = asyncio.Event()
-        self._wakers.setdefault(key, set()).add(flag)
+        flag = self.runtime.coord.bus.subscribe(_topic(key))
         self.sockets.add(ws)
         session = _Session(self, ws, visitor, key, after)
         pusher = asyncio.create_task(session.push_forever(flag), name=f"kefu-web-ws-{visitor[:8]}")
@@ -158,13 +155,14 @@ class WebChatSockets:
             pusher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pusher
-            waiters = self._wakers.get(key)
-            if waiters is not None:
-                waiters.discard(flag)
-                if not waiters:
-                    self._wakers.pop(key, None)
+            self.runtime.coord.bus.unsubscribe(_topic(key), flag)
             self.sockets.discard(ws)
         return ws
+
+
+def _topic(key: str) -> str:
+    """The wake-up topic of one visitor's conversation key (gateway/coord/events.py)."""
+    return f"web:{key}"
 
 
 class _Session:
