@@ -415,7 +415,11 @@ class WeChatAdapter:
                 api_base=self.settings.api_base,
                 shared=self.runtime.coord.tokens,  # one token for every process (redis.url)
             )
-            self._sender = CustomerServiceSender(session, tokens, api_base=self.settings.api_base)
+            # With redis.url, split-message progress is shared (the retry of a row may run elsewhere).
+            progress = self.runtime.coord.counters if self.runtime.coord.shared else None
+            self._sender = CustomerServiceSender(
+                session, tokens, api_base=self.settings.api_base, progress=progress
+            )
         return self._sender
 
     async def send(self, outgoing: Outgoing) -> None:

@@ -14,7 +14,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -195,6 +195,18 @@ def classify_errcode(errcode: int, errmsg: str) -> SendError:
     return SendError(f"WeChat API errcode {errcode}: {errmsg}", retryable=True)
 
 
+class SplitProgress(Protocol):
+    """Counters shared by the processes (gateway/coord/counters.py): pieces of a long text already sent."""
+
+    async def get(self, name: str) -> int: ...
+
+    async def raise_to(self, name: str, value: int, ttl_s: float) -> int: ...
+
+
+# As long as the outbox may retry a row (outbox.give_up_after's default, 24 h).
+SPLIT_PROGRESS_TTL_S = 24 * 3600.0
+
+
 class CustomerServiceSender:
     """Sends texts through the 客服消息 API (`/cgi-bin/message/custom/send`) for one account."""
 
@@ -206,6 +218,7 @@ class CustomerServiceSender:
         api_base: str = DEFAULT_API_BASE,
         timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
         max_bytes: int = MAX_TEXT_BYTES,
+        progress: SplitProgress | None = None,
     ) -> None:
         self._session = session
         self.tokens = tokens
@@ -213,8 +226,10 @@ class CustomerServiceSender:
         self._timeout = timeout
         self._max_bytes = max_bytes
         # A long text goes out as several messages; if piece 2 of 3 fails, the outbox retries the whole text.
-        # Remember how many pieces already went out so the customer does not get piece 1 twice.
+        # Remember how many pieces already went out so the customer does not get piece 1 twice; with
+        # several processes (`progress`: Redis counters) the retry may run on another one.
         self._progress: OrderedDict[str, int] = OrderedDict()
+        self._shared = progress
 
     async def send_text(self, openid: str, text: str) -> None:
         """Deliver `text` to `openid`, split into several messages when it exceeds the size limit."""
@@ -223,10 +238,14 @@ class CustomerServiceSender:
             return  # WeChat refuses empty content (44004); there is nothing to deliver
         pieces = split_text(cleaned, self._max_bytes)
         key = hashlib.sha1(f"{openid}\x00{text}".encode("utf-8", "surrogatepass")).hexdigest()
-        done = self._progress.get(key, 0)
+        shared = self._shared if len(pieces) > 1 else None
+        name = f"wechat:split:{key}"
+        done = await shared.get(name) if shared is not None else self._progress.get(key, 0)
         for index in range(done, len(pieces)):
             await self._post({"touser": openid, "msgtype": "text", "text": {"content": pieces[index]}})
-            if len(pieces) > 1:
+            if shared is not None:
+                await shared.raise_to(name, index + 1, SPLIT_PROGRESS_TTL_S)
+            elif len(pieces) > 1:
                 self._remember(key, index + 1)
         self._progress.pop(key, None)
 

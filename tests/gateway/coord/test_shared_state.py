@@ -14,7 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.channels.wechat.api import AccessTokenManager
+from gateway.channels.base import SendError
+from gateway.channels.wechat.api import AccessTokenManager, CustomerServiceSender
 from gateway.coord import Coordination, RedisSettings, build_coordination
 from gateway.coord.events import AGENT_EVENTS
 from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatAPI
@@ -137,3 +138,21 @@ async def test_in_flight_claims_name_one_owner_and_pass_its_outcome(processes):
     assert await b.inflight.outcome(second, 0.0) is None  # not decided yet
     await a.inflight.finish(first, "passive")
     assert await b.inflight.outcome(second, 1.0) == "passive"
+
+
+async def test_the_retry_of_a_partly_sent_long_text_on_another_process_sends_only_the_rest(
+    processes, wechat_api
+):
+    a, b = processes(), processes()
+    text = "\n".join(["第一段。" * 150, "第二段。" * 150])  # two pieces of ~1,800 bytes
+    async with aiohttp.ClientSession() as http:
+
+        def sender(coord: Coordination) -> CustomerServiceSender:
+            tokens = AccessTokenManager(http, APPID, SECRET, api_base=wechat_api.url, shared=coord.tokens)
+            return CustomerServiceSender(http, tokens, api_base=wechat_api.url, progress=coord.counters)
+
+        wechat_api.fail_next(status=500, after=1)  # process a sends the first piece, the second fails
+        with pytest.raises(SendError):
+            await sender(a).send_text("oUser-0002", text)
+        await sender(b).send_text("oUser-0002", text)  # the outbox's retry runs on process b
+    assert wechat_api.texts_to("oUser-0002") == ["第一段。" * 150, "第二段。" * 150]
