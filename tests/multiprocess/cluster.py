@@ -32,8 +32,10 @@ from tests.fakes.wechat_api import sha1_sign, xml_dict
 
 ADMIN_TOKEN = "mp-admin-token"
 WECHAT_TOKEN = "mp-wechat-token"
-# What WeChat waits for an answer before it retries, shortened from its 5 s (`retry_interval_s` matches).
-WECHAT_WAIT_S = 1.5
+# What WeChat waits for an answer before it retries (5 s), and the same shortened for the scenario that
+# waits it out on purpose (`channels.wechat[].retry_interval_s` is set to the shortened one).
+WECHAT_WAIT_S = 5.0
+SHORT_WAIT_S = 1.5
 
 
 def free_port() -> int:
@@ -104,7 +106,7 @@ class Cluster:
         account = {
             "token": WECHAT_TOKEN,
             "secret": "fake-app-secret-0123456789",
-            "retry_interval_s": WECHAT_WAIT_S,
+            "retry_interval_s": SHORT_WAIT_S,
         }
         return {
             "server": {"host": "127.0.0.1", "port": port},

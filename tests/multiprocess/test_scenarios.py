@@ -17,7 +17,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from tests.multiprocess.cluster import WECHAT_WAIT_S, Cluster, Delivery, WeChat, record, text_xml
+from tests.multiprocess.cluster import SHORT_WAIT_S, Cluster, Delivery, WeChat, record, text_xml
 from tests.multiprocess.conftest import LONG_ANSWER, LONG_QUESTION, Platform
 
 pytestmark = pytest.mark.postgres
@@ -105,13 +105,15 @@ async def test_a_retry_after_wechats_wait_on_another_process_is_answered_once(cl
     delivery = Delivery()
     cluster.pause(0)  # process 0 takes the request into its backlog and answers nothing
     try:
-        assert await wechat.post(0, xml) is None  # WeChat waited (5 s, here WECHAT_WAIT_S) and gave up
+        assert (
+            await wechat.post(0, xml, wait_s=SHORT_WAIT_S) is None
+        )  # WeChat waited (5 s, shortened), gave up
         await wechat.deliver(xml, 1, tries=2, into=delivery)  # its retry reaches process 1
     finally:
         cluster.resume(0)  # process 0 now handles the stale request; its answer reaches nobody
     assert delivery.acknowledged
     cluster.wait_ready(cluster.processes[0])
-    await asyncio.sleep(WECHAT_WAIT_S)  # process 0's late handling of the first request is over
+    await asyncio.sleep(SHORT_WAIT_S)  # process 0's late handling of the first request is over
     await settled(cluster, [openid])
     assert answers(platform, delivery, openid) == [PAYMENT_ANSWER]
 
