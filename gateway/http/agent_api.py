@@ -21,6 +21,7 @@ from gateway.http.agent_ws import agent_ws
 from gateway.http.auth import require_agent
 from gateway.http.bodies import ID_MAX, http_error, path_id, read_json
 from gateway.http.follow_ups_api import follow_up_routes
+from gateway.http.learn_api import learn_agent_routes
 from gateway.http.openapi import spec
 from gateway.http.pages import suggestions
 from gateway.keys import HANDOFF, QA, RUNTIME
@@ -69,6 +70,7 @@ def agent_routes() -> list[web.AbstractRouteDef]:
         web.get(f"{p}/conversations/{{id}}/suggestions", suggestions),
         web.get(f"{p}/agent/ws", agent_ws),
         *follow_up_routes(),
+        *learn_agent_routes(p),  # 这个问题 = FAQ 条目 X, 用这条回复新建 FAQ 条目
     ]
 
 
