@@ -105,6 +105,7 @@
       el("td", { text: Object.keys(c.channels).map((k) => CHANNELS[k] || k).join("、") }),
       el("td", { class: "ex", text: c.last_at ? new Date(c.last_at).toLocaleString("zh-CN") : "" }))) :
       [el("tr", {}, el("td", { colspan: "5", class: "empty-note", text: "这段时间机器人都答上了" }))]));
+    document.dispatchEvent(new CustomEvent("kefu:unanswered", { detail: { clusters: s.unanswered, token } })); // learn.js
   }
 
   function renderKb(kb) {

@@ -245,6 +245,7 @@
     renderConversation(opts && opts.keepScroll);
     renderLists();
     loadSuggestions(id);
+    document.dispatchEvent(new CustomEvent("kefu:conversation", { detail: { id, token } })); // learn.js
   }
 
   function renderConversation() {
