@@ -78,8 +78,11 @@ class LearnError(Exception):
 def learned_paths(paths: Sequence[PathArg], learned: PathArg | None) -> list[str]:
     """The FAQ paths a load reads: the configured ones plus the learned file once it exists."""
     out = [os.fspath(p) for p in paths]
-    if learned is not None and os.path.isfile(learned):
-        out.append(os.fspath(learned))  # expand_paths drops it again when a kb directory holds it
+    if learned is None or not os.path.isfile(learned):
+        return out
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(learned)))
+    if folder not in {os.path.realpath(p) for p in out}:  # a FAQ directory already holds it
+        out.append(os.fspath(learned))
     return out
 
 

@@ -87,6 +87,8 @@ def test_learned_paths_add_the_file_once_it_exists(tmp_path: Path, faq: Path) ->
     elsewhere.parent.mkdir()
     elsewhere.write_text("similar:\n  return-how: [退货咋弄啊]\n", encoding="utf-8")
     assert learned_paths([faq], elsewhere) == [str(faq), str(elsewhere)]
+    (faq / "learned.yaml").write_text("similar: {}\n", encoding="utf-8")
+    assert learned_paths([faq], faq / "learned.yaml") == [str(faq)]  # the directory holds it
     result = load_kb(learned_paths([faq], elsewhere))
     assert result.kb is not None and "退货咋弄啊" in result.kb.get("return-how").questions  # type: ignore[union-attr]
 
