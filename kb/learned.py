@@ -250,10 +250,22 @@ class LearnedFile:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_path, "a+b") as handle:
+        # A folder kefu may not write (a read-only deployment) is said as a refusal, not an exception.
+        try:
+            self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self._lock_path, "a+b")  # noqa: SIM115 - closed below, after the yield
+        except OSError as exc:
+            raise LearnError(
+                "invalid", f"cannot write beside {self.path}: {exc.strerror or exc}; check kb.learned_path"
+            ) from None
+        with handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # released when the handle closes
-            yield
+            try:
+                yield
+            except OSError as exc:
+                raise LearnError(
+                    "invalid", f"cannot write {self.path}: {exc.strerror or exc}; check kb.learned_path"
+                ) from None
 
 
 def _yaml() -> YAML:

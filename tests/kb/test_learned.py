@@ -208,3 +208,12 @@ def test_concurrent_writers_lose_nothing_and_never_corrupt_the_file(faq: Path) -
     kb = load_kb(learned_file(faq).paths()).kb
     assert kb is not None
     assert set(questions) <= set(kb.get("return-how").similar)  # type: ignore[union-attr]
+
+
+def test_a_folder_kefu_may_not_write_is_a_refusal_not_a_crash(faq: Path, tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "plain-file"
+    not_a_folder.write_text("", encoding="utf-8")  # (tests run as root: permissions would not stop them)
+    learned = LearnedFile(not_a_folder / "learned.yaml", [faq])
+    with pytest.raises(LearnError) as refused:
+        learned.add_similar("return-how", ["退货咋弄啊"])
+    assert refused.value.reason == "invalid" and "kb.learned_path" in refused.value.message
