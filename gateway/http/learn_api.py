@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from aiohttp import web
@@ -300,8 +300,9 @@ async def _teach(
     return _json(body, status=201 if taught.added else 200)
 
 
-def _note(who: str, conversation_id: int | None = None) -> str:
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+def _note(request: web.Request, who: str, conversation_id: int | None = None) -> str:
+    """Who taught it and when (the handoff service's clock), for the reviewer of learned.yaml."""
+    when = request.app[HANDOFF].clock.now().astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"{who} {when}" + (f" 会话 {conversation_id}" if conversation_id is not None else "")
 
 
@@ -322,7 +323,7 @@ async def learn_from_conversation(request: web.Request) -> web.Response:
         raise http_error(
             web.HTTPBadRequest, f"the question is longer than {MAX_QUESTION} characters; shorten it"
         )
-    return await _teach(request, data, [question], f"agent:{agent.name}", _note(agent.name, cid))
+    return await _teach(request, data, [question], f"agent:{agent.name}", _note(request, agent.name, cid))
 
 
 async def admin_learn(request: web.Request) -> web.Response:
@@ -335,4 +336,4 @@ async def admin_learn(request: web.Request) -> web.Response:
         raise http_error(web.HTTPBadRequest, f"questions must be a list of 1 to {MAX_QUESTIONS} texts")
     questions = [_text({"questions item": q}, "questions item", MAX_QUESTION) or "" for q in raw]
     who = caller.agent.name if caller.agent is not None else "admin"
-    return await _teach(request, data, questions, caller.who, _note(who))
+    return await _teach(request, data, questions, caller.who, _note(request, who))
