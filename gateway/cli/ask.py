@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         type=int,
         default=0,
         metavar="N",
-        help="first add N labelled test questions to their entries (as agents would), evaluate on the rest",
+        help="add N labelled test questions to their entries (as agents would); evaluate the rest before and after",
     )
     _common(ev)
     ev.set_defaults(func=run_eval)
