@@ -41,6 +41,8 @@
     const q = "?from=" + encodeURIComponent(from.toISOString()) + "&to=" + encodeURIComponent(to.toISOString());
     const stats = await api("GET", "/admin/api/stats" + q, token);
     render(stats);
+    // 教机器人 (learn.js) adds its column to the unanswered groups just drawn.
+    document.dispatchEvent(new CustomEvent("kefu:unanswered", { detail: { clusters: stats.unanswered, token } }));
     $("updated").textContent = "更新于 " + to.toLocaleTimeString("zh-CN");
     return stats;
   }
@@ -105,7 +107,6 @@
       el("td", { text: Object.keys(c.channels).map((k) => CHANNELS[k] || k).join("、") }),
       el("td", { class: "ex", text: c.last_at ? new Date(c.last_at).toLocaleString("zh-CN") : "" }))) :
       [el("tr", {}, el("td", { colspan: "5", class: "empty-note", text: "这段时间机器人都答上了" }))]));
-    document.dispatchEvent(new CustomEvent("kefu:unanswered", { detail: { clusters: s.unanswered, token } })); // learn.js
   }
 
   function renderKb(kb) {

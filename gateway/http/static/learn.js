@@ -139,15 +139,18 @@
     document.addEventListener("kefu:unanswered", (event) => {
       const { clusters, token } = event.detail;
       const rows = Array.from(table.tBodies[0].rows);
-      if (!clusters.length) { if (rows[0]) rows[0].cells[0].colSpan = 6; return; }
+      // Rows of one cell (the empty note, a group's drill-down) span the new column too.
+      rows.filter((r) => r.cells.length === 1).forEach((r) => { r.cells[0].colSpan = 6; });
       const search = (q) => api("GET", "/admin/api/faq/entries?q=" + encodeURIComponent(q), token);
-      clusters.forEach((c, i) => {
-        const row = rows[i];
-        if (!row) return;
+      const byText = new Map(clusters.map((c) => [c.text, c]));
+      for (const row of rows) {
+        const c = row.cells.length > 1 ? byText.get(row.cells[0].textContent) : undefined;
+        if (!c) continue;
         const open = el("button", { type: "button", class: "learn-open", text: "教机器人", "aria-label": "教机器人：" + c.text });
-        open.addEventListener("click", () => dialog(c, search, token));
+        open.addEventListener("click", (e) => { e.stopPropagation(); dialog(c, search, token); });
+        open.addEventListener("keydown", (e) => e.stopPropagation()); // Enter on the button is not the row's
         row.append(el("td", {}, open));
-      });
+      }
     });
   }
 
