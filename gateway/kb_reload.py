@@ -72,13 +72,13 @@ class KbService:
         self.paths = [os.fspath(p) for p in paths]
         self.thresholds = thresholds
         self.metrics = metrics
-        # The learned-additions file (kb.learned_path): read with the paths once it exists.
-        self.learned = LearnedFile(learned, self.paths) if learned is not None else None
         self.holder: KnowledgeBaseHolder[Classifier] = KnowledgeBaseHolder(
             self.paths, build=build or (lambda kb: Classifier.build(kb, thresholds))
         )
         self._lock = asyncio.Lock()
         self._fingerprint: Fingerprint | None = None
+        # The learned-additions file (kb.learned_path): read with the paths once it exists.
+        self.learned = LearnedFile(learned, self.paths) if learned is not None else None
 
     def load_paths(self) -> list[str]:
         """What a reload reads: the FAQ paths, plus the learned file once one was written."""

@@ -68,9 +68,9 @@ def agent_routes() -> list[web.AbstractRouteDef]:
         web.post(f"{p}/canned", _authed(add_canned)),
         web.post(f"{p}/canned/{{id}}/render", _authed(render_canned)),
         web.get(f"{p}/conversations/{{id}}/suggestions", suggestions),
+        *learn_agent_routes(p),  # 教机器人: this question = FAQ entry X, a new entry from this answer
         web.get(f"{p}/agent/ws", agent_ws),
         *follow_up_routes(),
-        *learn_agent_routes(p),  # 这个问题 = FAQ 条目 X, 用这条回复新建 FAQ 条目
     ]
 
 
