@@ -1,9 +1,16 @@
 /* Learning from agents: "这个问题 = FAQ 条目 X" and "用这条回复新建 FAQ 条目", in the agent console (a panel
    for the open conversation) and on the admin dashboard (one more column of the unanswered groups).
-   agent.js / admin.js only announce what they show (the kefu:conversation and kefu:unanswered events). */
+   agent.js / admin.js only announce what they show (the kefu:conversation and kefu:unanswered events).
+   Loaded in <head>, so the listeners exist before the pages' first announcement; the DOM parts (and
+   common.js's helpers) are used once the document is parsed. */
 "use strict";
 (function () {
-  const { el, api } = window.kefu;
+  const parsed = new Promise((resolve) => {
+    if (document.readyState !== "loading") resolve();
+    else document.addEventListener("DOMContentLoaded", () => resolve(), { once: true });
+  });
+  const el = (...args) => window.kefu.el(...args);
+  const api = (...args) => window.kefu.api(...args);
 
   /** A searchable dropdown of FAQ entries: the bot's guesses first, then what the search finds. */
   function entryPicker(search, guesses, label) {
@@ -53,15 +60,18 @@
 
   // --- the agent console ------------------------------------------------------------------------------
   function installConsole() {
-    const details = document.querySelector(".details");
-    if (!details) return;
-    const panel = el("section", { class: "panel learn-panel", "aria-labelledby": "learn-title" },
-      el("h2", { id: "learn-title", text: "教机器人" }),
-      el("p", { class: "muted small", text: "机器人没答上的问题：选出它对应的 FAQ 条目，或用您的回复新建条目，下一位客户就能直接得到答案（写入 learned.yaml，可在 git 中审阅）。" }),
-      el("ul", { id: "learn-list", class: "learn-list" }));
-    const anchor = document.querySelector(".details .panel:nth-of-type(2)");
-    details.insertBefore(panel, anchor || null);
-    const list = panel.querySelector("#learn-list");
+    let list = null;
+    parsed.then(() => {
+      const details = document.querySelector(".details");
+      if (!details || !document.querySelector("#messages")) return; // not the console
+      const panel = el("section", { class: "panel learn-panel", "aria-labelledby": "learn-title" },
+        el("h2", { id: "learn-title", text: "教机器人" }),
+        el("p", { class: "muted small", text: "机器人没答上的问题：选出它对应的 FAQ 条目，或用您的回复新建条目，下一位客户就能直接得到答案（写入 learned.yaml，可在 git 中审阅）。" }),
+        el("ul", { id: "learn-list", class: "learn-list" }));
+      const anchor = document.querySelector(".details .panel:nth-of-type(2)");
+      details.insertBefore(panel, anchor || null);
+      list = panel.querySelector("#learn-list");
+    });
     // The open conversation's items by message id: a refresh (every new message) keeps what the agent
     // typed or picked, adds new questions and offers the newest reply as the answer where untouched.
     let shownId = null;
@@ -71,6 +81,8 @@
     document.addEventListener("kefu:conversation", async (event) => {
       const { id, token } = event.detail;
       const ticket = ++asked;
+      await parsed;
+      if (!list) return;
       let data;
       try { data = await api("GET", "/api/v1/conversations/" + id + "/learn", token); } catch (e) { return; }
       if (ticket !== asked) return; // a later refresh is on its way
@@ -132,12 +144,16 @@
 
   // --- the admin dashboard: one more column of the unanswered groups -----------------------------------
   function installDashboard() {
-    const table = document.getElementById("unanswered");
-    if (!table) return;
-    const head = table.tHead && table.tHead.rows[0];
-    if (head) head.append(el("th", { scope: "col", text: "教机器人" }));
-    document.addEventListener("kefu:unanswered", (event) => {
+    let table = null;
+    parsed.then(() => {
+      table = document.getElementById("unanswered");
+      const head = table && table.tHead && table.tHead.rows[0];
+      if (head) head.append(el("th", { scope: "col", text: "教机器人" }));
+    });
+    document.addEventListener("kefu:unanswered", async (event) => {
       const { clusters, token } = event.detail;
+      await parsed;
+      if (!table) return;
       const rows = Array.from(table.tBodies[0].rows);
       // Rows of one cell (the empty note, a group's drill-down) span the new column too.
       rows.filter((r) => r.cells.length === 1).forEach((r) => { r.cells[0].colSpan = 6; });
