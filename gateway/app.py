@@ -23,7 +23,6 @@ from gateway.handoff_service import HandoffService
 from gateway.http.admin_api import admin_routes
 from gateway.http.agent_api import agent_routes
 from gateway.http.bodies import http_error
-from gateway.http.learn_api import learn_admin_routes
 from gateway.http.pages import install_web
 from gateway.http.qa_api import qa_routes
 from gateway.http.reports_api import report_routes
@@ -82,7 +81,6 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_routes(admin_routes())
-    app.router.add_routes(learn_admin_routes())  # the dashboard's unanswered groups → FAQ
     app.router.add_routes(agent_routes())
     app.router.add_routes(report_routes())
     app.router.add_routes(shift_routes())

@@ -34,7 +34,7 @@ from handoff.privacy import mask_sensitive
 from kb.learned import LearnedFile, LearnError, Taught
 from kb.model import KnowledgeBase
 
-__all__ = ["learn_admin_routes", "learn_agent_routes"]
+__all__ = ["learn_routes"]
 
 MAX_QUESTION = 200
 MAX_ANSWER = 2000
@@ -56,18 +56,12 @@ _STATUS = {
 }
 
 
-def learn_agent_routes(prefix: str) -> list[web.AbstractRouteDef]:
-    """The agent API's learning routes (registered with the rest of /api/v1)."""
+def learn_routes(prefix: str) -> list[web.AbstractRouteDef]:
+    """The console's routes (under the agent API's `prefix`) and the dashboard's (/admin/api/…)."""
     return [
         web.get(f"{prefix}/conversations/{{id}}/learn", conversation_questions),
         web.post(f"{prefix}/conversations/{{id}}/learn", learn_from_conversation),
         web.get(f"{prefix}/faq/entries", agent_entries),
-    ]
-
-
-def learn_admin_routes() -> list[web.AbstractRouteDef]:
-    """The dashboard's learning routes."""
-    return [
         web.get("/admin/api/faq/entries", admin_entries),
         web.post("/admin/api/learn", admin_learn),
     ]
