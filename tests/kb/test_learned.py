@@ -217,3 +217,25 @@ def test_a_folder_kefu_may_not_write_is_a_refusal_not_a_crash(faq: Path, tmp_pat
     with pytest.raises(LearnError) as refused:
         learned.add_similar("return-how", ["退货咋弄啊"])
     assert refused.value.reason == "invalid" and "kb.learned_path" in refused.value.message
+
+
+def _teach_in_a_process(folder: str, texts: list[str]) -> None:
+    for text in texts:
+        LearnedFile(Path(folder) / "learned.yaml", [folder]).add_similar("return-how", [text], note="进程")
+
+
+def test_concurrent_processes_queue_on_the_lock(faq: Path) -> None:
+    """Several gateway processes accepting at once (the flock is what keeps them apart, not a thread lock)."""
+    import multiprocessing
+
+    batches = [[f"{p}号客户的退货地址是哪里{i}" for i in range(3)] for p in range(4)]
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_teach_in_a_process, args=(str(faq), batch)) for batch in batches]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+    kb = load_kb(learned_file(faq).paths()).kb
+    assert kb is not None
+    assert {t for batch in batches for t in batch} <= set(kb.get("return-how").similar)  # type: ignore[union-attr]
