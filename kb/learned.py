@@ -126,6 +126,9 @@ class LearnedFile:
                 items = section.get(entry_id)
                 if not isinstance(items, list):
                     items = section[entry_id] = CommentedSeq()
+                for node in (section, items):  # a hand-written [a, b] gets one line per question
+                    if hasattr(node, "fa"):
+                        node.fa.set_block_style()
                 for text in new:
                     items.append(_scalar(text))
                     if note:

@@ -176,6 +176,15 @@ def test_a_reviewers_comments_and_edits_survive_the_next_write(faq: Path) -> Non
     assert "# 审核过 2026-12-06 小王" in text and "发票怎么弄" in text and "退货咋弄啊" in text
 
 
+def test_a_hand_written_flow_list_becomes_one_question_per_line(faq: Path) -> None:
+    (faq / "learned.yaml").write_text(
+        "similar:\n  return-how: [退货咋弄啊, 退货怎么搞]  # 手写\n", encoding="utf-8"
+    )
+    learned_file(faq).add_similar("return-how", ["退货要多久"], note="小美")
+    text = (faq / "learned.yaml").read_text(encoding="utf-8")
+    assert "    - 退货怎么搞\n    - 退货要多久  # 小美\n" in text and "# 手写" in text
+
+
 def test_an_addition_that_would_break_the_faq_is_refused_and_nothing_is_written(faq: Path) -> None:
     learned = learned_file(faq)
     learned.add_similar("return-how", ["退货咋弄啊"])
