@@ -15,7 +15,9 @@ Protocol (JSON text frames):
 - `{"type": "ping"}` → `{"type": "pong"}`;
 - a visitor sending faster than `channels.web.rate_limit_*` allows (all their tabs and POST /web/messages
   share one bucket) gets `{"type": "error", "code": "rate_limited", "client_id", "error": "您发送得太快了…",
-  "retry_after": <seconds>}` instead of an ack: that message is neither handled nor stored.
+  "retry_after": <seconds>}` instead of an ack: that message is neither handled nor stored;
+- while the shared limit's Redis is down (`redis.url`): `{"type": "error", "code": "unavailable", "client_id",
+  "error": "抱歉，系统暂时繁忙…"}`, also neither handled nor stored (the page may send it again).
 
 Later texts (agent replies, queue notices, the CSAT question) reach the socket through the outbox:
 `WebChatSockets.send` wakes the visitor's sockets, which read the new rows from the database, so a

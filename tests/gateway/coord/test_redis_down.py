@@ -13,6 +13,7 @@ import pytest
 from gateway.app import create_app
 from gateway.keys import RUNTIME
 from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatAPI, WeChatPush, fixture_xml, xml_dict
+from tests.gateway.test_agent_api import make_agent
 from tests.gateway.test_wechat import PAYMENT_ANSWER, TOKEN, new_msg_id
 
 
@@ -76,3 +77,28 @@ async def test_wechat_503_says_when_to_retry(kefu, own_redis):
     )
     assert resp.status == 503
     assert resp.headers["Retry-After"] == "3"
+
+
+async def test_sockets_say_so_while_redis_is_down_and_work_again_after(kefu, own_redis):
+    agent = await make_agent(kefu, "甲")
+    visitor = "visitor-redis-down-0001"
+    own_redis.stop()
+    # The web chat: that message is not handled, the page is told and may resend it.
+    async with kefu.ws_connect("/web/ws", params={"visitor": visitor}) as chat:
+        assert (await chat.receive_json(timeout=5))["type"] == "history"
+        await chat.send_json({"type": "message", "client_id": "c-1", "text": "支持哪些支付方式"})
+        frame = await chat.receive_json(timeout=5)
+        assert (frame["type"], frame["code"], frame["client_id"]) == ("error", "unavailable", "c-1")
+        assert "稍后重试" in frame["error"]
+    # The agent console: closed with 1013 (try again later); the console reconnects by itself.
+    headers = {"Authorization": f"Bearer {agent.token}"}
+    async with kefu.ws_connect("/api/v1/agent/ws", headers=headers) as console:
+        await console.receive(timeout=5)
+        assert console.close_code == 1013
+    own_redis.start()
+    async with kefu.ws_connect("/web/ws", params={"visitor": visitor}) as chat:
+        assert (await chat.receive_json(timeout=5))["type"] == "history"
+        await chat.send_json({"type": "message", "client_id": "c-1", "text": "支持哪些支付方式"})
+        assert (await chat.receive_json(timeout=5))["type"] == "ack"
+    async with kefu.ws_connect("/api/v1/agent/ws", headers=headers) as console:
+        assert (await console.receive_json(timeout=5))["type"] == "hello"
