@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
@@ -26,6 +27,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.storage.engine import sqlite_directory
+from gateway.storage.migrations import target_metadata
 
 logger = logging.getLogger(__name__)
 # Alembic says "Context impl …" at every check; kefu logs the one line that matters (what was migrated).
@@ -81,16 +83,21 @@ def history() -> list[str]:
 
 
 def adopt_legacy(migration: MigrationContext, scripts: ScriptDirectory, connection: Connection) -> None:
-    """A database made by `create_all` before migrations existed: complete it to revision 0001, stamp it.
+    """A database made by `create_all` before migrations existed: stamp it where its schema stands.
 
     Before this, start-up ran create_all over the models of that day, which are revision 0001's schema
-    (or less, for an older kefu: `complete_legacy` adds the missing tables and indexes). Runs inside the
-    migration's transaction, so the upgrade that follows starts from 0001.
+    (or less, for an older kefu: `complete_legacy` adds the missing tables and indexes); one that already
+    matches today's models (autogenerate finds nothing) is stamped at head. Runs inside the migration's
+    transaction, so the upgrade that follows starts from the stamp.
     """
     if migration.get_current_revision() is not None:
         return
     if not set(inspect(connection).get_table_names()) >= LEGACY_MARKERS:
         return  # an empty database: the revisions create everything
+    if not compare_metadata(migration, target_metadata()):
+        migration.stamp(scripts, "heads")
+        logger.info("database made before migrations matches the models: stamped at head")
+        return
     first = scripts.get_revision(FIRST)
     assert first is not None and first.module is not None
     first.module.complete_legacy(connection)
