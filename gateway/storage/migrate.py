@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.storage.engine import sqlite_directory
+from gateway.storage.errors import StoreUnavailable
 from gateway.storage.migrations import target_metadata
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ LEGACY_MARKERS = {"conversations", "messages", "outbox"}
 
 __all__ = [
     "PG_LOCK_KEY",
+    "SchemaTooNew",
     "adopt_legacy",
     "current",
     "heads",
@@ -165,8 +167,19 @@ def _current_sync(connection: Connection) -> tuple[str, ...]:
     return at
 
 
+class SchemaTooNew(StoreUnavailable):
+    """The database was migrated by a newer kefu than this one (a rolled-back deploy)."""
+
+
 async def upgrade(engine: AsyncEngine, target: str = "head") -> None:
-    """Bring the database to `target` (default: the newest revision); a no-op when it is there already."""
+    """Bring the database to `target` (default: the newest revision); a no-op when it is there already.
+
+    Raises SchemaTooNew when the database is at a revision this version does not know.
+    """
+    await asyncio.to_thread(script)  # the files, off the event loop
+    async with engine.connect() as conn:
+        if await conn.run_sync(_at_head) and target == "head":
+            return  # the common start-up: one read, no lock
     if engine.dialect.name == "sqlite":
         with_lock = _sqlite_lock(engine)
         await asyncio.to_thread(with_lock.__enter__)
@@ -179,15 +192,19 @@ async def upgrade(engine: AsyncEngine, target: str = "head") -> None:
 
 
 async def _run(engine: AsyncEngine, target: str) -> None:
-    await asyncio.to_thread(script)  # the files, off the event loop
     async with engine.connect() as conn:
-        if target == "head" and await conn.run_sync(_at_head):
-            return  # the common start-up: nothing to load, nothing to lock
         await conn.run_sync(_upgrade_sync, target)
 
 
 def _at_head(connection: Connection) -> bool:
     at = _current_sync(connection)
+    known = {rev.revision for rev in script().walk_revisions()}
+    unknown = [rev for rev in at if rev not in known]
+    if unknown:
+        raise SchemaTooNew(
+            f"the database schema is at revision {'+'.join(unknown)}, newer than this kefu knows "
+            f"(its newest: {'+'.join(heads())}): run the kefu version that migrated it"
+        )
     return bool(at) and set(at) == set(heads())
 
 

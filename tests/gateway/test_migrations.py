@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from gateway.storage import Store, migrate
+from gateway.storage import Store, StoreUnavailable, migrate
 from gateway.storage.engine import create_engine
 from gateway.storage.migrations import target_metadata
 from tests.conftest import PG_HOST, PG_PORT, _pg_admin, _port_open, _unavailable
@@ -179,6 +179,18 @@ async def test_an_older_create_all_database_is_completed_then_upgraded(empty_url
         assert "ix_outbox_conversation" in await _indexes(store, "outbox")
         await _rows_kept(store)
         assert await _schema_diff(store) == []
+    finally:
+        await store.dispose()
+
+
+async def test_a_database_migrated_by_a_newer_kefu_is_refused_with_the_reason(empty_url: str) -> None:
+    store = Store.from_url(empty_url)
+    try:
+        await store.create_all()
+        async with store.engine.begin() as conn:  # as a later version would leave it
+            await conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+        with pytest.raises(StoreUnavailable, match="revision 9999, newer than this kefu knows"):
+            await store.create_all()
     finally:
         await store.dispose()
 
