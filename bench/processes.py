@@ -6,7 +6,9 @@ Redis when this version has the `redis` section. They are measured in alternatin
 (the idle one only runs its timers) and the medians compared. The load generator is this process alone
 (one event loop, payloads signed before the clock starts), pinned to one CPU with sched_setaffinity
 (what `taskset -c` does) after the servers were started, so the servers, PostgreSQL and Redis may use
-every CPU and the client at most one.
+every CPU and the client at most one. Each line also gives the kefu processes' own CPU time per message
+(/proc, PostgreSQL and Redis not included): on a busy machine the throughput says how much CPU was left,
+the CPU per message whether two processes cost more per message than one.
 
     python -m bench processes         # part of `make bench`; KEFU_BENCH_PROCESSES=0 skips it
     KEFU_BENCH_PROCESS_ROUNDS=5 KEFU_BENCH_PROCESS_REQUESTS=3000 python -m bench processes   # longer
@@ -23,6 +25,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.webhook import (
@@ -94,9 +97,23 @@ def _config(directory: Path, api_base: str, database: str) -> Path:
     return config
 
 
+@dataclass
+class Deployment:
+    base: str
+    pids: set[int]  # the processes that serve (the supervisor of --workers only watches)
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the serving processes used so far (/proc/<pid>/stat)."""
+        ticks = 0
+        for pid in self.pids:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def _deployment(config: Path, workers: int) -> Iterator[str]:
-    """`kefu serve` with `workers` processes; yields the base URL once every process answers."""
+def _deployment(config: Path, workers: int) -> Iterator[Deployment]:
+    """`kefu serve` with `workers` processes; yields once every process answers."""
     port = _free_port()
     serve = [sys.executable, "-m", "gateway.cli", "serve", "--config", str(config), "--port", str(port)]
     if workers == 1:
@@ -109,8 +126,7 @@ def _deployment(config: Path, workers: int) -> Iterator[str]:
         procs = [subprocess.Popen(c, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log) for c in commands]
         try:
             _wait_ready(port, procs[0], log, within=120)
-            _wait_pids(port, workers)
-            yield f"http://127.0.0.1:{port}"
+            yield Deployment(f"http://127.0.0.1:{port}", _wait_pids(port, workers))
         finally:
             for proc in procs:
                 proc.terminate()
@@ -122,7 +138,7 @@ def _deployment(config: Path, workers: int) -> Iterator[str]:
                     proc.wait()
 
 
-def _wait_pids(port: int, workers: int, within: float = 120.0) -> None:
+def _wait_pids(port: int, workers: int, within: float = 120.0) -> set[int]:
     """Until `workers` distinct processes answered /healthz (new connections: the kernel spreads them)."""
     import json
     import urllib.request
@@ -137,6 +153,7 @@ def _wait_pids(port: int, workers: int, within: float = 120.0) -> None:
                 seen.add(int(json.loads(resp.read())["pid"]))
         except (OSError, ValueError, KeyError):
             time.sleep(0.2)
+    return seen
 
 
 def _pin_to_one_cpu() -> str:
@@ -178,18 +195,26 @@ def run() -> list[str]:
         try:
             for label, account, safe, handoff in MIXES:
                 rounds: dict[int, list[Result]] = {1: [], 2: []}
-                for base in (one, two):
+                cpu = {1: 0.0, 2: 0.0}  # the servers' CPU seconds over the measured rounds
+                for deployment in (one, two):
                     warm = Payloads(account, safe, handoff=handoff).make(WARMUP_REQUESTS)
-                    asyncio.run(closed_loop(base, warm, CONCURRENCY, MAX_S))
+                    asyncio.run(closed_loop(deployment.base, warm, CONCURRENCY, MAX_S))
                 for _ in range(ROUNDS):
-                    for n, base in ((1, one), (2, two)):
+                    for n, deployment in ((1, one), (2, two)):
                         requests = Payloads(account, safe, handoff=handoff).make(REQUESTS)
-                        rounds[n].append(asyncio.run(closed_loop(base, requests, CONCURRENCY, MAX_S)))
+                        before = deployment.cpu_s()
+                        result = asyncio.run(closed_loop(deployment.base, requests, CONCURRENCY, MAX_S))
+                        cpu[n] += deployment.cpu_s() - before
+                        rounds[n].append(result)
                 medians = {n: _median(results) for n, results in rounds.items()}
                 for n in (1, 2):
                     spread = ", ".join(f"{r.throughput:.0f}" for r in rounds[n])
+                    answered = sum(len(r.latencies) for r in rounds[n])
+                    per_message = cpu[n] / answered * 1000 if answered else float("nan")
                     name = f"{label}, {n} process{'es' if n > 1 else ''}"
-                    lines.append(f"{_fmt(name, medians[n])}   (rounds: {spread} msg/s)")
+                    lines.append(
+                        f"{_fmt(name, medians[n])}   (rounds: {spread} msg/s; kefu CPU {per_message:.2f} ms/msg)"
+                    )
                 ratio = medians[2].throughput / medians[1].throughput if medians[1].throughput else 0.0
                 verdict = "meets" if ratio >= TARGET else "BELOW"
                 lines.append(f"ratio 2/1 processes, {label}: {ratio:.2f} ({verdict} the {TARGET:.1f} target)")
