@@ -13,8 +13,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from tests.conftest import ADMIN_TOKEN
-from tests.web.conftest import Gateway, Guard, screenshot, watch
+from tests.web.conftest import SCREENSHOTS, Gateway, Guard, screenshot, watch
 
 NEW_ANSWER = "您好，退货请在「我的订单」里点「申请售后」，我们收到商品后 1 个工作日内为您处理。"
 
@@ -47,7 +49,9 @@ async def test_the_owner_adds_an_agent_who_signs_in_with_the_token_then_disables
     await expect(row.get_by_label("小林 同时接待上限")).to_have_value("3")
     await row.get_by_label("小林 技能组 售前").check()  # saved at once
     await expect(admin.locator("#agent-error")).to_have_text("")
-    await screenshot(admin, "admin-agents")
+    # The token is masked in the picture: a kefu_… string in docs would look like a leaked secret.
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await admin.screenshot(path=str(SCREENSHOTS / "admin-agents.png"), mask=[token_box], mask_color="#e5e7eb")
 
     agent_ctx = await new_context()
     agent = watch(await agent_ctx.new_page(), guard)
@@ -59,10 +63,16 @@ async def test_the_owner_adds_an_agent_who_signs_in_with_the_token_then_disables
     [info] = [r.info for r in await gateway.runtime.handoff.db.list_agents()]
     assert (sorted(info.groups), info.max_chats) == (["售前", "售后"], 3)
 
+    await agent_ctx.close()  # (an open console would now get 401s: its token is refused)
+
     admin.once("dialog", lambda dialog: dialog.accept())
     await row.get_by_role("button", name="停用").click()
     await expect(row).to_contain_text("已停用")
-    await agent_ctx.close()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(gateway.url + "/api/v1/me", headers={"Authorization": f"Bearer {token}"}) as resp,
+    ):
+        assert resp.status == 401
     guard.check()
 
 
@@ -89,7 +99,7 @@ async def test_the_owner_edits_an_faq_answer_and_a_customer_gets_it_at_once(
     preview = admin.locator("#faq-preview")
     await expect(preview).to_contain_text("现在：直接回答（return-how")
     await expect(preview.locator(".pa.changed")).to_contain_text("1 个工作日内为您处理")
-    await screenshot(admin, "admin-faq-editor")
+    await screenshot(admin, "admin-faq-editor", full_page=True)
     await admin.get_by_role("button", name="保存并生效").click()
     await expect(admin.locator("#faq-status")).to_contain_text("已保存到 shop.yaml")
 
