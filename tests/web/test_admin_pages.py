@@ -117,3 +117,24 @@ async def test_the_owner_edits_an_faq_answer_and_a_customer_gets_it_at_once(
     await expect(chat.locator(".msg.bot .bubble").last).to_have_text(NEW_ANSWER)
     await chat_ctx.close()
     guard.check()
+
+
+async def test_a_broken_faq_shows_its_errors_in_chinese_relative_to_the_faq_folder(
+    gateway: Gateway, new_context: Any, guard: Guard, expect: Any
+) -> None:
+    folder = Path(gateway.runtime.kb.paths[0])
+    shop = folder / "shop.yaml"
+    shop.write_text(
+        shop.read_text(encoding="utf-8").replace("    question: 怎么退货\n", "", 1), encoding="utf-8"
+    )
+    admin = await _admin(gateway, new_context, guard, expect)
+    await admin.get_by_role("button", name="重新加载 FAQ").click()
+    await expect(admin.locator("#reload-result")).to_contain_text("加载失败，继续使用上一个可用版本")
+    errors = admin.locator("#kb-errors")
+    await expect(errors).to_contain_text(
+        "shop.yaml 第 3 行（条目 return-how）：问答条目缺少标准问题 question"
+    )
+    await expect(errors).not_to_contain_text(str(folder))
+    await expect(admin.locator("#kb")).to_contain_text("有错误（仍在使用上一版）")
+    guard.errors = [e for e in guard.errors if "422" not in e]  # the reload's 422 is the point here
+    guard.check()
