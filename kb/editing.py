@@ -34,6 +34,7 @@ __all__ = [
     "EditError",
     "add_entry",
     "candidate_kb",
+    "display_name",
     "faq_root",
     "file_version",
     "list_entries",
@@ -231,33 +232,51 @@ def relative_problem(problem: Problem, root: str) -> Problem:
     return replace(problem, file=file.replace(os.sep, "/"), message=message)
 
 
-def candidate_kb(paths: Sequence[str], root: str, replaced: Mapping[str, str]) -> LoadResult:
-    """Load the FAQ as it would be with `replaced` (relative name → text), files named relative to `root`.
+def display_name(path: str, root: str) -> str:
+    """A file's name for the pages: relative to the FAQ folder, or its base name when outside it."""
+    rel = os.path.relpath(os.path.abspath(path), root)
+    return (os.path.basename(path) if rel.startswith("..") else rel).replace(os.sep, "/")
 
-    A private copy under a temporary directory keeps the file order and names the loader sees, so
-    problems and the kb version come out as they will after the save.
+
+def candidate_kb(paths: Sequence[str], root: str, replaced: Mapping[str, str]) -> LoadResult:
+    """Load the FAQ as it would be with `replaced` (name relative to `root` → text).
+
+    A private copy under a temporary directory (each configured path in its own numbered folder, so a
+    path outside `root` never leads a copy outside the directory) keeps the files, their order and names
+    as the loader sees them, so problems and the kb version come out as they will after the save.
+    Problems name files by `display_name`.
     """
     files, problems = expand_paths(paths)
     if problems:
         return LoadResult(None, [relative_problem(p, root) for p in problems])
     with tempfile.TemporaryDirectory(prefix="kefu-faq-") as tmp:
         copies: list[str] = []
-        for path in paths:
-            rel = os.path.relpath(os.path.abspath(path), root)
-            copies.append(os.path.normpath(os.path.join(tmp, rel)))
-        for file in files:
-            rel = os.path.relpath(os.path.abspath(file), root)
-            target = os.path.join(tmp, rel)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            key = rel.replace(os.sep, "/")
-            if key in replaced:
-                with open(target, "w", encoding="utf-8") as out:
-                    out.write(replaced[key])
+        shown: dict[str, str] = {}  # copy → name on the page
+        for i, path in enumerate(paths):
+            base = os.path.abspath(path)
+            folder = os.path.join(tmp, str(i))
+            os.makedirs(folder)
+            if os.path.isdir(base):
+                copies.append(folder)
+                mine = [f for f in files if os.path.dirname(os.path.abspath(f)) == base]
             else:
-                shutil.copyfile(file, target)
+                copies.append(os.path.join(folder, os.path.basename(base)))
+                mine = [f for f in files if os.path.abspath(f) == base]
+            for file in mine:
+                target = os.path.join(folder, os.path.basename(file))
+                name = display_name(file, root)
+                shown[target] = name
+                if name in replaced:
+                    with open(target, "w", encoding="utf-8") as out:
+                        out.write(replaced[name])
+                else:
+                    shutil.copyfile(file, target)
         result = load_kb(copies)
-    return LoadResult(
-        result.kb,
-        [relative_problem(p, tmp) for p in result.problems],
-        tuple(relative_problem(p, tmp) for p in result.soft),
-    )
+
+    def named(problem: Problem) -> Problem:
+        message = problem.message
+        for copy, name in shown.items():
+            message = message.replace(copy, name)
+        return replace(problem, file=shown.get(problem.file, os.path.basename(problem.file)), message=message)
+
+    return LoadResult(result.kb, [named(p) for p in result.problems], tuple(named(p) for p in result.soft))

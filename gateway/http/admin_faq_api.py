@@ -218,7 +218,9 @@ async def _candidate(runtime: Runtime, faq: FaqFiles, data: dict[str, Any]) -> t
         new_text = await asyncio.to_thread(editing.update_entry, current, entry_id, changes)
     except editing.EditError as exc:
         raise http_error(web.HTTPUnprocessableEntity, f"无法修改：{exc}") from None
-    result = await asyncio.to_thread(editing.candidate_kb, runtime.kb.paths, faq.root, {name: new_text})
+    # Everything a reload reads (with issue 12's learned file, `load_paths()`), so the check sees what the bot will.
+    loaded = getattr(runtime.kb, "load_paths", lambda: runtime.kb.paths)
+    result = await asyncio.to_thread(lambda: editing.candidate_kb(loaded(), faq.root, {name: new_text}))
     problems = list(result.problems)
     if result.kb is not None:  # the slot-regex trial of `kefu kb check`
         problems += await asyncio.to_thread(trial_problems, result.kb.slots)

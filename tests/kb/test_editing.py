@@ -132,6 +132,22 @@ def test_the_candidate_kb_is_checked_like_kb_check_without_touching_the_files(tm
     assert load_kb([str(folder)]).kb.version == ok.kb.version  # type: ignore[union-attr]
 
 
+def test_a_loaded_file_outside_the_faq_folder_is_copied_inside_the_temporary_directory(
+    tmp_path: Path,
+) -> None:
+    folder, elsewhere = tmp_path / "faq", tmp_path / "learned"
+    folder.mkdir()
+    elsewhere.mkdir()
+    (folder / "a.yaml").write_text(FILE, encoding="utf-8")
+    (elsewhere / "learned.yaml").write_text(
+        "faqs:\n  - id: learned-1\n    question: 怎么退货\n    answer: 学到的答案\n", encoding="utf-8"
+    )
+    result = editing.candidate_kb([str(folder), str(elsewhere / "learned.yaml")], str(folder), {})
+    # The duplicate question across the two files is found, and named without server paths.
+    assert any(p.file == "learned.yaml" and "a.yaml:5" in p.message for p in result.problems), result.problems
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["faq", "learned"]  # nothing written beside them
+
+
 @pytest.mark.parametrize(
     ("yaml_text", "chinese"),
     [
