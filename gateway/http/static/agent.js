@@ -531,6 +531,10 @@
     catch (e) { alert("切换状态失败：" + e.message); }
   });
 
-  window.kefu.console = { open: (id) => openConversation(id), token: () => token };
+  // What agent_media.js (pictures, files, typing) needs from the console.
+  window.kefuConsole = {
+    current: () => currentId, token: () => token, open: (id) => openConversation(id),
+    send: (frame) => socket && socket.readyState === WebSocket.OPEN && socket.send(JSON.stringify(frame)),
+  };
   if (token) start().catch(() => { sessionStorage.removeItem(TOKEN_KEY); token = ""; });
 })();

@@ -1,14 +1,15 @@
 /* The console's customer panel (name, masked channel identity, first contact, past conversations, tags,
    订单信息 through actions.order_info), the history search, and the phone layout's list ⇄ conversation switch.
-   Follows agent.js through the "kefu:conversation" event; opens conversations with window.kefu.console.open. */
+   Follows agent.js through the "kefu:conversation" event; opens conversations with window.kefuConsole.open. */
 "use strict";
 (function () {
   const { el, api } = window.kefu;
   const $ = (id) => document.getElementById(id);
   const CHANNELS = { web: "网站", wechat: "微信公众号", onebot: "QQ", qqbot: "QQ 机器人", wecom: "微信客服" };
   const STATES = { queued: "排队中", assigned: "服务中", closed: "已结束", bot: "机器人服务" };
-  const token = () => window.kefu.console.token();
-  const open = (id) => window.kefu.console.open(id);
+  // window.kefuConsole is agent.js's (shared with agent_media.js).
+  const token = () => window.kefuConsole.token();
+  const open = (id) => window.kefuConsole.open(id);
   const when = (iso) => (iso ? new Date(iso).toLocaleString("zh-CN", { dateStyle: "short", timeStyle: "short" }) : "—");
   let panelFor = null; // conversation id the panel shows
   let tags = [];
