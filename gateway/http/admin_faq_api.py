@@ -11,12 +11,14 @@
   (`kb.editing`, ruamel.yaml) and the FAQ is reloaded at once, so the bot answers with it.
 
 Only files the configured `kb.paths` load can be written (a name outside that list is a 404), so nothing
-outside the FAQ folder is ever touched; writes go through a temporary file in the same folder and a rename.
+outside the FAQ folder is ever touched; writes go through a temporary file in the same folder and a rename,
+with the version compared again under a file lock beside it (several `kefu serve` processes, one FAQ).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import tempfile
@@ -107,18 +109,29 @@ def _read(path: str) -> str:
         return f.read()
 
 
-def _write_atomically(path: str, text: str) -> None:
-    """Replace the file's content in one rename, next to it (same folder, so the rename is atomic)."""
+def _write_if_unchanged(path: str, version: str, text: str) -> str | None:
+    """Write `text` if the file still has `version`; else the version it has now (nothing written).
+
+    Compare and write happen under an exclusive lock on `.kefu-edit.lock` beside the file (ignored by
+    the loader, being hidden), so two `kefu serve` processes cannot both save over one version; the new
+    content goes to a temporary file in the same folder first, then one rename replaces the file.
+    """
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".kefu-edit-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with open(os.path.join(folder, ".kefu-edit.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        now = editing.file_version(_read(path))
+        if now != version:
+            return now
+        fd, tmp = tempfile.mkstemp(prefix=".kefu-edit-", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+                out.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    return None
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -298,7 +311,13 @@ async def save_entry(request: web.Request) -> web.Response:
             raise http_error(
                 web.HTTPUnprocessableEntity, "条目有错误，未保存", fields={"problems": candidate.problems}
             )
-        await asyncio.to_thread(_write_atomically, faq.path(candidate.name), candidate.text)
+        changed = await asyncio.to_thread(
+            _write_if_unchanged, faq.path(candidate.name), version, candidate.text
+        )
+        if changed is not None:  # another process saved in between
+            raise http_error(
+                web.HTTPConflict, "该文件已被其他人修改，请重新打开条目后再编辑", fields={"version": changed}
+            )
         report = await runtime.kb.reload(reason=f"FAQ editor ({caller.who})")
     details = {
         "file": candidate.name,

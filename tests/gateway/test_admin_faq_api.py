@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from gateway.app import create_app
+from gateway.http.admin_faq_api import _write_if_unchanged
 from gateway.keys import HANDOFF
 from handoff.agents import Role, new_token
+from kb.editing import file_version
 from tests.gateway.test_handoff_flow import handoff_section
 
 NEW_ANSWER = "您好，退货请在「我的订单」里点「申请售后」，我们收到商品后 1 个工作日内处理。"
@@ -165,3 +167,34 @@ async def test_an_admin_agent_may_edit_and_other_agents_may_not(client: Any) -> 
     assert (await _entry(client, tokens[Role.ADMIN]))["entry"]["id"] == "return-how"
     async with client.get("/admin/api/faq", headers=tokens[Role.AGENT]) as resp:
         assert resp.status == 403
+
+
+async def test_a_file_changed_on_disk_after_it_was_read_is_a_409(
+    client: Any, admin_headers: dict[str, str], faq_dir: Path
+) -> None:
+    entry = await _entry(client, admin_headers)
+    shop = faq_dir / "shop.yaml"
+    edited_elsewhere = shop.read_text(encoding="utf-8") + "# 同事在编辑器里加的一行\n"
+    shop.write_text(edited_elsewhere, encoding="utf-8")  # e.g. a git pull or another admin's save
+    body = {
+        "file": "shop.yaml",
+        "id": "return-how",
+        "entry": {"answer": NEW_ANSWER},
+        "version": entry["version"],
+    }
+    async with client.put("/admin/api/faq/entry", json=body, headers=admin_headers) as resp:
+        assert resp.status == 409
+    assert shop.read_text(encoding="utf-8") == edited_elsewhere
+
+
+def test_the_write_compares_the_version_again_under_the_lock(faq_dir: Path) -> None:
+    shop = faq_dir / "shop.yaml"
+    text = shop.read_text(encoding="utf-8")
+    assert _write_if_unchanged(str(shop), "0" * 16, "faqs: []\n") is not None  # another process won
+    assert shop.read_text(encoding="utf-8") == text
+    assert _write_if_unchanged(str(shop), file_version(text), text + "# ok\n") is None
+    assert shop.read_text(encoding="utf-8") == text + "# ok\n"
+    assert sorted(p.name for p in faq_dir.iterdir()) == [
+        ".kefu-edit.lock",
+        "shop.yaml",
+    ]  # no temporary file left
