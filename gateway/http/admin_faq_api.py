@@ -100,8 +100,11 @@ async def kb_errors_zh(runtime: Runtime) -> list[str]:
     errors = list(runtime.kb.holder.last_errors)
     if not errors:
         return []
-    root = await asyncio.to_thread(editing.faq_root, runtime.kb.paths)  # stats the paths
-    return [p["text"] for p in problems_json(errors, root)]
+
+    def shown() -> list[str]:  # faq_root stats the paths and relpath reads the cwd: off the event loop
+        return [p["text"] for p in problems_json(errors, editing.faq_root(runtime.kb.paths))]
+
+    return await asyncio.to_thread(shown)
 
 
 def _read(path: str) -> str:
@@ -238,9 +241,8 @@ async def _candidate(runtime: Runtime, faq: FaqFiles, data: dict[str, Any]) -> t
     if result.kb is not None:  # the slot-regex trial of `kefu kb check`
         problems += await asyncio.to_thread(trial_problems, result.kb.slots)
     errors = [p for p in problems if p.severity == "error"]
-    return Candidate(
-        name, new_text, result.kb if not errors else None, problems_json(problems, faq.root)
-    ), current
+    shown = await asyncio.to_thread(problems_json, problems, faq.root)  # relpath reads the cwd
+    return Candidate(name, new_text, result.kb if not errors else None, shown), current
 
 
 def _answer(prediction: Prediction, channel: str = "web") -> dict[str, Any]:
