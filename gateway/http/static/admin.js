@@ -52,7 +52,7 @@
     const q = "?from=" + encodeURIComponent(from.toISOString()) + "&to=" + encodeURIComponent(to.toISOString());
     const stats = await api("GET", "/admin/api/stats" + q, token);
     render(stats);
-    $("updated").textContent = "更新于 " + to.toLocaleTimeString("zh-CN", { timeZone: zone });
+    $("updated").textContent = "更新于 " + to.toLocaleTimeString("zh-CN");
     return stats;
   }
 
