@@ -5,10 +5,18 @@ customer's words, the customer panel (masked phone, history, tags), history sear
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
+from aiohttp import web
 
+from gateway.app import create_app
+from gateway.keys import RUNTIME
+from tests.conftest import FIXTURES
+from tests.fakes.action_servers import TEST_ACTIONS
 from tests.web.conftest import Gateway, Guard, screenshot, watch
 
 PHONE = "13812345678"
@@ -169,5 +177,47 @@ async def test_on_a_phone_the_console_is_one_column(
     await screenshot(page, "agent-console-phone")
     await page.get_by_role("button", name="返回会话列表").tap()
     await expect(sidebar).to_be_visible()
+    await context.close()
+    guard.check()
+
+
+@pytest.fixture
+async def shop_gateway(web_settings: Callable[..., Any], tmp_path: Path) -> AsyncIterator[Gateway]:
+    """The gateway with the test actions and `actions.order_info` (the console's 查询订单信息)."""
+    settings = web_settings(
+        kb={"paths": [str(tmp_path / "faq"), str(FIXTURES / "faq_actions")], "watch": False},
+        actions={"modules": [TEST_ACTIONS], "timeout_s": 20, "order_info": "action_order_status"},
+    )
+    app = create_app(settings)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    assert site._server is not None and site._server.sockets
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        yield Gateway(f"http://127.0.0.1:{port}", app[RUNTIME])
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_agent_looks_up_the_customers_order_from_the_panel(
+    shop_gateway: Gateway, new_context: Any, guard: Guard, expect: Any
+) -> None:
+    gateway = shop_gateway
+    token = await gateway.add_agent("小王")
+    await say(gateway, "buyer-7", "我的快递到哪了")
+    await say(gateway, "buyer-7", "A12345678")  # the form's order number, kept as the order_id slot
+    cid = await say(gateway, "buyer-7", "转人工")
+    await claim(gateway, token, cid)
+    context = await new_context(viewport={"width": 1280, "height": 760})
+    page = watch(await context.new_page(), guard)
+    await sign_in(page, gateway, token, expect)
+    await page.locator(f"#mine li[data-id='{cid}']").click()
+    await page.get_by_role("button", name="查询订单信息").click()
+    await expect(page.locator("#order-result")).to_have_text("您的订单A12345678已到达【上海转运中心】")
+    # Shown to the agent only: the conversation still has just the bot's one answer of the form.
+    await page.locator(f"#mine li[data-id='{cid}']").click()
+    await expect(page.locator("#messages .bubble", has_text="上海转运中心")).to_have_count(1)
     await context.close()
     guard.check()
