@@ -60,11 +60,15 @@ def admin_routes() -> list[web.AbstractRouteDef]:
     ]
 
 
-def parse_range(query: Any, now: datetime | None = None) -> tuple[datetime, datetime]:
-    """`from`/`to` as ISO 8601 (a date or a datetime; naive = UTC); default: the last 24 hours."""
+def parse_range(query: Any, now: datetime | None = None, tz: tzinfo = UTC) -> tuple[datetime, datetime]:
+    """`from`/`to` as ISO 8601; default: the last 24 hours.
+
+    A date is that day's midnight in `tz` (business_hours.timezone, the dashboard's days); a datetime
+    without an offset is UTC.
+    """
     now = now or datetime.now(UTC)
-    end = _parse_time(query.get("to"), "to") or now
-    start = _parse_time(query.get("from"), "from") or end - DEFAULT_RANGE
+    end = _parse_time(query.get("to"), "to", tz) or now
+    start = _parse_time(query.get("from"), "from", tz) or end - DEFAULT_RANGE
     if start >= end:
         raise http_error(web.HTTPBadRequest, "from must be before to")
     if end - start > MAX_RANGE:
@@ -72,9 +76,17 @@ def parse_range(query: Any, now: datetime | None = None) -> tuple[datetime, date
     return start, end
 
 
-def _parse_time(value: str | None, name: str) -> datetime | None:
+def _parse_time(value: str | None, name: str, tz: tzinfo = UTC) -> datetime | None:
     if not value:
         return None
+    if len(value) == 10 and value[4:5] == "-":  # a date: midnight where the business is
+        try:
+            day = datetime.strptime(value, "%Y-%m-%d")
+        except ValueError:
+            raise http_error(
+                web.HTTPBadRequest, f"{name} must be an ISO 8601 date or time, e.g. 2026-11-24T08:00:00Z"
+            ) from None
+        return day.replace(tzinfo=tz).astimezone(UTC)
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -326,8 +338,9 @@ async def kb_reload(request: web.Request) -> web.Response:
 async def stats_view(request: web.Request) -> web.Response:
     """GET /admin/api/stats?from=&to= — the dashboard's numbers (admin token or an admin agent)."""
     await require_admin(request)
-    start, end = parse_range(request.query)
-    body = await compute_stats(request.app[RUNTIME], start, end)
+    runtime = request.app[RUNTIME]
+    start, end = parse_range(request.query, tz=group_hours(runtime.settings).default.timezone)
+    body = await compute_stats(runtime, start, end)
     return web.json_response(body, dumps=_dumps, headers={"Cache-Control": "no-store"})
 
 
