@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from gateway.http.admin_api import bucket_labels, buckets, durations, unanswered_clusters
+from gateway.http.admin_api import bucket_labels, buckets, durations, parse_range, unanswered_clusters
 from gateway.storage.stats_queries import UnansweredRow
 
 AT = datetime(2026, 11, 24, 8, 30, tzinfo=UTC)
@@ -112,6 +112,16 @@ def test_buckets_and_labels_follow_the_business_hours_time_zone_not_utc() -> Non
         timedelta(hours=23),  # Sunday 29 March 2026: clocks go forward
         timedelta(hours=24),
     ]
+
+
+def test_a_date_in_the_range_is_midnight_in_the_business_time_zone() -> None:
+    shanghai = ZoneInfo("Asia/Shanghai")
+    start, end = parse_range({"from": "2026-11-01", "to": "2026-11-08"}, tz=shanghai)
+    assert (start, end) == (datetime(2026, 10, 31, 16, tzinfo=UTC), datetime(2026, 11, 7, 16, tzinfo=UTC))
+    assert len(buckets(start, end, shanghai)[1]) == 7
+    # A datetime keeps its own offset (or UTC without one), as the page sends it.
+    start, _ = parse_range({"from": "2026-11-01T00:00:00", "to": "2026-11-02T00:00:00Z"}, tz=shanghai)
+    assert start == datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def test_durations_summarise_seconds() -> None:
