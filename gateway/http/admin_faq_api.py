@@ -115,12 +115,13 @@ def _read(path: str) -> str:
 def _write_if_unchanged(path: str, version: str, text: str) -> str | None:
     """Write `text` if the file still has `version`; else the version it has now (nothing written).
 
-    Compare and write happen under an exclusive lock on `.kefu-edit.lock` beside the file (ignored by
-    the loader, being hidden), so two `kefu serve` processes cannot both save over one version; the new
-    content goes to a temporary file in the same folder first, then one rename replaces the file.
+    Compare and write happen under an exclusive lock on `.<file>.lock` beside the file (hidden, so the
+    loader ignores it; the same lock `kb.learned` takes for learned.yaml), so two `kefu serve` processes,
+    or the editor and 教机器人, cannot both write over one version; the new content goes to a temporary
+    file in the same folder first, then one rename replaces the file.
     """
     folder = os.path.dirname(os.path.abspath(path))
-    with open(os.path.join(folder, ".kefu-edit.lock"), "a") as lock:
+    with open(os.path.join(folder, f".{os.path.basename(path)}.lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         now = editing.file_version(_read(path))
         if now != version:
@@ -234,9 +235,10 @@ async def _candidate(runtime: Runtime, faq: FaqFiles, data: dict[str, Any]) -> t
         new_text = await asyncio.to_thread(editing.update_entry, current, entry_id, changes)
     except editing.EditError as exc:
         raise http_error(web.HTTPUnprocessableEntity, f"无法修改：{exc}") from None
-    # Everything a reload reads (with issue 12's learned file, `load_paths()`), so the check sees what the bot will.
-    loaded = getattr(runtime.kb, "load_paths", lambda: runtime.kb.paths)
-    result = await asyncio.to_thread(lambda: editing.candidate_kb(loaded(), faq.root, {name: new_text}))
+    # Everything a reload reads (the learned file too), so the check sees what the bot will; load_paths stats.
+    result = await asyncio.to_thread(
+        lambda: editing.candidate_kb(runtime.kb.load_paths(), faq.root, {name: new_text})
+    )
     problems = list(result.problems)
     if result.kb is not None:  # the slot-regex trial of `kefu kb check`
         problems += await asyncio.to_thread(trial_problems, result.kb.slots)
