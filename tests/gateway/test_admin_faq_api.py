@@ -195,6 +195,6 @@ def test_the_write_compares_the_version_again_under_the_lock(faq_dir: Path) -> N
     assert _write_if_unchanged(str(shop), file_version(text), text + "# ok\n") is None
     assert shop.read_text(encoding="utf-8") == text + "# ok\n"
     assert sorted(p.name for p in faq_dir.iterdir()) == [
-        ".kefu-edit.lock",
+        ".shop.yaml.lock",
         "shop.yaml",
     ]  # no temporary file left
