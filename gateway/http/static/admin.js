@@ -41,6 +41,8 @@
   document.querySelectorAll(".tabs .tab").forEach((tab) => tab.addEventListener("click", () => {
     document.querySelectorAll(".tabs .tab").forEach((t) => t.setAttribute("aria-current", t === tab ? "page" : "false"));
     document.querySelectorAll("main[data-panel]").forEach((m) => m.classList.toggle("hidden", m.dataset.panel !== tab.dataset.tab));
+    // The time range and refresh belong to the dashboard only.
+    document.querySelectorAll(".dash-only").forEach((e) => e.classList.toggle("hidden", tab.dataset.tab !== "dash"));
     document.dispatchEvent(new CustomEvent("kefu:admin-tab", { detail: { tab: tab.dataset.tab } }));
   }));
   function showError(e) { $("updated").textContent = "刷新失败：" + e.message; }
