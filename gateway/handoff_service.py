@@ -214,7 +214,9 @@ class HandoffService(AgentActions):
             if result.handoff:
                 await self.on_queued(result.conversation_id)
             elif result.decision == WITH_HUMAN:
-                await self.on_customer_message(result.conversation_id, result.message_id)
+                # The bot may have answered a queued customer (its reply is in `replies`).
+                answered = bool(result.replies)
+                await self.on_customer_message(result.conversation_id, result.message_id, answered)
         except Exception:
             # The customer's message is stored; the periodic job re-runs assignment. Never fail the webhook.
             logger.exception("handoff: follow-up of conversation %s failed", result.conversation_id)
@@ -258,13 +260,15 @@ class HandoffService(AgentActions):
         if position is None:
             logger.info("handoff conversation=%s was taken before it was routed", conv.id)
 
-    async def on_customer_message(self, conversation_id: int, message_id: int) -> None:
+    async def on_customer_message(
+        self, conversation_id: int, message_id: int, answered: bool = False
+    ) -> None:
         """A customer wrote to a queued/assigned conversation: push it to the agent (stored either way)."""
         row = await self.runtime.store.message(message_id)
         if row is None or row.conversation_id != conversation_id:
             return
         payload = {"message_id": row.id, "text": row.text, "sender_name": row.sender_name, "kind": row.kind}
-        await self.flow.on_customer_message(conversation_id, payload)
+        await self.flow.on_customer_message(conversation_id, payload, answered=answered)
 
     async def _customer(self, conversation_id: int) -> Customer | None:
         conv = await self.runtime.store.conversation(conversation_id)

@@ -104,6 +104,10 @@ class HandoffStore(Protocol):
         claimed yet (atomic, so concurrent messages send it once)."""
         ...
 
+    async def waiting_ticket(self, conversation_id: int) -> bool:
+        """True when the conversation is a 留言 still waiting in the queue (nobody was online for it)."""
+        ...
+
     async def list_tickets(self, groups: Collection[str] | None = None) -> Sequence[QueueItem]:
         """The 留言 tickets still waiting, of the given groups or all."""
         ...

@@ -216,6 +216,10 @@ class QueueQueries(HandoffTables):
             rows = await self._rows(_LENGTH_OF, {"groups": list(groups)})
         return int(rows[0]["n"]) if rows else 0
 
+    async def waiting_ticket(self, conversation_id: int) -> bool:
+        """True when the conversation is a 留言 still waiting (see handoff.store.HandoffStore)."""
+        return bool(await self._rows(_FOLLOWUP_DUE, {"conversation_id": conversation_id}))
+
     async def claim_ticket_followup(self, conversation_id: int, at: datetime) -> bool:
         """True once per 留言 (see handoff.store.HandoffStore.claim_ticket_followup)."""
         rows = await self._rows(_FOLLOWUP_DUE, {"conversation_id": conversation_id})

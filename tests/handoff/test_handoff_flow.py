@@ -90,6 +90,10 @@ class MemoryStore:
     async def queue_length(self, groups: Collection[str] | None = None) -> int:
         return len(await self.list_queue(groups))
 
+    async def waiting_ticket(self, conversation_id: int) -> bool:
+        c = self.convs.get(str(conversation_id))
+        return c is not None and c.state is S.QUEUED and c.item is not None and c.item.is_ticket
+
     async def claim_ticket_followup(self, conversation_id: int, at: datetime) -> bool:
         c = self.convs.get(str(conversation_id))
         if c is None or c.state is not S.QUEUED or c.item is None or not c.item.is_ticket:
