@@ -234,6 +234,8 @@ class HandoffSettings(_Section):
     groups: list[dict[str, Any]] | dict[str, Any] = Field(default_factory=list)
     assignment: AssignmentPolicy = AssignmentPolicy.LEAST_BUSY
     heartbeat_timeout_s: float = Field(default=60, gt=0)
+    # After heartbeat_timeout_s + this with no sign of the agent, their conversations go back to the queue.
+    offline_grace_s: float = Field(default=60, ge=0)
     idle_reminder_minutes: float | None = Field(default=None, gt=0)
     job_interval_s: float = Field(default=15, gt=0)
     service_hours: str | None = None  # said in the "nobody online" notice, e.g. 每天 9:00–21:00
