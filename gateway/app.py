@@ -35,6 +35,7 @@ from gateway.keys import HANDOFF, RUNTIME
 from gateway.logs import quiet_bad_requests
 from gateway.message import utcnow
 from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
+from gateway.norms import answer_placeholders
 from gateway.pipeline import Pipeline
 from gateway.runtime import AdapterKey, Runtime
 from gateway.settings import Settings
@@ -122,6 +123,7 @@ def build_runtime(settings: Settings, *, handle_signals: bool = False) -> Runtim
         store, kb, settings.pipeline, settings.conversation.lifecycle, outbox=outbox, metrics=metrics
     )
     install_actions(pipeline, settings.actions, store, metrics)
+    pipeline.placeholders = answer_placeholders(settings)
     return Runtime(
         settings=settings,
         store=store,

@@ -23,6 +23,7 @@ from gateway.outcome import WITH_HUMAN, while_with_human
 from gateway.outcome import Outcome as _Outcome
 from gateway.settings import PipelineSettings
 from gateway.storage import Conflict, ConversationRow, MessageRow, Store, Unit
+from handoff.canned import render_canned
 from handoff.lifecycle import LifecycleRules, is_expired
 from handoff.state import ConversationState, check_transition, is_with_human
 from intents.choices import intent_group, picked_entry, picked_number, suggested_questions
@@ -160,6 +161,7 @@ class Pipeline:
         self.interceptors: list[Interceptor] = []
         self.observers: list[Observer] = []
         self.actions: ActionHook | None = None
+        self.placeholders: Mapping[str, str] = {}  # {service_hours} etc. in answers (gateway.norms)
 
     async def handle(self, message: Message, *, outbox: OutboxMode = None) -> PipelineResult:
         """Dedupe, store and answer one message (`outbox`: its replies' rows, in the same unit of work)."""
@@ -337,7 +339,8 @@ class Pipeline:
         reply_ids: list[int] = []
         rows: list[tuple[int, str]] = []
         where = {k: getattr(message, k) for k in ("channel", "account", "conversation_key")}
-        for text, suggestions, entry_id in outcome.replies:
+        for template, suggestions, entry_id in outcome.replies:
+            text = render_canned(template, self.placeholders)  # unknown {names} stay (kb lint warns)
             row = tx.add_message(
                 conversation_id=conversation.id,
                 conversation_key=message.conversation_key,

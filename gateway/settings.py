@@ -238,7 +238,8 @@ class HandoffSettings(_Section):
     offline_grace_s: float = Field(default=60, ge=0)
     idle_reminder_minutes: float | None = Field(default=None, gt=0)
     job_interval_s: float = Field(default=15, gt=0)
-    service_hours: str | None = None  # said in the "nobody online" notice, e.g. 每天 9:00–21:00
+    # Rewords business_hours (the one source of hours) in notices and {service_hours}; None = its description.
+    service_hours: str | None = None
     wrap_up_tags: list[str] | None = None  # allowed wrap-up tags; None = any
 
     @field_validator("groups")

@@ -195,6 +195,8 @@ class HandoffFlow:
         business hours when closed) and the service hours."""
         configured = self.no_agent.hours_configured
         service_hours = self.no_agent.service_hours or (hours.describe() if configured else None)
+        if hours.round_the_clock and not self.no_agent.service_hours:
+            service_hours = None  # 24×7: nobody online is just that, not "outside the service hours"
         resumes = None if open_now or not configured else hours.next_opening(now)
         if next_shift is not None:
             resumes = next_shift.astimezone(hours.timezone)
