@@ -241,6 +241,8 @@ class HandoffSettings(_Section):
     # Rewords business_hours (the one source of hours) in notices and {service_hours}; None = its description.
     service_hours: str | None = None
     wrap_up_tags: list[str] | None = None  # allowed wrap-up tags; None = any
+    # A YAML file of canned replies (`canned: [{title, text, group}]`) imported once into an empty table.
+    canned_file: str | None = None
 
     @field_validator("groups")
     @classmethod

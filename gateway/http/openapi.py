@@ -65,7 +65,8 @@ _ERRORS = {
     404: "No such conversation, canned reply or follow-up",
     409: "Conflict: someone was faster, or the state does not allow it",
     413: "Body larger than server.max_body_bytes",
-    422: "Refused by a 质检 rule with block: true (the rule and a suggested wording are named)",
+    422: "Refused: the text still has a canned reply's {placeholder} (code unfilled_placeholder, the names in "
+    "placeholders), or a 质检 rule with block: true named it (with a suggested wording)",
 }
 
 
@@ -264,7 +265,8 @@ def spec() -> dict[str, Any]:
                     _all(canned={"type": "array", "items": _ref("Canned")}),
                 ),
                 "post": _op(
-                    "Add a canned reply ({customer_name}, {agent_name}, {order_id}, {group}, {shop_name}, {date}); "
+                    "Add a canned reply ({customer_name}, {agent_name}, {order_id}, {group}, {shop_name}, {date}, "
+                    "{service_hours}); "
                     "400 also for an unknown or unclosed placeholder",
                     _ref("Canned"),
                     status=201,
@@ -275,6 +277,26 @@ def spec() -> dict[str, Any]:
                         group=_null(_text(MAX_NAME)),
                     ),
                     errors=(403,),
+                ),
+            },
+            "/canned/{id}": {
+                "put": _op(
+                    "Edit a canned reply (supervisors and admins: any; agents: the ones they added)",
+                    _ref("Canned"),
+                    body=_obj(
+                        ("title", "text"),
+                        title=_text(MAX_NAME),
+                        text=_text(2000),
+                        group=_null(_text(MAX_NAME)),
+                    ),
+                    errors=(403, 404),
+                    params=[{"$ref": "#/components/parameters/CannedId"}],
+                ),
+                "delete": _op(
+                    "Delete a canned reply (supervisors and admins: any; agents: the ones they added)",
+                    _all(deleted=_ID),
+                    errors=(403, 404),
+                    params=[{"$ref": "#/components/parameters/CannedId"}],
                 ),
             },
             "/canned/{id}/render": {
@@ -506,7 +528,14 @@ def _schemas() -> dict[str, Any]:
                 "items": _all(entry_id=_STR, question=_STR, answer=_STR, score=_NUM),
             },
         ),
-        "Canned": _all(id=_ID, title=_STR, text=_STR, group=_null(_STR)),
+        "Canned": _all(
+            id=_ID,
+            title=_STR,
+            text=_STR,
+            group=_null(_STR),
+            placeholders={"type": "array", "items": _STR},
+            editable=_BOOL,
+        ),
         "FollowUp": _all(
             id=_ID,
             conversation_id=_ID,

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from aiohttp import web
 
+from gateway.canned_seed import seed_canned
 from gateway.handoff_events import HandoffError
 from gateway.handoff_service import HandoffService
 from gateway.jobs.first_response import first_response_sweep
@@ -99,6 +100,7 @@ async def run_jobs(service: HandoffService) -> None:
 async def handoff_jobs(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: the periodic handoff job; on shutdown, close the agent WebSockets."""
     service = app[HANDOFF]
+    await seed_canned(service)  # the deployment's starter canned replies, once
     task = asyncio.create_task(run_jobs(service), name="kefu-handoff-jobs")
     yield
     task.cancel()
