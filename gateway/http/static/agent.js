@@ -409,15 +409,15 @@
     const q = cannedQuery();
     const item = choices[chosen];
     if (!q || !item) return;
-    let text = item.text;
-    try {
-      const rendered = await api("POST", "/api/v1/canned/" + item.id + "/render", token, { conversation_id: currentId });
-      text = rendered.text;
-    } catch (e) { /* keep the raw text with its placeholders */ }
-    reply.value = reply.value.slice(0, q.start) + text + reply.value.slice(reply.selectionStart);
     pop.classList.add("hidden");
+    // Known placeholders are filled by the server, the rest asked for inline (canned.js); null = cancelled.
+    const text = await window.kefu.canned.fill(item, currentId);
+    if (text !== null) reply.value = reply.value.slice(0, q.start) + text + reply.value.slice(q.start + 1 + q.query.length);
     reply.focus();
   }
+  document.addEventListener("kefu:canned-changed", async () => {
+    try { canned = (await api("GET", "/api/v1/canned", token)).canned; } catch (e) { /* keep the old list */ }
+  });
   reply.addEventListener("input", () => { chosen = 0; showCanned(); if (currentId !== null) drafts.set(currentId, reply.value); });
   reply.addEventListener("keydown", (e) => {
     const open = !pop.classList.contains("hidden") && choices.length;
