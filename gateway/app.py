@@ -78,6 +78,7 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
     app[HANDOFF] = handoff
     runtime.pipeline.interceptors.append(handoff)  # a CSAT rating is not a new question
     runtime.pipeline.observers.append(handoff.after_message)  # queue handoffs, forward to the agent
+    runtime.outbox.listeners.append(handoff.delivery_changed)  # delivery state live in the consoles
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_view)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway.channels.base import Outgoing
+from gateway.delivery_state import delivery_view
 from gateway.handoff_actions import AgentActions
 from gateway.handoff_events import (
     EventBus,
@@ -26,7 +27,7 @@ from gateway.handoff_events import (
 )
 from gateway.message import Message, Reply
 from gateway.norms import group_hours, sla_policy
-from gateway.storage import Unit
+from gateway.storage import OutboxRow, Unit
 from gateway.storage.csat import pending_csat, skip_csat
 from gateway.storage.events import EventRow
 from gateway.storage.handoff_store import HandoffDb, session_of
@@ -346,6 +347,24 @@ class HandoffService(AgentActions):
         async with self.runtime.store.transaction() as tx:
             found = await tx.find_message(customer.channel, customer.account, key)
         return found.id if found is not None else None
+
+    async def delivery_changed(self, row: OutboxRow, status: str, error: str | None) -> None:
+        """The outbox finished a send: the consoles showing its conversation get `message.delivery`.
+
+        Agent replies and notices always (a failed one must be seen); the bot's own replies only when
+        they did not arrive. Conversations no agent ever had are nobody's console's business.
+        """
+        if row.message_id is None or (row.sender == "bot" and status == "sent"):
+            return
+        message = await self.runtime.store.message(row.message_id)
+        if message is None:
+            return
+        ref = await self.db.get_conversation(str(message.conversation_id))
+        if ref is None or (ref.assigned_agent_id is None and ref.state is not ConversationState.QUEUED):
+            return
+        payload = {"message_id": row.message_id, "delivery": delivery_view(status, error)}
+        where = {"agent_id": ref.assigned_agent_id} if ref.assigned_agent_id else {"group": ref.group}
+        await self._publish("message.delivery", payload, conversation_id=message.conversation_id, **where)
 
     # --- assignment -----------------------------------------------------------------------------
 

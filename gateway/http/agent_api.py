@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.delivery_state import delivery_view
 from gateway.handoff_events import HandoffError
 from gateway.handoff_service import QUEUE_PAGE, QUEUE_PAGE_MAX, HandoffService
 from gateway.http import canned_api
@@ -28,6 +29,7 @@ from gateway.keys import HANDOFF, QA, RUNTIME
 from gateway.qa_service import blocked_reply
 from handoff.agents import AgentInfo
 from handoff.canned import unfilled_refusal
+from handoff.permissions import can_reply
 from handoff.presence import Presence
 from handoff.wrapup import CloseReason
 
@@ -59,6 +61,7 @@ def agent_routes() -> list[web.AbstractRouteDef]:
         web.get(f"{p}/conversations/{{id}}", _authed(get_conversation)),
         web.post(f"{p}/conversations/{{id}}/claim", _authed(claim)),
         web.post(f"{p}/conversations/{{id}}/messages", _authed(reply)),
+        web.post(f"{p}/conversations/{{id}}/messages/{{message_id}}/retry", _authed(retry_send)),
         web.post(f"{p}/conversations/{{id}}/notes", _authed(add_note)),
         web.post(f"{p}/conversations/{{id}}/transfer", _authed(transfer)),
         web.post(f"{p}/conversations/{{id}}/reassign", _authed(reassign)),
@@ -311,9 +314,10 @@ async def get_conversation(request: web.Request, agent: AgentInfo, service: Hand
                 "text": m.text,
                 "kind": m.kind,
                 "created_at": m.created_at,
-                "delivery": (
-                    {"status": delivery[m.id][0], "error": delivery[m.id][1]} if m.id in delivery else None
-                ),
+                # Every outgoing message: queued / sent / failed / undeliverable, the reason, retry allowed.
+                "delivery": delivery_view(*delivery.get(m.id, (None, None)))
+                if m.direction == "out"
+                else None,
             }
             for m in messages
         ],
@@ -360,6 +364,32 @@ async def reply(request: web.Request, agent: AgentInfo, service: HandoffService)
     # A console retrying after a network error sends the same key: the same stored message, one send.
     message_id = await service.reply(agent, cid, text, idempotency_key=key)
     return _json({"message_id": message_id, "conversation_id": int(cid)}, status=201)
+
+
+async def retry_send(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
+    """Send a failed or undeliverable reply again (e.g. after the customer wrote, reopening WeChat's window)."""
+    cid = _conversation_id(request)
+    message_id = path_id(request, "message", "message_id")
+    ref = await service.conversation_for(agent, cid)
+    if not can_reply(agent, ref).allowed:
+        raise http_error(web.HTTPForbidden, "only the agent who has the conversation can resend its messages")
+    message = await service.runtime.store.message(message_id)
+    if message is None or message.conversation_id != int(cid) or message.direction != "out":
+        raise http_error(web.HTTPNotFound, f"no message {message_id} sent in conversation {cid}")
+    status, error = (await service.runtime.store.delivery([message_id])).get(message_id, (None, None))
+    if not delivery_view(status, error)["retry"]:
+        raise http_error(web.HTTPConflict, "这条消息无需或无法重发（已送达、发送中，或需先修改配置）")
+    if not await service.runtime.store.resend_message(message_id, service.clock.now()):
+        raise http_error(web.HTTPConflict, "这条消息已在重发中")
+    service.runtime.outbox.wake()
+    view = delivery_view("pending", None)
+    await service.publish(
+        "message.delivery",
+        {"message_id": message_id, "delivery": view},
+        conversation_id=int(cid),
+        agent_id=agent.id,
+    )
+    return _json({"message_id": message_id, "delivery": view})
 
 
 async def add_note(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:

@@ -197,6 +197,18 @@ def spec() -> dict[str, Any]:
                     params=_CONV,
                 )
             },
+            "/conversations/{id}/messages/{message_id}/retry": {
+                "post": _op(
+                    "Send a failed or undeliverable message again (the assignee; 409 when it needs no resend or "
+                    "cannot be resent, e.g. a missing AppSecret)",
+                    _all(message_id=_ID, delivery=_ref("Delivery")),
+                    errors=_CONV_ACTION,
+                    params=[
+                        *_CONV,
+                        {"name": "message_id", "in": "path", "required": True, "schema": _ID},
+                    ],
+                )
+            },
             "/conversations/{id}/notes": {
                 "post": _op(
                     "Internal note, never sent to the customer",
@@ -491,6 +503,7 @@ def _schemas() -> dict[str, Any]:
                     text=_STR,
                     kind=_STR,
                     created_at=_TIME,
+                    delivery=_null(_ref("Delivery")),
                 ),
             },
             notes={
@@ -520,6 +533,18 @@ def _schemas() -> dict[str, Any]:
                     answered_at=_null(_TIME),
                 )
             ),
+        ),
+        "Delivery": _all(
+            state={"type": "string", "enum": ["queued", "sent", "failed", "undeliverable"]},
+            status=_null(
+                {
+                    "type": "string",
+                    "enum": ["held", "pending", "sending", "sent", "failed", "undeliverable", "cancelled"],
+                }
+            ),
+            reason=_null(_STR),
+            reason_text=_null(_STR),
+            retry=_BOOL,
         ),
         "Suggestions": _all(
             message=_null(_STR),

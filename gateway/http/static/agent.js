@@ -271,11 +271,11 @@
       const m = it.m;
       const kind = m.direction === "in" ? "customer" : m.sender;
       const who = { customer: customerName(c.customer), bot: "智能客服", agent: "客服 " + (m.sender_name || ""), system: "" }[kind];
-      const failed = m.delivery && (m.delivery.status === "undeliverable" || m.delivery.status === "failed");
-      return el("div", { class: "m " + kind },
+      const delivery = window.kefu.delivery; // agent_delivery.js: 发送中 / 已送达 / 未送达 + reason, 重发
+      return el("div", { class: "m " + kind + delivery.cls(m) },
         kind === "system" ? null : el("div", { class: "who", text: who + " · " + clock(m.created_at) }),
         el("div", { class: "bubble", text: m.text }),
-        failed ? el("div", { class: "undelivered", text: "未送达：" + (m.delivery.error || "平台拒收") }) : null);
+        delivery.mark(m, c.id, () => openConversation(c.id, { keepScroll: true })));
     }));
     box.scrollTop = box.scrollHeight;
 
