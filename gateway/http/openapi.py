@@ -16,6 +16,7 @@ MAX_TEXT = 2000  # agent_api.MAX_TEXT
 MAX_NOTE = 4000  # agent_api.MAX_NOTE
 MAX_FOLLOW_UP_NOTE = 500  # follow_ups.MAX_NOTE
 MAX_NAME = 64
+MAX_CANNED = 600  # handoff.canned.MAX_CANNED_LENGTH
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 # Text the server accepts: not only whitespace, no control characters but tab, newline and carriage return
 # (PostgreSQL cannot store NUL; the others are never typed).
@@ -285,7 +286,7 @@ def spec() -> dict[str, Any]:
                     body=_obj(
                         ("title", "text"),
                         title=_text(MAX_NAME),
-                        text=_text(2000),
+                        text=_text(MAX_CANNED),
                         group=_null(_text(MAX_NAME)),
                     ),
                     errors=(403,),
@@ -298,7 +299,7 @@ def spec() -> dict[str, Any]:
                     body=_obj(
                         ("title", "text"),
                         title=_text(MAX_NAME),
-                        text=_text(2000),
+                        text=_text(MAX_CANNED),
                         group=_null(_text(MAX_NAME)),
                     ),
                     errors=(403, 404),
