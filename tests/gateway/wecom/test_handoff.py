@@ -151,8 +151,9 @@ async def test_an_agent_reply_past_the_quota_shows_the_agent_why(
     await eventually(refused)
     detail = await wang.call("GET", f"/conversations/{conv.id}")
     agent_lines = {m["text"]: m["delivery"] for m in detail["messages"] if m["sender"] == "agent"}
-    assert agent_lines["第一条"]["status"] == "sent"
-    assert agent_lines["第三条"]["status"] == "undeliverable" and "95001" in agent_lines["第三条"]["error"]
+    assert agent_lines["第一条"]["state"] == "sent"
+    assert agent_lines["第三条"]["state"] == "undeliverable" and "95001" in agent_lines["第三条"]["reason"]
+    assert agent_lines["第三条"]["reason_text"].startswith("回复条数已达上限")
     assert [m["text"]["content"] for m in kefu.api.sent_to(CUSTOMER)][-2:] == ["第一条", "第二条"]
 
 
