@@ -70,6 +70,10 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
         runtime.add_adapter(QQBotAdapter(qqbot, runtime))
     for wecom in settings.channels.wecom:
         runtime.add_adapter(WeComAdapter(wecom, runtime))
+        if (
+            wecom.handoff_mode == "wecom"
+        ):  # WeCom's own staff serve its handoffs: the bot must not talk over them
+            runtime.pipeline.quiet_while_queued.add(("wecom", wecom.name))
     for adapter in runtime.adapters.values():
         app.router.add_routes(adapter.routes())
 

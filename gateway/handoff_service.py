@@ -215,9 +215,12 @@ class HandoffService(AgentActions):
             if result.handoff:
                 await self.on_queued(result.conversation_id)
             elif result.decision == WITH_HUMAN:
-                # The bot may have answered a queued customer (its reply is in `replies`).
-                answered = bool(result.replies)
-                await self.on_customer_message(result.conversation_id, result.message_id, answered)
+                # The bot may have answered a queued customer (its reply is in `replies`); where another
+                # tool serves the handoffs (WeCom's own staff) kefu acknowledges nothing.
+                quiet = (result.channel, result.account) in self.runtime.pipeline.quiet_while_queued
+                await self.on_customer_message(
+                    result.conversation_id, result.message_id, bool(result.replies), quiet=quiet
+                )
         except Exception:
             # The customer's message is stored; the periodic job re-runs assignment. Never fail the webhook.
             logger.exception("handoff: follow-up of conversation %s failed", result.conversation_id)
@@ -262,14 +265,14 @@ class HandoffService(AgentActions):
             logger.info("handoff conversation=%s was taken before it was routed", conv.id)
 
     async def on_customer_message(
-        self, conversation_id: int, message_id: int, answered: bool = False
+        self, conversation_id: int, message_id: int, answered: bool = False, *, quiet: bool = False
     ) -> None:
         """A customer wrote to a queued/assigned conversation: push it to the agent (stored either way)."""
         row = await self.runtime.store.message(message_id)
         if row is None or row.conversation_id != conversation_id:
             return
         payload = {"message_id": row.id, "text": row.text, "sender_name": row.sender_name, "kind": row.kind}
-        await self.flow.on_customer_message(conversation_id, payload, answered=answered)
+        await self.flow.on_customer_message(conversation_id, payload, answered=answered, quiet=quiet)
 
     async def _customer(self, conversation_id: int) -> Customer | None:
         conv = await self.runtime.store.conversation(conversation_id)

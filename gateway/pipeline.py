@@ -162,6 +162,8 @@ class Pipeline:
         self.observers: list[Observer] = []
         self.actions: ActionHook | None = None
         self.placeholders: Mapping[str, str] = {}  # {service_hours} etc. in answers (gateway.norms)
+        # (channel, account)s whose handoffs another tool serves: no bot answers or acknowledgements there.
+        self.quiet_while_queued: set[tuple[str, str]] = set()
 
     async def handle(self, message: Message, *, outbox: OutboxMode = None) -> PipelineResult:
         """Dedupe, store and answer one message (`outbox`: its replies' rows, in the same unit of work)."""
@@ -438,7 +440,8 @@ class Pipeline:
     ) -> _Outcome:
         replies = snapshot[0].replies if snapshot else Replies(DEFAULT_REPLIES)
         if is_with_human(conversation.state):  # agents are told; queued, the bot answers what it is sure of
-            return while_with_human(message, conversation.state, prediction if snapshot else None)
+            quiet = (message.channel, message.account) in self.quiet_while_queued or snapshot is None
+            return while_with_human(message, conversation.state, None if quiet else prediction)
         if message.chat_type == "group" and not message.to_bot:
             return _Outcome(NOT_ADDRESSED)
         if snapshot is None:

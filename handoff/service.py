@@ -205,12 +205,18 @@ class HandoffFlow:
         )
 
     async def on_customer_message(
-        self, conversation_id: int, payload: Mapping[str, Any], *, answered: bool = False
+        self,
+        conversation_id: int,
+        payload: Mapping[str, Any],
+        *,
+        answered: bool = False,
+        quiet: bool = False,
     ) -> None:
         """A customer wrote to a queued/assigned conversation: push it to the agent (stored either way).
 
         Queued, every message gets a reply: the bot's answer (`answered`, then where they stand in the
-        queue) or an acknowledgement; with an agent, the agent answers and the bot says nothing.
+        queue) or an acknowledgement; with an agent, the agent answers and the bot says nothing. `quiet`:
+        another tool serves this channel's handoffs (WeCom's own staff), so kefu acknowledges nothing.
         """
         ref = await self.store.get_conversation(str(conversation_id))
         if ref is None:
@@ -223,7 +229,7 @@ class HandoffFlow:
         await self.events.publish(
             "message.customer", payload, conversation_id=conversation_id, group=ref.group
         )
-        if ref.state is not ConversationState.QUEUED:
+        if ref.state is not ConversationState.QUEUED or quiet:
             return
         turn = int(payload.get("message_id") or 0)
         if await self.store.waiting_ticket(conversation_id):

@@ -90,6 +90,13 @@ async def test_handoff_mode_wecom_transfers_the_session_to_reception_staff(
 
     await eventually(notice_refused)
 
+    # While WeCom's staff have the customer, kefu's bot neither answers nor acknowledges (issue 17 item 1).
+    before = len(await kefu.runtime.store.list_outbox())
+    await kefu.say("怎么开发票")
+    # (the pull awaits the pipeline and its observers: an answer or acknowledgement would be stored by now)
+    assert [m.sender for m in await kefu.messages()][-1] == "customer"
+    assert len(await kefu.runtime.store.list_outbox()) == before
+
     # The staff member answers inside WeCom; kefu keeps the history whole.
     wecom_api.servicer_text(CUSTOMER, "您好，我是小张，请讲")
     wecom_api.event("event_session_status_change.json", external_userid=CUSTOMER)  # 小张 ends the session
