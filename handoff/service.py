@@ -243,7 +243,13 @@ class HandoffFlow:
             position = await self.store.queue_position(str(conversation_id))
             if position is None:
                 return
-            text = waiting.still_queued(position) if answered else waiting.queued_ack(position, turn)
+            if answered:
+                # After the bot's answer the place in the queue is news only when it changed.
+                if not await self.store.claim_position_note(conversation_id, position, self.clock.now()):
+                    return
+                text = waiting.still_queued(position)
+            else:
+                text = waiting.queued_ack(position, turn)
         await self.notifier.notify(conversation_id, text, delay=NOTICE_DELAY)
 
     # --- assignment -------------------------------------------------------------------------------------

@@ -35,6 +35,8 @@ async def test_queued_the_bot_answers_what_it_knows_and_acknowledges_the_rest(
     assert answer.startswith(INVOICE_ANSWER_START)
     assert (await kefu.texts(2))[1] == waiting.still_queued(2)
     assert "前面还有 1 位" in waiting.still_queued(2)
+    # Another answer at the same place: the place is no news, so it is not repeated.
+    assert (await kefu.say("可以开发票吗")).startswith(INVOICE_ANSWER_START)
 
     # Nothing the bot can answer: every message is acknowledged, in words that vary.
     for text in ("天王星的卫星有几颗", "量子纠缠怎么计算"):
