@@ -182,8 +182,7 @@ class ChannelsSettings(_Section):
     """The channel accounts to serve."""
 
     wechat: list[WeChatAccountSettings] = Field(default_factory=list)
-    # QQ: OneBot v11 implementations (NapCat, Lagrange, go-cqhttp...) and the official QQ bot API.
-    # Each channel's account model lives in its folder (gateway/channels/<name>/settings.py).
+    # QQ: OneBot v11 (NapCat, Lagrange, go-cqhttp...), the official bot; models in gateway/channels/<name>/.
     onebot: list[OneBotAccountSettings] = Field(default_factory=list)
     qqbot: list[QQBotAccountSettings] = Field(default_factory=list)
     # WeCom 微信客服 (企业微信 customer-service accounts); the model lives beside its adapter.
