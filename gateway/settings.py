@@ -39,6 +39,7 @@ from gateway.channels.qqbot.settings import QQBotAccountSettings
 from gateway.channels.web.settings import WebChannelSettings
 from gateway.channels.wechat.settings import WeChatAccountSettings
 from gateway.channels.wecom.settings import WeComAccountSettings
+from gateway.media.settings import UploadsSettings
 from handoff.lifecycle import LifecycleRules
 from handoff.queue import AssignmentPolicy
 from handoff.routing import RoutingConfigError, RoutingRules
@@ -312,6 +313,7 @@ class Settings(BaseSettings):
     shifts: ShiftsSettings = Field(default_factory=ShiftsSettings)
     qa: QaSettings = Field(default_factory=QaSettings)
     actions: ActionsSettings = Field(default_factory=ActionsSettings)  # custom actions (gateway.actions)
+    uploads: UploadsSettings = Field(default_factory=UploadsSettings)  # images and files (gateway.media)
 
     @classmethod
     def settings_customise_sources(

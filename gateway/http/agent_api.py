@@ -24,7 +24,9 @@ from gateway.http.follow_ups_api import follow_up_routes
 from gateway.http.openapi import spec
 from gateway.http.pages import suggestions
 from gateway.keys import HANDOFF, QA, RUNTIME
+from gateway.media import Media
 from gateway.qa_service import blocked_reply
+from gateway.storage import MessageRow
 from handoff.agents import AgentInfo
 from handoff.canned import CannedReply, canned_for_agent, render_canned_report, validate_canned
 from handoff.presence import Presence
@@ -228,6 +230,11 @@ async def list_conversations(request: web.Request, agent: AgentInfo, service: Ha
     return _json({"conversations": items})
 
 
+def attachment_json(media: Media | None, m: MessageRow) -> dict[str, Any] | None:
+    """A message's image or file with a signed URL (gateway.media), or None."""
+    return media.message_json(m.id, m.attachment) if media is not None and m.attachment else None
+
+
 def _conversation_id(request: web.Request) -> str:
     return str(path_id(request, "conversation"))
 
@@ -307,6 +314,7 @@ async def get_conversation(request: web.Request, agent: AgentInfo, service: Hand
                 "sender_name": m.sender_name,
                 "text": m.text,
                 "kind": m.kind,
+                "attachment": attachment_json(service.runtime.media, m),
                 "created_at": m.created_at,
                 "delivery": (
                     {"status": delivery[m.id][0], "error": delivery[m.id][1]} if m.id in delivery else None

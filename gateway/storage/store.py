@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import select, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -91,6 +91,14 @@ class Transaction:
         row.confidence, row.kb_version = confidence, kb_version
         await self._flush()
 
+    async def set_attachment(self, message_id: int, attachment: Mapping[str, Any]) -> None:
+        """Record a message's attachment anew (a platform image once fetched gets its stored key)."""
+        row = await self._session.get(MessageRecord, message_id)
+        if row is None:
+            raise LookupError(f"no message {message_id}")
+        row.attachment = dict(attachment)
+        await self._flush()
+
     async def enqueue(
         self,
         *,
@@ -105,6 +113,7 @@ class Transaction:
         due: datetime | None = None,
         status: str = "pending",
         next_attempt_at: datetime | None = None,
+        attachment: Mapping[str, Any] | None = None,
     ) -> int:
         """Add an outbox row (or return the existing one for the same stored message), sent from `due` on."""
         if message_id is not None:
@@ -125,6 +134,7 @@ class Transaction:
             next_attempt_at=due or next_attempt_at or now,
             created_at=now,
             message_id=message_id,
+            attachment=dict(attachment) if attachment else None,
         )
         self._session.add(row)
         await self._flush()
@@ -262,6 +272,12 @@ def _create_all(connection: Connection) -> None:
     # per-conversation order index (the claim's NOT EXISTS) here.
     for index in OutboxRecord.__table__.indexes:
         index.create(connection, checkfirst=True)
+    # Columns added since (until Alembic migrations take over): a nullable JSON column each.
+    for table in (MessageRecord.__table__, OutboxRecord.__table__):
+        present = {c["name"] for c in inspect(connection).get_columns(table.name)}
+        if "attachment" not in present:
+            kind = table.c.attachment.type.compile(dialect=connection.dialect)
+            connection.execute(text(f"ALTER TABLE {table.name} ADD COLUMN attachment {kind}"))
 
 
 def is_database_error(exc: BaseException) -> bool:
