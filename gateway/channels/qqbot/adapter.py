@@ -36,7 +36,8 @@ from gateway.channels.qqbot.crypto import signing_key, validation_signature, ver
 from gateway.channels.qqbot.settings import QQBotAccountSettings
 from gateway.channels.tokens import TokenCache, parse_expires_in
 from gateway.http.bodies import http_error, parse_json, read_body
-from gateway.message import Message, utcnow
+from gateway.media.fetch import FetchError, download
+from gateway.message import Attachment, Message, utcnow
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -98,14 +99,17 @@ def to_message(account: str, event_type: str, d: Any, received_at: datetime | No
     text = content.strip()  # group @ messages arrive with a leading space where the @ was
     attachments = d.get("attachments") if isinstance(d.get("attachments"), list) else []
     kind = "text"
+    picture = _picture(attachments)
     if not text and attachments:
         types = {str(a.get("content_type", "")) for a in attachments if isinstance(a, Mapping)}
         kind = "image" if any(t.startswith("image") for t in types) else "other"
+        text = "[图片]" if kind == "image" else ""
     common: dict[str, Any] = {
         "channel": CHANNEL,
         "account": account,
         "text": text,
         "kind": kind,
+        "attachment": picture,
         "channel_msg_id": msg_id,
         "received_at": received_at or utcnow(),
         "raw": dict(d),
@@ -123,6 +127,19 @@ def to_message(account: str, event_type: str, d: Any, received_at: datetime | No
         )
     user = _str(author, "user_openid", "d.author")
     return Message(conversation_key=f"qq:{account}:private:{user}", user_id=user, **common)
+
+
+def _picture(attachments: list[Any]) -> Attachment | None:
+    """The first image attachment (QQ gives its URL, sometimes without a scheme); fetched on first view."""
+    for item in attachments:
+        if isinstance(item, Mapping) and str(item.get("content_type", "")).startswith("image"):
+            url = str(item.get("url") or "")
+            if url and "://" not in url:
+                url = "https://" + url.lstrip("/")
+            if url.startswith(("http://", "https://")):
+                name = str(item.get("filename") or "image.jpg")
+                return Attachment(kind="image", mime=str(item["content_type"]), name=name, url=url)
+    return None
 
 
 # --- passive-reply bookkeeping -------------------------------------------------------------------
@@ -296,8 +313,17 @@ class QQBotAdapter:
         logger.info("qqbot access token refreshed", extra={"account": self.account, "expires_in": expires_in})
         return token, expires_in
 
+    async def fetch_media(self, attachment: Attachment, max_bytes: int) -> bytes:
+        """A customer's picture from the URL in the event's attachments."""
+        if not attachment.url:
+            raise FetchError("the attachment had no url")
+        return (await download(self.runtime.http, attachment.url, max_bytes))[0]
+
     async def send(self, outgoing: Outgoing) -> None:
         """Deliver one text as a passive reply; SendError(retryable=False) once QQ no longer allows it."""
+        if outgoing.attachment is not None:
+            # Rich media needs a public file URL uploaded through /files first; not supported yet.
+            raise SendError("QQ 机器人渠道暂不支持发送图片或文件，请改用文字说明", retryable=False)
         address = {
             **parse_conversation_key(outgoing.conversation_key),
             **{k: v for k, v in outgoing.target.items() if v not in (None, "")},

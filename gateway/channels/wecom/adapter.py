@@ -31,7 +31,8 @@ from gateway.channels.wecom.events import HUMAN_MENU_ID, CallbackError, Item
 from gateway.channels.wecom.settings import WeComAccountSettings
 from gateway.channels.wecom.sync import FAIL_TYPES, Puller, outbox_id_of, record, record_unit
 from gateway.http.bodies import read_body
-from gateway.message import utcnow
+from gateway.media.fetch import FetchError
+from gateway.message import Attachment, utcnow
 from gateway.storage.cursor_store import request_pull
 from handoff.state import is_with_human
 from handoff.wrapup import CloseReason
@@ -291,8 +292,17 @@ class WeComAdapter:
 
     # --- outbound ----------------------------------------------------------------------------------
 
+    async def fetch_media(self, attachment: Attachment, max_bytes: int) -> bytes:
+        """A customer's image by its media_id."""
+        if not attachment.media_id:
+            raise FetchError("the image item had no media_id")
+        return await self.api.get_media(attachment.media_id, max_bytes)
+
     async def send(self, outgoing: Outgoing) -> None:
         """Deliver one outbox row through kf/send_msg (the greeting through send_msg_on_event)."""
+        if outgoing.attachment is not None:
+            # kf/send_msg takes an image by media_id after media/upload; not wired up yet.
+            raise SendError("微信客服渠道暂不支持由工作台发送图片或文件，请改用文字说明", retryable=False)
         try:
             open_kfid, external = events.parse_conversation_key(outgoing.conversation_key)
         except ValueError as exc:

@@ -19,6 +19,7 @@ import aiohttp
 from gateway.channels.base import SendError
 from gateway.channels.platform_http import describe_network_error, read_json_object
 from gateway.channels.tokens import TokenCache, parse_expires_in
+from gateway.media.fetch import FetchError, download
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +167,19 @@ class WeComAPI:
                 continue
             raise WeComAPIError(errcode, str(body.get("errmsg") or ""))
         raise SendError("WeCom rejected a freshly fetched access_token", retryable=True)  # pragma: no cover
+
+    async def get_media(self, media_id: str, max_bytes: int) -> bytes:
+        """`GET /cgi-bin/media/get` (a customer's image by media_id); FetchError when WeCom says no."""
+        token = await self.tokens.get()
+        data, content_type = await download(
+            self._session,
+            f"{self._api_base}/cgi-bin/media/get",
+            max_bytes,
+            params={"access_token": token, "media_id": media_id},
+        )
+        if content_type in ("application/json", "text/plain"):  # an error document, not the file
+            raise FetchError(f"WeCom media/get refused: {data[:200].decode('utf-8', 'replace')}")
+        return data
 
     # --- 微信客服 calls --------------------------------------------------------------------------
 
