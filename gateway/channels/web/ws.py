@@ -108,9 +108,7 @@ class WebChatSockets:
         return await visitor_upload(self, visitor, request)
 
     async def show_typing(self, key: str) -> None:
-        """The agent is typing to this visitor: tell their open tabs (dropped when throttled)."""
-        if not self.runtime.typing.allow("agent", key):
-            return
+        """The agent is typing to this visitor: tell their open tabs (the agent socket throttles)."""
         for session in list(self._sessions.get(key, ())):
             with contextlib.suppress(Exception):
                 await session.send_json({"type": "typing", "who": "agent"})
