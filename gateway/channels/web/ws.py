@@ -227,6 +227,10 @@ class _Session:
                     "messages": [self._message_json(r) for r in rows],
                     "status": await self.status(),
                     "welcome": welcome(self.runtime),
+                    "uploads": {
+                        "max_bytes": self.runtime.settings.uploads.max_bytes,
+                        "types": list(self.runtime.settings.uploads.allowed_types),
+                    },
                 }
             )
 

@@ -81,6 +81,7 @@
       try { data = JSON.parse(event.data); } catch (e) { return; }
       if (data.type === "hello" && !seq) seq = data.seq;
       if (data.type === "event") { seq = Math.max(seq, data.seq); onEvent(data); }
+      if (data.type === "typing" && window.kefuMedia) window.kefuMedia.typing(data); // agent_media.js
     };
     socket.onclose = () => {
       clearInterval(ping);
@@ -269,12 +270,13 @@
           el("div", { class: "bubble", text: it.n.text }));
       }
       const m = it.m;
-      const kind = m.direction === "in" ? "customer" : m.sender;
+      // A platform event (关注, 菜单点击) is a line, never an empty customer bubble.
+      const kind = m.kind === "event" ? "system" : m.direction === "in" ? "customer" : m.sender;
       const who = { customer: customerName(c.customer), bot: "智能客服", agent: "客服 " + (m.sender_name || ""), system: "" }[kind];
       const failed = m.delivery && (m.delivery.status === "undeliverable" || m.delivery.status === "failed");
       return el("div", { class: "m " + kind },
         kind === "system" ? null : el("div", { class: "who", text: who + " · " + clock(m.created_at) }),
-        el("div", { class: "bubble", text: m.text }),
+        window.kefuMedia ? window.kefuMedia.bubble(m) : el("div", { class: "bubble", text: m.text }),
         failed ? el("div", { class: "undelivered", text: "未送达：" + (m.delivery.error || "平台拒收") }) : null);
     }));
     box.scrollTop = box.scrollHeight;
@@ -480,5 +482,10 @@
     catch (e) { alert("切换状态失败：" + e.message); }
   });
 
+  // What agent_media.js (pictures, files, typing) needs from the console.
+  window.kefuConsole = {
+    current: () => currentId, token: () => token, open: (id) => openConversation(id),
+    send: (frame) => socket && socket.readyState === WebSocket.OPEN && socket.send(JSON.stringify(frame)),
+  };
   if (token) start().catch(() => { sessionStorage.removeItem(TOKEN_KEY); token = ""; });
 })();

@@ -1,0 +1,99 @@
+"""Pictures both ways in real chromium: a customer sends a photo from the chat, the agent sees it in the
+console and sends one back, the customer sees it; and typing shows on both sides."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.keys import RUNTIME
+from tests.gateway.test_media import png
+from tests.web.conftest import Gateway, Guard, screenshot, watch
+
+
+@pytest.fixture
+async def gateway(web_settings: Callable[..., Any], tmp_path: Path) -> AsyncIterator[Gateway]:
+    """The browser tests' gateway with its uploads in tmp."""
+    app = create_app(web_settings(uploads={"dir": str(tmp_path / "uploads")}))
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    assert site._server is not None
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        yield Gateway(f"http://127.0.0.1:{port}", app[RUNTIME])
+    finally:
+        await runner.cleanup()
+
+
+async def picture_loaded(locator: Any) -> bool:
+    return bool(await locator.evaluate("img => img.complete && img.naturalWidth > 0"))
+
+
+async def test_a_photo_goes_from_the_widget_to_the_console_and_one_comes_back(
+    gateway: Gateway, new_context: Any, guard: Guard, expect: Any
+) -> None:
+    token = await gateway.add_agent("小李")
+    customer_context = await new_context(viewport={"width": 420, "height": 760})
+    customer = watch(await customer_context.new_page(), guard)
+    await customer.goto(gateway.url + "/chat")
+    box = customer.get_by_label("输入消息")
+    await box.fill("我要投诉，收到的杯子是坏的")
+    await box.press("Enter")
+    await expect(customer.locator("#status")).to_have_attribute("data-state", "queued")
+
+    photo = png(48, 32, (220, 60, 60))
+    await customer.locator("#file").set_input_files(
+        {"name": "破损.png", "mimeType": "image/png", "buffer": photo}
+    )
+    sent = customer.locator(".msg.in img")
+    await expect(sent).to_have_count(1)
+    await expect(customer.locator(".msg.in.pending")).to_have_count(0)
+    assert await picture_loaded(sent)
+
+    agent_context = await new_context()
+    agent = watch(await agent_context.new_page(), guard)
+    await agent.goto(gateway.url + "/agent")
+    await agent.get_by_label("客服令牌").fill(token)
+    await agent.get_by_label("客服令牌").press("Enter")
+    await agent.locator("#queue li").first.get_by_role("button", name="接入").click()
+    seen = agent.locator("#messages .m.customer img")
+    await expect(seen).to_have_count(1)
+    await expect(seen).to_have_attribute("alt", "图片：破损.png")
+    assert await picture_loaded(seen)
+
+    # Typing both ways: the customer types → the console says so; the agent types → the chat says so.
+    await box.type("还有")
+    await expect(agent.locator("#customer-typing")).to_be_visible()
+    await agent.get_by_label("回复内容").type("您好")
+    await expect(customer.locator("#typing")).to_be_visible()
+    await agent.get_by_label("回复内容").fill("")
+
+    answer = png(40, 40, (40, 160, 90))
+    await agent.locator("#attach-file").set_input_files(
+        {"name": "正确包装.png", "mimeType": "image/png", "buffer": answer}
+    )
+    mine = agent.locator("#messages .m.agent img")
+    await expect(mine).to_have_count(1)
+    back = customer.locator(".msg.agent img")
+    await expect(back).to_have_count(1)
+    await expect(customer.locator("#typing")).to_be_hidden()  # the reply ends the typing line
+    assert await picture_loaded(back)
+    await screenshot(agent, "console-image")
+    await screenshot(customer, "chat-image")
+
+    # A file the rules refuse (an SVG can carry script): the customer is told why, nothing is stored.
+    await customer.locator("#file").set_input_files(
+        {"name": "x.svg", "mimeType": "image/svg+xml", "buffer": b"<svg xmlns='http://www.w3.org/2000/svg'/>"}
+    )
+    await expect(customer.locator(".msg.in.failed .meta")).to_contain_text("不支持这种文件类型")
+    guard.errors = [e for e in guard.errors if "415" not in e and "Unsupported Media Type" not in e]
+    await customer_context.close()
+    await agent_context.close()
+    guard.check()
