@@ -64,7 +64,8 @@ _ERRORS = {
     403: "Not allowed for this agent (another group, not the assignee, not a supervisor)",
     404: "No such conversation, canned reply or follow-up",
     409: "Conflict: someone was faster, or the state does not allow it",
-    413: "Body larger than server.max_body_bytes",
+    413: "Body larger than server.max_body_bytes (an upload: uploads.max_bytes)",
+    415: "Upload type not in uploads.allowed_types (decided by the file's first bytes)",
     422: "Refused by a 质检 rule with block: true (the rule and a suggested wording are named)",
 }
 
@@ -100,6 +101,24 @@ def _op(
     if not auth:
         op["security"] = []
     return op
+
+
+def _attachment_op() -> dict[str, Any]:
+    """The assignee sends an image or file (multipart): gateway/http/media_api.py."""
+    attachment = _all(
+        kind={"type": "string", "enum": ["image", "file"]}, name=_STR, size=_ID, mime=_STR, url=_STR
+    )
+    op = _op(
+        "Send an image or file (multipart `file`, optional `text`); limits uploads.max_bytes (413) and "
+        "uploads.allowed_types by content (415)",
+        _all(message_id=_ID, conversation_id=_ID, attachment=attachment),
+        status=201,
+        errors=(400, 413, 415, *_CONV_ACTION),
+        params=_CONV,
+    )
+    form = _obj(("file",), file={"type": "string", "format": "binary"}, text=_text(MAX_TEXT))
+    op["requestBody"] = {"required": True, "content": {"multipart/form-data": {"schema": form}}}
+    return {"post": op}
 
 
 def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
@@ -196,6 +215,7 @@ def spec() -> dict[str, Any]:
                     params=_CONV,
                 )
             },
+            "/conversations/{id}/attachments": _attachment_op(),
             "/conversations/{id}/notes": {
                 "post": _op(
                     "Internal note, never sent to the customer",

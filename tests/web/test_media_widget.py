@@ -3,16 +3,21 @@ console and sends one back, the customer sees it; and typing shows on both sides
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
 from gateway.app import create_app
 from gateway.keys import RUNTIME
+from tests.fakes.wechat_api import APPID, FakeWeChatAPI, WeChatPush, fixture_xml
+from tests.fakes.wechat_api import SECRET as WECHAT_SECRET
 from tests.gateway.test_media import png
+from tests.gateway.test_wechat import TOKEN, new_msg_id
 from tests.web.conftest import Gateway, Guard, screenshot, watch
 
 
@@ -33,7 +38,10 @@ async def gateway(web_settings: Callable[..., Any], tmp_path: Path) -> AsyncIter
 
 
 async def picture_loaded(locator: Any) -> bool:
-    return bool(await locator.evaluate("img => img.complete && img.naturalWidth > 0"))
+    """True once the picture has loaded (waits for it; a broken one never does)."""
+    handle = await locator.element_handle()
+    await locator.page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=handle)
+    return True
 
 
 async def test_a_photo_goes_from_the_widget_to_the_console_and_one_comes_back(
@@ -69,6 +77,8 @@ async def test_a_photo_goes_from_the_widget_to_the_console_and_one_comes_back(
     assert await picture_loaded(seen)
 
     # Typing both ways: the customer types → the console says so; the agent types → the chat says so.
+    relay = gateway.runtime.typing
+    relay.clock = lambda: 1e9  # an injected clock far past any earlier notice's throttle window
     await box.type("还有")
     await expect(agent.locator("#customer-typing")).to_be_visible()
     await agent.get_by_label("回复内容").type("您好")
@@ -96,4 +106,65 @@ async def test_a_photo_goes_from_the_widget_to_the_console_and_one_comes_back(
     guard.errors = [e for e in guard.errors if "415" not in e and "Unsupported Media Type" not in e]
     await customer_context.close()
     await agent_context.close()
+    guard.check()
+
+
+async def test_a_wechat_customers_photo_and_events_show_in_the_console(
+    web_settings: Callable[..., Any],
+    tmp_path: Path,
+    aiohttp_server: Any,
+    new_context: Any,
+    guard: Guard,
+    expect: Any,
+) -> None:
+    wechat = await FakeWeChatAPI().start(aiohttp_server)
+    account = {
+        "name": "shop",
+        "token": TOKEN,
+        "appid": APPID,
+        "secret": WECHAT_SECRET,
+        "api_base": wechat.url,
+    }
+    app = create_app(
+        web_settings(
+            uploads={"dir": str(tmp_path / "uploads")},
+            channels={"web": {"enabled": True}, "wechat": [account]},
+        )
+    )
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    assert site._server is not None
+    gateway = Gateway(f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}", app[RUNTIME])
+    async with aiohttp.ClientSession(gateway.url) as http:
+        push = WeChatPush(http, "/wechat/shop", TOKEN)
+        photo = png(60, 40, (230, 120, 20))
+        wechat.pictures["p1"] = photo
+        now = int(time.time())
+        for xml in (
+            fixture_xml("subscribe.xml", CreateTime=now),
+            fixture_xml("text.xml", Content="我要投诉，快递把箱子压坏了", MsgId=new_msg_id()),
+            fixture_xml("image.xml", PicUrl=f"{wechat.url}/pic/p1", MsgId=new_msg_id()),
+        ):
+            status, text, _ = await push.post(xml)
+            assert status == 200, text
+
+    token = await gateway.add_agent("小李")
+    context = await new_context()
+    agent = watch(await context.new_page(), guard)
+    await agent.goto(gateway.url + "/agent")
+    await agent.get_by_label("客服令牌").fill(token)
+    await agent.get_by_label("客服令牌").press("Enter")
+    await agent.locator("#queue li").first.get_by_role("button", name="接入").click()
+    seen = agent.locator("#messages .m.customer img")
+    await expect(seen).to_have_count(1)
+    assert await picture_loaded(seen)
+    # The subscribe event is a line in words, and no customer bubble is empty.
+    await expect(agent.locator("#messages .m.system .bubble").first).to_have_text("客户关注了公众号")
+    for bubble in await agent.locator("#messages .m.customer .bubble").all():
+        assert (await bubble.inner_text()).strip() or await bubble.locator("img").count() == 1
+    await screenshot(agent, "console-wechat-image")
+    await context.close()
+    await runner.cleanup()
     guard.check()

@@ -93,7 +93,9 @@ async def test_on_a_desktop_the_widget_greets_counts_unread_replies_and_closes(
     queue = await agent_call(gateway, token, "GET", "/queue")
     cid = queue["queue"][0]["conversation_id"]
     await agent_call(gateway, token, "POST", f"/conversations/{cid}/claim")
-    await agent_call(gateway, token, "POST", f"/conversations/{cid}/messages", json={"text": "您好，我是小王"})
+    await agent_call(
+        gateway, token, "POST", f"/conversations/{cid}/messages", json={"text": "您好，我是小王"}
+    )
     await expect(page.get_by_role("button", name="联系客服，2 条未读消息")).to_be_visible()
     await expect(page.locator("[data-kefu=unread]")).to_have_text("2")
     await screenshot(page, "widget-unread")

@@ -223,6 +223,7 @@
     const clean = (text || "").trim();
     if (!clean) return;
     const p = { client_id: "c" + randomId(8), text: clean };
+    lastTyping = 0; // the next line being typed is news again
     pending.push(p);
     savePending();
     showPending(p);
