@@ -92,6 +92,10 @@ async def test_a_visitor_sends_an_image_the_agent_sees_it_and_sends_one_back(gat
     pushed = await frame_where(ws, lambda f: f["type"] == "message" and f["message"].get("client_id") == "c2")
     assert pushed["message"]["attachment"]["kind"] == "image"
     assert pushed["message"]["text"] == "[图片]"
+    # An app backend polling the web channel sees the same picture.
+    polled = await (await gateway.get(f"/web/conversations/{VISITOR}/messages")).json()
+    [with_picture] = [m for m in polled["messages"] if m["attachment"]]
+    assert await (await gateway.get(with_picture["attachment"]["url"])).read() == picture
 
     agent = await make_agent(gateway, "小王")
     queued = await agent.call("GET", "/queue")

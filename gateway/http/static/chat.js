@@ -297,7 +297,7 @@
       let data;
       try { data = JSON.parse(event.data); } catch (e) { return; }
       if (data.type === "history") {
-        if (data.uploads) limits = data.uploads;
+        if (data.uploads) { limits = data.uploads; fileInput.accept = (limits.types || []).join(","); }
         if (!historyDone) showWelcome(data.welcome);
         data.messages.forEach((m) => render(m, historyDone));
         historyDone = true;
