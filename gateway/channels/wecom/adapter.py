@@ -300,9 +300,6 @@ class WeComAdapter:
 
     async def send(self, outgoing: Outgoing) -> None:
         """Deliver one outbox row through kf/send_msg (the greeting through send_msg_on_event)."""
-        if outgoing.attachment is not None:
-            # kf/send_msg takes an image by media_id after media/upload; not wired up yet.
-            raise SendError("微信客服渠道暂不支持由工作台发送图片或文件，请改用文字说明", retryable=False)
         try:
             open_kfid, external = events.parse_conversation_key(outgoing.conversation_key)
         except ValueError as exc:
@@ -316,7 +313,9 @@ class WeComAdapter:
                 retryable=False,
             )
         base = _msgid_base(outgoing)
-        payloads = self._payloads(outgoing, target)
+        payloads = (
+            await self._media_payload(outgoing) if outgoing.attachment else self._payloads(outgoing, target)
+        )
         done = self._progress.get(base, 0)
         for index in range(done, len(payloads)):
             msgtype, body = payloads[index]
@@ -332,6 +331,17 @@ class WeComAdapter:
         if target.get("transfer"):
             await self._transfer(open_kfid, external)
         self._progress.pop(base, None)
+
+    async def _media_payload(self, outgoing: Outgoing) -> list[tuple[str, dict[str, Any]]]:
+        """An agent's picture or file: uploaded as temporary media, sent as kf/send_msg image / file."""
+        attachment, media = outgoing.attachment, self.runtime.media
+        assert attachment is not None
+        data = await media.store.read(attachment.key) if media is not None and attachment.key else None
+        if data is None:
+            raise SendError("the file to send is no longer stored (uploads.dir)", retryable=False)
+        msgtype = "image" if attachment.kind == "image" else "file"
+        media_id = await self.api.upload_media(msgtype, data, attachment.name or msgtype, attachment.mime)
+        return [(msgtype, {"media_id": media_id})]
 
     def _payloads(self, outgoing: Outgoing, target: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         text = clean_text(outgoing.text)
