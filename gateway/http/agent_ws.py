@@ -60,8 +60,6 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
     async def send(data: dict[str, Any]) -> None:
         await ws.send_str(json.dumps(data, ensure_ascii=False))
 
-    service.runtime.typing.join(agent.id, send)  # "对方正在输入…" of their customers
-
     async def flush() -> None:
         nonlocal cursor
         async with lock:
@@ -96,6 +94,7 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
             "seq": cursor,
         }
     )
+    service.runtime.typing.join(agent.id, send)  # "对方正在输入…" of their customers (left in finally)
     task = asyncio.create_task(pusher(), name=f"kefu-agent-ws-{agent.id}")
     try:
         async for msg in ws:
