@@ -124,6 +124,19 @@ async def _message_file(runtime: Runtime, media: Media, message_id: int) -> Stor
     return upload.stored
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+MAX_CAPTION = 2000
+
+
+def _caption(text: str | None) -> str:
+    """The optional `text` field: absent, or a real line of at most MAX_CAPTION characters (else 400)."""
+    if text is None:
+        return ""
+    if not text.strip() or len(text) > MAX_CAPTION or _CONTROL.search(text):
+        raise MediaError(400, f"text 须为 1–{MAX_CAPTION} 个字符的文字，不能含控制字符。")
+    return text
+
+
 async def send_attachment(request: web.Request) -> web.Response:
     """The assigned agent sends an image or file (multipart `file`, optional `text` caption)."""
     agent = await require_agent(request)
@@ -137,8 +150,8 @@ async def send_attachment(request: web.Request) -> web.Response:
     try:
         await service.conversation_for(agent, cid)  # before reading the file: no upload kept for nothing
         body = await read_upload(request, media)
+        caption = _caption(body.fields.get("text"))  # before the file is kept
         upload = await media.accept(body.data, name=body.filename, owner=f"agent:{agent.id}")
-        caption = body.fields.get("text", "").strip()[:2000]
         message_id = await service.reply(
             agent,
             cid,

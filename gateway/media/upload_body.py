@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.media.service import Media, MediaError
 
@@ -52,8 +53,8 @@ async def read_upload(request: web.Request, media: Media) -> UploadBody:
                 await part.release()
     except MediaError:
         raise
-    except ValueError as exc:  # broken framing (aiohttp's parser)
-        raise MediaError(400, f"上传内容格式不正确：{exc}") from None
+    except (ValueError, HttpProcessingError) as exc:  # broken framing or part headers (aiohttp's parser)
+        raise MediaError(400, f"上传内容格式不正确：{type(exc).__name__}") from None
     if data is None or not data:
         raise MediaError(400, "没有收到文件：请把文件放在 file 字段。")
     return UploadBody(data, filename, fields)

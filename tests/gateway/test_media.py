@@ -213,3 +213,26 @@ async def test_uploads_and_the_history_survive_a_new_app_on_the_same_database(
     assert (await second.get(body["url"])).status == 200
     await ws.close()
     await asyncio.sleep(0)
+
+
+async def test_a_broken_upload_is_a_400_never_a_500(gateway: Any) -> None:
+    agent = await make_agent(gateway, "小王")
+    ws, _ = await open_tab(gateway)
+    assert (await send(ws, "c1", text="我要投诉"))["type"] == "ack"
+    cid = (await agent.call("GET", "/queue"))["queue"][0]["conversation_id"]
+    await agent.call("POST", f"/conversations/{cid}/claim")
+    url = f"/api/v1/conversations/{cid}/attachments"
+    boundary = "b0undary"
+    bad_header = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="\U0001f5a9L\x0e"\r\n\r\nx\r\n--{boundary}--\r\n'
+    ).encode()
+    headers = {**agent.headers, "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    assert (await gateway.post(url, data=bad_header, headers=headers)).status == 400
+    for caption in ("", "   ", "a\x0fb", "字" * 2001):
+        resp = await gateway.post(url, data=form(png(), "a.png", text=caption), headers=agent.headers)
+        assert resp.status == 400, caption
+    ok = await gateway.post(url, data=form(png(), "a.png", text="这是包装示意"), headers=agent.headers)
+    assert ok.status == 201
+    detail = await agent.call("GET", f"/conversations/{cid}")
+    assert detail["messages"][-1]["text"] == "这是包装示意" and detail["messages"][-1]["kind"] == "image"
+    await ws.close()
