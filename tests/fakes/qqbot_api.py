@@ -85,6 +85,7 @@ class FakeQQBotAPI(FakeUpstream):
     _seen: set[tuple[str, int]] = field(default_factory=set)
     _replies: dict[str, int] = field(default_factory=dict)
     _failures: deque[tuple[int, int | None]] = field(default_factory=deque)
+    pictures: dict[str, bytes] = field(default_factory=dict)  # QQ's multimedia host: GET /qqmedia/{name}
 
     @property
     def token_url(self) -> str:
@@ -99,7 +100,14 @@ class FakeQQBotAPI(FakeUpstream):
         app.router.add_post("/app/getAppAccessToken", self._token)
         app.router.add_post("/v2/groups/{openid}/messages", self._send)
         app.router.add_post("/v2/users/{openid}/messages", self._send)
+        app.router.add_get("/qqmedia/{name}", self._picture)
         return app
+
+    async def _picture(self, request: web.Request) -> web.Response:
+        data = self.pictures.get(request.match_info["name"])
+        if data is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=data, content_type="image/png")
 
     async def _token(self, request: web.Request) -> web.Response:
         if self.token_latency_s:

@@ -18,6 +18,9 @@ from gateway.app import create_app
 from gateway.keys import RUNTIME
 from gateway.runtime import Runtime
 from tests.fakes.onebot import ACCESS_TOKEN, CUSTOMER_QQ, SECRET, FakeOneBotHTTP, load_event, post_event
+from tests.fakes.qqbot_api import APPID as QQ_APPID
+from tests.fakes.qqbot_api import SECRET as QQ_SECRET
+from tests.fakes.qqbot_api import FakeQQBotAPI, QQPush, load_payload
 from tests.fakes.wechat_api import APPID, FakeWeChatAPI, WeChatPush, fixture_xml
 from tests.fakes.wechat_api import SECRET as WECHAT_SECRET
 from tests.gateway.test_agent_api import make_agent
@@ -207,3 +210,67 @@ async def test_an_agent_without_the_conversation_cannot_attach(kefu: Kefu) -> No
     assert (
         await kefu.client.post(f"/api/v1/conversations/{cid}/attachments", data=aiohttp.FormData())
     ).status == 401
+
+
+async def test_a_qq_bot_customers_picture_shows_and_a_reply_picture_is_undeliverable_with_the_reason(
+    aiohttp_client: Any, aiohttp_server: Any, settings_factory: Any, tmp_path: Path
+) -> None:
+    qq = await FakeQQBotAPI().start(aiohttp_server)
+    account = {
+        "name": "qqbot",
+        "appid": QQ_APPID,
+        "secret": QQ_SECRET,
+        "api_base": qq.url,
+        "token_url": qq.token_url,
+    }
+    settings = settings_factory(
+        handoff=handoff_section(assignment="manual"),
+        uploads={"dir": str(tmp_path / "uploads")},
+        channels={"web": {"enabled": True}, "qqbot": [account]},
+    )
+    app = create_app(settings)
+    client = await aiohttp_client(app)
+    push = QQPush(client, "/qqbot/qqbot")
+    picture = png(rgb=(120, 0, 120))
+    qq.pictures["p.png"] = picture
+    for d in (
+        {"content": "我要投诉"},
+        {
+            "content": " ",
+            "attachments": [
+                {
+                    "content_type": "image/png",
+                    "filename": "p.png",
+                    "url": f"{qq.url}/qqmedia/p.png",
+                }
+            ],
+        },
+    ):
+        resp = await push.post(load_payload("c2c_message.json", **d))
+        assert resp.status == 200, await resp.text()
+    key = "qq:qqbot:private:E4F4AEA33253A2797FB897C50B81D7ED"
+    agent = await make_agent(client, "小钱")
+    [conversation] = await app[RUNTIME].store.conversations_for_key(key)
+    await agent.call("POST", f"/conversations/{conversation.id}/claim")
+    [image] = [m for m in await console_messages(agent, conversation.id) if m["kind"] == "image"]
+    assert image["attachment"]["name"] == "p.png"
+    assert await (await client.get(image["attachment"]["url"])).read() == picture
+
+    resp = await client.post(
+        f"/api/v1/conversations/{conversation.id}/attachments",
+        data=form(png(), "a.png"),
+        headers=agent.headers,
+    )
+    assert resp.status == 201
+
+    async def refused() -> bool:
+        mine = [m for m in await console_messages(agent, conversation.id) if m["sender"] == "agent"]
+        return (
+            bool(mine)
+            and mine[-1]["delivery"] is not None
+            and mine[-1]["delivery"]["status"] == "undeliverable"
+        )
+
+    await eventually(refused)
+    mine = [m for m in await console_messages(agent, conversation.id) if m["sender"] == "agent"]
+    assert "QQ 机器人渠道暂不支持发送图片" in mine[-1]["delivery"]["error"]
