@@ -168,3 +168,46 @@ async def test_a_wechat_customers_photo_and_events_show_in_the_console(
     await context.close()
     await runner.cleanup()
     guard.check()
+
+
+async def test_a_picture_pasted_or_dropped_into_the_chat_is_sent(
+    gateway: Gateway, new_context: Any, guard: Guard, expect: Any
+) -> None:
+    context = await new_context(viewport={"width": 420, "height": 760})
+    page = watch(await context.new_page(), guard)
+    await page.goto(gateway.url + "/chat")
+    await expect(page.locator("#status")).to_contain_text("智能客服在线")
+    # A real PNG made in the page, handed over the way a browser does on paste and on drop.
+    make_file = """async (name) => {
+        const canvas = document.createElement("canvas"); canvas.width = 30; canvas.height = 20;
+        const ctx = canvas.getContext("2d"); ctx.fillStyle = "#e11d48"; ctx.fillRect(0, 0, 30, 20);
+        const blob = await new Promise((done) => canvas.toBlob(done, "image/png"));
+        const data = new DataTransfer(); data.items.add(new File([blob], name, { type: "image/png" }));
+        return data;
+    }"""
+    await page.evaluate(
+        f"""async () => {{
+        const data = await ({make_file})("pasted.png");
+        document.getElementById("input").dispatchEvent(new ClipboardEvent("paste", {{ clipboardData: data, bubbles: true, cancelable: true }}));
+    }}"""
+    )
+    await expect(page.locator(".msg.in img")).to_have_count(1)
+    await page.evaluate(
+        f"""async () => {{
+        const data = await ({make_file})("dropped.png");
+        const chat = document.querySelector(".chat");
+        chat.dispatchEvent(new DragEvent("dragover", {{ dataTransfer: data, bubbles: true, cancelable: true }}));
+        chat.dispatchEvent(new DragEvent("drop", {{ dataTransfer: data, bubbles: true, cancelable: true }}));
+    }}"""
+    )
+    await expect(page.locator(".msg.in img")).to_have_count(2)
+    await expect(page.locator(".msg.in.pending")).to_have_count(0)
+    await expect(page.locator("#drop")).to_be_hidden()
+    visitor = await page.evaluate("localStorage.getItem('kefu.visitor')")
+    stored = await gateway.runtime.store.messages_for_key(f"web:default:{visitor}", direction="in")
+    assert [(m.kind, (m.attachment or {}).get("name")) for m in stored] == [
+        ("image", "pasted.png"),
+        ("image", "dropped.png"),
+    ]
+    await context.close()
+    guard.check()
