@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from chaos.gateway import free_port
 from gateway.app import create_app
 from gateway.keys import RUNTIME
 from gateway.runtime import Runtime
@@ -212,8 +213,9 @@ async def test_an_agent_without_the_conversation_cannot_attach(kefu: Kefu) -> No
     ).status == 401
 
 
-async def test_a_qq_bot_customers_picture_shows_and_a_reply_picture_is_undeliverable_with_the_reason(
-    aiohttp_client: Any, aiohttp_server: Any, settings_factory: Any, tmp_path: Path
+@pytest.mark.parametrize("public", [True, False])
+async def test_a_qq_bot_customers_picture_shows_and_a_reply_picture_goes_by_rich_media(
+    aiohttp_client: Any, aiohttp_server: Any, settings_factory: Any, tmp_path: Path, public: bool
 ) -> None:
     qq = await FakeQQBotAPI().start(aiohttp_server)
     account = {
@@ -223,29 +225,20 @@ async def test_a_qq_bot_customers_picture_shows_and_a_reply_picture_is_undeliver
         "api_base": qq.url,
         "token_url": qq.token_url,
     }
+    port = free_port()
     settings = settings_factory(
+        server={"public_url": f"http://127.0.0.1:{port}" if public else None},
         handoff=handoff_section(assignment="manual"),
         uploads={"dir": str(tmp_path / "uploads")},
         channels={"web": {"enabled": True}, "qqbot": [account]},
     )
     app = create_app(settings)
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(app, server_kwargs={"port": port})
     push = QQPush(client, "/qqbot/qqbot")
     picture = png(rgb=(120, 0, 120))
     qq.pictures["p.png"] = picture
-    for d in (
-        {"content": "我要投诉"},
-        {
-            "content": " ",
-            "attachments": [
-                {
-                    "content_type": "image/png",
-                    "filename": "p.png",
-                    "url": f"{qq.url}/qqmedia/p.png",
-                }
-            ],
-        },
-    ):
+    attachment = {"content_type": "image/png", "filename": "p.png", "url": f"{qq.url}/qqmedia/p.png"}
+    for d in ({"content": "我要投诉"}, {"content": " ", "attachments": [attachment]}):
         resp = await push.post(load_payload("c2c_message.json", **d))
         assert resp.status == 200, await resp.text()
     key = "qq:qqbot:private:E4F4AEA33253A2797FB897C50B81D7ED"
@@ -256,21 +249,24 @@ async def test_a_qq_bot_customers_picture_shows_and_a_reply_picture_is_undeliver
     assert image["attachment"]["name"] == "p.png"
     assert await (await client.get(image["attachment"]["url"])).read() == picture
 
+    reply = png(rgb=(1, 99, 1))
     resp = await client.post(
         f"/api/v1/conversations/{conversation.id}/attachments",
-        data=form(png(), "a.png"),
+        data=form(reply, "a.png"),
         headers=agent.headers,
     )
     assert resp.status == 201
 
-    async def refused() -> bool:
+    async def settled() -> bool:
         mine = [m for m in await console_messages(agent, conversation.id) if m["sender"] == "agent"]
-        return (
-            bool(mine)
-            and mine[-1]["delivery"] is not None
-            and mine[-1]["delivery"]["status"] == "undeliverable"
-        )
+        return bool(mine) and (mine[-1]["delivery"] or {}).get("status") in ("sent", "undeliverable")
 
-    await eventually(refused)
-    mine = [m for m in await console_messages(agent, conversation.id) if m["sender"] == "agent"]
-    assert "QQ 机器人渠道暂不支持发送图片" in mine[-1]["delivery"]["error"]
+    await eventually(settled)
+    mine = [m for m in await console_messages(agent, conversation.id) if m["sender"] == "agent"][-1]
+    if public:  # QQ downloaded our signed URL and the message went as msg_type 7
+        assert mine["delivery"]["status"] == "sent"
+        [sent] = [m for m in qq.messages if m.get("msg_type") == 7]
+        assert qq.uploads[sent["media"]["file_info"]] == reply
+    else:
+        assert mine["delivery"]["status"] == "undeliverable"
+        assert "server.public_url" in mine["delivery"]["error"]

@@ -321,9 +321,7 @@ class QQBotAdapter:
 
     async def send(self, outgoing: Outgoing) -> None:
         """Deliver one text as a passive reply; SendError(retryable=False) once QQ no longer allows it."""
-        if outgoing.attachment is not None:
-            # Rich media needs a public file URL uploaded through /files first; not supported yet.
-            raise SendError("QQ 机器人渠道暂不支持发送图片或文件，请改用文字说明", retryable=False)
+        self._check_media(outgoing)
         address = {
             **parse_conversation_key(outgoing.conversation_key),
             **{k: v for k, v in outgoing.target.items() if v not in (None, "")},
@@ -359,7 +357,7 @@ class QQBotAdapter:
         seq = state.pending.setdefault(text_key, state.next_seq)
         if not reused:
             state.next_seq += 1
-        payload = {"content": outgoing.text, "msg_type": 0, "msg_id": msg_id, "msg_seq": seq}
+        payload = await self._payload(path, outgoing, msg_id, seq)
         try:
             await self._post(path, payload)
         except _DuplicateSeq:
@@ -378,6 +376,39 @@ class QQBotAdapter:
         state.pending.pop(text_key, None)
         state.sent += 1
 
+    def _check_media(self, outgoing: Outgoing) -> None:
+        """QQ takes pictures only, and downloads them itself: our signed URL under server.public_url."""
+        attachment = outgoing.attachment
+        if attachment is None:
+            return
+        if attachment.kind != "image":
+            raise SendError("QQ 机器人渠道不能发送文件，只能发送图片，请改用文字说明", retryable=False)
+        if not self.runtime.settings.server.public_url or self.runtime.media is None or not attachment.key:
+            raise SendError(
+                "QQ 机器人发送图片需要 QQ 能访问的图片地址：请设置 server.public_url / set server.public_url",
+                retryable=False,
+            )
+
+    async def _payload(self, path: str, outgoing: Outgoing, msg_id: str, seq: int | None) -> dict[str, Any]:
+        """A text (msg_type 0), or a picture: uploaded by URL to /files first, then sent as msg_type 7."""
+        attachment, media = outgoing.attachment, self.runtime.media
+        if attachment is None or media is None or attachment.key is None:
+            return {"content": outgoing.text, "msg_type": 0, "msg_id": msg_id, "msg_seq": seq}
+        public = str(self.runtime.settings.server.public_url).rstrip("/")
+        url = public + media.signed_path(attachment.key, ttl_s=86_400)  # QQ fetches it now or on a retry
+        files = path.rsplit("/", 1)[0] + "/files"
+        uploaded = await self._post(files, {"file_type": 1, "url": url, "srv_send_msg": False})
+        file_info = uploaded.get("file_info") if isinstance(uploaded, Mapping) else None
+        if not isinstance(file_info, str) or not file_info:
+            raise SendError("QQ /files gave no file_info for the picture", retryable=True)
+        return {
+            "content": " ",
+            "msg_type": 7,
+            "media": {"file_info": file_info},
+            "msg_id": msg_id,
+            "msg_seq": seq,
+        }
+
     async def _send_row(self, path: str, outgoing: Outgoing, msg_id: str, state: _Passive) -> None:
         """Send an outbox row with msg_seq = its row id: every try of the row (a lost answer, a resend after
         a crash) carries the same seq, so QQ refuses a copy (40054005) instead of showing it twice."""
@@ -389,7 +420,7 @@ class QQBotAdapter:
             )
         seq = outgoing.outbox_id
         state.next_seq = max(state.next_seq, (seq or 0) + 1)  # a direct send never reuses a row's seq
-        payload = {"content": outgoing.text, "msg_type": 0, "msg_id": msg_id, "msg_seq": seq}
+        payload = await self._payload(path, outgoing, msg_id, seq)
         try:
             await self._post(path, payload)
         except _DuplicateSeq:
@@ -451,7 +482,7 @@ class QQBotAdapter:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise SendError(f"{failing}: {_network(exc)}", retryable=True) from None
 
-    async def _post(self, path: str, payload: Mapping[str, Any]) -> None:
+    async def _post(self, path: str, payload: Mapping[str, Any]) -> Any:
         tokens = self._token_cache()
         token = await tokens.get()
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
@@ -463,7 +494,7 @@ class QQBotAdapter:
                 headers={"Authorization": f"QQBot {token}", "Content-Type": "application/json"},
             )
             if 200 <= status < 300:
-                return
+                return body
             if status == 401 and attempt == 0:
                 logger.info(
                     "qqbot access token rejected, fetching a new one", extra={"account": self.account}
