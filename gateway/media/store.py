@@ -43,6 +43,10 @@ class MediaStore(Protocol):
         """The bytes of a stored file, or None."""
         ...
 
+    async def delete(self, key: str) -> bool:
+        """Remove a stored file (the retention purge); False when there was none."""
+        ...
+
 
 def valid_key(key: str) -> bool:
     """A key as the stores make it (hex of KEY_BYTES): anything else is refused before any file access."""
@@ -92,6 +96,23 @@ class LocalMediaStore:
             return await asyncio.to_thread(self._path(key).read_bytes)
         except OSError:
             return None
+
+    async def delete(self, key: str) -> bool:
+        if not valid_key(key):
+            return False
+        path = self._path(key)
+        return await asyncio.to_thread(_remove, (path, path.with_suffix(".json")))
+
+
+def _remove(paths: tuple[Path, ...]) -> bool:
+    found = False
+    for path in paths:
+        try:
+            path.unlink()
+            found = True
+        except FileNotFoundError:
+            pass
+    return found
 
 
 def read_secret(directory: Path) -> bytes | None:

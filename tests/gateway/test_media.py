@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import struct
 import zlib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 
 from gateway.app import create_app
 from gateway.keys import RUNTIME
@@ -236,3 +238,47 @@ async def test_a_broken_upload_is_a_400_never_a_500(gateway: Any) -> None:
     detail = await agent.call("GET", f"/conversations/{cid}")
     assert detail["messages"][-1]["text"] == "这是包装示意" and detail["messages"][-1]["kind"] == "image"
     await ws.close()
+
+
+def test_the_retention_purge_removes_the_customers_pictures_too(db_url: str, tmp_path: Path) -> None:
+    from gateway.cli import main
+    from gateway.media.store import LocalMediaStore
+    from gateway.storage import Store
+
+    files = LocalMediaStore(tmp_path / "uploads")
+
+    async def prepare() -> str:
+        stored = await files.put(png(), mime="image/png", name="a.png", owner=KEY)
+        store = Store.from_url(db_url)
+        await store.create_all()
+        when = datetime(2026, 11, 1, tzinfo=UTC)
+
+        def work(unit: Any) -> None:
+            customer = unit.upsert_customer("web", "default", VISITOR, None, when)
+            conversation = unit.create_conversation(
+                customer_id=customer,
+                channel="web",
+                account="default",
+                conversation_key=KEY,
+                now=when,
+                kb_version=None,
+            )
+            unit.add_message(
+                conversation_id=conversation.id, conversation_key=KEY, channel="web", account="default",
+                direction="in", sender="customer", text="[图片]", created_at=when, kind="image",
+                attachment={"kind": "image", "mime": "image/png", "name": "a.png", "key": stored.key},
+            )  # fmt: skip
+
+        await store.run(work)
+        await store.dispose()
+        return stored.key
+
+    key = asyncio.run(prepare())
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        yaml.safe_dump({"database": {"url": db_url}, "uploads": {"dir": str(tmp_path / "uploads")}}),
+        encoding="utf-8",
+    )
+    assert asyncio.run(files.info(key)) is not None
+    assert main(["purge", "--config", str(config), "--before", "2026-11-20"]) == 0
+    assert asyncio.run(files.info(key)) is None and asyncio.run(files.read(key)) is None
