@@ -18,11 +18,13 @@ import re
 import aiohttp
 from aiohttp import web
 
+from gateway.channels.base import SendError
 from gateway.handoff_events import HandoffError
 from gateway.http.auth import require_agent
 from gateway.http.bodies import http_error, path_id
 from gateway.keys import HANDOFF, RUNTIME
 from gateway.media import Media, MediaError
+from gateway.media.fetch import FetchError
 from gateway.media.service import content_disposition
 from gateway.media.store import StoredFile
 from gateway.media.upload_body import read_upload
@@ -114,9 +116,11 @@ async def _message_file(runtime: Runtime, media: Media, message_id: int) -> Stor
         upload = await media.accept(
             data, name=attachment.name or None, owner=row.conversation_key, images_only=True
         )
-    except (aiohttp.ClientError, TimeoutError, MediaError, ValueError) as exc:
+    except (aiohttp.ClientError, TimeoutError, MediaError, ValueError, SendError) as exc:
+        # The exception's type only for network errors: their text may carry a URL with an access token.
+        why = str(exc) if isinstance(exc, MediaError | FetchError) else type(exc).__name__
         logger.warning("media: fetching message %s's %s from %s failed: %s", message_id, attachment.kind,
-                       row.channel, exc)  # fmt: skip
+                       row.channel, why)  # fmt: skip
         raise http_error(web.HTTPBadGateway, "暂时无法从平台获取这张图片，请稍后再试。") from None
     kept = {**attachment.as_json(), **upload.attachment.as_json()}
     async with runtime.store.transaction() as tx:
