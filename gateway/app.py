@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -305,6 +306,7 @@ async def healthz(request: web.Request) -> web.Response:
         status = "ok"
     body = {
         "status": status,
+        "pid": os.getpid(),  # which process answered (kefu serve --workers N)
         "db": {"ok": db_ok, "dialect": runtime.store.dialect},
         "kb": kb,
         "outbox": {"failing": failing},

@@ -20,6 +20,7 @@ from gateway.handoff_service import QUEUE_PAGE, QUEUE_PAGE_MAX, HandoffService
 from gateway.http.agent_ws import agent_ws
 from gateway.http.auth import require_agent
 from gateway.http.bodies import ID_MAX, http_error, path_id, read_json
+from gateway.http.console_api import console_routes
 from gateway.http.follow_ups_api import follow_up_routes
 from gateway.http.learn_api import learn_routes
 from gateway.http.openapi import spec
@@ -73,6 +74,7 @@ def agent_routes() -> list[web.AbstractRouteDef]:
         *learn_routes(p),  # 教机器人, in the console and (/admin/api/…) on the dashboard
         web.get(f"{p}/agent/ws", agent_ws),
         *follow_up_routes(),
+        *console_routes(),  # /agent/api/…: the console's customer panel and history search
     ]
 
 

@@ -15,6 +15,7 @@ from gateway.handoff_events import HandoffError
 from gateway.handoff_service import HandoffService
 from gateway.jobs.first_response import first_response_sweep
 from gateway.keys import HANDOFF
+from gateway.storage.job_lock import job_lock
 from handoff import notices
 from handoff.lifecycle import IdleAction, idle_action
 from handoff.state import ConversationState
@@ -36,10 +37,14 @@ async def idle_sweep(service: HandoffService, now: datetime | None = None) -> No
             service.lifecycle,
         )
         if action is IdleAction.REMIND:
+            # Claimed before it is sent: with several processes sweeping, one of them sends it.
+            if not await service.db.set_reminded(
+                candidate.conversation_id, now, previous=candidate.reminded_at
+            ):
+                continue
             left = service.lifecycle.human_idle - (service.lifecycle.idle_reminder or timedelta(0))
             minutes = int(left.total_seconds() // 60)
             await service.notify(candidate.conversation_id, notices.idle_reminder(minutes or None))
-            await service.db.set_reminded(candidate.conversation_id, now)
         elif action is IdleAction.CLOSE:
             with contextlib.suppress(HandoffError):  # the agent closed it meanwhile
                 await service.close(None, str(candidate.conversation_id), reason=CloseReason.IDLE)
@@ -50,9 +55,11 @@ async def run_jobs(service: HandoffService) -> None:
     while True:
         await asyncio.sleep(service.settings.job_interval_s)
         try:
-            await idle_sweep(service)
-            await first_response_sweep(service)  # 客服正忙，请稍候 once, breach shown to supervisors
-            await service.assign_waiting(catch_up=True)
+            async with job_lock(service.runtime.store, "handoff") as mine:  # one process's round at a time
+                if mine:
+                    await idle_sweep(service)
+                    await first_response_sweep(service)  # 客服正忙，请稍候 once, breach shown to supervisors
+                    await service.assign_waiting(catch_up=True)
         except asyncio.CancelledError:
             raise
         except Exception:

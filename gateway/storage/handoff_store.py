@@ -135,14 +135,18 @@ class HandoffDb(AgentQueries, AssignmentQueries, CsatQueries, EventQueries, Hand
         if row.first_response_at is None:
             row.first_response_at = at
 
-    async def set_reminded(self, conversation_id: int, at: datetime) -> None:
-        """The idle reminder went out."""
+    async def set_reminded(self, conversation_id: int, at: datetime, *, previous: datetime | None) -> bool:
+        """Claim the idle reminder: True for the one caller that moved `reminded_at` from `previous` (what
+        it read) to `at`; False when another process's sweep claimed it first (it sends the reminder)."""
+        row = AssignmentRecord
+        was = row.reminded_at.is_(None) if previous is None else row.reminded_at == previous
         async with self._begin() as s:
-            await s.execute(
-                update(AssignmentRecord)
-                .where(AssignmentRecord.conversation_id == conversation_id)
+            result = await s.execute(
+                update(row)
+                .where(row.conversation_id == conversation_id, row.active.is_(True), was)
                 .values(reminded_at=at)
             )
+            return result.rowcount == 1
 
     async def idle_candidates(self) -> list[IdleCandidate]:
         """Assigned conversations where the agent has spoken, with the customer's last message time.
