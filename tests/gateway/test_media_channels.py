@@ -171,7 +171,7 @@ async def test_an_agent_sends_a_picture_to_wechat_as_temporary_media(kefu: Kefu)
 
     await eventually(refused)
     [doc] = [m for m in await console_messages(agent, cid) if m["kind"] == "file"]
-    assert "不能发送文件" in doc["delivery"]["error"]
+    assert "不能发送文件" in doc["delivery"]["reason"]
 
 
 async def test_a_qq_picture_shows_in_the_console_and_an_agent_answers_with_cq_image(kefu: Kefu) -> None:
@@ -269,4 +269,4 @@ async def test_a_qq_bot_customers_picture_shows_and_a_reply_picture_goes_by_rich
         assert qq.uploads[sent["media"]["file_info"]] == reply
     else:
         assert mine["delivery"]["status"] == "undeliverable"
-        assert "server.public_url" in mine["delivery"]["error"]
+        assert "server.public_url" in mine["delivery"]["reason"]

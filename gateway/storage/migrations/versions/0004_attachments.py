@@ -1,7 +1,7 @@
 """attachments: messages.attachment and outbox.attachment (images and files, issue 17 item 4)
 
-Revision ID: 0004_attachments
-Revises: 0003_customer_tags
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-06
 
 A message's image or file (`gateway.message.Attachment.as_json`: kind, mime, name, size, key / url /
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_attachments"
-down_revision = "0003_customer_tags"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
