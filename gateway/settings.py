@@ -1,8 +1,7 @@
 """Deployment settings: `config/gateway.yaml` < `KEFU_*` env vars (pydantic-settings) < CLI flags.
 
 Every section is a pydantic model with `extra="forbid"`, so a typo in the YAML is an error that names
-the key path and the closest allowed key instead of a silently ignored setting.
-"""
+the key path and the closest allowed key instead of a silently ignored setting."""
 
 from __future__ import annotations
 
