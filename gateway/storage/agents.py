@@ -192,12 +192,16 @@ class AgentQueries(HandoffTables):
                 row.presence = Presence.ONLINE.value
 
     async def go_offline(self, agent_id: str) -> None:
-        """The console disconnected: offline at once instead of after the heartbeat timeout."""
+        """The console disconnected: offline at once instead of after the heartbeat timeout.
+
+        The last heartbeat is kept: it says since when the agent is gone (their chats are requeued
+        `handoff.offline_grace_s` after the heartbeat timeout, see jobs/handoff_jobs.offline_sweep).
+        """
         async with self._begin() as s:
             await s.execute(
                 update(AgentRecord)
                 .where(AgentRecord.id == conversation_pk(agent_id))
-                .values(presence=Presence.OFFLINE.value, last_heartbeat_at=None)
+                .values(presence=Presence.OFFLINE.value)
             )
 
     async def load_by_agent(self, agent_ids: Collection[str] | None = None) -> Mapping[str, int]:

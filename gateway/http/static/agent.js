@@ -327,11 +327,11 @@
       const m = it.m;
       const kind = m.direction === "in" ? "customer" : m.sender;
       const who = { customer: customerName(c.customer), bot: "智能客服", agent: "客服 " + (m.sender_name || ""), system: "" }[kind];
-      const failed = m.delivery && (m.delivery.status === "undeliverable" || m.delivery.status === "failed");
-      return el("div", { class: "m " + kind },
+      const delivery = window.kefu.delivery; // agent_delivery.js: 发送中 / 已送达 / 未送达 + reason, 重发
+      return el("div", { class: "m " + kind + delivery.cls(m) },
         kind === "system" ? null : el("div", { class: "who", text: who + " · " + clock(m.created_at) }),
         el("div", { class: "bubble", text: m.text }),
-        failed ? el("div", { class: "undelivered", text: "未送达：" + (m.delivery.error || "平台拒收") }) : null);
+        delivery.mark(m, c.id, () => openConversation(c.id, { keepScroll: true })));
     }));
     box.scrollTop = box.scrollHeight;
 
@@ -460,15 +460,15 @@
     const q = cannedQuery();
     const item = choices[chosen];
     if (!q || !item) return;
-    let text = item.text;
-    try {
-      const rendered = await api("POST", "/api/v1/canned/" + item.id + "/render", token, { conversation_id: currentId });
-      text = rendered.text;
-    } catch (e) { /* keep the raw text with its placeholders */ }
-    reply.value = reply.value.slice(0, q.start) + text + reply.value.slice(reply.selectionStart);
     pop.classList.add("hidden");
+    // Known placeholders are filled by the server, the rest asked for inline (canned.js); null = cancelled.
+    const text = await window.kefu.canned.fill(item, currentId);
+    if (text !== null) reply.value = reply.value.slice(0, q.start) + text + reply.value.slice(q.start + 1 + q.query.length);
     reply.focus();
   }
+  document.addEventListener("kefu:canned-changed", async () => {
+    try { canned = (await api("GET", "/api/v1/canned", token)).canned; } catch (e) { /* keep the old list */ }
+  });
   reply.addEventListener("input", () => { chosen = 0; showCanned(); if (currentId !== null) drafts.set(currentId, reply.value); });
   reply.addEventListener("keydown", (e) => {
     const open = !pop.classList.contains("hidden") && choices.length;

@@ -1,6 +1,6 @@
 """customer tags: the agent console's tags per customer (issue 17, item 8)
 
-Revision ID: 0003_customer_tags
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-06
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_customer_tags"
+revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
