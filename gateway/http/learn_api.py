@@ -218,7 +218,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 def _text(data: dict[str, Any], name: str, limit: int, *, required: bool = True) -> str | None:
-    if name not in data and not required:  # absent is fine; an explicit null is not a string (the spec says so)
+    # Absent is fine; an explicit null is not a string (the spec says so).
+    if name not in data and not required:
         return None
     value = data.get(name)
     if not isinstance(value, str) or not value.strip():
