@@ -1,8 +1,7 @@
 """Deployment settings: `config/gateway.yaml` < `KEFU_*` env vars (pydantic-settings) < CLI flags.
 
 Every section is a pydantic model with `extra="forbid"`, so a typo in the YAML is an error that names
-the key path and the closest allowed key instead of a silently ignored setting.
-"""
+the key path and the closest allowed key instead of a silently ignored setting."""
 
 from __future__ import annotations
 
@@ -40,6 +39,7 @@ from gateway.channels.web.settings import WebChannelSettings
 from gateway.channels.wechat.settings import WeChatAccountSettings
 from gateway.channels.wecom.settings import WeComAccountSettings
 from gateway.coord.settings import RedisSettings
+from gateway.media.settings import UploadsSettings
 from handoff.lifecycle import LifecycleRules
 from handoff.queue import AssignmentPolicy
 from handoff.routing import RoutingConfigError, RoutingRules
@@ -241,8 +241,7 @@ class HandoffSettings(_Section):
     """Human handoff: skill groups, how chats are assigned, presence and the periodic job (docs/api.md)."""
 
     default_group: str | None = None
-    # A list of {name, categories, intents, priority} (or a mapping name → group); checked by
-    # handoff.routing.RoutingRules, which owns the routing rules. Empty = one default group.
+    # [{name, categories, intents, priority}] or {name: group}, checked by handoff.routing. Empty = one group.
     groups: list[dict[str, Any]] | dict[str, Any] = Field(default_factory=list)
     assignment: AssignmentPolicy = AssignmentPolicy.LEAST_BUSY
     heartbeat_timeout_s: float = Field(default=60, gt=0)
@@ -328,6 +327,7 @@ class Settings(BaseSettings):
     qa: QaSettings = Field(default_factory=QaSettings)
     actions: ActionsSettings = Field(default_factory=ActionsSettings)  # custom actions (gateway.actions)
     redis: RedisSettings = Field(default_factory=RedisSettings)  # several processes (gateway.coord)
+    uploads: UploadsSettings = Field(default_factory=UploadsSettings)  # images and files (gateway.media)
 
     @classmethod
     def settings_customise_sources(
