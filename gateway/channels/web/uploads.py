@@ -49,7 +49,8 @@ async def visitor_upload(hub: WebChatSockets, visitor: str, request: web.Request
     if media is None:
         raise http_error(web.HTTPNotFound, "uploads are not configured")
     key = conversation_key(hub.account, visitor)
-    wait = hub.rate_limit.take(key) if hub.rate_limit is not None else 0.0
+    # The shared limit's Redis down: CoordUnavailable → 503 with Retry-After (app.error_middleware).
+    wait = await hub.rate_limit.check(key) if hub.rate_limit is not None else 0.0
     if wait > 0:
         retry_after = retry_after_header(wait)
         raise http_error(
