@@ -30,6 +30,7 @@ from gateway.storage import Unit
 from gateway.storage.csat import pending_csat, skip_csat
 from gateway.storage.events import EventRow
 from gateway.storage.handoff_store import HandoffDb, session_of
+from gateway.storage.notices import store_notice
 from gateway.storage.shifts_store import next_shift_start_of, shifts_now
 from handoff import notices
 from handoff.agents import AgentInfo
@@ -243,6 +244,8 @@ class HandoffService(AgentActions):
                     entry = next((e for e in kb.entries if e.question == row.suggestions[0]), None)
                 if entry is not None:
                     return entry.category
+            if len(page) < CATEGORY_PAGE:  # the conversation's first message: no page before it
+                return None
             before = page[-1].id
         return None
 
@@ -293,10 +296,23 @@ class HandoffService(AgentActions):
         `idempotency_key` (an agent's `Idempotency-Key`): stored as the message's channel message id, so the
         same key returns the message stored the first time and nothing is sent again.
         """
+        now = self.clock.now()
+        if idempotency_key is None and agent_id is None:
+            # A system notice: one unit of work (on SQLite it joins the group commit of the messages being
+            # stored, no write transaction of its own; on PostgreSQL one transaction, four statements).
+            outbox_now = self.runtime.outbox.clock()
+            stored = await self.runtime.store.run(
+                lambda unit: store_notice(
+                    unit, conversation_id, text, sender, sender_name, now, outbox_now, delay
+                )
+            )
+            if stored is None:
+                raise HandoffError(404, f"no conversation {conversation_id}")
+            self._wake_outbox(delay)
+            return stored
         customer = await self._customer(conversation_id)
         if customer is None:
             raise HandoffError(404, f"no conversation {conversation_id}")
-        now = self.clock.now()
         if idempotency_key is not None:
             existing = await self.sent_with_key(conversation_id, idempotency_key)
             if existing is not None:
@@ -326,13 +342,16 @@ class HandoffService(AgentActions):
             await self.runtime.outbox.enqueue_in(tx, outgoing, message_id=row.id, delay=delay)
             if agent_id is not None:
                 await self.db.agent_spoke(session_of(tx), conversation_id, now)
+        self._wake_outbox(delay)
+        return row.id
+
+    def _wake_outbox(self, delay: timedelta | None) -> None:
         if delay:  # a timer, not a sleep: the worker looks again when the row is due
             asyncio.get_running_loop().call_later(
                 delay.total_seconds() + _WAKE_SLACK, self.runtime.outbox.wake
             )
         else:
             self.runtime.outbox.wake()
-        return row.id
 
     async def sent_with_key(self, conversation_id: int, key: str) -> int | None:
         """The message already stored with this idempotency key in the conversation's channel, if any."""
