@@ -27,7 +27,7 @@ from gateway.handoff_events import (
 )
 from gateway.message import Message, Reply
 from gateway.norms import group_hours, sla_policy
-from gateway.storage import OutboxRow, Unit
+from gateway.storage import MessageRow, OutboxRow, Unit
 from gateway.storage.csat import pending_csat, skip_csat
 from gateway.storage.events import EventRow
 from gateway.storage.handoff_store import HandoffDb, session_of
@@ -232,8 +232,10 @@ class HandoffService(AgentActions):
         """Group and priority for a handoff (handoff.service.HandoffFlow.route)."""
         return self.flow.route(reason, group, priority, category)
 
-    async def _category(self, conversation_id: int) -> str | None:
-        """The FAQ category the bot last thought the customer meant (its answer or its first suggestion)."""
+    async def _category(self, conversation_id: int, first: list[MessageRow] | None = None) -> str | None:
+        """The FAQ category the bot last thought the customer meant (its answer or its first suggestion).
+
+        `first`: the newest CATEGORY_PAGE messages when the caller read them already."""
         snapshot = self.runtime.kb.snapshot()
         if snapshot is None:
             return None
@@ -241,8 +243,10 @@ class HandoffService(AgentActions):
         # Newest first, a page at a time: the bot's last answer is nearly always among the latest few
         # messages, so a long conversation is not read whole to find it.
         before: int | None = None
-        while page := await self.runtime.store.recent_messages(
-            conversation_id, before=before, limit=CATEGORY_PAGE
+        while page := (
+            first
+            if first is not None and before is None
+            else await self.runtime.store.recent_messages(conversation_id, before=before, limit=CATEGORY_PAGE)
         ):
             for row in page:
                 entry = kb.get(row.entry_id) if row.entry_id else None
@@ -257,13 +261,14 @@ class HandoffService(AgentActions):
 
     async def on_queued(self, conversation_id: int) -> None:
         """The pipeline queued a conversation: route it, tell the customer where they stand, assign."""
-        conv = await self.runtime.store.conversation(conversation_id)
+        # The conversation and the newest page of its messages (for the category) in one trip.
+        conv, recent = await self.runtime.store.conversation_and_recent(conversation_id, CATEGORY_PAGE)
         if conv is None or conv.state is not ConversationState.QUEUED:
             return
         queued = QueuedConversation(
             conv.id, conv.state, conv.handoff_reason, conv.group, conv.priority, conv.queued_at
         )
-        position = await self.flow.on_queued(queued, await self._category(conv.id))
+        position = await self.flow.on_queued(queued, await self._category(conv.id, recent))
         if position is None:
             logger.info("handoff conversation=%s was taken before it was routed", conv.id)
 
