@@ -126,18 +126,20 @@ def run_handoff() -> list[str]:
                 f"{HANDOFF_TARGET_RATIO}), {results['kefu'].throughput / first:.2f} of round 1, "
                 f"{_cpu(cpu['kefu'], cpu['bare'])}, queue {wh._queued(directory / 'kefu.db')}"
             )
+        # The queue API before the paced run: a saturating open-loop run leaves a backlog the server is still
+        # working through when the client stops.
+        api = asyncio.run(queue_api(kefu, _supervisor_token(config)))
+        verdict = "meets" if api.pct(0.99) <= QUEUE_API_TARGET_MS else "ABOVE"
+        lines.append(
+            f"GET /api/v1/queue?limit=50 at queue {wh._queued(directory / 'kefu.db')}: p50 {api.pct(0.5):.1f} ms, "
+            f"p99 {api.pct(0.99):.1f} ms, errors {api.errors} ({verdict} the {QUEUE_API_TARGET_MS:.0f} ms target)"
+        )
         requests = wh.Payloads("safe", True, handoff=True).make(int(wh.PACED_RATE * wh.PACED_SECONDS))
         paced = asyncio.run(wh.paced(kefu, requests, wh.PACED_RATE))
         verdict = "meets" if paced.pct(0.99) <= wh.TARGET_P99_MS else "ABOVE"
         lines.append(
             f"{wh._fmt(f'kefu paced {wh.PACED_RATE}/s, handoff mix', paced)}   ({verdict} the "
             f"{wh.TARGET_P99_MS:.0f} ms p99 target), queue {wh._queued(directory / 'kefu.db')}"
-        )
-        api = asyncio.run(queue_api(kefu, _supervisor_token(config)))
-        verdict = "meets" if api.pct(0.99) <= QUEUE_API_TARGET_MS else "ABOVE"
-        lines.append(
-            f"GET /api/v1/queue?limit=50 at queue {wh._queued(directory / 'kefu.db')}: p50 {api.pct(0.5):.1f} ms, "
-            f"p99 {api.pct(0.99):.1f} ms, errors {api.errors} ({verdict} the {QUEUE_API_TARGET_MS:.0f} ms target)"
         )
     return lines
 
