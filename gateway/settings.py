@@ -1,8 +1,7 @@
 """Deployment settings: `config/gateway.yaml` < `KEFU_*` env vars (pydantic-settings) < CLI flags.
 
 Every section is a pydantic model with `extra="forbid"`, so a typo in the YAML is an error that names
-the key path and the closest allowed key instead of a silently ignored setting.
-"""
+the key path and the closest allowed key instead of a silently ignored setting."""
 
 from __future__ import annotations
 
@@ -39,6 +38,7 @@ from gateway.channels.qqbot.settings import QQBotAccountSettings
 from gateway.channels.web.settings import WebChannelSettings
 from gateway.channels.wechat.settings import WeChatAccountSettings
 from gateway.channels.wecom.settings import WeComAccountSettings
+from gateway.media.settings import UploadsSettings
 from handoff.lifecycle import LifecycleRules
 from handoff.queue import AssignmentPolicy
 from handoff.routing import RoutingConfigError, RoutingRules
@@ -72,8 +72,7 @@ class ServerSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-    # The address WeChat/clients reach us at (behind a proxy); only used to print the URLs to configure.
-    public_url: str | None = None
+    public_url: str | None = None  # the address clients reach (behind a proxy); only for printed URLs
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     access_log: bool = False  # aiohttp's per-request line: off by default (~8% of the bot path's CPU)
 
@@ -328,6 +327,7 @@ class Settings(BaseSettings):
     shifts: ShiftsSettings = Field(default_factory=ShiftsSettings)
     qa: QaSettings = Field(default_factory=QaSettings)
     actions: ActionsSettings = Field(default_factory=ActionsSettings)  # custom actions (gateway.actions)
+    uploads: UploadsSettings = Field(default_factory=UploadsSettings)  # images and files (gateway.media)
 
     @classmethod
     def settings_customise_sources(
