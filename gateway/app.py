@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -23,6 +24,7 @@ from gateway.handoff_service import HandoffService
 from gateway.http.admin_api import admin_routes
 from gateway.http.agent_api import agent_routes
 from gateway.http.bodies import http_error
+from gateway.http.media_api import media_routes
 from gateway.http.pages import install_web
 from gateway.http.qa_api import qa_routes
 from gateway.http.reports_api import report_routes
@@ -33,8 +35,10 @@ from gateway.jobs.qa_scoring import install_qa
 from gateway.kb_reload import KbService
 from gateway.keys import HANDOFF, RUNTIME
 from gateway.logs import quiet_bad_requests
+from gateway.media import Media
 from gateway.message import utcnow
 from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
+from gateway.norms import answer_placeholders
 from gateway.pipeline import Pipeline
 from gateway.runtime import AdapterKey, Runtime
 from gateway.settings import Settings
@@ -69,6 +73,10 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
         runtime.add_adapter(QQBotAdapter(qqbot, runtime))
     for wecom in settings.channels.wecom:
         runtime.add_adapter(WeComAdapter(wecom, runtime))
+        if (
+            wecom.handoff_mode == "wecom"
+        ):  # WeCom's own staff serve its handoffs: the bot must not talk over them
+            runtime.pipeline.quiet_while_queued.add(("wecom", wecom.name))
     for adapter in runtime.adapters.values():
         app.router.add_routes(adapter.routes())
 
@@ -77,6 +85,7 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
     app[HANDOFF] = handoff
     runtime.pipeline.interceptors.append(handoff)  # a CSAT rating is not a new question
     runtime.pipeline.observers.append(handoff.after_message)  # queue handoffs, forward to the agent
+    runtime.outbox.listeners.append(handoff.delivery_changed)  # delivery state live in the consoles
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_view)
@@ -85,6 +94,7 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
     app.router.add_routes(report_routes())
     app.router.add_routes(shift_routes())
     app.router.add_routes(qa_routes())
+    app.router.add_routes(media_routes())  # /media/{ref}, agents' attachments
     install_web(app)  # /chat, /agent, /admin, /supervisor, /widget.js, /web/ws (wraps the web adapter)
 
     app.cleanup_ctx.extend(
@@ -124,6 +134,7 @@ def build_runtime(settings: Settings, *, handle_signals: bool = False) -> Runtim
         store, kb, settings.pipeline, settings.conversation.lifecycle, outbox=outbox, metrics=metrics
     )
     install_actions(pipeline, settings.actions, store, metrics)
+    pipeline.placeholders = answer_placeholders(settings)
     return Runtime(
         settings=settings,
         store=store,
@@ -133,6 +144,7 @@ def build_runtime(settings: Settings, *, handle_signals: bool = False) -> Runtim
         metrics=metrics,
         adapters=adapters,
         handle_signals=handle_signals,
+        media=Media(settings.uploads),
     )
 
 
@@ -142,6 +154,8 @@ def build_runtime(settings: Settings, *, handle_signals: bool = False) -> Runtim
 async def _database(app: web.Application) -> AsyncIterator[None]:
     runtime = app[RUNTIME]
     await runtime.store.create_all()
+    if runtime.media is not None:
+        await runtime.media.start()
     yield
     await runtime.store.dispose()
 
@@ -299,6 +313,7 @@ async def healthz(request: web.Request) -> web.Response:
         status = "ok"
     body = {
         "status": status,
+        "pid": os.getpid(),  # which process answered (kefu serve --workers N)
         "db": {"ok": db_ok, "dialect": runtime.store.dialect},
         "kb": kb,
         "outbox": {"failing": failing},

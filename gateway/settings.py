@@ -1,8 +1,7 @@
 """Deployment settings: `config/gateway.yaml` < `KEFU_*` env vars (pydantic-settings) < CLI flags.
 
 Every section is a pydantic model with `extra="forbid"`, so a typo in the YAML is an error that names
-the key path and the closest allowed key instead of a silently ignored setting.
-"""
+the key path and the closest allowed key instead of a silently ignored setting."""
 
 from __future__ import annotations
 
@@ -39,6 +38,7 @@ from gateway.channels.qqbot.settings import QQBotAccountSettings
 from gateway.channels.web.settings import WebChannelSettings
 from gateway.channels.wechat.settings import WeChatAccountSettings
 from gateway.channels.wecom.settings import WeComAccountSettings
+from gateway.media.settings import UploadsSettings
 from handoff.lifecycle import LifecycleRules
 from handoff.queue import AssignmentPolicy
 from handoff.routing import RoutingConfigError, RoutingRules
@@ -247,10 +247,13 @@ class HandoffSettings(_Section):
     groups: list[dict[str, Any]] | dict[str, Any] = Field(default_factory=list)
     assignment: AssignmentPolicy = AssignmentPolicy.LEAST_BUSY
     heartbeat_timeout_s: float = Field(default=60, gt=0)
+    offline_grace_s: float = Field(default=60, ge=0)  # gone timeout + this: their chats back to the queue
     idle_reminder_minutes: float | None = Field(default=None, gt=0)
     job_interval_s: float = Field(default=15, gt=0)
-    service_hours: str | None = None  # said in the "nobody online" notice, e.g. 每天 9:00–21:00
+    service_hours: str | None = None  # rewords business_hours (the one source) in notices, {service_hours}
     wrap_up_tags: list[str] | None = None  # allowed wrap-up tags; None = any
+    # A YAML file of canned replies (`canned: [{title, text, group}]`) imported once into an empty table.
+    canned_file: str | None = None
 
     @field_validator("groups")
     @classmethod
@@ -325,6 +328,7 @@ class Settings(BaseSettings):
     shifts: ShiftsSettings = Field(default_factory=ShiftsSettings)
     qa: QaSettings = Field(default_factory=QaSettings)
     actions: ActionsSettings = Field(default_factory=ActionsSettings)  # custom actions (gateway.actions)
+    uploads: UploadsSettings = Field(default_factory=UploadsSettings)  # images and files (gateway.media)
 
     @classmethod
     def settings_customise_sources(

@@ -11,14 +11,14 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from gateway.channels.base import ChannelAdapter, Outgoing, SendError
-from gateway.message import utcnow
+from gateway.message import Attachment, utcnow
 from gateway.settings import OutboxSettings
 from gateway.storage import Conflict, OutboxRow, Store, Transaction
 
@@ -34,6 +34,7 @@ CLAIM_BATCH = 20
 MARK_SENT_PAUSES_S = (0.05, 0.2, 1.0)
 
 AdapterKey = tuple[str, str]  # (channel, account)
+DeliveryListener = Callable[[OutboxRow, str, str | None], Awaitable[None]]
 
 
 class Outbox:
@@ -57,6 +58,9 @@ class Outbox:
         self._jitter = jitter
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Told of every finished send (row, status, error): the handoff service turns them into
+        # `message.delivery` events for the agents' consoles.
+        self.listeners: list[DeliveryListener] = []
 
     async def enqueue(
         self,
@@ -105,6 +109,7 @@ class Outbox:
             now=now,
             message_id=message_id,
             due=next_attempt_at or (now + delay if delay else None),
+            attachment=outgoing.attachment.as_json() if outgoing.attachment else None,
         )
 
     def wake(self) -> None:
@@ -185,6 +190,7 @@ class Outbox:
             sender=row.sender,
             target=row.target,
             outbox_id=row.id,
+            attachment=Attachment.from_json(row.attachment),
         )
         if row.resumed:
             # The lease of an earlier attempt expired (a crash, a hung send): it may have been delivered.
@@ -291,6 +297,11 @@ class Outbox:
             row.id, status=status, now=now, error=error, next_attempt_at=next_attempt_at
         )
         self._count(row.channel, status)
+        for listener in self.listeners:
+            try:
+                await listener(row, status, error)
+            except Exception:  # the row is recorded; a console missing one update must not stop sends
+                logger.exception("outbox: delivery listener failed for send %d", row.id)
 
     def _count(self, channel: str, outcome: str) -> None:
         if self.metrics is not None:

@@ -28,6 +28,7 @@ from gateway.storage.schema.handoff import (
 from gateway.storage.sla_store import FollowUpRecord, SlaNoticeRecord
 from gateway.storage.store import Store
 from handoff.reports import ConversationRecord, FaqHit
+from handoff.waiting import QUEUED_ANSWERED, QUEUED_UNANSWERED
 
 __all__ = ["EntryInfo", "PurgeResult", "conversation_records", "purge_before"]
 
@@ -182,11 +183,12 @@ async def _message_facts(conn: object, ids: list[int]) -> dict[int, _MessageFact
             if m.direction == "in":
                 if m.kind == "text" and not f.first_question and m.text:
                     f.first_question = m.text
-                if m.decision == "answer" and m.entry_id:
+                if m.entry_id and (m.decision == "answer" or m.reason == QUEUED_ANSWERED):
                     f.hits.append(m.entry_id)
                 elif m.kind == "text" and (
                     m.decision == "suggest"
                     or (m.decision == "handoff" and m.reason in UNANSWERED_HANDOFF_REASONS)
+                    or (m.decision == "with_human" and m.reason == QUEUED_UNANSWERED)
                 ):
                     f.unanswered.append(m.text)
             elif m.sender == "agent" and f.first_agent_at is None:
@@ -201,6 +203,8 @@ class PurgeResult:
     conversations: int
     messages: int
     other: int
+    # Stored files of the deleted messages' attachments (gateway.media keys): the caller removes them.
+    attachment_keys: tuple[str, ...] = ()
 
 
 async def purge_before(store: Store, cutoff: datetime, *, dry_run: bool = False) -> PurgeResult:
@@ -222,11 +226,16 @@ async def purge_before(store: Store, cutoff: datetime, *, dry_run: bool = False)
             )
         )
         messages = other = 0
+        keys: list[str] = []
         for chunk in _chunks(ids):
             message_ids = select(MessageRecord.id).where(MessageRecord.conversation_id.in_(chunk))
             if dry_run:
                 messages += len(list(await conn.scalars(message_ids)))
                 continue
+            attached = select(MessageRecord.attachment).where(
+                MessageRecord.conversation_id.in_(chunk), MessageRecord.attachment.is_not(None)
+            )
+            keys += [a["key"] for a in await conn.scalars(attached) if isinstance(a, dict) and a.get("key")]
             # Children first: foreign keys are enforced on both databases.
             other += (
                 await conn.execute(delete(OutboxRecord).where(OutboxRecord.message_id.in_(message_ids)))
@@ -254,4 +263,4 @@ async def purge_before(store: Store, cutoff: datetime, *, dry_run: bool = False)
                 OutboxRecord.created_at < cutoff, OutboxRecord.status.in_(("sent", "failed", "undeliverable"))
             )
             other += (await conn.execute(finished)).rowcount
-        return PurgeResult(conversations=len(ids), messages=messages, other=other)
+        return PurgeResult(len(ids), messages, other, tuple(dict.fromkeys(keys)))

@@ -15,10 +15,10 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import select, text
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.storage import migrate
 from gateway.storage.engine import create_engine, sqlite_autocommit_read, sqlite_directory, sqlite_writes
 from gateway.storage.errors import Conflict, StoreUnavailable
 from gateway.storage.messages import MessageReads, Unit
@@ -26,7 +26,6 @@ from gateway.storage.outbox import OutboxQueries
 from gateway.storage.rows import MessageRow, utcnow
 from gateway.storage.schema.core import (
     AuditRecord,
-    Base,
     MessageRecord,
     OutboxRecord,
 )
@@ -91,6 +90,14 @@ class Transaction:
         row.confidence, row.kb_version = confidence, kb_version
         await self._flush()
 
+    async def set_attachment(self, message_id: int, attachment: Mapping[str, Any]) -> None:
+        """Record a message's attachment anew (a platform image once fetched gets its stored key)."""
+        row = await self._session.get(MessageRecord, message_id)
+        if row is None:
+            raise LookupError(f"no message {message_id}")
+        row.attachment = dict(attachment)
+        await self._flush()
+
     async def enqueue(
         self,
         *,
@@ -105,6 +112,7 @@ class Transaction:
         due: datetime | None = None,
         status: str = "pending",
         next_attempt_at: datetime | None = None,
+        attachment: Mapping[str, Any] | None = None,
     ) -> int:
         """Add an outbox row (or return the existing one for the same stored message), sent from `due` on."""
         if message_id is not None:
@@ -125,6 +133,7 @@ class Transaction:
             next_attempt_at=due or next_attempt_at or now,
             created_at=now,
             message_id=message_id,
+            attachment=dict(attachment) if attachment else None,
         )
         self._session.add(row)
         await self._flush()
@@ -182,13 +191,12 @@ class Store(MessageReads, OutboxQueries):
         return self.engine.dialect.name
 
     async def create_all(self) -> None:
-        """Create missing tables and indexes (migrations come with Alembic once the schema settles)."""
+        """Bring the schema to the newest migration (gateway/storage/migrate.py; once across processes)."""
         directory = sqlite_directory(str(self.engine.url))
         if directory is not None:
             # The default `data/kefu.db` works on a fresh checkout; mkdir is file I/O, so off the loop.
             await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
-        async with self.engine.begin() as conn:
-            await conn.run_sync(_create_all)
+        await migrate.upgrade(self.engine)
 
     async def dispose(self) -> None:
         """Close every pooled connection (the store reconnects on next use)."""
@@ -254,14 +262,6 @@ class Store(MessageReads, OutboxQueries):
                 {"what": r.what, "who": r.who, "details": r.details, "created_at": r.created_at.isoformat()}
                 for r in rows
             ]
-
-
-def _create_all(connection: Connection) -> None:
-    Base.metadata.create_all(connection)
-    # create_all adds indexes only with their table: an outbox of an earlier version gets the
-    # per-conversation order index (the claim's NOT EXISTS) here.
-    for index in OutboxRecord.__table__.indexes:
-        index.create(connection, checkfirst=True)
 
 
 def is_database_error(exc: BaseException) -> bool:

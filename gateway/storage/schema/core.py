@@ -78,6 +78,8 @@ class Conversation(Base):
         ),
         Index("ix_conversations_key_opened", "conversation_key", "opened_at"),
         Index("ix_conversations_state", "state", "priority", "queued_at"),
+        # The 受理记录 and the dashboard select a period by opened_at (migration 0002).
+        Index("ix_conversations_opened", "opened_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -108,6 +110,8 @@ class MessageRecord(Base):
         Index("ix_messages_conversation", "conversation_id", "id"),
         Index("ix_messages_reply_to", "reply_to"),
         Index("ix_messages_key", "conversation_key", "id"),
+        # The dashboard's and 绩效's period reads (created_at ranges), not the whole history (migration 0002).
+        Index("ix_messages_created", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -130,6 +134,8 @@ class MessageRecord(Base):
     suggestions: Mapped[list[str] | None] = mapped_column(JSON)
     # Addressing the adapter needs to push later (openid, group id, platform msg id...).
     target: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # An image or file (gateway.message.Attachment.as_json): kind, mime, name, size, key / url / media_id.
+    attachment: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -162,6 +168,8 @@ class OutboxRecord(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    # The image or file to deliver with (or instead of) the text; its stored copy is read at send time.
+    attachment: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class AuditRecord(Base):
