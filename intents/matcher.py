@@ -139,16 +139,17 @@ class Classifier:
 
     def _ranked(
         self, tokens: Sequence[str], text: str
-    ) -> tuple[list[tuple[float, int, int]], list[tuple[float, int, int]]]:
-        """(lexical ranking, fused ranking) of the targets, each (score, target, row), best first.
+    ) -> tuple[list[tuple[float, int, int]], list[tuple[float, int, int]], np.ndarray | None]:
+        """(lexical ranking, fused ranking) of the targets, each (score, target, row), best first, and
+        the semantic score of every target.
 
-        Without the semantic stage both are the lexical ranking.
+        Without the semantic stage both are the lexical ranking (and there are no semantic scores).
         """
         lexical = candidates(self._index, self.options, self._n_entries, tokens) if tokens else []
         semantic = self.semantic
         if semantic is None or self._n_entries == 0:
-            return lexical, lexical
-        cosines = semantic.cosines(semantic.embedder.query(text)[None, :])[0]
+            return lexical, lexical, None
+        cosines = semantic.cosines(semantic.vector(text)[None, :])[0]
         sem = semantic.entry_scores(cosines[None, :])[0]
         n = len(sem)
         lex = np.zeros(n)
@@ -168,7 +169,7 @@ class Classifier:
                 row = lo + int(np.argmax(cosines[lo:hi])) if hi > lo else lo
             ranked.append((float(fused[t]), t, row))
         ranked.sort(key=lambda x: (-x[0], x[1]))
-        return lexical, ranked
+        return lexical, ranked, sem
 
     def _confidence(self, top: float, runner_up: float) -> float:
         """Top score discounted by how little it beats the runner-up (ambiguity ⇒ low confidence)."""
@@ -233,7 +234,7 @@ class Classifier:
         if rule is not None:
             return self._rule_prediction(rule, 1.0, tokens)
 
-        lexical, entries = self._ranked(tokens, text)
+        lexical, entries, meaning = self._ranked(tokens, text)
         ranked = lexical
         if not ranked and not entries:
             return Prediction(decision=Decision.HANDOFF, confidence=0.0, reason="no_match", tokens=tokens)
@@ -253,13 +254,16 @@ class Classifier:
         best_score, best_t = next((s, t) for s, t, _ in ranked if self._targets[t].entry is not None)
         second = next((s for s, t, _ in ranked if t != best_t), 0.0)
         confidence = self._confidence(best_score, second)
+        meaning_ok = True
         if self.semantic is not None:
             lexical_score = next((sc for sc, t, _ in lexical if t == best_t), 0.0)
             confidence *= min(1.0, lexical_score / self.options.lexical_support)
+            floor = self.calibration.semantic_floor if self.calibration is not None else 0.0
+            meaning_ok = floor <= 0 or meaning is None or float(meaning[best_t]) >= floor
         # A single character or a bare one-character topic ("退", "那个券") is too little to answer.
         # The kb's own short questions ("坏了", "没货了") still answer: there the margin decides.
         has_content = any(t not in FUNCTION_WORDS for t in tokens) and len(normalized.replace(" ", "")) > 1
-        if confidence >= self.thresholds.answer and has_content:
+        if confidence >= self.thresholds.answer and has_content and meaning_ok:
             decision, reason = Decision.ANSWER, "faq"
         elif confidence >= self.thresholds.suggest:
             decision, reason = Decision.SUGGEST, "unsure"

