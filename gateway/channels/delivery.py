@@ -7,10 +7,13 @@ For each inbound message an adapter calls `Delivery.deliver` and renders what it
 2. The adapter's passive-reply deadline: ready in time → the held rows are cancelled (all or nothing,
    in one short transaction) and the adapter answers passively; too late, or the adapter cannot carry
    the replies → the held rows are released to the worker and the adapter acknowledges.
-3. Durable before acknowledged: when storing is not done by the deadline, `deliver` keeps waiting for
-   it (the platform's retries of the same message id join the same handling) and only then returns;
-   when storing fails it raises, and the adapter answers an error so the platform retries. Nothing is
-   ever acknowledged and then retried in the background or dropped.
+3. Durable before acknowledged: when storing is not done by the deadline, the message is written to the
+   inbound spool (gateway/channels/spool.py: one fsynced file) and acknowledged; the store goes on in the
+   background, its held rows are released when it commits, and if it fails (or the process dies) the
+   spool replays the message until the database takes it. Without a spool (in-memory database, disk
+   refusing), `deliver` keeps waiting for the store (the platform's retries of the same message id join
+   the same handling); when storing fails it raises, and the adapter answers an error so the platform
+   retries. Nothing is acknowledged that is neither in the database nor in the spool.
 
 A held row nobody decides about (a crash between the commit and the decision) is sent by the worker when
 its hold ends (`gateway.pipeline.HOLD_S`), so the worst case after a crash is one double, never a loss.
@@ -24,7 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from gateway.message import Message, utcnow
+from gateway.channels.spool import spool_key
+from gateway.message import Message, Reply, utcnow
 
 if TYPE_CHECKING:
     from gateway.pipeline import PipelineResult
@@ -40,8 +44,13 @@ class Answer:
     """What the adapter does with its webhook: `passive` (render `result.replies`) or `ack` (say received)."""
 
     kind: Literal["passive", "ack"]
-    result: PipelineResult
+    result: PipelineResult | None  # None: spooled, the store is still running (always an `ack`)
     late: bool = False  # storing outlasted the deadline (the adapter may log it)
+
+    @property
+    def replies(self) -> list[Reply]:
+        """The replies to render passively (none for an acknowledgement)."""
+        return list(self.result.replies) if self.kind == "passive" and self.result is not None else []
 
 
 class Delivery:
@@ -85,8 +94,10 @@ class Delivery:
         try:
             result = await asyncio.wait_for(asyncio.shield(task), self.deadline())
         except TimeoutError:
-            # Not stored yet: acknowledging now could lose the message. Keep waiting for the store.
+            # Not stored yet: acknowledge only once the message is durable in the spool, else keep waiting.
             late = True
+            if self.mode is not None and await self._spool(message, task):
+                return Answer("ack", None, late)
             result = await asyncio.shield(task)
         if self.mode is None:
             return Answer("passive", result, late)
@@ -109,6 +120,40 @@ class Delivery:
                 self._inflight[key] = task
                 task.add_done_callback(lambda t, key=key: self._settled(key, t))
         return task
+
+    async def _spool(self, message: Message, task: asyncio.Task[PipelineResult]) -> bool:
+        spool = self.runtime.spool
+        if spool is None or not message.channel_msg_id:
+            return False
+        if not spool.has(message):
+            try:
+                await spool.write(message)
+            except OSError as exc:
+                logger.warning(
+                    "%s: spooling a late message failed (%s); waiting for the store", self.name, exc
+                )
+                return False
+            spool.owned.add(spool_key(message))
+            self.runtime.spawn(self._after_spooled(message, task), name=f"{self.name}-spooled")
+        return True
+
+    async def _after_spooled(self, message: Message, task: asyncio.Task[PipelineResult]) -> None:
+        """The acknowledged message's store finished: release its held replies, forget its spool file."""
+        spool = self.runtime.spool
+        assert spool is not None
+        try:
+            result = await asyncio.shield(task)
+        except Exception as exc:
+            # Still in the spool: its replay stores it (and writes the replies' rows) when it can.
+            spool.owned.discard(spool_key(message))
+            logger.warning("%s: a spooled message's store failed (%s); the spool retries it", self.name, exc)
+            return
+        held = [outbox_id for outbox_id, status in result.outbox if status == "held"]
+        if held:
+            await self._release(held)
+        elif result.outbox:
+            self.runtime.outbox.wake()
+        await spool.remove(message)
 
     def _settled(self, key: str, task: asyncio.Task[Any]) -> None:
         if self._inflight.get(key) is task:

@@ -5,7 +5,7 @@ Tables in `schema/`; the Store (`store.py`) over one module per aggregate: messa
 csat and events; stats, reports and SLA queries in their own modules.
 """
 
-from gateway.storage.engine import safe_url
+from gateway.storage.engine import safe_url, sqlite_file
 from gateway.storage.errors import Conflict, StoreUnavailable
 from gateway.storage.messages import Unit
 from gateway.storage.rows import OUTBOX_STATUSES, ConversationRow, MessageRow, OutboxRow
@@ -23,4 +23,5 @@ __all__ = [
     "Unit",
     "is_database_error",
     "safe_url",
+    "sqlite_file",
 ]

@@ -306,7 +306,7 @@ class WeChatAdapter:
             logger.info(
                 "wechat answer missed the deadline; it goes out via 客服消息", extra={"account": self.account}
             )
-        text = reply_text(answer.result.replies) if answer.kind == "passive" else ""
+        text = reply_text(answer.replies)
         if not text:
             return web.Response(text=SUCCESS)
         raw = message.raw
