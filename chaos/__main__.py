@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 import chaos.fuzz  # noqa: F401  (registers its scenario)
+import chaos.outage  # noqa: F401
 from chaos.harness import SCENARIOS, Options, run, table
 
 

@@ -7,7 +7,8 @@ For each inbound message an adapter calls `Delivery.deliver` and renders what it
 2. The adapter's passive-reply deadline: ready in time → the held rows are cancelled (all or nothing,
    in one short transaction) and the adapter answers passively; too late, or the adapter cannot carry
    the replies → the held rows are released to the worker and the adapter acknowledges.
-3. Durable before acknowledged: when storing is not done by the deadline, the message is written to the
+3. Durable before acknowledged: when storing is not done by the deadline, or fails because the database
+   is unavailable (down, restarting: `gateway.storage.is_unavailable`), the message is written to the
    inbound spool (gateway/channels/spool.py: one fsynced file) and acknowledged; the store goes on in the
    background, its held rows are released when it commits, and if it fails (or the process dies) the
    spool replays the message until the database takes it. Without a spool (in-memory database, disk
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from gateway.channels.spool import spool_key
 from gateway.message import Message, Reply, utcnow
+from gateway.storage import is_unavailable
 
 if TYPE_CHECKING:
     from gateway.pipeline import PipelineResult
@@ -99,6 +101,12 @@ class Delivery:
             if self.mode is not None and await self._spool(message, task):
                 return Answer("ack", None, late)
             result = await asyncio.shield(task)
+        except Exception as exc:
+            # The database cannot take it now (down, restarting): acknowledged once in the spool, which
+            # stores it when the database is back. Refused for what it is: an error, the platform retries.
+            if self.mode is None or not is_unavailable(exc) or not await self._spool(message, task):
+                raise
+            return Answer("ack", None, late)
         if self.mode is None:
             return Answer("passive", result, late)
         if self.mode == "pending":
@@ -123,8 +131,8 @@ class Delivery:
 
     async def _spool(self, message: Message, task: asyncio.Task[PipelineResult]) -> bool:
         spool = self.runtime.spool
-        if spool is None or not message.channel_msg_id:
-            return False
+        if spool is None or not message.channel_msg_id or self.deadline() is None:
+            return False  # no spool, nothing to dedupe a replay by, or nothing acknowledged (a WebSocket)
         if not spool.has(message):
             try:
                 await spool.write(message)

@@ -27,10 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from gateway.message import Message
+from gateway.storage import is_unavailable
 
 logger = logging.getLogger(__name__)
 
 RETRY_S = 2.0  # how often spooled messages are offered to the database again
+MAX_REFUSALS = 100  # a message the database refuses for its content this often is set aside
 _FIELDS = {f.name for f in fields(Message)}
 
 
@@ -62,6 +64,7 @@ class Spool:
         self.directory = directory
         self._files: dict[str, Path] = {}  # key → file, for messages spooled by this process
         self.owned: set[str] = set()
+        self._refused: dict[str, int] = {}  # file name → refusals for its content (not outages)
 
     def has(self, message: Message) -> bool:
         return spool_key(message) in self._files
@@ -121,9 +124,19 @@ class Spool:
             try:
                 await handle(message)
             except Exception as exc:
-                # The database is still unavailable: the file stays, the next round tries again.
-                logger.warning("spool: %s not stored yet (%s); retrying", path.name, exc)
-                return done
+                if is_unavailable(exc):
+                    # The database is still unavailable: the file stays, the next round tries again.
+                    logger.warning("spool: %s not stored yet (%s); retrying", path.name, exc)
+                    return done
+                # Refused for what it is (a bug, bad data): the others go on; this one is retried a
+                # while, then set aside for an operator (the log names the file).
+                tries = self._refused[path.name] = self._refused.get(path.name, 0) + 1
+                if tries < MAX_REFUSALS:
+                    logger.warning("spool: %s refused (%s); retrying", path.name, exc)
+                else:
+                    logger.error("spool: %s refused %d times (%s); set aside as .bad", path.name, tries, exc)
+                    await asyncio.to_thread(_set_aside, path)
+                continue
             self._files.pop(spool_key(message), None)
             await asyncio.to_thread(_unlink, path)
             done += 1

@@ -25,6 +25,7 @@ from gateway.keys import RUNTIME
 from gateway.message import Message
 from gateway.runtime import Runtime
 from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatAPI, WeChatPush, fixture_xml
+from tests.gateway.db_faults import failing_replies
 from tests.waiting import eventually
 
 TOKEN = "kefu-spool-token"
@@ -126,6 +127,31 @@ async def test_a_message_the_locked_database_cannot_take_is_acknowledged_from_th
     await eventually(lambda: _none(runtime.spool), within=10)
     assert await inbound(runtime, "oLocked") == [QUESTION]
     assert wechat_api.texts_to("oLocked") == [ANSWER]
+
+
+async def test_a_message_while_the_database_is_down_is_acknowledged_from_the_spool_not_refused(
+    make_kefu: Any, wechat_api: FakeWeChatAPI, db_outage: Any
+) -> None:
+    # Before the spool: 503 for every try, and after WeChat's three tries the customer's message was gone.
+    runtime, shop, _client = await make_kefu()
+    await db_outage.down(runtime.store)
+    status, body, _ = await shop.post(text("oDown", 7_300_000_201))
+    assert (status, body) == (200, "success")
+    assert runtime.spool is not None and len(await spooled(runtime.spool)) == 1
+    await db_outage.up()
+    await wechat_api.wait_for_messages(1, within=15)
+    await eventually(lambda: _none(runtime.spool), within=10)
+    assert await inbound(runtime, "oDown") == [QUESTION]
+    assert wechat_api.texts_to("oDown") == [ANSWER]
+
+
+async def test_a_database_refusing_the_message_itself_is_still_a_503(make_kefu: Any) -> None:
+    # Not an outage (a trigger refuses the rows): spooling would replay it forever, so WeChat retries.
+    runtime, shop, _client = await make_kefu()
+    async with failing_replies(runtime.store.engine):
+        status, _body, _ = await shop.post(text("oRefused", 7_300_000_301))
+    assert status == 503
+    assert runtime.spool is not None and await spooled(runtime.spool) == []
 
 
 async def _none(spool: Spool | None) -> bool:
