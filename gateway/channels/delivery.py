@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -84,12 +84,17 @@ class Delivery:
         self._inflight: dict[str, asyncio.Task[PipelineResult]] = {}
 
     async def deliver(
-        self, message: Message, *, can_carry: Callable[[PipelineResult], bool] | None = None
+        self,
+        message: Message,
+        *,
+        can_carry: Callable[[PipelineResult], bool] | None = None,
+        targets: Callable[[PipelineResult], Mapping[int, Mapping[str, Any]]] | None = None,
     ) -> Answer:
         """Handle one message; raises when it could not be stored (answer an error: the platform retries).
 
         `can_carry`: False when the webhook answer cannot hold these replies (e.g. too long for one
-        WeChat passive message); they then go through the worker.
+        WeChat passive message); they then go through the worker. `targets`: the final target of each held
+        row (outbox id → target) when the adapter adds to it on release (a WeCom menu, a transfer).
         """
         task = self._task(message)
         late = False
@@ -114,7 +119,7 @@ class Delivery:
                 self.runtime.outbox.wake()
             return Answer("ack", result, late)
         carry = (can_carry is None or can_carry(result)) and (self.repeat_passive or not result.duplicate)
-        return await self._decide(result, late=late, carry=carry)
+        return await self._decide(result, late=late, carry=carry, targets=targets)
 
     def _task(self, message: Message) -> asyncio.Task[PipelineResult]:
         key = message.channel_msg_id
@@ -167,7 +172,14 @@ class Delivery:
         if self._inflight.get(key) is task:
             del self._inflight[key]
 
-    async def _decide(self, result: PipelineResult, *, late: bool, carry: bool) -> Answer:
+    async def _decide(
+        self,
+        result: PipelineResult,
+        *,
+        late: bool,
+        carry: bool,
+        targets: Callable[[PipelineResult], Mapping[int, Mapping[str, Any]]] | None = None,
+    ) -> Answer:
         if not result.replies:
             return Answer("ack", result, late)
         ids = [outbox_id for outbox_id, _status in result.outbox]
@@ -181,12 +193,15 @@ class Delivery:
         if passive and await self.runtime.store.settle_held(ids, "cancelled", utcnow()):
             return Answer("passive", result, late)
         if "held" in statuses:
-            await self._release(ids)
+            await self._release(ids, None if targets is None else targets(result))
         return Answer("ack", result, late)
 
-    async def _release(self, ids: list[int]) -> None:
+    async def _release(self, ids: list[int], targets: Mapping[int, Mapping[str, Any]] | None = None) -> None:
         try:
-            await self.runtime.store.settle_held(ids, "pending", utcnow())
+            if targets is not None:
+                await self.runtime.store.release_held(targets, utcnow())
+            else:
+                await self.runtime.store.settle_held(ids, "pending", utcnow())
         except Exception as exc:
             # Still held: the worker sends them when the hold ends; only later, never lost.
             logger.warning("%s: releasing held replies failed (%s); sent when the hold ends", self.name, exc)
