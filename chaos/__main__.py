@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 
+import chaos.conformance  # noqa: F401
 import chaos.fuzz  # noqa: F401  (registers its scenario)
 import chaos.outage  # noqa: F401
 from chaos.harness import SCENARIOS, Options, run, table

@@ -19,7 +19,7 @@ COLUMNS = (
     "rss_after_mb",
 )
 # Columns that must be 0 for a scenario to pass.
-MUST_BE_ZERO = ("lost", "never_answered", "5xx", "tracebacks", "hangs>5s")
+MUST_BE_ZERO = ("lost", "never_answered", "5xx", "tracebacks", "hangs>5s", "failed_checks")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.http.supervisor_openapi import supervisor_paths
+from gateway.http.supervisor_openapi import supervisor_paths, supervisor_schemas
 
 ID_MAX = 2**31 - 1  # INTEGER keys (bodies.ID_MAX)
 MAX_TEXT = 2000  # agent_api.MAX_TEXT
@@ -188,12 +188,29 @@ def spec() -> dict[str, Any]:
             },
             "/conversations/{id}/messages": {
                 "post": _op(
-                    "Reply to the customer (stored, delivered through the channel by the outbox)",
+                    "Reply to the customer (stored, delivered through the channel by the outbox). With an "
+                    "Idempotency-Key, a retry with the same key (same agent) returns the first message and "
+                    "sends nothing again",
                     _all(message_id=_ID, conversation_id=_ID),
                     status=201,
                     body=_obj(("text",), text=_text(MAX_TEXT)),
                     errors=(*_CONV_ACTION, 422),
-                    params=_CONV,
+                    params=[
+                        *_CONV,
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": False,
+                            "description": "the console's id of this send (1–200 printable ASCII characters), "
+                            "the same on every retry of it",
+                            "schema": {
+                                "type": "string",
+                                "minLength": 1,
+                                "maxLength": 200,
+                                "pattern": "^[\\x21-\\x7e]+$",
+                            },
+                        },
+                    ],
                 )
             },
             "/conversations/{id}/notes": {
@@ -379,7 +396,7 @@ def spec() -> dict[str, Any]:
                 for code, text in _ERRORS.items()
             }
             | {"Error": {"description": "Error", "content": {"application/json": {"schema": _ref("Error")}}}},
-            "schemas": _schemas(),
+            "schemas": _schemas() | supervisor_schemas(),
         },
     }
 

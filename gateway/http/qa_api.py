@@ -48,8 +48,8 @@ def qa_routes() -> list[web.AbstractRouteDef]:
         web.get("/api/v1/qa", list_view),
         web.get("/api/v1/qa/rules", rules_view),
         web.post("/api/v1/qa/check", check_view),
-        web.get("/api/v1/qa/{id}", detail_view),
-        web.post("/api/v1/qa/{id}/review", review_view),
+        web.get("/api/v1/qa/{id:[0-9]+}", detail_view),
+        web.post("/api/v1/qa/{id:[0-9]+}/review", review_view),
     ]
 
 
