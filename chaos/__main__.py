@@ -19,8 +19,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--workdir", help="keep the gateway's config, database and log here")
+    parser.add_argument("--examples", type=int, default=200, help="schemathesis examples per operation")
     args = parser.parse_args(argv)
-    options = Options(count=args.count, seed=args.seed, concurrency=args.concurrency, workdir=args.workdir)
+    options = Options(
+        count=args.count,
+        seed=args.seed,
+        concurrency=args.concurrency,
+        workdir=args.workdir,
+        examples=args.examples,
+    )
     results = asyncio.run(run(args.only or list(SCENARIOS), options))
     print(table(results))
     for name, result in results.items():

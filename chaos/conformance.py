@@ -1,7 +1,7 @@
 """schemathesis against a live `kefu serve`: the agent and supervisor APIs do what /api/v1/openapi.json says.
 
 `run_schemathesis` is shared by the bounded run in `make test` (tests/gateway/test_openapi_conformance.py,
-5 examples per operation) and the `schemathesis` scenario of `make chaos` (`--count` examples per operation,
+5 examples per operation) and the `schemathesis` scenario of `make chaos` (`--examples` per operation,
 default 200, with an admin's and an agent's token; a run with any failing check is a row that is not ok).
 """
 
@@ -21,7 +21,6 @@ from chaos.harness import Options, Result, scenario
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "tests" / "fixtures" / "schemathesis" / "schemathesis.toml"
 ST = Path(sys.executable).with_name("st")
-LONG_EXAMPLES = 200
 
 
 async def seed(kefu: Kefu) -> None:
@@ -74,10 +73,10 @@ async def run_schemathesis(
     return proc.returncode, out.decode()
 
 
-@scenario("schemathesis", "schemathesis, all checks, --count examples per operation (agent + admin tokens)")
+@scenario("schemathesis", "schemathesis, all checks, --examples per operation (agent + admin tokens)")
 async def long_schemathesis(options: Options) -> Result:
     result = Result()
-    examples = LONG_EXAMPLES if options.count >= 10_000 else max(5, options.count // 50)
+    examples = options.examples
     with tempfile.TemporaryDirectory(prefix="kefu-chaos-st-") as tmp:
         workdir = Path(options.workdir or tmp) / "schemathesis"
         kefu = Kefu(workdir=workdir, port=free_port(), log_path=workdir / "kefu.log")

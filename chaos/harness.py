@@ -30,6 +30,7 @@ class Options:
     seed: int = 13
     concurrency: int = 16
     workdir: str | None = None  # None: a temporary directory, removed afterwards
+    examples: int = 200  # schemathesis examples per operation (the long run of `make chaos`)
 
 
 @dataclass(slots=True)
