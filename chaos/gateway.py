@@ -36,7 +36,12 @@ def config(workdir: Path, port: int) -> dict[str, Any]:
     return {
         "server": {"host": "127.0.0.1", "port": port},
         "database": {"url": f"sqlite+aiosqlite:///{workdir / 'kefu.db'}"},
-        "kb": {"paths": [str(ROOT / "config" / "faq")], "watch": False},
+        # What the agent API teaches (schemathesis accepts additions) stays in the scenario's own folder.
+        "kb": {
+            "paths": [str(ROOT / "config" / "faq")],
+            "learned_path": str(workdir / "learned.yaml"),
+            "watch": False,
+        },
         "admin": {"token": ADMIN_TOKEN},
         "logging": {"level": "INFO"},
         "handoff": {

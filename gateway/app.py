@@ -117,7 +117,9 @@ def build_runtime(settings: Settings, *, handle_signals: bool = False) -> Runtim
         thresholds=matcher.thresholds,
         target_precision=matcher.target_precision,
     )
-    kb = KbService(settings.kb.paths, matcher.thresholds, build=build, metrics=metrics)
+    kb = KbService(
+        settings.kb.paths, matcher.thresholds, build=build, metrics=metrics, learned=settings.kb.learned
+    )
     adapters: dict[AdapterKey, ChannelAdapter] = {}  # filled by create_app; the outbox reads the same dict
     outbox = Outbox(store, settings.outbox, adapters, metrics=metrics)
     pipeline = Pipeline(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from intents.matcher import Classifier
 from intents.prediction import Thresholds
 from kb.holder import KnowledgeBaseHolder
+from kb.learned import LearnedFile
 from kb.loader import expand_paths
 from kb.model import KnowledgeBase
 
@@ -66,6 +67,7 @@ class KbService:
         *,
         build: Callable[[KnowledgeBase], Classifier] | None = None,
         metrics: Metrics | None = None,
+        learned: Path | str | None = None,
     ) -> None:
         self.paths = [os.fspath(p) for p in paths]
         self.thresholds = thresholds
@@ -75,6 +77,12 @@ class KbService:
         )
         self._lock = asyncio.Lock()
         self._fingerprint: Fingerprint | None = None
+        # The learned-additions file (kb.learned_path): read with the paths once it exists.
+        self.learned = LearnedFile(learned, self.paths) if learned is not None else None
+
+    def load_paths(self) -> list[str]:
+        """What a reload reads: the FAQ paths, plus the learned file once one was written."""
+        return self.learned.paths() if self.learned is not None else list(self.paths)
 
     def snapshot(self) -> tuple[KnowledgeBase, Classifier] | None:
         """The current knowledge base and its classifier, always from the same load (None before one)."""
@@ -95,7 +103,10 @@ class KbService:
             loop = asyncio.get_running_loop()
             previous = self.version
             fingerprint = await loop.run_in_executor(None, self._scan)
-            result = await loop.run_in_executor(None, lambda: self.holder.reload(force=force))
+            # load_paths looks for the learned file: a stat, so in the worker thread too.
+            result = await loop.run_in_executor(
+                None, lambda: self.holder.reload(self.load_paths(), force=force)
+            )
             self._fingerprint = fingerprint
         errors = tuple(str(p) for p in self.holder.last_errors)
         ok = result.kb is not None and not errors
@@ -134,13 +145,14 @@ class KbService:
             "healthy": self.holder.healthy,
             "errors": [str(p) for p in self.holder.last_errors],
             "paths": self.paths,
+            "learned_path": os.fspath(self.learned.path) if self.learned is not None else None,
         }
 
     # --- watching ----------------------------------------------------------------------------------
 
     def _scan(self) -> Fingerprint:
         """(file, mtime_ns, size) of every FAQ file: cheap to poll, no watcher dependency needed."""
-        files, _problems = expand_paths(self.paths)
+        files, _problems = expand_paths(self.load_paths())
         out: list[tuple[str, int, int]] = []
         for file in files:
             try:

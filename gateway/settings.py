@@ -100,8 +100,20 @@ class KbSettings(_Section):
     """The FAQ files (files or directories of *.yaml) and how they are watched for changes."""
 
     paths: list[Path] = Field(default_factory=lambda: [Path("config/faq")], min_length=1)
+    # What agents taught (console and dashboard: "这个问题 = FAQ 条目 X", "用这条回复新建 FAQ 条目"): loaded
+    # with the paths once it exists, written only by kefu (kb/learned.py), never into the files above.
+    # Default: learned.yaml in the first FAQ directory (config/faq/learned.yaml), reviewed in its git.
+    learned_path: Path | None = None
     watch: bool = True
     watch_interval_s: float = Field(default=2.0, gt=0)
+
+    @property
+    def learned(self) -> Path:
+        """`learned_path`, or learned.yaml in the first FAQ directory (beside the first file)."""
+        if self.learned_path is not None:
+            return self.learned_path
+        first = self.paths[0]
+        return (first.parent if first.suffix in (".yaml", ".yml") else first) / "learned.yaml"
 
 
 class SemanticSettings(_Section):
@@ -505,9 +517,11 @@ def settings_from_mapping(data: Mapping[str, Any], source: str | None = None) ->
 
 def _resolve_paths(settings: Settings) -> Settings:
     """Relative kb paths and SQLite files resolve against the working directory, once, at load time."""
-    kb = settings.kb.model_copy(
-        update={"paths": [p if p.is_absolute() else Path.cwd() / p for p in settings.kb.paths]}
-    )
+    paths = [p if p.is_absolute() else Path.cwd() / p for p in settings.kb.paths]
+    learned = settings.kb.learned_path
+    if learned is not None and not learned.is_absolute():
+        learned = Path.cwd() / learned
+    kb = settings.kb.model_copy(update={"paths": paths, "learned_path": learned})
     url = settings.database.url
     prefix = "sqlite+aiosqlite:///"
     if url.startswith(prefix):

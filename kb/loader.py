@@ -37,6 +37,7 @@ from kb.schema import (
     Seen,
     slug_hint,
 )
+from kb.similar import Addition, apply_similar, read_similar
 from kb.slots import ACTION_ONLY_ANSWER, Slots, check_uses, intent_entry, read_entry_action, read_slots
 from kb.text import fold_question
 from kb.yaml_nodes import (
@@ -118,6 +119,7 @@ def _load(path_list: list[str], strict: bool) -> LoadResult:
         digest.update(data)
         builder.parse(file, data)
     builder.finish(files, path_list)
+    apply_similar(builder, builder.entries, builder.additions, set(builder._ids), builder.question)
     intent_actions = [e for e in map(intent_entry, builder.intents) if e is not None]
     problems.extend(check_uses([*builder.entries, *intent_actions], builder.slots))
 
@@ -189,6 +191,7 @@ class _Builder(NodeReader):
         self.intents: list[RuleIntent] = []
         self.replies: dict[str, str] = {}
         self.slots: Slots = {}
+        self.additions: list[Addition] = []  # `similar:` sections, applied once every file is read
         self.entry_count = 0
         self.enabled_count = 0
         self.first_entry: SourceRef | None = None
@@ -265,6 +268,8 @@ class _Builder(NodeReader):
             read_slots(self, node, self.slots)
         if (node := fields.get("replies")) is not None:
             self.reply_texts(node)
+        if (node := fields.get("similar")) is not None:
+            read_similar(self, node, self.additions)
 
     def _decode(self, data: bytes) -> str | None:
         try:

@@ -15,7 +15,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from kb.model import Problem, SourceRef
 from kb.yaml_nodes import BOOL_TAG, STR_TAG, clip, describe, did_you_mean, is_null, is_text, line_of
 
-TOP_LEVEL_KEYS = ("faqs", "synonyms", "words", "intents", "replies", "slots")
+TOP_LEVEL_KEYS = ("faqs", "synonyms", "words", "intents", "replies", "slots", "similar")
 FAQ_KEYS = (
     "id",
     "question",

@@ -8,6 +8,7 @@ import sys
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from gateway.cli import add_config_option, load_cli_settings, shown_path
 from gateway.settings import load_settings
@@ -16,6 +17,7 @@ from intents.evaluation import METRIC_KEYS, evaluate, learn_split, read_tsv
 from intents.matcher import Classifier, classifier_builder
 from intents.normalize import normalize
 from intents.prediction import Decision, Thresholds
+from kb.learned import learned_paths
 from kb.loader import load_kb
 from kb.model import KnowledgeBase
 
@@ -39,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         type=int,
         default=0,
         metavar="N",
-        help="first add N labelled test questions to their entries (as agents would), evaluate on the rest",
+        help="add N labelled test questions to their entries (as agents would); evaluate the rest before and after",
     )
     _common(ev)
     ev.set_defaults(func=run_eval)
@@ -124,7 +126,8 @@ def builder(
         thresholds=_thresholds(args, matcher.thresholds),
         target_precision=matcher.target_precision,
     )
-    return build, list(kb_paths) if kb_paths else [shown_path(p) for p in settings.kb.paths]
+    served = learned_paths(settings.kb.paths, settings.kb.learned)  # the learned file, once written
+    return build, list(kb_paths) if kb_paths else [shown_path(Path(p)) for p in served]
 
 
 def _prepare(args: argparse.Namespace) -> Classifier | None:
@@ -183,18 +186,30 @@ def run_eval(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"kefu: {exc}", file=sys.stderr)
         return 2
+    before: dict[str, Any] | None = None
     if args.learn > 0:
-        kb, rows = learn_split(kb, rows, args.learn)
+        # Before and after on the same held-out rows: the taught ones are in neither evaluation, and the
+        # thresholds of the taught kb are calibrated without the rows they are measured on.
+        taught_kb, rows = learn_split(kb, rows, args.learn)
+        base = build(kb)
+        before = evaluate(base, rows)
+        before["thresholds"] = base.thresholds
+        kb = taught_kb
     classifier = build(kb)
     metrics = evaluate(classifier, rows)
     if args.json:
-        print(json.dumps({k: metrics[k] for k in METRIC_KEYS}, ensure_ascii=False))
+        out: dict[str, Any] = {k: metrics[k] for k in METRIC_KEYS}
+        if before is not None:
+            out["before"] = {k: before[k] for k in METRIC_KEYS}
+        print(json.dumps(out, ensure_ascii=False))
         return 0
     th = classifier.thresholds
     print(
         f"{args.data}: {metrics['n']} questions ({metrics['n_in_scope']} in scope, "
         f"{metrics['n_must_not_answer']} must not answer); thresholds answer {th.answer}, suggest {th.suggest}"
     )
+    if before is not None:
+        _print_learning(args.learn, before, metrics, th)
     labels = {
         "top1_accuracy": "top-1 accuracy (in scope)",
         "top3_accuracy": "top-3 accuracy (in scope)",
@@ -215,6 +230,27 @@ def run_eval(args: argparse.Namespace) -> int:
     if classifier.calibration is not None and th == classifier.calibration.thresholds:
         print(f"thresholds calibrated on the kb (target precision {classifier.calibration.target_precision})")
     return 0
+
+
+_LEARN_ROWS = {
+    "top1_accuracy": "top-1 accuracy (in scope)",
+    "top3_accuracy": "top-3 accuracy (in scope)",
+    "answer_rate": "answered directly (in scope)",
+    "answer_precision": "answer precision",
+    "oos_answer_rate": "must-not-answer answered",
+}
+
+
+def _print_learning(n: int, before: dict[str, Any], after: dict[str, Any], th: Thresholds) -> None:
+    """`--learn N`: the same held-out rows before and after N questions were taught."""
+    was = before["thresholds"]
+    print(f"learning from agents: {n} labelled questions taught as similar questions, evaluated on the rest")
+    print(f"  {'':<30} {'before':>8} {'after':>8}")
+    for key, label in _LEARN_ROWS.items():
+        print(f"  {label:<30} {before[key]:>8.3f} {after[key]:>8.3f}")
+    print(f"  {'answer threshold':<30} {was.answer:>8.3f} {th.answer:>8.3f}")
+    print(f"  {'suggest threshold':<30} {was.suggest:>8.3f} {th.suggest:>8.3f}")
+    print("after learning:")
 
 
 def _print_curve(curve: list[dict[str, float]], th: Thresholds) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.cli import add_config_option, load_cli_settings, shown_path
 from intents.prediction import Thresholds
+from kb.learned import learned_paths
 from kb.lint import lint_kb
 from kb.loader import LoadResult, load_kb
 from kb.model import KnowledgeBase, Problem
@@ -62,7 +64,9 @@ def _paths(args: argparse.Namespace) -> tuple[list[str], Settings] | None:
     settings = load_cli_settings(args, {"kb.paths": args.paths or None}, warn_about=("kb.", "actions."))
     if settings is None:
         return None
-    return list(args.paths) or [shown_path(p) for p in settings.kb.paths], settings  # named paths as typed
+    # Named paths as typed; the server's own (with the learned file, once written) otherwise.
+    served = learned_paths(settings.kb.paths, settings.kb.learned)
+    return list(args.paths) or [shown_path(Path(p)) for p in served], settings
 
 
 def run_check(args: argparse.Namespace) -> int:

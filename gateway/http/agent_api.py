@@ -21,6 +21,7 @@ from gateway.http.agent_ws import agent_ws
 from gateway.http.auth import require_agent
 from gateway.http.bodies import ID_MAX, http_error, path_id, read_json
 from gateway.http.follow_ups_api import follow_up_routes
+from gateway.http.learn_api import learn_routes
 from gateway.http.openapi import spec
 from gateway.http.pages import suggestions
 from gateway.keys import HANDOFF, QA, RUNTIME
@@ -67,6 +68,7 @@ def agent_routes() -> list[web.AbstractRouteDef]:
         web.post(f"{p}/canned", _authed(add_canned)),
         web.post(f"{p}/canned/{{id}}/render", _authed(render_canned)),
         web.get(f"{p}/conversations/{{id}}/suggestions", suggestions),
+        *learn_routes(p),  # 教机器人, in the console and (/admin/api/…) on the dashboard
         web.get(f"{p}/agent/ws", agent_ws),
         *follow_up_routes(),
     ]

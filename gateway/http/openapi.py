@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.http.learn_openapi import learn_paths, learn_schemas
 from gateway.http.supervisor_openapi import supervisor_paths, supervisor_schemas
 
 ID_MAX = 2**31 - 1  # INTEGER keys (bodies.ID_MAX)
@@ -379,6 +380,7 @@ def spec() -> dict[str, Any]:
                 )
             },
             **supervisor_paths(),  # 排班, 绩效, 质检
+            **learn_paths(),  # 这个问题 = FAQ 条目 X, 用这条回复新建 FAQ 条目
         },
         "components": {
             "securitySchemes": {
@@ -396,7 +398,7 @@ def spec() -> dict[str, Any]:
                 for code, text in _ERRORS.items()
             }
             | {"Error": {"description": "Error", "content": {"application/json": {"schema": _ref("Error")}}}},
-            "schemas": _schemas() | supervisor_schemas(),
+            "schemas": {**_schemas(), **learn_schemas(), **supervisor_schemas()},
         },
     }
 

@@ -110,6 +110,12 @@ def test_eval_learn_teaches_n_rows_and_evaluates_on_the_rest(kb_dir, no_config, 
     assert main([*args, "--learn", "1"]) == 0
     m = json.loads(capsys.readouterr().out)
     assert (m["n"], m["n_in_scope"], m["n_must_not_answer"]) == (2, 1, 1)
+    # The same held-out rows, before the question was taught: the gain is a measured figure.
+    assert (m["before"]["n"], m["before"]["n_in_scope"]) == (2, 1)
+    assert main([*args[:-3], "--config", no_config, "--learn", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "learning from agents: 1 labelled questions taught" in out
+    assert "before" in out and "after" in out and "answer threshold" in out
 
 
 def test_kb_calibrate_shows_the_per_kb_thresholds(kb_dir, no_config, capsys):

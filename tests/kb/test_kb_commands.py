@@ -47,6 +47,24 @@ def test_check_defaults_to_config_faq(tmp_path: Path, monkeypatch: pytest.Monkey
     assert capsys.readouterr().out.startswith("config/faq: 3 entries, 12 questions")
 
 
+def test_check_by_default_includes_the_learned_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    shutil.copytree(GOOD, tmp_path / "config" / "faq")
+    monkeypatch.chdir(tmp_path)
+    taught = tmp_path / "taught.yaml"
+    taught.write_text("similar:\n  return-how: [退货咋弄]\n  no-such-entry: [发票咋开]\n", encoding="utf-8")
+    config = tmp_path / "config" / "gateway.yaml"
+    config.write_text("kb:\n  learned_path: taught.yaml\n", encoding="utf-8")
+
+    assert main(["kb", "check", "--config", "config/gateway.yaml"]) == 1
+    out = capsys.readouterr().out
+    assert "taught.yaml:3: entry no-such-entry: similar: there is no faq entry 'no-such-entry'" in out
+    taught.write_text("similar:\n  return-how: [退货咋弄]\n", encoding="utf-8")
+    assert main(["kb", "check", "--config", "config/gateway.yaml"]) == 0
+    assert "3 entries, 13 questions" in capsys.readouterr().out
+
+
 def test_check_several_files(capsys: pytest.CaptureFixture[str]) -> None:
     first, second = f"{GOOD}/10-aftersale.yaml", f"{GOOD}/20-service.yaml"
     assert main(["kb", "check", first, second]) == 0

@@ -41,6 +41,8 @@
     const q = "?from=" + encodeURIComponent(from.toISOString()) + "&to=" + encodeURIComponent(to.toISOString());
     const stats = await api("GET", "/admin/api/stats" + q, token);
     render(stats);
+    // 教机器人 (learn.js) adds its column to the unanswered groups just drawn.
+    document.dispatchEvent(new CustomEvent("kefu:unanswered", { detail: { clusters: stats.unanswered, token } }));
     $("updated").textContent = "更新于 " + to.toLocaleTimeString("zh-CN");
     return stats;
   }

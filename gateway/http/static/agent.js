@@ -245,6 +245,8 @@
     renderConversation(opts && opts.keepScroll);
     renderLists();
     loadSuggestions(id);
+    // The customer panel, search and phone layout (agent_panel.js) follow the open conversation.
+    document.dispatchEvent(new CustomEvent("kefu:conversation", { detail: { id, conversation: current, token, me, switching } }));
   }
 
   function renderConversation() {
