@@ -91,7 +91,8 @@ async def long_schemathesis(options: Options) -> Result:
                 cases += sum(int(n) for n in re.findall(r"(\d+) generated", report))
                 if code != 0:
                     failures += 1
-                    result.examples.append(report[-3000:])
+                    start = report.find("FAILURES")
+                    result.examples.append(report[start : start + 4000] if start >= 0 else report[-3000:])
             result.counts.update(
                 inputs=cases,
                 **{"5xx": len(re.findall(r"Server error", "".join(result.examples)))},

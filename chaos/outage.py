@@ -15,6 +15,7 @@ Counted: lost (a row never accepted by the API), doubled (a text accepted twice)
 from __future__ import annotations
 
 import asyncio
+import logging
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -110,6 +111,9 @@ async def run_outage(options: Options, *, customers: int = CUSTOMERS, outage_s: 
                 },
             }
         )
+        # The gateway logs (each failed try is a warning) go to the scenario's log, not the table's output.
+        log = logging.FileHandler(workdir / "kefu.log", encoding="utf-8")
+        logging.getLogger("gateway").addHandler(log)
         app = create_app(settings)
         runner = web.AppRunner(app)
         await runner.setup()  # startup: database, HTTP session, adapters, workers
@@ -126,6 +130,8 @@ async def run_outage(options: Options, *, customers: int = CUSTOMERS, outage_s: 
         finally:
             await runner.cleanup()
             await api_runner.cleanup()
+            logging.getLogger("gateway").removeHandler(log)
+            log.close()
     return result
 
 

@@ -24,6 +24,14 @@ _NUM = {"type": "number"}
 _ANY: dict[str, Any] = {}  # the server reads only `true` here and ignores anything else
 
 
+def _anycase(*words: str) -> dict[str, Any]:
+    """A string the server compares case-insensitively (`.lower()`) with one of `words`."""
+    alternatives = "|".join(
+        "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in w) for w in words
+    )
+    return {"type": "string", "pattern": f"^(?:{alternatives})$"}
+
+
 def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -186,7 +194,7 @@ def supervisor_paths() -> dict[str, Any]:
                     },
                 },
                 errors=(400, 403),
-                query={**_RANGE, "format": {"type": "string", "enum": ["json", "csv", "xlsx"]}},
+                query={**_RANGE, "format": _anycase("json", "csv", "xlsx")},
             )
         },
         "/qa": {
@@ -197,7 +205,7 @@ def supervisor_paths() -> dict[str, Any]:
                 errors=(400, 403),
                 query={
                     **_RANGE,
-                    "flagged": {"type": "string", "enum": ["", "0", "1", "true", "false", "yes", "no"]},
+                    "flagged": _anycase("", "0", "1", "true", "false", "yes", "no"),
                     "review": {"type": "string", "enum": ["", "open", "confirmed", "dismissed"]},
                 },
             )
