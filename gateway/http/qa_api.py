@@ -36,7 +36,7 @@ from handoff.reports import parse_bound
 __all__ = ["qa_routes"]
 
 MAX_RANGE = timedelta(days=92)
-MAX_BODY = 16 * 1024
+MAX_BODY = 64 * 1024  # a 2,000-character draft of \uXXXX escapes fits (24 KiB)
 MAX_DRAFT = 2000
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
