@@ -6,7 +6,7 @@ import importlib
 import sys
 import time
 
-SUITES = ("bench.matcher", "bench.semantic", "bench.webhook")
+SUITES = ("bench.matcher", "bench.semantic", "bench.webhook", "bench.processes")
 
 
 def main(argv: list[str]) -> int:

@@ -42,6 +42,8 @@ def config(workdir: Path, port: int) -> dict[str, Any]:
             "learned_path": str(workdir / "learned.yaml"),
             "watch": False,
         },
+        # The repo's shared embedding cache: a cold build of the demo FAQ would eat the start-up budget.
+        "matcher": {"semantic": {"cache_dir": str(ROOT / "data" / "embeddings")}},
         "admin": {"token": ADMIN_TOKEN},
         "logging": {"level": "INFO"},
         "handoff": {

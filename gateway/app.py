@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -36,6 +37,7 @@ from gateway.keys import HANDOFF, RUNTIME
 from gateway.logs import quiet_bad_requests
 from gateway.message import Message, utcnow
 from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
+from gateway.norms import answer_placeholders
 from gateway.pipeline import Pipeline
 from gateway.runtime import AdapterKey, Runtime
 from gateway.settings import Settings
@@ -70,6 +72,10 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
         runtime.add_adapter(QQBotAdapter(qqbot, runtime))
     for wecom in settings.channels.wecom:
         runtime.add_adapter(WeComAdapter(wecom, runtime))
+        if (
+            wecom.handoff_mode == "wecom"
+        ):  # WeCom's own staff serve its handoffs: the bot must not talk over them
+            runtime.pipeline.quiet_while_queued.add(("wecom", wecom.name))
     for adapter in runtime.adapters.values():
         app.router.add_routes(adapter.routes())
 
@@ -78,6 +84,7 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
     app[HANDOFF] = handoff
     runtime.pipeline.interceptors.append(handoff)  # a CSAT rating is not a new question
     runtime.pipeline.observers.append(handoff.after_message)  # queue handoffs, forward to the agent
+    runtime.outbox.listeners.append(handoff.delivery_changed)  # delivery state live in the consoles
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_view)
@@ -126,6 +133,7 @@ def build_runtime(settings: Settings, *, handle_signals: bool = False) -> Runtim
         store, kb, settings.pipeline, settings.conversation.lifecycle, outbox=outbox, metrics=metrics
     )
     install_actions(pipeline, settings.actions, store, metrics)
+    pipeline.placeholders = answer_placeholders(settings)
     directory = spool_directory(
         settings.pipeline.spool_dir, settings.database.url, sqlite_file(settings.database.url)
     )
@@ -323,6 +331,7 @@ async def healthz(request: web.Request) -> web.Response:
         status = "ok"
     body = {
         "status": status,
+        "pid": os.getpid(),  # which process answered (kefu serve --workers N)
         "db": {"ok": db_ok, "dialect": runtime.store.dialect},
         "kb": kb,
         "outbox": {"failing": failing},

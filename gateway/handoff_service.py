@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway.channels.base import Outgoing
+from gateway.delivery_state import delivery_view
 from gateway.handoff_actions import AgentActions
 from gateway.handoff_events import (
     EventBus,
@@ -26,7 +27,7 @@ from gateway.handoff_events import (
 )
 from gateway.message import Message, Reply
 from gateway.norms import group_hours, sla_policy
-from gateway.storage import Unit
+from gateway.storage import OutboxRow, Unit
 from gateway.storage.csat import pending_csat, skip_csat
 from gateway.storage.events import EventRow
 from gateway.storage.handoff_store import HandoffDb, session_of
@@ -214,7 +215,12 @@ class HandoffService(AgentActions):
             if result.handoff:
                 await self.on_queued(result.conversation_id)
             elif result.decision == WITH_HUMAN:
-                await self.on_customer_message(result.conversation_id, result.message_id)
+                # The bot may have answered a queued customer (its reply is in `replies`); where another
+                # tool serves the handoffs (WeCom's own staff) kefu acknowledges nothing.
+                quiet = (result.channel, result.account) in self.runtime.pipeline.quiet_while_queued
+                await self.on_customer_message(
+                    result.conversation_id, result.message_id, bool(result.replies), quiet=quiet
+                )
         except Exception:
             # The customer's message is stored; the periodic job re-runs assignment. Never fail the webhook.
             logger.exception("handoff: follow-up of conversation %s failed", result.conversation_id)
@@ -258,13 +264,15 @@ class HandoffService(AgentActions):
         if position is None:
             logger.info("handoff conversation=%s was taken before it was routed", conv.id)
 
-    async def on_customer_message(self, conversation_id: int, message_id: int) -> None:
+    async def on_customer_message(
+        self, conversation_id: int, message_id: int, answered: bool = False, *, quiet: bool = False
+    ) -> None:
         """A customer wrote to a queued/assigned conversation: push it to the agent (stored either way)."""
         row = await self.runtime.store.message(message_id)
         if row is None or row.conversation_id != conversation_id:
             return
         payload = {"message_id": row.id, "text": row.text, "sender_name": row.sender_name, "kind": row.kind}
-        await self.flow.on_customer_message(conversation_id, payload)
+        await self.flow.on_customer_message(conversation_id, payload, answered=answered, quiet=quiet)
 
     async def _customer(self, conversation_id: int) -> Customer | None:
         conv = await self.runtime.store.conversation(conversation_id)
@@ -342,6 +350,24 @@ class HandoffService(AgentActions):
         async with self.runtime.store.transaction() as tx:
             found = await tx.find_message(customer.channel, customer.account, key)
         return found.id if found is not None else None
+
+    async def delivery_changed(self, row: OutboxRow, status: str, error: str | None) -> None:
+        """The outbox finished a send: the consoles showing its conversation get `message.delivery`.
+
+        Agent replies and notices always (a failed one must be seen); the bot's own replies only when
+        they did not arrive. Conversations no agent ever had are nobody's console's business.
+        """
+        if row.message_id is None or (row.sender == "bot" and status == "sent"):
+            return
+        message = await self.runtime.store.message(row.message_id)
+        if message is None:
+            return
+        ref = await self.db.get_conversation(str(message.conversation_id))
+        if ref is None or (ref.assigned_agent_id is None and ref.state is not ConversationState.QUEUED):
+            return
+        payload = {"message_id": row.message_id, "delivery": delivery_view(status, error)}
+        where = {"agent_id": ref.assigned_agent_id} if ref.assigned_agent_id else {"group": ref.group}
+        await self._publish("message.delivery", payload, conversation_id=message.conversation_id, **where)
 
     # --- assignment -----------------------------------------------------------------------------
 

@@ -72,10 +72,11 @@ class KbService:
         self.paths = [os.fspath(p) for p in paths]
         self.thresholds = thresholds
         self.metrics = metrics
-        self.holder: KnowledgeBaseHolder[Classifier] = KnowledgeBaseHolder(
-            self.paths, build=build or (lambda kb: Classifier.build(kb, thresholds))
-        )
+        self.build = build or (lambda kb: Classifier.build(kb, thresholds))
+        self.holder: KnowledgeBaseHolder[Classifier] = KnowledgeBaseHolder(self.paths, build=self.build)
         self._lock = asyncio.Lock()
+        # The admin FAQ editor's read-check-write of a file (gateway/http/admin_faq_api.py): one at a time.
+        self.edit_lock = asyncio.Lock()
         self._fingerprint: Fingerprint | None = None
         # The learned-additions file (kb.learned_path): read with the paths once it exists.
         self.learned = LearnedFile(learned, self.paths) if learned is not None else None

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from gateway.storage.report_queries import EntryLookup
     from kb.model import KnowledgeBase
 
-__all__ = ["entry_lookup", "group_hours", "parse_business_hours", "sla_policy"]
+__all__ = ["answer_placeholders", "entry_lookup", "group_hours", "parse_business_hours", "sla_policy"]
 
 # Reading a zone file is blocking I/O; ZoneInfo caches it, so load the default at import, not on the loop
 # (create_app runs inside the event loop under aiohttp's test client and the app runner).
@@ -50,6 +50,14 @@ def parse_business_hours(data: Mapping[str, Any] | None) -> GroupHours:
 def group_hours(settings: Settings) -> GroupHours:
     """The deployment's business hours per skill group."""
     return parse_business_hours(getattr(settings, "business_hours", None))
+
+
+def answer_placeholders(settings: Settings) -> dict[str, str]:
+    """What the bot fills into FAQ answers at answer time: `{service_hours}` from `business_hours` (the one
+    source of service hours; `handoff.service_hours` only overrides its wording, for the notices too)."""
+    handoff = getattr(settings, "handoff", None)
+    wording = getattr(handoff, "service_hours", None)
+    return {"service_hours": (wording or group_hours(settings).default.describe()).strip()}
 
 
 def sla_policy(settings: Settings) -> SlaPolicy:

@@ -12,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from gateway.channels.base import Outgoing
 from gateway.message import Message, Reply, utcnow
+from gateway.outcome import WITH_HUMAN, while_with_human
+from gateway.outcome import Outcome as _Outcome
 from gateway.settings import PipelineSettings
 from gateway.storage import Conflict, ConversationRow, MessageRow, Store, Unit
+from handoff.canned import render_canned
 from handoff.lifecycle import LifecycleRules, is_expired
 from handoff.state import ConversationState, check_transition, is_with_human
 from intents.choices import intent_group, picked_entry, picked_number, suggested_questions
@@ -34,7 +37,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # Decisions recorded on inbound messages besides intents.prediction.Decision's values.
-WITH_HUMAN = "with_human"  # a human owns the conversation: stored, the bot stays quiet
 NOT_ADDRESSED = "not_addressed"  # a group message that did not @ the bot
 EVENT = "event"  # an event that needs no answer (unsubscribe, view...)
 NON_TEXT = "non_text"  # an image or other non-text message
@@ -134,24 +136,6 @@ class ActionHook(Protocol):
 Observer = Callable[["PipelineResult"], Awaitable[None]]
 
 
-@dataclass(slots=True)
-class _Outcome:
-    """The pure decision for one message, before anything is written."""
-
-    decision: str
-    reason: str | None = None
-    confidence: float | None = None
-    entry_id: str | None = None
-    replies: list[tuple[str, tuple[str, ...], str | None]] = field(default_factory=list)
-    miss_streak: int | None = None  # None = unchanged
-    handoff_reason: str | None = None
-    priority: str = "normal"
-    group: str | None = None
-
-    def say(self, text: str, suggestions: Sequence[str] = (), entry_id: str | None = None) -> None:
-        self.replies.append((text, tuple(suggestions), entry_id))
-
-
 class Pipeline:
     """Handles inbound messages for every channel."""
 
@@ -177,6 +161,9 @@ class Pipeline:
         self.interceptors: list[Interceptor] = []
         self.observers: list[Observer] = []
         self.actions: ActionHook | None = None
+        self.placeholders: Mapping[str, str] = {}  # {service_hours} etc. in answers (gateway.norms)
+        # (channel, account)s whose handoffs another tool serves: no bot answers or acknowledgements there.
+        self.quiet_while_queued: set[tuple[str, str]] = set()
 
     async def handle(self, message: Message, *, outbox: OutboxMode = None) -> PipelineResult:
         """Dedupe, store and answer one message (`outbox`: its replies' rows, in the same unit of work)."""
@@ -354,7 +341,8 @@ class Pipeline:
         reply_ids: list[int] = []
         rows: list[tuple[int, str]] = []
         where = {k: getattr(message, k) for k in ("channel", "account", "conversation_key")}
-        for text, suggestions, entry_id in outcome.replies:
+        for template, suggestions, entry_id in outcome.replies:
+            text = render_canned(template, self.placeholders)  # unknown {names} stay (kb lint warns)
             row = tx.add_message(
                 conversation_id=conversation.id,
                 conversation_key=message.conversation_key,
@@ -451,9 +439,9 @@ class Pipeline:
         turn: ActionTurnLike | None = None,
     ) -> _Outcome:
         replies = snapshot[0].replies if snapshot else Replies(DEFAULT_REPLIES)
-        if is_with_human(conversation.state):
-            # The handoff issue notifies agents; the bot must not talk over a human.
-            return _Outcome(WITH_HUMAN, reason=conversation.state.value)
+        if is_with_human(conversation.state):  # agents are told; queued, the bot answers what it is sure of
+            quiet = (message.channel, message.account) in self.quiet_while_queued or snapshot is None
+            return while_with_human(message, conversation.state, None if quiet else prediction)
         if message.chat_type == "group" and not message.to_bot:
             return _Outcome(NOT_ADDRESSED)
         if snapshot is None:

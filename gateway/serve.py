@@ -6,6 +6,7 @@ import asyncio
 import gc
 import ipaddress
 import logging
+import os
 import signal
 
 from aiohttp import web
@@ -73,8 +74,12 @@ def urls(settings: Settings, app: web.Application) -> list[tuple[str, str]]:
     return out
 
 
-async def serve(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM, then shut down (in-flight requests finish, resources close)."""
+async def serve(settings: Settings, *, worker_id: int | None = None) -> None:
+    """Run until SIGINT/SIGTERM, then shut down (in-flight requests finish, resources close).
+
+    `worker_id`: one of `kefu serve --workers N` (gateway/workers.py): the port is shared (SO_REUSEPORT)
+    and only worker 0 prints the URLs.
+    """
     from gateway.app import create_app
 
     check_exposure(settings)
@@ -92,14 +97,21 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        site = web.TCPSite(runner, settings.server.host, settings.server.port, shutdown_timeout=10)
+        site = web.TCPSite(
+            runner,
+            settings.server.host,
+            settings.server.port,
+            shutdown_timeout=10,
+            reuse_port=worker_id is not None or None,
+        )
         try:
             await site.start()
         except OSError as exc:  # the port is taken, the address does not exist...
             where = f"{settings.server.host}:{settings.server.port}"
             raise StartupFailed(f"cannot listen on {where}: {exc.strerror or exc}") from None
-        print(f"kefu gateway listening on {settings.server.host}:{settings.server.port}", flush=True)
-        for what, url in urls(settings, app):
+        worker = "" if worker_id is None else f" (worker {worker_id}, pid {os.getpid()})"
+        print(f"kefu gateway listening on {settings.server.host}:{settings.server.port}{worker}", flush=True)
+        for what, url in urls(settings, app) if not worker_id else ():
             print(f"  {what:<24} {url}", flush=True)
         # Everything loaded at startup (jieba's dictionary, the FAQ index, the libraries) lives as long as the
         # process: out of the cyclic GC's sight, a full collection no longer stalls requests for tens of ms.

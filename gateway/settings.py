@@ -250,10 +250,13 @@ class HandoffSettings(_Section):
     groups: list[dict[str, Any]] | dict[str, Any] = Field(default_factory=list)
     assignment: AssignmentPolicy = AssignmentPolicy.LEAST_BUSY
     heartbeat_timeout_s: float = Field(default=60, gt=0)
+    offline_grace_s: float = Field(default=60, ge=0)  # gone timeout + this: their chats back to the queue
     idle_reminder_minutes: float | None = Field(default=None, gt=0)
     job_interval_s: float = Field(default=15, gt=0)
-    service_hours: str | None = None  # said in the "nobody online" notice, e.g. 每天 9:00–21:00
+    service_hours: str | None = None  # rewords business_hours (the one source) in notices, {service_hours}
     wrap_up_tags: list[str] | None = None  # allowed wrap-up tags; None = any
+    # A YAML file of canned replies (`canned: [{title, text, group}]`) imported once into an empty table.
+    canned_file: str | None = None
 
     @field_validator("groups")
     @classmethod

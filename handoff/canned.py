@@ -1,7 +1,10 @@
 """Canned replies (话术) per skill group, with `{customer_name}`-style placeholders.
 
-Only `{identifier}` is a placeholder: no format specs, indexing or attribute access (a template is admin
-input, and `str.format` on it could read `{0.__class__}`), and any other brace is plain text.
+Only `{identifier}` is a placeholder: ASCII letters, digits and `_`, not starting with a digit, directly
+inside one pair of braces — no format specs, indexing or attribute access (a template is admin input, and
+`str.format` on it could read `{0.__class__}`). Any other brace is plain text: "{ 订单号 }", "{}", "{1,2}",
+JSON like `{"a": 1}` or Chinese inside braces reach the customer as written. A reply to a customer that
+still contains a placeholder was not filled in, and the agent API refuses it (`unfilled_refusal`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ __all__ = [
     "CannedReply",
     "RenderedCanned",
     "canned_for_agent",
+    "may_edit_canned",
+    "unfilled_refusal",
     "missing_placeholders",
     "placeholders",
     "render_canned",
@@ -34,6 +39,7 @@ KNOWN_PLACEHOLDERS: Mapping[str, str] = MappingProxyType(
         "group": "技能组",
         "shop_name": "店铺名称",
         "date": "今天的日期",
+        "service_hours": "人工客服服务时间",
     }
 )
 # WeChat 客服消息 text is limited to 2048 bytes; 600 characters of Chinese stay well inside it.
@@ -124,3 +130,32 @@ def validate_canned(template: str, allowed: Iterable[str] = KNOWN_PLACEHOLDERS) 
 def canned_for_agent(replies: Iterable[CannedReply], agent: AgentInfo) -> list[CannedReply]:
     """The canned replies an agent is offered: global ones and those of their groups (all for supervisors)."""
     return [r for r in replies if r.group is None or agent.role.sees_everything or agent.serves(r.group)]
+
+
+UNFILLED_CODE = "unfilled_placeholder"
+
+
+def unfilled_refusal(text: str) -> dict[str, object] | None:
+    """Why a reply to a customer must not be sent as is (placeholders left in it), or None to send it.
+
+    The body of the API's 422: a Chinese message naming each placeholder, a stable code, the names.
+    """
+    names = placeholders(text)
+    if not names:
+        return None
+    shown = "、".join(
+        f"{{{n}}}" + (f"（{KNOWN_PLACEHOLDERS[n]}）" if n in KNOWN_PLACEHOLDERS else "") for n in names
+    )
+    return {
+        "error": f"回复中还有未填写的占位符：{shown}。请填写实际内容后再发送。",
+        "code": UNFILLED_CODE,
+        "placeholders": list(names),
+    }
+
+
+def may_edit_canned(agent: AgentInfo, created_by: str | None, group: str | None) -> bool:
+    """Supervisors and admins manage every canned reply (the shared ones too); an agent only the ones they
+    added for one of their groups."""
+    if agent.role.sees_everything:
+        return True
+    return created_by == agent.id and group is not None and agent.serves(group)

@@ -243,8 +243,16 @@ class BusinessHours:
             left -= w_end - begin
         return None
 
+    @property
+    def round_the_clock(self) -> bool:
+        """True for 24 × 7 without holidays: there is no "outside the service hours" to speak of."""
+        whole_days = all(day == (Shift(0, 1440),) for day in self.weekly)
+        return whole_days and self.public_calendar is None and not self.holidays
+
     def describe(self) -> str:
         """The schedule as customers read it: 周一至周五 08:30-12:00、13:00-17:30；周六 08:30-12:00（法定节假日除外）."""
+        if self.round_the_clock:
+            return "每天 24 小时"
         parts: list[str] = []
         day = 0
         while day < 7:

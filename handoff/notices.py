@@ -12,6 +12,7 @@ from handoff.csat import CSAT_QUESTION
 
 __all__ = [
     "agent_joined",
+    "agent_left",
     "auto_closed",
     "back_to_bot",
     "closed_by_agent",
@@ -56,6 +57,14 @@ def agent_joined(agent_name: str | None) -> str:
     if not name:
         return "您好，人工客服为您服务，请问有什么可以帮您？"
     return f"您好，客服 {name} 为您服务，请问有什么可以帮您？"
+
+
+def agent_left(others_online: bool) -> str:
+    """The agent serving the customer went offline: back in the queue, honest about who can take over."""
+    text = "非常抱歉，刚才为您服务的客服暂时离开了。"
+    if others_online:
+        return text + "已为您重新排队，其他客服接入后会第一时间回复您，请稍候。"
+    return text + "当前暂时没有其他客服在线，您的问题已为您保留，客服上线后会第一时间回复您。"
 
 
 def idle_reminder(minutes_left: int | None = None) -> str:

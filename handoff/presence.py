@@ -9,6 +9,7 @@ __all__ = [
     "DEFAULT_HEARTBEAT_TIMEOUT",
     "Presence",
     "accepts_new_chats",
+    "has_left",
     "is_reachable",
     "presence_from_heartbeat",
 ]
@@ -55,3 +56,13 @@ def accepts_new_chats(presence: Presence) -> bool:
 def is_reachable(presence: Presence) -> bool:
     """True when someone is at the console (online or away) to answer an existing chat."""
     return presence is not Presence.OFFLINE
+
+
+def has_left(
+    last_signs: tuple[datetime | None, ...], now: datetime, timeout: timedelta, grace: timedelta
+) -> bool:
+    """True when an agent holding a conversation is gone: no sign of them (a heartbeat, a reply, the
+    assignment itself) for the heartbeat timeout plus a grace period (a reload or a short network cut
+    must not cost the agent their chats)."""
+    signs = [t for t in last_signs if t is not None]
+    return not signs or now - max(signs) > timeout + grace

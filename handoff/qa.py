@@ -39,8 +39,11 @@ _HAS_CJK = re.compile(f"[{_CJK}]")
 _FULL_WIDTH_ALNUM = re.compile(r"[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a]+")
 _HALF_PUNCT_AFTER_CJK = re.compile(f"(?<=[{_CJK}])[,?!:;]")
 _FULL_PUNCT = {",": "，", "?": "？", "!": "！", ":": "：", ";": "；"}
-# {name}, {{订单号}}, ${amount}: a template field the agent forgot to fill in.
-_PLACEHOLDER = re.compile(r"\$?\{\{?\s*[^{}\s]{1,30}?\s*\}\}?")
+# {name}, {{订单号}}, ${amount}: a template field the agent forgot to fill in. A single-brace field is the
+# canned-reply syntax only (handoff.canned): "{ 订单号 }", "{型号}", "{1,2}" or JSON are ordinary text.
+_PLACEHOLDER = re.compile(
+    r"\$\{\s*[^{}\s]{1,30}?\s*\}|\{\{\s*[^{}\s]{1,30}?\s*\}\}|\{[A-Za-z_][A-Za-z0-9_]*\}"
+)
 _CLAUSE_END = re.compile(r"[。！？!?；;，,\n]")
 
 

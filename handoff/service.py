@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from handoff import notices
+from handoff import notices, waiting
 from handoff.hours import BusinessHours, GroupHours
 from handoff.queue import (
     AssignmentPolicy,
@@ -195,6 +195,8 @@ class HandoffFlow:
         business hours when closed) and the service hours."""
         configured = self.no_agent.hours_configured
         service_hours = self.no_agent.service_hours or (hours.describe() if configured else None)
+        if hours.round_the_clock and not self.no_agent.service_hours:
+            service_hours = None  # 24×7: nobody online is just that, not "outside the service hours"
         resumes = None if open_now or not configured else hours.next_opening(now)
         if next_shift is not None:
             resumes = next_shift.astimezone(hours.timezone)
@@ -202,8 +204,20 @@ class HandoffFlow:
             resumes, now=now.astimezone(hours.timezone), service_hours=service_hours
         )
 
-    async def on_customer_message(self, conversation_id: int, payload: Mapping[str, Any]) -> None:
-        """A customer wrote to a queued/assigned conversation: push it to the agent (stored either way)."""
+    async def on_customer_message(
+        self,
+        conversation_id: int,
+        payload: Mapping[str, Any],
+        *,
+        answered: bool = False,
+        quiet: bool = False,
+    ) -> None:
+        """A customer wrote to a queued/assigned conversation: push it to the agent (stored either way).
+
+        Queued, every message gets a reply: the bot's answer (`answered`, then where they stand in the
+        queue) or an acknowledgement; with an agent, the agent answers and the bot says nothing. `quiet`:
+        another tool serves this channel's handoffs (WeCom's own staff), so kefu acknowledges nothing.
+        """
         ref = await self.store.get_conversation(str(conversation_id))
         if ref is None:
             return
@@ -215,10 +229,28 @@ class HandoffFlow:
         await self.events.publish(
             "message.customer", payload, conversation_id=conversation_id, group=ref.group
         )
-        # Confirm a 留言's addition once, not after every line: the claim is atomic in the store, so two
-        # messages arriving together (or in two processes) cannot both send it.
-        if await self.store.claim_ticket_followup(conversation_id, self.clock.now()):
-            await self.notifier.notify(conversation_id, notices.ticket_followup(), delay=NOTICE_DELAY)
+        if ref.state is not ConversationState.QUEUED or quiet:
+            return
+        turn = int(payload.get("message_id") or 0)
+        if await self.store.waiting_ticket(conversation_id):
+            # The first addition to a 留言 gets the full confirmation, claimed atomically in the store so
+            # two messages arriving together cannot both send it; later ones a shorter, varied one.
+            if answered:
+                return  # the bot's answer is the reply; the 留言 itself was confirmed when it was made
+            first = await self.store.claim_ticket_followup(conversation_id, self.clock.now())
+            text = notices.ticket_followup() if first else waiting.ticket_ack(turn)
+        else:
+            position = await self.store.queue_position(str(conversation_id))
+            if position is None:
+                return
+            if answered:
+                # After the bot's answer the place in the queue is news only when it changed.
+                if not await self.store.claim_position_note(conversation_id, position, self.clock.now()):
+                    return
+                text = waiting.still_queued(position)
+            else:
+                text = waiting.queued_ack(position, turn)
+        await self.notifier.notify(conversation_id, text, delay=NOTICE_DELAY)
 
     # --- assignment -------------------------------------------------------------------------------------
 

@@ -104,6 +104,15 @@ class HandoffStore(Protocol):
         claimed yet (atomic, so concurrent messages send it once)."""
         ...
 
+    async def claim_position_note(self, conversation_id: int, position: int, at: datetime) -> bool:
+        """True once per place in the queue of a queued conversation: "您仍在排队，前面还有 N 位" after a bot
+        answer is news only when N changed (atomic, like claim_ticket_followup)."""
+        ...
+
+    async def waiting_ticket(self, conversation_id: int) -> bool:
+        """True when the conversation is a 留言 still waiting in the queue (nobody was online for it)."""
+        ...
+
     async def list_tickets(self, groups: Collection[str] | None = None) -> Sequence[QueueItem]:
         """The 留言 tickets still waiting, of the given groups or all."""
         ...

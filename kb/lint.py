@@ -13,6 +13,7 @@ from kb.model import FaqEntry, KnowledgeBase, Problem, SourceRef
 from kb.text import fold_question
 
 __all__ = [
+    "ANSWER_PLACEHOLDERS",
     "BARE_REPLY_MAX_CHARS",
     "MAX_ANSWER_CHARS",
     "MIN_SIMILAR",
@@ -35,6 +36,13 @@ _VAGUE_RE = re.compile("|".join(VAGUE_PHRASES))
 _CLAUSE_SPLIT = re.compile(r"[。！？!?；;，,\n]+")
 # "如果您不清楚订单号，可以…" talks about the customer not knowing, which is fine.
 _ABOUT_CUSTOMER = re.compile(r"您|你|如果|若|假如|要是|万一")
+# Placeholders the gateway fills in a bot answer at answer time (from its config: `business_hours`).
+ANSWER_PLACEHOLDERS = frozenset({"service_hours"})
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Hours written into a text ("9:00–22:00", "9点至21点"): service hours belong in `business_hours`. A
+# single time ("16:00前付款当天发货") is a cut-off, not opening hours, and stays allowed.
+_TIME = r"(?:[01]?\d|2[0-4])(?:[:：][0-5]\d|点(?:半|[0-5]?\d分?)?)"
+_CLOCK_TIME = re.compile(rf"(?<![\d.]){_TIME}\s*(?:-|–|—|~|～|至|到)\s*(?:次日)?{_TIME}")
 # Entries built by hand (tests, tools) may have no source; their warnings still print.
 _UNKNOWN = SourceRef("<unknown>", 0)
 
@@ -99,6 +107,17 @@ def _reply_warnings(text: str, name: str) -> Iterator[str]:
         yield (
             f"{name} says '{vague}'; never answer with 不知道/不清楚 — "
             "apologise and give a next step (转人工, a link, where to look)"
+        )
+    for placeholder in dict.fromkeys(_PLACEHOLDER.findall(stripped)):
+        if placeholder not in ANSWER_PLACEHOLDERS:
+            yield (
+                f"{name} has the placeholder {{{placeholder}}}, which the bot cannot fill; "
+                f"use {', '.join('{' + p + '}' for p in sorted(ANSWER_PLACEHOLDERS))} or plain text"
+            )
+    if clock := _CLOCK_TIME.search(stripped):
+        yield (
+            f"{name} states hours ('{clock.group(0)}'); write service hours as {{service_hours}}, "
+            "filled from business_hours, so no text contradicts another"
         )
     if len(stripped) > MAX_ANSWER_CHARS:
         yield (

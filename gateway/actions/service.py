@@ -136,6 +136,35 @@ class ActionService:
             self._kb_uses = (kb.version, uses)
         return self._kb_uses[1]
 
+    async def lookup(self, action: str, conversation_key: str, channel: str, kb: KnowledgeBase) -> list[str]:
+        """Run `action` for the agent console with the conversation's tracker (slots, recent history).
+
+        The texts it utters come back to the caller (`actions.order_info`: the customer panel's 订单信息);
+        nothing is stored, no slot changes, nothing is sent to the customer. ActionFailed when it fails.
+        """
+        if self.runner is None:
+            raise ActionFailed(action, "not_configured")
+
+        def read(unit: Unit) -> tuple[list[slots_store.StoredSlot], list[slots_store.HistoryRow]]:
+            return slots_store.load_slots(unit, conversation_key), slots_store.history(unit, conversation_key)
+
+        slots, past = await self.store.read(read)
+        last_in = next((h.text for h in reversed(past) if h.direction == "in"), "")
+        request = build_request(
+            action=action,
+            sender_id=conversation_key,
+            text=last_in,
+            intent=None,
+            confidence=None,
+            slots={s.name: s.value for s in slots},
+            entities={},
+            history=[HistoryItem(h.direction, h.text, h.created_at, h.entry_id) for h in past],
+            domain=domain_for(kb),
+            channel=channel,
+        )
+        response = await self._call(action, request)
+        return [_text(r) for r in response.replies]
+
     # --- the hook ----------------------------------------------------------------------------------
 
     async def prepare(

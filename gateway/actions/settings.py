@@ -29,6 +29,9 @@ class ActionsSettings(BaseModel):
     # In-process demo/back-office apps started beside the gateway (module:factory → an aiohttp app), e.g. the
     # demo shop API that the demo actions query: {"demo.shop_api:create_app": 8091}.
     serve_apps: dict[str, int] = Field(default_factory=dict)
+    # The action the agent console runs for the customer panel's 订单信息 (with the conversation's slots and
+    # history), e.g. action_order_status; unset: no order panel.
+    order_info: str | None = Field(default=None, pattern=r"^action_[a-z0-9_]+$")
 
     @model_validator(mode="after")
     def _one_way(self) -> ActionsSettings:

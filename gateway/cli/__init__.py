@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "gateway.cli.agents",  # agent add|list|disable
     "gateway.cli.reports",  # report, purge
     "gateway.cli.supervision",  # shifts check (report agents is dispatched from report)
+    "gateway.cli.db",  # db upgrade|current|history
 )
 
 

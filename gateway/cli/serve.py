@@ -13,13 +13,22 @@ from gateway.serve import StartupFailed, serve
 
 
 def register(subparsers: Any) -> None:
-    """Add `kefu serve [--config PATH] [--host HOST] [--port PORT]`."""
+    """Add `kefu serve [--config PATH] [--host HOST] [--port PORT] [--workers N]`."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "serve", help="run the gateway (webhooks, health, metrics)", description=__doc__
     )
     add_config_option(parser)
     parser.add_argument("--host", help="listen address (overrides server.host)")
     parser.add_argument("--port", type=int, help="listen port (overrides server.port)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N processes on the port (SO_REUSEPORT; PostgreSQL and redis.url needed for N > 1)",
+    )
+    # Set by the supervisor of --workers for each worker it starts: share the port, say less.
+    parser.add_argument("--worker-id", type=int, default=None, help=argparse.SUPPRESS)
     parser.set_defaults(func=run)
 
 
@@ -32,11 +41,28 @@ def run(args: argparse.Namespace) -> int:
     if settings is None:
         return 2
     set_level(settings.logging.level)
+    if args.workers < 1:
+        print("kefu serve: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        return _supervise(args, settings)
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, worker_id=args.worker_id))
     except KeyboardInterrupt:
         return 0
     except StartupFailed as exc:
         print(f"kefu serve: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _supervise(args: argparse.Namespace, settings: Any) -> int:
+    from gateway.workers import WorkersRefused, run_workers
+
+    host, port = settings.server.host, settings.server.port
+    worker_args = ["--config", args.config, "--host", host, "--port", str(port)]
+    try:
+        return run_workers(settings, args.workers, worker_args)
+    except WorkersRefused as exc:
+        print(f"kefu serve: {exc}", file=sys.stderr)
+        return 1

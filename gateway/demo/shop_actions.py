@@ -75,6 +75,9 @@ class ActionOrderStatus(Action):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list:
         order_id = tracker.get_slot("order_id")
+        if not order_id:  # the console's 查询订单信息 before the customer gave an order number
+            dispatcher.utter_message(text="还没有订单号：请客户提供订单号（一个字母加8位数字）后再查询。")
+            return []
         order = await fetch_order(order_id)
         if order is None:
             return not_found(dispatcher, order_id)

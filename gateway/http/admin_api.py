@@ -18,15 +18,18 @@ import json
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from aiohttp import web
 
+from gateway.http.admin_agents_api import agent_admin_routes
+from gateway.http.admin_faq_api import faq_routes, kb_errors_zh
 from gateway.http.auth import require_admin
 from gateway.http.bodies import http_error, parse_int
 from gateway.keys import RUNTIME
 from gateway.logs import mask
+from gateway.norms import group_hours
 from gateway.runtime import Runtime
 from gateway.storage import OUTBOX_STATUSES, stats_queries
 from gateway.storage.report_queries import conversation_records
@@ -41,6 +44,7 @@ MAX_RANGE = timedelta(days=92)
 HOURLY_UP_TO = timedelta(hours=48)
 MAX_CLUSTERS = 50
 MAX_EXAMPLES = 5  # wordings shown per group, the lead included
+MAX_DRILL = 20  # a group's latest messages, for the drill-down to their conversations
 MAX_LIST = 500  # outbox rows per request
 
 
@@ -51,14 +55,20 @@ def admin_routes() -> list[web.AbstractRouteDef]:
         web.get("/admin/api/kb", kb_status),
         web.post("/admin/api/kb/reload", kb_reload),
         web.get("/admin/api/stats", stats_view),
+        *faq_routes(),  # the FAQ editor (admin_faq_api.py)
+        *agent_admin_routes(),  # agent management (admin_agents_api.py)
     ]
 
 
-def parse_range(query: Any, now: datetime | None = None) -> tuple[datetime, datetime]:
-    """`from`/`to` as ISO 8601 (a date or a datetime; naive = UTC); default: the last 24 hours."""
+def parse_range(query: Any, now: datetime | None = None, tz: tzinfo = UTC) -> tuple[datetime, datetime]:
+    """`from`/`to` as ISO 8601; default: the last 24 hours.
+
+    A date is that day's midnight in `tz` (business_hours.timezone, the dashboard's days); a datetime
+    without an offset is UTC.
+    """
     now = now or datetime.now(UTC)
-    end = _parse_time(query.get("to"), "to") or now
-    start = _parse_time(query.get("from"), "from") or end - DEFAULT_RANGE
+    end = _parse_time(query.get("to"), "to", tz) or now
+    start = _parse_time(query.get("from"), "from", tz) or end - DEFAULT_RANGE
     if start >= end:
         raise http_error(web.HTTPBadRequest, "from must be before to")
     if end - start > MAX_RANGE:
@@ -66,9 +76,17 @@ def parse_range(query: Any, now: datetime | None = None) -> tuple[datetime, date
     return start, end
 
 
-def _parse_time(value: str | None, name: str) -> datetime | None:
+def _parse_time(value: str | None, name: str, tz: tzinfo = UTC) -> datetime | None:
     if not value:
         return None
+    if len(value) == 10 and value[4:5] == "-":  # a date: midnight where the business is
+        try:
+            day = datetime.strptime(value, "%Y-%m-%d")
+        except ValueError:
+            raise http_error(
+                web.HTTPBadRequest, f"{name} must be an ISO 8601 date or time, e.g. 2026-11-24T08:00:00Z"
+            ) from None
+        return day.replace(tzinfo=tz).astimezone(UTC)
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -115,6 +133,17 @@ def unanswered_groups(
                 "examples": [shown(text) for text in (cluster.text, *cluster.examples)],
                 "channels": dict(Counter(m.channel for m in members)),
                 "last_at": max(m.created_at for m in members).isoformat(),
+                # The drill-down: the group's latest messages, each with its conversation.
+                "messages": [
+                    {
+                        "conversation_id": m.conversation_id,
+                        "channel": m.channel,
+                        "text": shown(m.text),
+                        "decision": m.decision,
+                        "at": m.created_at.isoformat(),
+                    }
+                    for m in sorted(members, key=lambda m: m.created_at, reverse=True)[:MAX_DRILL]
+                ],
             }
         )
     return out, truncated
@@ -127,20 +156,36 @@ def _as_is(text: str) -> str:
 # --- the numbers ----------------------------------------------------------------------------------------
 
 
-def buckets(start: datetime, end: datetime) -> tuple[str, list[datetime]]:
-    """("hour" | "day", bucket start times covering [start, end))."""
+def buckets(start: datetime, end: datetime, tz: tzinfo = UTC) -> tuple[str, list[datetime]]:
+    """("hour" | "day", bucket start times covering [start, end)), aligned in `tz`.
+
+    The dashboard's hours and days are those of `business_hours.timezone`, not the viewer's browser:
+    a day starts at local midnight (23 or 25 hours long across a DST change), returned as UTC.
+    """
+    out: list[datetime] = []
     if end - start <= HOURLY_UP_TO:
-        step, unit = timedelta(hours=1), "hour"
-        first = start.replace(minute=0, second=0, microsecond=0)
-    else:
-        step, unit = timedelta(days=1), "day"
-        first = start.replace(hour=0, minute=0, second=0, microsecond=0)
-    out = []
-    at = first
-    while at < end:
+        local = start.astimezone(tz)
+        # Whole local hours; zones with half-hour offsets still get hour-long buckets.
+        at = (
+            local - timedelta(minutes=local.minute, seconds=local.second, microseconds=local.microsecond)
+        ).astimezone(UTC)
+        while at < end:
+            out.append(at)
+            at += timedelta(hours=1)
+        return "hour", out
+    day = start.astimezone(tz).date()
+    while (at := datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)) < end:
         out.append(at)
-        at += step
-    return unit, out
+        day += timedelta(days=1)
+    return "day", out
+
+
+def bucket_labels(starts: list[datetime], unit: str, tz: tzinfo) -> list[str]:
+    """Axis labels in `tz`: "08:00" per hour, "12/6" per day."""
+    local = [s.astimezone(tz) for s in starts]
+    if unit == "hour":
+        return [f"{t.hour:02d}:00" for t in local]
+    return [f"{t.month}/{t.day}" for t in local]
 
 
 def _index(starts: list[datetime], at: datetime) -> int:
@@ -162,7 +207,8 @@ def durations(values: Iterable[float]) -> dict[str, float | int | None]:
 async def compute_stats(runtime: Runtime, start: datetime, end: datetime) -> dict[str, Any]:
     """Everything the dashboard draws, for [start, end)."""
     store = runtime.store
-    unit, starts = buckets(start, end)
+    tz = group_hours(runtime.settings).default.timezone
+    unit, starts = buckets(start, end, tz)
     inbound = await stats_queries.inbound_messages(store, start, end)
     convs = await stats_queries.conversations(store, start, end)
     ratings = await stats_queries.csat_ratings(store, start, end)
@@ -218,7 +264,10 @@ async def compute_stats(runtime: Runtime, start: datetime, end: datetime) -> dic
         "to": end.isoformat(),
         "bucket": unit,
         "buckets": [s.isoformat() for s in starts],
-        "kb": runtime.kb.status(),
+        # Charts are drawn in business_hours.timezone: labels made here, the zone for other times.
+        "timezone": str(tz),
+        "bucket_labels": bucket_labels(starts, unit, tz),
+        "kb": {**runtime.kb.status(), "errors_zh": await kb_errors_zh(runtime)},
         "totals": {
             "messages": len(inbound),
             "conversations": rates.total,
@@ -272,7 +321,8 @@ def _masked(item: dict[str, Any]) -> dict[str, Any]:
 async def kb_status(request: web.Request) -> web.Response:
     """GET /admin/api/kb — the served version, entry count and the last reload's errors (file:line)."""
     await require_admin(request)
-    return web.json_response(request.app[RUNTIME].kb.status(), dumps=_dumps)
+    runtime = request.app[RUNTIME]
+    return web.json_response({**runtime.kb.status(), "errors_zh": await kb_errors_zh(runtime)}, dumps=_dumps)
 
 
 async def kb_reload(request: web.Request) -> web.Response:
@@ -281,15 +331,16 @@ async def kb_reload(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     report = await runtime.kb.reload(reason=f"admin API ({who})", force=request.query.get("force") == "1")
     await runtime.store.audit("kb.reload", who, report.as_json())
-    body = {**report.as_json(), "kb": runtime.kb.status()}
+    body = {**report.as_json(), "kb": {**runtime.kb.status(), "errors_zh": await kb_errors_zh(runtime)}}
     return web.json_response(body, status=200 if report.ok else 422, dumps=_dumps)
 
 
 async def stats_view(request: web.Request) -> web.Response:
     """GET /admin/api/stats?from=&to= — the dashboard's numbers (admin token or an admin agent)."""
     await require_admin(request)
-    start, end = parse_range(request.query)
-    body = await compute_stats(request.app[RUNTIME], start, end)
+    runtime = request.app[RUNTIME]
+    start, end = parse_range(request.query, tz=group_hours(runtime.settings).default.timezone)
+    body = await compute_stats(runtime, start, end)
     return web.json_response(body, dumps=_dumps, headers={"Cache-Control": "no-store"})
 
 

@@ -10,16 +10,19 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from gateway.delivery_state import delivery_view
 from gateway.handoff_events import HandoffError
 from gateway.handoff_service import QUEUE_PAGE, QUEUE_PAGE_MAX, HandoffService
+from gateway.http import canned_api
 from gateway.http.agent_ws import agent_ws
 from gateway.http.auth import require_agent
 from gateway.http.bodies import ID_MAX, http_error, path_id, read_json
+from gateway.http.console_api import console_routes
 from gateway.http.follow_ups_api import follow_up_routes
 from gateway.http.learn_api import learn_routes
 from gateway.http.openapi import spec
@@ -27,7 +30,8 @@ from gateway.http.pages import suggestions
 from gateway.keys import HANDOFF, QA, RUNTIME
 from gateway.qa_service import blocked_reply
 from handoff.agents import AgentInfo
-from handoff.canned import CannedReply, canned_for_agent, render_canned_report, validate_canned
+from handoff.canned import unfilled_refusal
+from handoff.permissions import can_reply
 from handoff.presence import Presence
 from handoff.wrapup import CloseReason
 
@@ -59,18 +63,22 @@ def agent_routes() -> list[web.AbstractRouteDef]:
         web.get(f"{p}/conversations/{{id}}", _authed(get_conversation)),
         web.post(f"{p}/conversations/{{id}}/claim", _authed(claim)),
         web.post(f"{p}/conversations/{{id}}/messages", _authed(reply)),
+        web.post(f"{p}/conversations/{{id}}/messages/{{message_id}}/retry", _authed(retry_send)),
         web.post(f"{p}/conversations/{{id}}/notes", _authed(add_note)),
         web.post(f"{p}/conversations/{{id}}/transfer", _authed(transfer)),
         web.post(f"{p}/conversations/{{id}}/reassign", _authed(reassign)),
         web.post(f"{p}/conversations/{{id}}/close", _authed(close)),
         web.post(f"{p}/conversations/{{id}}/handback", _authed(handback)),
-        web.get(f"{p}/canned", _authed(list_canned)),
-        web.post(f"{p}/canned", _authed(add_canned)),
-        web.post(f"{p}/canned/{{id}}/render", _authed(render_canned)),
+        web.get(f"{p}/canned", _authed(canned_api.list_canned)),
+        web.post(f"{p}/canned", _authed(canned_api.add_canned)),
+        web.put(f"{p}/canned/{{id}}", _authed(canned_api.update_canned)),
+        web.delete(f"{p}/canned/{{id}}", _authed(canned_api.delete_canned)),
+        web.post(f"{p}/canned/{{id}}/render", _authed(canned_api.render_canned)),
         web.get(f"{p}/conversations/{{id}}/suggestions", suggestions),
         *learn_routes(p),  # 教机器人, in the console and (/admin/api/…) on the dashboard
         web.get(f"{p}/agent/ws", agent_ws),
         *follow_up_routes(),
+        *console_routes(),  # /agent/api/…: the console's customer panel and history search
     ]
 
 
@@ -310,9 +318,10 @@ async def get_conversation(request: web.Request, agent: AgentInfo, service: Hand
                 "text": m.text,
                 "kind": m.kind,
                 "created_at": m.created_at,
-                "delivery": (
-                    {"status": delivery[m.id][0], "error": delivery[m.id][1]} if m.id in delivery else None
-                ),
+                # Every outgoing message: queued / sent / failed / undeliverable, the reason, retry allowed.
+                "delivery": delivery_view(*delivery.get(m.id, (None, None)))
+                if m.direction == "out"
+                else None,
             }
             for m in messages
         ],
@@ -345,6 +354,12 @@ async def reply(request: web.Request, agent: AgentInfo, service: HandoffService)
     data = await _body(request)
     text = _text(data, "text", MAX_TEXT)
     assert text is not None
+    if (unfilled := unfilled_refusal(text)) is not None:  # a canned reply's {placeholder} left in it
+        raise http_error(
+            web.HTTPUnprocessableEntity,
+            str(unfilled["error"]),
+            fields={k: v for k, v in unfilled.items() if k != "error"},
+        )
     if (refusal := blocked_reply(request.app.get(QA), text)) is not None:  # 质检 rules with block: true
         raise http_error(web.HTTPUnprocessableEntity, str(refusal["error"]), fields={"hits": refusal["hits"]})
     key = request.headers.get("Idempotency-Key")
@@ -353,6 +368,32 @@ async def reply(request: web.Request, agent: AgentInfo, service: HandoffService)
     # A console retrying after a network error sends the same key: the same stored message, one send.
     message_id = await service.reply(agent, cid, text, idempotency_key=key)
     return _json({"message_id": message_id, "conversation_id": int(cid)}, status=201)
+
+
+async def retry_send(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
+    """Send a failed or undeliverable reply again (e.g. after the customer wrote, reopening WeChat's window)."""
+    cid = _conversation_id(request)
+    message_id = path_id(request, "message", "message_id")
+    ref = await service.conversation_for(agent, cid)
+    if not can_reply(agent, ref).allowed:
+        raise http_error(web.HTTPForbidden, "only the agent who has the conversation can resend its messages")
+    message = await service.runtime.store.message(message_id)
+    if message is None or message.conversation_id != int(cid) or message.direction != "out":
+        raise http_error(web.HTTPNotFound, f"no message {message_id} sent in conversation {cid}")
+    status, error = (await service.runtime.store.delivery([message_id])).get(message_id, (None, None))
+    if not delivery_view(status, error)["retry"]:
+        raise http_error(web.HTTPConflict, "这条消息无需或无法重发（已送达、发送中，或需先修改配置）")
+    if not await service.runtime.store.resend_message(message_id, service.clock.now()):
+        raise http_error(web.HTTPConflict, "这条消息已在重发中")
+    service.runtime.outbox.wake()
+    view = delivery_view("pending", None)
+    await service.publish(
+        "message.delivery",
+        {"message_id": message_id, "delivery": view},
+        conversation_id=int(cid),
+        agent_id=agent.id,
+    )
+    return _json({"message_id": message_id, "delivery": view})
 
 
 async def add_note(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
@@ -408,67 +449,6 @@ async def handback(request: web.Request, agent: AgentInfo, service: HandoffServi
     cid = _conversation_id(request)
     await service.close(agent, cid, reason=CloseReason.BACK_TO_BOT, tags=_tags(await _body(request)))
     return _json(await _summary(service, int(cid)))
-
-
-# --- canned replies --------------------------------------------------------------------------------
-
-
-async def list_canned(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
-    """Canned replies offered to this agent: global ones and their groups'."""
-    rows = await service.db.canned()
-    offered = canned_for_agent([CannedReply(r.title, r.text, r.group) for r in rows], agent)
-    keep = {(c.title, c.text, c.group) for c in offered}
-    return _json(
-        {
-            "canned": [
-                {"id": r.id, "title": r.title, "text": r.text, "group": r.group}
-                for r in rows
-                if (r.title, r.text, r.group) in keep
-            ]
-        }
-    )
-
-
-async def add_canned(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
-    """Create a canned reply for one of the agent's groups (supervisors: any group, or global)."""
-    data = await _body(request)
-    title = _text(data, "title", 64)
-    text = _text(data, "text", 2000)
-    group = _text(data, "group", 64, required=False)
-    assert title is not None and text is not None
-    problems = validate_canned(text)
-    if problems:
-        raise http_error(web.HTTPBadRequest, "; ".join(problems))
-    if not agent.role.sees_everything and (group is None or not agent.serves(group)):
-        raise http_error(web.HTTPForbidden, "agents can only add canned replies for their own groups")
-    row = await service.db.add_canned(title, text, group, agent.id)
-    return _json({"id": row.id, "title": row.title, "text": row.text, "group": row.group}, status=201)
-
-
-async def render_canned(request: web.Request, agent: AgentInfo, service: HandoffService) -> web.Response:
-    """Fill a canned reply's placeholders for a conversation (`conversation_id`) and extra `values`."""
-    raw = request.match_info["id"]
-    row = next((r for r in await service.db.canned() if str(r.id) == raw), None)
-    if row is None or not canned_for_agent([CannedReply(row.title, row.text, row.group)], agent):
-        raise http_error(web.HTTPNotFound, f"no canned reply {raw}")
-    data = await _body(request)
-    values = data.get("values", {})
-    if not isinstance(values, dict) or not all(isinstance(v, str) and len(v) <= 200 for v in values.values()):
-        raise http_error(
-            web.HTTPBadRequest, "values must be an object of placeholder → text (≤ 200 characters)"
-        )
-    if "conversation_id" in data and not _is_id(data["conversation_id"]):
-        raise http_error(web.HTTPBadRequest, "conversation_id must be a conversation id (a positive integer)")
-    context: dict[str, Any] = {"agent_name": agent.name, "date": datetime.now(UTC).date().isoformat()}
-    cid = data.get("conversation_id")
-    if cid is not None:
-        ref = await service.conversation_for(agent, str(cid))
-        conv = await service.runtime.store.conversation(int(ref.id))
-        customer = await service.db.customer(conv.customer_id) if conv else None
-        context.update(customer_name=(customer or {}).get("name"), group=ref.group)
-    context.update(values)
-    rendered = render_canned_report(row.text, context)
-    return _json({"text": rendered.text, "missing": list(rendered.missing), "complete": rendered.complete})
 
 
 async def openapi_view(request: web.Request) -> web.Response:

@@ -17,6 +17,7 @@ MAX_TEXT = 2000  # agent_api.MAX_TEXT
 MAX_NOTE = 4000  # agent_api.MAX_NOTE
 MAX_FOLLOW_UP_NOTE = 500  # follow_ups.MAX_NOTE
 MAX_NAME = 64
+MAX_CANNED = 600  # handoff.canned.MAX_CANNED_LENGTH
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 # Text the server accepts: not only whitespace, no control characters but tab, newline and carriage return
 # (PostgreSQL cannot store NUL; the others are never typed).
@@ -66,7 +67,8 @@ _ERRORS = {
     404: "No such conversation, canned reply or follow-up",
     409: "Conflict: someone was faster, or the state does not allow it",
     413: "Body larger than server.max_body_bytes",
-    422: "Refused by a 质检 rule with block: true (the rule and a suggested wording are named)",
+    422: "Refused: the text still has a canned reply's {placeholder} (code unfilled_placeholder, the names in "
+    "placeholders), or a 质检 rule with block: true named it (with a suggested wording)",
 }
 
 
@@ -214,6 +216,18 @@ def spec() -> dict[str, Any]:
                     ],
                 )
             },
+            "/conversations/{id}/messages/{message_id}/retry": {
+                "post": _op(
+                    "Send a failed or undeliverable message again (the assignee; 409 when it needs no resend or "
+                    "cannot be resent, e.g. a missing AppSecret)",
+                    _all(message_id=_ID, delivery=_ref("Delivery")),
+                    errors=_CONV_ACTION,
+                    params=[
+                        *_CONV,
+                        {"name": "message_id", "in": "path", "required": True, "schema": _ID},
+                    ],
+                )
+            },
             "/conversations/{id}/notes": {
                 "post": _op(
                     "Internal note, never sent to the customer",
@@ -282,17 +296,38 @@ def spec() -> dict[str, Any]:
                     _all(canned={"type": "array", "items": _ref("Canned")}),
                 ),
                 "post": _op(
-                    "Add a canned reply ({customer_name}, {agent_name}, {order_id}, {group}, {shop_name}, {date}); "
+                    "Add a canned reply ({customer_name}, {agent_name}, {order_id}, {group}, {shop_name}, {date}, "
+                    "{service_hours}); "
                     "400 also for an unknown or unclosed placeholder",
                     _ref("Canned"),
                     status=201,
                     body=_obj(
                         ("title", "text"),
                         title=_text(MAX_NAME),
-                        text=_text(2000),
+                        text=_text(MAX_CANNED),
                         group=_null(_text(MAX_NAME)),
                     ),
                     errors=(403,),
+                ),
+            },
+            "/canned/{id}": {
+                "put": _op(
+                    "Edit a canned reply (supervisors and admins: any; agents: the ones they added)",
+                    _ref("Canned"),
+                    body=_obj(
+                        ("title", "text"),
+                        title=_text(MAX_NAME),
+                        text=_text(MAX_CANNED),
+                        group=_null(_text(MAX_NAME)),
+                    ),
+                    errors=(403, 404),
+                    params=[{"$ref": "#/components/parameters/CannedId"}],
+                ),
+                "delete": _op(
+                    "Delete a canned reply (supervisors and admins: any; agents: the ones they added)",
+                    _all(deleted=_ID),
+                    errors=(403, 404),
+                    params=[{"$ref": "#/components/parameters/CannedId"}],
                 ),
             },
             "/canned/{id}/render": {
@@ -488,6 +523,7 @@ def _schemas() -> dict[str, Any]:
                     text=_STR,
                     kind=_STR,
                     created_at=_TIME,
+                    delivery=_null(_ref("Delivery")),
                 ),
             },
             notes={
@@ -518,6 +554,18 @@ def _schemas() -> dict[str, Any]:
                 )
             ),
         ),
+        "Delivery": _all(
+            state={"type": "string", "enum": ["queued", "sent", "failed", "undeliverable"]},
+            status=_null(
+                {
+                    "type": "string",
+                    "enum": ["held", "pending", "sending", "sent", "failed", "undeliverable", "cancelled"],
+                }
+            ),
+            reason=_null(_STR),
+            reason_text=_null(_STR),
+            retry=_BOOL,
+        ),
         "Suggestions": _all(
             message=_null(_STR),
             suggestions={
@@ -525,7 +573,14 @@ def _schemas() -> dict[str, Any]:
                 "items": _all(entry_id=_STR, question=_STR, answer=_STR, score=_NUM),
             },
         ),
-        "Canned": _all(id=_ID, title=_STR, text=_STR, group=_null(_STR)),
+        "Canned": _all(
+            id=_ID,
+            title=_STR,
+            text=_STR,
+            group=_null(_STR),
+            placeholders={"type": "array", "items": _STR},
+            editable=_BOOL,
+        ),
         "FollowUp": _all(
             id=_ID,
             conversation_id=_ID,

@@ -23,6 +23,7 @@ from gateway.handoff_events import HandoffError
 from gateway.http.auth import require_agent
 from gateway.http.bodies import http_error, path_id
 from gateway.keys import HANDOFF, RUNTIME
+from handoff.canned import render_canned
 from intents.prediction import Candidate
 
 logger = logging.getLogger(__name__)
@@ -164,7 +165,10 @@ async def suggestions(request: web.Request) -> web.Response:
                 {
                     "entry_id": entry.id,
                     "question": entry.question,
-                    "answer": entry.answer_for(conv.channel if conv else None),
+                    # {service_hours} filled as the bot fills it: the agent sends what the customer reads.
+                    "answer": render_canned(
+                        entry.answer_for(conv.channel if conv else None), runtime.pipeline.placeholders
+                    ),
                     "score": candidate.score,
                 }
             )

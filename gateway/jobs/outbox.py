@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ CLAIM_BATCH = 20
 MARK_SENT_PAUSES_S = (0.05, 0.2, 1.0)
 
 AdapterKey = tuple[str, str]  # (channel, account)
+DeliveryListener = Callable[[OutboxRow, str, str | None], Awaitable[None]]
 
 
 class Outbox:
@@ -57,6 +58,9 @@ class Outbox:
         self._jitter = jitter
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Told of every finished send (row, status, error): the handoff service turns them into
+        # `message.delivery` events for the agents' consoles.
+        self.listeners: list[DeliveryListener] = []
 
     async def enqueue(
         self,
@@ -291,6 +295,11 @@ class Outbox:
             row.id, status=status, now=now, error=error, next_attempt_at=next_attempt_at
         )
         self._count(row.channel, status)
+        for listener in self.listeners:
+            try:
+                await listener(row, status, error)
+            except Exception:  # the row is recorded; a console missing one update must not stop sends
+                logger.exception("outbox: delivery listener failed for send %d", row.id)
 
     def _count(self, channel: str, outcome: str) -> None:
         if self.metrics is not None:

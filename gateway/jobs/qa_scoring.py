@@ -15,6 +15,7 @@ from aiohttp import web
 from gateway.keys import QA, RUNTIME
 from gateway.qa_service import QaService
 from gateway.storage import Store
+from gateway.storage.job_lock import job_lock
 from gateway.storage.qa_store import conversation_messages, save_result, unscored_conversations
 from handoff.qa import score_conversation
 
@@ -56,7 +57,9 @@ async def qa_jobs(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(settings.job_interval_s)
             try:
                 await qa.reload()
-                await score_pending(runtime.store, qa)
+                async with job_lock(runtime.store, "qa") as mine:  # several processes: one scores a round
+                    if mine:
+                        await score_pending(runtime.store, qa)
             except Exception:  # a database outage: try again next round, the rows are not lost
                 logger.exception("qa scoring round failed")
 

@@ -78,6 +78,50 @@ class AgentQueries(HandoffTables):
             await s.flush()
             return _info(row)
 
+    async def update_agent(
+        self,
+        agent_id: str,
+        *,
+        role: Role | None = None,
+        groups: Sequence[str] | None = None,
+        max_chats: int | None = None,
+        enabled: bool | None = None,
+        token_hash: str | None = None,
+    ) -> AgentInfo | None:
+        """Change an agent's role, groups, capacity, enabled flag or token (None: unchanged); None when absent.
+
+        Validated through the pure model first (ValueError), like `add_agent`.
+        """
+        aid = conversation_pk(agent_id)
+        if aid is None:
+            return None
+        async with self._begin() as s:
+            row = await s.get(AgentRecord, aid)
+            if row is None:
+                return None
+            info = _info(row)
+            AgentInfo(
+                id=info.id,
+                name=info.name,
+                role=Role(role) if role is not None else info.role,
+                groups=frozenset(groups) if groups is not None else info.groups,
+                max_chats=max_chats if max_chats is not None else info.max_chats,
+            )
+            if role is not None:
+                row.role = Role(role).value
+            if groups is not None:
+                row.groups = sorted(set(groups))
+            if max_chats is not None:
+                row.max_chats = max_chats
+            if token_hash is not None:
+                row.token_hash = token_hash
+            if enabled is not None:
+                row.enabled = enabled
+                if not enabled:
+                    row.presence = Presence.OFFLINE.value
+            await s.flush()
+            return _info(row)
+
     async def list_agents(self, now: datetime | None = None) -> list[AgentRow]:
         """Every agent with presence and load, by name."""
         now = now or utcnow()
@@ -148,12 +192,16 @@ class AgentQueries(HandoffTables):
                 row.presence = Presence.ONLINE.value
 
     async def go_offline(self, agent_id: str) -> None:
-        """The console disconnected: offline at once instead of after the heartbeat timeout."""
+        """The console disconnected: offline at once instead of after the heartbeat timeout.
+
+        The last heartbeat is kept: it says since when the agent is gone (their chats are requeued
+        `handoff.offline_grace_s` after the heartbeat timeout, see jobs/handoff_jobs.offline_sweep).
+        """
         async with self._begin() as s:
             await s.execute(
                 update(AgentRecord)
                 .where(AgentRecord.id == conversation_pk(agent_id))
-                .values(presence=Presence.OFFLINE.value, last_heartbeat_at=None)
+                .values(presence=Presence.OFFLINE.value)
             )
 
     async def load_by_agent(self, agent_ids: Collection[str] | None = None) -> Mapping[str, int]:

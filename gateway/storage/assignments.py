@@ -230,6 +230,28 @@ class AssignmentQueries(QueueQueries):
             conversation_id, by=by, expected_agent_id=expected_agent_id, to_agent_id=to_agent_id
         )
 
+    async def held_since(self, cutoff: datetime) -> list[tuple[int, str, str | None, tuple[Any, ...]]]:
+        """Active assignments made before `cutoff` whose agent showed no heartbeat and sent no reply
+        since: (conversation id, agent id, group, (heartbeat, assigned, last reply)). Bounded by the
+        agents' capacity, whatever the history."""
+        quiet = (AgentRecord.last_heartbeat_at.is_(None)) | (AgentRecord.last_heartbeat_at < cutoff)
+        query = (
+            select(
+                AssignmentRecord.conversation_id,
+                AssignmentRecord.agent_id,
+                AssignmentRecord.group,
+                AgentRecord.last_heartbeat_at,
+                AssignmentRecord.assigned_at,
+                AssignmentRecord.last_agent_at,
+            )
+            .join(AgentRecord, AgentRecord.id == AssignmentRecord.agent_id)
+            .where(AssignmentRecord.active.is_(True), AssignmentRecord.assigned_at < cutoff, quiet)
+            .order_by(AssignmentRecord.assigned_at)
+        )
+        async with self._sessions() as s:
+            rows = await s.execute(query)
+            return [(int(r[0]), str(r[1]), r[2], (r[3], r[4], r[5])) for r in rows]
+
     async def transfer(
         self,
         conversation_id: str,

@@ -6,7 +6,7 @@ cursor, and finally sets `pulled` to what it started from. A crash anywhere re-r
 cursor (the messages dedupe by their platform id), and `requested > pulled` says a pull is still owed,
 also after a restart. One puller at a time holds a scope's lease (`lease_owner`, `lease_until`), also across
 gateway processes; a request that finds the lease taken is left to the holder, which looks for requests
-that arrived meanwhile after it lets go. A new table, so `create_all` adds it to an existing database without a migration.
+that arrived meanwhile after it lets go. The table is in `schema/cursors.py`.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Integer, String, Text, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
 
-from gateway.storage.schema.core import Base, UTCDateTime
+from gateway.storage.schema.cursors import ChannelCursorRecord
 from gateway.storage.store import Store
 
 __all__ = [
@@ -32,26 +31,6 @@ __all__ = [
     "save_cursor",
     "take_lease",
 ]
-
-
-class ChannelCursorRecord(Base):
-    """Where a channel account's pull stands for one scope (WeCom: one 客服帐号, open_kfid)."""
-
-    __tablename__ = "channel_cursors"
-
-    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
-    account: Mapped[str] = mapped_column(String(64), primary_key=True)
-    scope: Mapped[str] = mapped_column(String(128), primary_key=True)
-    cursor: Mapped[str | None] = mapped_column(Text)
-    requested: Mapped[int] = mapped_column(Integer, default=0)
-    pulled: Mapped[int] = mapped_column(Integer, default=0)
-    # The last callback's pull token (WeCom: valid for minutes; it lifts sync_msg's strict rate limit).
-    token: Mapped[str | None] = mapped_column(String(255))
-    token_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # Who is pulling this scope now, until when (a crashed puller's lease simply runs out).
-    lease_owner: Mapped[str | None] = mapped_column(String(64))
-    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 @dataclass(frozen=True, slots=True)

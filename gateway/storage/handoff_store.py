@@ -57,6 +57,7 @@ class CannedRow:
     title: str
     text: str
     group: str | None
+    created_by: str | None = None  # the agent who added it (None: seeded from handoff.canned_file)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,14 +136,18 @@ class HandoffDb(AgentQueries, AssignmentQueries, CsatQueries, EventQueries, Hand
         if row.first_response_at is None:
             row.first_response_at = at
 
-    async def set_reminded(self, conversation_id: int, at: datetime) -> None:
-        """The idle reminder went out."""
+    async def set_reminded(self, conversation_id: int, at: datetime, *, previous: datetime | None) -> bool:
+        """Claim the idle reminder: True for the one caller that moved `reminded_at` from `previous` (what
+        it read) to `at`; False when another process's sweep claimed it first (it sends the reminder)."""
+        row = AssignmentRecord
+        was = row.reminded_at.is_(None) if previous is None else row.reminded_at == previous
         async with self._begin() as s:
-            await s.execute(
-                update(AssignmentRecord)
-                .where(AssignmentRecord.conversation_id == conversation_id)
+            result = await s.execute(
+                update(row)
+                .where(row.conversation_id == conversation_id, row.active.is_(True), was)
                 .values(reminded_at=at)
             )
+            return result.rowcount == 1
 
     async def idle_candidates(self) -> list[IdleCandidate]:
         """Assigned conversations where the agent has spoken, with the customer's last message time.
@@ -198,22 +203,47 @@ class HandoffDb(AgentQueries, AssignmentQueries, CsatQueries, EventQueries, Hand
                 NoteRow(n.id, n.conversation_id, n.agent_id, name, n.text, n.created_at) for n, name in rows
             ]
 
-    async def add_canned(self, title: str, text: str, group: str | None, created_by: str) -> CannedRow:
-        """Store a canned reply."""
+    async def add_canned(self, title: str, text: str, group: str | None, created_by: str | None) -> CannedRow:
+        """Store a canned reply (`created_by` None: seeded by the deployment)."""
         async with self._begin() as s:
             row = CannedReplyRecord(
                 title=title,
                 text=text,
                 group=group,
-                created_by=conversation_pk(created_by),
+                created_by=conversation_pk(created_by) if created_by is not None else None,
                 created_at=utcnow(),
             )
             s.add(row)
             await s.flush()
-            return CannedRow(row.id, row.title, row.text, row.group)
+            return _canned(row)
 
     async def canned(self) -> list[CannedRow]:
         """Every canned reply, by id."""
         async with self._sessions() as s:
             rows = await s.scalars(select(CannedReplyRecord).order_by(CannedReplyRecord.id))
-            return [CannedRow(r.id, r.title, r.text, r.group) for r in rows]
+            return [_canned(r) for r in rows]
+
+    async def update_canned(
+        self, canned_id: int, *, title: str, text: str, group: str | None
+    ) -> CannedRow | None:
+        """Change a canned reply; None when there is no such reply."""
+        async with self._begin() as s:
+            row = await s.get(CannedReplyRecord, canned_id)
+            if row is None:
+                return None
+            row.title, row.text, row.group = title, text, group
+            return _canned(row)
+
+    async def delete_canned(self, canned_id: int) -> bool:
+        """Delete a canned reply; False when there was none."""
+        async with self._begin() as s:
+            row = await s.get(CannedReplyRecord, canned_id)
+            if row is None:
+                return False
+            await s.delete(row)
+            return True
+
+
+def _canned(row: CannedReplyRecord) -> CannedRow:
+    created_by = str(row.created_by) if row.created_by is not None else None
+    return CannedRow(row.id, row.title, row.text, row.group, created_by)

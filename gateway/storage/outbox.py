@@ -229,6 +229,20 @@ class OutboxQueries:
         async with self.write_lock(), self._sessions() as session, session.begin():
             await session.execute(update(OutboxRecord).where(OutboxRecord.id == outbox_id).values(**values))
 
+    async def resend_message(self, message_id: int, now: datetime) -> bool:
+        """An agent's retry of a message that did not arrive: its failed or undeliverable row is due again
+        with fresh attempts (and a fresh give-up window); False when it has no such row."""
+        async with self.write_lock(), self._sessions() as session, session.begin():
+            result = await session.execute(
+                update(OutboxRecord)
+                .where(
+                    OutboxRecord.message_id == message_id,
+                    OutboxRecord.status.in_(("failed", "undeliverable")),
+                )
+                .values(status="pending", attempts=0, next_attempt_at=now, locked_until=None, created_at=now)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
     async def release_outbox(self, outbox_ids: Sequence[int], next_attempt_at: datetime) -> None:
         """Hand claimed rows back unsent (their claim does not count as an attempt)."""
         if not outbox_ids:

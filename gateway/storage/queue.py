@@ -106,6 +106,10 @@ _FOLLOWUP_DUE = (
     .select_from(_C.join(_T, _T.c.conversation_id == _C.c.id))
     .where(_C.c.id == bindparam("conversation_id"), _IS_QUEUED, _T.c.resolved_at.is_(None))
 )
+_QUEUED_AT_OF = select(_C.c.queued_at).where(_C.c.id == bindparam("conversation_id"), _IS_QUEUED)
+POSITION_NOTE = (
+    "position:"  # the sla_notices kind (+ the place) of "您仍在排队，前面还有 N 位" after a bot answer
+)
 _LAST_INBOUND_TEXT = (
     select(_MESSAGES.c.text).where(_MESSAGES.c.direction == "in").order_by(_MESSAGES.c.id.desc()).limit(1)
 )
@@ -215,6 +219,18 @@ class QueueQueries(HandoffTables):
         else:
             rows = await self._rows(_LENGTH_OF, {"groups": list(groups)})
         return int(rows[0]["n"]) if rows else 0
+
+    async def waiting_ticket(self, conversation_id: int) -> bool:
+        """True when the conversation is a 留言 still waiting (see handoff.store.HandoffStore)."""
+        return bool(await self._rows(_FOLLOWUP_DUE, {"conversation_id": conversation_id}))
+
+    async def claim_position_note(self, conversation_id: int, position: int, at: datetime) -> bool:
+        """True once per place in the queue of a queued conversation (handoff.store.HandoffStore)."""
+        rows = await self._rows(_QUEUED_AT_OF, {"conversation_id": conversation_id})
+        if not rows or rows[0]["queued_at"] is None:
+            return False
+        queued_at = _aware(rows[0]["queued_at"])
+        return await mark_notice(self.store, conversation_id, queued_at, f"{POSITION_NOTE}{position}", at)
 
     async def claim_ticket_followup(self, conversation_id: int, at: datetime) -> bool:
         """True once per 留言 (see handoff.store.HandoffStore.claim_ticket_followup)."""

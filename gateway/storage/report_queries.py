@@ -28,6 +28,7 @@ from gateway.storage.schema.handoff import (
 from gateway.storage.sla_store import FollowUpRecord, SlaNoticeRecord
 from gateway.storage.store import Store
 from handoff.reports import ConversationRecord, FaqHit
+from handoff.waiting import QUEUED_ANSWERED, QUEUED_UNANSWERED
 
 __all__ = ["EntryInfo", "PurgeResult", "conversation_records", "purge_before"]
 
@@ -182,11 +183,12 @@ async def _message_facts(conn: object, ids: list[int]) -> dict[int, _MessageFact
             if m.direction == "in":
                 if m.kind == "text" and not f.first_question and m.text:
                     f.first_question = m.text
-                if m.decision == "answer" and m.entry_id:
+                if m.entry_id and (m.decision == "answer" or m.reason == QUEUED_ANSWERED):
                     f.hits.append(m.entry_id)
                 elif m.kind == "text" and (
                     m.decision == "suggest"
                     or (m.decision == "handoff" and m.reason in UNANSWERED_HANDOFF_REASONS)
+                    or (m.decision == "with_human" and m.reason == QUEUED_UNANSWERED)
                 ):
                     f.unanswered.append(m.text)
             elif m.sender == "agent" and f.first_agent_at is None:

@@ -2,7 +2,7 @@
 
 `sla_notices` has one row per (conversation, handoff time, kind): inserting it is the compare-and-set
 that makes "客服正忙，请稍候" go out exactly once, also with several gateway processes on PostgreSQL.
-A new table, so `create_all` adds it to an existing database without a migration.
+The tables are in `schema/sla.py`.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, Text, UniqueConstraint, and_, exists, select, update
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import and_, exists, select, update
 
 from gateway.storage.errors import Conflict
-from gateway.storage.schema.core import Base, Conversation, MessageRecord, UTCDateTime
+from gateway.storage.schema.core import Conversation, MessageRecord
 from gateway.storage.schema.handoff import TicketRecord
+from gateway.storage.schema.sla import FollowUpRecord, SlaNoticeRecord
 from gateway.storage.store import Store
 
 __all__ = [
@@ -35,17 +35,6 @@ __all__ = [
 ]
 
 FIRST_RESPONSE = "first_response"
-
-
-class SlaNoticeRecord(Base):
-    """An automatic SLA notice that was sent (or is being sent) for one handoff of a conversation."""
-
-    __tablename__ = "sla_notices"
-
-    conversation_id: Mapped[int] = mapped_column(primary_key=True)
-    handed_off_at: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
-    sent_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,22 +101,6 @@ async def _insert_once(store: Store, statement: Any, values: dict[str, Any]) -> 
 
 def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class FollowUpRecord(Base):
-    """A complaint's follow-up (回访) ticket: due `due_at`; overdue (red) while open past it."""
-
-    __tablename__ = "follow_ups"
-    __table_args__ = (UniqueConstraint("conversation_id", name="uq_follow_ups_conversation"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    conversation_id: Mapped[int] = mapped_column(Integer)
-    group: Mapped[str | None] = mapped_column("group_name", String(64))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    closed_by: Mapped[str | None] = mapped_column(String(64))
-    note: Mapped[str | None] = mapped_column(Text)
 
 
 # Built once: storage compiles each statement object once (gateway.storage.unit).

@@ -1,7 +1,6 @@
 """Slots and the open form of each conversation key (issue 15: custom actions and forms).
 
-Two new tables (`storage/schema/slots.py`), so `create_all` adds them to an existing database without a
-migration: `conversation_slots` (one row per key and slot: its value and when it was set, for the slot's TTL) and
+Two tables (`storage/schema/slots.py`, created by migration 0001): `conversation_slots` (one row per key and slot: its value and when it was set, for the slot's TTL) and
 `conversation_forms` (at most one row per key: the form being filled and the slot asked for last).
 Keyed by the conversation key (the action tracker's `sender_id`), so an order number given yesterday is
 still known today unless its `ttl_minutes` ran out. The functions are sync over a `Unit`, so the writes

@@ -14,6 +14,7 @@ from sqlalchemy import and_, or_, select
 from gateway.storage.schema.core import Conversation, MessageRecord
 from gateway.storage.schema.handoff import AssignmentRecord, CsatRecord
 from gateway.storage.store import Store
+from handoff.waiting import QUEUED_UNANSWERED
 
 MAX_ROWS = 50_000
 # How the pipeline records a question the bot could not answer: no match at all (or a handoff after
@@ -143,6 +144,8 @@ async def unanswered(store: Store, start: datetime, end: datetime, limit: int = 
                     MessageRecord.decision == "handoff",
                     MessageRecord.reason.in_(UNANSWERED_HANDOFF_REASONS),
                 ),
+                # Asked while waiting for a human, and the bot had no answer (handoff.waiting).
+                and_(MessageRecord.decision == "with_human", MessageRecord.reason == QUEUED_UNANSWERED),
             ),
         )
         .order_by(MessageRecord.id.desc())

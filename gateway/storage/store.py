@@ -15,11 +15,11 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import select, text
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.storage import migrate
 from gateway.storage.engine import create_engine, sqlite_autocommit_read, sqlite_directory, sqlite_writes
 from gateway.storage.errors import Conflict, StoreUnavailable
 from gateway.storage.messages import MessageReads, Unit
@@ -27,7 +27,6 @@ from gateway.storage.outbox import OutboxQueries
 from gateway.storage.rows import MessageRow, utcnow
 from gateway.storage.schema.core import (
     AuditRecord,
-    Base,
     MessageRecord,
     OutboxRecord,
 )
@@ -183,13 +182,12 @@ class Store(MessageReads, OutboxQueries):
         return self.engine.dialect.name
 
     async def create_all(self) -> None:
-        """Create missing tables and indexes (migrations come with Alembic once the schema settles)."""
+        """Bring the schema to the newest migration (gateway/storage/migrate.py; once across processes)."""
         directory = sqlite_directory(str(self.engine.url))
         if directory is not None:
             # The default `data/kefu.db` works on a fresh checkout; mkdir is file I/O, so off the loop.
             await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
-        async with self.engine.begin() as conn:
-            await conn.run_sync(_create_all)
+        await migrate.upgrade(self.engine)
 
     async def dispose(self) -> None:
         """Close every pooled connection (the store reconnects on next use)."""
@@ -255,14 +253,6 @@ class Store(MessageReads, OutboxQueries):
                 {"what": r.what, "who": r.who, "details": r.details, "created_at": r.created_at.isoformat()}
                 for r in rows
             ]
-
-
-def _create_all(connection: Connection) -> None:
-    Base.metadata.create_all(connection)
-    # create_all adds indexes only with their table: an outbox of an earlier version gets the
-    # per-conversation order index (the claim's NOT EXISTS) here.
-    for index in OutboxRecord.__table__.indexes:
-        index.create(connection, checkfirst=True)
 
 
 def is_database_error(exc: BaseException) -> bool:

@@ -22,6 +22,8 @@ ADMIN_ONLY = [
     ("GET", "/admin/api/kb"),
     ("POST", "/admin/api/kb/reload"),
     ("GET", "/admin/api/stats"),
+    ("GET", "/admin/api/agents"),  # agent management and the FAQ editor: the same resolver
+    ("GET", "/admin/api/faq"),
 ]
 SUPERVISORS = [("GET", "/api/v1/reports/records?format=json")]
 EVERY = AGENT_ONLY + ADMIN_ONLY + SUPERVISORS

@@ -18,7 +18,8 @@ from gateway.channels.base import Outgoing
 from gateway.keys import RUNTIME
 from gateway.message import Message, utcnow
 from gateway.runtime import Runtime
-from gateway.storage import Store
+from gateway.storage import Store, migrate
+from gateway.storage.migrations import target_metadata
 from tests.waiting import eventually
 
 
@@ -315,8 +316,12 @@ async def test_healthz_answers_503_quickly_while_the_database_hangs(
 
 async def test_an_outbox_of_an_earlier_version_gets_the_order_index_at_start_up(db_url: str) -> None:
     store = Store.from_url(db_url)
+    before_migrations = (await asyncio.to_thread(migrate.script)).get_revision("0001").module.METADATA
     await store.create_all()
-    async with store.engine.begin() as conn:
+    async with store.engine.begin() as conn:  # the schema create_all made, of that version: no index
+        await conn.exec_driver_sql("DROP TABLE alembic_version")
+        await conn.run_sync(target_metadata().drop_all)
+        await conn.run_sync(before_migrations.create_all)
         await conn.exec_driver_sql("DROP INDEX ix_outbox_conversation")
     await store.create_all()  # as `kefu serve` does at start-up
     async with store.engine.connect() as conn:

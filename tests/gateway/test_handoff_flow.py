@@ -245,8 +245,10 @@ async def test_a_ticket_confirms_the_customers_additions_once(start: Any) -> Non
     await kefu.say("还有一句")
     stored = [m.text for m in await kefu.runtime.store.messages(conv.id) if m.sender == "system"]
     assert stored.count(notices.ticket_followup()) == 1
-    texts = await kefu.texts(2)
-    assert texts == [notices.no_agent_online(), notices.ticket_followup()]
+    # Each addition is acknowledged (issue 17 item 1), the full confirmation once, then shorter ones.
+    texts = await kefu.texts(6)
+    assert texts[:2] == [notices.no_agent_online(), notices.ticket_followup()]
+    assert len(texts) == 6 and texts.count(notices.ticket_followup()) == 1
 
 
 async def test_with_nobody_online_the_customer_is_told_and_a_ticket_waits_first(start: Any) -> None:

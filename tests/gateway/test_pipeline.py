@@ -13,6 +13,7 @@ from gateway.app import create_app
 from gateway.keys import RUNTIME
 from gateway.message import Message, utcnow
 from gateway.runtime import Runtime
+from handoff.agents import Role, new_token
 from handoff.state import ConversationState
 from kb.model import DEFAULT_REPLIES
 
@@ -143,14 +144,24 @@ async def test_complaint_goes_to_the_front_of_the_queue(aiohttp_client: Any, set
     )
 
 
-async def test_with_a_human_the_bot_stays_quiet(runtime: Runtime) -> None:
+async def test_queued_the_bot_answers_what_it_is_sure_of_and_with_an_agent_stays_quiet(
+    runtime: Runtime,
+) -> None:
     handoff = await runtime.pipeline.handle(msg("转人工"))
     assert handoff.handoff and handoff.replies[0].text == DEFAULT_REPLIES["handoff"]
     later = await runtime.pipeline.handle(msg("怎么退货"))
-    assert later.replies == [] and later.decision == "with_human"
+    assert later.decision == "with_human" and later.reason == "queued_answered"
+    assert [r.entry_id for r in later.replies] == ["return-how"]
     assert later.conversation_id == handoff.conversation_id
     stored = await runtime.store.messages(later.conversation_id)
     assert [m.text for m in stored if m.direction == "in"] == ["转人工", "怎么退货"]
+    assert runtime.handoff is not None
+    agent = await runtime.handoff.db.add_agent(
+        "小王", role=Role.AGENT, groups=["售前"], max_chats=3, token_hash=new_token()[1]
+    )
+    assert (await runtime.handoff.db.claim(str(later.conversation_id), agent.id, by=agent.id)).ok
+    assigned = await runtime.pipeline.handle(msg("怎么退货"))
+    assert assigned.replies == [] and (assigned.decision, assigned.reason) == ("with_human", "assigned")
 
 
 async def test_nothing_matched_hands_off_honestly(runtime: Runtime) -> None:

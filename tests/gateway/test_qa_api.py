@@ -174,8 +174,9 @@ async def test_a_reply_hitting_a_block_rule_is_refused_and_nothing_is_sent(gatew
     wang = await make_agent(gateway, "小王")
     cid = await complaint(gateway, "b1")
     await wang.call("POST", f"/conversations/{cid}/claim")
+    # ({name} itself is refused earlier, as an unfilled canned placeholder: tests/gateway/test_canned_api.py.)
     refused = await wang.call(
-        "POST", f"/conversations/{cid}/messages", json={"text": "{name}您好"}, expect=422
+        "POST", f"/conversations/{cid}/messages", json={"text": "{{订单号}}您好"}, expect=422
     )
     assert "禁止发送" in refused["error"] and refused["hits"][0]["rule"] == "placeholder"
     # A warning-only rule (不知道) does not stop the send.

@@ -118,3 +118,19 @@ def test_presence_parse() -> None:
     assert Presence.parse(" Away ") is Presence.AWAY
     with pytest.raises(ValueError, match="online, away, offline"):
         Presence.parse("busy")
+
+
+def test_an_agent_has_left_only_after_the_timeout_and_the_grace() -> None:
+    from handoff.presence import has_left
+
+    t0 = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
+    timeout, grace = timedelta(seconds=60), timedelta(seconds=30)
+    heartbeat, assigned = t0, t0 - timedelta(minutes=10)
+    assert not has_left((heartbeat, assigned, None), t0 + timedelta(seconds=90), timeout, grace)
+    assert has_left((heartbeat, assigned, None), t0 + timedelta(seconds=91), timeout, grace)
+    # A reply through the API is a sign of life too; a chat just given to them gets the grace as well.
+    assert not has_left(
+        (heartbeat, assigned, t0 + timedelta(seconds=80)), t0 + timedelta(seconds=91), timeout, grace
+    )
+    assert not has_left((None, t0, None), t0 + timedelta(seconds=10), timeout, grace)
+    assert has_left((None, None, None), t0, timeout, grace)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from handoff import notices
@@ -42,6 +42,7 @@ class _Conv:
     awaiting_csat: bool = False
     rating: int | None = None
     followup_sent: bool = False
+    position_notes: set[tuple[int, int]] = field(default_factory=set)
 
 
 class MemoryStore:
@@ -89,6 +90,17 @@ class MemoryStore:
 
     async def queue_length(self, groups: Collection[str] | None = None) -> int:
         return len(await self.list_queue(groups))
+
+    async def claim_position_note(self, conversation_id: int, position: int, at: datetime) -> bool:
+        c = self.convs.get(str(conversation_id))
+        if c is None or c.state is not S.QUEUED or (position, id(c.item)) in c.position_notes:
+            return False
+        c.position_notes.add((position, id(c.item)))
+        return True
+
+    async def waiting_ticket(self, conversation_id: int) -> bool:
+        c = self.convs.get(str(conversation_id))
+        return c is not None and c.state is S.QUEUED and c.item is not None and c.item.is_ticket
 
     async def claim_ticket_followup(self, conversation_id: int, at: datetime) -> bool:
         c = self.convs.get(str(conversation_id))

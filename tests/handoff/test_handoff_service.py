@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from handoff import notices
+from handoff import notices, waiting
 from handoff.agents import AgentInfo
 from handoff.hours import BusinessHours, GroupHours
 from handoff.presence import Presence
@@ -80,9 +80,16 @@ async def test_nobody_online_makes_a_ticket_and_confirms_additions_once() -> Non
     assert await handoff.on_queued(complaint(1, clock.now())) == 1
     assert told.to(1) == [notices.no_agent_online(now=clock.now())]
     assert told.texts[0][2] == NOTICE_DELAY  # due after the bot's own reply, not slept for
-    await asyncio.gather(*(handoff.on_customer_message(1, {"text": f"补充 {n}"}) for n in range(3)))
-    assert told.to(1)[1:] == [notices.ticket_followup()]
-    assert [e for e, _ in told.events].count("message.customer") == 3
+    await asyncio.gather(
+        *(handoff.on_customer_message(1, {"text": f"补充 {n}", "message_id": n}) for n in range(3))
+    )
+    # Every addition is acknowledged; the full confirmation only once, however the messages race.
+    acks = told.to(1)[1:]
+    assert len(acks) == 3 and acks.count(notices.ticket_followup()) == 1
+    assert set(acks) - {notices.ticket_followup()} <= {waiting.ticket_ack(n) for n in range(3)}
+    await handoff.on_customer_message(1, {"text": "怎么开发票", "message_id": 9}, answered=True)
+    assert len(told.to(1)) == 4  # the bot answered it: no acknowledgement on top
+    assert [e for e, _ in told.events].count("message.customer") == 4
 
 
 async def test_an_online_agent_gets_the_head_of_the_queue_and_positions_move() -> None:

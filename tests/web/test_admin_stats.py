@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from gateway.http.admin_api import buckets, durations, unanswered_clusters
+from gateway.http.admin_api import bucket_labels, buckets, durations, parse_range, unanswered_clusters
 from gateway.storage.stats_queries import UnansweredRow
 
 AT = datetime(2026, 11, 24, 8, 30, tzinfo=UTC)
@@ -43,6 +44,30 @@ def test_each_group_carries_its_channels_and_last_time() -> None:
         "examples": ["几点下班", "你们几点下班"],
         "channels": {"web": 1, "wechat": 1, "qq": 1},
         "last_at": later.isoformat(),
+        # The drill-down: each message with its conversation, newest first.
+        "messages": [
+            {
+                "conversation_id": 3,
+                "channel": "qq",
+                "text": "几点下班",
+                "decision": "handoff",
+                "at": later.isoformat(),
+            },
+            {
+                "conversation_id": 2,
+                "channel": "wechat",
+                "text": "你们几点下班",
+                "decision": "suggest",
+                "at": (AT + timedelta(hours=1)).isoformat(),
+            },
+            {
+                "conversation_id": 1,
+                "channel": "web",
+                "text": "几点下班",
+                "decision": "handoff",
+                "at": AT.isoformat(),
+            },
+        ],
     }
 
 
@@ -69,6 +94,34 @@ def test_short_ranges_are_hourly_and_long_ones_daily() -> None:
     assert unit == "hour" and len(starts) == 25 and starts[0].minute == 0
     unit, starts = buckets(AT - timedelta(days=7), AT)
     assert unit == "day" and len(starts) == 8
+
+
+def test_buckets_and_labels_follow_the_business_hours_time_zone_not_utc() -> None:
+    shanghai = ZoneInfo("Asia/Shanghai")
+    unit, starts = buckets(AT - timedelta(days=3), AT, shanghai)
+    # Days start at midnight in Shanghai (16:00 UTC the day before), labelled with Shanghai's dates.
+    assert unit == "day" and starts[0] == datetime(2026, 11, 20, 16, tzinfo=UTC)
+    assert bucket_labels(starts, unit, shanghai) == ["11/21", "11/22", "11/23", "11/24"]
+    unit, starts = buckets(AT - timedelta(hours=2), AT, shanghai)
+    assert bucket_labels(starts, unit, shanghai) == ["14:00", "15:00", "16:00"]  # 06:30–08:30 UTC
+    # Across a DST change a local day is 23 hours long.
+    paris = ZoneInfo("Europe/Paris")
+    _, starts = buckets(datetime(2026, 3, 28, 12, tzinfo=UTC), datetime(2026, 3, 31, tzinfo=UTC), paris)
+    assert [b - a for a, b in zip(starts, starts[1:], strict=False)] == [
+        timedelta(hours=24),
+        timedelta(hours=23),  # Sunday 29 March 2026: clocks go forward
+        timedelta(hours=24),
+    ]
+
+
+def test_a_date_in_the_range_is_midnight_in_the_business_time_zone() -> None:
+    shanghai = ZoneInfo("Asia/Shanghai")
+    start, end = parse_range({"from": "2026-11-01", "to": "2026-11-08"}, tz=shanghai)
+    assert (start, end) == (datetime(2026, 10, 31, 16, tzinfo=UTC), datetime(2026, 11, 7, 16, tzinfo=UTC))
+    assert len(buckets(start, end, shanghai)[1]) == 7
+    # A datetime keeps its own offset (or UTC without one), as the page sends it.
+    start, _ = parse_range({"from": "2026-11-01T00:00:00", "to": "2026-11-02T00:00:00Z"}, tz=shanghai)
+    assert start == datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def test_durations_summarise_seconds() -> None:

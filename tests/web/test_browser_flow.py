@@ -113,11 +113,16 @@ async def test_customer_agent_and_admin_work_one_conversation_end_to_end(
     await admin.goto(gateway.url + "/admin")
     await admin.get_by_label("管理令牌").fill(ADMIN_TOKEN)
     await admin.get_by_role("button", name="进入看板").click()
-    unanswered = admin.locator("#unanswered tbody tr", has_text="退的钱")
+    unanswered = admin.locator("#unanswered tbody tr.cluster", has_text="退的钱")
     await expect(unanswered).to_have_count(1)
     await expect(unanswered.locator("td.num")).to_have_text("1")
-    closing_time = admin.locator("#unanswered tbody tr", has_text="几点下班")
+    closing_time = admin.locator("#unanswered tbody tr.cluster", has_text="几点下班")
     await expect(closing_time.locator("td.num")).to_have_text("2")  # two wordings, one question
+    # Drill-down: the group's messages, each with a link to its conversation in the console.
+    await closing_time.click()
+    drill = admin.locator("#unanswered tr.drill", has_text="你们几点下班")
+    await expect(drill).to_be_visible()
+    await expect(drill.get_by_role("link", name="查看会话")).to_have_count(2)
     await expect(admin.locator(".kpi", has_text="会话")).to_contain_text("4")
     await expect(admin.locator(".kpi", has_text="转人工率")).to_contain_text("75%")
     await expect(admin.locator(".kpi", has_text="机器人解决率")).to_contain_text("25%")

@@ -11,6 +11,8 @@
 
   let token = sessionStorage.getItem(TOKEN_KEY) || "";
   let timer = null;
+  let zone = undefined; // business_hours.timezone, from the stats: times are shown there, not in the browser's zone
+  const when = (iso) => new Date(iso).toLocaleString("zh-CN", { timeZone: zone });
 
   $("signin-form").addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -31,7 +33,18 @@
     $("app").classList.remove("hidden");
     clearInterval(timer);
     timer = setInterval(() => load().catch(showError), 30000);
+    // The agent management and FAQ editor tabs (admin_agents.js, admin_faq.js) start from here.
+    document.dispatchEvent(new CustomEvent("kefu:admin-ready", { detail: { token } }));
   }
+
+  // Tabs: 看板 / 客服管理 / FAQ 编辑 (each panel is a <main data-panel>).
+  document.querySelectorAll(".tabs .tab").forEach((tab) => tab.addEventListener("click", () => {
+    document.querySelectorAll(".tabs .tab").forEach((t) => t.setAttribute("aria-current", t === tab ? "page" : "false"));
+    document.querySelectorAll("main[data-panel]").forEach((m) => m.classList.toggle("hidden", m.dataset.panel !== tab.dataset.tab));
+    // The time range and refresh belong to the dashboard only.
+    document.querySelectorAll(".dash-only").forEach((e) => e.classList.toggle("hidden", tab.dataset.tab !== "dash"));
+    document.dispatchEvent(new CustomEvent("kefu:admin-tab", { detail: { tab: tab.dataset.tab } }));
+  }));
   function showError(e) { $("updated").textContent = "刷新失败：" + e.message; }
 
   async function load() {
@@ -73,8 +86,9 @@
     $("kpis").replaceChildren(...kpis.map(([label, value, cls]) =>
       el("div", { class: "kpi" }, el("div", { class: "label", text: label }), el("div", { class: "value " + (cls || ""), text: String(value) }))));
 
+    zone = s.timezone || undefined;
     renderKb(s.kb);
-    const labels = s.buckets.map((b) => bucketLabel(b, s.bucket));
+    const labels = s.bucket_labels || s.buckets.map((b) => bucketLabel(b, s.bucket));
     const channels = Object.keys(s.messages_by_channel);
     stackedBars($("chart-messages"), labels, channels.map((ch) => s.messages_by_channel[ch]));
     $("legend-messages").replaceChildren(...channels.map((ch, i) =>
@@ -101,21 +115,42 @@
     }) : [el("tr", {}, el("td", { colspan: "3", class: "empty-note", text: "还没有客服（kefu agent add 创建）" }))]));
 
     const un = $("unanswered").tBodies[0];
-    un.replaceChildren(...(s.unanswered.length ? s.unanswered.map((c) => el("tr", {},
+    un.replaceChildren(...(s.unanswered.length ? s.unanswered.flatMap(clusterRows) :
+      [el("tr", {}, el("td", { colspan: "5", class: "empty-note", text: "这段时间机器人都答上了" }))]));
+  }
+
+  // A group of unanswered questions, and on click its messages with links to their conversations.
+  const opened = new Set();
+  function clusterRows(c) {
+    const drill = el("tr", { class: "drill" + (opened.has(c.text) ? "" : " hidden") },
+      el("td", { colspan: "5" }, el("ul", {}, (c.messages || []).map((m) => el("li", {},
+        when(m.at) + " · " + (CHANNELS[m.channel] || m.channel) + " · “" + m.text + "”",
+        el("a", { href: "/agent#c=" + m.conversation_id, target: "_blank", rel: "noopener", text: "查看会话 #" + m.conversation_id }))))));
+    const row = el("tr", { class: "cluster", tabindex: "0", "aria-expanded": opened.has(c.text) ? "true" : "false",
+      title: "点击查看这些消息和所在会话" },
       el("td", { text: c.text }), el("td", { class: "num", text: String(c.count) }),
       el("td", { class: "ex", text: c.examples.filter((x) => x !== c.text).join("；") || "—" }),
       el("td", { text: Object.keys(c.channels).map((k) => CHANNELS[k] || k).join("、") }),
-      el("td", { class: "ex", text: c.last_at ? new Date(c.last_at).toLocaleString("zh-CN") : "" }))) :
-      [el("tr", {}, el("td", { colspan: "5", class: "empty-note", text: "这段时间机器人都答上了" }))]));
+      el("td", { class: "ex", text: c.last_at ? when(c.last_at) : "" }));
+    const toggle = () => {
+      const show = drill.classList.toggle("hidden") === false;
+      if (show) opened.add(c.text); else opened.delete(c.text);
+      row.setAttribute("aria-expanded", show ? "true" : "false");
+    };
+    row.addEventListener("click", toggle);
+    row.addEventListener("keydown", (e) => { if (e.key === "Enter") toggle(); });
+    return [row, drill];
   }
 
   function renderKb(kb) {
     const rows = [["状态", kb.loaded ? (kb.errors.length ? "有错误（仍在使用上一版）" : "正常") : "未加载"],
       ["版本", kb.version || "—"], ["问答条目", String(kb.entries)],
-      ["加载时间", kb.loaded_at ? new Date(kb.loaded_at).toLocaleString("zh-CN") : "—"],
-      ["最近尝试", kb.last_attempt_at ? new Date(kb.last_attempt_at).toLocaleString("zh-CN") : "—"]];
+      ["加载时间", kb.loaded_at ? when(kb.loaded_at) : "—"],
+      ["最近尝试", kb.last_attempt_at ? when(kb.last_attempt_at) : "—"]];
     $("kb").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
-    $("kb-errors").replaceChildren(...(kb.errors.length ? [el("ul", { class: "kb-errors" }, kb.errors.map((e) => el("li", { text: e })))] : []));
+    // Chinese, with paths relative to the FAQ folder (errors_zh); the English ones are for the log and CLI.
+    const errors = kb.errors_zh || kb.errors;
+    $("kb-errors").replaceChildren(...(errors.length ? [el("ul", { class: "kb-errors" }, errors.map((e) => el("li", { text: e })))] : []));
   }
 
   function bucketLabel(iso, unit) {

@@ -21,7 +21,8 @@
   let current = null; // the open conversation (GET /conversations/{id})
   let currentId = null;
   const drafts = new Map(); // conversation id -> unsent text (switching never loses it)
-  const unread = new Set();
+  const unread = new Map(); // conversation id -> customer messages not read yet (badges, tab title)
+  const BASE_TITLE = document.title;
   let canned = [];
   let socket = null;
   let seq = 0;
@@ -61,6 +62,9 @@
     connect();
     await refreshLists(true);
     setInterval(tick, 1000);
+    // /agent#c=12 opens conversation 12 (links from the admin's drill-down and the customer panel).
+    const linked = /^#c=(\d+)$/.exec(location.hash);
+    if (linked) openConversation(Number(linked[1]));
   }
 
   // --- live events -----------------------------------------------------------------------------
@@ -102,7 +106,7 @@
   function onEvent(ev) {
     const cid = ev.conversation_id;
     if (cid !== null && cid !== undefined) {
-      if (ev.event === "message.customer" && cid !== currentId) unread.add(cid);
+      if (ev.event === "message.customer") customerWrote(cid, ev.data || {});
       if (cid === currentId) openConversation(cid, { keepScroll: true });
     }
     clearTimeout(refreshTimer);
@@ -128,12 +132,54 @@
     renderLists();
   }
 
-  function announce(item) {
+  // --- unread counts, tab title, desktop notifications ---------------------------------------------
+  // Counted per conversation while it is not the one in front of the agent; the tab title sums them.
+  let focused = document.hasFocus();
+  window.addEventListener("blur", () => { focused = false; });
+  function away() { return document.hidden || !focused; }
+  function customerWrote(cid, payload) {
+    if (cid !== currentId || away()) unread.set(cid, (unread.get(cid) || 0) + 1);
+    updateTitle();
+    const item = mine.concat(queue).find((i) => (i.id || i.conversation_id) === cid);
+    // The customer's own words and a display name; never the bot's reply or a raw visitor id.
+    if (payload.text && away()) notify("客户 " + displayName(item && item.customer, item && item.channel, payload.sender_name), payload.text, cid);
+  }
+  function updateTitle() {
+    const total = [...unread.values()].reduce((a, b) => a + b, 0);
+    document.title = total ? "(" + total + ") " + BASE_TITLE : BASE_TITLE;
+  }
+  document.addEventListener("visibilitychange", () => {
+    if (!away() && currentId !== null && unread.delete(currentId)) { updateTitle(); renderLists(); }
+  });
+  window.addEventListener("focus", () => {
+    focused = true;
+    if (currentId !== null && unread.delete(currentId)) { updateTitle(); renderLists(); }
+  });
+  function displayName(customer, channel, senderName) {
+    return (customer && customer.name) || senderName || (CHANNELS[channel] || "") + "访客";
+  }
+  function notify(title, body, cid) {
+    if (!("Notification" in window) || Notification.permission !== "granted") return;
+    try {
+      const n = new Notification(title, { body, tag: "kefu-" + cid });
+      n.onclick = () => { window.focus(); openConversation(cid); };
+    } catch (e) { /* ignore */ }
+  }
+
+  async function announce(item) {
     beep();
-    const who = (item.customer && (item.customer.name || item.customer.user_id)) || "新客户";
-    if ("Notification" in window && Notification.permission === "granted" && document.hidden) {
-      try { new Notification("新的客户会话", { body: who + "：" + (item.last_message && (item.last_message.text || item.last_message) || "") }); } catch (e) { /* ignore */ }
+    const cid = item.conversation_id || item.id;
+    // The queue carries the customer's last line; an assigned conversation's last line may be the bot's.
+    let words = typeof item.last_message === "string" ? item.last_message : null;
+    if (words === null && item.last_message && item.last_message.sender === "customer") words = item.last_message.text;
+    if (words === null) {
+      try {
+        const detail = await api("GET", "/api/v1/conversations/" + cid, token);
+        const said = detail.messages.filter((m) => m.direction === "in" && m.text);
+        words = said.length ? said[said.length - 1].text : "";
+      } catch (e) { words = ""; }
     }
+    if (away()) notify("新的客户会话 · " + displayName(item.customer, item.channel), words || "客户正在等待接入", cid);
   }
 
   function beep() {
@@ -156,12 +202,14 @@
   }
 
   function customerName(c) {
-    return (c && (c.name || (c.user_id && "访客 " + c.user_id.slice(0, 6)))) || "访客";
+    // The last four characters only: a phone number as user id shows no more than its masked form.
+    return (c && (c.name || (c.user_id && "访客 " + c.user_id.slice(-4)))) || "访客";
   }
 
   function renderLists() {
     $("queue-count").textContent = queueTotal;
     $("mine-count").textContent = mine.length;
+    updateTitle();
     const qList = $("queue");
     qList.replaceChildren(...(queue.length ? queue.map(queueItem) : [el("li", { class: "empty-row", text: "暂无排队客户" })]));
     const mList = $("mine");
@@ -176,6 +224,7 @@
         el("span", { class: "name", text: customerName(item.customer) }),
         item.priority === "high" ? el("span", { class: "badge high", text: "优先" }) : null,
         item.ticket ? el("span", { class: "badge warn", text: "留言" }) : null,
+        unreadBadge(id),
         el("span", { class: "wait", text: "" })),
       el("div", { class: "last", text: item.last_message || "" }),
       el("div", { class: "row" },
@@ -194,13 +243,18 @@
     const last = item.last_message;
     const li = el("li", { tabindex: "0", dataset: { id }, "aria-current": id === currentId ? "true" : "false" },
       el("div", { class: "row" },
-        unread.has(id) ? el("span", { class: "unread", "aria-label": "有新消息" }) : null,
         el("span", { class: "name", text: customerName(item.customer) }),
+        unreadBadge(id),
         el("span", { class: "badge", text: CHANNELS[item.channel] || item.channel })),
       draft ? el("div", { class: "draft", text: "[草稿] " + draft }) : el("div", { class: "last", text: last ? last.text : "" }));
     li.addEventListener("click", () => openConversation(id));
     li.addEventListener("keydown", (e) => { if (e.key === "Enter" && e.target === li) openConversation(id); });
     return li;
+  }
+
+  function unreadBadge(id) {
+    const n = unread.get(id);
+    return n ? el("span", { class: "unread-count", text: n > 99 ? "99+" : String(n), "aria-label": n + " 条未读消息" }) : null;
   }
 
   function tick() {
@@ -273,11 +327,11 @@
       const m = it.m;
       const kind = m.direction === "in" ? "customer" : m.sender;
       const who = { customer: customerName(c.customer), bot: "智能客服", agent: "客服 " + (m.sender_name || ""), system: "" }[kind];
-      const failed = m.delivery && (m.delivery.status === "undeliverable" || m.delivery.status === "failed");
-      return el("div", { class: "m " + kind },
+      const delivery = window.kefu.delivery; // agent_delivery.js: 发送中 / 已送达 / 未送达 + reason, 重发
+      return el("div", { class: "m " + kind + delivery.cls(m) },
         kind === "system" ? null : el("div", { class: "who", text: who + " · " + clock(m.created_at) }),
         el("div", { class: "bubble", text: m.text }),
-        failed ? el("div", { class: "undelivered", text: "未送达：" + (m.delivery.error || "平台拒收") }) : null);
+        delivery.mark(m, c.id, () => openConversation(c.id, { keepScroll: true })));
     }));
     box.scrollTop = box.scrollHeight;
 
@@ -291,12 +345,7 @@
         (g.confidence !== null && g.confidence !== undefined ? "（置信度 " + Math.round(g.confidence * 100) + "%）" : "") +
         (g.alternatives && g.alternatives.length ? "，猜测：" + g.alternatives.join(" / ") : ""))));
 
-    const cust = c.customer || {};
-    const rows = [["昵称", cust.name || "—"], ["用户 ID", cust.user_id || "—"], ["渠道", (CHANNELS[c.channel] || c.channel) + " / " + c.account],
-      ["首次来访", cust.first_seen_at ? new Date(cust.first_seen_at).toLocaleString("zh-CN") : "—"],
-      ["历史会话", String((cust.earlier_conversations || []).length) + " 次"]];
-    if (c.csat && c.csat.rating) rows.push(["满意度", c.csat.rating + " 分"]);
-    $("customer").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
+    // 客户信息 (name, masked identity, history, tags, 订单信息) is agent_panel.js's, on "kefu:conversation".
     $("notes").replaceChildren(...(c.notes.length ? c.notes.map((n) => el("li", {}, el("div", { text: n.text }),
       el("div", { class: "by", text: (n.agent_name || "") + " · " + clock(n.created_at) }))) : [el("li", { class: "muted", text: "暂无备注" })]));
   }
@@ -411,15 +460,15 @@
     const q = cannedQuery();
     const item = choices[chosen];
     if (!q || !item) return;
-    let text = item.text;
-    try {
-      const rendered = await api("POST", "/api/v1/canned/" + item.id + "/render", token, { conversation_id: currentId });
-      text = rendered.text;
-    } catch (e) { /* keep the raw text with its placeholders */ }
-    reply.value = reply.value.slice(0, q.start) + text + reply.value.slice(reply.selectionStart);
     pop.classList.add("hidden");
+    // Known placeholders are filled by the server, the rest asked for inline (canned.js); null = cancelled.
+    const text = await window.kefu.canned.fill(item, currentId);
+    if (text !== null) reply.value = reply.value.slice(0, q.start) + text + reply.value.slice(q.start + 1 + q.query.length);
     reply.focus();
   }
+  document.addEventListener("kefu:canned-changed", async () => {
+    try { canned = (await api("GET", "/api/v1/canned", token)).canned; } catch (e) { /* keep the old list */ }
+  });
   reply.addEventListener("input", () => { chosen = 0; showCanned(); if (currentId !== null) drafts.set(currentId, reply.value); });
   reply.addEventListener("keydown", (e) => {
     const open = !pop.classList.contains("hidden") && choices.length;
@@ -482,5 +531,10 @@
     catch (e) { alert("切换状态失败：" + e.message); }
   });
 
+  // What agent_media.js (pictures, files, typing) needs from the console.
+  window.kefuConsole = {
+    current: () => currentId, token: () => token, open: (id) => openConversation(id),
+    send: (frame) => socket && socket.readyState === WebSocket.OPEN && socket.send(JSON.stringify(frame)),
+  };
   if (token) start().catch(() => { sessionStorage.removeItem(TOKEN_KEY); token = ""; });
 })();

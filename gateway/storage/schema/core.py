@@ -78,6 +78,8 @@ class Conversation(Base):
         ),
         Index("ix_conversations_key_opened", "conversation_key", "opened_at"),
         Index("ix_conversations_state", "state", "priority", "queued_at"),
+        # The 受理记录 and the dashboard select a period by opened_at (migration 0002).
+        Index("ix_conversations_opened", "opened_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -108,6 +110,8 @@ class MessageRecord(Base):
         Index("ix_messages_conversation", "conversation_id", "id"),
         Index("ix_messages_reply_to", "reply_to"),
         Index("ix_messages_key", "conversation_key", "id"),
+        # The dashboard's and 绩效's period reads (created_at ranges), not the whole history (migration 0002).
+        Index("ix_messages_created", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

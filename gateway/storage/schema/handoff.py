@@ -132,3 +132,14 @@ class AgentEventRecord(Base):
     group: Mapped[str | None] = mapped_column("group_name", String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CustomerTagRecord(Base):
+    """A tag an agent put on a customer (VIP, 老客户, 易投诉…), shown in the console's customer panel."""
+
+    __tablename__ = "customer_tags"
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,7 +1,4 @@
-"""排班 and 质检 tables: shifts, shift_swaps (issue 19) and qa_results, on the same metadata as core.py.
-
-New tables: `create_all` adds them to an existing database without a migration.
-"""
+"""排班 and 质检 tables: shifts, shift_swaps (issue 19) and qa_results, on the same metadata as core.py."""
 
 from __future__ import annotations
 

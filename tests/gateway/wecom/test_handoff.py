@@ -90,6 +90,13 @@ async def test_handoff_mode_wecom_transfers_the_session_to_reception_staff(
 
     await eventually(notice_refused)
 
+    # While WeCom's staff have the customer, kefu's bot neither answers nor acknowledges (issue 17 item 1).
+    before = len(await kefu.runtime.store.list_outbox())
+    await kefu.say("怎么开发票")
+    # (the pull awaits the pipeline and its observers: an answer or acknowledgement would be stored by now)
+    assert [m.sender for m in await kefu.messages()][-1] == "customer"
+    assert len(await kefu.runtime.store.list_outbox()) == before
+
     # The staff member answers inside WeCom; kefu keeps the history whole.
     wecom_api.servicer_text(CUSTOMER, "您好，我是小张，请讲")
     wecom_api.event("event_session_status_change.json", external_userid=CUSTOMER)  # 小张 ends the session
@@ -151,8 +158,9 @@ async def test_an_agent_reply_past_the_quota_shows_the_agent_why(
     await eventually(refused)
     detail = await wang.call("GET", f"/conversations/{conv.id}")
     agent_lines = {m["text"]: m["delivery"] for m in detail["messages"] if m["sender"] == "agent"}
-    assert agent_lines["第一条"]["status"] == "sent"
-    assert agent_lines["第三条"]["status"] == "undeliverable" and "95001" in agent_lines["第三条"]["error"]
+    assert agent_lines["第一条"]["state"] == "sent"
+    assert agent_lines["第三条"]["state"] == "undeliverable" and "95001" in agent_lines["第三条"]["reason"]
+    assert agent_lines["第三条"]["reason_text"].startswith("回复条数已达上限")
     assert [m["text"]["content"] for m in kefu.api.sent_to(CUSTOMER)][-2:] == ["第一条", "第二条"]
 
 
