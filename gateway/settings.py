@@ -160,10 +160,7 @@ class PipelineSettings(_Section):
     misses_before_handoff: int = Field(default=2, ge=1)
     # WeChat waits 5 s for a passive reply; past this deadline the answer goes out via 客服消息 instead.
     wechat_reply_deadline_s: float = Field(default=4.0, gt=0, lt=5)
-    # Messages the database could not take before the channel's deadline are kept here (fsynced) and
-    # acknowledged, then stored when it can (gateway/channels/spool.py). Default: beside the SQLite file
-    # (`kefu.db-spool/`), `data/spool` with PostgreSQL; an in-memory SQLite database has none.
-    spool_dir: Path | None = None
+    spool_dir: Path | None = None  # inbound spool; None: beside the SQLite file, or data/spool
 
 
 class ConversationSettings(_Section):

@@ -113,6 +113,9 @@ def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str
 
 
 _CONV = [{"$ref": "#/components/parameters/ConversationId"}]
+# The console's id of one send (1–200 printable ASCII characters), the same on every retry of it.
+_KEY = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[\\x21-\\x7e]+$"}
+_IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False, "schema": _KEY}
 _CONV_ACTION = (403, 404, 409)
 
 
@@ -198,22 +201,7 @@ def spec() -> dict[str, Any]:
                     status=201,
                     body=_obj(("text",), text=_text(MAX_TEXT)),
                     errors=(*_CONV_ACTION, 422),
-                    params=[
-                        *_CONV,
-                        {
-                            "name": "Idempotency-Key",
-                            "in": "header",
-                            "required": False,
-                            "description": "the console's id of this send (1–200 printable ASCII characters), "
-                            "the same on every retry of it",
-                            "schema": {
-                                "type": "string",
-                                "minLength": 1,
-                                "maxLength": 200,
-                                "pattern": "^[\\x21-\\x7e]+$",
-                            },
-                        },
-                    ],
+                    params=[*_CONV, _IDEMPOTENCY_KEY],
                 )
             },
             "/conversations/{id}/messages/{message_id}/retry": {
