@@ -9,7 +9,7 @@ import sys
 import chaos.conformance  # noqa: F401
 import chaos.fuzz  # noqa: F401  (registers its scenario)
 import chaos.outage  # noqa: F401
-from chaos.harness import SCENARIOS, Options, run, table
+from chaos.harness import COLUMNS, SCENARIOS, Options, run, table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     results = asyncio.run(run(args.only or list(SCENARIOS), options))
     print(table(results))
     for name, result in results.items():
+        extra = {k: v for k, v in result.counts.items() if k not in COLUMNS}
+        if extra:
+            print(f"  {name}: {extra}")
         for example in result.examples[:10]:
             print(f"  {name}: {example}")
     return 0 if all(r.ok for r in results.values()) else 1
