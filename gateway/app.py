@@ -25,6 +25,7 @@ from gateway.handoff_service import HandoffService
 from gateway.http.admin_api import admin_routes
 from gateway.http.agent_api import agent_routes
 from gateway.http.bodies import http_error
+from gateway.http.media_api import media_routes
 from gateway.http.pages import install_web
 from gateway.http.qa_api import qa_routes
 from gateway.http.reports_api import report_routes
@@ -35,6 +36,7 @@ from gateway.jobs.qa_scoring import install_qa
 from gateway.kb_reload import KbService
 from gateway.keys import HANDOFF, RUNTIME
 from gateway.logs import quiet_bad_requests
+from gateway.media import Media
 from gateway.message import Message, utcnow
 from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
 from gateway.norms import answer_placeholders
@@ -93,6 +95,7 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
     app.router.add_routes(report_routes())
     app.router.add_routes(shift_routes())
     app.router.add_routes(qa_routes())
+    app.router.add_routes(media_routes())  # /media/{ref}, agents' attachments
     install_web(app)  # /chat, /agent, /admin, /supervisor, /widget.js, /web/ws (wraps the web adapter)
 
     app.cleanup_ctx.extend(
@@ -147,6 +150,7 @@ def build_runtime(settings: Settings, *, handle_signals: bool = False) -> Runtim
         adapters=adapters,
         handle_signals=handle_signals,
         spool=None if directory is None else Spool(directory),
+        media=Media(settings.uploads),
     )
 
 
@@ -156,6 +160,8 @@ def build_runtime(settings: Settings, *, handle_signals: bool = False) -> Runtim
 async def _database(app: web.Application) -> AsyncIterator[None]:
     runtime = app[RUNTIME]
     await runtime.store.create_all()
+    if runtime.media is not None:
+        await runtime.media.start()
     yield
     await runtime.store.dispose()
 

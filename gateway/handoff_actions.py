@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from gateway.handoff_events import CLAIM_STATUS, HandoffError, check_claim, require
 from gateway.jobs.follow_ups import open_for_complaint
+from gateway.message import Attachment
 from gateway.storage import Conflict
 from handoff import notices
 from handoff.agents import AgentInfo
@@ -61,7 +62,13 @@ class AgentActions:
         return result
 
     async def reply(
-        self, agent: AgentInfo, conversation_id: str, text: str, *, idempotency_key: str | None = None
+        self,
+        agent: AgentInfo,
+        conversation_id: str,
+        text: str,
+        *,
+        idempotency_key: str | None = None,
+        attachment: Attachment | None = None,
     ) -> int:
         """The assigned agent's reply: stored, queued in the outbox, delivered through the channel.
 
@@ -82,6 +89,7 @@ class AgentActions:
                 sender_name=agent.name,
                 agent_id=agent.id,
                 idempotency_key=key,
+                attachment=attachment,
             )
         except Conflict:
             if key is None:

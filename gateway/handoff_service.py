@@ -25,7 +25,7 @@ from gateway.handoff_events import (
     HandoffError,
     visible_to,
 )
-from gateway.message import Message, Reply
+from gateway.message import Attachment, Message, Reply
 from gateway.norms import group_hours, sla_policy
 from gateway.storage import OutboxRow, Unit
 from gateway.storage.csat import pending_csat, skip_csat
@@ -293,6 +293,7 @@ class HandoffService(AgentActions):
         agent_id: str | None = None,
         delay: timedelta | None = None,
         idempotency_key: str | None = None,
+        attachment: Attachment | None = None,
     ) -> int:
         """Store an outbound text and queue it in the outbox (one transaction); returns the message id.
 
@@ -322,6 +323,8 @@ class HandoffService(AgentActions):
                 text=text,
                 target=customer.target,
                 created_at=now,
+                kind=attachment.kind if attachment else "text",
+                attachment=attachment.as_json() if attachment else None,
             )
             outgoing = Outgoing(
                 channel=customer.channel,
@@ -330,6 +333,7 @@ class HandoffService(AgentActions):
                 text=text,
                 sender=sender,
                 target=customer.target,
+                attachment=attachment,
             )
             await self.runtime.outbox.enqueue_in(tx, outgoing, message_id=row.id, delay=delay)
             if agent_id is not None:

@@ -7,17 +7,52 @@ platform-specific travels further than the adapter except inside `raw`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 ChatType = Literal["private", "group"]
-MessageKind = Literal["text", "event", "image", "voice", "other"]
+MessageKind = Literal["text", "event", "image", "file", "voice", "other"]
+AttachmentKind = Literal["image", "file"]
 Sender = Literal["bot", "agent", "system", "customer"]
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """An image or file carried by a message, whatever channel it came from or goes to.
+
+    `key` names our stored copy (gateway.media); a platform's image not fetched yet has only its `url`
+    (WeChat PicUrl, OneBot CQ:image, QQ bot attachment) or `media_id` (WeChat MediaId, WeCom media_id).
+    """
+
+    kind: AttachmentKind
+    mime: str = "application/octet-stream"
+    name: str = ""
+    size: int | None = None
+    key: str | None = None
+    url: str | None = None
+    media_id: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The stored form (a JSON column); `None` fields left out."""
+        values = ((f.name, getattr(self, f.name)) for f in fields(self))
+        return {k: v for k, v in values if v is not None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Attachment | None:
+        """Read the stored form back; None for no attachment (or an unreadable one)."""
+        if not data or data.get("kind") not in ("image", "file"):
+            return None
+        known = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        return cls(**known)
+
+    def placeholder(self) -> str:
+        """The text that stands for it where only text fits (lists, reports, text-only channels)."""
+        return "[图片]" if self.kind == "image" else f"[文件] {self.name}".rstrip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +73,13 @@ class Message:
     event_key: str | None = None  # e.g. the menu key of a CLICK
     to_bot: bool = True  # group chats: was the bot addressed?
     segments: tuple[Mapping[str, Any], ...] = ()
+    attachment: Attachment | None = None  # kind image/file: what the customer sent
     received_at: datetime = field(default_factory=utcnow)
     raw: Mapping[str, Any] = field(default_factory=dict)
+
+    def stored_kind(self) -> dict[str, Any]:
+        """The `kind` and `attachment` columns of its stored row."""
+        return {"kind": self.kind, "attachment": self.attachment.as_json() if self.attachment else None}
 
     def target(self) -> dict[str, Any]:
         """Where a later push to this customer goes (stored with the message; adapters read it back)."""

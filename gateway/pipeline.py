@@ -327,7 +327,7 @@ class Pipeline:
             sender="customer",
             sender_name=message.user_name,
             text=message.text,
-            kind=message.kind,
+            **message.stored_kind(),
             channel_msg_id=message.channel_msg_id,
             decision=outcome.decision,
             reason=outcome.reason,
@@ -452,7 +452,7 @@ class Pipeline:
 
         if message.kind == "event":
             return self._event(message, kb)
-        if message.kind in ("image", "other") or (message.kind == "voice" and not message.text.strip()):
+        if message.kind not in ("text", "voice") or not (message.text.strip() or message.kind == "text"):
             outcome = _Outcome(NON_TEXT, reason=message.kind)
             outcome.say(replies.get("non_text"), (HUMAN_OPTION,))
             return outcome

@@ -19,10 +19,12 @@ from gateway.channels.base import ChannelAdapter
 from gateway.channels.spool import Spool
 from gateway.jobs.outbox import Outbox
 from gateway.kb_reload import KbService
+from gateway.media import Media
 from gateway.metrics import Metrics
 from gateway.pipeline import Pipeline
 from gateway.settings import Settings
 from gateway.storage import Store
+from gateway.typing_relay import TypingRelay
 
 if TYPE_CHECKING:
     from gateway.handoff_service import HandoffService
@@ -43,6 +45,10 @@ class Runtime:
     outbox: Outbox
     metrics: Metrics
     adapters: dict[AdapterKey, ChannelAdapter] = field(default_factory=dict)
+    # Uploads, stored images and files, signed URLs (`uploads:`); its key is loaded at startup.
+    media: Media | None = None
+    # Typing notices between web visitors and agents (in-process, never stored).
+    typing: TypingRelay = field(default_factory=TypingRelay)
     # The human side (queue, agents, CSAT); set by create_app.
     handoff: HandoffService | None = None
     # Late inbound messages, durable on disk until stored (gateway/channels/spool.py); None: in-memory db.

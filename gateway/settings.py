@@ -1,8 +1,7 @@
 """Deployment settings: `config/gateway.yaml` < `KEFU_*` env vars (pydantic-settings) < CLI flags.
 
 Every section is a pydantic model with `extra="forbid"`, so a typo in the YAML is an error that names
-the key path and the closest allowed key instead of a silently ignored setting.
-"""
+the key path and the closest allowed key instead of a silently ignored setting."""
 
 from __future__ import annotations
 
@@ -39,6 +38,7 @@ from gateway.channels.qqbot.settings import QQBotAccountSettings
 from gateway.channels.web.settings import WebChannelSettings
 from gateway.channels.wechat.settings import WeChatAccountSettings
 from gateway.channels.wecom.settings import WeComAccountSettings
+from gateway.media.settings import UploadsSettings
 from handoff.lifecycle import LifecycleRules
 from handoff.queue import AssignmentPolicy
 from handoff.routing import RoutingConfigError, RoutingRules
@@ -158,8 +158,7 @@ class PipelineSettings(_Section):
     """How the bot handles each message."""
 
     misses_before_handoff: int = Field(default=2, ge=1)
-    # WeChat waits 5 s for a passive reply; past this deadline the answer goes out via 客服消息 instead.
-    wechat_reply_deadline_s: float = Field(default=4.0, gt=0, lt=5)
+    wechat_reply_deadline_s: float = Field(default=4.0, gt=0, lt=5)  # WeChat waits 5 s; later: 客服消息
     spool_dir: Path | None = None  # inbound spool; None: beside the SQLite file, or data/spool
 
 
@@ -328,6 +327,7 @@ class Settings(BaseSettings):
     shifts: ShiftsSettings = Field(default_factory=ShiftsSettings)
     qa: QaSettings = Field(default_factory=QaSettings)
     actions: ActionsSettings = Field(default_factory=ActionsSettings)  # custom actions (gateway.actions)
+    uploads: UploadsSettings = Field(default_factory=UploadsSettings)  # images and files (gateway.media)
 
     @classmethod
     def settings_customise_sources(

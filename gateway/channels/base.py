@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from gateway.message import Attachment
+
 
 class SendError(Exception):
     """An outbound send failed; `retryable` says whether the outbox should try again."""
@@ -32,6 +34,8 @@ class Outgoing:
     # The outbox row being delivered, stable across retries: the platform's idempotency handle where it has
     # one (QQ's msg_seq; WeCom derives its msgid from it).
     outbox_id: int | None = None
+    # An image or file to deliver (its stored copy: Runtime.media); `text` is its placeholder or caption.
+    attachment: Attachment | None = None
 
 
 class ChannelAdapter(Protocol):

@@ -7,6 +7,7 @@ import asyncio
 import io
 import sys
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 from gateway.cli import add_config_option, load_cli_settings
@@ -167,16 +168,21 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_purge(url: str, cutoff: datetime, dry_run: bool) -> Any:
+async def _run_purge(url: str, cutoff: datetime, dry_run: bool, uploads_dir: str) -> Any:
+    from gateway.media.store import LocalMediaStore
     from gateway.storage import Store
     from gateway.storage.report_queries import purge_before
 
     store = Store.from_url(url)
     try:
         await store.create_all()
-        return await purge_before(store, cutoff, dry_run=dry_run)
+        result = await purge_before(store, cutoff, dry_run=dry_run)
     finally:
         await store.dispose()
+    files = LocalMediaStore(Path(uploads_dir))  # customers' pictures and files go with their messages
+    for key in result.attachment_keys:
+        await files.delete(key)
+    return result
 
 
 def _purge(args: argparse.Namespace) -> int:
@@ -201,11 +207,11 @@ def _purge(args: argparse.Namespace) -> int:
             print(f"--days must be at least 1, got {days}", file=sys.stderr)
             return 2
         cutoff = datetime.now(UTC) - timedelta(days=days)
-    result = asyncio.run(_run_purge(settings.database.url, cutoff, args.dry_run))
+    result = asyncio.run(_run_purge(settings.database.url, cutoff, args.dry_run, settings.uploads.dir))
     verb = "would delete" if args.dry_run else "deleted"
     print(
         f"{verb} {result.conversations} conversations and {result.messages} messages "
         f"last active before {cutoff.isoformat(timespec='seconds')}"
-        + ("" if args.dry_run else f" ({result.other} related rows)")
+        + ("" if args.dry_run else f" ({result.other} related rows, {len(result.attachment_keys)} files)")
     )
     return 0

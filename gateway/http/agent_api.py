@@ -28,7 +28,9 @@ from gateway.http.learn_api import learn_routes
 from gateway.http.openapi import spec
 from gateway.http.pages import suggestions
 from gateway.keys import HANDOFF, QA, RUNTIME
+from gateway.media import Media
 from gateway.qa_service import blocked_reply
+from gateway.storage import MessageRow
 from handoff.agents import AgentInfo
 from handoff.canned import unfilled_refusal
 from handoff.permissions import can_reply
@@ -238,6 +240,11 @@ async def list_conversations(request: web.Request, agent: AgentInfo, service: Ha
     return _json({"conversations": items})
 
 
+def attachment_json(media: Media | None, m: MessageRow) -> dict[str, Any] | None:
+    """A message's image or file with a signed URL (gateway.media), or None."""
+    return media.message_json(m.id, m.attachment) if media is not None and m.attachment else None
+
+
 def _conversation_id(request: web.Request) -> str:
     return str(path_id(request, "conversation"))
 
@@ -317,6 +324,7 @@ async def get_conversation(request: web.Request, agent: AgentInfo, service: Hand
                 "sender_name": m.sender_name,
                 "text": m.text,
                 "kind": m.kind,
+                "attachment": attachment_json(service.runtime.media, m),
                 "created_at": m.created_at,
                 # Every outgoing message: queued / sent / failed / undeliverable, the reason, retry allowed.
                 "delivery": delivery_view(*delivery.get(m.id, (None, None)))

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, hdrs, web
 
@@ -25,6 +25,10 @@ from gateway.handoff_events import visible_to
 from gateway.http.auth import bearer_token, require_agent
 from gateway.http.bodies import ID_MAX, http_error, loads
 from gateway.keys import HANDOFF
+from handoff.agents import AgentInfo
+
+if TYPE_CHECKING:
+    from gateway.handoff_service import HandoffService
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +94,7 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
             "seq": cursor,
         }
     )
+    service.runtime.typing.join(agent.id, send)  # "对方正在输入…" of their customers (left in finally)
     task = asyncio.create_task(pusher(), name=f"kefu-agent-ws-{agent.id}")
     try:
         async for msg in ws:
@@ -113,6 +118,8 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
                     cursor = after
                 await flush()
                 await send({"type": "resumed", "seq": cursor})
+            elif kind == "typing":
+                await agent_typing(service, agent, data.get("conversation_id"))
             else:
                 await send({"type": "error", "error": f"unknown message type {kind!r}; use ping or resume"})
     finally:
@@ -120,12 +127,37 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
         service.bus.unsubscribe(flag)
+        service.runtime.typing.leave(agent.id, send)
         service.sockets.discard(ws)
         try:
             await service.disconnected(agent)
         except Exception:  # the database may be gone at shutdown; presence then times out by itself
             logger.warning("agent ws: could not mark agent %s offline", agent.id)
     return ws
+
+
+async def agent_typing(service: HandoffService, agent: AgentInfo, conversation_id: Any) -> None:
+    """`{"type": "typing", "conversation_id"}`: the assignee is typing; a web visitor's tabs show it.
+
+    Throttled per conversation before any read; silently dropped for a conversation that is not theirs.
+    """
+    if (
+        isinstance(conversation_id, bool)
+        or not isinstance(conversation_id, int)
+        or not 1 <= conversation_id <= ID_MAX
+    ):
+        return
+    runtime = service.runtime
+    if not runtime.typing.allow("agent", str(conversation_id)):
+        return
+    ref = await service.db.get_conversation(str(conversation_id))
+    if ref is None or str(ref.assigned_agent_id) != agent.id:
+        return
+    conversation = await runtime.store.conversation(conversation_id)
+    adapter = runtime.adapters.get((conversation.channel, conversation.account)) if conversation else None
+    show = getattr(adapter, "show_typing", None)  # only the web chat can show it
+    if show is not None and conversation is not None:
+        await show(conversation.conversation_key)
 
 
 def handshake_token(request: web.Request) -> str | None:

@@ -218,9 +218,10 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 def _text(data: dict[str, Any], name: str, limit: int, *, required: bool = True) -> str | None:
-    value = data.get(name)
-    if value is None and not required:
+    # Absent is fine; an explicit null is not a string (the spec says so).
+    if name not in data and not required:
         return None
+    value = data.get(name)
     if not isinstance(value, str) or not value.strip():
         raise http_error(web.HTTPBadRequest, f"{name} must be a non-empty string")
     if len(value) > limit:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.http.learn_openapi import learn_paths, learn_schemas
+from gateway.http.media_openapi import attachment_path
 from gateway.http.supervisor_openapi import supervisor_paths, supervisor_schemas
 
 ID_MAX = 2**31 - 1  # INTEGER keys (bodies.ID_MAX)
@@ -66,7 +67,8 @@ _ERRORS = {
     403: "Not allowed for this agent (another group, not the assignee, not a supervisor)",
     404: "No such conversation, canned reply or follow-up",
     409: "Conflict: someone was faster, or the state does not allow it",
-    413: "Body larger than server.max_body_bytes",
+    413: "Body larger than server.max_body_bytes (an upload: uploads.max_bytes)",
+    415: "Upload type not in uploads.allowed_types (decided by the file's first bytes)",
     422: "Refused: the text still has a canned reply's {placeholder} (code unfilled_placeholder, the names in "
     "placeholders), or a 质检 rule with block: true named it (with a suggested wording)",
 }
@@ -204,6 +206,7 @@ def spec() -> dict[str, Any]:
                     params=[*_CONV, _IDEMPOTENCY_KEY],
                 )
             },
+            "/conversations/{id}/attachments": attachment_path(_op, _obj, _text(MAX_TEXT), _CONV),
             "/conversations/{id}/messages/{message_id}/retry": {
                 "post": _op(
                     "Send a failed or undeliverable message again (the assignee; 409 when it needs no resend or "

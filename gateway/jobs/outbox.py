@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from gateway.channels.base import ChannelAdapter, Outgoing, SendError
-from gateway.message import utcnow
+from gateway.message import Attachment, utcnow
 from gateway.settings import OutboxSettings
 from gateway.storage import Conflict, OutboxRow, Store, Transaction
 
@@ -109,6 +109,7 @@ class Outbox:
             now=now,
             message_id=message_id,
             due=next_attempt_at or (now + delay if delay else None),
+            attachment=outgoing.attachment.as_json() if outgoing.attachment else None,
         )
 
     def wake(self) -> None:
@@ -189,6 +190,7 @@ class Outbox:
             sender=row.sender,
             target=row.target,
             outbox_id=row.id,
+            attachment=Attachment.from_json(row.attachment),
         )
         if row.resumed:
             # The lease of an earlier attempt expired (a crash, a hung send): it may have been delivered.

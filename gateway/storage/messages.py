@@ -278,6 +278,7 @@ class Unit:
         kb_version: str | None = None,
         suggestions: Sequence[str] = (),
         target: Mapping[str, Any] | None = None,
+        attachment: Mapping[str, Any] | None = None,
     ) -> MessageRow:
         """Store one message; raises Conflict when its channel message id is already stored."""
         created_at = _utc(created_at)
@@ -301,6 +302,7 @@ class Unit:
             "suggestions": list(suggestions) or None,
             "target": dict(target) if target else None,
             "created_at": created_at,
+            "attachment": dict(attachment) if attachment else None,
         }
         values["id"] = self.db.insert(_INSERT_MESSAGE, values)
         return message_from(values)

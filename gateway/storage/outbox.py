@@ -44,6 +44,7 @@ def add_outbox(
     message_id: int | None,
     status: str,
     next_attempt_at: datetime,
+    attachment: Mapping[str, Any] | None = None,
 ) -> int:
     """Insert one outbox row inside a unit of work (the pipeline writes a reply and its row together)."""
     values: dict[str, Any] = {
@@ -61,6 +62,7 @@ def add_outbox(
         "created_at": now,
         "sent_at": None,
         "message_id": message_id,
+        "attachment": dict(attachment) if attachment else None,
     }
     return db.insert(_INSERT_OUTBOX, values)
 

@@ -203,6 +203,8 @@ class PurgeResult:
     conversations: int
     messages: int
     other: int
+    # Stored files of the deleted messages' attachments (gateway.media keys): the caller removes them.
+    attachment_keys: tuple[str, ...] = ()
 
 
 async def purge_before(store: Store, cutoff: datetime, *, dry_run: bool = False) -> PurgeResult:
@@ -224,11 +226,16 @@ async def purge_before(store: Store, cutoff: datetime, *, dry_run: bool = False)
             )
         )
         messages = other = 0
+        keys: list[str] = []
         for chunk in _chunks(ids):
             message_ids = select(MessageRecord.id).where(MessageRecord.conversation_id.in_(chunk))
             if dry_run:
                 messages += len(list(await conn.scalars(message_ids)))
                 continue
+            attached = select(MessageRecord.attachment).where(
+                MessageRecord.conversation_id.in_(chunk), MessageRecord.attachment.is_not(None)
+            )
+            keys += [a["key"] for a in await conn.scalars(attached) if isinstance(a, dict) and a.get("key")]
             # Children first: foreign keys are enforced on both databases.
             other += (
                 await conn.execute(delete(OutboxRecord).where(OutboxRecord.message_id.in_(message_ids)))
@@ -256,4 +263,4 @@ async def purge_before(store: Store, cutoff: datetime, *, dry_run: bool = False)
                 OutboxRecord.created_at < cutoff, OutboxRecord.status.in_(("sent", "failed", "undeliverable"))
             )
             other += (await conn.execute(finished)).rowcount
-        return PurgeResult(conversations=len(ids), messages=messages, other=other)
+        return PurgeResult(len(ids), messages, other, tuple(dict.fromkeys(keys)))

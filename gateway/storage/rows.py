@@ -69,6 +69,7 @@ class MessageRow:
     suggestions: tuple[str, ...]
     target: Mapping[str, Any]
     created_at: datetime
+    attachment: Mapping[str, Any] | None = None  # gateway.message.Attachment's stored form
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,7 @@ class OutboxRow:
     message_id: int | None
     # Claimed from an expired `sending` lease: the previous attempt may have reached the platform.
     resumed: bool = False
+    attachment: Mapping[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
         """A JSON-ready dict (datetimes as ISO 8601)."""
@@ -122,6 +124,7 @@ def outbox_row(row: OutboxRecord) -> OutboxRow:
         created_at=row.created_at,
         sent_at=row.sent_at,
         message_id=row.message_id,
+        attachment=row.attachment,
     )
 
 
@@ -168,6 +171,7 @@ def message_from(m: Mapping[str, Any]) -> MessageRow:
         suggestions=tuple(m["suggestions"] or ()),
         target=dict(m["target"] or {}),
         created_at=m["created_at"],
+        attachment=m.get("attachment"),
     )
 
 

@@ -91,6 +91,14 @@ class Transaction:
         row.confidence, row.kb_version = confidence, kb_version
         await self._flush()
 
+    async def set_attachment(self, message_id: int, attachment: Mapping[str, Any]) -> None:
+        """Record a message's attachment anew (a platform image once fetched gets its stored key)."""
+        row = await self._session.get(MessageRecord, message_id)
+        if row is None:
+            raise LookupError(f"no message {message_id}")
+        row.attachment = dict(attachment)
+        await self._flush()
+
     async def enqueue(
         self,
         *,
@@ -105,6 +113,7 @@ class Transaction:
         due: datetime | None = None,
         status: str = "pending",
         next_attempt_at: datetime | None = None,
+        attachment: Mapping[str, Any] | None = None,
     ) -> int:
         """Add an outbox row (or return the existing one for the same stored message), sent from `due` on."""
         if message_id is not None:
@@ -125,6 +134,7 @@ class Transaction:
             next_attempt_at=due or next_attempt_at or now,
             created_at=now,
             message_id=message_id,
+            attachment=dict(attachment) if attachment else None,
         )
         self._session.add(row)
         await self._flush()

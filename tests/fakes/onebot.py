@@ -73,6 +73,7 @@ class FakeOneBotHTTP:
     attempts: int = 0
     _failures: deque[str | int] = field(default_factory=deque)
     received: asyncio.Event = field(default_factory=asyncio.Event)
+    pictures: dict[str, bytes] = field(default_factory=dict)  # QQ's image server: GET /images/{name}
 
     def fail_next(self, how: str | int = "failed", times: int = 1) -> None:
         """Answer the next `times` calls with `status: failed` ("failed"), or with an HTTP status (int)."""
@@ -89,7 +90,14 @@ class FakeOneBotHTTP:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/{action}", self._call)
+        app.router.add_get("/images/{name}", self._picture)
         return app
+
+    async def _picture(self, request: web.Request) -> web.Response:
+        data = self.pictures.get(request.match_info["name"])
+        if data is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=data, content_type="image/png")
 
     async def start(self, aiohttp_server: Any) -> FakeOneBotHTTP:
         server = await aiohttp_server(self.app())

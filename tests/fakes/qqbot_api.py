@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.fakes import FakeUpstream
@@ -85,6 +85,8 @@ class FakeQQBotAPI(FakeUpstream):
     _seen: set[tuple[str, int]] = field(default_factory=set)
     _replies: dict[str, int] = field(default_factory=dict)
     _failures: deque[tuple[int, int | None]] = field(default_factory=deque)
+    pictures: dict[str, bytes] = field(default_factory=dict)  # QQ's multimedia host: GET /qqmedia/{name}
+    uploads: dict[str, bytes] = field(default_factory=dict)  # rich media by file_info (downloaded by /files)
 
     @property
     def token_url(self) -> str:
@@ -99,7 +101,32 @@ class FakeQQBotAPI(FakeUpstream):
         app.router.add_post("/app/getAppAccessToken", self._token)
         app.router.add_post("/v2/groups/{openid}/messages", self._send)
         app.router.add_post("/v2/users/{openid}/messages", self._send)
+        app.router.add_get("/qqmedia/{name}", self._picture)
+        app.router.add_post("/v2/groups/{openid}/files", self._files)
+        app.router.add_post("/v2/users/{openid}/files", self._files)
         return app
+
+    async def _files(self, request: web.Request) -> web.Response:
+        # 富媒体上传: {"file_type": 1 image, "url": an online URL QQ downloads, "srv_send_msg": false}.
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("QQBot ") or auth[len("QQBot ") :] not in self._valid_tokens:
+            return web.json_response({"code": 11244, "message": "token not exist or expire"}, status=401)
+        body = await request.json()
+        if body.get("file_type") not in (1, 2, 3, 4) or not str(body.get("url", "")).startswith("http"):
+            return web.json_response({"code": 40034001, "message": "bad file_type/url"}, status=400)
+        async with ClientSession() as http, http.get(body["url"]) as resp:  # QQ downloads it, like here
+            if resp.status != 200:
+                return web.json_response({"code": 850027, "message": "download failed"}, status=400)
+            data = await resp.read()
+        file_info = f"FILEINFO-{len(self.uploads) + 1}"
+        self.uploads[file_info] = data
+        return web.json_response({"file_uuid": file_info.lower(), "file_info": file_info, "ttl": 3600})
+
+    async def _picture(self, request: web.Request) -> web.Response:
+        data = self.pictures.get(request.match_info["name"])
+        if data is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=data, content_type="image/png")
 
     async def _token(self, request: web.Request) -> web.Response:
         if self.token_latency_s:
@@ -124,7 +151,9 @@ class FakeQQBotAPI(FakeUpstream):
             status, code = self._failures.popleft()
             return web.json_response({"code": code, "message": "fake failure"}, status=status)
         msg_id, seq = payload.get("msg_id"), payload.get("msg_seq")
-        if payload.get("msg_type") != 0 or not isinstance(payload.get("content"), str):
+        media = payload.get("media") if isinstance(payload.get("media"), dict) else {}
+        rich = payload.get("msg_type") == 7 and media.get("file_info") in self.uploads
+        if not rich and (payload.get("msg_type") != 0 or not isinstance(payload.get("content"), str)):
             return web.json_response({"code": 40034003, "message": "bad msg_type/content"}, status=400)
         if not msg_id:
             return web.json_response({"code": 40034102, "message": "主动消息不再提供"}, status=400)

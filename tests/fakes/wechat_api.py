@@ -1,4 +1,5 @@
-"""A fake WeChat official-account API (`/cgi-bin/token`, `/cgi-bin/message/custom/send`) as a real aiohttp server.
+"""A fake WeChat official-account API (`/cgi-bin/token`, `/cgi-bin/message/custom/send`, temporary media
+`/cgi-bin/media/upload` and `/cgi-bin/media/get`, and a PicUrl host `/pic/{name}`) as a real aiohttp server.
 
 Tests point an account's `api_base` at `fake.url` and then assert on what the fake received. Switches
 make it answer like the real one does when things go wrong: expired tokens (42001), the closed 48-hour
@@ -39,6 +40,9 @@ class FakeWeChatAPI(FakeUpstream):
     latency_s: float = 0.0  # delay before every custom/send answer
     raw_bodies: list[bytes] = field(default_factory=list)
     closed_windows: set[str] = field(default_factory=set)  # openids whose 48-hour window is closed (45015)
+    # Temporary media by media_id: (bytes, content type); uploaded by kefu or put there by a test.
+    media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    pictures: dict[str, bytes] = field(default_factory=dict)  # what /pic/{name} (a PicUrl) serves
     _failures: deque[tuple[str, int]] = field(default_factory=deque)
     _counter: itertools.count = field(default_factory=lambda: itertools.count(1))
 
@@ -66,7 +70,59 @@ class FakeWeChatAPI(FakeUpstream):
         app = web.Application()
         app.router.add_get("/cgi-bin/token", self._token)
         app.router.add_post("/cgi-bin/message/custom/send", self._send)
+        app.router.add_post("/cgi-bin/media/upload", self._upload)
+        app.router.add_get("/cgi-bin/media/get", self._media_get)
+        app.router.add_get("/pic/{name}", self._picture)
         return app
+
+    def images_to(self, openid: str) -> list[bytes]:
+        """The pictures accepted for one customer (客服消息 image by media_id), in order."""
+        return [
+            self.media[m["image"]["media_id"]][0]
+            for m in self.messages
+            if m.get("touser") == openid and m.get("msgtype") == "image"
+        ]
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        # 新增临时素材: multipart field "media"; images up to 10 MB of bmp/png/jpeg/jpg/gif.
+        if request.query.get("access_token", "") not in self._valid_tokens:
+            return web.json_response({"errcode": 42001, "errmsg": "access_token expired"})
+        kind = request.query.get("type", "")
+        if kind not in ("image", "voice", "video", "thumb"):
+            return web.json_response({"errcode": 40004, "errmsg": "invalid media type"})
+        post = await request.post()
+        part = post.get("media")
+        if not isinstance(part, web.FileField):
+            return web.json_response({"errcode": 41005, "errmsg": "media data missing"})
+        data = part.file.read()
+        if kind == "image":
+            if not part.filename or part.filename.rsplit(".", 1)[-1].lower() not in (
+                "bmp",
+                "png",
+                "jpeg",
+                "jpg",
+                "gif",
+            ):
+                return web.json_response({"errcode": 40005, "errmsg": "invalid file type"})
+            if len(data) > 10 * 1024 * 1024:
+                return web.json_response({"errcode": 40009, "errmsg": "invalid image size"})
+        media_id = f"MEDIA-{next(self._counter)}"
+        self.media[media_id] = (data, part.content_type)
+        return web.json_response({"type": kind, "media_id": media_id, "created_at": int(time.time())})
+
+    async def _media_get(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("access_token", "") not in self._valid_tokens:
+            return web.json_response({"errcode": 42001, "errmsg": "access_token expired"})
+        found = self.media.get(request.query.get("media_id", ""))
+        if found is None:
+            return web.json_response({"errcode": 40007, "errmsg": "invalid media_id"})
+        return web.Response(body=found[0], content_type=found[1])
+
+    async def _picture(self, request: web.Request) -> web.Response:
+        data = self.pictures.get(request.match_info["name"])
+        if data is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=data, content_type="image/jpeg")
 
     async def _token(self, request: web.Request) -> web.Response:
         if self.token_latency_s:
@@ -110,6 +166,12 @@ class FakeWeChatAPI(FakeUpstream):
             return web.json_response(
                 {"errcode": 45015, "errmsg": "response out of time limit or subscription is canceled"}
             )
+        if payload.get("msgtype") == "image":
+            if (payload.get("image") or {}).get("media_id") not in self.media:
+                return web.json_response({"errcode": 40007, "errmsg": "invalid media_id"})
+            self.messages.append(payload)
+            self.received.set()
+            return web.json_response({"errcode": 0, "errmsg": "ok"})
         content = (payload.get("text") or {}).get("content", "")
         if payload.get("msgtype") != "text" or not isinstance(content, str):
             return web.json_response({"errcode": 40008, "errmsg": "invalid message type"})

@@ -63,6 +63,7 @@ class FakeWeComAPI(FakeUpstream):
     _welcome_codes: dict[str, str] = field(default_factory=dict)  # code → external_userid
     _failures: deque[int | None] = field(default_factory=deque)  # None lets a send through
     _counter: itertools.count = field(default_factory=lambda: itertools.count(1))
+    media: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # temporary media by media_id
 
     # --- the message stream -----------------------------------------------------------------------------
 
@@ -143,7 +144,33 @@ class FakeWeComAPI(FakeUpstream):
         app.router.add_post("/cgi-bin/kf/send_msg_on_event", self._send_on_event)
         app.router.add_post("/cgi-bin/kf/service_state/get", self._state_get)
         app.router.add_post("/cgi-bin/kf/service_state/trans", self._state_trans)
+        app.router.add_post("/cgi-bin/media/upload", self._media_upload)
+        app.router.add_get("/cgi-bin/media/get", self._media_get)
         return app
+
+    async def _media_upload(self, request: web.Request) -> web.Response:
+        # 上传临时素材: multipart field "media"; type image (≤10 MB jpg/png) or file (≤20 MB).
+        if request.query.get("access_token", "") not in self._valid_tokens:
+            return web.json_response({"errcode": 42001, "errmsg": "access_token expired"})
+        kind = request.query.get("type", "")
+        if kind not in ("image", "voice", "video", "file"):
+            return web.json_response({"errcode": 40004, "errmsg": "invalid media type"})
+        part = (await request.post()).get("media")
+        if not isinstance(part, web.FileField):
+            return web.json_response({"errcode": 41005, "errmsg": "media data missing"})
+        media_id = f"WECOM-MEDIA-{next(self._counter)}"
+        self.media[media_id] = (part.file.read(), part.content_type)
+        return web.json_response(
+            {"errcode": 0, "errmsg": "ok", "type": kind, "media_id": media_id, "created_at": "1"}
+        )
+
+    async def _media_get(self, request: web.Request) -> web.StreamResponse:
+        if request.query.get("access_token", "") not in self._valid_tokens:
+            return web.json_response({"errcode": 42001, "errmsg": "access_token expired"})
+        found = self.media.get(request.query.get("media_id", ""))
+        if found is None:
+            return web.json_response({"errcode": 40007, "errmsg": "invalid media_id"})
+        return web.Response(body=found[0], content_type=found[1])
 
     async def _gettoken(self, request: web.Request) -> web.Response:
         if self.token_latency_s:
@@ -224,8 +251,10 @@ class FakeWeComAPI(FakeUpstream):
     def _accept(self, payload: dict[str, Any]) -> web.Response:
         msgtype = payload.get("msgtype")
         body = payload.get(str(msgtype))
-        if msgtype not in ("text", "msgmenu") or not isinstance(body, dict):
+        if msgtype not in ("text", "msgmenu", "image", "file") or not isinstance(body, dict):
             return web.json_response({"errcode": 40008, "errmsg": "invalid message type"})
+        if msgtype in ("image", "file") and body.get("media_id") not in self.media:
+            return web.json_response({"errcode": 40007, "errmsg": "invalid media_id"})
         if msgtype == "text" and len(str(body.get("content", "")).encode("utf-8")) > 2048:
             return web.json_response({"errcode": 45002, "errmsg": "content size out of limit"})
         if msgtype == "msgmenu" and not (1 <= len(body.get("list") or []) <= 10):

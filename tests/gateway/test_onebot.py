@@ -309,10 +309,13 @@ async def test_asking_for_a_human_queues_the_conversation_and_an_agent_reply_rea
     }
 
 
-async def test_queued_conversation_gets_no_bot_answers(kefu):
+async def test_queued_conversation_still_gets_confident_bot_answers(kefu):
     await post_event(kefu.client, "/onebot/qqshop", load_event("group_at_array.json", message=at("转人工")))
     resp = await post_event(kefu.client, "/onebot/qqshop", load_event("group_at_array.json"))
-    assert resp.status == 204  # a human owns the conversation now
+    # Waiting for a human is no reason to go silent: the FAQ still answers (issue 17); only an agent's claim silences the bot.
+    assert resp.status == 200
+    body = await resp.json()
+    assert PAYMENT_ANSWER in body["reply"]
 
 
 async def test_private_send_uses_send_private_msg(kefu):

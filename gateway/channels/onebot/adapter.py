@@ -14,6 +14,7 @@ only when @-mentioned unless `reply_in_group: always`, and @s the member it answ
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -32,7 +33,8 @@ from gateway.channels.onebot.settings import OneBotAccountSettings
 from gateway.channels.onebot.ws import DEFAULT_API_TIMEOUT_S, ROLES, OneBotConnection
 from gateway.channels.qq import parse_conversation_key
 from gateway.http.bodies import http_error, parse_json, read_body
-from gateway.message import Message, Reply, utcnow
+from gateway.media.fetch import FetchError, download
+from gateway.message import Attachment, Message, Reply, utcnow
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -115,10 +117,11 @@ def to_message(
         to_bot = reply_in_group == "always" or cq.mentions(segments, bot)
         segments = cq.without_mention(segments, bot)
     text = cq.plain_text(segments).strip()
+    picture = _picture(segments)
     if text:
         kind = "text"
     elif any(s.get("type") == "image" for s in segments):
-        kind = "image"
+        kind, text = "image", "[图片]"
     else:
         kind = "other" if segments else "text"
     sender = event.get("sender") if isinstance(event.get("sender"), Mapping) else {}
@@ -136,12 +139,26 @@ def to_message(
         to_bot=to_bot,
         kind=kind,  # type: ignore[arg-type]
         segments=tuple(segments),
+        attachment=picture,
         # message_id is an int32 that implementations recycle; with the time it identifies one event,
         # and the same event delivered by both HTTP POST and the reverse WebSocket is deduped.
         channel_msg_id=f"{message_type}:{message_id}:{event.get('time')}" if message_id is not None else None,
         received_at=_received_at(event.get("time")),
         raw=dict(event),
     )
+
+
+def _picture(segments: Sequence[Mapping[str, Any]]) -> Attachment | None:
+    """The first image segment's picture (its `url` is fetched on the console's first view)."""
+    for segment in segments:
+        data = segment.get("data") or {}
+        if segment.get("type") == "image" and isinstance(data, Mapping):
+            url = str(data.get("url") or "")
+            if not url and str(data.get("file") or "").startswith(("http://", "https://")):
+                url = str(data["file"])  # some implementations put the URL in `file`
+            if url.startswith(("http://", "https://")):
+                return Attachment(kind="image", mime="image/jpeg", name="image.jpg", url=url)
+    return None
 
 
 def reply_text(replies: Sequence[Reply]) -> str:
@@ -162,12 +179,12 @@ def quick_operation(message: Message, text: str) -> dict[str, Any]:
     return {"reply": text, "auto_escape": True, "at_sender": message.chat_type == "group"}
 
 
-def outgoing_message(chat_type: str, user_id: str, text: str) -> str:
-    """A CQ string for send_*_msg: the text escaped, in groups prefixed with an @ of the member."""
+def outgoing_message(chat_type: str, user_id: str, text: str, image: str | None = None) -> str:
+    """A CQ string for send_*_msg: the text escaped (or an image), in groups prefixed with an @ of the member."""
     segments: list[cq.Segment] = []
     if chat_type == "group" and user_id.isdigit():  # anonymous members ("anon…") cannot be @-ed
         segments = [cq.at_segment(user_id), cq.text_segment(" ")]
-    segments.append(cq.text_segment(text))
+    segments.append({"type": "image", "data": {"file": image}} if image else cq.text_segment(text))
     return cq.render(segments)
 
 
@@ -446,7 +463,7 @@ class OneBotAdapter:
             raise SendError(
                 f"no QQ user/group in conversation {outgoing.conversation_key!r}", retryable=False
             )
-        message = outgoing_message(chat_type, user_id, outgoing.text)
+        message = outgoing_message(chat_type, user_id, outgoing.text, await self._image(outgoing))
         if chat_type == "group":
             action = "send_group_msg"
             params: dict[str, Any] = {
@@ -458,6 +475,29 @@ class OneBotAdapter:
             action = "send_private_msg"
             params = {"user_id": _number(user_id), "message": message, "auto_escape": False}
         await self.call_api(action, params)
+
+    async def _image(self, outgoing: Outgoing) -> str | None:
+        """The CQ:image `file` of an agent's picture: our signed URL (server.public_url), else base64://."""
+        attachment = outgoing.attachment
+        if attachment is None:
+            return None
+        if attachment.kind != "image":
+            raise SendError("QQ（OneBot）渠道不能发送文件，只能发送图片，请改用文字说明", retryable=False)
+        media = self.runtime.media
+        public = self.runtime.settings.server.public_url
+        if media is not None and attachment.key and public:
+            # Valid for a day: the OneBot implementation downloads it when it sends (or on a retry).
+            return public.rstrip("/") + media.signed_path(attachment.key, ttl_s=86_400)
+        data = await media.store.read(attachment.key) if media is not None and attachment.key else None
+        if data is None:
+            raise SendError("the image to send is no longer stored (uploads.dir)", retryable=False)
+        return "base64://" + base64.b64encode(data).decode()
+
+    async def fetch_media(self, attachment: Attachment, max_bytes: int) -> bytes:
+        """A customer's picture from the URL the OneBot implementation gave (QQ's image server)."""
+        if not attachment.url:
+            raise FetchError("the image segment had no url")
+        return (await download(self.runtime.http, attachment.url, max_bytes))[0]
 
     async def call_api(self, action: str, params: Mapping[str, Any]) -> Any:
         """Call a OneBot action (reverse WebSocket when connected, else HTTP API); returns its `data`."""

@@ -36,7 +36,8 @@ from gateway.channels.qqbot.crypto import signing_key, validation_signature, ver
 from gateway.channels.qqbot.settings import QQBotAccountSettings
 from gateway.channels.tokens import TokenCache, parse_expires_in
 from gateway.http.bodies import http_error, parse_json, read_body
-from gateway.message import Message, utcnow
+from gateway.media.fetch import FetchError, download
+from gateway.message import Attachment, Message, utcnow
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -98,14 +99,17 @@ def to_message(account: str, event_type: str, d: Any, received_at: datetime | No
     text = content.strip()  # group @ messages arrive with a leading space where the @ was
     attachments = d.get("attachments") if isinstance(d.get("attachments"), list) else []
     kind = "text"
+    picture = _picture(attachments)
     if not text and attachments:
         types = {str(a.get("content_type", "")) for a in attachments if isinstance(a, Mapping)}
         kind = "image" if any(t.startswith("image") for t in types) else "other"
+        text = "[图片]" if kind == "image" else ""
     common: dict[str, Any] = {
         "channel": CHANNEL,
         "account": account,
         "text": text,
         "kind": kind,
+        "attachment": picture,
         "channel_msg_id": msg_id,
         "received_at": received_at or utcnow(),
         "raw": dict(d),
@@ -123,6 +127,19 @@ def to_message(account: str, event_type: str, d: Any, received_at: datetime | No
         )
     user = _str(author, "user_openid", "d.author")
     return Message(conversation_key=f"qq:{account}:private:{user}", user_id=user, **common)
+
+
+def _picture(attachments: list[Any]) -> Attachment | None:
+    """The first image attachment (QQ gives its URL, sometimes without a scheme); fetched on first view."""
+    for item in attachments:
+        if isinstance(item, Mapping) and str(item.get("content_type", "")).startswith("image"):
+            url = str(item.get("url") or "")
+            if url and "://" not in url:
+                url = "https://" + url.lstrip("/")
+            if url.startswith(("http://", "https://")):
+                name = str(item.get("filename") or "image.jpg")
+                return Attachment(kind="image", mime=str(item["content_type"]), name=name, url=url)
+    return None
 
 
 # --- passive-reply bookkeeping -------------------------------------------------------------------
@@ -296,8 +313,15 @@ class QQBotAdapter:
         logger.info("qqbot access token refreshed", extra={"account": self.account, "expires_in": expires_in})
         return token, expires_in
 
+    async def fetch_media(self, attachment: Attachment, max_bytes: int) -> bytes:
+        """A customer's picture from the URL in the event's attachments."""
+        if not attachment.url:
+            raise FetchError("the attachment had no url")
+        return (await download(self.runtime.http, attachment.url, max_bytes))[0]
+
     async def send(self, outgoing: Outgoing) -> None:
         """Deliver one text as a passive reply; SendError(retryable=False) once QQ no longer allows it."""
+        self._check_media(outgoing)
         address = {
             **parse_conversation_key(outgoing.conversation_key),
             **{k: v for k, v in outgoing.target.items() if v not in (None, "")},
@@ -333,7 +357,7 @@ class QQBotAdapter:
         seq = state.pending.setdefault(text_key, state.next_seq)
         if not reused:
             state.next_seq += 1
-        payload = {"content": outgoing.text, "msg_type": 0, "msg_id": msg_id, "msg_seq": seq}
+        payload = await self._payload(path, outgoing, msg_id, seq)
         try:
             await self._post(path, payload)
         except _DuplicateSeq:
@@ -352,6 +376,39 @@ class QQBotAdapter:
         state.pending.pop(text_key, None)
         state.sent += 1
 
+    def _check_media(self, outgoing: Outgoing) -> None:
+        """QQ takes pictures only, and downloads them itself: our signed URL under server.public_url."""
+        attachment = outgoing.attachment
+        if attachment is None:
+            return
+        if attachment.kind != "image":
+            raise SendError("QQ 机器人渠道不能发送文件，只能发送图片，请改用文字说明", retryable=False)
+        if not self.runtime.settings.server.public_url or self.runtime.media is None or not attachment.key:
+            raise SendError(
+                "QQ 机器人发送图片需要 QQ 能访问的图片地址：请设置 server.public_url / set server.public_url",
+                retryable=False,
+            )
+
+    async def _payload(self, path: str, outgoing: Outgoing, msg_id: str, seq: int | None) -> dict[str, Any]:
+        """A text (msg_type 0), or a picture: uploaded by URL to /files first, then sent as msg_type 7."""
+        attachment, media = outgoing.attachment, self.runtime.media
+        if attachment is None or media is None or attachment.key is None:
+            return {"content": outgoing.text, "msg_type": 0, "msg_id": msg_id, "msg_seq": seq}
+        public = str(self.runtime.settings.server.public_url).rstrip("/")
+        url = public + media.signed_path(attachment.key, ttl_s=86_400)  # QQ fetches it now or on a retry
+        files = path.rsplit("/", 1)[0] + "/files"
+        uploaded = await self._post(files, {"file_type": 1, "url": url, "srv_send_msg": False})
+        file_info = uploaded.get("file_info") if isinstance(uploaded, Mapping) else None
+        if not isinstance(file_info, str) or not file_info:
+            raise SendError("QQ /files gave no file_info for the picture", retryable=True)
+        return {
+            "content": " ",
+            "msg_type": 7,
+            "media": {"file_info": file_info},
+            "msg_id": msg_id,
+            "msg_seq": seq,
+        }
+
     async def _send_row(self, path: str, outgoing: Outgoing, msg_id: str, state: _Passive) -> None:
         """Send an outbox row with msg_seq = its row id: every try of the row (a lost answer, a resend after
         a crash) carries the same seq, so QQ refuses a copy (40054005) instead of showing it twice."""
@@ -363,7 +420,7 @@ class QQBotAdapter:
             )
         seq = outgoing.outbox_id
         state.next_seq = max(state.next_seq, (seq or 0) + 1)  # a direct send never reuses a row's seq
-        payload = {"content": outgoing.text, "msg_type": 0, "msg_id": msg_id, "msg_seq": seq}
+        payload = await self._payload(path, outgoing, msg_id, seq)
         try:
             await self._post(path, payload)
         except _DuplicateSeq:
@@ -425,7 +482,7 @@ class QQBotAdapter:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise SendError(f"{failing}: {_network(exc)}", retryable=True) from None
 
-    async def _post(self, path: str, payload: Mapping[str, Any]) -> None:
+    async def _post(self, path: str, payload: Mapping[str, Any]) -> Any:
         tokens = self._token_cache()
         token = await tokens.get()
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
@@ -437,7 +494,7 @@ class QQBotAdapter:
                 headers={"Authorization": f"QQBot {token}", "Content-Type": "application/json"},
             )
             if 200 <= status < 300:
-                return
+                return body
             if status == 401 and attempt == 0:
                 logger.info(
                     "qqbot access token rejected, fetching a new one", extra={"account": self.account}

@@ -192,6 +192,7 @@ class WebAdapter:
         assert user_id is not None
         after = parse_int(request.query.get("after"), "after", default=0)
         rows = await self.runtime.store.messages_for_key(conversation_key(self.account, user_id), after=after)
+        media = self.runtime.media
         items = [
             {
                 "id": r.id,
@@ -200,6 +201,8 @@ class WebAdapter:
                 "text": r.text,
                 "suggestions": list(r.suggestions),
                 "created_at": r.created_at.isoformat(),
+                "kind": r.kind,
+                "attachment": media.message_json(r.id, r.attachment) if media and r.attachment else None,
             }
             for r in rows
         ]
@@ -214,14 +217,15 @@ class WebAdapter:
         url = self.settings.callback_url
         if url is None:
             return
-        body = _dumps(
-            {
-                "user_id": outgoing.target.get("user_id"),
-                "conversation_key": outgoing.conversation_key,
-                "text": outgoing.text,
-                "sender": outgoing.sender,
-            }
-        ).encode()
+        payload: dict[str, Any] = {
+            "user_id": outgoing.target.get("user_id"),
+            "conversation_key": outgoing.conversation_key,
+            "text": outgoing.text,
+            "sender": outgoing.sender,
+        }
+        if (attachment := self._attachment_json(outgoing)) is not None:
+            payload["attachment"] = attachment
+        body = _dumps(payload).encode()
         headers = {"Content-Type": "application/json"}
         if self.settings.secret is not None:
             headers[SIGNATURE_HEADER] = sign(self.settings.secret, body)
@@ -232,6 +236,20 @@ class WebAdapter:
             # 408/429 and 5xx are the receiver's temporary trouble; other 4xx will not get better by retrying.
             retryable = response.status >= 500 or response.status in (408, 429)
             raise SendError(f"callback answered {response.status}: {detail}", retryable=retryable)
+
+    def _attachment_json(self, outgoing: Outgoing) -> dict[str, Any] | None:
+        """An agent's picture or file in the callback: its facts and a signed link (under server.public_url)."""
+        attachment, media = outgoing.attachment, self.runtime.media
+        if attachment is None or media is None or attachment.key is None:
+            return None
+        base = (self.runtime.settings.server.public_url or "").rstrip("/")
+        facts = {
+            "kind": attachment.kind,
+            "name": attachment.name,
+            "size": attachment.size,
+            "mime": attachment.mime,
+        }
+        return {**facts, "url": base + media.signed_path(attachment.key)}
 
 
 def _text_field(

@@ -26,8 +26,14 @@ class WebChannelSettings(BaseModel):
     # Without a secret anyone can read any visitor's history: `kefu serve` refuses a non-loopback
     # server.host unless this is set to true on purpose.
     public_history: bool = False
+    # Shown when the chat opens (not stored); unset = the FAQ's `greeting` reply.
+    welcome: str | None = None
+    # Buttons under the welcome: FAQ entry ids or questions; empty = the FAQ's first
+    # `common_question_count` entries (file order is the curated order).
+    common_questions: tuple[str, ...] = ()
+    common_question_count: int = Field(default=4, ge=0, le=10)
 
-    @field_validator("secret", "callback_url")
+    @field_validator("secret", "callback_url", "welcome")
     @classmethod
     def _empty_is_none(cls, value: str | None) -> str | None:
         return value or None

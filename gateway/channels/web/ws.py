@@ -12,6 +12,12 @@ Protocol (JSON text frames):
   `{"type": "message", "message": {id, direction, sender, sender_name, text, suggestions, client_id, at}}`
   (the visitor's own lines too, so several tabs stay in step) followed by
   `{"type": "status", "state", "position", "agent_name", "csat_pending"}`;
+- `{"type": "message", "client_id", "attachment": "<key>", "text": "<optional caption>"}` sends an image or
+  file uploaded first with `POST /web/uploads` (gateway/channels/web/uploads.py); messages carry
+  `attachment: {kind, name, size, mime, url}` with a signed, expiring URL;
+- `{"type": "typing"}` (the page sends one every ~2 s while the visitor types) tells the agent serving
+  the conversation; `{"type": "typing", "who": "agent"}` comes the other way (gateway/typing_relay.py);
+- the history frame also carries `welcome: {text, questions}` (`channels.web.welcome`, common questions);
 - `{"type": "ping"}` → `{"type": "pong"}`;
 - a visitor sending faster than `channels.web.rate_limit_*` allows (all their tabs and POST /web/messages
   share one bucket) gets `{"type": "error", "code": "rate_limited", "client_id", "error": "您发送得太快了…",
@@ -45,8 +51,10 @@ from gateway.channels.web.adapter import (
     conversation_key,
     visitor_rate_limit,
 )
-from gateway.http.bodies import loads, parse_int
-from gateway.message import Message, utcnow
+from gateway.channels.web.uploads import UPLOAD_PATH, visitor_upload
+from gateway.http.bodies import http_error, loads, parse_int
+from gateway.media.service import attachment_of
+from gateway.message import Attachment, Message, utcnow
 from gateway.rate_limit import RateLimiter, retry_after_header
 from gateway.storage import MessageRow
 from handoff.state import ConversationState
@@ -81,6 +89,7 @@ class WebChatSockets:
         self.channel = inner.channel
         self.account = inner.account
         self._wakers: dict[str, set[asyncio.Event]] = {}
+        self._sessions: dict[str, set[_Session]] = {}  # by conversation key: typing notices
         self.sockets: set[web.WebSocketResponse] = set()
 
     def routes(self) -> list[web.AbstractRouteDef]:
@@ -89,7 +98,20 @@ class WebChatSockets:
 
     def own_routes(self) -> list[web.AbstractRouteDef]:
         """Only the WebSocket: the wrapped adapter's routes are registered by the app factory already."""
-        return [web.get(WS_PATH, self.websocket)]
+        return [web.get(WS_PATH, self.websocket), web.post(UPLOAD_PATH, self.upload)]
+
+    async def upload(self, request: web.Request) -> web.Response:
+        """`POST /web/uploads?visitor=…`: see gateway/channels/web/uploads.py."""
+        visitor = request.query.get("visitor", "")
+        if not VISITOR_ID.match(visitor):
+            raise http_error(web.HTTPBadRequest, "visitor must be 16–64 characters of A-Z a-z 0-9 _ -")
+        return await visitor_upload(self, visitor, request)
+
+    async def show_typing(self, key: str) -> None:
+        """The agent is typing to this visitor: tell their open tabs (the agent socket throttles)."""
+        for session in list(self._sessions.get(key, ())):
+            with contextlib.suppress(Exception):
+                await session.send_json({"type": "typing", "who": "agent"})
 
     async def send(self, outgoing: Outgoing) -> None:
         """Wake the visitor's sockets (they read the stored row), then the wrapped adapter's delivery."""
@@ -143,6 +165,7 @@ class WebChatSockets:
         self._wakers.setdefault(key, set()).add(flag)
         self.sockets.add(ws)
         session = _Session(self, ws, visitor, key, after)
+        self._sessions.setdefault(key, set()).add(session)
         pusher = asyncio.create_task(session.push_forever(flag), name=f"kefu-web-ws-{visitor[:8]}")
         try:
             await session.send_history()
@@ -156,6 +179,11 @@ class WebChatSockets:
             pusher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pusher
+            sessions = self._sessions.get(key)
+            if sessions is not None:
+                sessions.discard(session)
+                if not sessions:
+                    self._sessions.pop(key, None)
             waiters = self._wakers.get(key)
             if waiters is not None:
                 waiters.discard(flag)
@@ -198,6 +226,11 @@ class _Session:
                     "type": "history",
                     "messages": [self._message_json(r) for r in rows],
                     "status": await self.status(),
+                    "welcome": welcome(self.runtime),
+                    "uploads": {
+                        "max_bytes": self.runtime.settings.uploads.max_bytes,
+                        "types": list(self.runtime.settings.uploads.allowed_types),
+                    },
                 }
             )
 
@@ -235,8 +268,23 @@ class _Session:
             await self.send_json({"type": "pong"})
         elif kind == "message":
             await self.on_message(data)
+        elif kind == "typing":
+            await self.on_typing()
         else:
             await self.send_json({"type": "error", "error": f"unknown type {kind!r}; use message or ping"})
+
+    async def on_typing(self) -> None:
+        """Tell the agent who has this conversation (nobody else: a queue is no audience)."""
+        handoff = self.runtime.handoff
+        if handoff is None or not self.runtime.typing.allow("customer", self.key):
+            return
+        conversations = await self.runtime.store.conversations_for_key(self.key)
+        latest = conversations[-1] if conversations else None
+        if latest is None or latest.state is not ConversationState.ASSIGNED:
+            return
+        ref = await handoff.db.get_conversation(str(latest.id))
+        if ref is not None and ref.assigned_agent_id is not None:
+            await self.runtime.typing.to_agent(str(ref.assigned_agent_id), latest.id)
 
     async def on_message(self, data: dict[str, Any]) -> None:
         client_id = data.get("client_id")
@@ -245,6 +293,14 @@ class _Session:
         if not isinstance(client_id, str) or not CLIENT_ID.match(client_id):
             await self.send_json({"type": "error", "error": "client_id must be 1–60 of A-Z a-z 0-9 _ -"})
             return
+        attachment = None
+        if data.get("attachment") is not None:
+            attachment = await self._attachment(data.get("attachment"))
+            if attachment is None:
+                error = "附件不存在或已过期，请重新选择文件。"
+                await self.send_json({"type": "error", "client_id": client_id, "error": error})
+                return
+            text = text.strip() if isinstance(text, str) and text.strip() else attachment.placeholder()
         problem = _text_problem(text)
         if problem is not None:
             await self.send_json({"type": "error", "client_id": client_id, "error": problem})
@@ -273,6 +329,8 @@ class _Session:
             user_name=self.name,
             text=text,
             channel_msg_id=f"{self.visitor}:{client_id}",
+            kind=attachment.kind if attachment is not None else "text",
+            attachment=attachment,
             raw={"source": "web_ws"},
         )
         try:
@@ -292,6 +350,16 @@ class _Session:
         )
         self.hub.wake(self.key)  # this tab and the visitor's other tabs read the new rows
         await self.flush()
+
+    async def _attachment(self, key: Any) -> Attachment | None:
+        """The visitor's own upload by key (another visitor's key is as good as none)."""
+        media = self.runtime.media
+        if media is None or not isinstance(key, str):
+            return None
+        stored = await media.store.info(key)
+        if stored is None or stored.owner != self.key:
+            return None
+        return attachment_of(stored)
 
     async def status(self) -> dict[str, Any]:
         """Where the visitor's conversation stands: bot / queued (position) / assigned (agent) / rating."""
@@ -314,6 +382,7 @@ class _Session:
         return out
 
     def _message_json(self, row: MessageRow) -> dict[str, Any]:
+        media = self.runtime.media if row.attachment else None
         prefix = f"{self.visitor}:"
         client_id = None
         if row.channel_msg_id and row.channel_msg_id.startswith(prefix):
@@ -327,7 +396,26 @@ class _Session:
             "suggestions": list(row.suggestions),
             "client_id": client_id,
             "at": row.created_at.isoformat(),
+            "kind": row.kind,
+            "attachment": media.message_json(row.id, row.attachment) if media is not None else None,
         }
+
+
+def welcome(runtime: Runtime) -> dict[str, Any]:
+    """What the chat shows on open: `channels.web.welcome` (else the FAQ's greeting) and common questions."""
+    settings = runtime.settings.channels.web
+    snapshot = runtime.kb.snapshot()
+    kb = snapshot[0] if snapshot else None
+    text = settings.welcome or (kb.replies.get("greeting") if kb else "您好，请问有什么可以帮您？")
+    questions: list[str] = []
+    if kb is not None:
+        entries = [e for e in kb.entries if e.enabled]
+        if settings.common_questions:
+            by_id = {e.id: e.question for e in entries}
+            questions = [by_id.get(q, q) for q in settings.common_questions]
+        else:
+            questions = [e.question for e in entries[: settings.common_question_count]]
+    return {"text": text, "questions": questions}
 
 
 def _text_problem(text: Any) -> str | None:

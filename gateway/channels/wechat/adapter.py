@@ -20,6 +20,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import defusedxml
 import defusedxml.ElementTree as SafeET
 from aiohttp import web
@@ -33,7 +34,8 @@ from gateway.channels.base import Outgoing, SendError
 from gateway.channels.delivery import Delivery
 from gateway.channels.wechat.api import MAX_TEXT_BYTES, AccessTokenManager, CustomerServiceSender, clean_text
 from gateway.http.bodies import read_body
-from gateway.message import Message, Reply
+from gateway.media.fetch import FetchError, download
+from gateway.message import Attachment, Message, Reply
 
 if TYPE_CHECKING:
     from gateway.channels.wechat.settings import WeChatAccountSettings
@@ -116,6 +118,7 @@ _EVENTS = {
     "click": "click",
     "unsubscribe": "unsubscribe",
 }
+_EVENT_TEXTS = {"subscribe": "关注了公众号", "click": "点击了菜单", "unsubscribe": "取消了关注"}
 # Events that are recorded but never answered (the customer can no longer read an answer).
 _SILENT_EVENTS = frozenset({"unsubscribe"})
 
@@ -161,9 +164,11 @@ def to_message(account: str, xml_text: str, raw: Mapping[str, str], *, flat: boo
             event_key = wx.scene_id or None  # the qrscene_ parameter of the QR code the customer scanned
         # WeChat retries events with the same FromUserName + CreateTime; the event name keeps two different
         # events in the same second (subscribe, then a menu click) apart.
+        # What happened, in words: the console shows events as a line, never as an empty customer bubble.
+        said = _EVENT_TEXTS.get(event, event)
         return Message(
             **base,
-            text="",
+            text=f"{said}：{event_key}" if event == "click" and event_key else said,
             kind="event",
             event=event,
             event_key=event_key,
@@ -177,7 +182,12 @@ def to_message(account: str, xml_text: str, raw: Mapping[str, str], *, flat: boo
         recognition = _plain(getattr(wx, "recognition", None), "Recognition").strip()
         return Message(**base, text=recognition, kind="voice", channel_msg_id=channel_msg_id)
     if msg_type == "image":
-        return Message(**base, text="", kind="image", channel_msg_id=channel_msg_id)
+        # PicUrl serves the picture for a while, MediaId through media/get: fetched on the console's first view.
+        pic_url, media_id = raw.get("PicUrl") or None, raw.get("MediaId") or None
+        picture = Attachment(
+            kind="image", mime="image/jpeg", name="image.jpg", url=pic_url, media_id=media_id
+        )
+        return Message(**base, text="[图片]", kind="image", attachment=picture, channel_msg_id=channel_msg_id)
     return Message(**base, text="", kind="other", channel_msg_id=channel_msg_id)
 
 
@@ -410,4 +420,34 @@ class WeChatAdapter:
         )
         if not openid:
             raise SendError(f"no openid in conversation {outgoing.conversation_key!r}", retryable=False)
-        await self._api().send_text(openid, outgoing.text)
+        attachment = outgoing.attachment
+        if attachment is None:
+            await self._api().send_text(openid, outgoing.text)
+            return
+        if attachment.kind != "image":
+            raise SendError(
+                "微信公众号的客服消息不能发送文件（只能发送图片），请改用文字说明", retryable=False
+            )
+        data = await self._stored_bytes(attachment)
+        await self._api().send_image(openid, data, attachment.name or "image.jpg", attachment.mime)
+        if outgoing.text != attachment.placeholder():  # a caption goes after the picture
+            await self._api().send_text(openid, outgoing.text)
+
+    async def _stored_bytes(self, attachment: Attachment) -> bytes:
+        media = self.runtime.media
+        data = await media.store.read(attachment.key) if media is not None and attachment.key else None
+        if data is None:
+            raise SendError("the image to send is no longer stored (uploads.dir)", retryable=False)
+        return data
+
+    async def fetch_media(self, attachment: Attachment, max_bytes: int) -> bytes:
+        """A customer's picture: PicUrl while it serves, else media/get by MediaId."""
+        if attachment.url:
+            try:
+                return (await download(self.runtime.http, attachment.url, max_bytes))[0]
+            except (FetchError, aiohttp.ClientError, TimeoutError):
+                if not attachment.media_id:
+                    raise
+        if not attachment.media_id or not self.settings.secret:
+            raise FetchError("no PicUrl that serves, and no MediaId with an AppSecret to fetch it")
+        return await self._api().get_media(attachment.media_id, max_bytes)

@@ -21,6 +21,7 @@ import aiohttp
 from gateway.channels.base import SendError
 from gateway.channels.platform_http import describe_network_error, read_json_object
 from gateway.channels.tokens import TokenCache, parse_expires_in
+from gateway.media.fetch import FetchError, download
 
 logger = logging.getLogger(__name__)
 
@@ -227,6 +228,52 @@ class CustomerServiceSender:
                 self._remember(key, index + 1)
         self._progress.pop(key, None)
 
+    async def send_image(self, openid: str, data: bytes, filename: str, mime: str) -> None:
+        """Upload the picture as temporary media (3 days), then send it as a 客服消息 image."""
+        media_id = await self.upload_media("image", data, filename, mime)
+        await self._post({"touser": openid, "msgtype": "image", "image": {"media_id": media_id}})
+
+    async def upload_media(self, kind: str, data: bytes, filename: str, mime: str) -> str:
+        """`POST /cgi-bin/media/upload?type=…` (multipart field `media`) → the temporary media_id."""
+        token = await self.tokens.get()
+        for attempt in range(2):
+            form = aiohttp.FormData()
+            form.add_field("media", data, filename=filename, content_type=mime)
+            try:
+                async with self._session.post(
+                    f"{self._api_base}/cgi-bin/media/upload",
+                    params={"access_token": token, "type": kind},
+                    data=form,
+                    timeout=self._timeout,
+                ) as resp:
+                    body = await read_json_object(resp, "WeChat")
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise SendError(
+                    f"WeChat media/upload unreachable: {describe_network_error(exc)}", retryable=True
+                ) from None
+            media_id = body.get("media_id")
+            if isinstance(media_id, str) and media_id:
+                return media_id
+            errcode = _errcode(body)
+            if errcode in TOKEN_ERRCODES and attempt == 0:
+                token = await self.tokens.refresh(token)
+                continue
+            raise classify_errcode(errcode, str(body.get("errmsg") or "media/upload gave no media_id"))
+        raise SendError("WeChat rejected a freshly fetched access_token", retryable=True)  # pragma: no cover
+
+    async def get_media(self, media_id: str, max_bytes: int) -> bytes:
+        """`GET /cgi-bin/media/get` (a customer's picture by MediaId); FetchError when WeChat says no."""
+        token = await self.tokens.get()
+        data, content_type = await download(
+            self._session,
+            f"{self._api_base}/cgi-bin/media/get",
+            max_bytes,
+            params={"access_token": token, "media_id": media_id},
+        )
+        if content_type in ("application/json", "text/plain"):  # an error document, not the file
+            raise FetchError(f"WeChat media/get refused: {data[:200].decode('utf-8', 'replace')}")
+        return data
+
     def _remember(self, key: str, sent: int) -> None:
         self._progress[key] = sent
         self._progress.move_to_end(key)
@@ -250,10 +297,7 @@ class CustomerServiceSender:
                 raise SendError(
                     f"WeChat API unreachable: {describe_network_error(exc)}", retryable=True
                 ) from None
-            try:
-                errcode = int(body.get("errcode") or 0)
-            except (TypeError, ValueError):
-                raise SendError("WeChat API returned a non-numeric errcode", retryable=True) from None
+            errcode = _errcode(body)
             if errcode == 0:
                 return
             errmsg = str(body.get("errmsg") or "")
@@ -263,3 +307,10 @@ class CustomerServiceSender:
                 continue
             raise classify_errcode(errcode, errmsg)
         raise SendError("WeChat rejected a freshly fetched access_token", retryable=True)  # pragma: no cover
+
+
+def _errcode(body: Mapping[str, Any]) -> int:
+    try:
+        return int(body.get("errcode") or 0)
+    except (TypeError, ValueError):
+        raise SendError("WeChat API returned a non-numeric errcode", retryable=True) from None

@@ -32,7 +32,8 @@ from gateway.channels.wecom.events import HUMAN_MENU_ID, CallbackError, Item
 from gateway.channels.wecom.settings import WeComAccountSettings
 from gateway.channels.wecom.sync import FAIL_TYPES, Puller, outbox_id_of, record, record_unit
 from gateway.http.bodies import read_body
-from gateway.message import utcnow
+from gateway.media.fetch import FetchError
+from gateway.message import Attachment, utcnow
 from gateway.storage.cursor_store import request_pull
 from handoff.state import is_with_human
 from handoff.wrapup import CloseReason
@@ -287,6 +288,12 @@ class WeComAdapter:
 
     # --- outbound ----------------------------------------------------------------------------------
 
+    async def fetch_media(self, attachment: Attachment, max_bytes: int) -> bytes:
+        """A customer's image by its media_id."""
+        if not attachment.media_id:
+            raise FetchError("the image item had no media_id")
+        return await self.api.get_media(attachment.media_id, max_bytes)
+
     async def send(self, outgoing: Outgoing) -> None:
         """Deliver one outbox row through kf/send_msg (the greeting through send_msg_on_event)."""
         try:
@@ -302,7 +309,9 @@ class WeComAdapter:
                 retryable=False,
             )
         base = _msgid_base(outgoing)
-        payloads = self._payloads(outgoing, target)
+        payloads = (
+            await self._media_payload(outgoing) if outgoing.attachment else self._payloads(outgoing, target)
+        )
         done = self._progress.get(base, 0)
         for index in range(done, len(payloads)):
             msgtype, body = payloads[index]
@@ -318,6 +327,17 @@ class WeComAdapter:
         if target.get("transfer"):
             await self._transfer(open_kfid, external)
         self._progress.pop(base, None)
+
+    async def _media_payload(self, outgoing: Outgoing) -> list[tuple[str, dict[str, Any]]]:
+        """An agent's picture or file: uploaded as temporary media, sent as kf/send_msg image / file."""
+        attachment, media = outgoing.attachment, self.runtime.media
+        assert attachment is not None
+        data = await media.store.read(attachment.key) if media is not None and attachment.key else None
+        if data is None:
+            raise SendError("the file to send is no longer stored (uploads.dir)", retryable=False)
+        msgtype = "image" if attachment.kind == "image" else "file"
+        media_id = await self.api.upload_media(msgtype, data, attachment.name or msgtype, attachment.mime)
+        return [(msgtype, {"media_id": media_id})]
 
     def _payloads(self, outgoing: Outgoing, target: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         text = clean_text(outgoing.text)

@@ -19,6 +19,7 @@ import aiohttp
 from gateway.channels.base import SendError
 from gateway.channels.platform_http import describe_network_error, read_json_object
 from gateway.channels.tokens import TokenCache, parse_expires_in
+from gateway.media.fetch import FetchError, download
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +167,47 @@ class WeComAPI:
                 continue
             raise WeComAPIError(errcode, str(body.get("errmsg") or ""))
         raise SendError("WeCom rejected a freshly fetched access_token", retryable=True)  # pragma: no cover
+
+    async def upload_media(self, kind: str, data: bytes, filename: str, mime: str) -> str:
+        """`POST /cgi-bin/media/upload?type=image|file` (multipart `media`) → a temporary media_id (3 days)."""
+        token = await self.tokens.get()
+        for attempt in range(2):
+            form = aiohttp.FormData()
+            form.add_field("media", data, filename=filename, content_type=mime)
+            try:
+                async with self._session.post(
+                    f"{self._api_base}/cgi-bin/media/upload",
+                    params={"access_token": token, "type": kind},
+                    data=form,
+                    timeout=self._timeout,
+                ) as resp:
+                    body = await read_json_object(resp, "WeCom")
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise SendError(
+                    f"WeCom media/upload unreachable: {describe_network_error(exc)}", retryable=True
+                ) from None
+            errcode = _errcode(body)
+            media_id = body.get("media_id")
+            if errcode == 0 and isinstance(media_id, str) and media_id:
+                return media_id
+            if errcode in TOKEN_ERRCODES and attempt == 0:
+                token = await self.tokens.refresh(token)
+                continue
+            raise classify_errcode(errcode or -1, str(body.get("errmsg") or "media/upload gave no media_id"))
+        raise SendError("WeCom rejected a freshly fetched access_token", retryable=True)  # pragma: no cover
+
+    async def get_media(self, media_id: str, max_bytes: int) -> bytes:
+        """`GET /cgi-bin/media/get` (a customer's image by media_id); FetchError when WeCom says no."""
+        token = await self.tokens.get()
+        data, content_type = await download(
+            self._session,
+            f"{self._api_base}/cgi-bin/media/get",
+            max_bytes,
+            params={"access_token": token, "media_id": media_id},
+        )
+        if content_type in ("application/json", "text/plain"):  # an error document, not the file
+            raise FetchError(f"WeCom media/get refused: {data[:200].decode('utf-8', 'replace')}")
+        return data
 
     # --- 微信客服 calls --------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.exceptions import InvalidSignatureException
 
 from gateway.channels.wechat.adapter import WeChatRequestError, parse_xml, sign, signature_matches
-from gateway.message import Message, MessageKind
+from gateway.message import Attachment, Message, MessageKind
 
 CHANNEL = "wecom"
 ORIGIN_CUSTOMER = 3
@@ -217,6 +217,13 @@ def customer_message(account: str, item: Item, known_entry: Callable[[str], bool
         if isinstance(menu_id, str) and (menu_id == HUMAN_MENU_ID or known_entry(menu_id)):
             return Message(**base, text=text, kind="event", event="click", event_key=menu_id)
         return Message(**base, text=text, kind="text")
+    if item.msgtype == "image":  # fetched with media/get on the console's first view
+        image = item.raw.get("image")
+        media_id = image.get("media_id") if isinstance(image, Mapping) else None
+        picture = Attachment(
+            kind="image", mime="image/jpeg", name="image.jpg", media_id=str(media_id or "") or None
+        )
+        return Message(**base, text="[图片]", kind="image", attachment=picture)
     # Voice comes without a transcript here: the pipeline treats it like an image (non-text).
     return Message(**base, text="", kind=item_kind(item))
 
@@ -229,7 +236,7 @@ def enter_session_message(account: str, item: Item) -> Message:
         account=account,
         conversation_key=conversation_key(account, item.open_kfid, item.external_userid),
         user_id=item.external_userid,
-        text="",
+        text="进入了会话",  # the console shows events as a line, never as an empty customer bubble
         kind="event",
         event="subscribe" if welcome else "enter_session",
         channel_msg_id=item.msgid,

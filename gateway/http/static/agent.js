@@ -85,6 +85,7 @@
       try { data = JSON.parse(event.data); } catch (e) { return; }
       if (data.type === "hello" && !seq) seq = data.seq;
       if (data.type === "event") { seq = Math.max(seq, data.seq); onEvent(data); }
+      if (data.type === "typing" && window.kefuMedia) window.kefuMedia.typing(data); // agent_media.js
     };
     socket.onclose = () => {
       clearInterval(ping);
@@ -325,12 +326,13 @@
           el("div", { class: "bubble", text: it.n.text }));
       }
       const m = it.m;
-      const kind = m.direction === "in" ? "customer" : m.sender;
+      // A platform event (关注, 菜单点击) is a line, never an empty customer bubble.
+      const kind = m.kind === "event" ? "system" : m.direction === "in" ? "customer" : m.sender;
       const who = { customer: customerName(c.customer), bot: "智能客服", agent: "客服 " + (m.sender_name || ""), system: "" }[kind];
       const delivery = window.kefu.delivery; // agent_delivery.js: 发送中 / 已送达 / 未送达 + reason, 重发
       return el("div", { class: "m " + kind + delivery.cls(m) },
         kind === "system" ? null : el("div", { class: "who", text: who + " · " + clock(m.created_at) }),
-        el("div", { class: "bubble", text: m.text }),
+        window.kefuMedia ? window.kefuMedia.bubble(m) : el("div", { class: "bubble", text: m.text }),
         delivery.mark(m, c.id, () => openConversation(c.id, { keepScroll: true })));
     }));
     box.scrollTop = box.scrollHeight;

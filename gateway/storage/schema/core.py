@@ -134,6 +134,8 @@ class MessageRecord(Base):
     suggestions: Mapped[list[str] | None] = mapped_column(JSON)
     # Addressing the adapter needs to push later (openid, group id, platform msg id...).
     target: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # An image or file (gateway.message.Attachment.as_json): kind, mime, name, size, key / url / media_id.
+    attachment: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
@@ -166,6 +168,8 @@ class OutboxRecord(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    # The image or file to deliver with (or instead of) the text; its stored copy is read at send time.
+    attachment: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class AuditRecord(Base):
