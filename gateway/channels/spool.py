@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.message import Message
+from gateway.message import Attachment, Message
 from gateway.storage import is_unavailable
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ def encode(message: Message) -> bytes:
     """A message as one JSON document (values of `raw` that JSON cannot hold become strings)."""
     data = asdict(message)
     data["received_at"] = message.received_at.isoformat()
+    data["attachment"] = message.attachment.as_json() if message.attachment else None
     return json.dumps(data, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
 
 
@@ -54,6 +55,7 @@ def decode(blob: bytes) -> Message:
     data = {k: v for k, v in data.items() if k in _FIELDS}
     data["received_at"] = datetime.fromisoformat(data["received_at"])
     data["segments"] = tuple(data.get("segments") or ())
+    data["attachment"] = Attachment.from_json(data.get("attachment"))
     return Message(**data)
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from gateway.app import create_app
 from gateway.channels.spool import Spool, decode, encode
 from gateway.keys import RUNTIME
-from gateway.message import Message
+from gateway.message import Attachment, Message
 from gateway.runtime import Runtime
 from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatAPI, WeChatPush, fixture_xml
 from tests.gateway.db_faults import failing_replies
@@ -187,6 +187,9 @@ async def test_messages_left_in_the_spool_by_a_crash_are_stored_at_start_up_exac
 
 
 def test_a_spooled_message_reads_back_as_it_was_written() -> None:
+    photo = Attachment("image", mime="image/jpeg", url="http://mmbiz.example/pic", media_id="MEDIA_1")
+    picture = Message("wechat", "shop", "wechat:shop:o", "o", "", "m0", kind="image", attachment=photo)
+    assert decode(encode(picture)) == picture
     message = Message(
         "onebot",
         "qq",
