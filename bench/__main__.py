@@ -6,7 +6,7 @@ import importlib
 import sys
 import time
 
-SUITES = ("bench.matcher", "bench.semantic", "bench.webhook", "bench.processes")
+SUITES = ("bench.matcher", "bench.semantic", "bench.webhook", "bench.handoff", "bench.processes")
 
 
 def main(argv: list[str]) -> int:

@@ -27,10 +27,11 @@ from gateway.handoff_events import (
 )
 from gateway.message import Attachment, Message, Reply
 from gateway.norms import group_hours, sla_policy
-from gateway.storage import OutboxRow, Unit
+from gateway.storage import MessageRow, OutboxRow, Unit
 from gateway.storage.csat import pending_csat, skip_csat
 from gateway.storage.events import EventRow
 from gateway.storage.handoff_store import HandoffDb, session_of
+from gateway.storage.notices import store_notice
 from gateway.storage.shifts_store import next_shift_start_of, shifts_now
 from handoff import notices
 from handoff.agents import AgentInfo
@@ -231,8 +232,10 @@ class HandoffService(AgentActions):
         """Group and priority for a handoff (handoff.service.HandoffFlow.route)."""
         return self.flow.route(reason, group, priority, category)
 
-    async def _category(self, conversation_id: int) -> str | None:
-        """The FAQ category the bot last thought the customer meant (its answer or its first suggestion)."""
+    async def _category(self, conversation_id: int, first: list[MessageRow] | None = None) -> str | None:
+        """The FAQ category the bot last thought the customer meant (its answer or its first suggestion).
+
+        `first`: the newest CATEGORY_PAGE messages when the caller read them already."""
         snapshot = self.runtime.kb.snapshot()
         if snapshot is None:
             return None
@@ -240,8 +243,10 @@ class HandoffService(AgentActions):
         # Newest first, a page at a time: the bot's last answer is nearly always among the latest few
         # messages, so a long conversation is not read whole to find it.
         before: int | None = None
-        while page := await self.runtime.store.recent_messages(
-            conversation_id, before=before, limit=CATEGORY_PAGE
+        while page := (
+            first
+            if first is not None and before is None
+            else await self.runtime.store.recent_messages(conversation_id, before=before, limit=CATEGORY_PAGE)
         ):
             for row in page:
                 entry = kb.get(row.entry_id) if row.entry_id else None
@@ -249,18 +254,21 @@ class HandoffService(AgentActions):
                     entry = next((e for e in kb.entries if e.question == row.suggestions[0]), None)
                 if entry is not None:
                     return entry.category
+            if len(page) < CATEGORY_PAGE:  # the conversation's first message: no page before it
+                return None
             before = page[-1].id
         return None
 
     async def on_queued(self, conversation_id: int) -> None:
         """The pipeline queued a conversation: route it, tell the customer where they stand, assign."""
-        conv = await self.runtime.store.conversation(conversation_id)
+        # The conversation and the newest page of its messages (for the category) in one trip.
+        conv, recent = await self.runtime.store.conversation_and_recent(conversation_id, CATEGORY_PAGE)
         if conv is None or conv.state is not ConversationState.QUEUED:
             return
         queued = QueuedConversation(
             conv.id, conv.state, conv.handoff_reason, conv.group, conv.priority, conv.queued_at
         )
-        position = await self.flow.on_queued(queued, await self._category(conv.id))
+        position = await self.flow.on_queued(queued, await self._category(conv.id, recent))
         if position is None:
             logger.info("handoff conversation=%s was taken before it was routed", conv.id)
 
@@ -302,10 +310,23 @@ class HandoffService(AgentActions):
         `idempotency_key` (an agent's `Idempotency-Key`): stored as the message's channel message id, so the
         same key returns the message stored the first time and nothing is sent again.
         """
+        now = self.clock.now()
+        if idempotency_key is None and agent_id is None:
+            # A system notice: one unit of work (on SQLite it joins the group commit of the messages being
+            # stored, no write transaction of its own; on PostgreSQL one transaction, four statements).
+            outbox_now = self.runtime.outbox.clock()
+            stored = await self.runtime.store.run(
+                lambda unit: store_notice(
+                    unit, conversation_id, text, sender, sender_name, now, outbox_now, delay
+                )
+            )
+            if stored is None:
+                raise HandoffError(404, f"no conversation {conversation_id}")
+            self._wake_outbox(delay)
+            return stored
         customer = await self._customer(conversation_id)
         if customer is None:
             raise HandoffError(404, f"no conversation {conversation_id}")
-        now = self.clock.now()
         if idempotency_key is not None:
             existing = await self.sent_with_key(conversation_id, idempotency_key)
             if existing is not None:
@@ -338,13 +359,16 @@ class HandoffService(AgentActions):
             await self.runtime.outbox.enqueue_in(tx, outgoing, message_id=row.id, delay=delay)
             if agent_id is not None:
                 await self.db.agent_spoke(session_of(tx), conversation_id, now)
+        self._wake_outbox(delay)
+        return row.id
+
+    def _wake_outbox(self, delay: timedelta | None) -> None:
         if delay:  # a timer, not a sleep: the worker looks again when the row is due
             asyncio.get_running_loop().call_later(
                 delay.total_seconds() + _WAKE_SLACK, self.runtime.outbox.wake
             )
         else:
             self.runtime.outbox.wake()
-        return row.id
 
     async def sent_with_key(self, conversation_id: int, key: str) -> int | None:
         """The message already stored with this idempotency key in the conversation's channel, if any."""

@@ -231,10 +231,11 @@ class Pipeline:
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             try:
                 return await self.store.run(
-                    lambda unit: self._handle(
-                        unit, message, snapshot, prediction, claims=claims, turn=turn, outbox=outbox
+                    lambda unit, dedupe=attempt > 0: self._handle(
+                        unit, message, snapshot, prediction, claims=claims, turn=turn, outbox=outbox,
+                        dedupe=dedupe,
                     )
-                )  # committed
+                )  # committed  # fmt: skip
             except Conflict:
                 if attempt == MAX_CONFLICT_RETRIES:
                     raise
@@ -278,8 +279,11 @@ class Pipeline:
         claims: bool,
         turn: ActionTurnLike | None = None,
         outbox: OutboxMode = None,
+        dedupe: bool = True,
     ) -> PipelineResult | None:
-        if message.channel_msg_id is not None:
+        # The first attempt skips the dedupe read: a repeated channel message id fails the inbound INSERT
+        # (uq_messages_channel_msg), the unit rolls back, and the retry reads the stored answer.
+        if message.channel_msg_id is not None and dedupe:
             existing = tx.find_message(message.channel, message.account, message.channel_msg_id)
             if existing is not None:
                 return self._duplicate(tx, existing)

@@ -74,6 +74,11 @@ def urls(settings: Settings, app: web.Application) -> list[tuple[str, str]]:
     return out
 
 
+def access_logger(settings: Settings) -> logging.Logger | None:
+    """aiohttp's access logger when `server.access_log` is on; None turns the per-request line off."""
+    return logging.getLogger("aiohttp.access") if settings.server.access_log else None
+
+
 async def serve(settings: Settings, *, worker_id: int | None = None) -> None:
     """Run until SIGINT/SIGTERM, then shut down (in-flight requests finish, resources close).
 
@@ -84,7 +89,7 @@ async def serve(settings: Settings, *, worker_id: int | None = None) -> None:
 
     check_exposure(settings)
     app = create_app(settings, handle_signals=True)
-    runner = web.AppRunner(app, handle_signals=False, access_log=logging.getLogger("aiohttp.access"))
+    runner = web.AppRunner(app, handle_signals=False, access_log=access_logger(settings))
     try:
         await runner.setup()
     except Exception as exc:

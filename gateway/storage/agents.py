@@ -18,6 +18,13 @@ from handoff.agents import AgentInfo, Role
 from handoff.presence import Presence, presence_from_heartbeat
 from handoff.queue import AgentLoad
 
+# Open (assigned) conversations per agent.
+_ACTIVE_LOADS = (
+    select(AssignmentRecord.agent_id, func.count())
+    .where(AssignmentRecord.active.is_(True))
+    .group_by(AssignmentRecord.agent_id)
+)
+
 
 @dataclass(frozen=True, slots=True)
 class AgentRow:
@@ -206,11 +213,7 @@ class AgentQueries(HandoffTables):
 
     async def load_by_agent(self, agent_ids: Collection[str] | None = None) -> Mapping[str, int]:
         """Open (assigned) conversations per agent; agents with none are absent (= 0)."""
-        query = (
-            select(AssignmentRecord.agent_id, func.count())
-            .where(AssignmentRecord.active.is_(True))
-            .group_by(AssignmentRecord.agent_id)
-        )
+        query = _ACTIVE_LOADS
         if agent_ids is not None:
             query = query.where(AssignmentRecord.agent_id.in_([int(a) for a in agent_ids]))
         async with self._sessions() as s:
@@ -219,8 +222,8 @@ class AgentQueries(HandoffTables):
     async def agent_loads(self, group: str | None = None) -> Sequence[AgentLoad]:
         """Agents (of a group, or all) with effective presence, load and last assignment time."""
         now = utcnow()
-        loads = await self.load_by_agent()
-        async with self._sessions() as s:
+        async with self._sessions() as s:  # both reads in one transaction
+            loads = {str(a): int(n) for a, n in await s.execute(_ACTIVE_LOADS)}
             rows = list(await s.scalars(select(AgentRecord).order_by(AgentRecord.id)))
         result = []
         for row in rows:

@@ -12,11 +12,11 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.storage.handoff_base import OPEN_HUMAN, conversation_pk
-from gateway.storage.queue import QueueQueries
+from gateway.storage.queue import POSITION, QueueQueries
 from gateway.storage.rows import utcnow
 from gateway.storage.schema.core import Conversation
 from gateway.storage.schema.handoff import (
@@ -33,6 +33,29 @@ from handoff.wrapup import CloseReason, state_after
 
 _CONVERSATIONS = Conversation.__table__
 _TICKETS, _ASSIGNMENTS = TicketRecord.__table__, AssignmentRecord.__table__
+# enqueue's statements: a bot or queued conversation joins a group's queue (queued_at kept once set).
+_ENQUEUE = (
+    update(_CONVERSATIONS)
+    .where(
+        _CONVERSATIONS.c.id == bindparam("conversation_id"),
+        # Two comparisons, not IN: an expanding IN does not compile once for the group commit.
+        or_(
+            _CONVERSATIONS.c.state == ConversationState.BOT.value,
+            _CONVERSATIONS.c.state == ConversationState.QUEUED.value,
+        ),
+    )
+    .values(
+        state=bindparam("state"),
+        group_name=bindparam("group_name"),
+        priority=bindparam("priority"),
+        queued_at=func.coalesce(
+            _CONVERSATIONS.c.queued_at, bindparam("queued_at", type_=_CONVERSATIONS.c.queued_at.type)
+        ),
+    )
+)
+_STATE_OF = select(_CONVERSATIONS.c.state).where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
+_TICKET_OF = select(_TICKETS.c.id).where(_TICKETS.c.conversation_id == bindparam("conversation_id"))
+_INSERT_TICKET = _TICKETS.insert()
 # A conversation with its (current or last) assignment, for get_conversation.
 _CONVERSATION_REF = (
     select(
@@ -78,23 +101,37 @@ class AssignmentQueries(QueueQueries):
         return ConversationRef(str(cid), row["group_name"] or self.default_group, state, agent)
 
     async def enqueue(self, item: QueueItem) -> int:
-        """Put a conversation in `item.group`'s queue (a 留言 when is_ticket); its 1-based position."""
+        """Put a conversation in `item.group`'s queue (a 留言 when is_ticket); its 1-based position.
+
+        One unit of work (update, ticket, position COUNT): on SQLite it joins the group commit instead of
+        a write transaction of its own per handoff.
+        """
         cid = int(item.conversation_id)
-        async with self._begin() as s:
-            conv = await s.get(Conversation, cid)
-            if conv is None:
-                raise LookupError(f"no conversation {cid}")
-            if conv.state not in (ConversationState.BOT.value, ConversationState.QUEUED.value):
-                raise ValueError(f"conversation {cid} is {conv.state}; only bot or queued ones are enqueued")
-            conv.state = ConversationState.QUEUED.value
-            conv.group = item.group
-            conv.priority = Priority.parse(item.priority).value
-            conv.queued_at = conv.queued_at or item.queued_at
-            if item.is_ticket:
-                existing = await s.scalar(select(TicketRecord).where(TicketRecord.conversation_id == cid))
-                if existing is None:
-                    s.add(TicketRecord(conversation_id=cid, group=item.group, created_at=item.queued_at))
-        return await self.queue_position(item.conversation_id) or 1
+        params = {
+            "conversation_id": cid,
+            "state": ConversationState.QUEUED.value,
+            "group_name": item.group,
+            "priority": Priority.parse(item.priority).value,
+            "queued_at": item.queued_at,
+        }
+
+        def work(unit: Any) -> int:
+            if unit.db.run(_ENQUEUE, params) == 0:
+                rows = unit.db.rows(_STATE_OF, {"conversation_id": cid})
+                if not rows:
+                    raise LookupError(f"no conversation {cid}")
+                raise ValueError(
+                    f"conversation {cid} is {rows[0]['state']}; only bot or queued ones are enqueued"
+                )
+            if item.is_ticket and not unit.db.rows(_TICKET_OF, {"conversation_id": cid}):
+                unit.db.insert(
+                    _INSERT_TICKET,
+                    {"conversation_id": cid, "group_name": item.group, "created_at": item.queued_at},
+                )
+            rows = unit.db.rows(POSITION, {"conversation_id": cid, "default_group": self.default_group})
+            return int(rows[0]["n"]) if rows else 0
+
+        return await self.store.run(work) or 1
 
     async def list_queue(self, groups: Collection[str] | None = None) -> Sequence[QueueItem]:
         """Every waiting conversation (tickets included), of the given groups or all."""

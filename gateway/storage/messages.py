@@ -331,6 +331,20 @@ class MessageReads:
         rows = await self.read(lambda unit: unit.db.rows(_CONVERSATION_BY_ID, params))
         return conversation_from(rows[0]) if rows else None
 
+    async def conversation_and_recent(
+        self, conversation_id: int, limit: int
+    ) -> tuple[ConversationRow | None, list[MessageRow]]:
+        """One conversation and its newest `limit` messages (newest first), in one trip (a handoff's reads)."""
+
+        def read(unit: Unit) -> tuple[ConversationRow | None, list[MessageRow]]:
+            rows = unit.db.rows(_CONVERSATION_BY_ID, {"conversation_id": conversation_id})
+            if not rows:
+                return None, []
+            page = unit.db.rows(_RECENT_MESSAGES, {"conversation_id": conversation_id, "limit": limit})
+            return conversation_from(rows[0]), [message_from(r) for r in page]
+
+        return await self.read(read)
+
     async def conversations_for_key(self, conversation_key: str) -> list[ConversationRow]:
         """Every conversation of a key, oldest first."""
         params = {"conversation_key": conversation_key}

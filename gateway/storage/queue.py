@@ -85,6 +85,7 @@ def _position_query() -> Any:
 
 
 _POSITION = _position_query()
+POSITION = _POSITION  # also enqueue's, in its unit of work (assignments.py)
 _HEADS_RANKED = _ranked()
 _HEADS = (
     select(_HEADS_RANKED)
