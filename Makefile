@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CONFIG ?= config/gateway.yaml
 
-.PHONY: install run test lint bench chaos services clean
+.PHONY: install run test lint bench soak chaos services clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "kefu needs Python 3.11 ($(PYTHON) not found)"; exit 1; }
@@ -35,6 +35,11 @@ lint: install
 
 bench: install
 	$(PY) -m bench
+
+# Issue 14's soak against `kefu serve`: 150 msg/s offered, 10 % handoffs, nobody online, one agent closing;
+# bounded (SOAK_MINUTES, default 20); CSV + PNG in artifacts/soak/.
+soak: install
+	$(PY) -m bench.soak
 
 # Fault scenarios against a real `kefu serve` (fuzz: 10,000 malformed inputs); prints one table row each.
 # The fuzz table, then the crash table (kill -9 mid-burst, SQLite write lock held 8 s / 40 s).

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from chaos.harness import SCENARIOS, Options, Result, scenario, table
+from chaos.harness import COLUMNS, SCENARIOS, Options, Result, scenario, table
 from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatAPI, fixture_xml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +65,35 @@ class Gateway:
     deadline_s: float
     port: int = field(default_factory=_free_port)
     process: asyncio.subprocess.Process | None = None
+    db_url: str | None = None  # None: a SQLite file in workdir
+
+    @property
+    def spool_dir(self) -> Path:
+        """kefu's default inbound spool: beside the SQLite file, else data/spool in its working directory."""
+        return self.workdir / ("kefu.db-spool" if self.db_url is None else "data/spool")
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite+aiosqlite:///{self.db_path}"
+
+    async def count(self, sql: str) -> int:
+        """One count from the gateway's database (0 when it cannot answer right now)."""
+        rows = await self.rows(sql)
+        return int(rows[0][0]) if rows else 0
+
+    async def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        if self.db_url is None:
+            return await asyncio.to_thread(_sqlite_rows, self.db_path, sql)
+        import asyncpg
+
+        try:
+            conn = await asyncpg.connect(self.db_url.replace("+asyncpg", ""), timeout=10)
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return []
+        try:
+            return [tuple(r) for r in await conn.fetch(sql, timeout=30)]
+        finally:
+            await conn.close()
 
     @property
     def url(self) -> str:
@@ -76,7 +106,7 @@ class Gateway:
     def config(self) -> dict[str, Any]:
         return {
             "server": {"host": "127.0.0.1", "port": self.port},
-            "database": {"url": f"sqlite+aiosqlite:///{self.db_path}"},
+            "database": {"url": self.database_url},
             "kb": {"paths": [str(ROOT / "config" / "faq")], "watch": False},
             "pipeline": {"wechat_reply_deadline_s": self.deadline_s},
             "outbox": {"poll_interval_s": 0.2, "base_delay_s": 0.2, "max_delay_s": 2.0, "lease_s": 5.0},
@@ -118,7 +148,7 @@ class Gateway:
     async def kill9(self) -> int:
         """SIGKILL now; returns how many outbox rows were `sending` at that moment (sends in flight)."""
         assert self.process is not None
-        in_flight = _count(self.db_path, "SELECT count(*) FROM outbox WHERE status = 'sending'")
+        in_flight = await self.count("SELECT count(*) FROM outbox WHERE status = 'sending'")
         self.process.kill()
         await self.process.wait()
         return in_flight
@@ -133,12 +163,12 @@ class Gateway:
                 await self.process.wait()
 
 
-def _count(db: Path, sql: str) -> int:
+def _sqlite_rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
     try:
         with contextlib.closing(sqlite3.connect(db, timeout=30)) as conn:
-            return int(conn.execute(sql).fetchone()[0])
+            return list(conn.execute(sql).fetchall())
     except sqlite3.Error:
-        return 0
+        return []
 
 
 @dataclass
@@ -179,9 +209,15 @@ async def _deliver(http: aiohttp.ClientSession, gateway: Gateway, customer: Cust
 
 
 async def _burst(
-    gateway: Gateway, customers: list[Customer], *, kill_after: int | None, result: Result
+    gateway: Gateway,
+    customers: list[Customer],
+    *,
+    kill_after: int | None,
+    result: Result,
+    fault: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Send every message, CONCURRENCY at a time; kill -9 and restart once `kill_after` were acked."""
+    """Send every message, CONCURRENCY at a time; once `kill_after` were acked, run `fault` (default:
+    kill -9 and restart the gateway) while the burst goes on."""
     queue: asyncio.Queue[Customer] = asyncio.Queue()
     for c in customers:
         queue.put_nowait(c)
@@ -195,6 +231,9 @@ async def _burst(
             return
         while sum(c.acked for c in customers) < kill_after:  # noqa: ASYNC110 (counts kept by the workers)
             await asyncio.sleep(0.01)
+        if fault is not None:
+            await fault()
+            return
         result.counts["in_flight_at_kill"] = await gateway.kill9()
         await gateway.start()
 
@@ -203,18 +242,23 @@ async def _burst(
 
 
 async def _drain(gateway: Gateway, within_s: float = 180.0) -> None:
-    """Wait until no outbox row is held, pending or sending (held rows of a killed process end after 30 s)."""
+    """Wait until the spool is empty and no outbox row is held, pending or sending (held rows of a killed
+    process end after 30 s)."""
     deadline = time.monotonic() + within_s
     sql = "SELECT count(*) FROM outbox WHERE status IN ('held', 'pending', 'sending')"
-    while time.monotonic() < deadline and _count(gateway.db_path, sql):  # noqa: ASYNC110 (another process)
+
+    def spooled() -> int:
+        return len(list(gateway.spool_dir.glob("*.json"))) if gateway.spool_dir.is_dir() else 0
+
+    while time.monotonic() < deadline:
+        if not await asyncio.to_thread(spooled) and not await gateway.count(sql):
+            return
         await asyncio.sleep(0.5)
 
 
-def _score(gateway: Gateway, api: FakeWeChatAPI, customers: list[Customer], result: Result) -> None:
-    with contextlib.closing(sqlite3.connect(gateway.db_path, timeout=30)) as conn:
-        stored = {
-            row[0] for row in conn.execute("SELECT channel_msg_id FROM messages WHERE direction = 'in'")
-        }
+async def _score(gateway: Gateway, api: FakeWeChatAPI, customers: list[Customer], result: Result) -> None:
+    rows = await gateway.rows("SELECT channel_msg_id FROM messages WHERE direction = 'in'")
+    stored = {row[0] for row in rows}
     sends: dict[str, int] = {}
     for m in api.messages:
         sends[m.get("touser", "")] = sends.get(m.get("touser", ""), 0) + 1
@@ -228,7 +272,12 @@ def _score(gateway: Gateway, api: FakeWeChatAPI, customers: list[Customer], resu
             never += 1
             result.examples.append(f"never answered: MsgId {c.msg_id} ({c.statuses})")
         doubled += max(0, got - 1)
+    tries = [status for c in customers for status in c.statuses]
     result.counts.update(
+        # A try WeChat gave up on after its 5 s: the gateway hung (the spool acknowledges by the deadline).
+        **{"hangs>5s": sum(status == "TimeoutError" for status in tries)},
+        # 503s tell WeChat to retry (the store failed, e.g. the database was down): reported, not a fault.
+        answered_5xx=sum(status.startswith("5") for status in tries),
         inputs=len(customers),
         acked=sum(c.acked for c in customers),
         stored=len(stored),
@@ -259,7 +308,7 @@ async def _kill_mid_burst(options: Options, deadline_s: float) -> Result:
             await gateway.start()
             await _burst(gateway, customers, kill_after=count // 3, result=result)
             await _drain(gateway)
-            _score(gateway, api, customers, result)
+            await _score(gateway, api, customers, result)
         finally:
             await gateway.stop()
             await runner.cleanup()
@@ -314,7 +363,7 @@ async def _sqlite_lock(options: Options, hold_s: float, kill_at_s: float | None)
             # Messages WeChat gave up on (never acknowledged) are not "lost"; the gateway must not have
             # acknowledged any message it did not store.
             await _drain(gateway)
-            _score(gateway, api, customers, result)
+            await _score(gateway, api, customers, result)
         finally:
             await gateway.stop()
             await runner.cleanup()
@@ -331,11 +380,19 @@ async def sqlite_lock_40s(options: Options) -> Result:
     return await _sqlite_lock(options, hold_s=40.0, kill_at_s=None)
 
 
-CRASH_SCENARIOS = ("kill9-burst", "kill9-burst-tiny-deadline", "sqlite-lock-8s-kill9", "sqlite-lock-40s")
+CRASH_SCENARIOS = (
+    "kill9-burst",
+    "kill9-burst-tiny-deadline",
+    "sqlite-lock-8s-kill9",
+    "sqlite-lock-40s",
+    "pg-restart",
+    "pg-freeze",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the crash scenarios and print the table (0 when every row is ok)."""
+    import chaos.postgres  # noqa: F401  (registers the PostgreSQL scenarios)
     from chaos.harness import run
 
     parser = argparse.ArgumentParser(prog="python -m chaos.crash", description=__doc__)
@@ -347,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     results = asyncio.run(run(args.only or list(CRASH_SCENARIOS), options))
     print(table(results))
     for name, res in results.items():
-        extra = {k: v for k, v in res.counts.items() if k in ("acked", "stored", "in_flight_at_kill")}
+        extra = {k: v for k, v in res.counts.items() if k not in COLUMNS}
         print(f"  {name}: {extra}")
         for example in res.examples[:5]:
             print(f"  {name}: {example}")

@@ -137,7 +137,7 @@ class Kefu:
             stderr=log,
         )
         log.close()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # a loaded machine imports jieba and the FAQ index slowly
         async with aiohttp.ClientSession() as http:
             while time.monotonic() < deadline:
                 if self.process.returncode is not None:
@@ -147,7 +147,7 @@ class Kefu:
                         if resp.status in (200, 503):
                             return
                 await asyncio.sleep(0.2)
-        raise RuntimeError("kefu serve did not answer /healthz within 60 s")
+        raise RuntimeError("kefu serve did not answer /healthz within 300 s")
 
     def rss_mb(self) -> float:
         """Resident memory of the gateway process in MB (from /proc)."""

@@ -19,7 +19,7 @@ COLUMNS = (
     "rss_after_mb",
 )
 # Columns that must be 0 for a scenario to pass.
-MUST_BE_ZERO = ("lost", "never_answered", "5xx", "tracebacks", "hangs>5s")
+MUST_BE_ZERO = ("lost", "never_answered", "5xx", "tracebacks", "hangs>5s", "failed_checks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,7 @@ class Options:
     seed: int = 13
     concurrency: int = 16
     workdir: str | None = None  # None: a temporary directory, removed afterwards
+    examples: int = 200  # schemathesis examples per operation (the long run of `make chaos`)
 
 
 @dataclass(slots=True)

@@ -17,6 +17,7 @@ from gateway.actions.lifecycle import actions_ctx, install_actions
 from gateway.channels.base import ChannelAdapter
 from gateway.channels.onebot.adapter import OneBotAdapter
 from gateway.channels.qqbot.adapter import QQBotAdapter
+from gateway.channels.spool import Spool, spool_directory
 from gateway.channels.web.adapter import WebAdapter
 from gateway.channels.wechat.adapter import WeChatAdapter
 from gateway.channels.wecom.adapter import WeComAdapter
@@ -37,13 +38,13 @@ from gateway.kb_reload import KbService
 from gateway.keys import HANDOFF, RUNTIME
 from gateway.logs import quiet_bad_requests
 from gateway.media import Media
-from gateway.message import utcnow
+from gateway.message import Message, utcnow
 from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
 from gateway.norms import answer_placeholders
 from gateway.pipeline import Pipeline
 from gateway.runtime import AdapterKey, Runtime
 from gateway.settings import Settings
-from gateway.storage import Store, is_database_error
+from gateway.storage import Store, is_database_error, sqlite_file
 from handoff.state import ConversationState
 from intents.matcher import classifier_builder
 
@@ -107,6 +108,7 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
             actions_ctx,
             _adapters,
             _outbox_worker,
+            _spool_replay,
             handoff_jobs,
             _tasks,
         ]
@@ -137,6 +139,9 @@ def build_runtime(settings: Settings, *, handle_signals: bool = False) -> Runtim
     )
     install_actions(pipeline, settings.actions, store, metrics)
     pipeline.placeholders = answer_placeholders(settings)
+    directory = spool_directory(
+        settings.pipeline.spool_dir, settings.database.url, sqlite_file(settings.database.url)
+    )
     return Runtime(
         settings=settings,
         store=store,
@@ -147,6 +152,7 @@ def build_runtime(settings: Settings, *, handle_signals: bool = False) -> Runtim
         adapters=adapters,
         coord=build_coordination(settings.redis),
         handle_signals=handle_signals,
+        spool=None if directory is None else Spool(directory),
         media=Media(settings.uploads),
     )
 
@@ -247,6 +253,24 @@ async def _outbox_worker(app: web.Application) -> AsyncIterator[None]:
     runtime.outbox.start()
     yield
     await runtime.outbox.stop()
+
+
+async def _spool_replay(app: web.Application) -> AsyncIterator[None]:
+    # Messages acknowledged from the spool (a crash, or a store that failed) go into the database first.
+    runtime = app[RUNTIME]
+    if runtime.spool is None:
+        yield
+        return
+
+    async def store(message: Message) -> None:
+        await runtime.pipeline.handle(message, outbox="pending")  # deduped: a stored one is found
+        runtime.outbox.wake()
+
+    task = asyncio.create_task(runtime.spool.run(store), name="kefu-spool")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _tasks(app: web.Application) -> AsyncIterator[None]:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from gateway.channels.base import ChannelAdapter
+from gateway.channels.spool import Spool
 from gateway.coord import Coordination
 from gateway.jobs.outbox import Outbox
 from gateway.kb_reload import KbService
@@ -53,6 +54,8 @@ class Runtime:
     typing: TypingRelay = field(default_factory=TypingRelay)
     # The human side (queue, agents, CSAT); set by create_app.
     handoff: HandoffService | None = None
+    # Late inbound messages, durable on disk until stored (gateway/channels/spool.py); None: in-memory db.
+    spool: Spool | None = None
     # True under `kefu serve`: SIGHUP reloads the FAQ. Tests leave signals alone.
     handle_signals: bool = False
     _http: aiohttp.ClientSession | None = None

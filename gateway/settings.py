@@ -159,8 +159,8 @@ class PipelineSettings(_Section):
     """How the bot handles each message."""
 
     misses_before_handoff: int = Field(default=2, ge=1)
-    # WeChat waits 5 s for a passive reply; past this deadline the answer goes out via 客服消息 instead.
-    wechat_reply_deadline_s: float = Field(default=4.0, gt=0, lt=5)
+    wechat_reply_deadline_s: float = Field(default=4.0, gt=0, lt=5)  # WeChat waits 5 s; later: 客服消息
+    spool_dir: Path | None = None  # inbound spool; None: beside the SQLite file, or data/spool
 
 
 class ConversationSettings(_Section):

@@ -205,6 +205,8 @@ def settings_factory(db_url: str, faq_dir: Path) -> Callable[..., Any]:
             "outbox": {"poll_interval_s": 0.05, "base_delay_s": 0.02, "max_delay_s": 0.1, "max_attempts": 4},
             "admin": {"token": ADMIN_TOKEN},
             "channels": {"web": {"enabled": True}},
+            # The test's own inbound spool (PostgreSQL's default, data/spool, would be shared).
+            "pipeline": {"spool_dir": str(faq_dir.parent / "spool")},
             # The behaviour tests run the lexical matcher (fast, and what their FAQ fixture is written
             # for); tests/gateway/test_semantic_pipeline.py runs the semantic stage through the gateway.
             "matcher": {"semantic": {"model": "none"}},

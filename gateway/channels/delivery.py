@@ -7,10 +7,14 @@ For each inbound message an adapter calls `Delivery.deliver` and renders what it
 2. The adapter's passive-reply deadline: ready in time → the held rows are cancelled (all or nothing,
    in one short transaction) and the adapter answers passively; too late, or the adapter cannot carry
    the replies → the held rows are released to the worker and the adapter acknowledges.
-3. Durable before acknowledged: when storing is not done by the deadline, `deliver` keeps waiting for
-   it (the platform's retries of the same message id join the same handling) and only then returns;
-   when storing fails it raises, and the adapter answers an error so the platform retries. Nothing is
-   ever acknowledged and then retried in the background or dropped.
+3. Durable before acknowledged: when storing is not done by the deadline, or fails because the database
+   is unavailable (down, restarting: `gateway.storage.is_unavailable`), the message is written to the
+   inbound spool (gateway/channels/spool.py: one fsynced file) and acknowledged; the store goes on in the
+   background, its held rows are released when it commits, and if it fails (or the process dies) the
+   spool replays the message until the database takes it. Without a spool (in-memory database, disk
+   refusing), `deliver` keeps waiting for the store (the platform's retries of the same message id join
+   the same handling); when storing fails it raises, and the adapter answers an error so the platform
+   retries. Nothing is acknowledged that is neither in the database nor in the spool.
 
 A held row nobody decides about (a crash between the commit and the decision) is sent by the worker when
 its hold ends (`gateway.pipeline.HOLD_S`), so the worst case after a crash is one double, never a loss.
@@ -27,11 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from gateway.message import Message, utcnow
+from gateway.channels.spool import spool_key
+from gateway.message import Message, Reply, utcnow
+from gateway.storage import is_unavailable
 
 if TYPE_CHECKING:
     from gateway.coord.inflight import Claim
@@ -48,10 +54,15 @@ class Answer:
     """What the adapter does with its webhook: `passive` (render `result.replies`) or `ack` (say received)."""
 
     kind: Literal["passive", "ack"]
-    result: PipelineResult
+    result: PipelineResult | None  # None: spooled, the store is still running (always an `ack`)
     late: bool = False  # storing outlasted the deadline (the adapter may log it)
     # The shared in-flight claim whose outcome `Delivery.answered` records after the passive answer is written.
     claim: Claim | None = None
+
+    @property
+    def replies(self) -> list[Reply]:
+        """The replies to render passively (none for an acknowledgement)."""
+        return list(self.result.replies) if self.kind == "passive" and self.result is not None else []
 
 
 class Delivery:
@@ -86,23 +97,30 @@ class Delivery:
         self._inflight: dict[str, asyncio.Task[PipelineResult]] = {}
 
     async def deliver(
-        self, message: Message, *, can_carry: Callable[[PipelineResult], bool] | None = None
+        self,
+        message: Message,
+        *,
+        can_carry: Callable[[PipelineResult], bool] | None = None,
+        targets: Callable[[PipelineResult], Mapping[int, Mapping[str, Any]]] | None = None,
     ) -> Answer:
         """Handle one message; raises when it could not be stored (answer an error: the platform retries).
 
         `can_carry`: False when the webhook answer cannot hold these replies (e.g. too long for one
-        WeChat passive message); they then go through the worker.
+        WeChat passive message); they then go through the worker. `targets`: the final target of each held
+        row (outbox id → target) when the adapter adds to it on release (a WeCom menu, a transfer).
         """
         shared = self.runtime.coord.inflight
         if shared is None or self.retry_after_s is None or not message.channel_msg_id:
-            return await self._deliver(message, can_carry, repeat=self.repeat_passive)
+            return await self._deliver(message, can_carry, repeat=self.repeat_passive, targets=targets)
         claim = await shared.claim(message.channel, message.account, message.channel_msg_id)
 
         async def speak() -> bool:
             return await shared.speak(claim)
 
         if claim.owner:
-            answer = await self._deliver(message, can_carry, repeat=self.repeat_passive, speak=speak)
+            answer = await self._deliver(
+                message, can_carry, repeat=self.repeat_passive, speak=speak, targets=targets
+            )
             return await self._speaks(answer, claim)
         # A follower: the owner's outcome tells whether the platform can still be waiting for it. It waits
         # half its deadline for it, keeping the other half to answer itself.
@@ -115,7 +133,7 @@ class Delivery:
             # No word from the owner: it died (kill -9) or is slow. Decide as the first would, but answer
             # passively only if the owner has not taken that turn (`speak`): never both.
             answer = await self._deliver(
-                message, can_carry, repeat=self.repeat_passive, budget=left, speak=speak
+                message, can_carry, repeat=self.repeat_passive, budget=left, speak=speak, targets=targets
             )
             return await self._speaks(answer, claim)
         # The owner answered: a passive answer is repeated only to a retry of the platform's (it did not
@@ -123,7 +141,9 @@ class Delivery:
         retried = claim.since_first_s >= self.retry_after_s()
         repeat = self.repeat_passive and retried and outcome == "passive"
         # Not the first even when this process's task stored it (a request of the same id joined it).
-        return await self._deliver(message, can_carry, repeat=repeat, first=False, budget=left)
+        return await self._deliver(
+            message, can_carry, repeat=repeat, first=False, budget=left, targets=targets
+        )
 
     async def _speaks(self, answer: Answer, claim: Claim) -> Answer:
         """The answer of the request that speaks for a message id; an `ack` is its outcome at once."""
@@ -156,6 +176,7 @@ class Delivery:
         first: bool = True,
         budget: float | None = None,
         speak: Callable[[], Awaitable[bool]] | None = None,
+        targets: Callable[[PipelineResult], Mapping[int, Mapping[str, Any]]] | None = None,
     ) -> Answer:
         task = self._task(message)
         late = False
@@ -163,9 +184,17 @@ class Delivery:
             wait = self.deadline() if budget is None else budget
             result = await asyncio.wait_for(asyncio.shield(task), wait)
         except TimeoutError:
-            # Not stored yet: acknowledging now could lose the message. Keep waiting for the store.
+            # Not stored yet: acknowledge only once the message is durable in the spool, else keep waiting.
             late = True
+            if self.mode is not None and await self._spool(message, task):
+                return Answer("ack", None, late)
             result = await asyncio.shield(task)
+        except Exception as exc:
+            # The database cannot take it now (down, restarting): acknowledged once in the spool, which
+            # stores it when the database is back. Refused for what it is: an error, the platform retries.
+            if self.mode is None or not is_unavailable(exc) or not await self._spool(message, task):
+                raise
+            return Answer("ack", None, late)
         if self.mode is None:
             return Answer("passive", result, late)
         if self.mode == "pending":
@@ -173,7 +202,7 @@ class Delivery:
                 self.runtime.outbox.wake()
             return Answer("ack", result, late)
         carry = (can_carry is None or can_carry(result)) and (repeat or (first and not result.duplicate))
-        return await self._decide(result, late=late, carry=carry, speak=speak)
+        return await self._decide(result, late=late, carry=carry, speak=speak, targets=targets)
 
     def _task(self, message: Message) -> asyncio.Task[PipelineResult]:
         key = message.channel_msg_id
@@ -188,6 +217,40 @@ class Delivery:
                 task.add_done_callback(lambda t, key=key: self._settled(key, t))
         return task
 
+    async def _spool(self, message: Message, task: asyncio.Task[PipelineResult]) -> bool:
+        spool = self.runtime.spool
+        if spool is None or not message.channel_msg_id or self.deadline() is None:
+            return False  # no spool, nothing to dedupe a replay by, or nothing acknowledged (a WebSocket)
+        if not spool.has(message):
+            try:
+                await spool.write(message)
+            except OSError as exc:
+                logger.warning(
+                    "%s: spooling a late message failed (%s); waiting for the store", self.name, exc
+                )
+                return False
+            spool.owned.add(spool_key(message))
+            self.runtime.spawn(self._after_spooled(message, task), name=f"{self.name}-spooled")
+        return True
+
+    async def _after_spooled(self, message: Message, task: asyncio.Task[PipelineResult]) -> None:
+        """The acknowledged message's store finished: release its held replies, forget its spool file."""
+        spool = self.runtime.spool
+        assert spool is not None
+        try:
+            result = await asyncio.shield(task)
+        except Exception as exc:
+            # Still in the spool: its replay stores it (and writes the replies' rows) when it can.
+            spool.owned.discard(spool_key(message))
+            logger.warning("%s: a spooled message's store failed (%s); the spool retries it", self.name, exc)
+            return
+        held = [outbox_id for outbox_id, status in result.outbox if status == "held"]
+        if held:
+            await self._release(held)
+        elif result.outbox:
+            self.runtime.outbox.wake()
+        await spool.remove(message)
+
     def _settled(self, key: str, task: asyncio.Task[Any]) -> None:
         if self._inflight.get(key) is task:
             del self._inflight[key]
@@ -199,6 +262,7 @@ class Delivery:
         late: bool,
         carry: bool,
         speak: Callable[[], Awaitable[bool]] | None = None,
+        targets: Callable[[PipelineResult], Mapping[int, Mapping[str, Any]]] | None = None,
     ) -> Answer:
         if not result.replies:
             return Answer("ack", result, late)
@@ -216,12 +280,15 @@ class Delivery:
         if passive and await self.runtime.store.settle_held(ids, "cancelled", utcnow()):
             return Answer("passive", result, late)
         if "held" in statuses:
-            await self._release(ids)
+            await self._release(ids, None if targets is None else targets(result))
         return Answer("ack", result, late)
 
-    async def _release(self, ids: list[int]) -> None:
+    async def _release(self, ids: list[int], targets: Mapping[int, Mapping[str, Any]] | None = None) -> None:
         try:
-            await self.runtime.store.settle_held(ids, "pending", utcnow())
+            if targets is not None:
+                await self.runtime.store.release_held(targets, utcnow())
+            else:
+                await self.runtime.store.settle_held(ids, "pending", utcnow())
         except Exception as exc:
             # Still held: the worker sends them when the hold ends; only later, never lost.
             logger.warning("%s: releasing held replies failed (%s); sent when the hold ends", self.name, exc)

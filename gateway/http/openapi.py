@@ -11,7 +11,7 @@ from typing import Any
 
 from gateway.http.learn_openapi import learn_paths, learn_schemas
 from gateway.http.media_openapi import attachment_path
-from gateway.http.supervisor_openapi import supervisor_paths
+from gateway.http.supervisor_openapi import supervisor_paths, supervisor_schemas
 
 ID_MAX = 2**31 - 1  # INTEGER keys (bodies.ID_MAX)
 MAX_TEXT = 2000  # agent_api.MAX_TEXT
@@ -115,6 +115,9 @@ def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str
 
 
 _CONV = [{"$ref": "#/components/parameters/ConversationId"}]
+# The console's id of one send (1–200 printable ASCII characters), the same on every retry of it.
+_KEY = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[\\x21-\\x7e]+$"}
+_IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False, "schema": _KEY}
 _CONV_ACTION = (403, 404, 409)
 
 
@@ -193,12 +196,14 @@ def spec() -> dict[str, Any]:
             },
             "/conversations/{id}/messages": {
                 "post": _op(
-                    "Reply to the customer (stored, delivered through the channel by the outbox)",
+                    "Reply to the customer (stored, delivered through the channel by the outbox). With an "
+                    "Idempotency-Key, a retry with the same key (same agent) returns the first message and "
+                    "sends nothing again",
                     _all(message_id=_ID, conversation_id=_ID),
                     status=201,
                     body=_obj(("text",), text=_text(MAX_TEXT)),
                     errors=(*_CONV_ACTION, 422),
-                    params=_CONV,
+                    params=[*_CONV, _IDEMPOTENCY_KEY],
                 )
             },
             "/conversations/{id}/attachments": attachment_path(_op, _obj, _text(MAX_TEXT), _CONV),
@@ -419,7 +424,7 @@ def spec() -> dict[str, Any]:
                 for code, text in _ERRORS.items()
             }
             | {"Error": {"description": "Error", "content": {"application/json": {"schema": _ref("Error")}}}},
-            "schemas": {**_schemas(), **learn_schemas()},
+            "schemas": {**_schemas(), **learn_schemas(), **supervisor_schemas()},
         },
     }
 

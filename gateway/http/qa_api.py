@@ -36,7 +36,7 @@ from handoff.reports import parse_bound
 __all__ = ["qa_routes"]
 
 MAX_RANGE = timedelta(days=92)
-MAX_BODY = 16 * 1024
+MAX_BODY = 64 * 1024  # a 2,000-character draft of \uXXXX escapes fits (24 KiB)
 MAX_DRAFT = 2000
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -48,8 +48,8 @@ def qa_routes() -> list[web.AbstractRouteDef]:
         web.get("/api/v1/qa", list_view),
         web.get("/api/v1/qa/rules", rules_view),
         web.post("/api/v1/qa/check", check_view),
-        web.get("/api/v1/qa/{id}", detail_view),
-        web.post("/api/v1/qa/{id}/review", review_view),
+        web.get("/api/v1/qa/{id:[0-9]+}", detail_view),
+        web.post("/api/v1/qa/{id:[0-9]+}/review", review_view),
     ]
 
 

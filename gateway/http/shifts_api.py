@@ -45,9 +45,9 @@ def shift_routes() -> list[web.AbstractRouteDef]:
         web.get(f"{PREFIX}/coverage", coverage_view),
         web.get(f"{PREFIX}/swaps", list_swaps_view),
         web.post(f"{PREFIX}/swaps", request_swap_view),
-        web.post(f"{PREFIX}/swaps/{{id}}/approve", approve_view),
-        web.post(f"{PREFIX}/swaps/{{id}}/reject", reject_view),
-        web.delete(f"{PREFIX}/{{id}}", delete_view),
+        web.post(f"{PREFIX}/swaps/{{id:[0-9]+}}/approve", approve_view),
+        web.post(f"{PREFIX}/swaps/{{id:[0-9]+}}/reject", reject_view),
+        web.delete(f"{PREFIX}/{{id:[0-9]+}}", delete_view),
     ]
 
 

@@ -5,11 +5,11 @@ Tables in `schema/`; the Store (`store.py`) over one module per aggregate: messa
 csat and events; stats, reports and SLA queries in their own modules.
 """
 
-from gateway.storage.engine import safe_url
+from gateway.storage.engine import safe_url, sqlite_file
 from gateway.storage.errors import Conflict, StoreUnavailable
 from gateway.storage.messages import Unit
 from gateway.storage.rows import OUTBOX_STATUSES, ConversationRow, MessageRow, OutboxRow
-from gateway.storage.store import Store, Transaction, is_database_error
+from gateway.storage.store import Store, Transaction, is_database_error, is_unavailable
 
 __all__ = [
     "OUTBOX_STATUSES",
@@ -22,5 +22,7 @@ __all__ = [
     "Transaction",
     "Unit",
     "is_database_error",
+    "is_unavailable",
     "safe_url",
+    "sqlite_file",
 ]

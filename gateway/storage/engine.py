@@ -191,11 +191,17 @@ def _one_hop_aiosqlite() -> Any:
 
 def sqlite_directory(url: str) -> Path | None:
     """The directory a SQLite file URL lives in (created at startup when missing), else None."""
+    file = sqlite_file(url)
+    return None if file is None else file.parent
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; None for other databases and in-memory SQLite."""
     parsed = make_url(url)
     database = parsed.database or ""
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
         return None
-    return Path(database).parent
+    return Path(database)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

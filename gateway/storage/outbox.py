@@ -95,8 +95,8 @@ class OutboxQueries:
         Due: pending rows whose time has come, expired `sending` leases (`resumed`: that attempt may have
         reached the platform), held rows nobody decided about before their hold ended, and `failed` rows
         on their slow schedule while younger than `give_up_after`. A row waits while an earlier row of its
-        conversation is pending, sending or held and not due itself (retrying), so a retried row is never
-        overtaken; `failed` rows do not hold later ones back (they retry on the slow schedule).
+        conversation is pending, sending, held or failed-but-still-retried and not due itself, so a retried
+        row is never overtaken; a row past `give_up_after` (or undeliverable) holds nothing back.
         FOR UPDATE SKIP LOCKED lets several gateway processes share a PostgreSQL outbox without
         sending a row twice; SQLite has one writer at a time (BEGIN IMMEDIATE) so it needs no lock.
         """
@@ -112,15 +112,24 @@ class OutboxQueries:
                 & (OutboxRecord.created_at > now - give_up_after),
             )
         earlier = aliased(OutboxRecord)
+        waiting = [
+            (earlier.status.in_(("pending", "held"))) & (earlier.next_attempt_at > now),
+            (earlier.status == "sending") & (earlier.locked_until > now),
+        ]
+        if give_up_after is not None:
+            # A failed row still on its slow schedule holds its conversation too: after a platform outage
+            # the customer gets the answers in the order they were written (chaos: api-outage).
+            waiting.append(
+                (earlier.status == "failed")
+                & (earlier.next_attempt_at > now)
+                & (earlier.created_at > now - give_up_after)
+            )
         blocked = (
             select(earlier.id)
             .where(
                 earlier.conversation_key == OutboxRecord.conversation_key,
                 earlier.id < OutboxRecord.id,
-                or_(
-                    (earlier.status.in_(("pending", "held"))) & (earlier.next_attempt_at > now),
-                    (earlier.status == "sending") & (earlier.locked_until > now),
-                ),
+                or_(*waiting),
             )
             .exists()
         )

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.storage import migrate
@@ -267,3 +268,33 @@ class Store(MessageReads, OutboxQueries):
 def is_database_error(exc: BaseException) -> bool:
     """True for errors that mean the database failed (not a bug in the caller)."""
     return isinstance(exc, DBAPIError | StoreUnavailable | OSError)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when the database could not take the work now — down, restarting, locked, out of connections,
+    timed out — so the same work can succeed later; False when it refused the work for what it is (a
+    constraint, a trigger, bad data) or the error is not the database's."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError | TimeoutError | PoolTimeout):
+            return True
+        if isinstance(error, DBAPIError) and error.connection_invalidated:
+            return True
+        sqlite = isinstance(error, StoreUnavailable) or type(error).__module__ == "sqlite3"
+        if sqlite and any(m in str(error).lower() for m in _SQLITE_OUTAGES):
+            return True
+        # asyncpg: connection exceptions (08…), operator intervention (57…: shutting down), resources (53…),
+        # the database missing (3D000: being restored or renamed).
+        state = getattr(error, "sqlstate", None)
+        if isinstance(state, str) and (state[:2] in ("08", "57", "53") or state == "3D000"):
+            return True
+        if type(error).__name__ == "ConnectionDoesNotExistError":
+            return True
+        error = getattr(error, "orig", None) or error.__cause__
+    return False
+
+
+# SQLite errors that say "not now" (another writer, a missing or closed file), not "never".
+_SQLITE_OUTAGES = ("database is locked", "unable to open", "disk i/o error", "no active connection", "closed")

@@ -308,6 +308,7 @@ class StubRuntime:
     settings: Any
     pipeline: StubPipeline
     http: Any = None
+    spool: Any = None  # no inbound spool: a late store is waited for
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Any, *, name: str | None = None) -> asyncio.Task[Any]:

@@ -6,7 +6,7 @@ Sends go to a web-chat callback receiver (a real aiohttp server) that answers wi
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -211,6 +211,36 @@ async def test_failed_rows_older_than_give_up_after_are_not_retried(store: Store
     assert [r.id for r in claimed] == [young]
     assert (await store.outbox(old)).status == "failed"  # type: ignore[union-attr]
     assert await store.failing_outbox(now, timedelta(hours=24)) == 0  # young is `sending` now
+
+
+async def test_a_failed_row_still_retried_holds_its_conversations_later_rows(store: Store) -> None:
+    # Found by `make chaos` (api-outage): after a 10-minute platform outage the first answers were
+    # `failed` (slow schedule) and the later ones overtook them: every customer got them shuffled.
+    now = utcnow()
+    give_up = timedelta(hours=24)
+
+    async def row(key: str, text: str, created: datetime) -> int:
+        async with store.transaction() as tx:
+            return await tx.enqueue(
+                channel="web", account="default", conversation_key=key, text=text,
+                sender="agent", target={}, now=created,
+            )  # fmt: skip
+
+    first = await row("web:default:fa", "第一条", now - timedelta(minutes=5))
+    second = await row("web:default:fa", "第二条", now - timedelta(minutes=1))
+    retry_at = now + timedelta(minutes=5)
+    await store.finish_outbox(first, status="failed", now=now, error="503", next_attempt_at=retry_at)
+    assert await store.claim_outbox(now, lease=timedelta(minutes=1), give_up_after=give_up) == []
+    # The slow retry comes: both are claimed, in order (the worker sends one conversation's rows in turn).
+    claimed = await store.claim_outbox(retry_at, lease=timedelta(minutes=1), give_up_after=give_up)
+    assert [r.id for r in claimed] == [first, second]
+
+    # A row given up on (older than give_up_after) holds nothing back.
+    stale = await row("web:default:fb", "放弃的", now - timedelta(hours=25))
+    after = await row("web:default:fb", "之后的", now)
+    await store.finish_outbox(stale, status="failed", now=now, error="503", next_attempt_at=retry_at)
+    claimed = await store.claim_outbox(now, lease=timedelta(minutes=1), give_up_after=give_up)
+    assert [r.id for r in claimed] == [after]
 
 
 # --- item 3: doubles are counted ------------------------------------------------------------------

@@ -202,15 +202,18 @@ async def test_slow_answer_goes_out_through_the_http_api(kefu):
     original = pipeline.handle
 
     async def slow(message, **kw):
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(1.0)  # well past the deadline and the spool write
         return await original(message, **kw)
 
     pipeline.handle = slow  # type: ignore[method-assign]
     resp = await post_event(kefu.client, "/onebot/qqshop", load_event("group_at_array.json"))
     assert resp.status == 204
-    # Regression (reliability item 2): the 204 went out before the message was stored.
-    assert len(await kefu.inbound()) == 1
+    # Regression (reliability item 2): the 204 went out before the message was durable. Now it is in the
+    # inbound spool (fsynced) at the 204, and stored when the slow store finishes.
+    spool = kefu.runtime.spool
+    assert spool is not None and spool.owned
     await kefu.api.wait_for_calls(1)
+    assert len(await kefu.inbound()) == 1
     [params] = kefu.api.messages("send_group_msg")
     assert params == {
         "group_id": GROUP_ID,

@@ -202,14 +202,16 @@ async def test_slow_pipeline_is_acknowledged_only_once_stored_and_still_answered
     original = pipeline.handle
 
     async def slow(message, **kw):
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(1.0)  # well past the deadline and the spool write
         return await original(message, **kw)
 
     pipeline.handle = slow  # type: ignore[method-assign]
     await kefu.ask()
-    assert await kefu.runtime.store.count_messages() == 2  # the question and its answer, at the ack
-    assert [r.status for r in await kefu.runtime.store.list_outbox()] != []  # the answer's row too
+    spool = kefu.runtime.spool
+    assert spool is not None and spool.owned  # durable at the ack: in the inbound spool (fsynced)
     await kefu.api.wait_for_messages(1)
+    assert await kefu.runtime.store.count_messages() == 2  # the question and its answer
+    assert [r.status for r in await kefu.runtime.store.list_outbox()] != []  # the answer's row too
 
 
 # --- refusing bad input --------------------------------------------------------------------------------

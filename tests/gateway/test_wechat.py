@@ -537,6 +537,7 @@ def flaky_pipeline(kefu: Kefu, *, failures: int, delay_s: float) -> list[str]:
 
 
 async def test_pipeline_error_is_a_503_so_wechat_retries_and_gets_the_answer(kefu):
+    kefu.runtime.spool = None  # with a spool, an unavailable database is acknowledged from it (test_spool.py)
     calls = flaky_pipeline(kefu, failures=1, delay_s=0)
     xml = fixture_xml("text.xml", MsgId=new_msg_id())
     status, _, _ = await kefu.shop.post(xml)
@@ -558,10 +559,12 @@ async def test_a_database_error_is_a_503_with_nothing_stored_and_the_retry_is_an
     assert [m.text for m in await kefu.inbound()] == ["支持哪些支付方式"]
 
 
-async def test_a_failure_past_the_deadline_is_a_503_never_success(start_kefu):
+async def test_a_failure_past_the_deadline_is_a_503_never_success_without_a_spool(start_kefu):
     # Regression (reliability item 1): kefu answered `success` at the deadline while the message was not
-    # stored yet, then retried once in the background and dropped it. Now WeChat gets an error and retries.
+    # stored yet, then retried once in the background and dropped it. Now WeChat gets an error and retries
+    # (with no spool to keep the message; with one, see the next test).
     kefu = await start_kefu(pipeline={"wechat_reply_deadline_s": 0.05})
+    kefu.runtime.spool = None
     calls = flaky_pipeline(kefu, failures=1, delay_s=0.2)
     xml = fixture_xml("text.xml", MsgId=new_msg_id())
     status, _text, _ = await kefu.shop.post(xml)
@@ -572,6 +575,22 @@ async def test_a_failure_past_the_deadline_is_a_503_never_success(start_kefu):
     assert [m.text for m in await kefu.inbound()] == ["支持哪些支付方式"]
     await kefu.api.wait_for_messages(1)
     assert kefu.api.texts_to(OPENID) == [PAYMENT_ANSWER]
+    assert len(calls) == 2
+
+
+async def test_a_failure_past_the_deadline_after_spooling_is_stored_by_the_spools_replay(start_kefu):
+    # The message was written to the spool (fsynced) before `success`; its store then failed, so the
+    # spool's replay stores it and the answer goes out via 客服消息, once.
+    kefu = await start_kefu(pipeline={"wechat_reply_deadline_s": 0.05})
+    calls = flaky_pipeline(kefu, failures=1, delay_s=0.2)
+    status, text, _ = await kefu.shop.post(fixture_xml("text.xml", MsgId=new_msg_id()))
+    assert (status, text) == (200, "success")
+    spool = kefu.runtime.spool
+    assert spool is not None and len(await asyncio.to_thread(spool.pending)) + len(spool.owned) == 1
+    await kefu.api.wait_for_messages(1, within=10)
+    assert [m.text for m in await kefu.inbound()] == ["支持哪些支付方式"]
+    assert kefu.api.texts_to(OPENID) == [PAYMENT_ANSWER]
+    await eventually(lambda: _empty(spool.directory))
     assert len(calls) == 2
 
 
@@ -623,8 +642,10 @@ async def test_requests_within_the_window_are_answered_and_the_window_is_configu
 
 async def test_success_is_answered_only_once_the_message_is_stored(start_kefu):
     # Regression (reliability item 1): a store slower than the deadline (a locked SQLite, a slow
-    # PostgreSQL) got `success` before the message existed; a crash then lost it.
+    # PostgreSQL) got `success` before the message existed; a crash then lost it. Without a spool the
+    # adapter waits for the store.
     kefu = await start_kefu(pipeline={"wechat_reply_deadline_s": 0.05})
+    kefu.runtime.spool = None
     kefu.slow_pipeline(0.3)
     status, text, _ = await kefu.shop.post(fixture_xml("text.xml", MsgId=new_msg_id()))
     assert (status, text) == (200, "success")
@@ -632,6 +653,25 @@ async def test_success_is_answered_only_once_the_message_is_stored(start_kefu):
     rows = await kefu.runtime.store.list_outbox()
     assert [r.text for r in rows] == [PAYMENT_ANSWER]  # and its answer's row with it
     assert rows[0].status in {"pending", "sending", "sent"}
+
+
+async def test_success_past_the_deadline_comes_once_the_message_is_in_the_spool(start_kefu):
+    # With the spool, `success` comes at the deadline once the message is on disk; the store finishes in
+    # the background, releases the held reply and forgets the file.
+    kefu = await start_kefu(pipeline={"wechat_reply_deadline_s": 0.05})
+    kefu.slow_pipeline(0.3)
+    status, text, _ = await kefu.shop.post(fixture_xml("text.xml", MsgId=new_msg_id()))
+    assert (status, text) == (200, "success")
+    spool = kefu.runtime.spool
+    assert spool is not None and not await _empty(spool.directory)  # durable at the ack
+    await kefu.api.wait_for_messages(1)
+    assert kefu.api.texts_to(OPENID) == [PAYMENT_ANSWER]
+    assert [m.text for m in await kefu.inbound()] == ["支持哪些支付方式"]
+    await eventually(lambda: _empty(spool.directory))
+
+
+async def _empty(directory: Any) -> bool:
+    return not await asyncio.to_thread(lambda: list(directory.glob("*.json")))
 
 
 async def test_a_passive_reply_cancels_its_held_row_so_it_is_never_sent_twice(kefu):

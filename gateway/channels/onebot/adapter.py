@@ -310,8 +310,7 @@ class OneBotAdapter:
                 "onebot answer missed the quick-operation deadline; it goes out via the API",
                 extra={"account": self.account},
             )
-        result = answer.result
-        text = reply_text(result.replies) if answer.kind == "passive" else ""
+        text = reply_text(answer.replies)
         if not text:
             return web.Response(status=204)
         return web.json_response(quick_operation(message, text), dumps=_dumps)

@@ -325,7 +325,7 @@ class WeChatAdapter:
             logger.info(
                 "wechat answer missed the deadline; it goes out via 客服消息", extra={"account": self.account}
             )
-        text = reply_text(answer.result.replies) if answer.kind == "passive" else ""
+        text = reply_text(answer.replies)
         if not text:
             await self.delivery.answered(answer)  # nothing to say is said at once
             return web.Response(text=SUCCESS)

@@ -24,6 +24,7 @@ from aiohttp import web
 from wechatpy.enterprise.crypto import WeChatCrypto
 
 from gateway.channels.base import Outgoing, SendError
+from gateway.channels.delivery import Delivery
 from gateway.channels.wechat.api import clean_text, split_text
 from gateway.channels.wecom import events
 from gateway.channels.wecom.api import MAX_TEXT_BYTES, WeComAPI, WeComAPIError
@@ -79,6 +80,11 @@ class WeComAdapter:
         self.crypto = WeChatCrypto(settings.token, settings.aes_key, settings.corp_id)
         self._api: WeComAPI | None = None
         self.puller = Puller(self, self._sync, clock=clock)
+        # No webhook answer to carry replies and no deadline: a pulled item is handled until stored (the
+        # cursor is its acknowledgement), its replies always go through kf/send_msg.
+        self.delivery = Delivery(
+            runtime, name=f"wecom-{self.account}", mode="held", deadline=lambda: None, repeat_passive=False
+        )
         # A long text goes out as several messages; a retry of the row skips the pieces already sent.
         self._progress: OrderedDict[str, int] = OrderedDict()
 
@@ -183,10 +189,10 @@ class WeComAdapter:
             await record(self.runtime.store, work)
             return
         message = events.customer_message(self.account, item, self._known_entry)
-        # Held rows written in the message's own unit of work: they come before any notice the handoff
-        # raises for it (the outbox keeps a conversation's order), and `deliver` releases them.
-        result = await self.runtime.pipeline.handle(message, outbox="held")
-        await self.deliver(result)
+        # The one delivery policy: held rows written in the message's own unit of work (they come before
+        # any notice the handoff raises for it), released with their menus and transfer by `_targets`.
+        # WeCom takes no answer from a webhook, so nothing is passive; the cursor moves once this returns.
+        await self.delivery.deliver(message, can_carry=_never, targets=self._targets)
 
     def _known_entry(self, entry_id: str) -> bool:
         snapshot = self.runtime.kb.snapshot()
@@ -197,13 +203,15 @@ class WeComAdapter:
         event = item.event
         kind = str(event.get("event_type") or "")
         if kind == "enter_session" and item.external_userid and not self._stale(item):
-            result = await self.runtime.pipeline.handle(
-                events.enter_session_message(self.account, item), outbox="held"
-            )
             welcome = event.get("welcome_code")
-            if isinstance(welcome, str) and welcome:
-                # The code lives 20 s; a late send is refused (95007) and the row shows why.
-                await self.deliver(result, welcome_code=welcome)
+            code = welcome if isinstance(welcome, str) and welcome else None
+            # The code lives 20 s; a late send is refused (95007) and the row shows why. Without one the
+            # greeting's rows are released as they are (send_msg_on_event needs the code).
+            await self.delivery.deliver(
+                events.enter_session_message(self.account, item),
+                can_carry=_never,
+                targets=lambda result: self._targets(result, welcome_code=code),
+            )
         elif kind == "msg_send_fail":
             await self._send_failed(event)
         elif kind == "session_status_change":
@@ -246,12 +254,14 @@ class WeComAdapter:
 
     # --- answers into the outbox -------------------------------------------------------------------
 
-    async def deliver(self, result: PipelineResult, *, welcome_code: str | None = None) -> None:
-        """Queue a result's replies (idempotent per stored reply): menus, the greeting code, the transfer."""
+    def _targets(
+        self, result: PipelineResult, *, welcome_code: str | None = None
+    ) -> dict[int, dict[str, Any]]:
+        """Each held reply row's final target: menus, the greeting code, the transfer after a handoff."""
         count = len(result.replies)
         rows = [outbox_id for outbox_id, _status in result.outbox]
-        held: dict[int, dict[str, Any]] = {}
-        for index, (reply, message_id) in enumerate(zip(result.replies, result.reply_ids, strict=True)):
+        targets: dict[int, dict[str, Any]] = {}
+        for index, (reply, outbox_id) in enumerate(zip(result.replies, rows, strict=False)):
             target: dict[str, Any] = {k: v for k, v in result.target.items() if k != "channel_msg_id"}
             if reply.suggestions:
                 target["menu"] = self._menu(reply.suggestions)
@@ -262,22 +272,8 @@ class WeComAdapter:
             if handoff and self.settings.handoff_mode == "wecom" and index == count - 1:
                 # After the handoff message is out: WeCom may not let the API speak in its staff's session.
                 target["transfer"] = True
-            if len(rows) == count:  # the pipeline wrote the rows (held): give them their target
-                held[rows[index]] = target
-                continue
-            outgoing = Outgoing(
-                channel=CHANNEL,
-                account=self.account,
-                conversation_key=result.conversation_key,
-                text=reply.text,
-                sender=reply.sender,
-                target=target,
-            )
-            await self.runtime.outbox.enqueue(outgoing, message_id=message_id)
-        if held:
-            # Rows already released (a re-read of a handled item) keep what they had.
-            await self.runtime.store.release_held(held, self.clock())
-            self.runtime.outbox.wake()
+            targets[outbox_id] = target
+        return targets
 
     def _menu(self, suggestions: Sequence[str]) -> list[dict[str, str]]:
         """The click entries of a 猜你想问 menu: the FAQ entry id (or `human`) as id, the question as text."""
@@ -415,3 +411,8 @@ def _without_numbered(text: str, questions: Sequence[str]) -> str:
     numbered = {f"{i}. {q}" for i, q in enumerate(questions, 1)}
     kept = [line for line in text.splitlines() if line.strip() not in numbered]
     return "\n".join(kept).strip() or text
+
+
+def _never(_result: Any) -> bool:
+    """WeCom cannot answer in the callback: every reply is a kf/send_msg."""
+    return False
