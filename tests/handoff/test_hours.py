@@ -178,7 +178,7 @@ def test_shifts_meeting_at_midnight_make_one_opening() -> None:
 def test_always_open_and_never_open() -> None:
     always = BusinessHours.always_open()
     assert always.is_open(at(29, 3, 0)) and always.next_opening(at(29, 3, 0)) == at(29, 3, 0)
-    assert always.describe() == "每天 00:00-24:00"
+    assert always.describe() == "每天 24 小时"  # said the way people say it, not 00:00-24:00
     never = from_config({"weekly": {"daily": "closed"}})
     assert never.next_opening(at(24, 9, 0)) is None
     assert never.describe() == "暂无人工服务时间"
