@@ -24,6 +24,7 @@ import defusedxml.ElementTree as SafeET
 from aiohttp import web
 from wechatpy.crypto import WeChatCrypto
 
+from gateway.coord import Coordination
 from tests.fakes import FakeUpstream
 
 APPID = "wx49f0ab532d5d035a"
@@ -309,6 +310,7 @@ class StubRuntime:
     pipeline: StubPipeline
     http: Any = None
     spool: Any = None  # no inbound spool: a late store is waited for
+    coord: Coordination = field(default_factory=Coordination)  # one process, nothing shared
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def spawn(self, coro: Any, *, name: str | None = None) -> asyncio.Task[Any]:
