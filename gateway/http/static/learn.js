@@ -26,16 +26,29 @@
     };
     fill(guesses, "猜测");
     if (!guesses.length) select.append(el("option", { value: "", text: "（机器人没有猜测，请搜索）" }));
+    // Says when a search failed or found nothing; an answer to an older search never overwrites a newer one.
+    const note = el("span", { class: "learn-search-note small", role: "status", "aria-live": "polite" });
     let timer = null;
+    let asked = 0;
     input.addEventListener("input", () => {
       clearTimeout(timer);
       timer = setTimeout(async () => {
         const q = input.value.trim();
+        const ticket = ++asked;
+        note.textContent = "";
         if (!q) { fill(guesses, "猜测"); return; }
-        try { fill((await search(q)).entries, ""); } catch (e) { /* keep the list */ }
+        let found;
+        try { found = (await search(q)).entries; }
+        catch (e) {
+          if (ticket === asked) note.textContent = "搜索失败（" + (e.message || e.status || "网络错误") + "），请稍后再试";
+          return;
+        }
+        if (ticket !== asked) return;
+        if (!found.length) { note.textContent = "没有找到含“" + q + "”的条目，换个说法试试"; return; }
+        fill(found, "");
       }, 200);
     });
-    return { nodes: [input, select], value: () => select.value };
+    return { nodes: [input, select, note], value: () => select.value };
   }
 
   function categoryPicker(categories) {
