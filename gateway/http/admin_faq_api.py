@@ -9,6 +9,8 @@
 - `PUT /admin/api/faq/entry` — save: 409 when the file changed since `version` was read, 422 with the
   problems when the change is invalid; else the file is rewritten with comments and order kept
   (`kb.editing`, ruamel.yaml) and the FAQ is reloaded at once, so the bot answers with it.
+- `POST /admin/api/faq/entry` — a new entry appended to the file's `faqs:` (201), with the same checks,
+  409 and 422; `POST /admin/api/faq/check` with `"new": true` checks one before it is created.
 
 Only files the configured `kb.paths` load can be written (a name outside that list is a 404), so nothing
 outside the FAQ folder is ever touched; writes go through a temporary file in the same folder and a rename,
@@ -51,6 +53,7 @@ def faq_routes() -> list[web.AbstractRouteDef]:
         web.get("/admin/api/faq/entry", get_entry),
         web.post("/admin/api/faq/check", check_entry),
         web.put("/admin/api/faq/entry", save_entry),
+        web.post("/admin/api/faq/entry", create_entry),
     ]
 
 
@@ -224,17 +227,38 @@ class Candidate:
     problems: list[dict[str, Any]]
 
 
-async def _candidate(runtime: Runtime, faq: FaqFiles, data: dict[str, Any]) -> tuple[Candidate, str]:
-    """(the candidate, the file's current text) for a check or save body."""
+def _is_new(data: dict[str, Any]) -> bool:
+    new = data.get("new", False)
+    if not isinstance(new, bool):
+        raise http_error(web.HTTPBadRequest, "new 必须是 true 或 false")
+    return new
+
+
+def _missing(changes: dict[str, Any]) -> str | None:
+    """What a new entry still lacks, in the editor's words (the schema would say it in terms of YAML)."""
+    names = {"question": "标准问题", "answer": "答案"}
+    missing = [name for key, name in names.items() if not str(changes.get(key) or "").strip()]
+    return "新条目需要填写" + "和".join(missing) if missing else None
+
+
+async def _candidate(
+    runtime: Runtime, faq: FaqFiles, data: dict[str, Any], *, new: bool = False
+) -> tuple[Candidate, str]:
+    """(the candidate, the file's current text) for a check or save body; `new`: the entry is added."""
     name = data.get("file")
     path = faq.path(name)
     assert isinstance(name, str)
     current = await asyncio.to_thread(_read, path)
     entry_id, changes = _entry_id(data), _changes(data)
+    missing = _missing(changes) if new else None
+    if missing:
+        raise http_error(web.HTTPUnprocessableEntity, missing)
     try:
-        new_text = await asyncio.to_thread(editing.update_entry, current, entry_id, changes)
+        edit = editing.add_entry if new else editing.update_entry
+        new_text = await asyncio.to_thread(edit, current, entry_id, changes)
     except editing.EditError as exc:
-        raise http_error(web.HTTPUnprocessableEntity, f"无法修改：{exc}") from None
+        verb = "无法新建" if new else "无法修改"
+        raise http_error(web.HTTPUnprocessableEntity, f"{verb}：{exc}") from None
     # Everything a reload reads (the learned file too), so the check sees what the bot will; load_paths stats.
     result = await asyncio.to_thread(
         lambda: editing.candidate_kb(runtime.kb.load_paths(), faq.root, {name: new_text})
@@ -289,13 +313,29 @@ async def check_entry(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     data = await _json_body(request)
     questions = _questions(data)
-    candidate, _current = await _candidate(runtime, await asyncio.to_thread(FaqFiles.of, runtime), data)
+    faq = await asyncio.to_thread(FaqFiles.of, runtime)
+    new = _is_new(data)
+    missing = _missing(_changes(data)) if new else None
+    if missing:  # a check reports what is wrong (200); only a save refuses it (422)
+        faq.path(data.get("file"))
+        problem = {"file": data.get("file"), "line": None, "entry_id": _entry_id(data), "severity": "error"}
+        return _json({"ok": False, "problems": [{**problem, "text": missing}], "preview": []})
+    candidate, _current = await _candidate(runtime, faq, data, new=new)
     preview = await _preview(runtime, candidate.kb, questions)
     return _json({"ok": candidate.kb is not None, "problems": candidate.problems, "preview": preview})
 
 
 async def save_entry(request: web.Request) -> web.Response:
     """PUT /admin/api/faq/entry {file, id, entry, version} — 409 on a concurrent edit, 422 when invalid."""
+    return await _write_entry(request, new=False)
+
+
+async def create_entry(request: web.Request) -> web.Response:
+    """POST /admin/api/faq/entry {file, id, entry, version} — a new entry (201); 409 and 422 as for a save."""
+    return await _write_entry(request, new=True)
+
+
+async def _write_entry(request: web.Request, *, new: bool) -> web.Response:
     caller = await require_admin(request)
     runtime = request.app[RUNTIME]
     data = await _json_body(request)
@@ -304,7 +344,7 @@ async def save_entry(request: web.Request) -> web.Response:
         raise http_error(web.HTTPBadRequest, "缺少 version（读取条目时返回的文件版本）")
     faq = await asyncio.to_thread(FaqFiles.of, runtime)
     async with runtime.kb.edit_lock:
-        candidate, current = await _candidate(runtime, faq, data)
+        candidate, current = await _candidate(runtime, faq, data, new=new)
         if editing.file_version(current) != version:
             raise http_error(
                 web.HTTPConflict,
@@ -326,18 +366,21 @@ async def save_entry(request: web.Request) -> web.Response:
     details = {
         "file": candidate.name,
         "id": data.get("id"),
+        "new": new,
         "fields": sorted(data["entry"]),
         **report.as_json(),
     }
-    await runtime.store.audit("kb.edit", caller.who, details)
+    await runtime.store.audit("kb.add" if new else "kb.edit", caller.who, details)
     return _json(
         {
             "file": candidate.name,
+            "id": data.get("id"),
             "version": editing.file_version(candidate.text),
             "reload": report.as_json(),
             "kb": runtime.kb.status(),
             "problems": candidate.problems,  # warnings only, if any
-        }
+        },
+        status=201 if new else 200,
     )
 
 

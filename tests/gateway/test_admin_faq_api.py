@@ -198,3 +198,75 @@ def test_the_write_compares_the_version_again_under_the_lock(faq_dir: Path) -> N
         ".shop.yaml.lock",
         "shop.yaml",
     ]  # no temporary file left
+
+
+async def test_an_admin_adds_an_entry_it_is_checked_appended_and_answered_at_once(
+    client: Any, admin_headers: dict[str, str], faq_dir: Path
+) -> None:
+    shop = faq_dir / "shop.yaml"
+    before = shop.read_text(encoding="utf-8")
+    version = (await _entry(client, admin_headers))["version"]
+    answer = "您好，我们的仓库在浙江杭州，现货一般当天从杭州发出。"
+    fields = {"question": "你们的仓库在哪个城市", "similar": ["从哪里发货"], "answer": answer, "category": "物流"}
+    body = {"file": "shop.yaml", "id": "warehouse-city", "entry": fields, "new": True, "questions": ["仓库在哪"]}
+    async with client.post("/admin/api/faq/check", json=body, headers=admin_headers) as resp:
+        check = await resp.json()
+    assert check["ok"], check
+    assert check["preview"][0]["after"]["entry_id"] == "warehouse-city"
+    assert shop.read_text(encoding="utf-8") == before  # a check writes nothing
+
+    save = {key: body[key] for key in ("file", "id", "entry")} | {"version": version}
+    async with client.post("/admin/api/faq/entry", json=save, headers=admin_headers) as resp:
+        assert resp.status == 201, await resp.text()
+        created = await resp.json()
+    assert created["id"] == "warehouse-city" and created["reload"]["ok"]
+    after = shop.read_text(encoding="utf-8")
+    diff = [
+        line
+        for line in difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
+        if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
+    ]
+    # Added at the end of faqs:, nothing else touched (the comments, other entries and replies: as they were).
+    assert diff == [
+        "+  - id: warehouse-city",
+        "+    question: 你们的仓库在哪个城市",
+        "+    similar:",
+        "+      - 从哪里发货",
+        f"+    answer: {answer}",
+        "+    category: 物流",
+    ], diff
+    assert await _ask(client, "你们的仓库在哪个城市") == answer
+    entry = await _entry(client, admin_headers, "warehouse-city")
+    assert entry["entry"]["similar"] == ["从哪里发货"]
+
+    # The same id again (this file or any other) is refused with the reason, and nothing is written.
+    async with client.post(
+        "/admin/api/faq/entry", json={**save, "version": created["version"]}, headers=admin_headers
+    ) as resp:
+        assert resp.status == 422
+        assert "warehouse-city" in (await resp.json())["error"]
+    assert shop.read_text(encoding="utf-8") == after
+
+
+async def test_a_new_entry_needs_a_question_and_an_answer_and_one_another_entry_has_is_refused(
+    client: Any, admin_headers: dict[str, str], faq_dir: Path
+) -> None:
+    shop = faq_dir / "shop.yaml"
+    before = shop.read_text(encoding="utf-8")
+    version = (await _entry(client, admin_headers))["version"]
+    base = {"file": "shop.yaml", "id": "new-one", "version": version}
+    async with client.post(
+        "/admin/api/faq/entry", json={**base, "entry": {"question": "发票怎么开"}}, headers=admin_headers
+    ) as resp:
+        assert resp.status == 422
+        assert (await resp.json())["error"] == "新条目需要填写答案"
+    taken = {"question": "怎么退货", "answer": "您好，另一个答案。"}  # return-how's question
+    async with client.post("/admin/api/faq/entry", json={**base, "entry": taken}, headers=admin_headers) as resp:
+        assert resp.status == 422
+        problems = [p["text"] for p in (await resp.json())["problems"]]
+    assert any("已属于条目 return-how" in t for t in problems), problems
+    async with client.post(
+        "/admin/api/faq/check", json={**base, "entry": taken, "new": "yes"}, headers=admin_headers
+    ) as resp:
+        assert resp.status == 400
+    assert shop.read_text(encoding="utf-8") == before

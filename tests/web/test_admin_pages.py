@@ -4,7 +4,7 @@
   /agent; disabling them there stops the token.
 - FAQ 编辑: the owner opens an entry, a broken edit is flagged inline in Chinese, the preview shows how a
   test question will be answered, the save writes the YAML file (comments kept) and a customer in /chat
-  gets the new answer at once.
+  gets the new answer at once; 新建条目 adds an entry the same way (the id left empty is generated).
 """
 
 from __future__ import annotations
@@ -137,4 +137,34 @@ async def test_a_broken_faq_shows_its_errors_in_chinese_relative_to_the_faq_fold
     await expect(errors).not_to_contain_text(str(folder))
     await expect(admin.locator("#kb")).to_contain_text("有错误（仍在使用上一版）")
     guard.errors = [e for e in guard.errors if "422" not in e]  # the reload's 422 is the point here
+    guard.check()
+
+
+async def test_the_owner_adds_an_faq_entry_and_a_customer_gets_its_answer_at_once(
+    gateway: Gateway, new_context: Any, guard: Guard, expect: Any
+) -> None:
+    admin = await _admin(gateway, new_context, guard, expect)
+    await admin.get_by_role("button", name="FAQ 编辑").click()
+    await admin.get_by_role("button", name="新建条目").click()
+    await expect(admin.locator("#faq-mode")).to_have_text("新建条目")
+    await expect(admin.get_by_label("写入文件")).to_have_value("shop.yaml")
+    await admin.get_by_label("标准问题").fill("你们的仓库在哪个城市")
+    # Not yet savable: the check says what is missing, in the editor's words.
+    await expect(admin.locator("#faq-problems")).to_contain_text("新条目需要填写答案")
+    answer = "您好，我们的仓库在浙江杭州，现货一般当天从杭州发出。"
+    await admin.get_by_label("答案").fill(answer)
+    await expect(admin.locator("#faq-problems")).to_have_text("检查通过，可以保存。")
+    await admin.get_by_label("试问").fill("你们仓库在哪个城市")
+    await expect(admin.locator("#faq-preview .pa.changed")).to_contain_text(answer)
+    await admin.get_by_role("button", name="保存并生效").click()
+    await expect(admin.locator("#faq-status")).to_contain_text("已新建条目 faq-")
+    await expect(admin.locator("#faq-mode")).to_have_text("编辑条目")  # reopened as a saved entry
+    text = (Path(gateway.runtime.kb.paths[0]) / "shop.yaml").read_text(encoding="utf-8")
+    assert text.startswith("# Test FAQ for the gateway suites") and f"answer: {answer}\n" in text
+
+    async with aiohttp.ClientSession() as http:
+        body = {"user_id": "new-entry-test", "text": "你们的仓库在哪个城市"}
+        async with http.post(gateway.url + "/web/messages", json=body) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["replies"][0]["text"] == answer
     guard.check()

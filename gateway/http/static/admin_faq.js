@@ -1,6 +1,7 @@
 /* FAQ 编辑 on the admin page: pick an entry, edit it with live checks (the `kefu kb check` rules, on the
    server, in Chinese), preview how test questions would be answered, save to the YAML file (comments kept)
-   and the bot uses it at once. A file changed by someone else meanwhile → 409, reopen the entry. */
+   and the bot uses it at once. A file changed by someone else meanwhile → 409, reopen the entry.
+   新建条目 appends an entry to a chosen file with the same checks (POST instead of PUT). */
 "use strict";
 (function () {
   const { el, api } = window.kefu;
@@ -8,7 +9,7 @@
   const DECISIONS = { answer: "直接回答", suggest: "给出猜测", handoff: "转人工", smalltalk: "寒暄" };
   let token = "";
   let files = [];
-  let open = null; // { file, id, version, entry }
+  let open = null; // { file, id, version, entry, isNew }
   let checkTimer = null;
   let lastCheck = 0;
 
@@ -46,20 +47,56 @@
   const words = (text) => text.split(/[,，、]/).map((s) => s.trim()).filter(Boolean);
   const answerOf = (entry) => (entry.answer && typeof entry.answer === "object" ? entry.answer.default || "" : entry.answer || "");
 
-  async function openEntry(file, id) {
-    const data = await api("GET", "/admin/api/faq/entry?file=" + encodeURIComponent(file) + "&id=" + encodeURIComponent(id), token);
-    open = { file, id, version: data.version, entry: data.entry };
-    fill(data.entry);
-    $("faq-where").textContent = file + " · " + id;
+  function showForm(isNew, where) {
+    $("faq-mode").textContent = isNew ? "新建条目" : "编辑条目";
+    $("faq-where").textContent = where;
+    $("faq-new-fields").classList.toggle("hidden", !isNew);
     $("faq-empty").classList.add("hidden");
     $("faq-form").classList.remove("hidden");
     $("faq-problems").replaceChildren();
     $("faq-problems").className = "faq-problems";
     $("faq-preview").replaceChildren();
     $("faq-status").textContent = "";
+  }
+
+  async function openEntry(file, id) {
+    const data = await api("GET", "/admin/api/faq/entry?file=" + encodeURIComponent(file) + "&id=" + encodeURIComponent(id), token);
+    open = { file, id, version: data.version, entry: data.entry, isNew: false };
+    fill(data.entry);
+    showForm(false, file + " · " + id);
     if (!$("faq-tests").value.trim()) $("faq-tests").value = (data.entry.similar || [])[0] || data.entry.question || "";
     renderList();
   }
+
+  /** An empty form for a new entry, written into the chosen file (the open entry's file by default). */
+  async function newEntry() {
+    await loadList(); // the files' current versions (and the list, if the tab was opened a moment ago)
+    if (!files.length) { $("faq-status").textContent = "没有可写的 FAQ 文件。"; return; }
+    const file = open && files.some((f) => f.name === open.file) ? open.file : files[0].name;
+    $("faq-file").replaceChildren(...files.map((f) => el("option", { value: f.name, text: f.name })));
+    $("faq-file").value = file;
+    $("faq-id").value = "";
+    // Used when the admin leaves the id empty: short, unique enough, and valid for `kefu kb check`.
+    const autoId = "faq-" + Math.random().toString(16).slice(2, 10);
+    open = { file, id: autoId, autoId, version: files.find((f) => f.name === file).version, entry: {}, isNew: true };
+    fill({});
+    $("faq-tests").value = "";
+    showForm(true, "");
+    renderList();
+    $("faq-question").focus();
+  }
+  $("faq-new").addEventListener("click", () => newEntry().catch(showError));
+  $("faq-file").addEventListener("change", () => {
+    if (!open || !open.isNew) return;
+    open.file = $("faq-file").value;
+    open.version = files.find((f) => f.name === open.file).version;
+    scheduleCheck();
+  });
+  $("faq-id").addEventListener("input", () => {
+    if (!open || !open.isNew) return;
+    open.id = $("faq-id").value.trim() || open.autoId;
+    scheduleCheck();
+  });
 
   function fill(entry) {
     $("faq-question").value = entry.question || "";
@@ -94,7 +131,7 @@
   async function check() {
     if (!open) return;
     const mine = ++lastCheck;
-    const body = { file: open.file, id: open.id, entry: changes(), questions: lines($("faq-tests").value) };
+    const body = { file: open.file, id: open.id, entry: changes(), questions: lines($("faq-tests").value), new: open.isNew };
     let result;
     try { result = await api("POST", "/admin/api/faq/check", token, body); } catch (e) { showProblems([e.message]); return; }
     if (mine !== lastCheck) return; // typed on meanwhile: a newer check renders
@@ -130,16 +167,18 @@
     event.preventDefault();
     if (!open) return;
     const entry = changes();
-    if (!Object.keys(entry).length) { $("faq-status").textContent = "没有修改。"; return; }
+    if (!Object.keys(entry).length) { $("faq-status").textContent = open.isNew ? "请先填写标准问题和答案。" : "没有修改。"; return; }
     $("faq-save").disabled = true;
     $("faq-status").textContent = "正在保存…";
     try {
-      const saved = await api("PUT", "/admin/api/faq/entry", token, { file: open.file, id: open.id, entry, version: open.version });
-      $("faq-status").textContent = "已保存到 " + saved.file + "，机器人已使用新版本 " + (saved.reload.version || "");
+      const body = { file: open.file, id: open.id, entry, version: open.version };
+      const saved = await api(open.isNew ? "POST" : "PUT", "/admin/api/faq/entry", token, body);
+      const done = (open.isNew ? "已新建条目 " + open.id + "，写入 " : "已保存到 ") + saved.file +
+        "，机器人已使用新版本 " + (saved.reload.version || "");
       const keep = open;
       await loadList();
       await openEntry(keep.file, keep.id);
-      $("faq-status").textContent = "已保存到 " + saved.file + "，机器人已使用新版本 " + (saved.reload.version || "");
+      $("faq-status").textContent = done;
     } catch (e) {
       if (e.status === 409) $("faq-status").textContent = "该文件已被其他人修改，请点左侧条目重新打开后再编辑。";
       else if (e.status === 422) { $("faq-status").textContent = "有错误，未保存。"; check(); }
