@@ -207,8 +207,19 @@ async def test_an_admin_adds_an_entry_it_is_checked_appended_and_answered_at_onc
     before = shop.read_text(encoding="utf-8")
     version = (await _entry(client, admin_headers))["version"]
     answer = "您好，我们的仓库在浙江杭州，现货一般当天从杭州发出。"
-    fields = {"question": "你们的仓库在哪个城市", "similar": ["从哪里发货"], "answer": answer, "category": "物流"}
-    body = {"file": "shop.yaml", "id": "warehouse-city", "entry": fields, "new": True, "questions": ["仓库在哪"]}
+    fields = {
+        "question": "你们的仓库在哪个城市",
+        "similar": ["从哪里发货"],
+        "answer": answer,
+        "category": "物流",
+    }
+    body = {
+        "file": "shop.yaml",
+        "id": "warehouse-city",
+        "entry": fields,
+        "new": True,
+        "questions": ["仓库在哪"],
+    }
     async with client.post("/admin/api/faq/check", json=body, headers=admin_headers) as resp:
         check = await resp.json()
     assert check["ok"], check
@@ -261,7 +272,9 @@ async def test_a_new_entry_needs_a_question_and_an_answer_and_one_another_entry_
         assert resp.status == 422
         assert (await resp.json())["error"] == "新条目需要填写答案"
     taken = {"question": "怎么退货", "answer": "您好，另一个答案。"}  # return-how's question
-    async with client.post("/admin/api/faq/entry", json={**base, "entry": taken}, headers=admin_headers) as resp:
+    async with client.post(
+        "/admin/api/faq/entry", json={**base, "entry": taken}, headers=admin_headers
+    ) as resp:
         assert resp.status == 422
         problems = [p["text"] for p in (await resp.json())["problems"]]
     assert any("已属于条目 return-how" in t for t in problems), problems

@@ -57,9 +57,7 @@ async def test_an_agent_teaches_the_bot_and_the_next_customer_gets_its_answer(
     await expect(picker.locator("option").first).to_contain_text("猜测")
     # The search embeds the text in a worker thread: on a busy machine that can take seconds, so wait for
     # its answer (and see its status if it failed) rather than for a fixed time.
-    async with agent.expect_response(
-        lambda r: "/api/v1/faq/entries?q=" in r.url, timeout=30_000
-    ) as searched:
+    async with agent.expect_response(lambda r: "/api/v1/faq/entries?q=" in r.url, timeout=30_000) as searched:
         await learn.get_by_label("搜索 FAQ 条目").fill("发货")
     assert (await searched.value).status == 200
     await expect(picker.locator("option").first).not_to_contain_text("猜测")  # the search's results
