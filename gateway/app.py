@@ -38,6 +38,7 @@ from gateway.kb_reload import KbService
 from gateway.keys import HANDOFF, RUNTIME
 from gateway.logs import quiet_bad_requests
 from gateway.media import Media
+from gateway.media.sweep import upload_sweep
 from gateway.message import Message, utcnow
 from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
 from gateway.norms import answer_placeholders
@@ -110,6 +111,7 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
             _outbox_worker,
             _spool_replay,
             handoff_jobs,
+            upload_sweep,
             _tasks,
         ]
     )

@@ -168,21 +168,26 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_purge(url: str, cutoff: datetime, dry_run: bool, uploads_dir: str) -> Any:
+async def _run_purge(url: str, cutoff: datetime, dry_run: bool, uploads: Any) -> tuple[Any, int]:
+    """The purge's result, and how many unsent uploads (no message uses them) were deleted too."""
     from gateway.media.store import LocalMediaStore
+    from gateway.media.sweep import sweep_unsent
     from gateway.storage import Store
     from gateway.storage.report_queries import purge_before
 
     store = Store.from_url(url)
+    files = LocalMediaStore(Path(uploads.dir))
+    unsent = 0
     try:
         await store.create_all()
         result = await purge_before(store, cutoff, dry_run=dry_run)
+        for key in result.attachment_keys:  # customers' pictures and files go with their messages
+            await files.delete(key)
+        if not dry_run:
+            unsent = await sweep_unsent(store, files, keep_s=uploads.unsent_keep_h * 3600.0)
     finally:
         await store.dispose()
-    files = LocalMediaStore(Path(uploads_dir))  # customers' pictures and files go with their messages
-    for key in result.attachment_keys:
-        await files.delete(key)
-    return result
+    return result, unsent
 
 
 def _purge(args: argparse.Namespace) -> int:
@@ -207,11 +212,16 @@ def _purge(args: argparse.Namespace) -> int:
             print(f"--days must be at least 1, got {days}", file=sys.stderr)
             return 2
         cutoff = datetime.now(UTC) - timedelta(days=days)
-    result = asyncio.run(_run_purge(settings.database.url, cutoff, args.dry_run, settings.uploads.dir))
+    result, unsent = asyncio.run(_run_purge(settings.database.url, cutoff, args.dry_run, settings.uploads))
     verb = "would delete" if args.dry_run else "deleted"
     print(
         f"{verb} {result.conversations} conversations and {result.messages} messages "
         f"last active before {cutoff.isoformat(timespec='seconds')}"
-        + ("" if args.dry_run else f" ({result.other} related rows, {len(result.attachment_keys)} files)")
+        + (
+            ""
+            if args.dry_run
+            else f" ({result.other} related rows, {len(result.attachment_keys)} files,"
+            f" {unsent} uploads no message used)"
+        )
     )
     return 0

@@ -26,6 +26,8 @@ class UploadsSettings(BaseModel):
     dir: str = "data/uploads"
     # How long a signed /media URL stays valid.
     url_ttl_s: int = Field(default=3600, ge=60, le=7 * 86_400)
+    # Hours an uploaded file is kept when no message uses it (a picked picture never sent), then deleted.
+    unsent_keep_h: int = Field(default=24, ge=1, le=24 * 365)
     # HMAC key of the signed URLs; unset = a random key kept in `{dir}/.url-key` (shared by the
     # processes on one disk, kept across restarts).
     secret: str | None = None

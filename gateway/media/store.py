@@ -47,6 +47,10 @@ class MediaStore(Protocol):
         """Remove a stored file (the retention purge); False when there was none."""
         ...
 
+    async def older_than(self, cutoff: float, limit: int) -> list[str]:
+        """Keys of files stored before `cutoff` (unix seconds), oldest first, at most `limit`."""
+        ...
+
 
 def valid_key(key: str) -> bool:
     """A key as the stores make it (hex of KEY_BYTES): anything else is refused before any file access."""
@@ -102,6 +106,26 @@ class LocalMediaStore:
             return False
         path = self._path(key)
         return await asyncio.to_thread(_remove, (path, path.with_suffix(".json")))
+
+    async def older_than(self, cutoff: float, limit: int) -> list[str]:
+        return await asyncio.to_thread(self._older_than, cutoff, limit)
+
+    def _older_than(self, cutoff: float, limit: int) -> list[str]:
+        found: list[tuple[float, str]] = []
+        try:
+            folders = [d for d in self.directory.iterdir() if d.is_dir() and len(d.name) == 2]
+        except FileNotFoundError:
+            return []
+        for folder in folders:
+            for meta in folder.glob("*.json"):
+                try:
+                    stored_at = meta.stat().st_mtime
+                except FileNotFoundError:  # deleted meanwhile
+                    continue
+                if stored_at < cutoff and valid_key(meta.stem):
+                    found.append((stored_at, meta.stem))
+        found.sort()
+        return [key for _, key in found[:limit]]
 
 
 def _remove(paths: tuple[Path, ...]) -> bool:

@@ -30,7 +30,7 @@ from gateway.storage.store import Store
 from handoff.reports import ConversationRecord, FaqHit
 from handoff.waiting import QUEUED_ANSWERED, QUEUED_UNANSWERED
 
-__all__ = ["EntryInfo", "PurgeResult", "conversation_records", "purge_before"]
+__all__ = ["EntryInfo", "PurgeResult", "attached_keys", "conversation_records", "purge_before"]
 
 # The same definition as the admin dashboard (gateway.storage.stats_queries): a question the bot could not
 # answer is one it handed off for lack of a match, or only guessed at (您是不是想问).
@@ -264,3 +264,14 @@ async def purge_before(store: Store, cutoff: datetime, *, dry_run: bool = False)
             )
             other += (await conn.execute(finished)).rowcount
         return PurgeResult(len(ids), messages, other, tuple(dict.fromkeys(keys)))
+
+
+async def attached_keys(store: Store, keys: Sequence[str]) -> set[str]:
+    """Which of these stored-file keys a message or an outbox row still refers to (the unsent-upload sweep)."""
+    found: set[str] = set()
+    async with store.engine.connect() as conn:
+        for chunk in [keys[i : i + _CHUNK] for i in range(0, len(keys), _CHUNK)]:
+            for table in (MessageRecord, OutboxRecord):
+                key = table.attachment["key"].as_string()
+                found.update(await conn.scalars(select(key).where(key.in_(chunk))))
+    return found

@@ -5,7 +5,9 @@ the headers that keep a stored file from ever running as a page."""
 from __future__ import annotations
 
 import asyncio
+import os
 import struct
+import time
 import zlib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +19,7 @@ import yaml
 
 from gateway.app import create_app
 from gateway.keys import RUNTIME
+from gateway.media.sweep import sweep_unsent
 from tests.gateway.test_agent_api import make_agent
 from tests.gateway.test_handoff_flow import handoff_section
 from tests.gateway.test_web_ws import frame_where
@@ -283,6 +286,9 @@ def test_the_retention_purge_removes_the_customers_pictures_too(db_url: str, tmp
         return stored.key
 
     key = asyncio.run(prepare())
+    # And a picture picked two days ago and never sent: no message uses it, so the purge takes it too.
+    unsent = asyncio.run(files.put(png(), mime="image/png", name="b.png", owner=KEY)).key
+    _age(tmp_path / "uploads", unsent, hours=48)
     config = tmp_path / "gateway.yaml"
     config.write_text(
         yaml.safe_dump({"database": {"url": db_url}, "uploads": {"dir": str(tmp_path / "uploads")}}),
@@ -291,3 +297,40 @@ def test_the_retention_purge_removes_the_customers_pictures_too(db_url: str, tmp
     assert asyncio.run(files.info(key)) is not None
     assert main(["purge", "--config", str(config), "--before", "2026-11-20"]) == 0
     assert asyncio.run(files.info(key)) is None and asyncio.run(files.read(key)) is None
+    assert asyncio.run(files.info(unsent)) is None
+
+
+def _age(directory: Path, key: str, *, hours: float) -> None:
+    """Make a stored file look `hours` old (the sweep goes by the files' modification time)."""
+    when = time.time() - hours * 3600
+    for path in (directory / key[:2] / key, directory / key[:2] / f"{key}.json"):
+        os.utime(path, (when, when))
+
+
+async def test_uploads_no_message_used_are_deleted_after_a_day_and_sent_ones_are_kept(gateway: Any) -> None:
+    runtime = gateway.app[RUNTIME]
+    directory = Path(runtime.settings.uploads.dir)
+    keys = {}
+    for name in ("sent", "unsent", "young"):
+        resp = await upload(gateway, png(), f"{name}.png")
+        assert resp.status == 201
+        keys[name] = (await resp.json())["key"]
+    ws, _ = await open_tab(gateway)
+    assert (await send(ws, "c1", attachment=keys["sent"]))["type"] == "ack"
+    await ws.close()
+    for name in ("sent", "unsent"):
+        _age(directory, keys[name], hours=30)
+    _age(
+        directory, keys["young"], hours=20
+    )  # under uploads.unsent_keep_h (24): the visitor may still send it
+
+    removed = await sweep_unsent(runtime.store, runtime.media.store, keep_s=24 * 3600)
+    assert removed == 1
+    assert await runtime.media.store.info(keys["unsent"]) is None
+    assert not (directory / keys["unsent"][:2] / keys["unsent"]).exists()
+    for name in ("sent", "young"):
+        assert await runtime.media.store.info(keys[name]) is not None, name
+    polled = await (await gateway.get(f"/web/conversations/{VISITOR}/messages")).json()
+    [picture] = [m for m in polled["messages"] if m["attachment"]]
+    assert (await gateway.get(picture["attachment"]["url"])).status == 200  # the sent one still shows
+    assert await sweep_unsent(runtime.store, runtime.media.store, keep_s=24 * 3600) == 0  # nothing twice
