@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from gateway.channels.base import SendError
+from gateway.media.fetch import FetchError, download
 
 
 def describe_network_error(exc: BaseException) -> str:
@@ -107,3 +108,41 @@ async def post_with_token(
             continue
         return body
     raise SendError(f"{platform} rejected a freshly fetched access_token", retryable=True)  # pragma: no cover
+
+
+def media_form(data: bytes, filename: str, mime: str) -> Callable[[], aiohttp.FormData]:
+    """media/upload's multipart body (field `media`), made anew for each attempt."""
+
+    def form() -> aiohttp.FormData:
+        form = aiohttp.FormData()
+        form.add_field("media", data, filename=filename, content_type=mime)
+        return form
+
+    return form
+
+
+def media_id_of(body: Mapping[str, Any]) -> str | None:
+    """media/upload's media_id, or None when the answer has none."""
+    media_id = body.get("media_id")
+    return media_id if isinstance(media_id, str) and media_id else None
+
+
+async def fetch_media(
+    session: aiohttp.ClientSession,
+    api_base: str,
+    tokens: TokenSource,
+    media_id: str,
+    max_bytes: int,
+    platform: str,
+) -> bytes:
+    """`GET /cgi-bin/media/get` (a customer's picture by media_id); FetchError when the platform says no."""
+    token = await tokens.get()
+    data, content_type = await download(
+        session,
+        f"{api_base}/cgi-bin/media/get",
+        max_bytes,
+        params={"access_token": token, "media_id": media_id},
+    )
+    if content_type in ("application/json", "text/plain"):  # an error document, not the file
+        raise FetchError(f"{platform} media/get refused: {data[:200].decode('utf-8', 'replace')}")
+    return data

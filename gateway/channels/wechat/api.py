@@ -21,12 +21,14 @@ import aiohttp
 from gateway.channels.base import SendError
 from gateway.channels.platform_http import (
     describe_network_error,
+    fetch_media,
+    media_form,
+    media_id_of,
     post_with_token,
     read_errcode,
     read_json_object,
 )
 from gateway.channels.tokens import SharedTokenStore, TokenCache, parse_expires_in
-from gateway.media.fetch import FetchError, download
 
 logger = logging.getLogger(__name__)
 
@@ -262,40 +264,25 @@ class CustomerServiceSender:
 
     async def upload_media(self, kind: str, data: bytes, filename: str, mime: str) -> str:
         """`POST /cgi-bin/media/upload?type=…` (multipart field `media`) → the temporary media_id."""
-
-        def form() -> aiohttp.FormData:
-            form = aiohttp.FormData()
-            form.add_field("media", data, filename=filename, content_type=mime)
-            return form
-
         body = await post_with_token(
             self._session,
             f"{self._api_base}/cgi-bin/media/upload",
             self.tokens,
             platform="WeChat",
             what="media/upload",
-            accepted=lambda body: bool(_media_id(body)),
+            accepted=lambda body: bool(media_id_of(body)),
             token_errcodes=TOKEN_ERRCODES,
             client_timeout=self._timeout,
             params={"type": kind},
-            data=form,
+            data=media_form(data, filename, mime),
         )
-        if media_id := _media_id(body):
+        if media_id := media_id_of(body):
             return media_id
         raise classify_errcode(_errcode(body), str(body.get("errmsg") or "media/upload gave no media_id"))
 
     async def get_media(self, media_id: str, max_bytes: int) -> bytes:
         """`GET /cgi-bin/media/get` (a customer's picture by MediaId); FetchError when WeChat says no."""
-        token = await self.tokens.get()
-        data, content_type = await download(
-            self._session,
-            f"{self._api_base}/cgi-bin/media/get",
-            max_bytes,
-            params={"access_token": token, "media_id": media_id},
-        )
-        if content_type in ("application/json", "text/plain"):  # an error document, not the file
-            raise FetchError(f"WeChat media/get refused: {data[:200].decode('utf-8', 'replace')}")
-        return data
+        return await fetch_media(self._session, self._api_base, self.tokens, media_id, max_bytes, "WeChat")
 
     def _remember(self, key: str, sent: int) -> None:
         self._progress[key] = sent
@@ -324,8 +311,3 @@ class CustomerServiceSender:
 
 def _errcode(body: Mapping[str, Any]) -> int:
     return read_errcode(body, "WeChat")
-
-
-def _media_id(body: Mapping[str, Any]) -> str | None:
-    media_id = body.get("media_id")
-    return media_id if isinstance(media_id, str) and media_id else None
