@@ -92,11 +92,19 @@ _IDEMPOTENCY_KEY = {"name": "Idempotency-Key", "in": "header", "required": False
 _CONV_ACTION = (403, 404, 409)
 
 
+def _conversation_action(description: str, body: dict[str, Any] | None = None, **kw: Any) -> dict[str, Any]:
+    """A POST that moves one conversation on: it answers the conversation's summary."""
+    return _op(
+        description, ref("ConversationSummary"), body=body, errors=_CONV_ACTION, params=CONVERSATION, **kw
+    )
+
+
 def spec() -> dict[str, Any]:
     """The spec as a plain dict (JSON-ready)."""
     summary = ref("ConversationSummary")
     canned = obj(("title", "text"), title=text(MAX_NAME), text=text(MAX_CANNED), group=null(text(MAX_NAME)))
     canned_id = [{"$ref": "#/components/parameters/CannedId"}]
+    wrap_up: dict[str, Any] = {"body": obj(tags=_TAGS), "body_required": False}  # optional wrap-up tags
     return {
         "openapi": "3.0.3",
         "info": {
@@ -155,11 +163,8 @@ def spec() -> dict[str, Any]:
                 )
             },
             "/conversations/{id}/claim": {
-                "post": _op(
+                "post": _conversation_action(
                     "Take a queued conversation (exactly one racing claim wins; the rest get 409)",
-                    summary,
-                    errors=_CONV_ACTION,
-                    params=CONVERSATION,
                 )
             },
             "/conversations/{id}/messages": {
@@ -198,47 +203,29 @@ def spec() -> dict[str, Any]:
                 )
             },
             "/conversations/{id}/transfer": {
-                "post": _op(
+                "post": _conversation_action(
                     "Hand over to another agent or another group's queue (exactly one of agent, group)",
-                    summary,
                     body={
                         "oneOf": [
                             obj(("agent",), extra=False, agent=text(MAX_NAME)),
                             obj(("group",), extra=False, group=text(MAX_NAME)),
                         ]
                     },
-                    errors=_CONV_ACTION,
-                    params=CONVERSATION,
                 )
             },
             "/conversations/{id}/reassign": {
-                "post": _op(
+                "post": _conversation_action(
                     "Supervisors: move any open conversation to another agent (by name)",
-                    summary,
                     body=obj(("agent",), agent=text(MAX_NAME)),
-                    errors=_CONV_ACTION,
-                    params=CONVERSATION,
                 )
             },
             "/conversations/{id}/close": {
-                "post": _op(
-                    "Close with wrap-up tags; the customer is asked for a rating (CSAT)",
-                    summary,
-                    body=obj(tags=_TAGS),
-                    body_required=False,
-                    errors=_CONV_ACTION,
-                    params=CONVERSATION,
+                "post": _conversation_action(
+                    "Close with wrap-up tags; the customer is asked for a rating (CSAT)", **wrap_up
                 )
             },
             "/conversations/{id}/handback": {
-                "post": _op(
-                    "Give the conversation back to the bot",
-                    summary,
-                    body=obj(tags=_TAGS),
-                    body_required=False,
-                    errors=_CONV_ACTION,
-                    params=CONVERSATION,
-                )
+                "post": _conversation_action("Give the conversation back to the bot", **wrap_up)
             },
             "/conversations/{id}/suggestions": {
                 "get": _op(
