@@ -32,6 +32,7 @@ import aiohttp
 import yaml
 from aiohttp import web
 
+from chaos.gateway import free_port, serve, wait_healthy
 from chaos.harness import COLUMNS, SCENARIOS, Options, Result, scenario, table
 from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatAPI, fixture_xml
 
@@ -41,15 +42,6 @@ TRIES = 3  # WeChat tries a message three times
 CLIENT_TIMEOUT_S = 5.0  # and waits 5 s for each answer
 CONCURRENCY = 32
 QUESTION = "支持哪些支付方式"
-START_TIMEOUT_S = 300.0  # a loaded machine imports jieba and the FAQ index slowly
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _sign(*parts: str) -> str:
@@ -63,7 +55,7 @@ class Gateway:
     workdir: Path
     api_base: str
     deadline_s: float
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     process: asyncio.subprocess.Process | None = None
     db_url: str | None = None  # None: a SQLite file in workdir
 
@@ -128,22 +120,8 @@ class Gateway:
         path = self.workdir / "gateway.yaml"
         path.write_text(yaml.safe_dump(self.config(), allow_unicode=True), encoding="utf-8")
         env = {k: v for k, v in os.environ.items() if not k.startswith("KEFU_")}
-        with (self.workdir / "kefu.log").open("ab") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "gateway.cli", "serve", "--config", str(path),
-                cwd=self.workdir, env=env, stdout=log, stderr=log,
-            )  # fmt: skip
-        deadline = time.monotonic() + START_TIMEOUT_S
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                if self.process.returncode is not None:
-                    raise RuntimeError(f"kefu serve exited: see {self.workdir / 'kefu.log'}")
-                with contextlib.suppress(aiohttp.ClientError, OSError):
-                    async with http.get(self.url + "/healthz") as resp:
-                        if resp.status in (200, 503):
-                            return
-                await asyncio.sleep(0.2)
-        raise RuntimeError(f"kefu serve did not answer /healthz within {START_TIMEOUT_S:g} s")
+        self.process = await serve(path, self.workdir, env, self.workdir / "kefu.log")
+        await wait_healthy(self.process, self.url, lambda: f"see {self.workdir / 'kefu.log'}")
 
     async def kill9(self) -> int:
         """SIGKILL now; returns how many outbox rows were `sending` at that moment (sends in flight)."""
@@ -291,7 +269,7 @@ async def _serve_fake_api() -> tuple[FakeWeChatAPI, web.AppRunner]:
     api = FakeWeChatAPI()
     runner = web.AppRunner(api.app(), access_log=None)
     await runner.setup()
-    port = _free_port()
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     api.url = f"http://127.0.0.1:{port}"
     return api, runner

@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,44 @@ WECHAT_APPID = "wx00000000chaos001"
 ONEBOT_SECRET = "chaos-onebot-secret"
 QQBOT_SECRET = "chaos-qqbot-secret-0123456789abcdef"
 DEAD_API = "http://127.0.0.1:9"  # nothing listens: sends fail fast and stay visible in the outbox
+START_TIMEOUT_S = 300.0  # a loaded machine imports jieba and the FAQ index slowly
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def serve(
+    config_path: Path, workdir: Path, env: Mapping[str, str], log_path: Path
+) -> asyncio.subprocess.Process:
+    """`kefu serve --config config_path` in `workdir`, its output appended to `log_path`."""
+    with log_path.open("ab") as log:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "serve", "--config", str(config_path),
+            cwd=workdir, env=env, stdout=log, stderr=log,
+        )  # fmt: skip
+
+
+async def wait_healthy(
+    process: asyncio.subprocess.Process,
+    url: str,
+    exited: Callable[[], str],
+    timeout_s: float = START_TIMEOUT_S,
+) -> None:
+    """Until `url`/healthz answers (503 too: degraded is up); `exited()` says why, should the process end."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            if process.returncode is not None:
+                raise RuntimeError(f"kefu serve exited: {exited()}")
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with http.get(url + "/healthz") as resp:
+                    if resp.status in (200, 503):
+                        return
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"kefu serve did not answer /healthz within {timeout_s:g} s")
 
 
 def config(workdir: Path, port: int) -> dict[str, Any]:
@@ -123,31 +156,8 @@ class Kefu:
         if not self.agent_token:
             out = await self.cli("agent", "add", "混沌", "--groups", "售前,售后", "--role", "admin")
             self.agent_token = out.strip().splitlines()[-1]
-        log = self.log_path.open("ab")
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "serve",
-            "--config",
-            str(self.config_path),
-            cwd=self.workdir,
-            env=self.env,
-            stdout=log,
-            stderr=log,
-        )
-        log.close()
-        deadline = time.monotonic() + 300  # a loaded machine imports jieba and the FAQ index slowly
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                if self.process.returncode is not None:
-                    raise RuntimeError(f"kefu serve exited: {self.log_path.read_text()[-2000:]}")
-                with contextlib.suppress(aiohttp.ClientError, OSError):
-                    async with http.get(self.url + "/healthz") as resp:
-                        if resp.status in (200, 503):
-                            return
-                await asyncio.sleep(0.2)
-        raise RuntimeError("kefu serve did not answer /healthz within 300 s")
+        self.process = await serve(self.config_path, self.workdir, self.env, self.log_path)
+        await wait_healthy(self.process, self.url, lambda: self.log_path.read_text()[-2000:])
 
     def rss_mb(self) -> float:
         """Resident memory of the gateway process in MB (from /proc)."""

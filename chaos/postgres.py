@@ -30,7 +30,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from chaos.crash import Customer, Gateway, _burst, _drain, _free_port, _score, _serve_fake_api
+from chaos.crash import Customer, Gateway, _burst, _drain, _score, _serve_fake_api
+from chaos.gateway import free_port
 from chaos.harness import Options, Result, scenario
 
 DOWN_S = 5.0
@@ -58,7 +59,7 @@ class OwnPostgres:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.data = root / "pgdata"
-        self.port = _free_port()
+        self.port = free_port()
         self.bindir = _bindir()
         self.process: asyncio.subprocess.Process | None = None
         self._user: dict[str, Any] = {}

@@ -61,21 +61,29 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
     flag = service.bus.subscribe()
     lock = asyncio.Lock()  # the cursor and the sends move together (resume vs. live push)
     cursor = await service.db.last_seq()
+    # Every event after `floor` has been sent on this socket (or is about to be, by the live push): a
+    # resume replays only what lies below it, so an event pushed live before the resume arrived is not
+    # sent a second time.
+    floor = cursor
 
     async def send(data: dict[str, Any]) -> None:
         await ws.send_str(json.dumps(data, ensure_ascii=False))
 
+    async def push(after: int, upto: int | None = None) -> int:
+        """Send the visible events after `after` (and at most `upto`) in order; the last seq read."""
+        while rows := await service.db.events_after(after, 200):
+            for row in rows:
+                if upto is not None and row.seq > upto:
+                    return after
+                after = row.seq
+                if service_visible(row):
+                    await send({"type": "event", **row.as_json()})
+        return after
+
     async def flush() -> None:
         nonlocal cursor
         async with lock:
-            while True:
-                rows = await service.db.events_after(cursor, 200)
-                if not rows:
-                    return
-                for row in rows:
-                    cursor = row.seq
-                    if service_visible(row):
-                        await send({"type": "event", **row.as_json()})
+            cursor = await push(cursor)
 
     def service_visible(row: Any) -> bool:
         return visible_to(row, agent)
@@ -120,7 +128,11 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
                     await send({"type": "error", "error": "resume needs after: a sequence number >= 0"})
                     continue
                 async with lock:
-                    cursor = after
+                    if after < floor:
+                        await push(after, floor)
+                        floor = after
+                    # A cursor ahead of ours: the console says it has those events already.
+                    cursor = max(cursor, after)
                 await flush()
                 await send({"type": "resumed", "seq": cursor})
             elif kind == "typing":

@@ -4,71 +4,45 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.http.openapi_parts import CONVERSATION, ID, STR, error, json_response, obj, query, ref, text
+
 __all__ = ["learn_paths", "learn_schemas"]
-
-ID_MAX = 2**31 - 1
-# The same text rule as the rest of the spec (gateway/http/openapi.TEXT_PATTERN): not blank, no control characters.
-TEXT_PATTERN = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f]*[^\s\u0000-\u001f][^\u0000-\u0008\u000b\u000c\u000e-\u001f]*$"
-_STR = {"type": "string"}
-_ID = {"type": "integer", "format": "int32", "minimum": 1, "maximum": ID_MAX}
-
-
-def _text(max_length: int) -> dict[str, Any]:
-    return {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": TEXT_PATTERN}
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref("LearnError")}}}
-
-
-def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-_CONV = [{"$ref": "#/components/parameters/ConversationId"}]
-_E = {code: {"$ref": f"#/components/responses/E{code}"} for code in (400, 401, 403, 404, 413)}
+    return {"description": description, "content": {"application/json": {"schema": ref("LearnError")}}}
 
 
 def learn_paths() -> dict[str, Any]:
     """/conversations/{id}/learn (GET, POST) and /faq/entries."""
-    common = {"question": _text(200)}
-    similar = {
-        "type": "object",
-        "required": ["kind", "message_id", "entry_id"],
-        "additionalProperties": False,
-        "properties": {
-            "kind": {"type": "string", "enum": ["similar"]},
-            "message_id": _ID,
-            "entry_id": _text(64),
-            **common,
-        },
-    }
-    entry = {
-        "type": "object",
-        "required": ["kind", "message_id", "answer"],
-        "additionalProperties": False,
-        "properties": {
-            "kind": {"type": "string", "enum": ["entry"]},
-            "message_id": _ID,
-            "answer": _text(2000),
-            "entry_id": _text(64),
-            "category": _text(32),
-            **common,
-        },
-    }
+    common = {"question": text(200)}
+    similar = obj(
+        ("kind", "message_id", "entry_id"),
+        extra=False,
+        kind={"type": "string", "enum": ["similar"]},
+        message_id=ID,
+        entry_id=text(64),
+        **common,
+    )
+    entry = obj(
+        ("kind", "message_id", "answer"),
+        extra=False,
+        kind={"type": "string", "enum": ["entry"]},
+        message_id=ID,
+        answer=text(2000),
+        entry_id=text(64),
+        category=text(32),
+        **common,
+    )
     return {
         "/conversations/{id}/learn": {
             "get": {
                 "summary": "The customer's questions in this conversation the bot did not answer, each with the "
                 "bot's guesses (top 3 entries now), the agent's replies (newest first) and the FAQ's categories",
-                "parameters": _CONV,
+                "parameters": CONVERSATION,
                 "responses": {
-                    "200": _json(_ref("LearnQuestions")),
-                    **{str(c): _E[c] for c in (401, 403, 404)},
+                    "200": json_response(ref("LearnQuestions")),
+                    **{str(c): error(c) for c in (401, 403, 404)},
                 },
             },
             "post": {
@@ -76,15 +50,15 @@ def learn_paths() -> dict[str, Any]:
                 "条目 X: a similar question of entry_id) or kind entry (用这条回复新建 FAQ 条目: a new entry with the "
                 "answer; entry_id and category optional). question replaces the customer's wording. Written to the "
                 "learned-additions file and reloaded before the answer: 201 added, 200 already there (idempotent)",
-                "parameters": _CONV,
+                "parameters": CONVERSATION,
                 "requestBody": {
                     "required": True,
                     "content": {"application/json": {"schema": {"oneOf": [similar, entry]}}},
                 },
                 "responses": {
-                    "201": _json(_ref("Learned"), "Added"),
-                    "200": _json(_ref("Learned"), "Already there: nothing changed"),
-                    **{str(c): _E[c] for c in (400, 401, 403, 404, 413)},
+                    "201": json_response(ref("Learned"), "Added"),
+                    "200": json_response(ref("Learned"), "Already there: nothing changed"),
+                    **{str(c): error(c) for c in (400, 401, 403, 404, 413)},
                     "409": _error("The question belongs to another entry, or the new entry's id is taken"),
                     "422": _error(
                         "The FAQ files have errors, or the addition would make them invalid (problems)"
@@ -97,31 +71,21 @@ def learn_paths() -> dict[str, Any]:
                 "summary": "FAQ entries for the console's searchable dropdown: the matcher's ranking of q, then "
                 "entries whose id or questions contain it (all, in file order, without q)",
                 "parameters": [
-                    {
-                        "name": "q",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string", "maxLength": 200},
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 50},
-                    },
+                    query("q", {"type": "string", "maxLength": 200}),
+                    query("limit", {"type": "integer", "minimum": 1, "maximum": 50}),
                 ],
                 "responses": {
-                    "200": _json(
+                    "200": json_response(
                         {
                             "type": "object",
                             "required": ["entries", "categories"],
                             "properties": {
-                                "entries": {"type": "array", "maxItems": 50, "items": _ref("FaqEntryBrief")},
-                                "categories": {"type": "array", "items": _STR},
+                                "entries": {"type": "array", "maxItems": 50, "items": ref("FaqEntryBrief")},
+                                "categories": {"type": "array", "items": STR},
                             },
                         }
                     ),
-                    **{str(c): _E[c] for c in (400, 401)},
+                    **{str(c): error(c) for c in (400, 401)},
                 },
             }
         },
@@ -134,9 +98,9 @@ def learn_schemas() -> dict[str, Any]:
         "type": "object",
         "required": ["entry_id", "question", "category", "score"],
         "properties": {
-            "entry_id": _STR,
-            "question": _STR,
-            "category": {**_STR, "nullable": True},
+            "entry_id": STR,
+            "question": STR,
+            "category": {**STR, "nullable": True},
             "score": {"type": "number", "nullable": True},
         },
     }
@@ -152,11 +116,11 @@ def learn_schemas() -> dict[str, Any]:
                         "type": "object",
                         "required": ["message_id", "text", "decision", "asked_at", "guesses"],
                         "properties": {
-                            "message_id": _ID,
-                            "text": _STR,
-                            "decision": _STR,
+                            "message_id": ID,
+                            "text": STR,
+                            "decision": STR,
                             "asked_at": {"type": "string", "format": "date-time"},
-                            "guesses": {"type": "array", "maxItems": 3, "items": _ref("FaqEntryBrief")},
+                            "guesses": {"type": "array", "maxItems": 3, "items": ref("FaqEntryBrief")},
                         },
                     },
                 },
@@ -165,10 +129,10 @@ def learn_schemas() -> dict[str, Any]:
                     "items": {
                         "type": "object",
                         "required": ["message_id", "text"],
-                        "properties": {"message_id": _ID, "text": _STR},
+                        "properties": {"message_id": ID, "text": STR},
                     },
                 },
-                "categories": {"type": "array", "items": _STR},
+                "categories": {"type": "array", "items": STR},
             },
         },
         "Learned": {
@@ -176,15 +140,15 @@ def learn_schemas() -> dict[str, Any]:
             "required": ["kind", "entry_id", "questions", "added", "kb_version"],
             "properties": {
                 "kind": {"type": "string", "enum": ["similar", "entry"]},
-                "entry_id": _STR,
-                "questions": {"type": "array", "minItems": 1, "items": _STR},
+                "entry_id": STR,
+                "questions": {"type": "array", "minItems": 1, "items": STR},
                 "added": {"type": "boolean"},
-                "kb_version": {**_STR, "nullable": True},
+                "kb_version": {**STR, "nullable": True},
             },
         },
         "LearnError": {
             "type": "object",
             "required": ["error"],
-            "properties": {"error": _STR, "problems": {"type": "array", "items": _STR}},
+            "properties": {"error": STR, "problems": {"type": "array", "items": STR}},
         },
     }

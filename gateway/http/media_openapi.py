@@ -5,12 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gateway.http.bodies import ID_MAX
+from gateway.http.openapi_parts import ID, STR
 
 __all__ = ["attachment_path"]
-
-_ID = {"type": "integer", "format": "int32", "minimum": 1, "maximum": ID_MAX}
-_STR = {"type": "string"}
 
 
 def attachment_path(
@@ -22,12 +19,12 @@ def attachment_path(
     """`POST /conversations/{id}/attachments` built with the spec's own helpers (`_op`, `_obj`, a text schema)."""
     kinds = {"type": "string", "enum": ["image", "file"]}
     attachment = obj(
-        ("kind", "name", "size", "mime", "url"), kind=kinds, name=_STR, size=_ID, mime=_STR, url=_STR
+        ("kind", "name", "size", "mime", "url"), kind=kinds, name=STR, size=ID, mime=STR, url=STR
     )
     sent = obj(
         ("message_id", "conversation_id", "attachment"),
-        message_id=_ID,
-        conversation_id=_ID,
+        message_id=ID,
+        conversation_id=ID,
         attachment=attachment,
     )
     operation = op(

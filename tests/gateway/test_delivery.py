@@ -10,47 +10,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from aiohttp import web
 from sqlalchemy import inspect as sa_inspect
 
-from gateway.app import create_app
 from gateway.channels.base import Outgoing
 from gateway.keys import RUNTIME
 from gateway.message import Message, utcnow
 from gateway.runtime import Runtime
 from gateway.storage import Store, migrate
 from gateway.storage.migrations import target_metadata
+from tests.gateway.conftest import crashed_mid_send, start_web
 from tests.waiting import eventually
-
-
-class Upstream:
-    """A web-chat callback receiver: scripted statuses, then 204; it records every text it was sent."""
-
-    def __init__(self) -> None:
-        self.script: list[int] = []
-        self.always: int | None = None
-        self.texts: list[str] = []
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        status = self.always or (self.script.pop(0) if self.script else 204)
-        self.texts.append(body["text"])
-        return web.Response(status=status, text=f"upstream says {status}")
-
-
-@pytest.fixture
-async def upstream(aiohttp_server: Any) -> tuple[Upstream, str]:
-    fake = Upstream()
-    app = web.Application()
-    app.router.add_post("/callback", fake.handle)
-    server = await aiohttp_server(app)
-    return fake, str(server.make_url("/callback"))
-
-
-async def start(aiohttp_client: Any, settings_factory: Any, url: str, **outbox: Any) -> tuple[Any, Runtime]:
-    settings = settings_factory(channels={"web": {"callback_url": url}}, outbox=outbox)
-    client = await aiohttp_client(create_app(settings))
-    return client, client.app[RUNTIME]
 
 
 def to(key: str, text: str) -> Outgoing:
@@ -75,7 +44,7 @@ async def test_replies_and_their_held_rows_are_written_in_the_messages_unit(
     aiohttp_client: Any, settings_factory: Any, upstream: Any
 ) -> None:
     _fake, url = upstream
-    _client, runtime = await start(aiohttp_client, settings_factory, url)
+    _client, runtime = await start_web(aiohttp_client, settings_factory, url)
     runtime.pipeline.hold = timedelta(hours=1)
     result = await runtime.pipeline.handle(question("held"), outbox="held")
     rows = await runtime.store.list_outbox()
@@ -89,7 +58,7 @@ async def test_undecided_held_rows_are_sent_when_the_hold_ends(
     # Regression (item 2): a crash between committing the replies and enqueueing them lost the answer.
     # Here the adapter never decides (as after a kill -9): the worker sends the rows once the hold ends.
     fake, url = upstream
-    _client, runtime = await start(aiohttp_client, settings_factory, url)
+    _client, runtime = await start_web(aiohttp_client, settings_factory, url)
     runtime.pipeline.hold = timedelta(seconds=0.2)
     result = await runtime.pipeline.handle(question("crash"), outbox="held")
 
@@ -140,7 +109,9 @@ async def test_a_retried_row_is_not_overtaken_by_later_rows_of_its_conversation(
     # Regression (item 4): "first" failed once and "second"/"third" (enqueued meanwhile) went out before it.
     fake, url = upstream
     fake.script = [502]
-    _client, runtime = await start(aiohttp_client, settings_factory, url, base_delay_s=0.4, max_delay_s=0.4)
+    _client, runtime = await start_web(
+        aiohttp_client, settings_factory, url, base_delay_s=0.4, max_delay_s=0.4
+    )
     key = "web:default:order"
     first = await runtime.outbox.enqueue(to(key, "first"))
 
@@ -170,7 +141,9 @@ async def test_failed_rows_are_retried_on_the_slow_schedule_and_healthz_is_degra
     # Regression (item 13): a row that failed max_attempts times stayed failed for good, /healthz said ok.
     fake, url = upstream
     fake.always = 503
-    client, runtime = await start(aiohttp_client, settings_factory, url, max_attempts=2, failed_retry_s=0.2)
+    client, runtime = await start_web(
+        aiohttp_client, settings_factory, url, max_attempts=2, failed_retry_s=0.2
+    )
     outbox_id = await runtime.outbox.enqueue(to("web:default:outage", "停机期间的答复"))
 
     async def failed() -> bool:
@@ -250,22 +223,8 @@ async def test_a_send_resumed_after_an_expired_lease_is_counted_as_a_possible_do
     aiohttp_client: Any, settings_factory: Any, upstream: Any, db_url: str
 ) -> None:
     fake, url = upstream
-    store = Store.from_url(db_url)
-    await store.create_all()
-    async with store.transaction() as tx:
-        await tx.enqueue(
-            channel="web",
-            account="default",
-            conversation_key="web:default:d",
-            text="可能重复",
-            sender="agent",
-            target={"user_id": "d"},
-            now=utcnow(),
-        )
-    await store.claim_outbox(utcnow(), lease=timedelta(seconds=0.2))  # then the process died mid-send
-    await store.dispose()
-
-    client, runtime = await start(aiohttp_client, settings_factory, url)
+    await crashed_mid_send(db_url, "d", "可能重复", lease_s=0.2)
+    client, runtime = await start_web(aiohttp_client, settings_factory, url)
     await eventually(lambda: _all_sent(runtime))
     assert fake.texts == ["可能重复"]
     metrics = await (await client.get("/metrics")).text()
@@ -277,7 +236,7 @@ async def test_recording_a_delivered_send_is_retried_when_the_database_is_busy(
 ) -> None:
     # Regression (item 3a): one failed "mark sent" left the row `sending`, sent again after the lease.
     fake, url = upstream
-    _client, runtime = await start(aiohttp_client, settings_factory, url)
+    _client, runtime = await start_web(aiohttp_client, settings_factory, url)
     store = runtime.store
     original = store.finish_outbox
     failures: list[str] = []

@@ -4,54 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
-import pytest
-from aiohttp import web
-
-from gateway.app import create_app
 from gateway.channels.base import Outgoing
 from gateway.jobs.outbox import Outbox
 from gateway.keys import RUNTIME
-from gateway.message import Message, utcnow
+from gateway.message import Message
 from gateway.runtime import Runtime
 from gateway.settings import OutboxSettings
-from gateway.storage import OutboxRow, Store
-
-
-class Upstream:
-    """A web-chat callback receiver that answers with scripted statuses (then 204 forever)."""
-
-    def __init__(self) -> None:
-        self.script: list[int] = []
-        self.always: int | None = None
-        self.texts: list[str] = []
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        status = self.always or (self.script.pop(0) if self.script else 204)
-        self.texts.append(body["text"])
-        return web.Response(status=status, text=f"upstream says {status}")
-
-
-@pytest.fixture
-async def upstream(aiohttp_server: Any) -> tuple[Upstream, str]:
-    fake = Upstream()
-    app = web.Application()
-    app.router.add_post("/callback", fake.handle)
-    server = await aiohttp_server(app)
-    return fake, str(server.make_url("/callback"))
+from gateway.storage import OutboxRow
+from tests.gateway.conftest import crashed_mid_send, start_web
 
 
 def outgoing(text: str = "您好，人工客服已为您处理", key: str = "web:default:o1") -> Outgoing:
     return Outgoing("web", "default", key, text, sender="agent", target={"user_id": key.rsplit(":", 1)[-1]})
-
-
-async def start(aiohttp_client: Any, settings_factory: Any, url: str, **outbox: Any) -> tuple[Any, Runtime]:
-    settings = settings_factory(channels={"web": {"callback_url": url}}, outbox=outbox)
-    client = await aiohttp_client(create_app(settings))
-    return client, client.app[RUNTIME]
 
 
 async def wait_for(runtime: Runtime, outbox_id: int, predicate: Callable[[OutboxRow], bool]) -> OutboxRow:
@@ -68,7 +34,7 @@ async def test_server_errors_are_retried_until_delivered(
 ) -> None:
     fake, url = upstream
     fake.script = [502, 503]
-    _client, runtime = await start(aiohttp_client, settings_factory, url)
+    _client, runtime = await start_web(aiohttp_client, settings_factory, url)
     outbox_id = await runtime.outbox.enqueue(outgoing())
     row = await wait_for(runtime, outbox_id, lambda r: r.status == "sent")
     assert row.attempts == 3 and row.sent_at is not None and row.last_error is None
@@ -80,7 +46,7 @@ async def test_a_permanent_refusal_is_undeliverable_at_once(
 ) -> None:
     fake, url = upstream
     fake.always = 400
-    _client, runtime = await start(aiohttp_client, settings_factory, url)
+    _client, runtime = await start_web(aiohttp_client, settings_factory, url)
     outbox_id = await runtime.outbox.enqueue(outgoing())
     row = await wait_for(runtime, outbox_id, lambda r: r.status == "undeliverable")
     assert row.attempts == 1 and "callback answered 400" in (row.last_error or "")
@@ -91,7 +57,7 @@ async def test_giving_up_after_max_attempts_keeps_the_last_error(
 ) -> None:
     fake, url = upstream
     fake.always = 503
-    client, runtime = await start(aiohttp_client, settings_factory, url, max_attempts=3)
+    client, runtime = await start_web(aiohttp_client, settings_factory, url, max_attempts=3)
     outbox_id = await runtime.outbox.enqueue(outgoing())
     row = await wait_for(runtime, outbox_id, lambda r: r.status == "failed")
     assert row.attempts == 3 and "503" in (row.last_error or "")
@@ -116,7 +82,7 @@ async def test_giving_up_after_max_attempts_keeps_the_last_error(
 async def test_network_errors_are_retried(
     aiohttp_client: Any, settings_factory: Any, unused_tcp_port: int
 ) -> None:
-    _client, runtime = await start(
+    _client, runtime = await start_web(
         aiohttp_client, settings_factory, f"http://127.0.0.1:{unused_tcp_port}/callback", max_attempts=2
     )
     outbox_id = await runtime.outbox.enqueue(outgoing())
@@ -137,13 +103,13 @@ async def test_pending_sends_resume_after_a_restart(
     fake, url = upstream
     fake.always = 503
     # A short lease: the stop may catch a retry in flight (`sending`), whose lease must end first.
-    first_client, first = await start(aiohttp_client, settings_factory, url, max_attempts=50, lease_s=0.5)
+    first_client, first = await start_web(aiohttp_client, settings_factory, url, max_attempts=50, lease_s=0.5)
     outbox_id = await first.outbox.enqueue(outgoing("重启前排队的消息"))
     await wait_for(first, outbox_id, lambda r: r.attempts >= 1 and r.status == "pending")
     await first_client.close()  # the gateway stops; the row stays pending (or leased) in the database
 
     fake.always = None
-    _client, second = await start(aiohttp_client, settings_factory, url, max_attempts=50, lease_s=0.5)
+    _client, second = await start_web(aiohttp_client, settings_factory, url, max_attempts=50, lease_s=0.5)
     row = await wait_for(second, outbox_id, lambda r: r.status == "sent")
     assert row.attempts >= 2 and fake.texts[-1] == "重启前排队的消息"
 
@@ -152,23 +118,11 @@ async def test_a_send_leased_by_a_crashed_worker_is_taken_over(
     aiohttp_client: Any, settings_factory: Any, upstream: Any, db_url: str
 ) -> None:
     fake, url = upstream
-    store = Store.from_url(db_url)
-    await store.create_all()
-    async with store.transaction() as tx:
-        outbox_id = await tx.enqueue(
-            channel="web",
-            account="default",
-            conversation_key="web:default:o1",
-            text="半路崩溃",
-            sender="agent",
-            target={"user_id": "o1"},
-            now=utcnow(),
-        )
-    (claimed,) = await store.claim_outbox(utcnow(), lease=timedelta(seconds=0.3))  # then the process died
-    await store.dispose()
+    claimed = await crashed_mid_send(db_url, "o1", "半路崩溃", lease_s=0.3)
+    outbox_id = claimed.id
     assert claimed.status == "sending"
 
-    _client, runtime = await start(aiohttp_client, settings_factory, url)
+    _client, runtime = await start_web(aiohttp_client, settings_factory, url)
     row = await wait_for(runtime, outbox_id, lambda r: r.status == "sent")
     assert row.attempts == 2 and fake.texts == ["半路崩溃"]
 
@@ -203,7 +157,7 @@ async def test_the_outbox_listing_masks_phone_and_id_numbers(
 ) -> None:
     fake, url = upstream
     fake.always = 503
-    client, runtime = await start(aiohttp_client, settings_factory, url, max_attempts=1)
+    client, runtime = await start_web(aiohttp_client, settings_factory, url, max_attempts=1)
     await runtime.outbox.enqueue(outgoing("已登记您的手机13812345678和身份证11010519491231002X"))
     listed = await (await client.get("/admin/api/outbox", headers=admin_headers)).json()
     (item,) = listed["items"]

@@ -8,9 +8,10 @@ where they fail. `scripts/ensure_chromium.sh` installs chromium and a CJK font.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,6 @@ import pytest
 from aiohttp import web
 
 from gateway.app import create_app
-from gateway.http.pages import install_web
 from gateway.keys import RUNTIME
 from gateway.runtime import Runtime
 from gateway.settings import settings_from_mapping
@@ -101,22 +101,50 @@ def web_settings(tmp_path: Path) -> Callable[..., Any]:
     return make
 
 
-@pytest.fixture
-async def gateway(web_settings: Callable[..., Any]) -> AsyncIterator[Gateway]:
-    """The gateway as a real HTTP server on 127.0.0.1 (a free port), in this test's event loop."""
-    app = create_app(web_settings())
-    install_web(app)  # no-op once gateway.app registers the pages itself
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """`app` as a real HTTP server on 127.0.0.1 (a free port), in this test's event loop: its base URL."""
     runner = web.AppRunner(app, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     server = site._server
     assert server is not None and server.sockets
-    port = server.sockets[0].getsockname()[1]
     try:
-        yield Gateway(f"http://127.0.0.1:{port}", app[RUNTIME])
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     finally:
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Any) -> AsyncIterator[Gateway]:
+    """The gateway made from `settings`, serving (see `serving`)."""
+    app = create_app(settings)
+    async with serving(app) as url:
+        yield Gateway(url, app[RUNTIME])
+
+
+@pytest.fixture
+async def gateway(web_settings: Callable[..., Any]) -> AsyncIterator[Gateway]:
+    """The gateway with the default browser-test settings."""
+    async with running(web_settings()) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+async def serve_page() -> AsyncIterator[Callable[[str], Awaitable[str]]]:
+    """Serve an HTML page at / of a server of its own (another origin, as a shop's site is): its URL."""
+    async with contextlib.AsyncExitStack() as servers:
+
+        async def serve(html: str) -> str:
+            async def page(request: web.Request) -> web.Response:
+                return web.Response(text=html, content_type="text/html", charset="utf-8")
+
+            app = web.Application()
+            app.router.add_get("/", page)
+            return await servers.enter_async_context(serving(app)) + "/"
+
+        yield serve
 
 
 @dataclass
@@ -199,6 +227,13 @@ def watch(page: Any, guard: Guard) -> Any:
         lambda msg: guard.errors.append(f"{page.url}: {msg.text}") if msg.type == "error" else None,
     )
     return page
+
+
+async def sign_in(page: Any, gateway: Gateway, token: str) -> None:
+    """Open the agent console and sign in with `token` (Enter in the token field)."""
+    await page.goto(gateway.url + "/agent")
+    await page.get_by_label("客服令牌").fill(token)
+    await page.get_by_label("客服令牌").press("Enter")
 
 
 async def screenshot(page: Any, name: str, *, full_page: bool = False) -> Path:

@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.web.conftest import Gateway, Guard, screenshot, watch
+from tests.web.conftest import Gateway, Guard, screenshot, sign_in, watch
 
 
 async def customer_says(gateway: Gateway, user: str, text: str) -> None:
@@ -31,9 +31,7 @@ async def test_two_chats_keep_their_drafts_canned_replies_and_notes(
     context = await new_context()
     page = watch(await context.new_page(), guard)
     await page.clock.install()
-    await page.goto(gateway.url + "/agent")
-    await page.get_by_label("客服令牌").fill(token)
-    await page.get_by_label("客服令牌").press("Enter")
+    await sign_in(page, gateway, token)
     await expect(page.locator("#conn")).to_have_text("已连接")
 
     await customer_says(gateway, "张三", "我要投诉，东西坏了")

@@ -10,11 +10,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from gateway.app import create_app
-from gateway.keys import RUNTIME
-from tests.web.conftest import Gateway, Guard, screenshot, watch
+from tests.web.conftest import Gateway, Guard, running, screenshot, sign_in, watch
 
 DEMO_CANNED = Path(__file__).resolve().parents[2] / "config" / "canned.yaml"
 
@@ -30,17 +27,8 @@ async def seeded(web_settings: Callable[..., Any]) -> AsyncIterator[Gateway]:
             "canned_file": str(DEMO_CANNED),
         }
     )
-    app = create_app(settings)
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    assert site._server is not None
-    port = site._server.sockets[0].getsockname()[1]
-    try:
-        yield Gateway(f"http://127.0.0.1:{port}", app[RUNTIME])
-    finally:
-        await runner.cleanup()
+    async with running(settings) as gateway:
+        yield gateway
 
 
 async def customer_says(gateway: Gateway, user: str, text: str) -> None:
@@ -63,9 +51,7 @@ async def test_placeholders_filled_asked_for_and_refused(
     gateway = seeded
     token = await gateway.add_agent("小李")
     page = watch(await (await new_context()).new_page(), guard)
-    await page.goto(gateway.url + "/agent")
-    await page.get_by_label("客服令牌").fill(token)
-    await page.get_by_label("客服令牌").press("Enter")
+    await sign_in(page, gateway, token)
     await expect(page.locator("#conn")).to_have_text("已连接")
     await customer_says(gateway, "张三", "我的快递一直没到，转人工")
     await page.locator("#queue li").filter(has_text="张三").get_by_role("button", name="接入").click()
@@ -112,9 +98,7 @@ async def test_agents_manage_their_canned_replies(
     token = await gateway.add_agent("小周", groups=("售前",))
     page = watch(await (await new_context()).new_page(), guard)
     page.on("dialog", lambda d: d.accept())  # confirm() before a delete
-    await page.goto(gateway.url + "/agent")
-    await page.get_by_label("客服令牌").fill(token)
-    await page.get_by_label("客服令牌").press("Enter")
+    await sign_in(page, gateway, token)
     await page.get_by_role("button", name="快捷回复").click()
     dialog = page.get_by_role("dialog", name="管理快捷回复")
     await expect(dialog).to_be_visible()

@@ -11,13 +11,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from gateway.app import create_app
-from gateway.keys import RUNTIME
 from tests.conftest import FIXTURES
 from tests.fakes.action_servers import TEST_ACTIONS
-from tests.web.conftest import Gateway, Guard, screenshot, watch
+from tests.web.conftest import Gateway, Guard, running, screenshot, watch
 
 PHONE = "13812345678"
 # Records what the console shows as desktop notifications (the real Notification still runs).
@@ -188,17 +185,8 @@ async def shop_gateway(web_settings: Callable[..., Any], tmp_path: Path) -> Asyn
         kb={"paths": [str(tmp_path / "faq"), str(FIXTURES / "faq_actions")], "watch": False},
         actions={"modules": [TEST_ACTIONS], "timeout_s": 20, "order_info": "action_order_status"},
     )
-    app = create_app(settings)
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    assert site._server is not None and site._server.sockets
-    port = site._server.sockets[0].getsockname()[1]
-    try:
-        yield Gateway(f"http://127.0.0.1:{port}", app[RUNTIME])
-    finally:
-        await runner.cleanup()
+    async with running(settings) as gateway:
+        yield gateway
 
 
 async def test_the_agent_looks_up_the_customers_order_from_the_panel(

@@ -11,13 +11,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from gateway.app import create_app
-from gateway.keys import RUNTIME
 from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatAPI, WeChatPush, fixture_xml
 from tests.waiting import eventually
-from tests.web.conftest import Gateway, Guard, screenshot, watch
+from tests.web.conftest import Gateway, Guard, running, screenshot, sign_in, watch
 
 TOKEN = "kefu-delivery-token"
 _ids = itertools.count(8_300_000_000_000_000_000)
@@ -32,17 +29,8 @@ async def wechat_gateway(
         {"name": "shop", "token": TOKEN, "appid": APPID, "secret": SECRET, "api_base": fake.url},
         {"name": "bare", "token": TOKEN, "appid": APPID, "api_base": fake.url},  # no AppSecret
     ]
-    app = create_app(web_settings(channels={"web": {"enabled": True}, "wechat": accounts}))
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    assert site._server is not None
-    port = site._server.sockets[0].getsockname()[1]
-    try:
-        yield Gateway(f"http://127.0.0.1:{port}", app[RUNTIME]), fake
-    finally:
-        await runner.cleanup()
+    async with running(web_settings(channels={"web": {"enabled": True}, "wechat": accounts})) as gateway:
+        yield gateway, fake
 
 
 async def wechat_says(gateway: Gateway, account: str, openid: str, text: str) -> None:
@@ -65,9 +53,7 @@ async def test_a_refused_wechat_reply_is_marked_with_the_reason_and_can_be_resen
     gateway, fake = wechat_gateway
     token = await gateway.add_agent("小王")
     page = watch(await (await new_context()).new_page(), guard)
-    await page.goto(gateway.url + "/agent")
-    await page.get_by_label("客服令牌").fill(token)
-    await page.get_by_label("客服令牌").press("Enter")
+    await sign_in(page, gateway, token)
     await expect(page.locator("#conn")).to_have_text("已连接")
 
     await wechat_says(gateway, "shop", "oWindowClosed", "转人工")
@@ -107,9 +93,7 @@ async def test_without_an_appsecret_the_reply_is_undeliverable_and_not_resendabl
     gateway, _fake = wechat_gateway
     token = await gateway.add_agent("小李")
     page = watch(await (await new_context()).new_page(), guard)
-    await page.goto(gateway.url + "/agent")
-    await page.get_by_label("客服令牌").fill(token)
-    await page.get_by_label("客服令牌").press("Enter")
+    await sign_in(page, gateway, token)
     await wechat_says(gateway, "bare", "oNoSecret", "转人工")
     await page.locator("#queue li").get_by_role("button").first.click()
     reply = page.get_by_label("回复内容")

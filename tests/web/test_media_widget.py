@@ -10,31 +10,19 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from gateway.app import create_app
-from gateway.keys import RUNTIME
 from tests.fakes.wechat_api import APPID, FakeWeChatAPI, WeChatPush, fixture_xml
 from tests.fakes.wechat_api import SECRET as WECHAT_SECRET
 from tests.gateway.test_media import png
 from tests.gateway.test_wechat import TOKEN, new_msg_id
-from tests.web.conftest import Gateway, Guard, screenshot, watch
+from tests.web.conftest import Gateway, Guard, running, screenshot, sign_in, watch
 
 
 @pytest.fixture
 async def gateway(web_settings: Callable[..., Any], tmp_path: Path) -> AsyncIterator[Gateway]:
     """The browser tests' gateway with its uploads in tmp."""
-    app = create_app(web_settings(uploads={"dir": str(tmp_path / "uploads")}))
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    assert site._server is not None
-    port = site._server.sockets[0].getsockname()[1]
-    try:
-        yield Gateway(f"http://127.0.0.1:{port}", app[RUNTIME])
-    finally:
-        await runner.cleanup()
+    async with running(web_settings(uploads={"dir": str(tmp_path / "uploads")})) as gateway:
+        yield gateway
 
 
 async def picture_loaded(locator: Any) -> bool:
@@ -67,9 +55,7 @@ async def test_a_photo_goes_from_the_widget_to_the_console_and_one_comes_back(
 
     agent_context = await new_context()
     agent = watch(await agent_context.new_page(), guard)
-    await agent.goto(gateway.url + "/agent")
-    await agent.get_by_label("客服令牌").fill(token)
-    await agent.get_by_label("客服令牌").press("Enter")
+    await sign_in(agent, gateway, token)
     await agent.locator("#queue li").first.get_by_role("button", name="接入").click()
     seen = agent.locator("#messages .m.customer img")
     await expect(seen).to_have_count(1)
@@ -125,48 +111,38 @@ async def test_a_wechat_customers_photo_and_events_show_in_the_console(
         "secret": WECHAT_SECRET,
         "api_base": wechat.url,
     }
-    app = create_app(
-        web_settings(
-            uploads={"dir": str(tmp_path / "uploads")},
-            channels={"web": {"enabled": True}, "wechat": [account]},
-        )
+    settings = web_settings(
+        uploads={"dir": str(tmp_path / "uploads")},
+        channels={"web": {"enabled": True}, "wechat": [account]},
     )
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    assert site._server is not None
-    gateway = Gateway(f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}", app[RUNTIME])
-    async with aiohttp.ClientSession(gateway.url) as http:
-        push = WeChatPush(http, "/wechat/shop", TOKEN)
-        photo = png(60, 40, (230, 120, 20))
-        wechat.pictures["p1"] = photo
-        now = int(time.time())
-        for xml in (
-            fixture_xml("subscribe.xml", CreateTime=now),
-            fixture_xml("text.xml", Content="我要投诉，快递把箱子压坏了", MsgId=new_msg_id()),
-            fixture_xml("image.xml", PicUrl=f"{wechat.url}/pic/p1", MsgId=new_msg_id()),
-        ):
-            status, text, _ = await push.post(xml)
-            assert status == 200, text
+    async with running(settings) as gateway:
+        async with aiohttp.ClientSession(gateway.url) as http:
+            push = WeChatPush(http, "/wechat/shop", TOKEN)
+            photo = png(60, 40, (230, 120, 20))
+            wechat.pictures["p1"] = photo
+            now = int(time.time())
+            for xml in (
+                fixture_xml("subscribe.xml", CreateTime=now),
+                fixture_xml("text.xml", Content="我要投诉，快递把箱子压坏了", MsgId=new_msg_id()),
+                fixture_xml("image.xml", PicUrl=f"{wechat.url}/pic/p1", MsgId=new_msg_id()),
+            ):
+                status, text, _ = await push.post(xml)
+                assert status == 200, text
 
-    token = await gateway.add_agent("小李")
-    context = await new_context()
-    agent = watch(await context.new_page(), guard)
-    await agent.goto(gateway.url + "/agent")
-    await agent.get_by_label("客服令牌").fill(token)
-    await agent.get_by_label("客服令牌").press("Enter")
-    await agent.locator("#queue li").first.get_by_role("button", name="接入").click()
-    seen = agent.locator("#messages .m.customer img")
-    await expect(seen).to_have_count(1)
-    assert await picture_loaded(seen)
-    # The subscribe event is a line in words, and no customer bubble is empty.
-    await expect(agent.locator("#messages .m.system .bubble").first).to_have_text("客户关注了公众号")
-    for bubble in await agent.locator("#messages .m.customer .bubble").all():
-        assert (await bubble.inner_text()).strip() or await bubble.locator("img").count() == 1
-    await screenshot(agent, "console-wechat-image")
-    await context.close()
-    await runner.cleanup()
+        token = await gateway.add_agent("小李")
+        context = await new_context()
+        agent = watch(await context.new_page(), guard)
+        await sign_in(agent, gateway, token)
+        await agent.locator("#queue li").first.get_by_role("button", name="接入").click()
+        seen = agent.locator("#messages .m.customer img")
+        await expect(seen).to_have_count(1)
+        assert await picture_loaded(seen)
+        # The subscribe event is a line in words, and no customer bubble is empty.
+        await expect(agent.locator("#messages .m.system .bubble").first).to_have_text("客户关注了公众号")
+        for bubble in await agent.locator("#messages .m.customer .bubble").all():
+            assert (await bubble.inner_text()).strip() or await bubble.locator("img").count() == 1
+        await screenshot(agent, "console-wechat-image")
+        await context.close()
     guard.check()
 
 

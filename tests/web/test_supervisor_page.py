@@ -25,7 +25,7 @@ from gateway.jobs.qa_scoring import score_pending
 from gateway.keys import QA, RUNTIME
 from gateway.storage.schema.core import Conversation
 from handoff.agents import Role
-from tests.web.conftest import Gateway, Guard, screenshot, watch
+from tests.web.conftest import Gateway, Guard, screenshot, serving, sign_in, watch
 
 REPO = Path(__file__).resolve().parents[2]
 TZ = ZoneInfo("Asia/Shanghai")
@@ -52,15 +52,8 @@ async def gateway(web_settings: Callable[..., Any]) -> AsyncIterator[AppGateway]
         qa={"path": str(REPO / "config" / "qa.yaml"), "job_interval_s": 3600},
     )
     app = create_app(settings)
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield AppGateway(f"http://127.0.0.1:{port}", app[RUNTIME], app)
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield AppGateway(url, app[RUNTIME], app)
 
 
 async def call(gateway: Gateway, method: str, path: str, token: str, **kwargs: Any) -> tuple[int, Any]:
@@ -203,9 +196,7 @@ async def test_the_agent_console_checks_the_draft_as_it_is_typed(
     await customer_says(gateway, "顾客乙", "我要投诉")
     context = await new_context()
     page = watch(await context.new_page(), guard)
-    await page.goto(gateway.url + "/agent")
-    await page.get_by_label("客服令牌").fill(token)
-    await page.get_by_label("客服令牌").press("Enter")
+    await sign_in(page, gateway, token)
     await page.locator("#queue li").filter(has_text="顾客乙").get_by_role("button", name="接入").click()
     reply = page.get_by_label("回复内容")
     await reply.fill("您好，这个我不知道")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from gateway.rate_limit import RateLimiter
 from tests.conftest import ADMIN_TOKEN
@@ -28,25 +28,12 @@ main{{display:grid;grid-template-columns:repeat(3,1fr);gap:20px;padding:32px}}
 
 
 async def test_the_embed_snippet_opens_the_chat_in_a_frame_on_the_shops_page(
-    gateway: Gateway, new_context: Any, guard: Guard, expect: Any
+    gateway: Gateway, serve_page: Callable[[str], Awaitable[str]], new_context: Any, guard: Guard, expect: Any
 ) -> None:
     context = await new_context()
     page = watch(await context.new_page(), guard)
     # The shop is another origin: its own little server on another port of 127.0.0.1.
-    html = SHOP.format(host=gateway.url)
-
-    async def shop_page(request: web.Request) -> web.Response:
-        return web.Response(text=html, content_type="text/html", charset="utf-8")
-
-    shop = web.Application()
-    shop.router.add_get("/", shop_page)
-    runner = web.AppRunner(shop)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    assert site._server is not None
-    shop_port = site._server.sockets[0].getsockname()[1]
-    await page.goto(f"http://127.0.0.1:{shop_port}/")
+    await page.goto(await serve_page(SHOP.format(host=gateway.url)))
     button = page.get_by_role("button", name="在线客服")
     await button.click()
     await expect(button).to_have_attribute("aria-expanded", "true")
@@ -59,7 +46,6 @@ async def test_the_embed_snippet_opens_the_chat_in_a_frame_on_the_shops_page(
     await page.keyboard.press("Escape")
     await expect(page.locator("iframe[title='在线客服']")).to_be_hidden()
     await context.close()
-    await runner.cleanup()
     guard.check()
 
 

@@ -4,12 +4,11 @@ screen on a phone without the page scrolling behind it, and one rating bar of fi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from tests.web.conftest import Gateway, Guard, screenshot, watch
 
@@ -29,22 +28,9 @@ PHONE = {"width": 390, "height": 760}
 
 
 @pytest.fixture
-async def shop(gateway: Gateway) -> AsyncIterator[str]:
+async def shop(gateway: Gateway, serve_page: Callable[[str], Awaitable[str]]) -> str:
     """A shop on another origin (another port of 127.0.0.1) with the embed snippet."""
-    html = SHOP.format(host=gateway.url)
-
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text=html, content_type="text/html", charset="utf-8")
-
-    app = web.Application()
-    app.router.add_get("/", page)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    assert site._server is not None
-    yield f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"
-    await runner.cleanup()
+    return await serve_page(SHOP.format(host=gateway.url))
 
 
 async def agent_call(gateway: Gateway, token: str, method: str, path: str, **kw: Any) -> Any:

@@ -19,9 +19,16 @@ from typing import Any, Protocol
 import aiohttp
 
 from gateway.channels.base import SendError
-from gateway.channels.platform_http import describe_network_error, read_json_object
+from gateway.channels.platform_http import (
+    describe_network_error,
+    fetch_media,
+    media_form,
+    media_id_of,
+    post_with_token,
+    read_errcode,
+    read_json_object,
+)
 from gateway.channels.tokens import SharedTokenStore, TokenCache, parse_expires_in
-from gateway.media.fetch import FetchError, download
 
 logger = logging.getLogger(__name__)
 
@@ -257,44 +264,25 @@ class CustomerServiceSender:
 
     async def upload_media(self, kind: str, data: bytes, filename: str, mime: str) -> str:
         """`POST /cgi-bin/media/upload?type=…` (multipart field `media`) → the temporary media_id."""
-        token = await self.tokens.get()
-        for attempt in range(2):
-            form = aiohttp.FormData()
-            form.add_field("media", data, filename=filename, content_type=mime)
-            try:
-                async with self._session.post(
-                    f"{self._api_base}/cgi-bin/media/upload",
-                    params={"access_token": token, "type": kind},
-                    data=form,
-                    timeout=self._timeout,
-                ) as resp:
-                    body = await read_json_object(resp, "WeChat")
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                raise SendError(
-                    f"WeChat media/upload unreachable: {describe_network_error(exc)}", retryable=True
-                ) from None
-            media_id = body.get("media_id")
-            if isinstance(media_id, str) and media_id:
-                return media_id
-            errcode = _errcode(body)
-            if errcode in TOKEN_ERRCODES and attempt == 0:
-                token = await self.tokens.refresh(token)
-                continue
-            raise classify_errcode(errcode, str(body.get("errmsg") or "media/upload gave no media_id"))
-        raise SendError("WeChat rejected a freshly fetched access_token", retryable=True)  # pragma: no cover
+        body = await post_with_token(
+            self._session,
+            f"{self._api_base}/cgi-bin/media/upload",
+            self.tokens,
+            platform="WeChat",
+            what="media/upload",
+            accepted=lambda body: bool(media_id_of(body)),
+            token_errcodes=TOKEN_ERRCODES,
+            client_timeout=self._timeout,
+            params={"type": kind},
+            data=media_form(data, filename, mime),
+        )
+        if media_id := media_id_of(body):
+            return media_id
+        raise classify_errcode(_errcode(body), str(body.get("errmsg") or "media/upload gave no media_id"))
 
     async def get_media(self, media_id: str, max_bytes: int) -> bytes:
         """`GET /cgi-bin/media/get` (a customer's picture by MediaId); FetchError when WeChat says no."""
-        token = await self.tokens.get()
-        data, content_type = await download(
-            self._session,
-            f"{self._api_base}/cgi-bin/media/get",
-            max_bytes,
-            params={"access_token": token, "media_id": media_id},
-        )
-        if content_type in ("application/json", "text/plain"):  # an error document, not the file
-            raise FetchError(f"WeChat media/get refused: {data[:200].decode('utf-8', 'replace')}")
-        return data
+        return await fetch_media(self._session, self._api_base, self.tokens, media_id, max_bytes, "WeChat")
 
     def _remember(self, key: str, sent: int) -> None:
         self._progress[key] = sent
@@ -304,35 +292,22 @@ class CustomerServiceSender:
 
     async def _post(self, payload: Mapping[str, Any]) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        token = await self.tokens.get()
-        for attempt in range(2):
-            try:
-                async with self._session.post(
-                    f"{self._api_base}/cgi-bin/message/custom/send",
-                    params={"access_token": token},
-                    data=data,
-                    headers={"Content-Type": "application/json; charset=utf-8"},
-                    timeout=self._timeout,
-                ) as resp:
-                    body = await read_json_object(resp, "WeChat")
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                raise SendError(
-                    f"WeChat API unreachable: {describe_network_error(exc)}", retryable=True
-                ) from None
-            errcode = _errcode(body)
-            if errcode == 0:
-                return
-            errmsg = str(body.get("errmsg") or "")
-            if errcode in TOKEN_ERRCODES and attempt == 0:
-                logger.info("wechat access_token rejected, fetching a new one", extra={"errcode": errcode})
-                token = await self.tokens.refresh(token)
-                continue
-            raise classify_errcode(errcode, errmsg)
-        raise SendError("WeChat rejected a freshly fetched access_token", retryable=True)  # pragma: no cover
+        body = await post_with_token(
+            self._session,
+            f"{self._api_base}/cgi-bin/message/custom/send",
+            self.tokens,
+            platform="WeChat",
+            what="API",
+            accepted=lambda body: _errcode(body) == 0,
+            token_errcodes=TOKEN_ERRCODES,
+            client_timeout=self._timeout,
+            data=data,
+            headers={"Content-Type": "application/json; charset=utf-8"},
+            refresh_log=logger,
+        )
+        if (errcode := _errcode(body)) != 0:
+            raise classify_errcode(errcode, str(body.get("errmsg") or ""))
 
 
 def _errcode(body: Mapping[str, Any]) -> int:
-    try:
-        return int(body.get("errcode") or 0)
-    except (TypeError, ValueError):
-        raise SendError("WeChat API returned a non-numeric errcode", retryable=True) from None
+    return read_errcode(body, "WeChat")

@@ -17,9 +17,16 @@ from typing import Any
 import aiohttp
 
 from gateway.channels.base import SendError
-from gateway.channels.platform_http import describe_network_error, read_json_object
+from gateway.channels.platform_http import (
+    describe_network_error,
+    fetch_media,
+    media_form,
+    media_id_of,
+    post_with_token,
+    read_errcode,
+    read_json_object,
+)
 from gateway.channels.tokens import SharedTokenStore, TokenCache, parse_expires_in
-from gateway.media.fetch import FetchError, download
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +77,7 @@ def classify_errcode(errcode: int, errmsg: str) -> SendError:
 
 
 def _errcode(body: Mapping[str, Any]) -> int:
-    try:
-        return int(body.get("errcode") or 0)
-    except (TypeError, ValueError):
-        raise SendError("WeCom API returned a non-numeric errcode", retryable=True) from None
+    return read_errcode(body, "WeCom")
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,72 +149,46 @@ class WeComAPI:
 
     async def call(self, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         """POST one JSON API call; a rejected token is refreshed once. Raises WeComAPIError or SendError."""
-        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        token = await self.tokens.get()
-        for attempt in range(2):
-            try:
-                async with self._session.post(
-                    f"{self._api_base}{path}",
-                    params={"access_token": token},
-                    data=data,
-                    headers={"Content-Type": "application/json; charset=utf-8"},
-                    timeout=self._timeout,
-                ) as resp:
-                    body = await read_json_object(resp, "WeCom")
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                raise SendError(
-                    f"WeCom API unreachable: {describe_network_error(exc)}", retryable=True
-                ) from None
-            errcode = _errcode(body)
-            if errcode == 0:
-                return body
-            if errcode in TOKEN_ERRCODES and attempt == 0:
-                logger.info("wecom access_token rejected, fetching a new one", extra={"errcode": errcode})
-                token = await self.tokens.refresh(token)
-                continue
+        body = await post_with_token(
+            self._session,
+            f"{self._api_base}{path}",
+            self.tokens,
+            platform="WeCom",
+            what="API",
+            accepted=lambda body: _errcode(body) == 0,
+            token_errcodes=TOKEN_ERRCODES,
+            client_timeout=self._timeout,
+            data=json.dumps(payload, ensure_ascii=False).encode("utf-8"),
+            headers={"Content-Type": "application/json; charset=utf-8"},
+            refresh_log=logger,
+        )
+        if (errcode := _errcode(body)) != 0:
             raise WeComAPIError(errcode, str(body.get("errmsg") or ""))
-        raise SendError("WeCom rejected a freshly fetched access_token", retryable=True)  # pragma: no cover
+        return body
 
     async def upload_media(self, kind: str, data: bytes, filename: str, mime: str) -> str:
         """`POST /cgi-bin/media/upload?type=image|file` (multipart `media`) → a temporary media_id (3 days)."""
-        token = await self.tokens.get()
-        for attempt in range(2):
-            form = aiohttp.FormData()
-            form.add_field("media", data, filename=filename, content_type=mime)
-            try:
-                async with self._session.post(
-                    f"{self._api_base}/cgi-bin/media/upload",
-                    params={"access_token": token, "type": kind},
-                    data=form,
-                    timeout=self._timeout,
-                ) as resp:
-                    body = await read_json_object(resp, "WeCom")
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                raise SendError(
-                    f"WeCom media/upload unreachable: {describe_network_error(exc)}", retryable=True
-                ) from None
-            errcode = _errcode(body)
-            media_id = body.get("media_id")
-            if errcode == 0 and isinstance(media_id, str) and media_id:
-                return media_id
-            if errcode in TOKEN_ERRCODES and attempt == 0:
-                token = await self.tokens.refresh(token)
-                continue
-            raise classify_errcode(errcode or -1, str(body.get("errmsg") or "media/upload gave no media_id"))
-        raise SendError("WeCom rejected a freshly fetched access_token", retryable=True)  # pragma: no cover
+        body = await post_with_token(
+            self._session,
+            f"{self._api_base}/cgi-bin/media/upload",
+            self.tokens,
+            platform="WeCom",
+            what="media/upload",
+            accepted=lambda body: _errcode(body) == 0 and bool(media_id_of(body)),
+            token_errcodes=TOKEN_ERRCODES,
+            client_timeout=self._timeout,
+            params={"type": kind},
+            data=media_form(data, filename, mime),
+        )
+        if _errcode(body) == 0 and (media_id := media_id_of(body)):
+            return media_id
+        raise classify_errcode(
+            _errcode(body) or -1, str(body.get("errmsg") or "media/upload gave no media_id")
+        )
 
     async def get_media(self, media_id: str, max_bytes: int) -> bytes:
         """`GET /cgi-bin/media/get` (a customer's image by media_id); FetchError when WeCom says no."""
-        token = await self.tokens.get()
-        data, content_type = await download(
-            self._session,
-            f"{self._api_base}/cgi-bin/media/get",
-            max_bytes,
-            params={"access_token": token, "media_id": media_id},
-        )
-        if content_type in ("application/json", "text/plain"):  # an error document, not the file
-            raise FetchError(f"WeCom media/get refused: {data[:200].decode('utf-8', 'replace')}")
-        return data
+        return await fetch_media(self._session, self._api_base, self.tokens, media_id, max_bytes, "WeCom")
 
     # --- 微信客服 calls --------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@
   let canned = [];
   let socket = null;
   let seq = 0;
+  let resuming = false;
   let retry = 0;
   let known = new Set(); // conversation ids already announced (notification + beep once)
   let audio = null;
@@ -75,7 +76,8 @@
     socket.onopen = () => {
       retry = 0;
       setConn(true);
-      if (seq) socket.send(JSON.stringify({ type: "resume", after: seq }));
+      resuming = seq > 0;
+      if (resuming) socket.send(JSON.stringify({ type: "resume", after: seq }));
       // A ping is a heartbeat that brings an offline agent back online: none while 离线 is chosen.
       ping = setInterval(() => presence() !== "offline" && socket.readyState === WebSocket.OPEN &&
         socket.send('{"type":"ping"}'), 20000);
@@ -84,7 +86,10 @@
       let data;
       try { data = JSON.parse(event.data); } catch (e) { return; }
       if (data.type === "hello" && !seq) seq = data.seq;
-      if (data.type === "event") { seq = Math.max(seq, data.seq); onEvent(data); }
+      // Live events may come before the replay of older ones: the cursor moves on only once the replay is
+      // complete, so a socket lost mid-replay resumes from where the replay began (nothing skipped).
+      if (data.type === "event") { if (!resuming) seq = Math.max(seq, data.seq); onEvent(data); }
+      if (data.type === "resumed") { resuming = false; seq = Math.max(seq, data.seq); }
       if (data.type === "typing" && window.kefuMedia) window.kefuMedia.typing(data); // agent_media.js
     };
     socket.onclose = () => {
