@@ -74,6 +74,10 @@ class Embedder:
         self._memo: dict[str, np.ndarray] = {}
         self._kb: dict[bytes, np.ndarray] = {}  # the last built kb's vectors, by text hash
         self._lock = threading.Lock()  # one kb embedding at a time (reloads are serialised anyway)
+        # Texts being embedded now → set when their vector is in the memo: a burst of the same new
+        # question (a promotion's) is embedded once while the others wait, not once per worker thread.
+        self._pending: dict[str, threading.Event] = {}
+        self._pending_lock = threading.Lock()
         self.encoded = 0  # texts actually run through the model (tests and the bench read it)
 
     def prepare(self, text: str) -> str:
@@ -84,12 +88,33 @@ class Embedder:
         """One customer text's vector (memoised on its prepared form)."""
         key = self.prepare(text)
         vector = self._memo.get(key)
-        if vector is None:
+        if vector is not None:
+            return vector
+        with self._pending_lock:
+            vector = self._memo.get(key)
+            if vector is not None:
+                return vector
+            done = self._pending.get(key)
+            if done is None:
+                done = self._pending[key] = threading.Event()
+                owner = True
+            else:
+                owner = False
+        if not owner:
+            done.wait()
+            vector = self._memo.get(key)
+            # None: the embedding failed (the error went to its caller) or was evicted already.
+            return vector if vector is not None else self._encode([key])[0]
+        try:
             vector = self._encode([key])[0]
             self._memo[key] = vector
             if len(self._memo) > MEMO_SIZE:  # first in, first out: the hot questions come right back
                 with contextlib.suppress(KeyError, RuntimeError, StopIteration):
                     del self._memo[next(iter(self._memo))]
+        finally:
+            with self._pending_lock:
+                del self._pending[key]
+            done.set()
         return vector
 
     def _encode(self, texts: list[str]) -> np.ndarray:

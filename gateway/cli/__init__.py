@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -83,7 +84,16 @@ def shown_path(path: Path) -> str:
         return str(path)
 
 
+# numpy's OpenBLAS runs a thread per core by default; kefu's matrix products are one query vector against
+# the FAQ (microseconds), where those threads only spin against the event loop and the encoders: on the
+# 2-core machine a novel text cost 3-4x the CPU with them (bench: every text new). Set before the
+# command modules import numpy; an operator's own setting wins.
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    for name in BLAS_THREADS:
+        os.environ.setdefault(name, "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -3,11 +3,11 @@ delivery status of stored messages."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -20,6 +20,11 @@ from gateway.storage.schema.core import (
 )
 from gateway.storage.unit import Db
 
+if TYPE_CHECKING:
+    from gateway.storage.messages import Unit
+
+T = TypeVar("T")
+
 _OUTBOX = OutboxRecord.__table__
 _INSERT_OUTBOX = _OUTBOX.insert()
 _OUTBOX_FOR_MESSAGE = select(_OUTBOX.c.id, _OUTBOX.c.status).where(
@@ -29,6 +34,29 @@ _OUTBOX_FOR_MESSAGE = select(_OUTBOX.c.id, _OUTBOX.c.status).where(
 
 class _NotAllHeld(Exception):
     """Rolls back a settle_held that found a row no longer held."""
+
+
+def _settle_statement(*still: str) -> Any:
+    status = _OUTBOX.c.status
+    return (
+        update(_OUTBOX)
+        .where(_OUTBOX.c.id == bindparam("outbox_id"), or_(*(status == s for s in still)))
+        .values(status=bindparam("new_status"), next_attempt_at=bindparam("now"))
+    )
+
+
+# Module constants: the unit of work compiles each once (gateway.storage.unit). Cancelling twice is fine (a
+# platform retry of a passively answered message); releasing to the worker takes only rows still held.
+_SETTLE = {"cancelled": _settle_statement("held", "cancelled"), "pending": _settle_statement("held")}
+
+
+def settle_held_rows(db: Db, outbox_ids: Sequence[int], status: str, now: datetime) -> None:
+    """Inside a unit of work: every row to `status`, or raise _NotAllHeld (the unit then keeps nothing)."""
+    statement = _SETTLE[status]
+    ids = sorted(set(outbox_ids))
+    touched = sum(db.run(statement, {"outbox_id": i, "new_status": status, "now": now}) for i in ids)
+    if touched != len(ids):
+        raise _NotAllHeld
 
 
 def add_outbox(
@@ -81,6 +109,8 @@ class OutboxQueries:
         _sessions: async_sessionmaker[AsyncSession]
 
         def write_lock(self) -> AbstractAsyncContextManager[None]: ...
+
+        async def run(self, work: Callable[[Unit], T]) -> T: ...
 
     async def claim_outbox(
         self,
@@ -171,16 +201,9 @@ class OutboxQueries:
         if not outbox_ids:
             return True
         try:
-            async with self.write_lock(), self._sessions() as session, session.begin():
-                # Cancelling twice is fine (a platform retry of a passively answered message).
-                still = ("held", "cancelled") if status == "cancelled" else ("held",)
-                result = await session.execute(
-                    update(OutboxRecord)
-                    .where(OutboxRecord.id.in_(list(outbox_ids)), OutboxRecord.status.in_(still))
-                    .values(status=status, next_attempt_at=now)
-                )
-                if result.rowcount != len(set(outbox_ids)):  # type: ignore[attr-defined]
-                    raise _NotAllHeld
+            # A unit of work: on SQLite it rides the group commit with the pipeline's units, rather than a
+            # transaction (and commit) of its own per passive reply.
+            await self.run(lambda unit: settle_held_rows(unit.db, outbox_ids, status, now))
         except _NotAllHeld:
             return False
         return True

@@ -354,6 +354,9 @@ async def test_body_that_is_not_a_wechat_message_is_a_400(kefu, body):
         # a bare DOCTYPE
         '<!DOCTYPE xml SYSTEM "http://127.0.0.1:1/dtd"><xml><MsgType>text</MsgType><FromUserName>o</FromUserName>'
         "<Content>支持哪些支付方式</Content><MsgId>3</MsgId></xml>",
+        # a declared encoding that is not what the bytes are (the DOCTYPE check must see what expat sees)
+        '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE xml [<!ENTITY a "aaaaaaaaaa">]>'
+        "<xml><MsgType>text</MsgType><FromUserName>o</FromUserName><Content>&a;</Content><MsgId>4</MsgId></xml>",
     ],
 )
 async def test_doctype_and_entities_are_refused(kefu, body):
@@ -361,6 +364,12 @@ async def test_doctype_and_entities_are_refused(kefu, body):
     assert status == 400
     assert "root:" not in text
     assert await kefu.runtime.store.count_messages() == 0
+
+
+async def test_a_doctype_in_the_customers_text_is_only_text(kefu):
+    xml = fixture_xml("text.xml", Content="<!DOCTYPE html> 支持哪些支付方式", MsgId=new_msg_id())
+    assert await ask(kefu.shop, xml)  # answered: the markup is in CDATA, no DTD
+    assert await kefu.runtime.store.count_messages() == 2
 
 
 async def test_body_over_64_kib_is_413(kefu):

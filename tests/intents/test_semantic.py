@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -191,3 +193,17 @@ def test_switched_off_means_lexical(caplog):
         classifier = classifier_builder("none")(make_kb())
     assert classifier.semantic is None and classifier.calibration is None
     assert "unavailable" not in caplog.text
+
+
+def test_the_same_new_text_asked_at_once_is_embedded_once(e5):
+    embedder = Embedder(e5)
+    start = threading.Barrier(8)
+
+    def ask(_: int) -> np.ndarray:
+        start.wait()
+        return embedder.query("双十一的优惠券什么时候能领")
+
+    with ThreadPoolExecutor(8) as pool:
+        vectors = list(pool.map(ask, range(8)))
+    assert embedder.encoded == 1
+    assert all(np.array_equal(v, vectors[0]) for v in vectors)
