@@ -117,36 +117,62 @@ _LAST_INBOUND_TEXT = (
 
 
 def _page_query(groups: bool, after: bool) -> Any:
-    ranked = _ranked(_GROUP.in_(bindparam("groups", expanding=True))) if groups else _ranked()
-    query = (
+    """A page in serving order, positions included, without ranking the whole queue.
+
+    The page is the first `limit` keys after the cursor (one sort of the queued rows' keys, no window
+    over them); only the page's rows are then joined to their customer and last message. Within a group
+    the page's rows follow each other in serving order, so a row's position is the group's rows at or
+    before the cursor (one grouped COUNT, on later pages only) plus its rank on the page.
+    """
+    keyed = _keyed()
+    if groups:
+        keyed = keyed.where(_GROUP.in_(bindparam("groups", expanding=True)))
+    queued = keyed.cte("queued")
+    key = tuple_(queued.c.pr, queued.c.tr, queued.c.qa, queued.c.id)
+    cursor = tuple_(
+        bindparam("after_pr"),
+        bindparam("after_tr"),
+        bindparam("after_qa", type_=_C.c.queued_at.type),
+        bindparam("after_id"),
+    )
+    page = select(queued).order_by(*key.clauses).limit(bindparam("limit"))
+    if after:
+        page = page.where(key > cursor)
+    page = page.cte("page")
+    order = (page.c.pr, page.c.tr, page.c.qa, page.c.id)
+    rank = func.row_number().over(partition_by=page.c.grp, order_by=order)
+    source = page
+    if after:
+        before = (
+            select(queued.c.grp, func.count().label("n"))
+            .where(key <= cursor, queued.c.grp.in_(select(page.c.grp)))
+            .group_by(queued.c.grp)
+            .cte("before")
+        )
+        source = page.outerjoin(before, before.c.grp == page.c.grp)
+        rank = func.coalesce(before.c.n, 0) + rank
+    return (
         select(
-            ranked,
+            page.c.id,
+            page.c.grp,
+            _C.c.priority,
+            page.c.pr,
+            page.c.tr,
+            page.c.qa,
+            rank.label("pos"),
             _C.c.handoff_reason,
             _C.c.channel,
             _CUSTOMERS.c.name.label("customer_name"),
             _CUSTOMERS.c.user_id.label("customer_user_id"),
-            _LAST_INBOUND_TEXT.where(_MESSAGES.c.conversation_id == ranked.c.id)
+            _LAST_INBOUND_TEXT.where(_MESSAGES.c.conversation_id == page.c.id)
             .scalar_subquery()
             .label("last_message"),
         )
         .select_from(
-            ranked.join(_C, _C.c.id == ranked.c.id).outerjoin(_CUSTOMERS, _CUSTOMERS.c.id == _C.c.customer_id)
+            source.join(_C, _C.c.id == page.c.id).outerjoin(_CUSTOMERS, _CUSTOMERS.c.id == _C.c.customer_id)
         )
-        .order_by(ranked.c.pr, ranked.c.tr, ranked.c.qa, ranked.c.id)
-        .limit(bindparam("limit"))
+        .order_by(*order)
     )
-    if after:
-        key = tuple_(ranked.c.pr, ranked.c.tr, ranked.c.qa, ranked.c.id)
-        query = query.where(
-            key
-            > tuple_(
-                bindparam("after_pr"),
-                bindparam("after_tr"),
-                bindparam("after_qa", type_=_C.c.queued_at.type),
-                bindparam("after_id"),
-            )
-        )
-    return query
 
 
 _PAGES = {(g, a): _page_query(g, a) for g in (False, True) for a in (False, True)}
