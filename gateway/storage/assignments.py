@@ -100,11 +100,13 @@ class AssignmentQueries(QueueQueries):
             agent = str(row["agent_id"])
         return ConversationRef(str(cid), row["group_name"] or self.default_group, state, agent)
 
-    async def enqueue(self, item: QueueItem) -> int:
-        """Put a conversation in `item.group`'s queue (a 留言 when is_ticket); its 1-based position.
+    async def enqueue(self, item: QueueItem, *, position: bool = True) -> int:
+        """Put a conversation in `item.group`'s queue (a 留言 when is_ticket); its 1-based position (0 with
+        `position=False`: not counted).
 
         One unit of work (update, ticket, position COUNT): on SQLite it joins the group commit instead of
-        a write transaction of its own per handoff.
+        a write transaction of its own per handoff. The COUNT ranks the group's queue, which grows with it,
+        on the one writer thread every message waits for: skipped when the caller names no place.
         """
         cid = int(item.conversation_id)
         params = {
@@ -128,10 +130,13 @@ class AssignmentQueries(QueueQueries):
                     _INSERT_TICKET,
                     {"conversation_id": cid, "group_name": item.group, "created_at": item.queued_at},
                 )
+            if not position:
+                return 0
             rows = unit.db.rows(POSITION, {"conversation_id": cid, "default_group": self.default_group})
             return int(rows[0]["n"]) if rows else 0
 
-        return await self.store.run(work) or 1
+        counted = await self.store.run(work)
+        return (counted or 1) if position else 0
 
     async def list_queue(self, groups: Collection[str] | None = None) -> Sequence[QueueItem]:
         """Every waiting conversation (tickets included), of the given groups or all."""
