@@ -440,15 +440,13 @@ class HandoffService(AgentActions):
         """
         if row.message_id is None or (row.sender == "bot" and status == "sent"):
             return
-        message = await self.runtime.store.message(row.message_id)
-        if message is None:
-            return
-        ref = await self.db.get_conversation(str(message.conversation_id))
+        # The message's conversation and assignee in one read (every notice of a handoff comes here).
+        ref = await self.db.conversation_of_message(row.message_id)
         if ref is None or (ref.assigned_agent_id is None and ref.state is not ConversationState.QUEUED):
             return
         payload = {"message_id": row.message_id, "delivery": delivery_view(status, error)}
         where = {"agent_id": ref.assigned_agent_id} if ref.assigned_agent_id else {"group": ref.group}
-        await self._publish("message.delivery", payload, conversation_id=message.conversation_id, **where)
+        await self._publish("message.delivery", payload, conversation_id=int(ref.id), **where)
 
     # --- assignment -----------------------------------------------------------------------------
 
