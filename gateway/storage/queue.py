@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, select, tuple_
+from sqlalchemy import and_, bindparam, case, func, insert, select, tuple_
 
+from gateway.storage.errors import Conflict
 from gateway.storage.handoff_base import HandoffTables
 from gateway.storage.schema.core import Conversation, Customer, MessageRecord
 from gateway.storage.schema.handoff import TicketRecord
+from gateway.storage.schema.sla import SlaNoticeRecord
 from gateway.storage.sla_store import mark_notice
 from handoff.queue import Priority, QueueItem
 from handoff.state import ConversationState
@@ -106,6 +108,23 @@ _FOLLOWUP_DUE = (
     select(_C.c.queued_at)
     .select_from(_C.join(_T, _T.c.conversation_id == _C.c.id))
     .where(_C.c.id == bindparam("conversation_id"), _IS_QUEUED, _T.c.resolved_at.is_(None))
+)
+# The 留言 follow-up's once-only mark, claimed from the waiting 留言's row itself (handed_off_at = queued_at).
+_CLAIM_FOLLOWUP = insert(SlaNoticeRecord.__table__).from_select(
+    ["conversation_id", "handed_off_at", "kind", "sent_at"],
+    select(
+        _C.c.id,
+        _C.c.queued_at,
+        bindparam("kind", type_=SlaNoticeRecord.__table__.c.kind.type),
+        bindparam("sent_at", type_=SlaNoticeRecord.__table__.c.sent_at.type),
+    )
+    .select_from(_C.join(_T, _T.c.conversation_id == _C.c.id))
+    .where(
+        _C.c.id == bindparam("conversation_id"),
+        _IS_QUEUED,
+        _T.c.resolved_at.is_(None),
+        _C.c.queued_at.is_not(None),
+    ),
 )
 _QUEUED_AT_OF = select(_C.c.queued_at).where(_C.c.id == bindparam("conversation_id"), _IS_QUEUED)
 POSITION_NOTE = (
@@ -260,13 +279,17 @@ class QueueQueries(HandoffTables):
         return await mark_notice(self.store, conversation_id, queued_at, f"{POSITION_NOTE}{position}", at)
 
     async def claim_ticket_followup(self, conversation_id: int, at: datetime) -> bool:
-        """True once per 留言 (see handoff.store.HandoffStore.claim_ticket_followup)."""
-        rows = await self._rows(_FOLLOWUP_DUE, {"conversation_id": conversation_id})
-        if not rows or rows[0]["queued_at"] is None:
+        """True once per 留言 (see handoff.store.HandoffStore.claim_ticket_followup).
+
+        One unit: the mark is inserted from the waiting 留言's own row (nothing inserted: no 留言 waits),
+        and its primary key refuses a second claim of the same handoff (it used to read the row first).
+        """
+        params = {"conversation_id": conversation_id, "kind": TICKET_FOLLOWUP, "sent_at": at}
+        try:
+            inserted = await self.store.run(lambda unit: unit.db.run(_CLAIM_FOLLOWUP, params))
+        except Conflict:
             return False
-        return await mark_notice(
-            self.store, conversation_id, _aware(rows[0]["queued_at"]), TICKET_FOLLOWUP, at
-        )
+        return inserted == 1
 
     async def queue_page(
         self, groups: Collection[str] | None, *, limit: int, cursor: str | None = None
