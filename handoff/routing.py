@@ -146,6 +146,11 @@ class RoutingRules:
         """Every configured group, in config order."""
         return tuple(g.name for g in self.groups)
 
+    @property
+    def uses_categories(self) -> bool:
+        """True when some group is chosen by FAQ category (else a handoff need not look its category up)."""
+        return bool(self._by_category)
+
     def get(self, name: str) -> SkillGroup | None:
         """The group called `name`, or None."""
         return next((g for g in self.groups if g.name == name), None)

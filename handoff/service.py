@@ -168,7 +168,7 @@ class HandoffFlow:
     async def on_queued(self, conv: QueuedConversation, category: str | None = None) -> int | None:
         """The pipeline queued `conv`: route it, tell the customer where they stand, assign; its position.
 
-        None when it was not queued any more (served meanwhile).
+        None when it was not queued any more (served meanwhile); 0 for a 留言 (nobody to wait for).
         """
         if conv.state is not ConversationState.QUEUED:
             return None
@@ -181,7 +181,8 @@ class HandoffFlow:
         before = await self.snapshot() if staffed and self.policy is not AssignmentPolicy.MANUAL else None
         item = QueueItem(str(conv.id), group, priority, conv.queued_at or now, is_ticket=not staffed)
         try:
-            position = await self.store.enqueue(item)
+            # A 留言's notice names no place: no position counted for it.
+            position = await self.store.enqueue(item, position=staffed)
         except ValueError:
             return None  # claimed (by an agent, or another process's job) before it was routed: served
         payload = {"priority": priority.value, "reason": conv.handoff_reason, "ticket": not staffed}

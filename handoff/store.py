@@ -69,10 +69,11 @@ class HandoffStore(Protocol):
         """The conversation's group, state and assignee, or None."""
         ...
 
-    async def enqueue(self, item: QueueItem) -> int:
+    async def enqueue(self, item: QueueItem, *, position: bool = True) -> int:
         """Move a bot conversation to queued in `item.group` (a 留言 when `item.is_ticket`); its 1-based position.
 
         Idempotent: enqueuing a conversation that is already queued returns its current position.
+        `position=False`: the caller names no place (a 留言's notice), so none is counted and 0 returned.
         """
         ...
 

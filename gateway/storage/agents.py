@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
+from typing import Any, cast
 
 from sqlalchemy import func, select, update
 
@@ -20,10 +22,18 @@ from handoff.queue import AgentLoad
 
 # Open (assigned) conversations per agent.
 _ACTIVE_LOADS = (
-    select(AssignmentRecord.agent_id, func.count())
+    select(AssignmentRecord.agent_id, func.count().label("n"))
     .where(AssignmentRecord.active.is_(True))
     .group_by(AssignmentRecord.agent_id)
 )
+# Every agent, as the columns _agent_row reads (the same names as AgentRecord's attributes).
+_AGENTS = select(
+    *(
+        AgentRecord.__table__.c[name]
+        for name in ("id", "name", "role", "groups", "max_chats", "enabled", "presence")
+        + ("last_heartbeat_at", "last_assigned_at")
+    )
+).order_by(AgentRecord.__table__.c.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,9 +232,14 @@ class AgentQueries(HandoffTables):
     async def agent_loads(self, group: str | None = None) -> Sequence[AgentLoad]:
         """Agents (of a group, or all) with effective presence, load and last assignment time."""
         now = utcnow()
-        async with self._sessions() as s:  # both reads in one transaction
-            loads = {str(a): int(n) for a, n in await s.execute(_ACTIVE_LOADS)}
-            rows = list(await s.scalars(select(AgentRecord).order_by(AgentRecord.id)))
+
+        def read(unit: Any) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+            return unit.db.rows(_ACTIVE_LOADS), unit.db.rows(_AGENTS)
+
+        # Both reads in one read-only trip (every handoff asks; an ORM session cost several times more).
+        load_rows, agent_rows = await self.store.read(read)
+        loads = {str(r["agent_id"]): int(r["n"]) for r in load_rows}
+        rows = [cast(AgentRecord, SimpleNamespace(**r)) for r in agent_rows]
         result = []
         for row in rows:
             if group is not None and group not in (row.groups or ()):

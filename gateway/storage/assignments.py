@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.storage.handoff_base import OPEN_HUMAN, conversation_pk
 from gateway.storage.queue import POSITION, QueueQueries
 from gateway.storage.rows import utcnow
-from gateway.storage.schema.core import Conversation
+from gateway.storage.schema.core import Conversation, MessageRecord
 from gateway.storage.schema.handoff import (
     AgentRecord,
     AssignmentRecord,
@@ -69,6 +69,23 @@ _CONVERSATION_REF = (
     )
     .where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
 )
+_MESSAGES = MessageRecord.__table__
+# The same, found by one of its messages (the outbox's delivery reports): one trip instead of two.
+_MESSAGE_CONVERSATION_REF = (
+    select(
+        _CONVERSATIONS.c.id,
+        _CONVERSATIONS.c.state,
+        _CONVERSATIONS.c.group_name,
+        _ASSIGNMENTS.c.agent_id,
+        _ASSIGNMENTS.c.active,
+    )
+    .select_from(
+        _MESSAGES.join(_CONVERSATIONS, _CONVERSATIONS.c.id == _MESSAGES.c.conversation_id).outerjoin(
+            _ASSIGNMENTS, _ASSIGNMENTS.c.conversation_id == _CONVERSATIONS.c.id
+        )
+    )
+    .where(_MESSAGES.c.id == bindparam("message_id"))
+)
 _WAITING_TICKET = (
     select(_TICKETS.c.id)
     .select_from(_TICKETS.join(_CONVERSATIONS, _CONVERSATIONS.c.id == _TICKETS.c.conversation_id))
@@ -91,20 +108,29 @@ class AssignmentQueries(QueueQueries):
         # One autocommit read: asked for every customer message to a human, it must not queue for
         # SQLite's write lock as a session's BEGIN IMMEDIATE does.
         rows = await self.store.read(lambda unit: unit.db.rows(_CONVERSATION_REF, {"conversation_id": cid}))
-        if not rows:
-            return None
-        row = rows[0]
+        return self._ref(cid, rows[0]) if rows else None
+
+    async def conversation_of_message(self, message_id: int) -> ConversationRef | None:
+        """The conversation of a stored message (as get_conversation), in one read; None if no such message."""
+        rows = await self.store.read(
+            lambda unit: unit.db.rows(_MESSAGE_CONVERSATION_REF, {"message_id": message_id})
+        )
+        return self._ref(rows[0]["id"], rows[0]) if rows else None
+
+    def _ref(self, cid: int, row: Any) -> ConversationRef:
         state = ConversationState(row["state"])
         agent = None
         if row["agent_id"] is not None and (row["active"] or state is ConversationState.CLOSED):
             agent = str(row["agent_id"])
         return ConversationRef(str(cid), row["group_name"] or self.default_group, state, agent)
 
-    async def enqueue(self, item: QueueItem) -> int:
-        """Put a conversation in `item.group`'s queue (a 留言 when is_ticket); its 1-based position.
+    async def enqueue(self, item: QueueItem, *, position: bool = True) -> int:
+        """Put a conversation in `item.group`'s queue (a 留言 when is_ticket); its 1-based position (0 with
+        `position=False`: not counted).
 
         One unit of work (update, ticket, position COUNT): on SQLite it joins the group commit instead of
-        a write transaction of its own per handoff.
+        a write transaction of its own per handoff. The COUNT ranks the group's queue, which grows with it,
+        on the one writer thread every message waits for: skipped when the caller names no place.
         """
         cid = int(item.conversation_id)
         params = {
@@ -128,10 +154,13 @@ class AssignmentQueries(QueueQueries):
                     _INSERT_TICKET,
                     {"conversation_id": cid, "group_name": item.group, "created_at": item.queued_at},
                 )
+            if not position:
+                return 0
             rows = unit.db.rows(POSITION, {"conversation_id": cid, "default_group": self.default_group})
             return int(rows[0]["n"]) if rows else 0
 
-        return await self.store.run(work) or 1
+        counted = await self.store.run(work)
+        return (counted or 1) if position else 0
 
     async def list_queue(self, groups: Collection[str] | None = None) -> Sequence[QueueItem]:
         """Every waiting conversation (tickets included), of the given groups or all."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -59,27 +59,43 @@ class EventQueries(HandoffTables):
         session: AsyncSession | None = None,
     ) -> int:
         """Append a console event; returns its sequence number."""
-        aid = conversation_pk(agent_id) if agent_id is not None else None
-        now = utcnow()
-        if session is not None:
-            row = AgentEventRecord(
-                type=type_,
-                conversation_id=conversation_id,
-                agent_id=aid,
-                group=group,
-                payload=dict(payload),
-                created_at=now,
+        if session is None:
+            # A unit of work, not a session: on SQLite it joins the group commit of the messages being
+            # stored instead of taking the write lock for a transaction of its own (one per customer message).
+            return await self.store.run(
+                self.event_work(
+                    type_, payload, conversation_id=conversation_id, agent_id=agent_id, group=group
+                )
             )
-            session.add(row)
-            await session.flush()
-            return row.seq
+        row = AgentEventRecord(
+            type=type_,
+            conversation_id=conversation_id,
+            agent_id=conversation_pk(agent_id) if agent_id is not None else None,
+            group=group,
+            payload=dict(payload),
+            created_at=utcnow(),
+        )
+        session.add(row)
+        await session.flush()
+        return row.seq
+
+    def event_work(
+        self,
+        type_: str,
+        payload: Mapping[str, Any],
+        *,
+        conversation_id: int | None = None,
+        agent_id: str | None = None,
+        group: str | None = None,
+    ) -> Callable[[Unit], int]:
+        """The unit of work that appends a console event (alone, or inside a larger unit); its seq."""
         values = {
             "type": type_,
             "conversation_id": conversation_id,
-            "agent_id": aid,
+            "agent_id": conversation_pk(agent_id) if agent_id is not None else None,
             "group_name": group,
             "payload": dict(payload),
-            "created_at": now,
+            "created_at": utcnow(),
         }
 
         def insert(unit: Unit) -> int:
@@ -89,9 +105,7 @@ class EventQueries(HandoffTables):
                 unit.db.run(_LOCK_EVENTS)
             return unit.db.insert(_INSERT_EVENT, values)
 
-        # A unit of work, not a session: on SQLite it joins the group commit of the messages being stored
-        # instead of taking the write lock for a transaction of its own (one per customer message).
-        return await self.store.run(insert)
+        return insert
 
     async def events_after(self, after: int, limit: int = 500) -> list[EventRow]:
         """Stored events with seq > after, oldest first."""

@@ -334,12 +334,13 @@ class MessageReads:
     async def conversation_and_recent(
         self, conversation_id: int, limit: int
     ) -> tuple[ConversationRow | None, list[MessageRow]]:
-        """One conversation and its newest `limit` messages (newest first), in one trip (a handoff's reads)."""
+        """One conversation and its newest `limit` messages (newest first), in one trip (a handoff's reads);
+        `limit` 0: the conversation alone."""
 
         def read(unit: Unit) -> tuple[ConversationRow | None, list[MessageRow]]:
             rows = unit.db.rows(_CONVERSATION_BY_ID, {"conversation_id": conversation_id})
-            if not rows:
-                return None, []
+            if not rows or limit <= 0:
+                return (conversation_from(rows[0]) if rows else None), []
             page = unit.db.rows(_RECENT_MESSAGES, {"conversation_id": conversation_id, "limit": limit})
             return conversation_from(rows[0]), [message_from(r) for r in page]
 

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, select, tuple_
+from sqlalchemy import and_, bindparam, case, func, insert, select, tuple_
 
+from gateway.storage.errors import Conflict
 from gateway.storage.handoff_base import HandoffTables
 from gateway.storage.schema.core import Conversation, Customer, MessageRecord
 from gateway.storage.schema.handoff import TicketRecord
+from gateway.storage.schema.sla import SlaNoticeRecord
 from gateway.storage.sla_store import mark_notice
 from handoff.queue import Priority, QueueItem
 from handoff.state import ConversationState
@@ -107,6 +109,23 @@ _FOLLOWUP_DUE = (
     .select_from(_C.join(_T, _T.c.conversation_id == _C.c.id))
     .where(_C.c.id == bindparam("conversation_id"), _IS_QUEUED, _T.c.resolved_at.is_(None))
 )
+# The 留言 follow-up's once-only mark, claimed from the waiting 留言's row itself (handed_off_at = queued_at).
+_CLAIM_FOLLOWUP = insert(SlaNoticeRecord.__table__).from_select(
+    ["conversation_id", "handed_off_at", "kind", "sent_at"],
+    select(
+        _C.c.id,
+        _C.c.queued_at,
+        bindparam("kind", type_=SlaNoticeRecord.__table__.c.kind.type),
+        bindparam("sent_at", type_=SlaNoticeRecord.__table__.c.sent_at.type),
+    )
+    .select_from(_C.join(_T, _T.c.conversation_id == _C.c.id))
+    .where(
+        _C.c.id == bindparam("conversation_id"),
+        _IS_QUEUED,
+        _T.c.resolved_at.is_(None),
+        _C.c.queued_at.is_not(None),
+    ),
+)
 _QUEUED_AT_OF = select(_C.c.queued_at).where(_C.c.id == bindparam("conversation_id"), _IS_QUEUED)
 POSITION_NOTE = (
     "position:"  # the sla_notices kind (+ the place) of "您仍在排队，前面还有 N 位" after a bot answer
@@ -117,36 +136,62 @@ _LAST_INBOUND_TEXT = (
 
 
 def _page_query(groups: bool, after: bool) -> Any:
-    ranked = _ranked(_GROUP.in_(bindparam("groups", expanding=True))) if groups else _ranked()
-    query = (
+    """A page in serving order, positions included, without ranking the whole queue.
+
+    The page is the first `limit` keys after the cursor (one sort of the queued rows' keys, no window
+    over them); only the page's rows are then joined to their customer and last message. Within a group
+    the page's rows follow each other in serving order, so a row's position is the group's rows at or
+    before the cursor (one grouped COUNT, on later pages only) plus its rank on the page.
+    """
+    keyed = _keyed()
+    if groups:
+        keyed = keyed.where(_GROUP.in_(bindparam("groups", expanding=True)))
+    queued = keyed.cte("queued")
+    key = tuple_(queued.c.pr, queued.c.tr, queued.c.qa, queued.c.id)
+    cursor = tuple_(
+        bindparam("after_pr"),
+        bindparam("after_tr"),
+        bindparam("after_qa", type_=_C.c.queued_at.type),
+        bindparam("after_id"),
+    )
+    page = select(queued).order_by(*key.clauses).limit(bindparam("limit"))
+    if after:
+        page = page.where(key > cursor)
+    page = page.cte("page")
+    order = (page.c.pr, page.c.tr, page.c.qa, page.c.id)
+    rank = func.row_number().over(partition_by=page.c.grp, order_by=order)
+    source = page
+    if after:
+        before = (
+            select(queued.c.grp, func.count().label("n"))
+            .where(key <= cursor, queued.c.grp.in_(select(page.c.grp)))
+            .group_by(queued.c.grp)
+            .cte("before")
+        )
+        source = page.outerjoin(before, before.c.grp == page.c.grp)
+        rank = func.coalesce(before.c.n, 0) + rank
+    return (
         select(
-            ranked,
+            page.c.id,
+            page.c.grp,
+            _C.c.priority,
+            page.c.pr,
+            page.c.tr,
+            page.c.qa,
+            rank.label("pos"),
             _C.c.handoff_reason,
             _C.c.channel,
             _CUSTOMERS.c.name.label("customer_name"),
             _CUSTOMERS.c.user_id.label("customer_user_id"),
-            _LAST_INBOUND_TEXT.where(_MESSAGES.c.conversation_id == ranked.c.id)
+            _LAST_INBOUND_TEXT.where(_MESSAGES.c.conversation_id == page.c.id)
             .scalar_subquery()
             .label("last_message"),
         )
         .select_from(
-            ranked.join(_C, _C.c.id == ranked.c.id).outerjoin(_CUSTOMERS, _CUSTOMERS.c.id == _C.c.customer_id)
+            source.join(_C, _C.c.id == page.c.id).outerjoin(_CUSTOMERS, _CUSTOMERS.c.id == _C.c.customer_id)
         )
-        .order_by(ranked.c.pr, ranked.c.tr, ranked.c.qa, ranked.c.id)
-        .limit(bindparam("limit"))
+        .order_by(*order)
     )
-    if after:
-        key = tuple_(ranked.c.pr, ranked.c.tr, ranked.c.qa, ranked.c.id)
-        query = query.where(
-            key
-            > tuple_(
-                bindparam("after_pr"),
-                bindparam("after_tr"),
-                bindparam("after_qa", type_=_C.c.queued_at.type),
-                bindparam("after_id"),
-            )
-        )
-    return query
 
 
 _PAGES = {(g, a): _page_query(g, a) for g in (False, True) for a in (False, True)}
@@ -234,13 +279,17 @@ class QueueQueries(HandoffTables):
         return await mark_notice(self.store, conversation_id, queued_at, f"{POSITION_NOTE}{position}", at)
 
     async def claim_ticket_followup(self, conversation_id: int, at: datetime) -> bool:
-        """True once per 留言 (see handoff.store.HandoffStore.claim_ticket_followup)."""
-        rows = await self._rows(_FOLLOWUP_DUE, {"conversation_id": conversation_id})
-        if not rows or rows[0]["queued_at"] is None:
+        """True once per 留言 (see handoff.store.HandoffStore.claim_ticket_followup).
+
+        One unit: the mark is inserted from the waiting 留言's own row (nothing inserted: no 留言 waits),
+        and its primary key refuses a second claim of the same handoff (it used to read the row first).
+        """
+        params = {"conversation_id": conversation_id, "kind": TICKET_FOLLOWUP, "sent_at": at}
+        try:
+            inserted = await self.store.run(lambda unit: unit.db.run(_CLAIM_FOLLOWUP, params))
+        except Conflict:
             return False
-        return await mark_notice(
-            self.store, conversation_id, _aware(rows[0]["queued_at"]), TICKET_FOLLOWUP, at
-        )
+        return inserted == 1
 
     async def queue_page(
         self, groups: Collection[str] | None, *, limit: int, cursor: str | None = None

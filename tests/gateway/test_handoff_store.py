@@ -184,3 +184,18 @@ async def test_events_keep_their_audience_and_payload(db: HandoffDb) -> None:
     )
     assert dict(last.payload) == {"agent_id": "7"}
     assert last.created_at >= before and last.created_at.tzinfo is not None
+
+
+async def test_the_ticket_followup_is_claimed_once_per_waiting_ticket(db: HandoffDb) -> None:
+    live = await queued_conversation(db, "live3")
+    ticket = await queued_conversation(db, "ticket3")
+    await db.enqueue(QueueItem(ticket, "售后", Priority.NORMAL, datetime.now(UTC), is_ticket=True))
+    now = datetime.now(UTC)
+    assert await db.claim_ticket_followup(int(live), now) is False  # no 留言 waits there
+    assert await db.claim_ticket_followup(999_999, now) is False
+    claims = await asyncio.gather(*(db.claim_ticket_followup(int(ticket), now) for _ in range(4)))
+    assert sorted(claims) == [False, False, False, True]  # however they race: one confirmation
+    assert await db.claim_ticket_followup(int(ticket), now) is False
+    a = await agent(db, "t3")
+    assert (await db.claim(ticket, a)).ok
+    assert await db.claim_ticket_followup(int(ticket), now) is False  # resolved: nothing to confirm

@@ -62,13 +62,13 @@ class MemoryStore:
         c = self.convs.get(conversation_id)
         return None if c is None else ConversationRef(conversation_id, c.group, c.state, c.agent_id)
 
-    async def enqueue(self, item: QueueItem) -> int:
+    async def enqueue(self, item: QueueItem, *, position: bool = True) -> int:
         async with self._lock:
             c = self.convs.setdefault(item.conversation_id, _Conv(item.group))
             if c.state is not S.QUEUED:
                 check_transition(c.state, S.QUEUED)
                 c.state, c.group, c.item = S.QUEUED, item.group, item
-            return position_of(item.conversation_id, self._queue()) or 0
+            return (position_of(item.conversation_id, self._queue()) or 0) if position else 0
 
     def _queue(self) -> list[QueueItem]:
         return [c.item for c in self.convs.values() if c.state is S.QUEUED and c.item is not None]

@@ -77,7 +77,7 @@ def complaint(cid: int, at: datetime) -> QueuedConversation:
 async def test_nobody_online_makes_a_ticket_and_confirms_additions_once() -> None:
     store, told, clock = MemoryStore([WANG]), Told(), FakeClock()
     handoff = flow(store, told, clock, AssignmentPolicy.LEAST_BUSY)
-    assert await handoff.on_queued(complaint(1, clock.now())) == 1
+    assert await handoff.on_queued(complaint(1, clock.now())) == 0  # a 留言: no place counted
     assert told.to(1) == [notices.no_agent_online(now=clock.now())]
     assert told.texts[0][2] == NOTICE_DELAY  # due after the bot's own reply, not slept for
     await asyncio.gather(
