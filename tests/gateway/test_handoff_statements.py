@@ -227,7 +227,8 @@ async def test_a_handoff_stores_its_notices_and_events_in_one_unit(start: Any, o
         else:
             assert len(texts) == 2 and texts.count(notices.ticket_followup()) == 1, texts
     assert counts[0] == counts[1], counts
-    # The handoff message: its own unit, the enqueue and ONE unit with the notice and the console event
-    # (they were two more); the queued customer's next message: its own unit, the acknowledgement with
+    # The handoff message: its own unit, the enqueue, ONE unit with the notice and the console event
+    # (they were two more) and the settle of its held replies (the passive reply carries them: a unit that
+    # rides the group commit); the queued customer's next message: its own unit, the acknowledgement with
     # its console event, and (nobody online) the once-only claim of the 留言 confirmation.
-    assert counts[0][0] <= 3 and counts[0][1] <= 3, counts
+    assert counts[0][0] <= 4 and counts[0][1] <= 3, counts
