@@ -120,14 +120,14 @@ def calibrate(
             top2 = _top2(fused, n_entries)
             support = np.minimum(1.0, lexical[k, top2[2]] / options.lexical_support)
             if trial.any():
-                conf = confidence(top2[0], top2[1], options.margin_power) * support
+                conf = confidence(top2[0], top2[1], options.semantic_margin_power) * support
                 in_conf[w].append(conf[trial])
                 in_right[w].append(top2[2][trial] == own[trial])
                 in_meaning[w].append(meaning[k, top2[2]][trial])
             fused[k, own] = -np.inf
             top2 = _top2(fused, n_entries)
             support = np.minimum(1.0, lexical[k, top2[2]] / options.lexical_support)
-            near_conf[w].append(confidence(top2[0], top2[1], options.margin_power) * support)
+            near_conf[w].append(confidence(top2[0], top2[1], options.semantic_margin_power) * support)
             near_meaning[w].append(meaning[k, top2[2]])
     # The mix of the two stages that ranks this kb's own held-out questions best (ties: the default).
     w = max(

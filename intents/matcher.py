@@ -175,9 +175,10 @@ class Classifier:
         """Top score discounted by how little it beats the runner-up (ambiguity ⇒ low confidence)."""
         if top <= 0 or runner_up >= top:
             return 0.0
-        raw = top * ((top - runner_up) / top) ** self.options.margin_power
         if self.semantic is not None:  # fused scores: the calibrated thresholds are on this raw scale
-            return float(min(raw, 1.0))
+            power = self.options.semantic_margin_power
+            return float(min(top * ((top - runner_up) / top) ** power, 1.0))
+        raw = top * ((top - runner_up) / top) ** self.options.margin_power
         xs, ys = zip(*self.options.calibration, strict=True)
         return float(np.interp(raw, xs, ys))
 
