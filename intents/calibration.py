@@ -110,7 +110,18 @@ def calibrate(
         lexical = (1 - c) * best + c * cen
         cos = semantic.cosines(semantic.matrix[rows])
         cos[k, rows] = -np.inf
-        meaning = semantic.entry_scores(np.where(np.isfinite(cos), cos, -1.0))
+        # Centroids without the held-out question (its own entry's is the rest of its questions').
+        held = semantic.matrix[rows]
+        dots = held @ semantic.sums.T
+        centroids = dots / np.maximum(semantic.sums_norm, 1e-6) - semantic.entry_hub
+        rest = semantic.sums[own] - held
+        rest_norm = np.linalg.norm(rest, axis=1)
+        rest_hub = (semantic.entry_hub[own] * counts[own] - semantic.hub[rows]) / np.maximum(
+            counts[own] - 1, 1
+        )
+        own_centroid = np.einsum("ij,ij->i", held, rest) / np.maximum(rest_norm, 1e-6) - rest_hub
+        centroids[k, own] = np.where(rest_norm > 1e-6, own_centroid, -1.0)
+        meaning = semantic.entry_scores(np.where(np.isfinite(cos), cos, -1.0), centroids)
         alone = counts[own] < 2  # nothing left of its entry: only a near-miss trial
         trial = ~alone
         for w in weights:

@@ -149,8 +149,9 @@ class Classifier:
         semantic = self.semantic
         if semantic is None or self._n_entries == 0:
             return lexical, lexical, None
-        cosines = semantic.cosines(semantic.vector(text)[None, :])[0]
-        sem = semantic.entry_scores(cosines[None, :])[0]
+        shaped = semantic.vector(text)[None, :]
+        cosines = semantic.cosines(shaped)[0]
+        sem = semantic.entry_scores(cosines[None, :], semantic.centroid_cosines(shaped))[0]
         n = len(sem)
         lex = np.zeros(n)
         rows: dict[int, int] = {}

@@ -233,6 +233,19 @@ def test_question_vectors_are_centred_on_the_kb_and_hubs_are_discounted(semantic
     assert np.allclose(index.cosines(query[None, :])[0], index.matrix @ query - index.hub, atol=1e-5)
 
 
+def test_an_entry_is_scored_on_its_best_question_and_on_its_centroid(semantic_shop):
+    """An entry asked many ways is matched on all of them, not only on its luckiest question."""
+    index = semantic_shop.semantic
+    assert index is not None
+    lo, hi = index.starts[0], index.starts[1]  # the first entry's question rows
+    assert np.allclose(index.sums[0], index.matrix[lo:hi].sum(axis=0), atol=1e-5)
+    query = index.vector("我想把买的东西退掉")[None, :]
+    best_only = index.entry_scores(index.cosines(query))[0]
+    mixed = index.entry_scores(index.cosines(query), index.centroid_cosines(query))[0]
+    assert mixed.shape == best_only.shape and not np.allclose(mixed, best_only)
+    assert np.allclose(index.query_scores("我想把买的东西退掉"), mixed)
+
+
 def test_switched_off_means_lexical(caplog):
     with caplog.at_level(logging.WARNING):
         classifier = classifier_builder("none")(make_kb())
