@@ -14,7 +14,8 @@ a 0..1 score comparable with the lexical one. Two corrections make cosines mean 
 FAQ, where every question says 花呗 or 退款: each encoder's vectors are centred on the kb's mean
 (what all questions share stops counting; e5 puts any two of them at 0.85-1.0 before), and a question
 close to many questions of other entries (a generic one, a "hub") has that closeness taken off its
-cosines (CSLS), so it stops winning queries that merely share the domain.
+cosines (CSLS), so it stops winning queries that merely share the domain. An entry's score mixes its
+best question's cosine with its centroid's, as the lexical stage does.
 """
 
 from __future__ import annotations
