@@ -6,7 +6,8 @@ this process yet (every question goes through the model); warm = a restart with 
 Run: `python -m bench.semantic [sizes…]`.
 
 Past MODEL_LIMIT questions the model would run for many minutes (50,000 × ~13 ms), so there the cache
-is filled by a stand-in encoder of the same name and size (deterministic vectors per text): the warm
+is filled by a stand-in encoder of the same size (deterministic vectors per text; its own name, so
+its vectors never mix with the real model's, in the process or on disk): the warm
 build (read the cache, centre, hub correction, calibration) and the matching part of classify are
 measured as they are; the cold build is the warm one plus every question's embedding at the per-text
 cost measured on the smaller cold run (marked "≈"), and a novel text's latency adds one model call.
@@ -39,11 +40,12 @@ MODEL_LIMIT = 5_000
 
 
 class StandIn:
-    """Same name and size as the real encoder, deterministic vectors from the text's hash: it fills the
-    cache of a kb too big to embed in a benchmark run (the model's cost per text is measured apart)."""
+    """Same size as the real encoder, deterministic vectors from the text's hash: it fills the cache of
+    a kb too big to embed in a benchmark run (the model's cost per text is measured apart). Its name is
+    its own: under the real one, its random vectors would be taken for the model's."""
 
     def __init__(self, real: Any) -> None:
-        self.name, self.dim = real.name, real.dim
+        self.name, self.dim = f"stand-in-for-{real.name}", real.dim
         self.blocks = getattr(real, "blocks", ((real.dim, 1.0),))
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:

@@ -110,7 +110,18 @@ def calibrate(
         lexical = (1 - c) * best + c * cen
         cos = semantic.cosines(semantic.matrix[rows])
         cos[k, rows] = -np.inf
-        meaning = semantic.entry_scores(np.where(np.isfinite(cos), cos, -1.0))
+        # Centroids without the held-out question (its own entry's is the rest of its questions').
+        held = semantic.matrix[rows]
+        dots = held @ semantic.sums.T
+        centroids = dots / np.maximum(semantic.sums_norm, 1e-6) - semantic.entry_hub
+        rest = semantic.sums[own] - held
+        rest_norm = np.linalg.norm(rest, axis=1)
+        rest_hub = (semantic.entry_hub[own] * counts[own] - semantic.hub[rows]) / np.maximum(
+            counts[own] - 1, 1
+        )
+        own_centroid = np.einsum("ij,ij->i", held, rest) / np.maximum(rest_norm, 1e-6) - rest_hub
+        centroids[k, own] = np.where(rest_norm > 1e-6, own_centroid, -1.0)
+        meaning = semantic.entry_scores(np.where(np.isfinite(cos), cos, -1.0), centroids)
         alone = counts[own] < 2  # nothing left of its entry: only a near-miss trial
         trial = ~alone
         for w in weights:
@@ -120,14 +131,14 @@ def calibrate(
             top2 = _top2(fused, n_entries)
             support = np.minimum(1.0, lexical[k, top2[2]] / options.lexical_support)
             if trial.any():
-                conf = confidence(top2[0], top2[1], options.margin_power) * support
+                conf = confidence(top2[0], top2[1], options.semantic_margin_power) * support
                 in_conf[w].append(conf[trial])
                 in_right[w].append(top2[2][trial] == own[trial])
                 in_meaning[w].append(meaning[k, top2[2]][trial])
             fused[k, own] = -np.inf
             top2 = _top2(fused, n_entries)
             support = np.minimum(1.0, lexical[k, top2[2]] / options.lexical_support)
-            near_conf[w].append(confidence(top2[0], top2[1], options.margin_power) * support)
+            near_conf[w].append(confidence(top2[0], top2[1], options.semantic_margin_power) * support)
             near_meaning[w].append(meaning[k, top2[2]])
     # The mix of the two stages that ranks this kb's own held-out questions best (ties: the default).
     w = max(

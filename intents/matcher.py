@@ -149,8 +149,9 @@ class Classifier:
         semantic = self.semantic
         if semantic is None or self._n_entries == 0:
             return lexical, lexical, None
-        cosines = semantic.cosines(semantic.vector(text)[None, :])[0]
-        sem = semantic.entry_scores(cosines[None, :])[0]
+        shaped = semantic.vector(text)[None, :]
+        cosines = semantic.cosines(shaped)[0]
+        sem = semantic.entry_scores(cosines[None, :], semantic.centroid_cosines(shaped))[0]
         n = len(sem)
         lex = np.zeros(n)
         rows: dict[int, int] = {}
@@ -175,9 +176,10 @@ class Classifier:
         """Top score discounted by how little it beats the runner-up (ambiguity ⇒ low confidence)."""
         if top <= 0 or runner_up >= top:
             return 0.0
-        raw = top * ((top - runner_up) / top) ** self.options.margin_power
         if self.semantic is not None:  # fused scores: the calibrated thresholds are on this raw scale
-            return float(min(raw, 1.0))
+            power = self.options.semantic_margin_power
+            return float(min(top * ((top - runner_up) / top) ** power, 1.0))
+        raw = top * ((top - runner_up) / top) ** self.options.margin_power
         xs, ys = zip(*self.options.calibration, strict=True)
         return float(np.interp(raw, xs, ys))
 

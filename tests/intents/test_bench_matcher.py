@@ -28,3 +28,21 @@ def test_semantic_bench_estimates_the_cold_build_past_the_model_limit(tmp_path, 
     assert m["estimated"] == 1.0
     assert m["cold_s"] >= m["warm_s"] + 60 * 0.01 * 0.9  # ~60 distinct questions, each "embedded" at 10 ms
     assert m["novel_p50_us"] > 0 and m["repeat_p50_us"] <= m["novel_p50_us"]
+
+
+def test_the_semantic_bench_stand_in_leaves_the_real_models_vectors_alone(tmp_path, monkeypatch):
+    """Regression: the stand-in's random vectors, shared under the real model's name, were served to the
+    later builds of the same process (a test run's eval figures moved, and they were cached on disk)."""
+    import numpy as np
+
+    from bench import semantic as bench_semantic
+    from bench.matcher import _entries
+    from intents.encoder import DEFAULT_MODEL, load_encoder
+    from intents.semantic import Embedder
+
+    monkeypatch.setattr(bench_semantic, "MODEL_LIMIT", 10)
+    bench_semantic.measure(60, tmp_path, per_text_s=0.01)
+    real = load_encoder(DEFAULT_MODEL)
+    assert real is not None
+    texts = [f["question"] for f in _entries(60)[:3]] + ["谁创造了你"]  # a rule intent's phrase too
+    assert np.abs(Embedder(real).questions(texts) - real.encode(texts)).max() < 1e-5

@@ -144,6 +144,53 @@ def test_a_corrupt_cache_is_rebuilt_not_fatal(e5, tmp_path, caplog, no_shared_ve
     assert Embedder(e5, cache_dir=tmp_path)._read_cache()  # rewritten whole
 
 
+class SameNameStandIn:
+    """Another model under the real one's name and size (as the benchmark's stand-in or a replaced
+    model directory would be): random but deterministic unit rows."""
+
+    def __init__(self, real):
+        self.name, self.dim = real.name, real.dim
+
+    def encode(self, texts):
+        seeds = [sum(map(ord, t)) for t in texts]
+        rows = np.stack([np.random.default_rng(seed).standard_normal(self.dim) for seed in seeds])
+        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_an_encoder_that_only_shares_the_models_name_never_lends_it_vectors(e5, tmp_path, no_shared_vectors):
+    """Regression: vectors were shared in-process and cached on disk by encoder *name*, so a stand-in
+    built under the real model's name left its random vectors for the real model's later builds."""
+    texts = ["谁创造了你", "怎么退货", "发票怎么开"]
+    fresh = e5.encode(texts)
+    Embedder(SameNameStandIn(e5), cache_dir=tmp_path).questions(texts)
+    in_process = Embedder(e5).questions(texts)  # the same process, no cache file
+    assert np.abs(in_process - fresh).max() < 1e-5
+    semantic_module._SHARED.clear()
+    Embedder(SameNameStandIn(e5), cache_dir=tmp_path).questions(texts)  # the stand-in's file last
+    restarted = Embedder(e5, cache_dir=tmp_path)
+    assert np.abs(restarted.questions(texts) - fresh).max() < 1e-5
+    assert restarted.encoded == len(texts)  # the stand-in's file was not taken for the model's
+
+
+def test_the_disk_cache_keeps_every_kbs_vectors(e5, tmp_path, no_shared_vectors):
+    """Regression: the cache file held only the last kb built, so two kbs (eval sets, tenants) evicted
+    each other's vectors and every start re-embedded one of them."""
+    shop = make_kb()
+    other = make_kb(
+        {
+            "opening-hours": ("你们几点上班", ("周末营业吗", "客服什么时候在线")),
+            "membership": ("怎么办会员卡", ("会员有什么优惠", "积分怎么用")),
+        }
+    )
+    Classifier.build(shop, embedder=Embedder(e5, cache_dir=tmp_path))
+    Classifier.build(other, embedder=Embedder(e5, cache_dir=tmp_path))
+    semantic_module._SHARED.clear()
+    restarted = Embedder(e5, cache_dir=tmp_path)
+    Classifier.build(shop, embedder=restarted)
+    Classifier.build(other, embedder=restarted)
+    assert restarted.encoded == 0
+
+
 def test_an_unavailable_model_is_reported_once_and_serves_lexically(tmp_path, caplog, monkeypatch):
     monkeypatch.setattr(encoder_module, "_reported", set())
     missing = str(tmp_path / "no-such-model")
@@ -186,6 +233,19 @@ def test_question_vectors_are_centred_on_the_kb_and_hubs_are_discounted(semantic
     assert index.hub.shape == (len(index.matrix),) and (index.hub >= 0).all()
     query = index.vector("怎么退货")
     assert np.allclose(index.cosines(query[None, :])[0], index.matrix @ query - index.hub, atol=1e-5)
+
+
+def test_an_entry_is_scored_on_its_best_question_and_on_its_centroid(semantic_shop):
+    """An entry asked many ways is matched on all of them, not only on its luckiest question."""
+    index = semantic_shop.semantic
+    assert index is not None
+    lo, hi = index.starts[0], index.starts[1]  # the first entry's question rows
+    assert np.allclose(index.sums[0], index.matrix[lo:hi].sum(axis=0), atol=1e-5)
+    query = index.vector("我想把买的东西退掉")[None, :]
+    best_only = index.entry_scores(index.cosines(query))[0]
+    mixed = index.entry_scores(index.cosines(query), index.centroid_cosines(query))[0]
+    assert mixed.shape == best_only.shape and not np.allclose(mixed, best_only)
+    assert np.allclose(index.query_scores("我想把买的东西退掉"), mixed)
 
 
 def test_switched_off_means_lexical(caplog):
