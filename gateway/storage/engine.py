@@ -24,13 +24,13 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 PG_CONNECT_TIMEOUT_S = 10.0
 PG_STATEMENT_TIMEOUT_S = 30.0
 PG_POOL_TIMEOUT_S = 30.0
-# Connections kept per process. Under load a webhook holds its connection for most of its life (between
-# round trips it waits its turn on the busy event loop), so 32 concurrent webhooks use ~30 connections; a
-# pool keeping 10 closed each overflow connection on its return and opened a new one for the next burst
-# (TCP, authentication, every statement prepared again). Opened lazily; mind PostgreSQL's max_connections
-# (100 by default) against processes × (PG_POOL_SIZE + PG_MAX_OVERFLOW) at peak.
-PG_POOL_SIZE = 32
-PG_MAX_OVERFLOW = 8
+# Connections kept per process, and how many more a burst may open (each closed again on its return). Under
+# load a webhook holds its connection for most of its life (between round trips it waits its turn on the busy
+# event loop), so 32 concurrent webhooks want ~30; keeping 10 closed and reopened the overflow ones (TCP,
+# authentication, every statement prepared again). 32 kept ran out of PostgreSQL's max_connections (100 by
+# default) with two deployments side by side, so: 16 kept, 4 more at most (20 in all, as before).
+PG_POOL_SIZE = 16
+PG_MAX_OVERFLOW = 4
 SQLITE_CACHE_KIB = 16_384  # page cache per connection (negative cache_size = KiB)
 # Connections kept open for SQLite readers. SQLAlchemy's default (5 + 10 overflow) closed every overflow
 # connection on return, so bursts of concurrent one-statement reads (the handoff's) opened a new aiosqlite
