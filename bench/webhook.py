@@ -486,12 +486,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--handoff-only", action="store_true", help="only the handoff mix (bench/handoff.py)")
     parser.add_argument("--postgres", action="store_true", help="also the bot-only mix on PostgreSQL")
+    parser.add_argument("--postgres-only", action="store_true", help="only the SQLite vs PostgreSQL rounds")
     args = parser.parse_args(argv)
     if args.serve:
         serve(args.serve, args.port)
         return 0
     from bench import handoff
 
+    if args.postgres_only:
+        for line in handoff.run_postgres():
+            print(line, flush=True)
+        return 0
     lines = handoff.run_handoff() if args.handoff_only else [*run(), *handoff.run_handoff()]
     if args.postgres:
         lines += handoff.run_postgres()

@@ -161,6 +161,14 @@ class Store(MessageReads, OutboxQueries):
         self._write_lock_loop: asyncio.AbstractEventLoop | None = None
         self._writer: asyncio.Task[Any] | None = None
         self._group_commit = GroupCommit(engine, self.write_lock) if self._serialise_writes else None
+        # PostgreSQL: reads and one-statement writes run without BEGIN/COMMIT, two round trips fewer each.
+        # Nothing is lost: one statement is atomic, and under READ COMMITTED each statement of a
+        # transaction takes its own snapshot anyway. (Same pool; the mode is set and reset on checkout.)
+        self.autocommit: AsyncEngine | None = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else None
+        )
 
     @asynccontextmanager
     async def write_lock(self) -> AsyncIterator[None]:
@@ -247,7 +255,7 @@ class Store(MessageReads, OutboxQueries):
     async def read(self, work: Callable[[Unit], T]) -> T:
         """Run a sync, read-only unit (no write lock; on SQLite outside any transaction)."""
         with sqlite_autocommit_read():
-            async with self.engine.connect() as conn:
+            async with (self.autocommit or self.engine).connect() as conn:
                 return await conn.run_sync(lambda sync_conn: work(Unit(SaDb(sync_conn))))
 
     async def audit(self, what: str, who: str, details: Mapping[str, Any] | None = None) -> None:

@@ -1,0 +1,165 @@
+"""Round trips of a FAQ message on PostgreSQL + Redis (the several-processes set-up), counted on the wire.
+
+On PostgreSQL every round trip costs kefu CPU (the asyncpg protocol, SQLAlchemy's bridge, a loopback send
+and the wake-up that answers it): the shape of a bot-answered message is what keeps its CPU near SQLite's.
+Counted here: statements (SQLAlchemy's `before_cursor_execute`), transaction control and pool pings
+(asyncpg's own query logger sees every simple-protocol query: BEGIN, COMMIT, ROLLBACK, the pre-ping's ";"),
+and Redis commands (Redis's MONITOR: what this test's clients sent, not the commands inside scripts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy import event, literal, select
+
+from gateway.storage import Store
+from tests.conftest import reset_postgres
+from tests.fakes.wechat_api import fixture_xml, xml_dict
+from tests.gateway.test_handoff_flow import Kefu, start, wechat_api  # noqa: F401 (fixtures)
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.postgres
+
+# A FAQ message in an open conversation: BEGIN and COMMIT around its unit of work; no pool pings (three
+# round trips per checkout on asyncpg: BEGIN, ";", ROLLBACK) and no transaction around the one-statement
+# settle of its held reply. Before: 9 (two pings, two transactions).
+CONTROL_BOUND = 2
+# The unit's statements (open-conversation read, inbound and reply inserts, the reply's held outbox row,
+# the conversation update) and the settle of the held row.
+STATEMENT_BOUND = 6
+# The in-flight claim, the passive-speaker claim and the outcome (gateway/coord/inflight.py).
+REDIS_BOUND = 3
+
+
+@pytest.fixture
+def db_url(postgres_database: str) -> str:
+    """This module counts PostgreSQL's round trips only (SQLite's unit is one trip to its thread)."""
+    asyncio.run(reset_postgres(postgres_database))
+    return postgres_database
+
+
+@contextmanager
+def round_trips(store: Store) -> Iterator[dict[str, list[str]]]:
+    """Statements and simple-protocol queries (transaction control, pings) sent while inside."""
+    seen: dict[str, list[str]] = {"statements": [], "control": []}
+    logged: list[Any] = []
+
+    def statement(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
+        seen["statements"].append(sql)
+
+    def control(record: Any) -> None:
+        seen["control"].append(record.query.strip())
+
+    def checkout(dbapi_connection: Any, *args: Any) -> None:
+        driver = dbapi_connection._connection
+        if driver not in logged:
+            driver.add_query_logger(control)
+            logged.append(driver)
+
+    sync_engine = store.engine.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", statement)
+    event.listen(sync_engine, "checkout", checkout)
+    try:
+        yield seen
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", statement)
+        event.remove(sync_engine, "checkout", checkout)
+        for driver in logged:
+            driver.remove_query_logger(control)
+
+
+@asynccontextmanager
+async def redis_commands(url: str, prefix: str) -> AsyncIterator[list[str]]:
+    """The commands clients sent to Redis about this test's keys (MONITOR; script internals left out)."""
+    seen: list[str] = []
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    ready, ended = asyncio.Event(), asyncio.Event()
+    end = f"{prefix}:end"
+
+    async def watch() -> None:
+        async with client.monitor() as monitor:
+            ready.set()
+            while True:
+                command = await monitor.next_command()
+                if command.get("client_type") == "lua" or prefix not in command["command"]:
+                    continue
+                if end in command["command"]:
+                    ended.set()
+                    return
+                seen.append(command["command"].split(" ", 1)[0].upper())
+
+    task = asyncio.create_task(watch())
+    await ready.wait()
+    try:
+        yield seen
+    finally:
+        await client.execute_command("ECHO", end)  # MONITOR shows commands in order: all before it are in
+        await asyncio.wait_for(ended.wait(), 5)
+        await task
+        await client.aclose()
+
+
+async def ask(kefu: Kefu, text: str, msg_id: int) -> str:
+    xml = fixture_xml("text.xml", FromUserName="oRoundTrips", Content=text, MsgId=msg_id)
+    status, body, _ = await kefu.push.post(xml)
+    assert status == 200, body
+    return xml_dict(body)["Content"]
+
+
+async def test_a_faq_message_makes_few_round_trips(start: Any, redis_section: dict[str, Any]) -> None:  # noqa: F811
+    kefu = await start({"redis": redis_section}, assignment="manual", job_interval_s=3600)
+    await kefu.runtime.outbox.stop()  # its polling would add statements to the count
+    store = kefu.runtime.store
+    assert await ask(kefu, "怎么退货", 7_200_001)  # opens the conversation, prepares the statements
+    with round_trips(store) as pg:
+        async with redis_commands(redis_section["url"], redis_section["prefix"]) as redis:
+            assert await ask(kefu, "多久发货", 7_200_002)
+            await asyncio.sleep(0)  # asyncpg calls its query loggers on the next loop turn
+    assert ";" not in pg["control"], pg["control"]  # no pool pre-ping
+    assert pg["control"].count("COMMIT;") == 1, pg["control"]
+    assert len(pg["control"]) <= CONTROL_BOUND, pg["control"]
+    assert len(pg["statements"]) <= STATEMENT_BOUND, pg["statements"]
+    assert len(redis) <= REDIS_BOUND, redis
+    rows = await store.list_outbox()
+    assert [r.status for r in rows] == ["cancelled", "cancelled"]  # both carried passively, none sent
+
+
+async def test_a_connection_the_server_closed_is_replaced_without_a_ping(db_url: str) -> None:
+    """No pre-ping: a pooled connection the server terminated is dropped at checkout (asyncpg saw it close)."""
+    import asyncpg
+
+    store = Store.from_url(db_url)
+    opened: list[int] = []
+    event.listen(store.engine.sync_engine, "connect", lambda *_: opened.append(1))
+    try:
+        await store.create_all()
+        async with store.engine.connect() as conn:  # the one pooled connection, kept for the next read
+            driver = (await conn.get_raw_connection()).driver_connection
+        admin = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            killed = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await admin.close()
+        assert killed >= 1
+        before = len(opened)
+
+        async def noticed() -> bool:  # the event loop reads the server's goodbye on the idle socket
+            return driver.is_closed()
+
+        await eventually(noticed)
+        assert await store.read(lambda unit: unit.db.rows(_SELECT_ONE)) == [{"one": 1}]
+        assert len(opened) == before + 1  # replaced at checkout, not failed at the first statement
+    finally:
+        await store.dispose()
+
+
+_SELECT_ONE = select(literal(1).label("one"))
