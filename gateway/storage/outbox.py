@@ -31,15 +31,8 @@ _OUTBOX_FOR_MESSAGE = select(_OUTBOX.c.id, _OUTBOX.c.status).where(
     _OUTBOX.c.message_id == bindparam("message_id")
 )
 
+
 # Decide one held row (settle_held's one-row case): status and time, if it is still in one of `still`.
-_SETTLE = (
-    _OUTBOX.update()
-    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
-    .where(_OUTBOX.c.status.in_(bindparam("still", expanding=True)))
-    .values(status=bindparam("status"), next_attempt_at=bindparam("now"))
-)
-
-
 class _NotAllHeld(Exception):
     """Rolls back a settle_held that found a row no longer held."""
 
@@ -210,14 +203,12 @@ class OutboxQueries:
         if not outbox_ids:
             return True
         ids = set(outbox_ids)
-        still = ("held", "cancelled") if status == "cancelled" else ("held",)
         if len(ids) == 1 and self.autocommit is not None:
             # One row (one reply, the common case): one statement is all or nothing by itself, so it runs
             # without BEGIN/COMMIT on PostgreSQL (two round trips fewer per passively answered message).
             async with self.autocommit.connect() as conn:
-                result = await conn.execute(
-                    _SETTLE, {"ids": list(ids), "still": list(still), "status": status, "now": now}
-                )
+                params = {"outbox_id": next(iter(ids)), "new_status": status, "now": now}
+                result = await conn.execute(_SETTLE[status], params)
                 return result.rowcount == 1
         try:
             # A unit of work: on SQLite it rides the group commit with the pipeline's units, rather than a
