@@ -127,13 +127,24 @@ class Delivery:
         loop = asyncio.get_running_loop()
         deadline = self.deadline()
         started = loop.time()
-        outcome = await shared.outcome(claim, deadline / 2 if deadline is not None else 0.0)
+        waited = deadline / 2 if deadline is not None else 0.0
+        outcome = await shared.outcome(claim, waited)
         left = None if deadline is None else max(deadline - (loop.time() - started), 0.0)
         if outcome is None:
             # No word from the owner: it died (kill -9) or is slow. Decide as the first would, but answer
-            # passively only if the owner has not taken that turn (`speak`): never both.
+            # passively only if the owner has not taken that turn (`speak`): never both. An owner that took
+            # it before this request started waiting and recorded nothing since died before its answer
+            # left (its rows may already be cancelled for it): this request answers instead, else nobody would.
+            async def speak_or_take_over() -> bool:
+                return await speak() or await shared.take_over(claim, waited)
+
             answer = await self._deliver(
-                message, can_carry, repeat=self.repeat_passive, budget=left, speak=speak, targets=targets
+                message,
+                can_carry,
+                repeat=self.repeat_passive,
+                budget=left,
+                speak=speak_or_take_over,
+                targets=targets,
             )
             return await self._speaks(answer, claim)
         # The owner answered: a passive answer is repeated only to a retry of the platform's (it did not

@@ -38,10 +38,28 @@ return {0, redis.call('HGET', KEYS[1], 'first'), now}
 
 
 # KEYS[1] the record, ARGV[1] the request's token: 1 when this request is (now) the one that answers passively.
+# `spoke`: when the speaker took its turn (Redis's clock), for a follower to tell a dead speaker from a busy one.
 _SPEAK = """
-redis.call('HSETNX', KEYS[1], 'speaker', ARGV[1])
+if redis.call('HSETNX', KEYS[1], 'speaker', ARGV[1]) == 1 then
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'spoke', tostring(tonumber(t[1]) + tonumber(t[2]) / 1000000))
+  return 1
+end
 if redis.call('HGET', KEYS[1], 'speaker') == ARGV[1] then return 1 end
 return 0
+"""
+
+# KEYS[1] the record, ARGV[1] the request's token, ARGV[2] seconds: the speaker's turn passes to this request
+# when no outcome was recorded and the speaker took its turn at least that long ago (it died between taking
+# it and writing its answer: writing and recording take milliseconds). 1 when this request now speaks.
+_TAKE_OVER = """
+if redis.call('HEXISTS', KEYS[1], 'outcome') == 1 then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local spoke = tonumber(redis.call('HGET', KEYS[1], 'spoke') or now)
+if now - spoke < tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], 'speaker', ARGV[1], 'spoke', tostring(now))
+return 1
 """
 
 
@@ -62,6 +80,7 @@ class SharedInFlight:
         self.link = link
         self._claim = link.client.register_script(_CLAIM)
         self._speak = link.client.register_script(_SPEAK)
+        self._take_over = link.client.register_script(_TAKE_OVER)
 
     async def claim(self, channel: str, account: str, message_id: str) -> Claim:
         """Claim a message id, or learn that another request (on any process) did first."""
@@ -78,6 +97,12 @@ class SharedInFlight:
         """
         async with self.link.guard("in-flight speaker"):
             return bool(await self._speak(keys=[claim.key], args=[claim.token]))
+
+    async def take_over(self, claim: Claim, silent_s: float) -> bool:
+        """Speak in place of a speaker silent for `silent_s` with no outcome (killed after taking its turn,
+        before its answer reached the platform: the platform's retry is then the only way to answer)."""
+        async with self.link.guard("in-flight speaker"):
+            return bool(await self._take_over(keys=[claim.key], args=[claim.token, silent_s]))
 
     async def finish(self, claim: Claim, outcome: str) -> None:
         """The owner's decision: `passive` or `ack`."""

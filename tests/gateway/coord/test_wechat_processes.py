@@ -9,7 +9,7 @@ real `kefu serve` processes.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -126,3 +126,24 @@ async def test_a_retry_after_the_owner_died_unanswered_is_answered_by_the_proces
     await inflight.claim("wechat", "shop", xml_dict(xml)["MsgId"])
     assert answers([await a.push.post(xml)]) == [PAYMENT_ANSWER]  # WeChat's immediate retry, here
     await no_sends(a, wechat_api)
+
+
+async def test_a_retry_after_the_owner_died_having_taken_the_speakers_turn_is_answered(start_app, wechat_api):
+    a = await start_app()
+    object.__setattr__(a.runtime.settings.pipeline, "wechat_reply_deadline_s", 0.3)
+    xml = fixture_xml("text.xml", MsgId=new_msg_id())
+    # Another process claimed this MsgId, took the passive speaker's turn and was killed before its answer
+    # left (no outcome recorded): nobody else would answer. The retry waits half its deadline, then speaks.
+    inflight = a.runtime.coord.inflight
+    assert inflight is not None
+    dead = await inflight.claim("wechat", "shop", xml_dict(xml)["MsgId"])
+    assert await inflight.speak(dead)
+    assert answers([await a.push.post(xml)]) == [PAYMENT_ANSWER]
+    await no_sends(a, wechat_api)
+    # A speaker that took its turn just now is not taken over (it is writing its answer), nor one that
+    # recorded an outcome, however long ago it spoke.
+    busy = await inflight.claim("wechat", "shop", new_msg_id())
+    assert await inflight.speak(busy)
+    assert not await inflight.take_over(replace(busy, token="follower"), 60.0)
+    await inflight.finish(busy, "passive")
+    assert not await inflight.take_over(replace(busy, token="follower"), 0.0)
