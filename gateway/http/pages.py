@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -150,13 +151,17 @@ async def suggestions(request: web.Request) -> web.Response:
     last = inbound[0] if inbound else None
     if snapshot is not None:
         kb, classifier = snapshot
-        # The customer's latest line the matcher can place ("转人工" or "在吗" are not questions).
-        ranked: tuple[Candidate, ...] = ()
-        for message in inbound:
-            ranked = classifier.rank(message.text, k=MAX_SUGGESTIONS)
-            if ranked:
-                last = message
-                break
+
+        def place() -> tuple[Any, tuple[Candidate, ...]]:
+            """The customer's latest line the matcher can place ("转人工" or "在吗" are not questions)."""
+            for message in inbound:
+                found = classifier.rank(message.text, k=MAX_SUGGESTIONS)
+                if found:
+                    return message, found
+            return last, ()
+
+        # Ranking embeds the texts (semantic stage): a worker thread, never the event loop.
+        last, ranked = await asyncio.to_thread(place)
         for candidate in ranked:
             entry = kb.get(candidate.entry_id)
             if entry is None or not entry.enabled:

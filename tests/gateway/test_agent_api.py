@@ -4,6 +4,7 @@ concurrent claims, transfer, hand-back, notes, canned replies, and the OpenAPI s
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -311,6 +312,24 @@ async def test_suggestions_are_part_of_the_api_and_the_old_path_still_works(gate
     assert (
         await gateway.get("/api/v1/conversations", params={"mine": "AAA"}, headers=boss.headers)
     ).status == 400
+
+
+async def test_suggestions_rank_off_the_event_loop(gateway: Any, monkeypatch: Any) -> None:
+    # Ranking embeds the customer's text (semantic stage): on the loop it would stall every request.
+    cid = (await customer_says(gateway, "sg2", "怎么开发票"))["conversation_id"]
+    await customer_says(gateway, "sg2", "转人工")
+    boss = await make_agent(gateway, "主管丙", ("售前", "售后"), role=Role.SUPERVISOR)
+    kind = type(gateway.app[RUNTIME].kb.snapshot()[1])
+    seen: list[int] = []
+    original = kind.rank
+
+    def spy(self: Any, text: str, k: int = 3) -> Any:
+        seen.append(threading.get_ident())
+        return original(self, text, k)
+
+    monkeypatch.setattr(kind, "rank", spy)
+    assert (await boss.call("GET", f"/conversations/{cid}/suggestions"))["suggestions"]
+    assert seen and threading.get_ident() not in seen
 
 
 # --- Idempotency-Key on agent sends (reliability item 11) ---------------------------------------------
