@@ -17,6 +17,24 @@ from tests.conftest import TEST_FAQ
 KEFU = Path(sys.executable).with_name("kefu")
 
 
+async def refused_start(
+    config: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[int | None, str]:
+    """`kefu serve --config config *args` run to its exit (a start it refuses): exit code and stderr.
+    The test's own KEFU_* variables are left out; `env` adds to what is kept."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith("KEFU_")} | (env or {})
+    proc = await asyncio.create_subprocess_exec(
+        str(KEFU),
+        *("serve", "--config", str(config), *args),
+        cwd=config.parent,
+        env=kept,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode, err.decode()
+
+
 async def test_kefu_serve_runs_prints_urls_and_stops_on_sigterm(tmp_path: Path, unused_tcp_port: int) -> None:
     config = tmp_path / "gateway.yaml"
     config.write_text(
@@ -90,18 +108,9 @@ async def test_kefu_serve_refuses_an_unsigned_web_channel_on_a_public_address(
         f'database: {{url: "sqlite+aiosqlite:///state/kefu.db"}}\nkb: {{paths: ["{TEST_FAQ}"], watch: false}}\n',
         encoding="utf-8",
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEFU_")}
-    proc = await asyncio.create_subprocess_exec(
-        str(KEFU),
-        *("serve", "--config", str(config), "--host", "0.0.0.0", "--port", str(unused_tcp_port)),
-        cwd=tmp_path,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 1
-    assert "channels.web.secret is empty" in err.decode() and "Traceback" not in err.decode()
+    code, err = await refused_start(config, "--host", "0.0.0.0", "--port", str(unused_tcp_port))
+    assert code == 1, err
+    assert "channels.web.secret is empty" in err and "Traceback" not in err
 
 
 def test_only_loopback_or_a_secret_or_public_history_pass_the_exposure_check() -> None:

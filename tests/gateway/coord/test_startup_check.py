@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +10,8 @@ from gateway.coord import PROCESSES_ENV, RedisSettings, check_processes, declare
 from gateway.serve import StartupFailed, check_coordination
 from gateway.settings import settings_from_mapping
 from tests.conftest import TEST_FAQ
+from tests.gateway.test_serve import refused_start
 
-KEFU = Path(sys.executable).with_name("kefu")
 PG = "postgresql+asyncpg://kefu@127.0.0.1:5432/kefu"
 
 
@@ -46,16 +43,6 @@ async def test_kefu_serve_with_two_processes_on_postgresql_and_no_redis_exits_sa
     config.write_text(
         f'database: {{url: "{PG}"}}\nkb: {{paths: ["{TEST_FAQ}"], watch: false}}\n', encoding="utf-8"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEFU_")} | {PROCESSES_ENV: "2"}
-    proc = await asyncio.create_subprocess_exec(
-        str(KEFU),
-        *("serve", "--config", str(config), "--port", str(unused_tcp_port)),
-        cwd=tmp_path,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
-    text = err.decode()
-    assert proc.returncode == 1, text
+    code, text = await refused_start(config, "--port", str(unused_tcp_port), env={PROCESSES_ENV: "2"})
+    assert code == 1, text
     assert "need Redis" in text and "redis.url" in text and "Traceback" not in text
