@@ -25,9 +25,14 @@ run: install
 	$(VENV)/bin/kefu serve --config $(CONFIG)
 
 # Tests need PostgreSQL (and Redis); `services` starts them when this machine has them installed.
+# Two passes: everything but the `serial` tests on TEST_WORKERS processes (a test file stays on one
+# worker: module fixtures and the eval's measurements are shared within it), then the serial ones
+# (processes, faults, deadlines) alone. Each worker has a PostgreSQL database of its own.
+TEST_WORKERS ?= 2
 test: install services
 	@bash scripts/ensure_chromium.sh
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile -m "not serial"
+	$(PY) -m pytest -q -p no:cacheprovider -m serial
 
 lint: install
 	$(VENV)/bin/ruff check gateway intents handoff kb tests bench chaos

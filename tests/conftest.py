@@ -32,6 +32,18 @@ PG_PORT = int(os.environ.get("KEFU_TEST_PG_PORT", "5432"))
 ADMIN_TOKEN = "test-admin-token"
 
 
+# Run alone by `make test`, after the rest ran on several workers (pytest-xdist): these start processes,
+# stop or freeze databases and count seconds against WeChat's deadline, so they must not share the
+# machine's cores with another worker's tests.
+SERIAL = ("tests/chaos/", "tests/multiprocess/", "tests/gateway/test_workers.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(SERIAL):
+            item.add_marker(pytest.mark.serial)
+
+
 def services_required() -> bool:
     """True in CI: a missing service is a failure, not a skip."""
     return os.environ.get("KEFU_REQUIRE_SERVICES") == "1"

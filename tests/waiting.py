@@ -7,8 +7,11 @@ import time
 from collections.abc import Awaitable, Callable
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5.0) -> None:
-    """Poll an async condition until it holds, or fail after `within` seconds."""
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
+    """Poll an async condition until it holds, or fail after `within` seconds.
+
+    Generous on purpose: a check that holds returns at once, and `make test` runs two workers side by side
+    on two cores, where a background step can take seconds."""
     deadline = time.monotonic() + within
     while not await check():
         if time.monotonic() > deadline:

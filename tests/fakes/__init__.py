@@ -41,7 +41,7 @@ class FakeUpstream:
         """Invalidate every issued token: the next send with one is refused as expired."""
         self._valid_tokens.clear()
 
-    async def wait_for_messages(self, count: int, within: float = 5.0) -> list[dict[str, Any]]:
+    async def wait_for_messages(self, count: int, within: float = 15.0) -> list[dict[str, Any]]:
         """Wait until at least `count` sends were accepted (the outbox delivers in the background)."""
         await wait_for_count(self.messages, self.received, count, within)
         return self.messages

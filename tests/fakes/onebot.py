@@ -82,7 +82,7 @@ class FakeOneBotHTTP:
     def messages(self, action: str = "send_group_msg") -> list[dict[str, Any]]:
         return [params for name, params in self.calls if name == action]
 
-    async def wait_for_calls(self, count: int, within: float = 5.0) -> list[tuple[str, dict[str, Any]]]:
+    async def wait_for_calls(self, count: int, within: float = 15.0) -> list[tuple[str, dict[str, Any]]]:
 
         await wait_for_count(self.calls, self.received, count, within)
         return self.calls
@@ -183,7 +183,7 @@ class FakeOneBotWS:
     def messages(self, action: str = "send_group_msg") -> list[dict[str, Any]]:
         return [c["params"] for c in self.calls if c.get("action") == action]
 
-    async def wait_for_calls(self, count: int, within: float = 5.0) -> list[dict[str, Any]]:
+    async def wait_for_calls(self, count: int, within: float = 15.0) -> list[dict[str, Any]]:
 
         await wait_for_count(self.calls, self.received, count, within)
         return self.calls

@@ -87,7 +87,7 @@ class Console:
         return ws
 
 
-async def next_event(ws: Any, event: str, within: float = 5.0, **match: Any) -> dict[str, Any]:
+async def next_event(ws: Any, event: str, within: float = 15.0, **match: Any) -> dict[str, Any]:
     """The next pushed event of a kind (and matching fields), skipping others."""
     deadline = time.monotonic() + within
     while True:

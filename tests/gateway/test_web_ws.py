@@ -16,7 +16,7 @@ SLOW_DOWN = "您发送得太快了，请稍等几秒再发。"
 
 
 async def frame_where(
-    ws: Any, match: Callable[[dict[str, Any]], bool], within: float = 5.0
+    ws: Any, match: Callable[[dict[str, Any]], bool], within: float = 15.0
 ) -> dict[str, Any]:
     """The next frame `match` accepts (pushed messages and statuses in between are skipped)."""
     async with asyncio.timeout(within):

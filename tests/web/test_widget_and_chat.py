@@ -74,7 +74,7 @@ async def test_a_returning_visitor_sees_their_history_and_customer_text_is_never
 
 
 async def _ws_frames(
-    ws: aiohttp.ClientWebSocketResponse, until: str, within: float = 5.0
+    ws: aiohttp.ClientWebSocketResponse, until: str, within: float = 15.0
 ) -> list[dict[str, Any]]:
     """Frames until one of type `until` (inclusive)."""
     frames: list[dict[str, Any]] = []
