@@ -326,6 +326,23 @@ def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
     return {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "www-authenticate", "retry-after")}
 
 
+# Late /healthz database checks finishing their clean-up in the background (kept referenced until done).
+_LEFT_BEHIND: set[asyncio.Future[tuple[bool, int]]] = set()
+
+
+async def _database_check(runtime: Runtime) -> tuple[bool, int]:
+    """The database answers, and how many outbox rows are failing (see healthz)."""
+    if not await runtime.store.ping():
+        return False, 0
+    return True, await runtime.store.failing_outbox(utcnow(), runtime.settings.outbox.give_up_after)
+
+
+def _forget(task: asyncio.Future[tuple[bool, int]]) -> None:
+    _LEFT_BEHIND.discard(task)
+    if not task.cancelled() and task.exception() is not None:  # retrieved: no "never retrieved" noise
+        logger.debug("healthz: a late database check failed: %s", type(task.exception()).__name__)
+
+
 async def healthz(request: web.Request) -> web.Response:
     """Liveness and readiness: the database answers (quickly) and a knowledge base is loaded.
 
@@ -333,19 +350,24 @@ async def healthz(request: web.Request) -> web.Response:
     """
     runtime = request.app[RUNTIME]
     failing = 0
-    try:
-        # A hung database (a frozen PostgreSQL, a lock) must not hang the probe: 503 within the bound.
-        async with asyncio.timeout(HEALTH_DB_TIMEOUT_S):
-            db_ok = await runtime.store.ping()
-            if db_ok:
-                failing = await runtime.store.failing_outbox(utcnow(), runtime.settings.outbox.give_up_after)
-    except TimeoutError:
+    # A hung database (a frozen PostgreSQL, a lock) must not hang the probe: 503 within the bound. The
+    # check runs as a task of its own and is left behind when late: a cancelled query still closes its
+    # connection, which waits on the frozen server, and a timeout around it would wait for that too.
+    check = asyncio.ensure_future(_database_check(runtime))
+    done, _ = await asyncio.wait({check}, timeout=HEALTH_DB_TIMEOUT_S)
+    if not done:
         logger.warning("healthz: the database did not answer within %.1fs", HEALTH_DB_TIMEOUT_S)
+        check.cancel()
+        _LEFT_BEHIND.add(check)
+        check.add_done_callback(_forget)
         db_ok = False
-    except Exception as exc:
-        if not is_database_error(exc):
-            raise
-        db_ok = False
+    else:
+        try:
+            db_ok, failing = check.result()
+        except Exception as exc:
+            if not is_database_error(exc):
+                raise
+            db_ok = False
     runtime.metrics.outbox_failing.set(failing)
     kb = runtime.kb.status()
     redis_ok = await runtime.coord.ok()

@@ -275,6 +275,31 @@ async def test_healthz_answers_503_quickly_while_the_database_hangs(
     assert (await resp.json())["db"]["ok"] is False
 
 
+async def test_healthz_answers_while_a_cancelled_query_still_waits_on_the_database(
+    app_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A cancelled query on a frozen PostgreSQL still closes its connection, which waits on the server:
+    # the probe must not wait for that clean-up (chaos pg-freeze: /healthz took > 5 s).
+    monkeypatch.setattr("gateway.app.HEALTH_DB_TIMEOUT_S", 0.1)
+    runtime = app_client.app[RUNTIME]
+    thawed = asyncio.Event()
+
+    async def frozen() -> bool:
+        try:
+            await thawed.wait()
+        except asyncio.CancelledError:
+            await thawed.wait()  # the connection's close, on the same frozen server
+            raise
+        return True
+
+    runtime.store.ping = frozen  # type: ignore[method-assign]
+    async with asyncio.timeout(3):
+        resp = await app_client.get("/healthz")
+    assert resp.status == 503 and (await resp.json())["db"]["ok"] is False
+    thawed.set()  # the check left behind finishes its clean-up
+    await asyncio.sleep(0)
+
+
 async def test_an_outbox_of_an_earlier_version_gets_the_order_index_at_start_up(db_url: str) -> None:
     store = Store.from_url(db_url)
     before_migrations = (await asyncio.to_thread(migrate.script)).get_revision("0001").module.METADATA
