@@ -246,7 +246,7 @@ class SemanticIndex:
     sums_norm: np.ndarray  # per target: the length of that sum (0 without questions)
     entry_hub: np.ndarray  # per target: its questions' mean hub correction
     # Parts whose raw cosine counts too: (first column, dims, weight, share, |centre part|²) each, and
-    # per such part a (2, rows) array of each row's raw-from-centred terms (see `_raw_terms`).
+    # per such part a (2, rows) array: each row's n/weight and n·a + |m|² (see `_raw_terms`).
     plain_parts: tuple[tuple[int, int, float, float, float], ...] = ()
     plain_terms: tuple[np.ndarray, ...] = ()
     plain_base: float = 0.0  # typical raw cosine of two questions of different entries: scored 0
@@ -276,7 +276,10 @@ class SemanticIndex:
                 m = center[lo : lo + dim]
                 plain_parts.append((lo, dim, weight, share, float(m @ m)))
             lo += dim
-        terms = tuple(_raw_terms(matrix, center, part) for part in plain_parts)
+        terms = []
+        for part in plain_parts:
+            length, along = _raw_terms(matrix, center, part)
+            terms.append(np.stack((length / part[2], length * along + part[4])).astype(np.float32))
         return cls(
             embedder,
             matrix,
@@ -289,7 +292,7 @@ class SemanticIndex:
             np.linalg.norm(sums, axis=1),
             entry_hub,
             tuple(plain_parts),
-            terms,
+            tuple(terms),
             _plain_base(matrix, owner, tuple(plain_parts), terms),
         )
 
@@ -307,25 +310,29 @@ class SemanticIndex:
         without such parts) of shaped vectors to every question row: one pass over the matrix."""
         if not self.plain_parts:
             return vectors @ self.matrix.T - self.hub, None
-        total = np.zeros((vectors.shape[0], self.matrix.shape[0]), dtype=np.float32)
-        plain = np.zeros(total.shape, dtype=np.float32)
+        total = -np.broadcast_to(self.hub, (vectors.shape[0], self.matrix.shape[0]))
+        plain: np.ndarray | None = None
         shares = sum(part[3] for part in self.plain_parts)
         done = 0
-        for part, rows in zip(self.plain_parts, self.plain_terms, strict=True):
-            lo, dim, weight, share, m2 = part
+        for part, (scale, offset) in zip(self.plain_parts, self.plain_terms, strict=True):
+            lo, dim, _, share, _ = part
             if lo > done:  # the parts before this one, in one product
-                total += vectors[:, done:lo] @ self.matrix[:, done:lo].T
-            dots = vectors[:, lo : lo + dim] @ self.matrix[:, lo : lo + dim].T
-            total += dots
+                total = total + vectors[:, done:lo] @ self.matrix[:, done:lo].T
+            raw = vectors[:, lo : lo + dim] @ self.matrix[:, lo : lo + dim].T
+            total = total + raw
             length, along = _raw_terms(vectors, self.center, part)
-            # raw_q·raw_j = (n_q ĉ_q + m)·(n_j ĉ_j + m), with ĉ·ĉ = dots / weight
-            raw = (length[:, None] * rows[0][None, :]) * (dots / weight)
-            raw += (length * along)[:, None] + (rows[0] * rows[1])[None, :] + m2
-            plain += (share / shares) * raw
+            # raw_q·raw_j = (n_q ĉ_q + m)·(n_j ĉ_j + m) = dots·n_q·scale_j + n_q a_q + offset_j (in place)
+            raw *= scale
+            raw *= length[:, None]
+            raw += offset
+            raw += (length * along)[:, None]
+            if share != shares:
+                raw *= share / shares
+            plain = raw if plain is None else plain + raw
             done = lo + dim
         if done < self.matrix.shape[1]:
-            total += vectors[:, done:] @ self.matrix[:, done:].T
-        return total - self.hub, plain
+            total = total + vectors[:, done:] @ self.matrix[:, done:].T
+        return total, plain
 
     def centroid_cosines(self, vectors: np.ndarray) -> np.ndarray:
         """Hub-corrected cosines of shaped vectors to every entry's centroid (targets as columns)."""
@@ -408,10 +415,9 @@ def _plain_base(
     a, b = a[keep], b[keep]
     shares = sum(part[3] for part in parts)
     raw = np.zeros(len(a))
-    for (lo, dim, weight, share, m2), (length, along) in zip(parts, terms, strict=True):
-        dots = np.einsum("ij,ij->i", matrix[a, lo : lo + dim], matrix[b, lo : lo + dim]) / weight
-        part = length[a] * length[b] * dots + length[a] * along[a] + length[b] * along[b] + m2
-        raw += (share / shares) * part
+    for (lo, dim, weight, share, m2), (scale, offset) in zip(parts, terms, strict=True):
+        dots = np.einsum("ij,ij->i", matrix[a, lo : lo + dim], matrix[b, lo : lo + dim])
+        raw += (share / shares) * (dots * scale[a] * scale[b] * weight + offset[a] + offset[b] - m2)
     return float(min(np.median(raw), 0.95))
 
 
