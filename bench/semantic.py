@@ -30,7 +30,7 @@ import yaml
 
 from bench.matcher import _entries, _queries
 from intents import semantic
-from intents.encoder import DEFAULT_MODEL, load_encoder
+from intents.encoder import DEFAULT_MODEL, load_encoder, uncentred
 from intents.matcher import Classifier
 from intents.semantic import Embedder
 from kb.loader import load_kb
@@ -47,6 +47,7 @@ class StandIn:
     def __init__(self, real: Any) -> None:
         self.name, self.dim = f"stand-in-for-{real.name}", real.dim
         self.blocks = getattr(real, "blocks", ((real.dim, 1.0),))
+        self.uncentred = uncentred(real)  # the real model's scoring work, raw cosines included
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         out = np.empty((len(texts), self.dim), dtype=np.float32)

@@ -108,8 +108,10 @@ def calibrate(
             rest2 > 1e-9, (qc[k, own] - self_norm2[rows]) / np.sqrt(np.maximum(rest2, 1e-12)), 0.0
         )
         lexical = (1 - c) * best + c * cen
-        cos = semantic.cosines(semantic.matrix[rows])
+        cos, plain = semantic.scores(semantic.matrix[rows])
         cos[k, rows] = -np.inf
+        if plain is not None:
+            plain[k, rows] = -np.inf
         # Centroids without the held-out question (its own entry's is the rest of its questions').
         held = semantic.matrix[rows]
         dots = held @ semantic.sums.T
@@ -121,7 +123,7 @@ def calibrate(
         )
         own_centroid = np.einsum("ij,ij->i", held, rest) / np.maximum(rest_norm, 1e-6) - rest_hub
         centroids[k, own] = np.where(rest_norm > 1e-6, own_centroid, -1.0)
-        meaning = semantic.entry_scores(np.where(np.isfinite(cos), cos, -1.0), centroids)
+        meaning = semantic.entry_scores(np.where(np.isfinite(cos), cos, -1.0), centroids, plain)
         alone = counts[own] < 2  # nothing left of its entry: only a near-miss trial
         trial = ~alone
         for w in weights:

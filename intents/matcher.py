@@ -150,8 +150,9 @@ class Classifier:
         if semantic is None or self._n_entries == 0:
             return lexical, lexical, None
         shaped = semantic.vector(text)[None, :]
-        cosines = semantic.cosines(shaped)[0]
-        sem = semantic.entry_scores(cosines[None, :], semantic.centroid_cosines(shaped))[0]
+        all_cosines, plain = semantic.scores(shaped)
+        cosines = all_cosines[0]
+        sem = semantic.entry_scores(all_cosines, semantic.centroid_cosines(shaped), plain)[0]
         n = len(sem)
         lex = np.zeros(n)
         rows: dict[int, int] = {}

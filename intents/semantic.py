@@ -15,7 +15,9 @@ FAQ, where every question says 花呗 or 退款: each encoder's vectors are cent
 (what all questions share stops counting; e5 puts any two of them at 0.85-1.0 before), and a question
 close to many questions of other entries (a generic one, a "hub") has that closeness taken off its
 cosines (CSLS), so it stops winning queries that merely share the domain. An entry's score mixes its
-best question's cosine with its centroid's, as the lexical stage does.
+best question's cosine with its centroid's, as the lexical stage does, plus, for an encoder that has
+one (`encoder.uncentred`), a small share of its best question's raw (uncentred) cosine: computed from
+the centred rows (the raw rows are unit length), so it costs no second copy of the matrix.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from intents.encoder import Encoder, blocks
+from intents.encoder import Encoder, blocks, uncentred
 from intents.normalize import normalize
 
 __all__ = ["Embedder", "SemanticIndex"]
@@ -243,6 +245,11 @@ class SemanticIndex:
     sums: np.ndarray  # per target: the sum of its question rows (its centroid's direction)
     sums_norm: np.ndarray  # per target: the length of that sum (0 without questions)
     entry_hub: np.ndarray  # per target: its questions' mean hub correction
+    # Parts whose raw cosine counts too: (first column, dims, weight, share, |centre part|²) each, and
+    # per such part a (2, rows) array: each row's n/weight and n·a + |m|² (see `_raw_terms`).
+    plain_parts: tuple[tuple[int, int, float, float, float], ...] = ()
+    plain_terms: tuple[np.ndarray, ...] = ()
+    plain_base: float = 0.0  # typical raw cosine of two questions of different entries: scored 0
 
     @classmethod
     def build(
@@ -263,6 +270,16 @@ class SemanticIndex:
         if filled.any():  # rows are grouped by entry, in order
             sums[filled] = np.add.reduceat(matrix, starts[filled], axis=0)
         entry_hub = np.bincount(owner, weights=hub, minlength=n_entries) / np.maximum(counts, 1)
+        plain_parts, lo = [], 0
+        for (dim, weight), share in zip(parts, uncentred(embedder.encoder), strict=True):
+            if share > 0:
+                m = center[lo : lo + dim]
+                plain_parts.append((lo, dim, weight, share, float(m @ m)))
+            lo += dim
+        terms = []
+        for part in plain_parts:
+            length, along = _raw_terms(matrix, center, part)
+            terms.append(np.stack((length / part[2], length * along + part[4])).astype(np.float32))
         return cls(
             embedder,
             matrix,
@@ -274,6 +291,9 @@ class SemanticIndex:
             sums,
             np.linalg.norm(sums, axis=1),
             entry_hub,
+            tuple(plain_parts),
+            tuple(terms),
+            _plain_base(matrix, owner, tuple(plain_parts), terms),
         )
 
     def vector(self, text: str) -> np.ndarray:
@@ -283,27 +303,71 @@ class SemanticIndex:
 
     def cosines(self, vectors: np.ndarray) -> np.ndarray:
         """Hub-corrected cosines of shaped vectors (n × dim, see `vector`) to every question row."""
-        return vectors @ self.matrix.T - self.hub
+        return self.scores(vectors)[0]
+
+    def scores(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """`cosines`, and the raw cosines of the `plain_parts` (their shares' weighted mean; None
+        without such parts) of shaped vectors to every question row: one pass over the matrix."""
+        if not self.plain_parts:
+            return vectors @ self.matrix.T - self.hub, None
+        total = -np.broadcast_to(self.hub, (vectors.shape[0], self.matrix.shape[0]))
+        plain: np.ndarray | None = None
+        shares = sum(part[3] for part in self.plain_parts)
+        done = 0
+        for part, (scale, offset) in zip(self.plain_parts, self.plain_terms, strict=True):
+            lo, dim, _, share, _ = part
+            if lo > done:  # the parts before this one, in one product
+                total = total + vectors[:, done:lo] @ self.matrix[:, done:lo].T
+            raw = vectors[:, lo : lo + dim] @ self.matrix[:, lo : lo + dim].T
+            total = total + raw
+            length, along = _raw_terms(vectors, self.center, part)
+            # raw_q·raw_j = (n_q ĉ_q + m)·(n_j ĉ_j + m) = dots·n_q·scale_j + n_q a_q + offset_j (in place)
+            raw *= scale
+            raw *= length[:, None]
+            raw += offset
+            raw += (length * along)[:, None]
+            if share != shares:
+                raw *= share / shares
+            plain = raw if plain is None else plain + raw
+            done = lo + dim
+        if done < self.matrix.shape[1]:
+            total = total + vectors[:, done:] @ self.matrix[:, done:].T
+        return total, plain
 
     def centroid_cosines(self, vectors: np.ndarray) -> np.ndarray:
         """Hub-corrected cosines of shaped vectors to every entry's centroid (targets as columns)."""
         return (vectors @ self.sums.T) / np.maximum(self.sums_norm, 1e-6) - self.entry_hub
 
-    def entry_scores(self, cosines: np.ndarray, centroids: np.ndarray | None = None) -> np.ndarray:
+    def entry_scores(
+        self, cosines: np.ndarray, centroids: np.ndarray | None = None, plain: np.ndarray | None = None
+    ) -> np.ndarray:
         """Per entry (columns): its best question's cosine mixed with its centroid's (`centroids`, see
-        `centroid_cosines`; without it, the best question's alone), rescaled so `base` → 0, 1 → 1."""
+        `centroid_cosines`; without it, the best question's alone), rescaled so `base` → 0, 1 → 1;
+        plus the `plain_parts`' shares of its best question's raw cosine (`plain`, see `scores`),
+        rescaled the same way from `plain_base`."""
         n = len(self.has_rows)
         out = np.zeros((cosines.shape[0], n))
         if cosines.shape[1] and self.has_rows.any():
-            best = np.maximum.reduceat(cosines, np.minimum(self.starts, cosines.shape[1] - 1), axis=1)
+            best = self._best(cosines)
             if centroids is not None:
                 best = (1 - CENTROID_WEIGHT) * best + CENTROID_WEIGHT * centroids
             out = np.where(self.has_rows, best, self.base)
-        return np.clip((out - self.base) / (1.0 - self.base), 0.0, 1.0)
+        out = np.clip((out - self.base) / (1.0 - self.base), 0.0, 1.0)
+        if plain is not None and plain.shape[1] and self.has_rows.any():
+            raw = np.where(self.has_rows, self._best(plain), self.plain_base)
+            raw = np.where(np.isfinite(raw), raw, self.plain_base)
+            share = sum(part[3] for part in self.plain_parts)
+            out += share * np.clip((raw - self.plain_base) / (1.0 - self.plain_base), 0.0, 1.0)
+        return out
+
+    def _best(self, cosines: np.ndarray) -> np.ndarray:
+        """Per entry: the best of its question rows' columns (entries without rows: any value)."""
+        return np.maximum.reduceat(cosines, np.minimum(self.starts, cosines.shape[1] - 1), axis=1)
 
     def query_scores(self, text: str) -> np.ndarray:
         shaped = self.vector(text)[None, :]
-        return self.entry_scores(self.cosines(shaped), self.centroid_cosines(shaped))[0]
+        cosines, plain = self.scores(shaped)
+        return self.entry_scores(cosines, self.centroid_cosines(shaped), plain)[0]
 
 
 def _shape(raw: np.ndarray, center: np.ndarray, parts: tuple[tuple[int, float], ...]) -> np.ndarray:
@@ -317,6 +381,44 @@ def _shape(raw: np.ndarray, center: np.ndarray, parts: tuple[tuple[int, float], 
         out[:, lo : lo + dim] = part / np.maximum(norms, 1e-6) * np.sqrt(weight)
         lo += dim
     return out
+
+
+def _raw_terms(
+    shaped: np.ndarray, center: np.ndarray, part: tuple[int, int, float, float, float]
+) -> np.ndarray:
+    """(n, a) per shaped row, for one part: the length n of its raw row's centred part and a = ĉ·m, its
+    centred direction along the centre m. The encoders' raw rows are unit length, so from
+    |n ĉ + m| = 1: n = −a + √(a² − |m|² + 1)."""
+    lo, dim, weight, _, m2 = part
+    along = (shaped[:, lo : lo + dim] / np.sqrt(weight)) @ center[lo : lo + dim]
+    length = -along + np.sqrt(np.maximum(along * along - m2 + 1.0, 0.0))
+    return np.stack((length, along)).astype(np.float32)
+
+
+def _plain_base(
+    matrix: np.ndarray,
+    owner: np.ndarray,
+    parts: tuple[tuple[int, int, float, float, float], ...],
+    terms: tuple[np.ndarray, ...],
+) -> float:
+    """Median raw cosine (the parts' shares' weighted mean) of random question pairs from different
+    entries, with the same pairs as `_base` (0 when none)."""
+    n = len(owner)
+    if n < 2 or not parts:
+        return 0.0
+    rng = np.random.default_rng(12)
+    a = rng.integers(0, n, SCALE_PAIRS)
+    b = rng.integers(0, n, SCALE_PAIRS)
+    keep = owner[a] != owner[b]
+    if not keep.any():
+        return 0.0
+    a, b = a[keep], b[keep]
+    shares = sum(part[3] for part in parts)
+    raw = np.zeros(len(a))
+    for (lo, dim, weight, share, m2), (scale, offset) in zip(parts, terms, strict=True):
+        dots = np.einsum("ij,ij->i", matrix[a, lo : lo + dim], matrix[b, lo : lo + dim])
+        raw += (share / shares) * (dots * scale[a] * scale[b] * weight + offset[a] + offset[b] - m2)
+    return float(min(np.median(raw), 0.95))
 
 
 def _hubness(matrix: np.ndarray, owner: np.ndarray) -> np.ndarray:

@@ -209,6 +209,7 @@ def test_the_default_is_an_ensemble_of_two_encoders():
     assert isinstance(encoder, encoder_module.EnsembleEncoder)
     assert [dim for dim, _ in encoder.blocks] == [384, 512] and encoder.dim == 896
     assert abs(sum(w for _, w in encoder.blocks) - 1.0) < 1e-9
+    assert encoder.uncentred == (encoder_module.UNCENTRED_SHARE, 0.0)  # e5's raw cosine only
     rows = encoder.encode(["怎么退货", "", "😀"])
     assert rows.shape == (3, 896) and np.isfinite(rows).all()
     for lo, hi in ((0, 384), (384, 896)):  # each part is a unit row of its own
@@ -235,6 +236,42 @@ def test_question_vectors_are_centred_on_the_kb_and_hubs_are_discounted(semantic
     assert np.allclose(index.cosines(query[None, :])[0], index.matrix @ query - index.hub, atol=1e-5)
 
 
+def test_e5s_raw_cosine_is_recovered_from_the_centred_rows_and_counts_a_little(semantic_shop, e5):
+    """The raw (uncentred) e5 cosine adds its share to an entry's score, computed without the raw rows."""
+    index = semantic_shop.semantic
+    assert index is not None and encoder_module.uncentred(e5) == (encoder_module.UNCENTRED_SHARE,)
+    text = "我想把买的东西退掉"
+    query = index.vector(text)[None, :]
+    cosines, plain = index.scores(query)
+    assert np.allclose(cosines, index.cosines(query)) and plain is not None
+    raw_rows = index.embedder.questions(semantic_shop._question_texts)
+    raw_query = e5.encode([index.embedder.prepare(text)])[0]
+    assert np.allclose(plain[0], raw_rows @ raw_query, atol=1e-4)
+    assert 0.0 < index.plain_base < 1.0
+    centroids = index.centroid_cosines(query)
+    added = index.entry_scores(cosines, centroids, plain) - index.entry_scores(cosines, centroids)
+    lo, hi = index.starts[0], index.starts[1]  # the first entry (return-how): its best raw cosine
+    expected = (float(plain[0, lo:hi].max()) - index.plain_base) / (1.0 - index.plain_base)
+    assert added[0, 0] == pytest.approx(
+        encoder_module.UNCENTRED_SHARE * min(max(expected, 0.0), 1.0), abs=1e-5
+    )
+    assert added.max() > 0 and (added >= 0).all()
+
+
+def test_an_encoder_without_an_uncentred_share_scores_centred_cosines_only(e5, tmp_path):
+    class Plain:  # e5's rows, under another name and with no uncentred share declared
+        name, dim = "plain-e5", e5.dim
+
+        def encode(self, texts):
+            return e5.encode(texts)
+
+    classifier = Classifier.build(make_kb(), embedder=Embedder(Plain(), cache_dir=tmp_path))
+    index = classifier.semantic
+    assert index is not None and index.plain_parts == () and index.plain_base == 0.0
+    assert index.scores(index.vector("怎么退货")[None, :])[1] is None
+    assert classifier.classify("怎么退货").entry.id == "return-how"
+
+
 def test_an_entry_is_scored_on_its_best_question_and_on_its_centroid(semantic_shop):
     """An entry asked many ways is matched on all of them, not only on its luckiest question."""
     index = semantic_shop.semantic
@@ -245,7 +282,11 @@ def test_an_entry_is_scored_on_its_best_question_and_on_its_centroid(semantic_sh
     best_only = index.entry_scores(index.cosines(query))[0]
     mixed = index.entry_scores(index.cosines(query), index.centroid_cosines(query))[0]
     assert mixed.shape == best_only.shape and not np.allclose(mixed, best_only)
-    assert np.allclose(index.query_scores("我想把买的东西退掉"), mixed)
+    cosines, plain = index.scores(query)
+    assert np.allclose(
+        index.query_scores("我想把买的东西退掉"),
+        index.entry_scores(cosines, index.centroid_cosines(query), plain),
+    )
 
 
 def test_switched_off_means_lexical(caplog):
