@@ -479,8 +479,8 @@ def run() -> list[str]:
                 cpu: dict[str, list[float]] = {"bare": [], "kefu": []}
                 for _ in range(ROUNDS):
                     for name, base in (("bare", bare), ("kefu", kefu)):
-                        run = _closed(base, account, safe, CLOSED_REQUESTS, customers=mode[0])
-                        result, ms = measured(base, run)
+                        phase = _closed(base, account, safe, CLOSED_REQUESTS, customers=mode[0])
+                        result, ms = measured(base, phase)
                         rounds[name].append(result)
                         cpu[name].append(ms)
                 for name in ("bare", "kefu"):
@@ -499,8 +499,8 @@ def run() -> list[str]:
             bare_new, bare_ms = measured(bare, _closed(bare, "plain", False, CLOSED_REQUESTS, distinct=True))
             with _server("kefu", lexical) as kefu_lexical:
                 asyncio.run(_closed(kefu_lexical, "plain", False, WARMUP_REQUESTS, customers="w"))
-                run = _closed(kefu_lexical, "plain", False, CLOSED_REQUESTS, distinct=True, customers="n")
-                distinct, new_ms = measured(kefu_lexical, run)
+                phase = _closed(kefu_lexical, "plain", False, CLOSED_REQUESTS, distinct=True, customers="n")
+                distinct, new_ms = measured(kefu_lexical, phase)
             ratio = distinct.throughput / bare_new.throughput if bare_new.throughput else 0.0
             verdict = "meets" if ratio >= TARGET_NOVEL_RATIO else "BELOW"
             lines.append(
@@ -508,12 +508,12 @@ def run() -> list[str]:
                 f"{bare_ms:.2f}), ratio {ratio:.2f} ({verdict} the {TARGET_NOVEL_RATIO:.2f} target), queued "
                 f"{_queued(Path(tmp) / 'lexical' / 'kefu.db', 'n')}"
             )
-            run = _closed(kefu, "plain", False, CLOSED_REQUESTS, distinct=True, customers="s")
-            semantic, sem_ms = measured(kefu, run)
+            phase = _closed(kefu, "plain", False, CLOSED_REQUESTS, distinct=True, customers="t")
+            semantic, sem_ms = measured(kefu, phase)
             ratio = semantic.throughput / bare_new.throughput if bare_new.throughput else 0.0
             lines.append(
                 f"{_fmt('kefu, every text new, semantic', semantic)}   CPU {sem_ms:.2f} ms/msg, ratio {ratio:.2f} "
-                f"(not a target), queued {_queued(database, 's')}"
+                f"(not a target), queued {_queued(database, 't')}"
             )
             lines.append(
                 f"{_fmt(f'kefu paced {PACED_LOW_RATE}/s, plaintext', low)}   queued {_queued(database, 'l')}"
