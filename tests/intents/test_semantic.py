@@ -308,3 +308,16 @@ def test_the_same_new_text_asked_at_once_is_embedded_once(e5):
         vectors = list(pool.map(ask, range(8)))
     assert embedder.encoded == 1
     assert all(np.array_equal(v, vectors[0]) for v in vectors)
+
+
+def test_an_faq_question_asked_word_for_word_takes_the_kbs_vector(e5):
+    kb = make_kb()
+    embedder = Embedder(e5)
+    Classifier.build(kb, embedder=embedder)
+    question = kb.entries[0].questions[0]
+    before = embedder.encoded
+    vector = embedder.query(question)
+    assert embedder.encoded == before  # not run through the model
+    assert np.abs(vector - e5.encode([embedder.prepare(question)])[0]).max() < 1e-5
+    embedder.query(question + "的运费谁出")  # any other text is embedded
+    assert embedder.encoded == before + 1
