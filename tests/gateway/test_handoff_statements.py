@@ -19,6 +19,7 @@ from sqlalchemy import event, insert, select
 from gateway.message import utcnow
 from gateway.storage.schema.core import Conversation, Customer
 from gateway.storage.schema.handoff import TicketRecord
+from gateway.storage.serving_key import rekey
 from handoff import notices
 from tests.gateway.test_handoff_flow import Kefu, start, wechat_api  # noqa: F401 (fixtures)
 
@@ -92,6 +93,10 @@ async def fill_queue(kefu: Kefu, count: int, *, tickets: bool) -> None:
                 insert(TicketRecord),
                 [{"conversation_id": c, "group_name": "售后", "created_at": past} for c in conv_ids],
             )
+        # Bulk inserts bypass kefu's statements, which set the serving-order key: set it as they would.
+        await conn.execute(
+            rekey().where(Conversation.conversation_key.in_([r["conversation_key"] for r in rows]))
+        )
 
 
 @contextmanager
