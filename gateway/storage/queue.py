@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Integer, and_, bindparam, func, insert, select, tuple_
+from sqlalchemy import Integer, and_, bindparam, func, insert, select, tuple_, union_all
 
 from gateway.storage.errors import Conflict
 from gateway.storage.handoff_base import HandoffTables
@@ -38,22 +38,6 @@ _QUEUED_AT = func.coalesce(_C.c.queued_at, _C.c.opened_at)
 _IS_QUEUED = _C.c.state == ConversationState.QUEUED.value
 _KEY = _C.c.queue_key
 _KEYED = _KEY.is_not(None)  # the partial indexes' WHERE: only queued rows have a key
-
-
-def _ranked(*where: Any) -> Any:
-    """Queued conversations with their key and 1-based position within their group."""
-    return (
-        select(
-            _C.c.id.label("id"),
-            _GROUP.label("grp"),
-            _C.c.priority.label("priority"),
-            _KEY.label("qk"),
-            _QUEUED_AT.label("qa"),
-            func.row_number().over(partition_by=_GROUP, order_by=(_KEY, _C.c.id)).label("pos"),
-        )
-        .where(_KEYED, *where)
-        .subquery("ranked")
-    )
 
 
 def _position_query() -> Any:
@@ -79,19 +63,80 @@ def _position_query() -> Any:
 
 _POSITION = _position_query()
 POSITION = _POSITION  # also enqueue's, in its unit of work (assignments.py)
-_HEADS_RANKED = _ranked()
-_HEADS = (
-    select(_HEADS_RANKED)
-    .where(_HEADS_RANKED.c.pos <= bindparam("per_group"))
-    .order_by(_HEADS_RANKED.c.qk, _HEADS_RANKED.c.id)
-)
+
+
 _QUEUED_BEFORE = bindparam("queued_before", type_=_C.c.queued_at.type)
-_HEADS_BEFORE_RANKED = _ranked(_QUEUED_AT <= _QUEUED_BEFORE)  # noqa: SIM300 (a column, not a constant)
-_HEADS_BEFORE = (
-    select(_HEADS_BEFORE_RANKED)
-    .where(_HEADS_BEFORE_RANKED.c.pos <= bindparam("per_group"))
-    .order_by(_HEADS_BEFORE_RANKED.c.qk, _HEADS_BEFORE_RANKED.c.id)
-)
+_NO_BOUND = 2**63 - 1  # a group with fewer than `per_group` rows: all of them
+
+
+def _heads_query(before: bool) -> Any:
+    """The first `per_group` of every group's queue, in serving order, without ranking the whole queue.
+
+    The named groups come from a loose scan of ix_conversations_group_queue_key (a recursive CTE: one
+    probe per group); each group's `per_group`-th (key, id) is one probe of the same index (OFFSET), and
+    its rows up to it one range of it. With the first `per_group` rows that name no group (the default
+    group's), these few candidates are ranked within their group, as the whole queue used to be.
+    """
+
+    def waited(table: Any) -> list[Any]:
+        return [func.coalesce(table.c.queued_at, table.c.opened_at) <= _QUEUED_BEFORE] if before else []
+
+    named = _C.c.group_name
+    groups = (
+        select(func.min(named).label("name")).where(_KEYED, named.is_not(None)).cte("groups", recursive=True)
+    )
+    following = select(func.min(named)).where(_KEYED, named > groups.c.name).scalar_subquery()
+    groups = groups.union_all(select(following).where(groups.c.name.is_not(None)))
+    offset = bindparam("per_group_offset", type_=Integer)
+
+    def last(column: Any) -> Any:
+        of_group = select(column).where(_KEYED, named == groups.c.name, *waited(_C))
+        return of_group.order_by(_KEY, _C.c.id).limit(1).offset(offset).scalar_subquery()
+
+    bounds = (
+        select(groups.c.name, last(_KEY).label("k"), last(_C.c.id).label("i"))
+        .where(groups.c.name.is_not(None))
+        .cte("bounds")
+    )
+    head = _C.alias("head")
+    within = tuple_(head.c.queue_key, head.c.id) <= tuple_(
+        func.coalesce(bounds.c.k, _NO_BOUND), func.coalesce(bounds.c.i, _NO_BOUND)
+    )
+    of_named = select(head.c.id).select_from(
+        bounds.join(
+            head,
+            and_(head.c.group_name == bounds.c.name, head.c.queue_key.is_not(None), within, *waited(head)),
+        )
+    )
+    unnamed = (
+        select(_C.c.id)
+        .where(_KEYED, named.is_(None), *waited(_C))
+        .order_by(_KEY, _C.c.id)
+        .limit(bindparam("per_group", type_=Integer))
+        .subquery("unnamed")
+    )
+    candidates = union_all(of_named, select(unnamed.c.id)).subquery("candidates")
+    ranked = (
+        select(
+            _C.c.id.label("id"),
+            _GROUP.label("grp"),
+            _C.c.priority.label("priority"),
+            _KEY.label("qk"),
+            _QUEUED_AT.label("qa"),
+            func.row_number().over(partition_by=_GROUP, order_by=(_KEY, _C.c.id)).label("pos"),
+        )
+        .select_from(candidates.join(_C, _C.c.id == candidates.c.id))
+        .subquery("ranked")
+    )
+    return (
+        select(ranked)
+        .where(ranked.c.pos <= bindparam("per_group", type_=Integer))
+        .order_by(ranked.c.qk, ranked.c.id)
+    )
+
+
+_HEADS = _heads_query(before=False)
+_HEADS_BEFORE = _heads_query(before=True)
 _LENGTH = select(func.count().label("n")).select_from(_C).where(_IS_QUEUED)
 _LENGTH_OF = _LENGTH.where(_GROUP.in_(bindparam("groups", expanding=True)))
 _FOLLOWUP_DUE = (
@@ -233,9 +278,14 @@ class QueueQueries(HandoffTables):
         if per_group <= 0:
             return []
         if queued_before is None:
-            rows = await self._rows(_HEADS, {"per_group": per_group})
+            rows = await self._rows(_HEADS, {"per_group": per_group, "per_group_offset": per_group - 1})
         else:
-            rows = await self._rows(_HEADS_BEFORE, {"per_group": per_group, "queued_before": queued_before})
+            params = {
+                "per_group": per_group,
+                "per_group_offset": per_group - 1,
+                "queued_before": queued_before,
+            }
+            rows = await self._rows(_HEADS_BEFORE, params)
         return [self._item(r) for r in rows]
 
     async def queue_length(self, groups: Collection[str] | None = None) -> int:

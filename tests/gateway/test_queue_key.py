@@ -1,11 +1,12 @@
 """The queue's serving-order key (conversations.queue_key) on SQLite and PostgreSQL: positions, pages and
 heads read by it agree with `handoff.queue`'s order over the whole queue, whatever wrote the queue
-(pipeline update, enqueue, 留言, transfer, claim, close, hand-back); and the page and the position read an
-index instead of ranking or sorting the whole queue (the plans say so)."""
+(pipeline update, enqueue, 留言, transfer, claim, close, hand-back); and the page, the position and the
+heads read an index instead of ranking or sorting the whole queue (the plans say so)."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,7 +16,7 @@ from sqlalchemy import insert, select, text
 
 from gateway.storage import Store, Unit
 from gateway.storage.handoff_store import HandoffDb
-from gateway.storage.queue import _PAGES, POSITION
+from gateway.storage.queue import _HEADS, _PAGES, POSITION
 from gateway.storage.schema.core import Conversation, Customer
 from gateway.storage.serving_key import rekey
 from handoff.agents import Role, new_token
@@ -145,6 +146,12 @@ async def test_positions_pages_and_heads_follow_the_queue_order(db: HandoffDb) -
         assert await db.queue_position(ids[name]) is None
     heads = [i for i in reference if place(i.conversation_id, reference) <= 2]
     assert list(await db.queue_heads(2)) == heads
+    # The catch-up's heads: only handoffs older than a cut-off, ranked among themselves.
+    older = [i for i in reference if i.queued_at <= at(1)]
+    assert list(await db.queue_heads(2, queued_before=at(1))) == [
+        i for i in older if place(i.conversation_id, older) <= 2
+    ]
+    assert list(await db.queue_heads(20)) == reference
     assert await db.queue_length() == len(reference)
 
 
@@ -228,16 +235,25 @@ def nodes(plan_json: str) -> list[dict[str, Any]]:
     return out
 
 
-async def test_the_page_and_the_position_read_an_index_not_the_whole_queue(db: HandoffDb) -> None:
+async def test_the_page_position_and_heads_read_an_index_not_the_whole_queue(db: HandoffDb) -> None:
     await long_queue(db, 2000)
     page = await plan(db, _PAGES[(False, False)], {"limit": 51, "default_group": "售前"})
     groups = await plan(db, _PAGES[(True, False)], {"limit": 51, "default_group": "售前", "groups": ["售后"]})
     position = await plan(db, POSITION, {"conversation_id": 1500, "default_group": "售前"})
+    heads = await plan(db, _HEADS, {"per_group": 20, "per_group_offset": 19, "default_group": "售前"})
     if db.store.engine.dialect.name == "sqlite":
         for shown in (page, groups):
             # The page's rows come off the key index in order: no sort of the queue, no window over it.
             assert "ix_conversations_queue_key" in shown, shown
             assert "USE TEMP B-TREE FOR ORDER BY" not in shown.split("SCAN page")[0], shown
+        # The heads: every read of the conversations a search of an index, none a scan of the queue.
+        assert "ix_conversations_group_queue_key" in heads, heads
+        assert not re.search(r"SCAN (conversations|head)\b", heads), heads
+        for (
+            line
+        ) in heads.splitlines():  # each lookup bounded by a group (or a rowid), never the whole key range
+            if re.search(r"(SEARCH|SCAN) (conversations|head) ", line):
+                assert "group_name" in line or "INTEGER PRIMARY KEY" in line, heads
         # Two COUNTs (the group's rows, its rows without a group), each a range of the covering index.
         assert position.count("COVERING INDEX ix_conversations_group_queue_key (group_name=?") == 2, position
     else:
@@ -259,6 +275,9 @@ async def test_the_page_and_the_position_read_an_index_not_the_whole_queue(db: H
         ]
         assert len(ranges) == 2, position
         assert not {"Sort", "WindowAgg", "Seq Scan"} & {n["Node Type"] for n in nodes(position)}, position
+        heads_nodes = nodes(heads)
+        assert "Seq Scan" not in {n["Node Type"] for n in heads_nodes}, heads
+        assert any(n.get("Index Name") == "ix_conversations_group_queue_key" for n in heads_nodes), heads
     rows = await db.store.read(
         lambda unit: unit.db.rows(POSITION, {"conversation_id": 1500, "default_group": "售前"})
     )
