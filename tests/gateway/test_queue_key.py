@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select, text
 
-from gateway.storage import Store, Unit
+from gateway.storage import Store, Unit, migrate
 from gateway.storage.handoff_store import HandoffDb
 from gateway.storage.queue import _HEADS, _PAGES, POSITION
 from gateway.storage.schema.core import Conversation, Customer
@@ -23,6 +23,7 @@ from handoff.agents import Role, new_token
 from handoff.queue import Priority, QueueItem, queue_sort_key
 from handoff.state import ConversationState
 from handoff.wrapup import CloseReason
+from tests.gateway.test_migrations import empty_url  # noqa: F401 (fixture)
 
 T0 = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
 
@@ -282,3 +283,63 @@ async def test_the_page_position_and_heads_read_an_index_not_the_whole_queue(db:
         lambda unit: unit.db.rows(POSITION, {"conversation_id": 1500, "default_group": "售前"})
     )
     assert rows[0]["n"] == place("1500", served(list(await db.list_queue())))
+
+
+async def test_migration_0005_keys_the_conversations_already_queued(empty_url: str) -> None:  # noqa: F811
+    store = Store.from_url(empty_url)
+    try:
+        await migrate.upgrade(store.engine, "0004")
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                insert(Customer.__table__),
+                [
+                    {
+                        "channel": "web",
+                        "account": "d",
+                        "user_id": f"u{n}",
+                        "created_at": T0,
+                        "last_seen_at": T0,
+                    }
+                    for n in range(5)
+                ],
+            )
+            rows = [
+                ("queued", "normal", "售后", at(1)),
+                ("queued", "high", "售后", at(3)),
+                ("queued", "normal", None, None),  # no group, no queued_at: the default group, since opened
+                ("bot", "normal", None, None),
+                ("queued", "normal", "售后", at(2)),  # a 留言 below
+            ]
+            await conn.execute(
+                insert(Conversation.__table__),
+                [
+                    {
+                        "id": n + 1,
+                        "customer_id": n + 1,
+                        "channel": "web",
+                        "account": "d",
+                        "conversation_key": f"web:d:u{n}",
+                        "state": state,
+                        "priority": priority,
+                        "group_name": group,
+                        "miss_streak": 0,
+                        "opened_at": T0,
+                        "last_activity_at": T0,
+                        "queued_at": queued_at,
+                    }
+                    for n, (state, priority, group, queued_at) in enumerate(rows)
+                ],
+            )
+            await conn.execute(
+                text("INSERT INTO tickets (conversation_id, group_name, created_at) VALUES (5, '售后', :t)"),
+                {"t": at(2)},
+            )
+        await store.create_all()  # the next start-up: 0004 -> head
+        db = HandoffDb(store, default_group="售前")
+        reference = served(list(await db.list_queue()))
+        assert [i.conversation_id for i in reference] == ["2", "5", "3", "1"]
+        assert [e["item"] for e in await pages(db, None, 2)] == reference
+        assert [await db.queue_position(i.conversation_id) for i in reference] == [1, 2, 1, 3]
+        assert await db.queue_position("4") is None
+    finally:
+        await store.dispose()
