@@ -12,19 +12,20 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import Boolean, bindparam, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.storage.handoff_base import OPEN_HUMAN, conversation_pk
 from gateway.storage.queue import POSITION, QueueQueries
 from gateway.storage.rows import utcnow
-from gateway.storage.schema.core import Conversation, MessageRecord
+from gateway.storage.schema.core import Conversation, MessageRecord, UTCDateTime
 from gateway.storage.schema.handoff import (
     AgentRecord,
     AssignmentRecord,
     CsatRecord,
     TicketRecord,
 )
+from gateway.storage.serving_key import key_for, ticket_after_enqueue, ticket_waiting, wait_start
 from handoff.permissions import ConversationRef
 from handoff.queue import Priority, QueueItem, order_queue
 from handoff.state import ConversationState
@@ -34,6 +35,10 @@ from handoff.wrapup import CloseReason, state_after
 _CONVERSATIONS = Conversation.__table__
 _TICKETS, _ASSIGNMENTS = TicketRecord.__table__, AssignmentRecord.__table__
 # enqueue's statements: a bot or queued conversation joins a group's queue (queued_at kept once set).
+_PRIORITY = bindparam("priority", type_=_CONVERSATIONS.c.priority.type)
+_KEPT_QUEUED_AT = func.coalesce(
+    _CONVERSATIONS.c.queued_at, bindparam("queued_at", type_=_CONVERSATIONS.c.queued_at.type)
+)
 _ENQUEUE = (
     update(_CONVERSATIONS)
     .where(
@@ -47,9 +52,14 @@ _ENQUEUE = (
     .values(
         state=bindparam("state"),
         group_name=bindparam("group_name"),
-        priority=bindparam("priority"),
-        queued_at=func.coalesce(
-            _CONVERSATIONS.c.queued_at, bindparam("queued_at", type_=_CONVERSATIONS.c.queued_at.type)
+        priority=_PRIORITY,
+        queued_at=_KEPT_QUEUED_AT,
+        # The serving-order key of the queued row, ticket included (the 留言 is inserted next, see enqueue).
+        queue_key=key_for(
+            None,
+            _PRIORITY,
+            ticket_after_enqueue(bindparam("is_ticket", type_=Boolean)),
+            wait_start(_KEPT_QUEUED_AT),
         ),
     )
 )
@@ -139,6 +149,7 @@ class AssignmentQueries(QueueQueries):
             "group_name": item.group,
             "priority": Priority.parse(item.priority).value,
             "queued_at": item.queued_at,
+            "is_ticket": item.is_ticket,
         }
 
         def work(unit: Any) -> int:
@@ -221,7 +232,7 @@ class AssignmentQueries(QueueQueries):
             won = await s.execute(
                 update(Conversation)
                 .where(Conversation.id == cid, Conversation.state == ConversationState.QUEUED.value)
-                .values(state=ConversationState.ASSIGNED.value)
+                .values(state=ConversationState.ASSIGNED.value, queue_key=None)
                 .execution_options(synchronize_session=False)
             )
             if won.rowcount != 1:  # someone committed a claim between our read and our write
@@ -356,12 +367,20 @@ class AssignmentQueries(QueueQueries):
                 if conv.state == ConversationState.QUEUED.value:
                     conv.queued_at = conv.queued_at or now
                 conv.state = ConversationState.ASSIGNED.value
+                conv.queue_key = None
                 await self._assign(s, conv.id, target.id, conv.group, now, auto=False, by=by)
                 target.last_assigned_at = now
                 return ClaimResult(ClaimOutcome.OK, str(target.id))
             conv.state = ConversationState.QUEUED.value
             conv.group = to_group
             conv.queued_at = conv.queued_at or now  # original wait kept: requeue_for_transfer's rule
+            # Its key in the new group's queue: same priority and wait; a 留言 still waiting stays one.
+            conv.queue_key = key_for(
+                None,
+                literal(conv.priority),
+                ticket_waiting(),
+                wait_start(literal(conv.queued_at, UTCDateTime())),
+            )
             await s.execute(
                 update(AssignmentRecord)
                 .where(AssignmentRecord.conversation_id == conv.id)
@@ -382,7 +401,7 @@ class AssignmentQueries(QueueQueries):
         cid = conversation_pk(conversation_id)
         new_state = state_after(reason)
         async with self._begin() as s:
-            values: dict[str, Any] = {"state": new_state.value, "last_activity_at": at}
+            values: dict[str, Any] = {"state": new_state.value, "last_activity_at": at, "queue_key": None}
             if new_state is ConversationState.CLOSED:
                 values.update(closed_at=at, closed_reason=reason.value)
             else:

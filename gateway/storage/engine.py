@@ -225,6 +225,14 @@ def sqlite_file(url: str) -> Path | None:
     return Path(database)
 
 
+_NO_BEGIN = "kefu_no_begin"  # connection info: its current transaction emitted no BEGIN (autocommit read)
+
+
+def may_hold_transaction(pooled: Any) -> None:
+    """A pooled connection now runs its own BEGINs (the group commit's): its rollbacks are never skipped."""
+    pooled.info[_NO_BEGIN] = False
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -246,10 +254,27 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # queue on busy_timeout instead (in this process they queue on Store.write_lock first). Readers
         # BEGIN DEFERRED: in WAL mode they read a snapshot while the writer writes.
         mode = _SQLITE_BEGIN.get()
+        connection.connection.info[_NO_BEGIN] = mode == "none"
         if mode == "immediate":
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         elif mode == "deferred":
             connection.exec_driver_sql("BEGIN")
+
+    rollback = engine.sync_engine.dialect.do_rollback
+
+    def _rollback(dbapi_connection: Any) -> None:
+        # A one-statement autocommit read (mode "none") began no transaction, so ending it (and the pool's
+        # reset when the connection goes back) has nothing to roll back: skip the trip to aiosqlite's
+        # thread that the driver's rollback() costs, once per Store.read, several per handoff.
+        try:
+            info = dbapi_connection.info
+        except (AttributeError, NotImplementedError):  # not a pooled connection (first connect)
+            info = None
+        if info is not None and info.get(_NO_BEGIN):
+            return
+        rollback(dbapi_connection)
+
+    engine.sync_engine.dialect.do_rollback = _rollback  # type: ignore[method-assign]
 
 
 def safe_url(url: str) -> str:

@@ -21,6 +21,7 @@ from gateway.storage.schema.core import (
     Customer,
     MessageRecord,
 )
+from gateway.storage.serving_key import key_for, ticket_waiting, wait_start
 from gateway.storage.unit import Db
 from handoff.state import ConversationState
 
@@ -148,14 +149,25 @@ _CONVERSATION_FIELDS = frozenset(
 )
 
 
+_KEY_PARTS = frozenset({"state", "priority", "queued_at"})
+
+
 def _update_conversation(columns: frozenset[str]) -> Any:
     """UPDATE conversations SET <columns> WHERE id = :conversation_id, one statement per column set."""
     statement = _UPDATE_CONVERSATION.get(columns)
     if statement is None:
+        params = {
+            name: bindparam(f"set_{name}", type_=_CONVERSATIONS.c[name].type) for name in sorted(columns)
+        }
+        values: dict[str, Any] = dict(params)
+        if columns & _KEY_PARTS:
+            # The serving-order key follows the state, priority and wait it is made of (serving_key.py).
+            new = {name: params.get(name, _CONVERSATIONS.c[name]) for name in _KEY_PARTS}
+            values["queue_key"] = key_for(
+                new["state"], new["priority"], ticket_waiting(), wait_start(new["queued_at"])
+            )
         statement = (
-            update(_CONVERSATIONS)
-            .where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
-            .values({name: bindparam(f"set_{name}") for name in sorted(columns)})
+            update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("conversation_id")).values(values)
         )
         _UPDATE_CONVERSATION[columns] = statement
     return statement

@@ -1,9 +1,10 @@
-"""The queue's reads by bounded queries: positions by COUNT, heads and pages by window function.
+"""The queue's reads by bounded queries: positions by indexed COUNT, pages by index range, heads.
 
-The serving order is `handoff.queue.queue_sort_key` in SQL: priority (high first), 留言 tickets first,
-FIFO on queued_at, then the id. Nothing here loads the whole queue into Python: a handoff or a queued
-customer's message costs the same statements at queue length 10 as at 5,000 (tests/gateway/
-test_handoff_statements.py counts them), and `GET /api/v1/queue` reads one page.
+The serving order is `handoff.queue.queue_sort_key`: priority (high first), 留言 tickets first, FIFO on
+queued_at, then the id — in SQL `ORDER BY queue_key, id` (gateway/storage/serving_key.py). Nothing here
+loads the whole queue into Python: a handoff or a queued customer's message costs the same statements at
+queue length 10 as at 5,000 (tests/gateway/test_handoff_statements.py counts them); a position counts the
+group's index entries before the conversation's key and `GET /api/v1/queue` reads one page off an index.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, insert, select, tuple_
+from sqlalchemy import Integer, and_, bindparam, func, insert, select, tuple_, union_all
 
 from gateway.storage.errors import Conflict
 from gateway.storage.handoff_base import HandoffTables
 from gateway.storage.schema.core import Conversation, Customer, MessageRecord
 from gateway.storage.schema.handoff import TicketRecord
 from gateway.storage.schema.sla import SlaNoticeRecord
+from gateway.storage.serving_key import rank_of
 from gateway.storage.sla_store import mark_notice
 from handoff.queue import Priority, QueueItem
 from handoff.state import ConversationState
@@ -30,78 +32,111 @@ _C, _T = Conversation.__table__, TicketRecord.__table__
 _CUSTOMERS, _MESSAGES = Customer.__table__, MessageRecord.__table__
 TICKET_FOLLOWUP = "ticket_followup"  # the sla_notices kind that sends "您补充的内容已记录" once per 留言
 
-_GROUP = func.coalesce(_C.c.group_name, bindparam("default_group"))
-_PRIORITY_RANK = case((_C.c.priority == Priority.HIGH.value, 0), else_=1)
-_TICKET_RANK = case((_T.c.id.is_not(None), 0), else_=1)
+_DEFAULT_GROUP = bindparam("default_group", type_=_C.c.group_name.type)
+_GROUP = func.coalesce(_C.c.group_name, _DEFAULT_GROUP)
 _QUEUED_AT = func.coalesce(_C.c.queued_at, _C.c.opened_at)
-_QUEUE_FROM = _C.outerjoin(_T, and_(_T.c.conversation_id == _C.c.id, _T.c.resolved_at.is_(None)))
 _IS_QUEUED = _C.c.state == ConversationState.QUEUED.value
-
-
-def _ranked(*where: Any) -> Any:
-    """Queued conversations with their sort key and 1-based position within their group."""
-    return (
-        select(
-            _C.c.id.label("id"),
-            _GROUP.label("grp"),
-            _C.c.priority.label("priority"),
-            _PRIORITY_RANK.label("pr"),
-            _TICKET_RANK.label("tr"),
-            _QUEUED_AT.label("qa"),
-            func.row_number()
-            .over(partition_by=_GROUP, order_by=(_PRIORITY_RANK, _TICKET_RANK, _QUEUED_AT, _C.c.id))
-            .label("pos"),
-        )
-        .select_from(_QUEUE_FROM)
-        .where(_IS_QUEUED, *where)
-        .subquery("ranked")
-    )
-
-
-def _keyed() -> Any:
-    return (
-        select(
-            _C.c.id.label("id"),
-            _GROUP.label("grp"),
-            _PRIORITY_RANK.label("pr"),
-            _TICKET_RANK.label("tr"),
-            _QUEUED_AT.label("qa"),
-        )
-        .select_from(_QUEUE_FROM)
-        .where(_IS_QUEUED)
-    )
+_KEY = _C.c.queue_key
+_KEYED = _KEY.is_not(None)  # the partial indexes' WHERE: only queued rows have a key
 
 
 def _position_query() -> Any:
-    # Rows of the same group at or before the conversation's own key: its position (0 = not queued).
-    own = _keyed().where(_C.c.id == bindparam("conversation_id")).subquery("own")
-    rest = _keyed().subquery("rest")
-    return (
-        select(func.count().label("n"))
-        .select_from(rest.join(own, rest.c.grp == own.c.grp))
-        .where(
-            tuple_(rest.c.pr, rest.c.tr, rest.c.qa, rest.c.id)
-            <= tuple_(own.c.pr, own.c.tr, own.c.qa, own.c.id)
-        )
+    """Entries of the conversation's group at or before its key: its position (no row: not queued).
+
+    Two indexed COUNTs on ix_conversations_group_queue_key: the rows naming the group, and the rows with
+    no group (the default group's) when it is the default; each walks only the keys before its own.
+    """
+    own = (
+        select(_C.c.id.label("id"), _GROUP.label("grp"), _KEY.label("k"))
+        .where(_C.c.id == bindparam("conversation_id"), _KEYED)
+        .subquery("own")
     )
+
+    def before(group: Any) -> Any:
+        at_or_before = tuple_(_KEY, _C.c.id) <= tuple_(own.c.k, own.c.id)
+        return select(func.count()).where(_KEYED, group, at_or_before).scalar_subquery()
+
+    named = before(_C.c.group_name == own.c.grp)
+    unnamed = before(and_(_C.c.group_name.is_(None), own.c.grp == _DEFAULT_GROUP))
+    return select((named + unnamed).label("n")).select_from(own)
 
 
 _POSITION = _position_query()
 POSITION = _POSITION  # also enqueue's, in its unit of work (assignments.py)
-_HEADS_RANKED = _ranked()
-_HEADS = (
-    select(_HEADS_RANKED)
-    .where(_HEADS_RANKED.c.pos <= bindparam("per_group"))
-    .order_by(_HEADS_RANKED.c.pr, _HEADS_RANKED.c.tr, _HEADS_RANKED.c.qa, _HEADS_RANKED.c.id)
-)
+
+
 _QUEUED_BEFORE = bindparam("queued_before", type_=_C.c.queued_at.type)
-_HEADS_BEFORE_RANKED = _ranked(_QUEUED_AT <= _QUEUED_BEFORE)  # noqa: SIM300 (a column, not a constant)
-_HEADS_BEFORE = (
-    select(_HEADS_BEFORE_RANKED)
-    .where(_HEADS_BEFORE_RANKED.c.pos <= bindparam("per_group"))
-    .order_by(_HEADS_BEFORE_RANKED.c.pr, _HEADS_BEFORE_RANKED.c.tr, _HEADS_BEFORE_RANKED.c.qa)
-    .order_by(_HEADS_BEFORE_RANKED.c.id)
-)
+_NO_BOUND = 2**63 - 1  # a group with fewer than `per_group` rows: all of them
+
+
+def _heads_query(before: bool) -> Any:
+    """The first `per_group` of every group's queue, in serving order, without ranking the whole queue.
+
+    The named groups come from a loose scan of ix_conversations_group_queue_key (a recursive CTE: one
+    probe per group); each group's `per_group`-th (key, id) is one probe of the same index (OFFSET), and
+    its rows up to it one range of it. With the first `per_group` rows that name no group (the default
+    group's), these few candidates are ranked within their group, as the whole queue used to be.
+    """
+
+    def waited(table: Any) -> list[Any]:
+        return [func.coalesce(table.c.queued_at, table.c.opened_at) <= _QUEUED_BEFORE] if before else []
+
+    named = _C.c.group_name
+    groups = (
+        select(func.min(named).label("name")).where(_KEYED, named.is_not(None)).cte("groups", recursive=True)
+    )
+    following = select(func.min(named)).where(_KEYED, named > groups.c.name).scalar_subquery()
+    groups = groups.union_all(select(following).where(groups.c.name.is_not(None)))
+    offset = bindparam("per_group_offset", type_=Integer)
+
+    def last(column: Any) -> Any:
+        of_group = select(column).where(_KEYED, named == groups.c.name, *waited(_C))
+        return of_group.order_by(_KEY, _C.c.id).limit(1).offset(offset).scalar_subquery()
+
+    bounds = (
+        select(groups.c.name, last(_KEY).label("k"), last(_C.c.id).label("i"))
+        .where(groups.c.name.is_not(None))
+        .cte("bounds")
+    )
+    head = _C.alias("head")
+    within = tuple_(head.c.queue_key, head.c.id) <= tuple_(
+        func.coalesce(bounds.c.k, _NO_BOUND), func.coalesce(bounds.c.i, _NO_BOUND)
+    )
+    of_named = select(head.c.id).select_from(
+        bounds.join(
+            head,
+            and_(head.c.group_name == bounds.c.name, head.c.queue_key.is_not(None), within, *waited(head)),
+        )
+    )
+    unnamed = (
+        select(_C.c.id)
+        .where(_KEYED, named.is_(None), *waited(_C))
+        .order_by(_KEY, _C.c.id)
+        .limit(bindparam("per_group", type_=Integer))
+        .subquery("unnamed")
+    )
+    candidates = union_all(of_named, select(unnamed.c.id)).subquery("candidates")
+    ranked = (
+        select(
+            _C.c.id.label("id"),
+            _GROUP.label("grp"),
+            _C.c.priority.label("priority"),
+            _KEY.label("qk"),
+            _QUEUED_AT.label("qa"),
+            func.row_number().over(partition_by=_GROUP, order_by=(_KEY, _C.c.id)).label("pos"),
+        )
+        .select_from(candidates.join(_C, _C.c.id == candidates.c.id))
+        .subquery("ranked")
+    )
+    return (
+        select(ranked)
+        .where(ranked.c.pos <= bindparam("per_group", type_=Integer))
+        .order_by(ranked.c.qk, ranked.c.id)
+    )
+
+
+_HEADS = _heads_query(before=False)
+_HEADS_BEFORE = _heads_query(before=True)
 _LENGTH = select(func.count().label("n")).select_from(_C).where(_IS_QUEUED)
 _LENGTH_OF = _LENGTH.where(_GROUP.in_(bindparam("groups", expanding=True)))
 _FOLLOWUP_DUE = (
@@ -136,36 +171,29 @@ _LAST_INBOUND_TEXT = (
 
 
 def _page_query(groups: bool, after: bool) -> Any:
-    """A page in serving order, positions included, without ranking the whole queue.
+    """A page in serving order, positions included, without ranking or sorting the whole queue.
 
-    The page is the first `limit` keys after the cursor (one sort of the queued rows' keys, no window
-    over them); only the page's rows are then joined to their customer and last message. Within a group
-    the page's rows follow each other in serving order, so a row's position is the group's rows at or
-    before the cursor (one grouped COUNT, on later pages only) plus its rank on the page.
+    The page is the first `limit` entries of ix_conversations_queue_key after the cursor (a range of the
+    index, read in order); only the page's rows are then joined to their customer and last message.
+    Within a group the page's rows follow each other in serving order, so a row's position is the group's
+    entries at or before the cursor (one grouped COUNT, on later pages only) plus its rank on the page.
     """
-    keyed = _keyed()
+    key = tuple_(_KEY, _C.c.id)
+    cursor = tuple_(bindparam("after_key", type_=_KEY.type), bindparam("after_id", type_=_C.c.id.type))
+    page = select(_C.c.id.label("id"), _GROUP.label("grp"), _KEY.label("qk")).where(_KEYED)
     if groups:
-        keyed = keyed.where(_GROUP.in_(bindparam("groups", expanding=True)))
-    queued = keyed.cte("queued")
-    key = tuple_(queued.c.pr, queued.c.tr, queued.c.qa, queued.c.id)
-    cursor = tuple_(
-        bindparam("after_pr"),
-        bindparam("after_tr"),
-        bindparam("after_qa", type_=_C.c.queued_at.type),
-        bindparam("after_id"),
-    )
-    page = select(queued).order_by(*key.clauses).limit(bindparam("limit"))
+        page = page.where(_GROUP.in_(bindparam("groups", expanding=True)))
     if after:
         page = page.where(key > cursor)
-    page = page.cte("page")
-    order = (page.c.pr, page.c.tr, page.c.qa, page.c.id)
+    page = page.order_by(_KEY, _C.c.id).limit(bindparam("limit", type_=Integer)).cte("page")
+    order = (page.c.qk, page.c.id)
     rank = func.row_number().over(partition_by=page.c.grp, order_by=order)
     source = page
     if after:
         before = (
-            select(queued.c.grp, func.count().label("n"))
-            .where(key <= cursor, queued.c.grp.in_(select(page.c.grp)))
-            .group_by(queued.c.grp)
+            select(_GROUP.label("grp"), func.count().label("n"))
+            .where(_KEYED, key <= cursor, _GROUP.in_(select(page.c.grp)))
+            .group_by(_GROUP)
             .cte("before")
         )
         source = page.outerjoin(before, before.c.grp == page.c.grp)
@@ -175,9 +203,8 @@ def _page_query(groups: bool, after: bool) -> Any:
             page.c.id,
             page.c.grp,
             _C.c.priority,
-            page.c.pr,
-            page.c.tr,
-            page.c.qa,
+            page.c.qk,
+            _QUEUED_AT.label("qa"),
             rank.label("pos"),
             _C.c.handoff_reason,
             _C.c.channel,
@@ -210,21 +237,20 @@ def _aware(value: datetime) -> datetime:
 
 
 def _cursor(row: Mapping[str, Any]) -> str:
-    key = [row["pr"], row["tr"], _aware(row["qa"]).isoformat(), row["id"]]
+    key = [row["qk"], row["id"]]
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
 
 
-def parse_cursor(cursor: str) -> tuple[int, int, datetime, int]:
-    """The sort key a cursor names; ValueError for anything that is not one of ours."""
+def parse_cursor(cursor: str) -> tuple[int, int]:
+    """The (key, id) a cursor names; ValueError for anything that is not one of ours."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        pr, tr, qa, cid = json.loads(raw)
-        key = (int(pr), int(tr), datetime.fromisoformat(qa), int(cid))
+        key, cid = json.loads(raw)
+        if not all(type(v) is int for v in (key, cid)):
+            raise TypeError("not integers")
     except Exception as exc:  # any malformed cursor is the client's error
         raise ValueError("invalid cursor") from exc
-    if key[2].tzinfo is None:
-        raise ValueError("invalid cursor")
-    return key
+    return key, cid
 
 
 class QueueQueries(HandoffTables):
@@ -235,8 +261,9 @@ class QueueQueries(HandoffTables):
         return await self.store.read(lambda unit: unit.db.rows(statement, params))
 
     def _item(self, row: Mapping[str, Any]) -> QueueItem:
+        _, ticket_rank = rank_of(row["qk"])
         return QueueItem(
-            str(row["id"]), row["grp"], Priority.parse(row["priority"]), _aware(row["qa"]), row["tr"] == 0
+            str(row["id"]), row["grp"], Priority.parse(row["priority"]), _aware(row["qa"]), ticket_rank == 0
         )
 
     async def queue_position(self, conversation_id: str) -> int | None:
@@ -251,9 +278,14 @@ class QueueQueries(HandoffTables):
         if per_group <= 0:
             return []
         if queued_before is None:
-            rows = await self._rows(_HEADS, {"per_group": per_group})
+            rows = await self._rows(_HEADS, {"per_group": per_group, "per_group_offset": per_group - 1})
         else:
-            rows = await self._rows(_HEADS_BEFORE, {"per_group": per_group, "queued_before": queued_before})
+            params = {
+                "per_group": per_group,
+                "per_group_offset": per_group - 1,
+                "queued_before": queued_before,
+            }
+            rows = await self._rows(_HEADS_BEFORE, params)
         return [self._item(r) for r in rows]
 
     async def queue_length(self, groups: Collection[str] | None = None) -> int:
@@ -299,8 +331,8 @@ class QueueQueries(HandoffTables):
         if groups is not None:
             params["groups"] = list(groups)
         if cursor is not None:
-            pr, tr, qa, cid = parse_cursor(cursor)
-            params.update(after_pr=pr, after_tr=tr, after_qa=qa, after_id=cid)
+            key, cid = parse_cursor(cursor)
+            params.update(after_key=key, after_id=cid)
         if groups is not None and not params["groups"]:
             return QueuePage([], None)
         rows = await self._rows(_PAGES[(groups is not None, cursor is not None)], params)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import aliased
 
 from gateway.storage.schema.handoff import AgentRecord
@@ -114,10 +114,38 @@ def _shift_query() -> Any:
 
 
 def _shift_row(r: Any) -> ShiftRow:
+    """A row of `_shift_query` (a Row's `_mapping`, or a mapping from `Db.rows`)."""
     breaks = tuple(
-        (_aware(datetime.fromisoformat(a)), _aware(datetime.fromisoformat(b))) for a, b in (r.breaks or [])
+        (_aware(datetime.fromisoformat(a)), _aware(datetime.fromisoformat(b))) for a, b in (r["breaks"] or [])
     )
-    return ShiftRow(r.id, r.agent_id, r.name, r.group_name, _aware(r.start_at), _aware(r.end_at), breaks)
+    start, end = _aware(r["start_at"]), _aware(r["end_at"])
+    return ShiftRow(r["id"], r["agent_id"], r["name"], r["group_name"], start, end, breaks)
+
+
+# The two reads on a handoff's path, built once and run as one-statement reads (Store.read): a 留言 asks
+# when its group's next shift starts, the assigner who is on shift now. Built per call and run on a pooled
+# connection of their own, they cost a cache-key walk and a checkout per handoff.
+_WINDOW_START = bindparam("window_start", type_=ShiftRecord.start_at.type)
+_WINDOW_END = bindparam("window_end", type_=ShiftRecord.end_at.type)
+_SHIFTS_IN_WINDOW = (
+    _shift_query()
+    .where(ShiftRecord.start_at < _WINDOW_END, ShiftRecord.end_at > _WINDOW_START)
+    .order_by(ShiftRecord.start_at, ShiftRecord.id)
+)
+_GROUP_SHIFTS_IN_WINDOW = _SHIFTS_IN_WINDOW.where(
+    ShiftRecord.group == bindparam("group", type_=ShiftRecord.group.type)
+)
+
+
+async def _shifts_in_window(
+    store: Store, start: datetime, end: datetime, group: str | None
+) -> list[ShiftRow]:
+    params: dict[str, Any] = {"window_start": start, "window_end": end}
+    statement = _SHIFTS_IN_WINDOW
+    if group is not None:
+        statement, params["group"] = _GROUP_SHIFTS_IN_WINDOW, group
+    rows = await store.read(lambda unit: unit.db.rows(statement, params))
+    return [_shift_row(r) for r in rows]
 
 
 async def add_shift(
@@ -163,14 +191,14 @@ async def list_shifts(
         query = query.where(s.agent_id == agent_id)
     async with store.engine.connect() as conn:
         rows = (await conn.execute(query)).all()
-    return [_shift_row(r) for r in rows]
+    return [_shift_row(r._mapping) for r in rows]
 
 
 async def get_shift(store: Store, shift_id: int) -> ShiftRow | None:
     """One shift by id."""
     async with store.engine.connect() as conn:
         row = (await conn.execute(_shift_query().where(ShiftRecord.id == shift_id))).first()
-    return _shift_row(row) if row is not None else None
+    return _shift_row(row._mapping) if row is not None else None
 
 
 async def delete_shift(store: Store, shift_id: int) -> bool:
@@ -297,7 +325,7 @@ async def decide_swap(
 async def shifts_now(store: Store, now: datetime) -> dict[str, set[str]]:
     """Group → ids of the agents on duty at `now` (inside a shift, off its breaks): routing prefers them."""
     out: dict[str, set[str]] = {}
-    for row in await list_shifts(store, now, now + timedelta(seconds=1)):
+    for row in await _shifts_in_window(store, now, now + timedelta(seconds=1), None):
         if row.span.covers(now):
             out.setdefault(row.group, set()).add(str(row.agent_id))
     return out
@@ -305,5 +333,5 @@ async def shifts_now(store: Store, now: datetime) -> dict[str, set[str]]:
 
 async def next_shift_start_of(store: Store, group: str, now: datetime) -> datetime | None:
     """When the group's next on-duty time starts after `now` (within a week): for the "暂无客服在线" notice."""
-    rows = await list_shifts(store, now, now + timedelta(days=8), group=group)
+    rows = await _shifts_in_window(store, now, now + timedelta(days=8), group)
     return next_shift_start([r.span for r in rows], now, group)

@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
+from gateway.storage.engine import may_hold_transaction
 from gateway.storage.errors import Conflict, StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -323,6 +324,7 @@ class GroupCommit:
         if self._driver is None:
             connection = await self._engine.connect()
             raw = await connection.get_raw_connection()
+            may_hold_transaction(raw)
             self._connection, self._driver = connection, raw.driver_connection
         driver = self._driver
         try:

@@ -35,3 +35,46 @@ async def test_concurrent_sqlite_reads_reuse_their_connections(tmp_path: Any) ->
         assert len(opened) == READERS  # no churn: every later read found a kept connection
     finally:
         await store.dispose()
+
+
+class _Rollbacks:
+    """Counts the driver-level rollbacks (each one a trip to aiosqlite's thread)."""
+
+    def __init__(self, monkeypatch: Any) -> None:
+        from sqlalchemy.dialects.sqlite import aiosqlite
+
+        self.count = 0
+        original = aiosqlite.AsyncAdapt_aiosqlite_connection.rollback
+
+        def counted(connection: Any) -> None:
+            self.count += 1
+            original(connection)
+
+        monkeypatch.setattr(aiosqlite.AsyncAdapt_aiosqlite_connection, "rollback", counted)
+
+
+async def test_an_autocommit_read_costs_no_rollback_but_a_failed_write_is_rolled_back(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    store = Store.from_url(f"sqlite+aiosqlite:///{tmp_path / 'reads.db'}")
+    try:
+        await store.create_all()
+        rollbacks = _Rollbacks(monkeypatch)
+        for _ in range(5):
+            assert await store.read(lambda unit: unit.db.rows(text("SELECT 1 AS one"), {})) == [{"one": 1}]
+        # The read began no transaction (no BEGIN in autocommit mode): nothing to roll back on its return.
+        assert rollbacks.count == 0
+        # A write transaction on the same pooled connections still ends in a real rollback when it fails.
+        try:
+            async with store.write_lock(), store.engine.begin() as conn:
+                await conn.execute(
+                    text("INSERT INTO audit_log (what, who, created_at) VALUES ('x', 'y', '2026-01-01')")
+                )
+                raise RuntimeError("fail inside the transaction")
+        except RuntimeError:
+            pass
+        assert rollbacks.count >= 1
+        rows = await store.read(lambda unit: unit.db.rows(text("SELECT count(*) AS n FROM audit_log"), {}))
+        assert rows == [{"n": 0}]
+    finally:
+        await store.dispose()

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     ForeignKey,
@@ -80,6 +81,24 @@ class Conversation(Base):
         Index("ix_conversations_state", "state", "priority", "queued_at"),
         # The 受理记录 and the dashboard select a period by opened_at (migration 0002).
         Index("ix_conversations_opened", "opened_at"),
+        # The queue in serving order (gateway/storage/serving_key.py, migration 0005): a page is a range of
+        # the first, a position an indexed COUNT on the second. Only queued rows have a key, so both stay
+        # as small as the queue whatever the history.
+        Index(
+            "ix_conversations_queue_key",
+            "queue_key",
+            "id",
+            sqlite_where=text("queue_key IS NOT NULL"),
+            postgresql_where=text("queue_key IS NOT NULL"),
+        ),
+        Index(
+            "ix_conversations_group_queue_key",
+            "group_name",
+            "queue_key",
+            "id",
+            sqlite_where=text("queue_key IS NOT NULL"),
+            postgresql_where=text("queue_key IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -98,6 +117,9 @@ class Conversation(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_reason: Mapped[str | None] = mapped_column(String(64))
     kb_version: Mapped[str | None] = mapped_column(String(64))
+    # Serving-order key while queued (priority, 留言, FIFO: handoff.queue.queue_sort_key; the id breaks
+    # ties), NULL otherwise. Written by every statement that changes what it is made of.
+    queue_key: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class MessageRecord(Base):
