@@ -327,7 +327,7 @@ def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
 
 
 # Late /healthz database checks finishing their clean-up in the background (kept referenced until done).
-_LEFT_BEHIND: set[asyncio.Future[tuple[bool, int]]] = set()
+_LEFT_BEHIND: set[asyncio.Task[tuple[bool, int]]] = set()
 
 
 async def _database_check(runtime: Runtime) -> tuple[bool, int]:
@@ -337,7 +337,7 @@ async def _database_check(runtime: Runtime) -> tuple[bool, int]:
     return True, await runtime.store.failing_outbox(utcnow(), runtime.settings.outbox.give_up_after)
 
 
-def _forget(task: asyncio.Future[tuple[bool, int]]) -> None:
+def _forget(task: asyncio.Task[tuple[bool, int]]) -> None:
     _LEFT_BEHIND.discard(task)
     if not task.cancelled() and task.exception() is not None:  # retrieved: no "never retrieved" noise
         logger.debug("healthz: a late database check failed: %s", type(task.exception()).__name__)
@@ -353,13 +353,16 @@ async def healthz(request: web.Request) -> web.Response:
     # A hung database (a frozen PostgreSQL, a lock) must not hang the probe: 503 within the bound. The
     # check runs as a task of its own and is left behind when late: a cancelled query still closes its
     # connection, which waits on the frozen server, and a timeout around it would wait for that too.
-    check = asyncio.ensure_future(_database_check(runtime))
-    done, _ = await asyncio.wait({check}, timeout=HEALTH_DB_TIMEOUT_S)
+    check = asyncio.create_task(_database_check(runtime))
+    try:
+        done, _ = await asyncio.wait({check}, timeout=HEALTH_DB_TIMEOUT_S)
+    finally:
+        if not check.done():  # late, or this probe itself cancelled: the check finishes on its own
+            check.cancel()
+            _LEFT_BEHIND.add(check)
+            check.add_done_callback(_forget)
     if not done:
         logger.warning("healthz: the database did not answer within %.1fs", HEALTH_DB_TIMEOUT_S)
-        check.cancel()
-        _LEFT_BEHIND.add(check)
-        check.add_done_callback(_forget)
         db_ok = False
     else:
         try:

@@ -308,7 +308,7 @@ class SemanticIndex:
 
     def cosines(self, vectors: np.ndarray) -> np.ndarray:
         """Hub-corrected cosines of shaped vectors (n × dim, see `vector`) to every question row."""
-        return self.scores(vectors)[0]
+        return vectors @ self.matrix.T - self.hub
 
     def scores(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """`cosines`, and the raw cosines of the `plain_parts` (their shares' weighted mean; None

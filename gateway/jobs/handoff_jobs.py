@@ -87,6 +87,16 @@ async def offline_sweep(service: HandoffService, now: datetime | None = None) ->
     return moved
 
 
+async def repair_queue_keys(service: HandoffService) -> None:
+    """Serving keys a process of an older release left behind (a rolling upgrade) put right: at start-up
+    and every round, so such a conversation is neither invisible to the queue nor holding a head slot."""
+    repaired = await service.db.repair_queue_keys()
+    if repaired:
+        logger.warning(
+            "handoff: %d queue key(s) disagreed with their conversation's state; repaired", repaired
+        )
+
+
 async def run_jobs(service: HandoffService) -> None:
     """Forever: the idle sweep and a catch-up assignment (covers other processes and missed triggers)."""
     while True:
@@ -94,6 +104,7 @@ async def run_jobs(service: HandoffService) -> None:
         try:
             async with job_lock(service.runtime.store, "handoff") as mine:  # one process's round at a time
                 if mine:
+                    await repair_queue_keys(service)
                     await idle_sweep(service)
                     await offline_sweep(
                         service
@@ -110,6 +121,7 @@ async def handoff_jobs(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: the periodic handoff job; on shutdown, close the agent WebSockets."""
     service = app[HANDOFF]
     await seed_canned(service)  # the deployment's starter canned replies, once
+    await repair_queue_keys(service)
     task = asyncio.create_task(run_jobs(service), name="kefu-handoff-jobs")
     yield
     task.cancel()

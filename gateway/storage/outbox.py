@@ -46,8 +46,7 @@ def _settle_statement(*still: str) -> Any:
     )
 
 
-# Module constants: the unit of work compiles each once (gateway.storage.unit). Cancelling twice is fine (a
-# platform retry of a passively answered message); releasing to the worker takes only rows still held.
+# Built once per column set and kept: the unit of work compiles each statement once (gateway.storage.unit).
 _FINISH: dict[frozenset[str], Any] = {}
 
 
@@ -64,6 +63,8 @@ def _finish_statement(columns: frozenset[str]) -> Any:
     return statement
 
 
+# Module constants: the unit of work compiles each once (gateway.storage.unit). Cancelling twice is fine (a
+# platform retry of a passively answered message); releasing to the worker takes only rows still held.
 _SETTLE = {"cancelled": _settle_statement("held", "cancelled"), "pending": _settle_statement("held")}
 
 

@@ -23,7 +23,7 @@ from gateway.storage.handoff_base import HandoffTables
 from gateway.storage.schema.core import Conversation, Customer, MessageRecord
 from gateway.storage.schema.handoff import TicketRecord
 from gateway.storage.schema.sla import SlaNoticeRecord
-from gateway.storage.serving_key import rank_of
+from gateway.storage.serving_key import rank_of, repair
 from gateway.storage.sla_store import mark_notice
 from handoff.queue import Priority, QueueItem
 from handoff.state import ConversationState
@@ -248,6 +248,8 @@ def parse_cursor(cursor: str) -> tuple[int, int]:
         key, cid = json.loads(raw)
         if not all(type(v) is int for v in (key, cid)):
             raise TypeError("not integers")
+        if not (0 <= key < 2**63 and 0 < cid < 2**63):  # beyond a BIGINT the driver, not us, would refuse
+            raise ValueError("out of range")
     except Exception as exc:  # any malformed cursor is the client's error
         raise ValueError("invalid cursor") from exc
     return key, cid
@@ -297,6 +299,11 @@ class QueueQueries(HandoffTables):
         else:
             rows = await self._rows(_LENGTH_OF, {"groups": list(groups)})
         return int(rows[0]["n"]) if rows else 0
+
+    async def repair_queue_keys(self) -> int:
+        """Rekeys the rows whose serving key disagrees with their state (serving_key.repair); how many."""
+        statement = repair()
+        return await self.store.run(lambda unit: unit.db.run(statement))
 
     async def waiting_ticket(self, conversation_id: int) -> bool:
         """True when the conversation is a 留言 still waiting (see handoff.store.HandoffStore)."""

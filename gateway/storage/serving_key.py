@@ -25,7 +25,16 @@ from gateway.storage.schema.handoff import TicketRecord
 from handoff.queue import Priority
 from handoff.state import ConversationState
 
-__all__ = ["RANK_STEP", "key_for", "rank_of", "rekey", "ticket_after_enqueue", "ticket_waiting", "wait_start"]
+__all__ = [
+    "RANK_STEP",
+    "key_for",
+    "rank_of",
+    "rekey",
+    "repair",
+    "ticket_after_enqueue",
+    "ticket_waiting",
+    "wait_start",
+]
 
 _C, _T = Conversation.__table__, TicketRecord.__table__
 # 2**56 µs is ~2,280 years: the epoch part never reaches the rank bits; (3 + 1) * 2**56 < 2**63.
@@ -42,16 +51,25 @@ class _EpochMicros(FunctionElement[int]):
 @compiles(_EpochMicros, "sqlite")
 def _sqlite_micros(element: Any, compiler: Any, **kw: Any) -> str:
     # SQLAlchemy stores SQLite datetimes as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC, see UTCDateTime): whole
-    # seconds from strftime, the six digits after the dot as they are (julianday's float loses µs).
+    # seconds from strftime on the first 19 characters only (given the fraction, strftime rounds it to
+    # milliseconds first, so .9995 s and later counted a second too many), then the six digits after the
+    # dot as they are (julianday's float loses µs).
     value = compiler.process(list(element.clauses)[0], **kw)
-    return f"(CAST(strftime('%s', {value}) AS INTEGER) * 1000000 + CAST(substr({value}, 21, 6) AS INTEGER))"
+    return (
+        f"(CAST(strftime('%s', substr({value}, 1, 19)) AS INTEGER) * 1000000"
+        f" + CAST(substr({value}, 21, 6) AS INTEGER))"
+    )
 
 
 @compiles(_EpochMicros, "postgresql")
 def _pg_micros(element: Any, compiler: Any, **kw: Any) -> str:
-    # EXTRACT returns numeric since PostgreSQL 14: exact microseconds.
+    # Whole seconds, then the microseconds within the second: exact on every version (EXTRACT(EPOCH) of the
+    # whole value is numeric only since PostgreSQL 14, a double before, which can miss by a microsecond).
     value = compiler.process(list(element.clauses)[0], **kw)
-    return f"CAST(EXTRACT(EPOCH FROM {value}) * 1000000 AS BIGINT)"
+    return (
+        f"(CAST(EXTRACT(EPOCH FROM date_trunc('second', {value})) AS BIGINT) * 1000000"
+        f" + CAST(EXTRACT(MICROSECONDS FROM {value}) AS BIGINT) % 1000000)"
+    )
 
 
 def ticket_waiting(conversation_id: Any = _C.c.id) -> Any:
@@ -100,3 +118,14 @@ def rekey() -> Any:
     return update(_C).values(
         queue_key=key_for(_C.c.state, _C.c.priority, ticket_waiting(), wait_start(_C.c.queued_at))
     )
+
+
+def repair() -> Any:
+    """UPDATE the keys that disagree with the state: a queued row without a key, a key on a row no longer
+    queued. Only a process of a release before the key writes such rows (a rolling upgrade: it queues
+    without a key, which no page, position or head would ever show, and assigns or closes without
+    clearing it, which would hold a head slot), or a hand-made SQL change; kefu's own statements never do.
+    One pass over the queued rows of the state index and the keyed rows of the partial key index."""
+    queued = _C.c.state == literal_column(f"'{ConversationState.QUEUED.value}'")
+    stale = or_(and_(queued, _C.c.queue_key.is_(None)), and_(_C.c.queue_key.is_not(None), ~queued))
+    return rekey().where(stale)

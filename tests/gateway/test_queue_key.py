@@ -14,11 +14,13 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select, text
 
+from gateway.app import create_app
+from gateway.keys import RUNTIME
 from gateway.storage import Store, Unit, migrate
 from gateway.storage.handoff_store import HandoffDb
 from gateway.storage.queue import _HEADS, _PAGES, POSITION
 from gateway.storage.schema.core import Conversation, Customer
-from gateway.storage.serving_key import rekey
+from gateway.storage.serving_key import RANK_STEP, rekey
 from handoff.agents import Role, new_token
 from handoff.queue import Priority, QueueItem, queue_sort_key
 from handoff.state import ConversationState
@@ -60,6 +62,48 @@ async def pipeline_handoff(db: HandoffDb, cid: str, **values: Any) -> None:
 
 def at(minutes: float) -> datetime:
     return T0 + timedelta(minutes=minutes)
+
+
+# SQLite's strftime('%s') rounds a fraction to milliseconds first: a wait that began at .9995 s or later
+# was keyed a second late (behind one that began half a second after it).
+LATE_IN_A_SECOND = at(1) + timedelta(microseconds=999_800)
+
+
+def epoch_micros(moment: datetime) -> int:
+    return int(moment.replace(microsecond=0).timestamp()) * 10**6 + moment.microsecond
+
+
+async def key_of(store: Store, conversation_id: int) -> int | None:
+    async with store.engine.connect() as conn:
+        return await conn.scalar(select(Conversation.queue_key).where(Conversation.id == conversation_id))
+
+
+async def test_the_key_is_exact_to_the_microsecond(db: HandoffDb) -> None:
+    first, second = await bot_conversation(db, "first"), await bot_conversation(db, "second")
+    await pipeline_handoff(db, first, queued_at=LATE_IN_A_SECOND)
+    await db.enqueue(QueueItem(second, "售前", Priority.NORMAL, LATE_IN_A_SECOND + timedelta(seconds=0.5)))
+    assert await key_of(db.store, int(first)) % RANK_STEP == epoch_micros(LATE_IN_A_SECOND)
+    assert [await db.queue_position(c) for c in (first, second)] == [1, 2]
+
+
+async def test_keys_an_older_release_left_behind_are_repaired(db: HandoffDb) -> None:
+    # A process of the release before the key (a rolling upgrade) queues without a key and closes without
+    # clearing it: the first would never be served, the second would hold a head slot.
+    ids = await mixed_queue(db)
+    reference = served(list(await db.list_queue()))
+    async with db.store.engine.begin() as conn:
+        await conn.execute(
+            Conversation.__table__.update()
+            .where(Conversation.id == int(reference[0].conversation_id))
+            .values(queue_key=None)
+        )
+        await conn.execute(
+            Conversation.__table__.update().where(Conversation.id == int(ids["h"])).values(queue_key=1)
+        )
+    assert [i.conversation_id for i in await db.queue_heads(20)] != [i.conversation_id for i in reference]
+    assert await db.repair_queue_keys() == 2
+    assert list(await db.queue_heads(20)) == reference
+    assert await db.repair_queue_keys() == 0
 
 
 async def mixed_queue(db: HandoffDb) -> dict[str, str]:
@@ -304,7 +348,7 @@ async def test_migration_0005_keys_the_conversations_already_queued(empty_url: s
                 ],
             )
             rows = [
-                ("queued", "normal", "售后", at(1)),
+                ("queued", "normal", "售后", LATE_IN_A_SECOND),
                 ("queued", "high", "售后", at(3)),
                 ("queued", "normal", None, None),  # no group, no queued_at: the default group, since opened
                 ("bot", "normal", None, None),
@@ -341,5 +385,26 @@ async def test_migration_0005_keys_the_conversations_already_queued(empty_url: s
         assert [e["item"] for e in await pages(db, None, 2)] == reference
         assert [await db.queue_position(i.conversation_id) for i in reference] == [1, 2, 1, 3]
         assert await db.queue_position("4") is None
+        assert await key_of(store, 1) % RANK_STEP == epoch_micros(LATE_IN_A_SECOND)
     finally:
         await store.dispose()
+
+
+async def test_the_gateway_repairs_left_behind_keys_when_it_starts(
+    aiohttp_client: Any, settings_factory: Any
+) -> None:
+    settings = settings_factory()
+    store = Store.from_url(settings.database.url)
+    await store.create_all()
+    db = HandoffDb(store, default_group="售前")
+    cid = await bot_conversation(db, "old-release")
+    async with store.engine.begin() as conn:  # queued by a process of the release before the key
+        await conn.execute(
+            Conversation.__table__.update()
+            .where(Conversation.id == int(cid))
+            .values(state="queued", queued_at=T0, queue_key=None)
+        )
+    await store.dispose()
+    client = await aiohttp_client(create_app(settings))
+    runtime = client.app[RUNTIME]
+    assert await runtime.handoff.db.queue_position(cid) == 1

@@ -141,9 +141,6 @@ def test_serving_freezes_startup_objects_and_makes_collections_rare() -> None:
         kept = [object() for _ in range(10)], {"cycle": None}
         settle_gc()
         assert gc.get_threshold() == GC_THRESHOLDS
-        assert (
-            GC_THRESHOLDS[0] >= 10_000
-        )  # a young collection every few hundred requests at most, not per request
         assert gc.get_freeze_count() > frozen + len(kept[0])
     finally:
         gc.unfreeze()

@@ -26,9 +26,16 @@ _RANK = (
     "WHERE tickets.conversation_id = conversations.id AND tickets.resolved_at IS NULL) THEN 0 ELSE 1 END)"
 )
 _SINCE = "coalesce(queued_at, opened_at)"
+# As gateway/storage/serving_key.py computes it (see there why these exact forms).
 _MICROS = {
-    "sqlite": f"(CAST(strftime('%s', {_SINCE}) AS INTEGER) * 1000000 + CAST(substr({_SINCE}, 21, 6) AS INTEGER))",
-    "postgresql": f"CAST(EXTRACT(EPOCH FROM {_SINCE}) * 1000000 AS BIGINT)",
+    "sqlite": (
+        f"(CAST(strftime('%s', substr({_SINCE}, 1, 19)) AS INTEGER) * 1000000"
+        f" + CAST(substr({_SINCE}, 21, 6) AS INTEGER))"
+    ),
+    "postgresql": (
+        f"(CAST(EXTRACT(EPOCH FROM date_trunc('second', {_SINCE})) AS BIGINT) * 1000000"
+        f" + CAST(EXTRACT(MICROSECONDS FROM {_SINCE}) AS BIGINT) % 1000000)"
+    ),
 }
 
 
