@@ -5,6 +5,7 @@ heads read an index instead of ranking or sorting the whole queue (the plans say
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import AsyncIterator
@@ -204,7 +205,8 @@ async def test_a_cursor_is_ours_or_refused(db: HandoffDb) -> None:
     ids = await mixed_queue(db)
     page = await db.queue_page(None, limit=2)
     assert page.next_cursor is not None and ids
-    for bad in ("nonsense", "W10", "WzEsIDJd" + "x", "WyJhIiwgMV0"):  # garbage, [], broken, ["a", 1]
+    huge = base64.urlsafe_b64encode(json.dumps([2**70, 1]).encode()).decode().rstrip("=")  # past a BIGINT
+    for bad in ("nonsense", "W10", "WzEsIDJd" + "x", "WyJhIiwgMV0", huge):  # garbage, [], broken, ["a", 1]
         with pytest.raises(ValueError):
             await db.queue_page(None, limit=2, cursor=bad)
 
