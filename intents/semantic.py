@@ -408,16 +408,9 @@ def _plain_base(
 ) -> float:
     """Median raw cosine (the parts' shares' weighted mean) of random question pairs from different
     entries, with the same pairs as `_base` (0 when none)."""
-    n = len(owner)
-    if n < 2 or not parts:
+    a, b = _scale_pairs(owner)
+    if not len(a) or not parts:
         return 0.0
-    rng = np.random.default_rng(12)
-    a = rng.integers(0, n, SCALE_PAIRS)
-    b = rng.integers(0, n, SCALE_PAIRS)
-    keep = owner[a] != owner[b]
-    if not keep.any():
-        return 0.0
-    a, b = a[keep], b[keep]
     shares = sum(part[3] for part in parts)
     raw = np.zeros(len(a))
     for (lo, dim, weight, share, m2), (scale, offset) in zip(parts, terms, strict=True):
@@ -451,14 +444,20 @@ def _hubness(matrix: np.ndarray, owner: np.ndarray) -> np.ndarray:
 
 def _base(matrix: np.ndarray, owner: np.ndarray, hub: np.ndarray) -> float:
     """Median (hub-corrected) cosine of random question pairs from different entries (0 when none)."""
+    a, b = _scale_pairs(owner)
+    if not len(a):
+        return 0.0
+    cos = np.einsum("ij,ij->i", matrix[a], matrix[b]) - hub[b]
+    return float(min(np.median(cos), 0.95))
+
+
+def _scale_pairs(owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """SCALE_PAIRS random row pairs, those of different entries kept (a fixed seed: a kb's scale is stable)."""
     n = len(owner)
     if n < 2:
-        return 0.0
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     rng = np.random.default_rng(12)
     a = rng.integers(0, n, SCALE_PAIRS)
     b = rng.integers(0, n, SCALE_PAIRS)
     keep = owner[a] != owner[b]
-    if not keep.any():
-        return 0.0
-    cos = np.einsum("ij,ij->i", matrix[a[keep]], matrix[b[keep]]) - hub[b[keep]]
-    return float(min(np.median(cos), 0.95))
+    return a[keep], b[keep]
