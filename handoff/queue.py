@@ -68,12 +68,15 @@ class QueueItem:
         object.__setattr__(self, "priority", Priority.parse(self.priority))
 
 
-def queue_sort_key(item: QueueItem) -> tuple[int, int, datetime, str]:
+def queue_sort_key(item: QueueItem) -> tuple[int, int, datetime, int, str]:
     """Sort key of the one queue order: priority, then 留言 tickets, then FIFO, then id for stability."""
     # Why tickets come before live chats of the same priority: a 留言 was left while nobody was online,
     # so its customer has already waited the longest and agents are told to see them first. A complaint
     # (high) still beats a normal ticket: "complaints first" is the stronger promise.
-    return (-item.priority.rank, 0 if item.is_ticket else 1, item.queued_at, item.conversation_id)
+    # The id by length first: stored ids are decimal, so "9" comes before "10", as the database's numeric
+    # id does in `ORDER BY queue_key, id` (gateway/storage/serving_key.py); any other id still sorts stably.
+    cid = item.conversation_id
+    return (-item.priority.rank, 0 if item.is_ticket else 1, item.queued_at, len(cid), cid)
 
 
 def order_queue(items: Iterable[QueueItem], group: str | None = None) -> list[QueueItem]:

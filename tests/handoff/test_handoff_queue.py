@@ -113,3 +113,8 @@ def test_a_transfer_keeps_the_wait_and_priority() -> None:
         original.queued_at,
         False,
     )
+
+
+def test_a_tie_at_the_same_instant_goes_to_the_lower_id_as_the_database_orders_it() -> None:
+    # Stored ids are decimal: "9" before "10" (as text "10" < "9"), the order of `ORDER BY queue_key, id`.
+    assert ids(order_queue([item("10", 0), item("9", 0), item("100", 0)])) == ["9", "10", "100"]
