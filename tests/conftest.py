@@ -156,14 +156,25 @@ class Outage:
             directory = self._sqlite_dir()
             await asyncio.to_thread(directory.rename, directory.with_name(directory.name + "_down"))
         else:
+            import asyncpg
+
             name = self._pg_name()
-            await _pg_admin(
-                [
-                    f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' "
-                    "AND pid <> pg_backend_pid()",
-                    f'ALTER DATABASE "{name}" RENAME TO "{name}_down"',
-                ]
-            )
+            # pg_terminate_backend only signals: on a busy machine a backend may still be exiting (or the
+            # app's background jobs may have connected again) when the RENAME runs, so try again.
+            for attempt in range(50):
+                try:
+                    await _pg_admin(
+                        [
+                            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' "
+                            "AND pid <> pg_backend_pid()",
+                            f'ALTER DATABASE "{name}" RENAME TO "{name}_down"',
+                        ]
+                    )
+                    break
+                except asyncpg.ObjectInUseError:
+                    if attempt == 49:
+                        raise
+                    await asyncio.sleep(0.1)
         self.is_down = True
 
     async def up(self) -> None:
