@@ -16,6 +16,7 @@ from gateway.keys import RUNTIME
 from gateway.message import utcnow
 from gateway.runtime import Runtime
 from gateway.storage import OutboxRow, Store
+from gateway.storage.handoff_store import HandoffDb
 
 # Library code that makes a few quick filesystem syscalls on the loop while opening a connection, once
 # per pooled connection; that is the driver's design, not something the gateway can move off the loop.
@@ -99,3 +100,12 @@ async def crashed_mid_send(db_url: str, user: str, text: str, lease_s: float) ->
     (claimed,) = await store.claim_outbox(utcnow(), lease=timedelta(seconds=lease_s))
     await store.dispose()
     return claimed
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[HandoffDb]:
+    """The handoff storage on an empty database (SQLite, then PostgreSQL), default group 售前."""
+    store = Store.from_url(db_url)
+    await store.create_all()
+    yield HandoffDb(store, default_group="售前")
+    await store.dispose()

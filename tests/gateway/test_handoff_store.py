@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
-from gateway.storage import Store, Unit
+from gateway.storage import Unit
 from gateway.storage.handoff_store import HandoffDb
 from handoff.agents import Role, new_token
 from handoff.presence import Presence
@@ -16,14 +13,6 @@ from handoff.queue import Priority, QueueItem
 from handoff.state import ConversationState
 from handoff.store import ClaimOutcome, HandoffStore
 from handoff.wrapup import CloseReason
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[HandoffDb]:
-    store = Store.from_url(db_url)
-    await store.create_all()
-    yield HandoffDb(store, default_group="售前")
-    await store.dispose()
 
 
 async def queued_conversation(

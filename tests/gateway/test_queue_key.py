@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,14 +28,6 @@ from handoff.wrapup import CloseReason
 from tests.gateway.test_migrations import empty_url  # noqa: F401 (fixture)
 
 T0 = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[HandoffDb]:
-    store = Store.from_url(db_url)
-    await store.create_all()
-    yield HandoffDb(store, default_group="售前")
-    await store.dispose()
 
 
 async def bot_conversation(db: HandoffDb, user: str, opened: datetime = T0) -> str:
