@@ -328,11 +328,15 @@ class Pipeline:
             offered = tx.last_suggestions(conversation.id)
         outcome = self._decide(message, conversation, snapshot, offered, prediction, turn)
         target = message.target()
-        inbound = tx.add_message(
+        stored = dict(
             conversation_id=conversation.id,
             conversation_key=message.conversation_key,
             channel=message.channel,
             account=message.account,
+            kb_version=kb.version if kb else None,
+        )
+        inbound_row = dict(
+            **stored,
             direction="in",
             sender="customer",
             sender_name=message.user_name,
@@ -343,43 +347,22 @@ class Pipeline:
             reason=outcome.reason,
             entry_id=outcome.entry_id,
             confidence=outcome.confidence,
-            kb_version=kb.version if kb else None,
             target=target,
             created_at=message.received_at if message.received_at.tzinfo else now,
         )
-        replies: list[Reply] = []
-        reply_ids: list[int] = []
-        rows: list[tuple[int, str]] = []
+        # Unknown {names} stay as they are (kb lint warns about them).
+        texts = [render_canned(template, self.placeholders) for template, _, _ in outcome.replies]
+        reply_rows = [
+            dict(**stored, direction="out", sender="bot", text=text, decision=outcome.decision,
+                 entry_id=entry_id, suggestions=suggestions, created_at=now)
+            for text, (_, suggestions, entry_id) in zip(texts, outcome.replies, strict=True)
+        ]  # fmt: skip
         where = {k: getattr(message, k) for k in ("channel", "account", "conversation_key")}
-        for template, suggestions, entry_id in outcome.replies:
-            text = render_canned(template, self.placeholders)  # unknown {names} stay (kb lint warns)
-            row = tx.add_message(
-                conversation_id=conversation.id,
-                conversation_key=message.conversation_key,
-                channel=message.channel,
-                account=message.account,
-                direction="out",
-                sender="bot",
-                text=text,
-                reply_to=inbound.id,
-                decision=outcome.decision,
-                entry_id=entry_id,
-                kb_version=kb.version if kb else None,
-                suggestions=suggestions,
-                created_at=now,
-            )
-            replies.append(_reply(row))
-            reply_ids.append(row.id)
-            if outbox is not None:
-                due = now + self.hold if outbox == "held" else now
-                row_id = tx.add_outbox(
-                    **where, text=text, sender="bot", target=target, now=now, message_id=row.id,
-                    status=outbox, next_attempt_at=due,
-                )  # fmt: skip
-                rows.append((row_id, outbox))
-
-        if turn is not None and outcome.decision != WITH_HUMAN:
-            turn.persist(tx, now)
+        due = now + self.hold if outbox == "held" else now
+        boxes = None if outbox is None else [
+            dict(**where, text=text, sender="bot", target=target, now=now, status=outbox, next_attempt_at=due)
+            for text in texts
+        ]  # fmt: skip
         changes: dict[str, Any] = {"last_activity_at": now}
         if kb is not None:
             changes["kb_version"] = kb.version
@@ -402,7 +385,16 @@ class Pipeline:
                 outcome.handoff_reason,
                 outcome.priority,
             )
-        tx.update_conversation(conversation.id, **changes)
+        # The message, its replies, their outbox rows and the conversation's update: one statement on
+        # PostgreSQL (gateway/storage/turns.py).
+        inbound, stored_replies, box_ids = tx.add_turn(
+            inbound_row, reply_rows, boxes, (conversation.id, changes)
+        )
+        replies = [_reply(row) for row in stored_replies]
+        reply_ids = [row.id for row in stored_replies]
+        rows = [(box_id, outbox) for box_id in box_ids]
+        if turn is not None and outcome.decision != WITH_HUMAN:
+            turn.persist(tx, now)
         return PipelineResult(
             conversation_id=conversation.id,
             message_id=inbound.id,

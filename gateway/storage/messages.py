@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, case, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from gateway.storage.outbox import add_outbox, outbox_for_message
+from gateway.storage.outbox import add_outbox, outbox_for_message, outbox_values
 from gateway.storage.rows import ConversationRow, MessageRow, conversation_from, message_from
 from gateway.storage.schema.core import (
     Conversation,
@@ -22,6 +22,7 @@ from gateway.storage.schema.core import (
     MessageRecord,
 )
 from gateway.storage.serving_key import key_for, ticket_waiting, wait_start
+from gateway.storage.turns import store_turn
 from gateway.storage.unit import Db
 from handoff.state import ConversationState
 
@@ -105,7 +106,7 @@ _MESSAGES_FOR_KEY = (
 _MESSAGES_FOR_KEY_ONE_WAY = _MESSAGES_FOR_KEY.where(_MESSAGES.c.direction == bindparam("direction"))
 _INSERT_CONVERSATION = _CONVERSATIONS.insert()
 _UPSERT_CUSTOMER: dict[str, Any] = {}
-_UPDATE_CONVERSATION: dict[frozenset[str], Any] = {}
+_UPDATE_CONVERSATION: dict[tuple[frozenset[str], bool], Any] = {}
 
 
 def _utc(value: datetime) -> datetime:
@@ -152,9 +153,11 @@ _CONVERSATION_FIELDS = frozenset(
 _KEY_PARTS = frozenset({"state", "priority", "queued_at"})
 
 
-def _update_conversation(columns: frozenset[str]) -> Any:
-    """UPDATE conversations SET <columns> WHERE id = :conversation_id, one statement per column set."""
-    statement = _UPDATE_CONVERSATION.get(columns)
+def _update_conversation(columns: frozenset[str], returning: bool = False) -> Any:
+    """UPDATE conversations SET <columns> WHERE id = :conversation_id [RETURNING id], one statement per
+    column set. (Built whole for each variant: a statement SQLAlchemy has compiled keeps memoised columns
+    that a `.returning()` copy of it would inherit.)"""
+    statement = _UPDATE_CONVERSATION.get((columns, returning))
     if statement is None:
         params = {
             name: bindparam(f"set_{name}", type_=_CONVERSATIONS.c[name].type) for name in sorted(columns)
@@ -169,8 +172,77 @@ def _update_conversation(columns: frozenset[str]) -> Any:
         statement = (
             update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("conversation_id")).values(values)
         )
-        _UPDATE_CONVERSATION[columns] = statement
+        if returning:
+            statement = statement.returning(_CONVERSATIONS.c.id)
+        _UPDATE_CONVERSATION[(columns, returning)] = statement
     return statement
+
+
+def message_values(
+    *,
+    conversation_id: int,
+    conversation_key: str,
+    channel: str,
+    account: str,
+    direction: str,
+    sender: str,
+    text: str,
+    created_at: datetime,
+    kind: str = "text",
+    sender_name: str | None = None,
+    channel_msg_id: str | None = None,
+    reply_to: int | None = None,
+    decision: str | None = None,
+    reason: str | None = None,
+    entry_id: str | None = None,
+    confidence: float | None = None,
+    kb_version: str | None = None,
+    suggestions: Sequence[str] = (),
+    target: Mapping[str, Any] | None = None,
+    attachment: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A message's column values (every column but the key)."""
+    created_at = _utc(created_at)
+    values: dict[str, Any] = {
+        "conversation_id": conversation_id,
+        "conversation_key": conversation_key,
+        "channel": channel,
+        "account": account,
+        "direction": direction,
+        "sender": sender,
+        "sender_name": sender_name,
+        "text": text,
+        "kind": kind,
+        "channel_msg_id": channel_msg_id,
+        "reply_to": reply_to,
+        "decision": decision,
+        "reason": reason,
+        "entry_id": entry_id,
+        "confidence": confidence,
+        "kb_version": kb_version,
+        "suggestions": list(suggestions) or None,
+        "target": dict(target) if target else None,
+        "created_at": created_at,
+        "attachment": dict(attachment) if attachment else None,
+    }
+    return values
+
+
+def _conversation_update(
+    conversation_id: int, changes: Mapping[str, Any], returning: bool = False
+) -> tuple[Any, dict[str, Any]]:
+    """The UPDATE of some fields of a conversation, and its parameters."""
+    values = dict(changes)
+    unknown = set(values) - _CONVERSATION_FIELDS
+    if unknown:
+        raise ValueError(f"not conversation fields: {', '.join(sorted(unknown))}")
+    if isinstance(values.get("state"), ConversationState):
+        values["state"] = values["state"].value
+    if "group" in values:
+        values["group_name"] = values.pop("group")
+    params = {f"set_{name}": value for name, value in values.items()}
+    params["conversation_id"] = conversation_id
+    return _update_conversation(frozenset(values), returning), params
 
 
 class Unit:
@@ -256,68 +328,38 @@ class Unit:
 
     def update_conversation(self, conversation_id: int, **values: Any) -> None:
         """Change some fields of a conversation (state, priority, miss_streak, timestamps...)."""
-        unknown = set(values) - _CONVERSATION_FIELDS
-        if unknown:
-            raise ValueError(f"not conversation fields: {', '.join(sorted(unknown))}")
-        if isinstance(values.get("state"), ConversationState):
-            values["state"] = values["state"].value
-        if "group" in values:
-            values["group_name"] = values.pop("group")
-        params = {f"set_{name}": value for name, value in values.items()}
-        params["conversation_id"] = conversation_id
-        if self.db.run(_update_conversation(frozenset(values)), params) == 0:
+        statement, params = _conversation_update(conversation_id, values)
+        if self.db.run(statement, params) == 0:
             raise LookupError(f"no conversation {conversation_id}")
 
-    def add_message(
+    def add_message(self, **values: Any) -> MessageRow:
+        """Store one message (see `message_values`); raises Conflict when its channel message id is stored."""
+        row = message_values(**values)
+        row["id"] = self.db.insert(_INSERT_MESSAGE, row)
+        return message_from(row)
+
+    def add_turn(
         self,
-        *,
-        conversation_id: int,
-        conversation_key: str,
-        channel: str,
-        account: str,
-        direction: str,
-        sender: str,
-        text: str,
-        created_at: datetime,
-        kind: str = "text",
-        sender_name: str | None = None,
-        channel_msg_id: str | None = None,
-        reply_to: int | None = None,
-        decision: str | None = None,
-        reason: str | None = None,
-        entry_id: str | None = None,
-        confidence: float | None = None,
-        kb_version: str | None = None,
-        suggestions: Sequence[str] = (),
-        target: Mapping[str, Any] | None = None,
-        attachment: Mapping[str, Any] | None = None,
-    ) -> MessageRow:
-        """Store one message; raises Conflict when its channel message id is already stored."""
-        created_at = _utc(created_at)
-        values: dict[str, Any] = {
-            "conversation_id": conversation_id,
-            "conversation_key": conversation_key,
-            "channel": channel,
-            "account": account,
-            "direction": direction,
-            "sender": sender,
-            "sender_name": sender_name,
-            "text": text,
-            "kind": kind,
-            "channel_msg_id": channel_msg_id,
-            "reply_to": reply_to,
-            "decision": decision,
-            "reason": reason,
-            "entry_id": entry_id,
-            "confidence": confidence,
-            "kb_version": kb_version,
-            "suggestions": list(suggestions) or None,
-            "target": dict(target) if target else None,
-            "created_at": created_at,
-            "attachment": dict(attachment) if attachment else None,
-        }
-        values["id"] = self.db.insert(_INSERT_MESSAGE, values)
-        return message_from(values)
+        inbound: Mapping[str, Any],
+        replies: Sequence[Mapping[str, Any]],
+        outbox: Sequence[Mapping[str, Any]] | None,
+        conversation: tuple[int, Mapping[str, Any]] | None = None,
+    ) -> tuple[MessageRow, list[MessageRow], list[int]]:
+        """A customer's message, the replies to it and (when `outbox` is given, one per reply) their outbox
+        rows: keyword arguments of add_message and add_outbox, without reply_to and message_id, which come
+        from the rows being stored; `conversation`: (id, changes) for update_conversation, in the same
+        statement. Raises Conflict when the message's channel id is stored already."""
+        rows = [message_values(**inbound), *(message_values(**r) for r in replies)]
+        boxes = None if outbox is None else [outbox_values(**o, message_id=None) for o in outbox]
+        pg = self.db.dialect == "postgresql"  # there the UPDATE is a CTE of the turn's one statement
+        update = None if conversation is None else _conversation_update(*conversation, returning=pg)
+        ids, box_ids = store_turn(self.db, rows[0], rows[1:], boxes, update)
+        for row, key in zip(rows, ids, strict=True):
+            row["id"] = key
+        for row in rows[1:]:
+            row["reply_to"] = ids[0]
+        messages = [message_from(row) for row in rows]
+        return messages[0], messages[1:], box_ids
 
     def add_outbox(self, **values: Any) -> int:
         """An outbox row in this unit of work (a reply and its row commit together); see storage.outbox."""

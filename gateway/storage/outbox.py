@@ -77,8 +77,12 @@ def settle_held_rows(db: Db, outbox_ids: Sequence[int], status: str, now: dateti
         raise _NotAllHeld
 
 
-def add_outbox(
-    db: Db,
+def add_outbox(db: Db, **values: Any) -> int:
+    """Insert one outbox row inside a unit of work (the pipeline writes a reply and its row together)."""
+    return db.insert(_INSERT_OUTBOX, outbox_values(**values))
+
+
+def outbox_values(
     *,
     channel: str,
     account: str,
@@ -91,9 +95,9 @@ def add_outbox(
     status: str,
     next_attempt_at: datetime,
     attachment: Mapping[str, Any] | None = None,
-) -> int:
-    """Insert one outbox row inside a unit of work (the pipeline writes a reply and its row together)."""
-    values: dict[str, Any] = {
+) -> dict[str, Any]:
+    """An outbox row's column values (every column but the key)."""
+    return {
         "channel": channel,
         "account": account,
         "conversation_key": conversation_key,
@@ -110,7 +114,6 @@ def add_outbox(
         "message_id": message_id,
         "attachment": dict(attachment) if attachment else None,
     }
-    return db.insert(_INSERT_OUTBOX, values)
 
 
 def outbox_for_message(db: Db, message_id: int) -> tuple[int, str] | None:
@@ -124,12 +127,13 @@ class OutboxQueries:
 
     if TYPE_CHECKING:
         engine: AsyncEngine
-        autocommit: AsyncEngine | None
         _sessions: async_sessionmaker[AsyncSession]
 
         def write_lock(self) -> AbstractAsyncContextManager[None]: ...
 
         async def run(self, work: Callable[[Unit], T]) -> T: ...
+
+        async def run_one(self, work: Callable[[Unit], T]) -> T: ...
 
     async def claim_outbox(
         self,
@@ -220,13 +224,11 @@ class OutboxQueries:
         if not outbox_ids:
             return True
         ids = set(outbox_ids)
-        if len(ids) == 1 and self.autocommit is not None:
+        if len(ids) == 1:
             # One row (one reply, the common case): one statement is all or nothing by itself, so it runs
             # without BEGIN/COMMIT on PostgreSQL (two round trips fewer per passively answered message).
-            async with self.autocommit.connect() as conn:
-                params = {"outbox_id": next(iter(ids)), "new_status": status, "now": now}
-                result = await conn.execute(_SETTLE[status], params)
-                return result.rowcount == 1
+            params = {"outbox_id": next(iter(ids)), "new_status": status, "now": now}
+            return await self.run_one(lambda unit: unit.db.run(_SETTLE[status], params) == 1)
         try:
             # A unit of work: on SQLite it rides the group commit with the pipeline's units, rather than a
             # transaction (and commit) of its own per passive reply.

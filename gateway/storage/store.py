@@ -24,6 +24,7 @@ from gateway.storage.engine import create_engine, sqlite_autocommit_read, sqlite
 from gateway.storage.errors import Conflict, StoreUnavailable
 from gateway.storage.messages import MessageReads, Unit
 from gateway.storage.outbox import OutboxQueries
+from gateway.storage.pg_unit import PgUnits
 from gateway.storage.rows import MessageRow, utcnow
 from gateway.storage.schema.core import (
     AuditRecord,
@@ -161,14 +162,8 @@ class Store(MessageReads, OutboxQueries):
         self._write_lock_loop: asyncio.AbstractEventLoop | None = None
         self._writer: asyncio.Task[Any] | None = None
         self._group_commit = GroupCommit(engine, self.write_lock) if self._serialise_writes else None
-        # PostgreSQL: reads and one-statement writes run without BEGIN/COMMIT, two round trips fewer each.
-        # Nothing is lost: one statement is atomic, and under READ COMMITTED each statement of a
-        # transaction takes its own snapshot anyway. (Same pool; the mode is set and reset on checkout.)
-        self.autocommit: AsyncEngine | None = (
-            engine.execution_options(isolation_level="AUTOCOMMIT")
-            if engine.dialect.name == "postgresql"
-            else None
-        )
+        # PostgreSQL: units of work on the pool's asyncpg connections themselves (gateway/storage/pg_unit.py).
+        self._pg = PgUnits(engine) if engine.dialect.name == "postgresql" else None
 
     @asynccontextmanager
     async def write_lock(self) -> AsyncIterator[None]:
@@ -237,25 +232,33 @@ class Store(MessageReads, OutboxQueries):
         """Run a sync unit of work in its own transaction: committed when it returns, nothing kept if it raises.
 
         SQLite: in one trip to the driver's thread, grouped with the other units waiting (one commit for
-        all). PostgreSQL: in SQLAlchemy's greenlet bridge over asyncpg, concurrently with other units.
+        all). PostgreSQL: on an asyncpg connection of the pool, concurrently with other units.
         """
-        if self._group_commit is not None:
-            if self._writer is not None and self._writer is asyncio.current_task():
-                # The group commit's writer would wait for this task's write lock forever.
-                raise RuntimeError(
-                    "Store.run inside a write transaction of the same task: use Transaction.run"
-                )
-            return await self._group_commit.run(lambda db: work(Unit(db)))
-        try:
-            async with self.engine.begin() as conn:
-                return await conn.run_sync(lambda sync_conn: work(Unit(SaDb(sync_conn))))
-        except IntegrityError as exc:  # from the commit itself
-            raise Conflict(str(exc.orig)) from exc
+        if self._pg is not None:
+            return await self._pg.run(lambda db: work(Unit(db)))
+        return await self._grouped(work)
+
+    async def _grouped(self, work: Callable[[Unit], T]) -> T:
+        assert self._group_commit is not None, "SQLite's units ride the group commit"
+        if self._writer is not None and self._writer is asyncio.current_task():
+            # The group commit's writer would wait for this task's write lock forever.
+            raise RuntimeError("Store.run inside a write transaction of the same task: use Transaction.run")
+        return await self._group_commit.run(lambda db: work(Unit(db)))
+
+    async def run_one(self, work: Callable[[Unit], T]) -> T:
+        """A unit of exactly ONE write statement: on PostgreSQL without BEGIN/COMMIT (two round trips fewer;
+        one statement is atomic by itself), on SQLite in the group commit like any unit."""
+        if self._pg is not None:
+            return await self._pg.run(lambda db: work(Unit(db)), transaction=False)
+        return await self._grouped(work)
 
     async def read(self, work: Callable[[Unit], T]) -> T:
-        """Run a sync, read-only unit (no write lock; on SQLite outside any transaction)."""
+        """Run a sync, read-only unit (no write lock; outside any transaction: on PostgreSQL each statement
+        sees its own snapshot, as under READ COMMITTED inside one)."""
+        if self._pg is not None:
+            return await self._pg.run(lambda db: work(Unit(db)), transaction=False)
         with sqlite_autocommit_read():
-            async with (self.autocommit or self.engine).connect() as conn:
+            async with self.engine.connect() as conn:
                 return await conn.run_sync(lambda sync_conn: work(Unit(SaDb(sync_conn))))
 
     async def audit(self, what: str, who: str, details: Mapping[str, Any] | None = None) -> None:
@@ -290,7 +293,12 @@ def is_unavailable(exc: BaseException) -> bool:
             return True
         if isinstance(error, DBAPIError) and error.connection_invalidated:
             return True
-        sqlite = isinstance(error, StoreUnavailable) or type(error).__module__ == "sqlite3"
+        # SQLite says "not now" only in words (its own errors, or the unit's wrapper of them and of aiosqlite's
+        # closed connection); PostgreSQL's wrapped errors are judged by their SQLSTATE below.
+        from_postgres = type(error.__cause__).__module__.startswith("asyncpg")
+        sqlite = type(error).__module__ == "sqlite3" or (
+            isinstance(error, StoreUnavailable) and not from_postgres
+        )
         if sqlite and any(m in str(error).lower() for m in _SQLITE_OUTAGES):
             return True
         # asyncpg: connection exceptions (08…), operator intervention (57…: shutting down), resources (53…),

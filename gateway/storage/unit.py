@@ -22,6 +22,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from sqlalchemy import types as sqltypes
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -99,10 +100,15 @@ class _Compiled:
     params: tuple[tuple[str, Processor | None], ...] | None
     steps: tuple[tuple[int, Any, Processor | None], ...]
     columns: tuple[tuple[str, Processor | None], ...]  # result key, processor
+    returning: bool  # the SQL ends in RETURNING (PostgreSQL adds the key to a plain INSERT by itself)
+    # SQLAlchemy's compiled form when the SQL is finished per execution (an IN list, a LIMIT rendered
+    # inline): it then renders the SQL and values each time.
+    late: Any = None
 
 
-# (id(statement), parameter names) → (statement, compiled); the statement is kept so its id is never reused.
-_COMPILED: dict[tuple[int, frozenset[str]], tuple[Executable, _Compiled]] = {}
+# (id(statement), dialect, parameter names) → (statement, compiled); the statement is kept so its id is never
+# reused.
+_COMPILED: dict[tuple[int, str, frozenset[str]], tuple[Executable, _Compiled]] = {}
 # Statements are meant to be module constants; one built per call would grow the cache for ever, so past
 # this size it starts over (such a caller pays a compile per call, nothing worse).
 COMPILED_MAX = 1024
@@ -121,8 +127,9 @@ def _column_defaults(compiled: Any) -> dict[str, tuple[Any, bool]]:
     return out
 
 
-def _compile(statement: Executable, dialect: Dialect, keys: frozenset[str]) -> _Compiled:
-    cache_key = (id(statement), keys)
+def compile_statement(statement: Executable, dialect: Dialect, keys: frozenset[str]) -> _Compiled:
+    """The statement's SQL for `dialect`, compiled once per parameter names, with its value plan."""
+    cache_key = (id(statement), dialect.name, keys)
     hit = _COMPILED.get(cache_key)
     if hit is not None and hit[0] is statement:
         return hit[1]
@@ -145,12 +152,16 @@ def _compile(statement: Executable, dialect: Dialect, keys: frozenset[str]) -> _
         else:
             steps.append((_CONSTANT, _processed(bind.effective_value, processor), None))
     params = tuple((name, processor) for _, name, processor in steps)
-    columns = []
-    for column in getattr(statement, "exported_columns", ()):
-        processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
-        columns.append((column.key, processor))
+    columns = [
+        (column.key, _result_processor(column.type, dialect))
+        for column in getattr(statement, "exported_columns", ())
+    ]
     all_params = all(kind == _PARAM for kind, _, _ in steps)
-    result = _Compiled(compiled.string, params if all_params else None, tuple(steps), tuple(columns))
+    returning = bool(getattr(compiled, "returning", None))
+    late = compiled if (compiled.post_compile_params or compiled.literal_execute_params) else None
+    result = _Compiled(
+        compiled.string, params if all_params else None, tuple(steps), tuple(columns), returning, late
+    )
     if len(_COMPILED) >= COMPILED_MAX:
         _COMPILED.clear()
     _COMPILED[cache_key] = (statement, result)
@@ -159,6 +170,45 @@ def _compile(statement: Executable, dialect: Dialect, keys: frozenset[str]) -> _
 
 def _processed(value: Any, processor: Processor | None) -> Any:
     return processor(value) if processor is not None else value
+
+
+def _result_processor(type_: Any, dialect: Dialect) -> Processor | None:
+    impl = type_.dialect_impl(dialect)
+    coltype = None
+    if dialect.name == "postgresql" and isinstance(impl, sqltypes.NumericCommon):
+        # asyncpg's numeric types pick a processor by the result column's type oid; a column comes back
+        # as declared: float8 for Float, numeric otherwise.
+        coltype = _PG_FLOAT8 if isinstance(impl, sqltypes.Float) else _PG_NUMERIC
+    return impl.result_processor(dialect, coltype)
+
+
+_PG_FLOAT8, _PG_NUMERIC = 701, 1700
+
+
+def sql_and_values(compiled: _Compiled, params: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    """The SQL and positional values of one execution of `compiled`."""
+    if compiled.late is None:
+        return compiled.sql, bound_values(compiled, params)
+    state = compiled.late.construct_expanded_state(dict(params))
+    values = []
+    for name in state.positiontup or ():
+        value, processor = state.parameters[name], state.processors.get(name)
+        values.append(processor(value) if processor is not None else value)
+    return state.statement, values
+
+
+def bound_values(compiled: _Compiled, params: Mapping[str, Any]) -> list[Any]:
+    """The positional values for one execution of `compiled` (the caller's, defaults, processed)."""
+    if compiled.params is not None:
+        return [params[n] if p is None else p(params[n]) for n, p in compiled.params]
+    values = []
+    for kind, source, processor in compiled.steps:
+        if kind == _CONSTANT:
+            values.append(source)
+            continue
+        value = params[source] if kind == _PARAM else source(None)  # SQLAlchemy passes a context
+        values.append(value if processor is None else processor(value))
+    return values
 
 
 class SqliteDb:
@@ -172,19 +222,9 @@ class SqliteDb:
 
     def _execute(self, statement: Executable, params: Mapping[str, Any] | None) -> tuple[_Compiled, Any]:
         params = params or {}
-        compiled = _compile(statement, self._sa_dialect, frozenset(params))
-        if compiled.params is not None:
-            values = [params[n] if p is None else p(params[n]) for n, p in compiled.params]
-        else:
-            values = []
-            for kind, source, processor in compiled.steps:
-                if kind == _CONSTANT:
-                    values.append(source)
-                    continue
-                value = params[source] if kind == _PARAM else source(None)  # SQLAlchemy passes a context
-                values.append(value if processor is None else processor(value))
+        compiled = compile_statement(statement, self._sa_dialect, frozenset(params))
         try:
-            return compiled, self._connection.execute(compiled.sql, values)
+            return compiled, self._connection.execute(*sql_and_values(compiled, params))
         except sqlite3.IntegrityError as exc:
             raise Conflict(str(exc)) from exc
         except sqlite3.Error as exc:

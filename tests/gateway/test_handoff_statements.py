@@ -1,15 +1,15 @@
 """A handoff and a queued customer's message cost the same SQL statements at queue 10 as at queue 1,000.
 
-Counted with an engine event listener (`before_cursor_execute`) around the webhook call, on SQLite and
-PostgreSQL. On SQLite the message's own unit of work runs on the group commit's raw connection and is not
+Counted around the webhook call (tests/gateway/sql_sent.py: SQLAlchemy's `before_cursor_execute`, and on
+PostgreSQL asyncpg's query logger), on SQLite and PostgreSQL. On SQLite the message's own unit of work runs on the group commit's raw connection and is not
 counted; everything the handoff adds (routing, enqueue, position, notices, events) goes through the engine.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +21,7 @@ from gateway.storage.schema.core import Conversation, Customer
 from gateway.storage.schema.handoff import TicketRecord
 from gateway.storage.serving_key import rekey
 from handoff import notices
+from tests.gateway.sql_sent import sql_sent
 from tests.gateway.test_handoff_flow import Kefu, start, wechat_api  # noqa: F401 (fixtures)
 
 _filler = itertools.count(1)
@@ -101,25 +102,21 @@ async def fill_queue(kefu: Kefu, count: int, *, tickets: bool) -> None:
         )
 
 
-@contextmanager
-def counting(kefu: Kefu) -> Iterator[list[str]]:
-    """Statements executed, and a "load" entry per conversation built as an ORM object (reading the
-    whole queue that way was the O(queue) cost)."""
+@asynccontextmanager
+async def counting(kefu: Kefu) -> AsyncIterator[list[str]]:
+    """Statements executed (tests/gateway/sql_sent.py, transaction control left out), and a "load" entry per
+    conversation built as an ORM object (reading the whole queue that way was the O(queue) cost)."""
     seen: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
 
     def loaded(target: Any, context: Any) -> None:
         seen.append("load")
 
-    sync_engine = kefu.runtime.store.engine.sync_engine
-    event.listen(sync_engine, "before_cursor_execute", count)
     event.listen(Conversation, "load", loaded)
     try:
-        yield seen
+        async with sql_sent(kefu.runtime.store) as sent:
+            yield seen
+        seen.extend(sent["statements"])
     finally:
-        event.remove(sync_engine, "before_cursor_execute", count)
         event.remove(Conversation, "load", loaded)
 
 
@@ -144,9 +141,9 @@ def counting_units(kefu: Kefu) -> Iterator[list[str]]:
 
 async def measure(kefu: Kefu, openid: str) -> tuple[int, int]:
     """Statements (and ORM loads) of the handoff message, then of a queued customer's next message."""
-    with counting(kefu) as handoff:
+    async with counting(kefu) as handoff:
         await kefu.say("我要投诉", openid)
-    with counting(kefu) as follow_up:
+    async with counting(kefu) as follow_up:
         assert await kefu.say("还有一件事", openid) == ""  # queued: the bot stays quiet
     return len(handoff), len(follow_up)
 
@@ -189,10 +186,10 @@ async def test_the_queue_api_reads_one_page_whatever_the_queue_length(start: Any
     agent = await kefu.agent("小牛", "售后")
     await kefu.runtime.outbox.stop()  # its polling would add statements to the count
     await fill_queue(kefu, 10, tickets=False)
-    with counting(kefu) as small:
+    async with counting(kefu) as small:
         first = await agent.call("GET", "/queue?limit=4")
     await fill_queue(kefu, 990, tickets=False)
-    with counting(kefu) as large:
+    async with counting(kefu) as large:
         page = await agent.call("GET", "/queue?limit=4")
     assert len(small) == len(large)
     assert [i["position"] for i in first["queue"]] == [1, 2, 3, 4] == [i["position"] for i in page["queue"]]

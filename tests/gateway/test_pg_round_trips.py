@@ -2,16 +2,15 @@
 
 On PostgreSQL every round trip costs kefu CPU (the asyncpg protocol, SQLAlchemy's bridge, a loopback send
 and the wake-up that answers it): the shape of a bot-answered message is what keeps its CPU near SQLite's.
-Counted here: statements (SQLAlchemy's `before_cursor_execute`), transaction control and pool pings
-(asyncpg's own query logger sees every simple-protocol query: BEGIN, COMMIT, ROLLBACK, the pre-ping's ";"),
-and Redis commands (Redis's MONITOR: what this test's clients sent, not the commands inside scripts).
+Counted here: statements and transaction control, pool pings included (tests/gateway/sql_sent.py: asyncpg's
+query logger and SQLAlchemy's `before_cursor_execute`), and Redis commands (Redis's MONITOR: what this test's clients sent, not the commands inside scripts).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from sqlalchemy import event, literal, select
 from gateway.storage import Store
 from tests.conftest import reset_postgres
 from tests.fakes.wechat_api import fixture_xml, xml_dict
+from tests.gateway.sql_sent import sql_sent
 from tests.gateway.test_handoff_flow import Kefu, start, wechat_api  # noqa: F401 (fixtures)
 from tests.waiting import eventually
 
@@ -30,9 +30,10 @@ pytestmark = pytest.mark.postgres
 # round trips per checkout on asyncpg: BEGIN, ";", ROLLBACK) and no transaction around the one-statement
 # settle of its held reply. Before: 9 (two pings, two transactions).
 CONTROL_BOUND = 2
-# The unit's statements (open-conversation read, inbound and reply inserts, the reply's held outbox row,
-# the conversation update) and the settle of the held row.
-STATEMENT_BOUND = 6
+# The unit's statements: the open-conversation read, then ONE statement storing the message, the reply, the
+# reply's held outbox row and the conversation's update (gateway/storage/turns.py); and the settle of the
+# held row. Before: 6 (the four writes one by one), and each sent through SQLAlchemy's execution path.
+STATEMENT_BOUND = 3
 # The in-flight claim, the passive-speaker claim and the outcome (gateway/coord/inflight.py).
 REDIS_BOUND = 3
 
@@ -42,36 +43,6 @@ def db_url(postgres_database: str) -> str:
     """This module counts PostgreSQL's round trips only (SQLite's unit is one trip to its thread)."""
     asyncio.run(reset_postgres(postgres_database))
     return postgres_database
-
-
-@contextmanager
-def round_trips(store: Store) -> Iterator[dict[str, list[str]]]:
-    """Statements and simple-protocol queries (transaction control, pings) sent while inside."""
-    seen: dict[str, list[str]] = {"statements": [], "control": []}
-    logged: list[Any] = []
-
-    def statement(conn: Any, cursor: Any, sql: str, *args: Any) -> None:
-        seen["statements"].append(sql)
-
-    def control(record: Any) -> None:
-        seen["control"].append(record.query.strip())
-
-    def checkout(dbapi_connection: Any, *args: Any) -> None:
-        driver = dbapi_connection._connection
-        if driver not in logged:
-            driver.add_query_logger(control)
-            logged.append(driver)
-
-    sync_engine = store.engine.sync_engine
-    event.listen(sync_engine, "before_cursor_execute", statement)
-    event.listen(sync_engine, "checkout", checkout)
-    try:
-        yield seen
-    finally:
-        event.remove(sync_engine, "before_cursor_execute", statement)
-        event.remove(sync_engine, "checkout", checkout)
-        for driver in logged:
-            driver.remove_query_logger(control)
 
 
 @asynccontextmanager
@@ -117,10 +88,8 @@ async def test_a_faq_message_makes_few_round_trips(start: Any, redis_section: di
     await kefu.runtime.outbox.stop()  # its polling would add statements to the count
     store = kefu.runtime.store
     assert await ask(kefu, "怎么退货", 7_200_001)  # opens the conversation, prepares the statements
-    with round_trips(store) as pg:
-        async with redis_commands(redis_section["url"], redis_section["prefix"]) as redis:
-            assert await ask(kefu, "多久发货", 7_200_002)
-            await asyncio.sleep(0)  # asyncpg calls its query loggers on the next loop turn
+    async with sql_sent(store) as pg, redis_commands(redis_section["url"], redis_section["prefix"]) as redis:
+        assert await ask(kefu, "多久发货", 7_200_002)
     assert ";" not in pg["control"], pg["control"]  # no pool pre-ping
     assert pg["control"].count("COMMIT;") == 1, pg["control"]
     assert len(pg["control"]) <= CONTROL_BOUND, pg["control"]

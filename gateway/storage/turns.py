@@ -1,0 +1,119 @@
+"""A customer's turn stored by a unit of work: their message, the bot's replies, the replies' outbox rows and
+the conversation's update.
+
+On SQLite each row is an INSERT on the driver's own thread, a call each. On PostgreSQL each statement is a
+round trip, and a round trip costs kefu more CPU than anything else a FAQ message does (the send, the
+wake-up that answers it, the protocol: ~50 µs each); the rows depend on each other (a reply names the
+message it answers, an outbox row its reply), so they are one statement: INSERTs chained through
+data-modifying CTEs, each reading the key the one before it returned, beside the conversation's UPDATE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Update, bindparam, select
+
+from gateway.storage.schema.core import MessageRecord, OutboxRecord
+from gateway.storage.unit import Db
+
+_MESSAGES = MessageRecord.__table__
+_OUTBOX = OutboxRecord.__table__
+_INSERT_MESSAGE = _MESSAGES.insert()
+_INSERT_OUTBOX = _OUTBOX.insert()
+_MESSAGE_COLUMNS = [c for c in _MESSAGES.columns if c.key != "id"]
+_OUTBOX_COLUMNS = [c for c in _OUTBOX.columns if c.key != "id"]
+# (replies, with outbox rows, the conversation's UPDATE) → the statement. A turn has a handful of replies at
+# most, and the UPDATEs are built once per column set (messages._update_conversation): a few dozen in all.
+_TURNS: dict[tuple[int, bool, Update | None], Any] = {}
+
+
+def store_turn(
+    db: Db,
+    inbound: Mapping[str, Any],
+    replies: Sequence[Mapping[str, Any]],
+    boxes: Sequence[Mapping[str, Any]] | None,
+    update: tuple[Update, Mapping[str, Any]] | None = None,
+) -> tuple[list[int], list[int]]:
+    """Insert the rows (column values; replies' reply_to and boxes' message_id are filled in here) and run
+    `update` (an UPDATE of one conversation by its key, RETURNING it on PostgreSQL, and its parameters;
+    LookupError when it matched no row). The messages' keys (the inbound first, then the replies in order) and the outbox rows' keys."""
+    if boxes is not None and len(boxes) != len(replies):
+        raise ValueError("one outbox row per reply")
+    if db.dialect != "postgresql":
+        ids, box_ids = _one_by_one(db, inbound, replies, boxes)
+        if update is not None and db.run(*update) == 0:
+            raise LookupError("no such conversation")
+        return ids, box_ids
+    params: dict[str, Any] = {f"m0_{name}": value for name, value in inbound.items()}
+    for i, reply in enumerate(replies, start=1):
+        params.update((f"m{i}_{name}", value) for name, value in reply.items() if name != "reply_to")
+        if boxes is not None:
+            box = boxes[i - 1]
+            params.update((f"o{i}_{name}", value) for name, value in box.items() if name != "message_id")
+    if update is not None:
+        params.update(update[1])  # its names (set_…, conversation_id) are not prefixed like the rows'
+    statement = _turn_statement(len(replies), boxes is not None, None if update is None else update[0])
+    found = db.rows(statement, params)
+    if not found:  # the cross join with the UPDATE's RETURNING is empty: it matched no conversation
+        raise LookupError("no such conversation")
+    row = found[0]
+    ids = [int(row[f"m{i}"]) for i in range(len(replies) + 1)]
+    box_ids = [] if boxes is None else [int(row[f"o{i}"]) for i in range(1, len(replies) + 1)]
+    return ids, box_ids
+
+
+def _one_by_one(
+    db: Db,
+    inbound: Mapping[str, Any],
+    replies: Sequence[Mapping[str, Any]],
+    boxes: Sequence[Mapping[str, Any]] | None,
+) -> tuple[list[int], list[int]]:
+    ids = [db.insert(_INSERT_MESSAGE, inbound)]
+    box_ids = []
+    for i, reply in enumerate(replies):
+        ids.append(db.insert(_INSERT_MESSAGE, {**reply, "reply_to": ids[0]}))
+        if boxes is not None:
+            box_ids.append(db.insert(_INSERT_OUTBOX, {**boxes[i], "message_id": ids[-1]}))
+    return ids, box_ids
+
+
+def _turn_statement(replies: int, boxes: bool, update: Update | None) -> Any:
+    """WITH m0 AS (INSERT message), m1 AS (INSERT reply … reply_to (SELECT id FROM m0)), o1 AS (INSERT outbox
+    … message_id (SELECT id FROM m1)), …, c AS (UPDATE conversation RETURNING id) SELECT every key FROM all
+    of them. Reply i reads its reply_to through reply i-1, so it is inserted after it: the replies' keys
+    keep their order (a conversation reads in key order)."""
+    cache_key = (replies, boxes, update)
+    statement = _TURNS.get(cache_key)
+    if statement is not None:
+        return statement
+    inbound = _insert_cte(_MESSAGES, _MESSAGE_COLUMNS, "m0", {})
+    keys = [inbound.c.id.label("m0")]
+    previous = inbound
+    for i in range(1, replies + 1):
+        answered = select(inbound.c.id)
+        if previous is not inbound:
+            answered = answered.select_from(inbound, previous)
+        reply = _insert_cte(_MESSAGES, _MESSAGE_COLUMNS, f"m{i}", {"reply_to": answered.scalar_subquery()})
+        keys.append(reply.c.id.label(f"m{i}"))
+        if boxes:
+            box = _insert_cte(
+                _OUTBOX, _OUTBOX_COLUMNS, f"o{i}", {"message_id": select(reply.c.id).scalar_subquery()}
+            )
+            keys.append(box.c.id.label(f"o{i}"))
+        previous = reply
+    if update is not None:
+        updated = update.cte("c")
+        keys.append(updated.c.id.label("c"))
+    statement = select(*keys)
+    _TURNS[cache_key] = statement
+    return statement
+
+
+def _insert_cte(table: Any, columns: list[Any], name: str, computed: dict[str, Any]) -> Any:
+    values = {
+        c.key: computed[c.key] if c.key in computed else bindparam(f"{name}_{c.key}", type_=c.type)
+        for c in columns
+    }
+    return table.insert().values(values).returning(table.c.id).cte(name)
