@@ -22,6 +22,7 @@ from gateway.storage.unit import Db
 
 if TYPE_CHECKING:
     from gateway.storage.messages import Unit
+    from gateway.storage.settle_batch import SettleBatches
 
 T = TypeVar("T")
 
@@ -135,6 +136,8 @@ class OutboxQueries:
 
         async def run_one(self, work: Callable[[Unit], T]) -> T: ...
 
+        _settles: SettleBatches | None
+
     async def claim_outbox(
         self,
         now: datetime,
@@ -225,8 +228,10 @@ class OutboxQueries:
             return True
         ids = set(outbox_ids)
         if len(ids) == 1:
-            # One row (one reply, the common case): one statement is all or nothing by itself, so it runs
-            # without BEGIN/COMMIT on PostgreSQL (two round trips fewer per passively answered message).
+            # One row (one reply, the common case). PostgreSQL: batched with the other settles of the moment,
+            # one statement and no BEGIN/COMMIT (gateway/storage/settle_batch.py); SQLite: in the group commit.
+            if self._settles is not None:
+                return await self._settles.settle(next(iter(ids)), status, now)
             params = {"outbox_id": next(iter(ids)), "new_status": status, "now": now}
             return await self.run_one(lambda unit: unit.db.run(_SETTLE[status], params) == 1)
         try:

@@ -31,6 +31,7 @@ from gateway.storage.schema.core import (
     MessageRecord,
     OutboxRecord,
 )
+from gateway.storage.settle_batch import SettleBatches
 from gateway.storage.unit import GroupCommit, SaDb
 
 logger = logging.getLogger(__name__)
@@ -164,6 +165,7 @@ class Store(MessageReads, OutboxQueries):
         self._group_commit = GroupCommit(engine, self.write_lock) if self._serialise_writes else None
         # PostgreSQL: units of work on the pool's asyncpg connections themselves (gateway/storage/pg_unit.py).
         self._pg = PgUnits(engine) if engine.dialect.name == "postgresql" else None
+        self._settles = SettleBatches(self.run_one) if self._pg is not None else None
 
     @asynccontextmanager
     async def write_lock(self) -> AsyncIterator[None]:

@@ -19,6 +19,7 @@ from gateway.runtime import Runtime
 from gateway.storage import Store, migrate
 from gateway.storage.migrations import target_metadata
 from tests.gateway.conftest import crashed_mid_send, start_web
+from tests.gateway.sql_sent import sql_sent
 from tests.waiting import eventually
 
 
@@ -92,6 +93,38 @@ async def test_cancelling_is_all_or_nothing_and_a_released_row_is_never_cancelle
     assert {r.id: r.status for r in await store.list_outbox()} == {first: "pending", second: "held"}
     assert await store.settle_held([second], "cancelled", now)
     assert await store.settle_held([second], "cancelled", now)  # a platform retry cancels again: fine
+
+
+async def test_settles_waiting_together_are_one_statement_each_with_its_own_outcome(store: Store) -> None:
+    """Passive answers finishing together settle their held rows in one statement on PostgreSQL
+    (gateway/storage/settle_batch.py); each caller still learns whether its own row was still held."""
+    now = utcnow()
+
+    async def held() -> int:
+        async with store.transaction() as tx:
+            return await tx.enqueue(
+                channel="web",
+                account="default",
+                conversation_key="web:default:b",
+                text="答复",
+                sender="bot",
+                target={},
+                now=now,
+                status="held",
+                next_attempt_at=now + timedelta(minutes=1),
+            )
+
+    ids = [await held() for _ in range(5)]
+    assert await store.settle_held([ids[3]], "pending", now)  # its hold ended: the worker's now
+    async with sql_sent(store) as sent:
+        outcomes = await asyncio.gather(*(store.settle_held([i], "cancelled", now) for i in ids))
+    assert outcomes == [True, True, True, False, True]
+    statuses = {r.id: r.status for r in await store.list_outbox()}
+    assert statuses == {**dict.fromkeys(ids, "cancelled"), ids[3]: "pending"}
+    settles = [s for s in sent["statements"] if s.startswith("UPDATE outbox")]
+    if store.dialect == "postgresql":
+        assert len(settles) == 1, settles
+        assert sent["control"] == []  # one statement is atomic: no BEGIN/COMMIT
 
 
 async def test_web_chat_keeps_answering_in_its_response_without_outbox_rows(app_client: Any) -> None:
