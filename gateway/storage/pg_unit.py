@@ -32,8 +32,10 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # What asyncpg raises for the database's or the connection's failures (timeouts are TimeoutError, an OSError,
-# which callers already take for "unavailable").
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError)
+# which callers already take for "unavailable"); InternalClientError: a protocol error, a stale statement.
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+# `database.echo` turns this logger to INFO (gateway/storage/engine.py): the units' SQL is logged there too.
+_ECHO = logging.getLogger("sqlalchemy.engine.Engine")
 
 
 def _translated(exc: Exception) -> Exception:
@@ -61,6 +63,8 @@ class PgDb:
         compiled = compile_statement(statement, self._sa_dialect, frozenset(params))
         try:
             sql, values = sql_and_values(compiled, params)
+            if _ECHO.isEnabledFor(logging.INFO):
+                _ECHO.info(sql)  # the statement only: values may be customers' texts
             return compiled, await_(method(sql, *values))
         except _DRIVER_ERRORS as exc:
             raise _translated(exc) from exc
@@ -120,8 +124,13 @@ class PgUnits:
             begun = connection.transaction()
             try:
                 await_(begun.start())
-            except _DRIVER_ERRORS as exc:
-                raise _translated(exc) from exc
+            except Exception as exc:
+                # asyncpg counts the connection in a transaction from before BEGIN is sent, and a BEGIN that
+                # timed out may still have begun one: never reuse it.
+                pooled.invalidate()
+                if isinstance(exc, _DRIVER_ERRORS):
+                    raise _translated(exc) from exc
+                raise
             try:
                 result = work(db)
             except Exception:
@@ -132,7 +141,9 @@ class PgUnits:
             except Exception as exc:
                 # What became of the commit is unknown (a timeout, a lost connection): never reuse it.
                 pooled.invalidate()
-                raise _translated(exc) from exc
+                if isinstance(exc, _DRIVER_ERRORS):
+                    raise _translated(exc) from exc
+                raise
             return result
         except BaseException as exc:
             if not isinstance(exc, Exception) and pooled.is_valid:

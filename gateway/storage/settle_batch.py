@@ -65,7 +65,18 @@ class SettleBatches:
         self._waiting.setdefault(status, []).append((outbox_id, now, future))
         if self._drainer is None:
             self._drainer = loop.create_task(self._drain(), name="kefu-outbox-settles")
+            self._drainer.add_done_callback(self._drained)
         return await future
+
+    def _drained(self, task: asyncio.Task[None]) -> None:
+        # Also runs for a drainer cancelled before it started (its body, and its `finally`, never ran).
+        if self._drainer is task:
+            self._drainer = None
+        if task.cancelled() and self._drainer is None:  # (a newer drainer owns the waiting otherwise)
+            for batch in self._waiting.values():
+                for _, _, future in batch:
+                    future.cancel()
+            self._waiting.clear()
 
     async def _drain(self) -> None:
         batch: list[tuple[int, datetime, asyncio.Future[bool]]] = []
@@ -73,14 +84,16 @@ class SettleBatches:
             while self._waiting:
                 status = next(iter(self._waiting))
                 batch = self._waiting.pop(status)
-                params = {
-                    "outbox_ids": ",".join(str(i) for i in sorted({outbox_id for outbox_id, _, _ in batch})),
-                    "new_status": status,
-                    # The latest caller's time: the batch's callers are milliseconds apart.
-                    "now": max(now for _, now, _ in batch),
-                }
-                statement = _SETTLE_MANY[status]
                 try:
+                    params = {
+                        "outbox_ids": ",".join(
+                            str(i) for i in sorted({outbox_id for outbox_id, _, _ in batch})
+                        ),
+                        "new_status": status,
+                        # The latest caller's time: the batch's callers are milliseconds apart.
+                        "now": max(now for _, now, _ in batch),
+                    }
+                    statement = _SETTLE_MANY[status]
                     settled = await self._run_one(
                         lambda unit, statement=statement, params=params: {
                             r["id"] for r in unit.db.rows(statement, params)

@@ -310,6 +310,8 @@ def is_unavailable(exc: BaseException) -> bool:
             return True
         if type(error).__name__ == "ConnectionDoesNotExistError":
             return True
+        if type(error).__module__.startswith("asyncpg") and "connection is closed" in str(error):
+            return True  # asyncpg's InterfaceError for a connection the server closed under us
         error = getattr(error, "orig", None) or error.__cause__
     return False
 

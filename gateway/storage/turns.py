@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Update, bindparam, select
+from sqlalchemy import Update, bindparam, func, literal_column, select
 
 from gateway.storage.schema.core import MessageRecord, OutboxRecord
 from gateway.storage.unit import Db
@@ -82,26 +82,29 @@ def _one_by_one(
 def _turn_statement(replies: int, boxes: bool, update: Update | None) -> Any:
     """WITH m0 AS (INSERT message), m1 AS (INSERT reply … reply_to (SELECT id FROM m0)), o1 AS (INSERT outbox
     … message_id (SELECT id FROM m1)), …, c AS (UPDATE conversation RETURNING id) SELECT every key FROM all
-    of them. Reply i reads its reply_to through reply i-1, so it is inserted after it: the replies' keys
-    keep their order (a conversation reads in key order)."""
+    of them. Reply i draws its key from m{i-1}'s row, outbox row i from o{i-1}'s: the keys keep the order
+    of the question and its replies (a conversation reads, and the outbox sends, in key order)."""
     cache_key = (replies, boxes, update)
     statement = _TURNS.get(cache_key)
     if statement is not None:
         return statement
     inbound = _insert_cte(_MESSAGES, _MESSAGE_COLUMNS, "m0", {})
     keys = [inbound.c.id.label("m0")]
-    previous = inbound
+    previous, previous_box = inbound, None
     for i in range(1, replies + 1):
-        answered = select(inbound.c.id)
-        if previous is not inbound:
-            answered = answered.select_from(inbound, previous)
-        reply = _insert_cte(_MESSAGES, _MESSAGE_COLUMNS, f"m{i}", {"reply_to": answered.scalar_subquery()})
+        reply = _insert_cte(
+            _MESSAGES,
+            _MESSAGE_COLUMNS,
+            f"m{i}",
+            {"id": _key_after(_MESSAGES, previous), "reply_to": select(inbound.c.id).scalar_subquery()},
+        )
         keys.append(reply.c.id.label(f"m{i}"))
         if boxes:
-            box = _insert_cte(
-                _OUTBOX, _OUTBOX_COLUMNS, f"o{i}", {"message_id": select(reply.c.id).scalar_subquery()}
-            )
-            keys.append(box.c.id.label(f"o{i}"))
+            computed = {"message_id": select(reply.c.id).scalar_subquery()}
+            if previous_box is not None:
+                computed["id"] = _key_after(_OUTBOX, previous_box)
+            previous_box = _insert_cte(_OUTBOX, _OUTBOX_COLUMNS, f"o{i}", computed)
+            keys.append(previous_box.c.id.label(f"o{i}"))
         previous = reply
     if update is not None:
         updated = update.cte("c")
@@ -111,9 +114,19 @@ def _turn_statement(replies: int, boxes: bool, update: Update | None) -> Any:
     return statement
 
 
+def _key_after(table: Any, previous: Any) -> Any:
+    """(SELECT nextval(<the table's key sequence>) FROM previous): a key drawn only once `previous` produced
+    its row, so after its key. (A plain column default is drawn when PostgreSQL builds the row, in whatever
+    order its join of the CTEs reads them: a reply got a key below its question's with many CTEs, where the
+    planner's genetic search takes over, or with `geqo_threshold` low.)"""
+    sequence = func.pg_get_serial_sequence(literal_column(f"'{table.name}'"), literal_column("'id'"))
+    return select(func.nextval(sequence)).select_from(previous).scalar_subquery()
+
+
 def _insert_cte(table: Any, columns: list[Any], name: str, computed: dict[str, Any]) -> Any:
     values = {
         c.key: computed[c.key] if c.key in computed else bindparam(f"{name}_{c.key}", type_=c.type)
         for c in columns
     }
+    values.update((key, value) for key, value in computed.items() if key not in values)  # the key, if drawn
     return table.insert().values(values).returning(table.c.id).cte(name)
