@@ -122,28 +122,16 @@ class PgUnits:
             if not transaction:
                 return work(db)
             begun = connection.transaction()
-            try:
-                await_(begun.start())
-            except Exception as exc:
-                # asyncpg counts the connection in a transaction from before BEGIN is sent, and a BEGIN that
-                # timed out may still have begun one: never reuse it.
-                pooled.invalidate()
-                if isinstance(exc, _DRIVER_ERRORS):
-                    raise _translated(exc) from exc
-                raise
+            # asyncpg counts the connection in a transaction from before BEGIN is sent, and a BEGIN that timed
+            # out may still have begun one: a failed BEGIN drops the connection.
+            _ended_or_dropped(pooled, begun.start())
             try:
                 result = work(db)
             except Exception:
                 self._roll_back(pooled, begun)
                 raise
-            try:
-                await_(begun.commit())
-            except Exception as exc:
-                # What became of the commit is unknown (a timeout, a lost connection): never reuse it.
-                pooled.invalidate()
-                if isinstance(exc, _DRIVER_ERRORS):
-                    raise _translated(exc) from exc
-                raise
+            # What became of a failed commit is unknown (a timeout, a lost connection): dropped too.
+            _ended_or_dropped(pooled, begun.commit())
             return result
         except BaseException as exc:
             if not isinstance(exc, Exception) and pooled.is_valid:
@@ -160,3 +148,14 @@ class PgUnits:
         except Exception as exc:  # a broken connection cannot roll back: it is dropped instead
             logger.debug("rollback failed (%s): dropping the connection", type(exc).__name__)
             pooled.invalidate()
+
+
+def _ended_or_dropped(pooled: Any, step: Any) -> None:
+    """Await a transaction's BEGIN or COMMIT; when it fails, the connection leaves the pool for good."""
+    try:
+        await_(step)
+    except Exception as exc:
+        pooled.invalidate()
+        if isinstance(exc, _DRIVER_ERRORS):
+            raise _translated(exc) from exc
+        raise

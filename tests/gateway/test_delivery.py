@@ -70,24 +70,26 @@ async def test_undecided_held_rows_are_sent_when_the_hold_ends(
     assert fake.texts == [result.replies[0].text]
 
 
+async def held(store: Store, now: datetime) -> int:
+    """A held outbox row (a reply waiting for its passive answer's outcome)."""
+    async with store.transaction() as tx:
+        return await tx.enqueue(
+            channel="web",
+            account="default",
+            conversation_key="web:default:c",
+            text="答复",
+            sender="bot",
+            target={},
+            now=now,
+            status="held",
+            next_attempt_at=now + timedelta(minutes=1),
+        )
+
+
 async def test_cancelling_is_all_or_nothing_and_a_released_row_is_never_cancelled(store: Store) -> None:
     now = utcnow()
 
-    async def held() -> int:
-        async with store.transaction() as tx:
-            return await tx.enqueue(
-                channel="web",
-                account="default",
-                conversation_key="web:default:c",
-                text="答复",
-                sender="bot",
-                target={},
-                now=now,
-                status="held",
-                next_attempt_at=now + timedelta(minutes=1),
-            )
-
-    first, second = await held(), await held()
+    first, second = await held(store, now), await held(store, now)
     assert await store.settle_held([first], "pending", now)
     assert not await store.settle_held([first, second], "cancelled", now)  # first is the worker's now
     assert {r.id: r.status for r in await store.list_outbox()} == {first: "pending", second: "held"}
@@ -100,21 +102,7 @@ async def test_settles_waiting_together_are_one_statement_each_with_its_own_outc
     (gateway/storage/settle_batch.py); each caller still learns whether its own row was still held."""
     now = utcnow()
 
-    async def held() -> int:
-        async with store.transaction() as tx:
-            return await tx.enqueue(
-                channel="web",
-                account="default",
-                conversation_key="web:default:b",
-                text="答复",
-                sender="bot",
-                target={},
-                now=now,
-                status="held",
-                next_attempt_at=now + timedelta(minutes=1),
-            )
-
-    ids = [await held() for _ in range(5)]
+    ids = [await held(store, now) for _ in range(5)]
     assert await store.settle_held([ids[3]], "pending", now)  # its hold ended: the worker's now
     async with sql_sent(store) as sent:
         outcomes = await asyncio.gather(*(store.settle_held([i], "cancelled", now) for i in ids))
