@@ -103,7 +103,9 @@ async def test_the_supervisors_day(gateway: AppGateway, new_context: Any, guard:
         )
     assert await score_pending(store, gateway.app[QA]) == 1
 
-    context = await new_context()
+    # A supervisor's browser in China: the page plans "next week" by the browser's own calendar, which on a
+    # machine running in UTC is a day behind Shanghai's from 16:00 UTC (the test's dates are Shanghai's).
+    context = await new_context(timezone_id=TZ.key)
     page = watch(await context.new_page(), guard)
     await page.goto(gateway.url + "/supervisor")
     await page.get_by_label("令牌").fill(boss)
