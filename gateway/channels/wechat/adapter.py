@@ -105,6 +105,8 @@ def parse_xml(body: bytes | str) -> ET.Element:
 
 def xml_depth(root: ET.Element) -> int:
     """Deepest element nesting, counted without recursion."""
+    if not any(len(child) for child in root):  # the flat payload every real message is: no walk
+        return 2 if len(root) else 1
     deepest = 0
     stack = [(root, 1)]
     while stack:
