@@ -112,9 +112,8 @@ class PgUnits:
         try:
             # A pool checkout, connecting when the pool has none idle.
             pooled = self._sync_engine.raw_connection()
-        except (
-            dbapi_error
-        ) as exc:  # refused: the database missing, shutting down, full; wrapped as SQLAlchemy does
+        except dbapi_error as exc:
+            # Refused (the database missing, shutting down, full): wrapped as SQLAlchemy's Connection does.
             raise DBAPIError.instance(None, None, exc, dbapi_error, dialect=self._dialect) from exc
         try:
             connection: asyncpg.Connection = pooled.driver_connection  # type: ignore[assignment]

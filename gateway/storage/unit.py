@@ -7,9 +7,10 @@ as a sync function over `Db` runs whole on the driver's thread instead, and `Gro
 waiting at that moment in ONE transaction (group commit): one trip and one commit for many messages, each
 unit inside its own savepoint so a failing one takes nothing else with it.
 
-The statements are SQLAlchemy Core, compiled once per statement for the SQLite dialect with SQLAlchemy's
-own type processors (`SqliteDb`); on PostgreSQL the same functions run over a SQLAlchemy `Connection` in
-its greenlet bridge to asyncpg (`SaDb`), one transaction per unit, concurrently.
+The statements are SQLAlchemy Core, compiled once per statement and dialect with SQLAlchemy's own type
+processors (`compile_statement`) and run on the sqlite3 connection itself (`SqliteDb`); on PostgreSQL the same
+functions run on the pool's asyncpg connections (`PgDb`, gateway/storage/pg_unit.py), one transaction per
+unit, concurrently. `SaDb` runs them over a SQLAlchemy `Connection` (sessions' units, SQLite's reads).
 """
 
 from __future__ import annotations
