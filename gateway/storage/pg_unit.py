@@ -25,7 +25,7 @@ from sqlalchemy.sql import Executable
 from sqlalchemy.util import await_, greenlet_spawn
 
 from gateway.storage.errors import Conflict, StoreUnavailable
-from gateway.storage.unit import Db, compile_statement, sql_and_values
+from gateway.storage.unit import Db, compile_statement, mapped_rows, sql_and_values
 
 logger = logging.getLogger(__name__)
 
@@ -56,42 +56,35 @@ class PgDb:
         self._connection = connection
         self._sa_dialect = sa_dialect
 
-    def _send(
-        self, method: Callable[..., Any], statement: Executable, params: Mapping[str, Any] | None
-    ) -> Any:
-        params = params or {}
-        compiled = compile_statement(statement, self._sa_dialect, frozenset(params))
+    def _send(self, method: Callable[..., Any], compiled: Any, params: Mapping[str, Any]) -> Any:
         try:
             sql, values = sql_and_values(compiled, params)
             if _ECHO.isEnabledFor(logging.INFO):
                 _ECHO.info(sql)  # the statement only: values may be customers' texts
-            return compiled, await_(method(sql, *values))
+            return await_(method(sql, *values))
         except _DRIVER_ERRORS as exc:
             raise _translated(exc) from exc
 
+    def _compiled(self, statement: Executable, params: Mapping[str, Any]) -> Any:
+        return compile_statement(statement, self._sa_dialect, frozenset(params))
+
     def rows(self, statement: Executable, params: Mapping[str, Any] | None = None) -> list[Mapping[str, Any]]:
-        compiled, records = self._send(self._connection.fetch, statement, params)
-        columns = compiled.columns
-        return [
-            {
-                key: (processor(value) if processor is not None else value)
-                for (key, processor), value in zip(columns, record, strict=True)
-            }
-            for record in records
-        ]
+        params = params or {}
+        compiled = self._compiled(statement, params)
+        return mapped_rows(compiled, self._send(self._connection.fetch, compiled, params))
 
     def run(self, statement: Executable, params: Mapping[str, Any] | None = None) -> int:
+        params = params or {}
         # asyncpg's status string: "UPDATE 3", "DELETE 0", "INSERT 0 1".
-        _, status = self._send(self._connection.execute, statement, params)
+        status = self._send(self._connection.execute, self._compiled(statement, params), params)
         count = status.rpartition(" ")[2]
         return int(count) if count.isdigit() else -1
 
     def insert(self, statement: Executable, params: Mapping[str, Any]) -> int:
-        compiled = compile_statement(statement, self._sa_dialect, frozenset(params))
+        compiled = self._compiled(statement, params)
         if not compiled.returning:  # the dialect adds RETURNING <key> to a plain INSERT
             raise ValueError("an INSERT whose key PostgreSQL does not return: use rows() with RETURNING")
-        _, key = self._send(self._connection.fetchval, statement, params)
-        return int(key)
+        return int(self._send(self._connection.fetchval, compiled, params))
 
 
 class PgUnits:

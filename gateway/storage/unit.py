@@ -160,6 +160,11 @@ def compile_statement(statement: Executable, dialect: Dialect, keys: frozenset[s
     all_params = all(kind == _PARAM for kind, _, _ in steps)
     returning = bool(getattr(compiled, "returning", None))
     late = compiled if (compiled.post_compile_params or compiled.literal_execute_params) else None
+    if late is not None and defaults:
+        # SQLAlchemy renders such SQL per execution from the caller's values alone (sql_and_values).
+        raise NotImplementedError(
+            "Python-side column defaults in a statement with an IN list or inline LIMIT"
+        )
     result = _Compiled(
         compiled.string, params if all_params else None, tuple(steps), tuple(columns), returning, late
     )
@@ -196,6 +201,18 @@ def sql_and_values(compiled: _Compiled, params: Mapping[str, Any]) -> tuple[str,
         value, processor = state.parameters[name], state.processors.get(name)
         values.append(processor(value) if processor is not None else value)
     return state.statement, values
+
+
+def mapped_rows(compiled: _Compiled, rows: Any) -> list[Mapping[str, Any]]:
+    """Result rows (sequences in column order) as column key → processed value."""
+    columns = compiled.columns
+    return [
+        {
+            key: (processor(value) if processor is not None else value)
+            for (key, processor), value in zip(columns, row, strict=True)
+        }
+        for row in rows
+    ]
 
 
 def bound_values(compiled: _Compiled, params: Mapping[str, Any]) -> list[Any]:
@@ -237,14 +254,7 @@ class SqliteDb:
             raw = cursor.fetchall()
         except sqlite3.Error as exc:  # RETURNING rows are produced while fetching
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        columns = compiled.columns
-        return [
-            {
-                key: (processor(value) if processor is not None else value)
-                for (key, processor), value in zip(columns, row, strict=True)
-            }
-            for row in raw
-        ]
+        return mapped_rows(compiled, raw)
 
     def run(self, statement: Executable, params: Mapping[str, Any] | None = None) -> int:
         return self._execute(statement, params)[1].rowcount

@@ -94,6 +94,8 @@ async def test_a_faq_message_makes_few_round_trips(start: Any, redis_section: di
     assert pg["control"].count("COMMIT;") == 1, pg["control"]
     assert len(pg["control"]) <= CONTROL_BOUND, pg["control"]
     assert len(pg["statements"]) <= STATEMENT_BOUND, pg["statements"]
+    # Seen on the wire, not merely absent: the turn's one statement and the settle of its held row.
+    assert [s.split(None, 1)[0] for s in pg["statements"]] == ["SELECT", "WITH", "UPDATE"], pg["statements"]
     assert len(redis) <= REDIS_BOUND, redis
     rows = await store.list_outbox()
     assert [r.status for r in rows] == ["cancelled", "cancelled"]  # both carried passively, none sent
