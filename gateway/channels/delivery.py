@@ -6,7 +6,10 @@ For each inbound message an adapter calls `Delivery.deliver` and renders what it
    carry it, `pending` where only the worker can send it). A committed reply never lacks its row.
 2. The adapter's passive-reply deadline: ready in time → the held rows are cancelled (all or nothing,
    in one short transaction) and the adapter answers passively; too late, or the adapter cannot carry
-   the replies → the held rows are released to the worker and the adapter acknowledges.
+   the replies → the held rows are released to the worker and the adapter acknowledges. The cancel and
+   the release are bounded by what is left of the deadline too (a stalled database): a cancel that
+   outlasts it is acknowledged, and once it commits its rows go back to the worker (`resume_cancelled`),
+   since no passive answer carried them.
 3. Durable before acknowledged: when storing is not done by the deadline, or fails because the database
    is unavailable (down, restarting: `gateway.storage.is_unavailable`), the message is written to the
    inbound spool (gateway/channels/spool.py: one fsynced file) and acknowledged; the store goes on in the
@@ -30,6 +33,7 @@ platform did not get the answer); otherwise it acknowledges, so exactly one path
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -191,8 +195,10 @@ class Delivery:
     ) -> Answer:
         task = self._task(message)
         late = False
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        wait = self.deadline() if budget is None else budget
         try:
-            wait = self.deadline() if budget is None else budget
             result = await asyncio.wait_for(asyncio.shield(task), wait)
         except TimeoutError:
             # Not stored yet: acknowledge only once the message is durable in the spool, else keep waiting.
@@ -213,7 +219,8 @@ class Delivery:
                 self.runtime.outbox.wake()
             return Answer("ack", result, late)
         carry = (can_carry is None or can_carry(result)) and (repeat or (first and not result.duplicate))
-        return await self._decide(result, late=late, carry=carry, speak=speak, targets=targets)
+        left = None if wait is None else max(wait - (loop.time() - started), 0.0)
+        return await self._decide(result, late=late, left=left, carry=carry, speak=speak, targets=targets)
 
     def _task(self, message: Message) -> asyncio.Task[PipelineResult]:
         key = message.channel_msg_id
@@ -271,6 +278,7 @@ class Delivery:
         result: PipelineResult,
         *,
         late: bool,
+        left: float | None,
         carry: bool,
         speak: Callable[[], Awaitable[bool]] | None = None,
         targets: Callable[[PipelineResult], Mapping[int, Mapping[str, Any]]] | None = None,
@@ -288,11 +296,63 @@ class Delivery:
         # All or nothing: a row the worker already took (its hold ended) must not be answered twice.
         # An error here propagates: the platform's retry finds the rows and decides again.
         passive = not late and carry and statuses <= {"held", "cancelled"}
-        if passive and await self.runtime.store.settle_held(ids, "cancelled", utcnow()):
-            return Answer("passive", result, late)
+        if passive:
+            cancel = self.runtime.spawn(self._cancel(ids), name=f"{self.name}-cancel")
+            try:
+                # Bounded by what is left of the deadline: a passive answer written after the platform
+                # stopped waiting is lost, and its rows, cancelled, would never be sent.
+                cancelled = await asyncio.wait_for(asyncio.shield(cancel), left)
+            except TimeoutError:
+                # Acknowledged in time instead; the cancel, if it still commits, is undone.
+                self.runtime.spawn(self._resume(cancel, ids), name=f"{self.name}-resume")
+                return Answer("ack", result, True)
+            if isinstance(cancelled, Exception):
+                raise cancelled
+            if cancelled:
+                return Answer("passive", result, late)
         if "held" in statuses:
-            await self._release(ids, None if targets is None else targets(result))
+            await self._bounded(self._release(ids, None if targets is None else targets(result)), left)
         return Answer("ack", result, late)
+
+    async def _cancel(self, ids: list[int]) -> bool | Exception:
+        """Cancel held rows for a passive answer; an error is returned, not raised (no background-task log:
+        the request that waits for it raises it)."""
+        try:
+            return await self.runtime.store.settle_held(ids, "cancelled", utcnow())
+        except Exception as exc:
+            return exc
+
+    async def _resume(self, cancel: asyncio.Task[bool | Exception], ids: list[int]) -> None:
+        """After a cancel that outlasted the deadline: its rows go to the worker, whatever it did."""
+        cancelled = await cancel
+        if cancelled is False or isinstance(cancelled, Exception):
+            await self._release(ids)  # nothing changed (or unknown): rows still held are released
+            if cancelled is False:
+                return
+        delay = 0.5
+        while True:
+            try:
+                resumed = await self.runtime.store.resume_cancelled(ids, utcnow())
+            except Exception as exc:
+                # The only record that these replies were never sent: retried until the database takes it.
+                logger.warning("%s: resuming cancelled replies failed (%s); retrying", self.name, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            if resumed:
+                logger.warning(
+                    "%s: %d replies cancelled too late for a passive answer go out by the API",
+                    self.name,
+                    resumed,
+                )
+                self.runtime.outbox.wake()
+            return
+
+    async def _bounded(self, work: Awaitable[None], left: float | None) -> None:
+        """Wait for `work` at most `left` seconds (the platform is waiting for the answer); it goes on after."""
+        task = self.runtime.spawn(work, name=f"{self.name}-release")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), left)
 
     async def _release(self, ids: list[int], targets: Mapping[int, Mapping[str, Any]] | None = None) -> None:
         try:

@@ -67,6 +67,8 @@ def _finish_statement(columns: frozenset[str]) -> Any:
 # Module constants: the unit of work compiles each once (gateway.storage.unit). Cancelling twice is fine (a
 # platform retry of a passively answered message); releasing to the worker takes only rows still held.
 _SETTLE = {"cancelled": _settle_statement("held", "cancelled"), "pending": _settle_statement("held")}
+# Cancelled rows back to the worker: their passive answer never left (Delivery's bounded cancel).
+_RESUME = _settle_statement("cancelled")
 
 
 def settle_held_rows(db: Db, outbox_ids: Sequence[int], status: str, now: datetime) -> None:
@@ -241,6 +243,22 @@ class OutboxQueries:
         except _NotAllHeld:
             return False
         return True
+
+    async def resume_cancelled(self, outbox_ids: Sequence[int], now: datetime) -> int:
+        """Rows cancelled for a passive answer that was never written go back to the worker (`pending`).
+
+        A cancel that commits after the platform stopped waiting (the database stalled) must not leave the
+        customer without the answer. Rows no longer cancelled are left alone; returns how many were resumed.
+        """
+        ids = sorted(set(outbox_ids))
+        if not ids:
+            return 0
+
+        def resume(unit: Unit) -> int:
+            params = {"new_status": "pending", "now": now}
+            return sum(unit.db.run(_RESUME, {**params, "outbox_id": i}) for i in ids)
+
+        return await self.run(resume)
 
     async def release_held(self, targets: Mapping[int, Mapping[str, Any]], now: datetime) -> None:
         """Give held rows their final target (an adapter's additions, e.g. a WeCom menu) and release them to

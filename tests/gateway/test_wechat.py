@@ -449,6 +449,45 @@ async def test_retry_of_a_deferred_message_does_not_answer_twice(start_kefu):
     assert len(await kefu.inbound()) == 1
 
 
+def stalled_cancel(kefu: Kefu) -> asyncio.Event:
+    """Cancelling held rows for a passive answer waits (a stalled database) until the returned event is set."""
+    store = kefu.runtime.store
+    original = store.settle_held
+    gate = asyncio.Event()
+
+    async def settle_held(ids, status, now):
+        if status == "cancelled":
+            await gate.wait()
+        return await original(ids, status, now)
+
+    store.settle_held = settle_held  # type: ignore[method-assign]
+    return gate
+
+
+async def test_a_cancel_stalled_past_the_deadline_is_acknowledged_and_the_answer_still_arrives(start_kefu):
+    # Regression (chaos pg-freeze): the answer was stored in time, then cancelling its held row for the
+    # passive reply waited on a frozen database past WeChat's 5 s. The passive reply was written to a request
+    # WeChat had given up on, while its row, cancelled, was never sent: the customer got nothing.
+    kefu = await start_kefu(pipeline={"wechat_reply_deadline_s": 1.0})
+    warm = await ask(kefu.shop, fixture_xml("text.xml", MsgId=new_msg_id(), FromUserName="oWarm"))
+    assert warm["Content"] == PAYMENT_ANSWER  # a first message in time: the next one's store is too
+    gate = stalled_cancel(kefu)
+    thaw = asyncio.get_running_loop().call_later(4.0, gate.set)  # without the bound: answered at 4 s
+    status, text, _ = await kefu.shop.post(fixture_xml("text.xml", MsgId=new_msg_id()))
+    assert (status, text) == (200, "success")  # acknowledged by the deadline, not answered late
+    thaw.cancel()
+    assert kefu.api.messages == []  # the cancel is still waiting: nothing decided yet
+    gate.set()  # the database comes back: the cancel commits, and is undone
+    await kefu.api.wait_for_messages(1)
+    assert kefu.api.texts_to(OPENID) == [PAYMENT_ANSWER]
+
+    async def sent_once() -> bool:
+        rows = await kefu.runtime.store.list_outbox()
+        return [r.status for r in rows if r.conversation_key == f"wechat:shop:{OPENID}"] == ["sent"]
+
+    await eventually(sent_once)
+
+
 async def test_expired_token_is_fetched_again_and_the_answer_still_arrives(start_kefu):
     kefu = await start_kefu(pipeline={"wechat_reply_deadline_s": 0.05})
     kefu.slow_pipeline(0.2)
