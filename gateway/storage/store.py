@@ -18,6 +18,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 from gateway.storage import migrate
 from gateway.storage.engine import create_engine, sqlite_autocommit_read, sqlite_directory, sqlite_writes
@@ -32,6 +33,7 @@ from gateway.storage.schema.core import (
     OutboxRecord,
 )
 from gateway.storage.settle_batch import SettleBatches
+from gateway.storage.sqlite_reads import SqliteReads
 from gateway.storage.unit import GroupCommit, SaDb
 
 logger = logging.getLogger(__name__)
@@ -166,6 +168,8 @@ class Store(MessageReads, OutboxQueries):
         # PostgreSQL: units of work on the pool's asyncpg connections themselves (gateway/storage/pg_unit.py).
         self._pg = PgUnits(engine) if engine.dialect.name == "postgresql" else None
         self._settles = SettleBatches(self.run_one) if self._pg is not None else None
+        # SQLite (a file): read-only units on connections of their own (gateway/storage/sqlite_reads.py).
+        self.sqlite_reads = SqliteReads(engine) if self._serialise_writes and _pooled(engine) else None
 
     @asynccontextmanager
     async def write_lock(self) -> AsyncIterator[None]:
@@ -208,6 +212,8 @@ class Store(MessageReads, OutboxQueries):
         """Close every pooled connection (the store reconnects on next use)."""
         if self._group_commit is not None:
             await self._group_commit.close()
+        if self.sqlite_reads is not None:
+            await self.sqlite_reads.close()
         await self.engine.dispose()
 
     async def ping(self) -> bool:
@@ -259,6 +265,8 @@ class Store(MessageReads, OutboxQueries):
         sees its own snapshot, as under READ COMMITTED inside one)."""
         if self._pg is not None:
             return await self._pg.run(lambda db: work(Unit(db)), transaction=False)
+        if self.sqlite_reads is not None:
+            return await self.sqlite_reads.run(lambda db: work(Unit(db)))
         with sqlite_autocommit_read():
             async with self.engine.connect() as conn:
                 return await conn.run_sync(lambda sync_conn: work(Unit(SaDb(sync_conn))))
@@ -276,6 +284,11 @@ class Store(MessageReads, OutboxQueries):
                 {"what": r.what, "who": r.who, "details": r.details, "created_at": r.created_at.isoformat()}
                 for r in rows
             ]
+
+
+def _pooled(engine: AsyncEngine) -> bool:
+    """False for an in-memory SQLite, whose one connection every checkout shares."""
+    return not isinstance(engine.sync_engine.pool, StaticPool | SingletonThreadPool)
 
 
 def is_database_error(exc: BaseException) -> bool:

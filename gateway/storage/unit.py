@@ -10,7 +10,8 @@ unit inside its own savepoint so a failing one takes nothing else with it.
 The statements are SQLAlchemy Core, compiled once per statement and dialect with SQLAlchemy's own type
 processors (`compile_statement`) and run on the sqlite3 connection itself (`SqliteDb`); on PostgreSQL the same
 functions run on the pool's asyncpg connections (`PgDb`, gateway/storage/pg_unit.py), one transaction per
-unit, concurrently. `SaDb` runs them over a SQLAlchemy `Connection` (sessions' units, SQLite's reads).
+unit, concurrently. `SaDb` runs them over a SQLAlchemy `Connection` (sessions' units, an in-memory SQLite's
+reads); a file SQLite's reads run on connections of their own (gateway/storage/sqlite_reads.py).
 """
 
 from __future__ import annotations
@@ -203,9 +204,17 @@ def sql_and_values(compiled: _Compiled, params: Mapping[str, Any]) -> tuple[str,
     return state.statement, values
 
 
-def mapped_rows(compiled: _Compiled, rows: Any) -> list[Mapping[str, Any]]:
-    """Result rows (sequences in column order) as column key → processed value."""
+def mapped_rows(
+    compiled: _Compiled, rows: Any, names: Callable[[], list[str]] | None = None
+) -> list[Mapping[str, Any]]:
+    """Result rows (sequences in column order) as column key → processed value.
+
+    A textual statement (`text()`) declares no columns: its rows are keyed by the result's own column
+    names (`names`, else asyncpg's record keys), values as the driver returned them."""
     columns = compiled.columns
+    if not columns and rows:
+        keys = names() if names is not None else list(rows[0].keys())
+        return [dict(zip(keys, row, strict=True)) for row in rows]
     return [
         {
             key: (processor(value) if processor is not None else value)
@@ -234,15 +243,25 @@ class SqliteDb:
 
     dialect = "sqlite"
 
-    def __init__(self, connection: sqlite3.Connection, sa_dialect: Dialect) -> None:
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        sa_dialect: Dialect,
+        *,
+        trace: Callable[[str], None] | None = None,
+    ) -> None:
         self._connection = connection
         self._sa_dialect = sa_dialect
+        self._trace = trace  # called with each statement's SQL (tests count statements)
 
     def _execute(self, statement: Executable, params: Mapping[str, Any] | None) -> tuple[_Compiled, Any]:
         params = params or {}
         compiled = compile_statement(statement, self._sa_dialect, frozenset(params))
+        sql, values = sql_and_values(compiled, params)
+        if self._trace is not None:
+            self._trace(sql)
         try:
-            return compiled, self._connection.execute(*sql_and_values(compiled, params))
+            return compiled, self._connection.execute(sql, values)
         except sqlite3.IntegrityError as exc:
             raise Conflict(str(exc)) from exc
         except sqlite3.Error as exc:
@@ -254,7 +273,7 @@ class SqliteDb:
             raw = cursor.fetchall()
         except sqlite3.Error as exc:  # RETURNING rows are produced while fetching
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        return mapped_rows(compiled, raw)
+        return mapped_rows(compiled, raw, lambda: [d[0] for d in cursor.description or ()])
 
     def run(self, statement: Executable, params: Mapping[str, Any] | None = None) -> int:
         return self._execute(statement, params)[1].rowcount

@@ -20,7 +20,7 @@ async def sql_sent(store: Store) -> AsyncIterator[dict[str, list[str]]]:
     """{"statements": [...], "control": [...]} sent while inside (complete once the block has left).
 
     Seen: what SQLAlchemy executes (its `before_cursor_execute`; on SQLite all but the group commit's
-    own trips) and, on PostgreSQL, every query on the pool's asyncpg connections (asyncpg's query logger):
+    own trips), SQLite's read units (`Store.sqlite_reads.trace`) and, on PostgreSQL, every query on the pool's asyncpg connections (asyncpg's query logger):
     the units of work's statements, which bypass SQLAlchemy's execution (gateway/storage/pg_unit.py), and
     the transaction control (BEGIN, COMMIT, ROLLBACK, a ping's ";"). SQLAlchemy's own statements go through
     asyncpg prepared statements, which that logger does not see, so nothing is counted twice.
@@ -44,11 +44,16 @@ async def sql_sent(store: Store) -> AsyncIterator[dict[str, list[str]]]:
     sync_engine = store.engine.sync_engine
     event.listen(sync_engine, "before_cursor_execute", statement)
     event.listen(sync_engine, "checkout", checkout)
+    reads = store.sqlite_reads
+    if reads is not None:
+        reads.trace = seen["statements"].append  # SQLite's read units, which bypass SQLAlchemy's execution
     try:
         yield seen
         await asyncio.sleep(0)  # asyncpg calls its query loggers on the next loop turn
     finally:
         event.remove(sync_engine, "before_cursor_execute", statement)
         event.remove(sync_engine, "checkout", checkout)
+        if reads is not None:
+            reads.trace = None
         for driver in logged:
             driver.remove_query_logger(query)
