@@ -81,7 +81,10 @@ class SqliteReads:
                     raise  # the unit's own error
                 # aiosqlite's connection is closed (stopped, or its thread died): the next unit opens another.
                 if reader.driver is driver:
-                    reader.connection = reader.driver = None
+                    connection, reader.connection, reader.driver = reader.connection, None, None
+                    if connection is not None:
+                        with contextlib.suppress(Exception):  # out of the pool for good
+                            await connection.invalidate()
                 raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
         finally:
             reader.waiting -= 1
