@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.orm import aliased
 
-from gateway.storage.rows import OUTBOX_STATUSES, OutboxRow, outbox_row
+from gateway.storage.rows import OUTBOX_STATUSES, OutboxRow, outbox_row, outbox_row_from
 from gateway.storage.schema.core import (
     OutboxRecord,
     UTCDateTime,
@@ -62,6 +61,47 @@ def _finish_statement(columns: frozenset[str]) -> Any:
         )
         _FINISH[columns] = statement
     return statement
+
+
+def _claimable(failing: bool) -> Any:
+    """The due rows no earlier row of their conversation holds back (see claim_outbox), oldest first."""
+    o = _OUTBOX.c
+    now, cutoff = bindparam("now"), bindparam("cutoff")
+    due = [
+        o.status.in_(("pending", "held")) & (o.next_attempt_at <= now),
+        (o.status == "sending") & (o.locked_until <= now),
+    ]
+    earlier = _OUTBOX.alias("earlier")
+    e = earlier.c
+    waiting = [
+        e.status.in_(("pending", "held")) & (e.next_attempt_at > now),
+        (e.status == "sending") & (e.locked_until > now),
+    ]
+    if failing:
+        due.append((o.status == "failed") & (o.next_attempt_at <= now) & (o.created_at > cutoff))
+        # A failed row still on its slow schedule holds its conversation too: after a platform outage
+        # the customer gets the answers in the order they were written (chaos: api-outage).
+        waiting.append((e.status == "failed") & (e.next_attempt_at > now) & (e.created_at > cutoff))
+    blocked = (
+        select(e.id).where(e.conversation_key == o.conversation_key, e.id < o.id, or_(*waiting)).exists()
+    )
+    return (
+        select(o.id, o.status)
+        .where(or_(*due), ~blocked)
+        .order_by(o.id)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True, of=_OUTBOX)
+    )
+
+
+# (give_up_after given) → the claim's SELECT; then the lease, returning the leased rows.
+_CLAIMABLE = {failing: _claimable(failing) for failing in (False, True)}
+_LEASE = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    .values(status="sending", locked_until=bindparam("locked_until"), attempts=_OUTBOX.c.attempts + 1)
+    .returning(*_OUTBOX.c)
+)
 
 
 # Module constants: the unit of work compiles each once (gateway.storage.unit). Cancelling twice is fine (a
@@ -158,65 +198,26 @@ class OutboxQueries:
         FOR UPDATE SKIP LOCKED lets several gateway processes share a PostgreSQL outbox without
         sending a row twice; SQLite has one writer at a time (BEGIN IMMEDIATE) so it needs no lock.
         """
-        due = or_(
-            (OutboxRecord.status.in_(("pending", "held"))) & (OutboxRecord.next_attempt_at <= now),
-            (OutboxRecord.status == "sending") & (OutboxRecord.locked_until <= now),
-        )
-        if give_up_after is not None:
-            due = or_(
-                due,
-                (OutboxRecord.status == "failed")
-                & (OutboxRecord.next_attempt_at <= now)
-                & (OutboxRecord.created_at > now - give_up_after),
-            )
-        earlier = aliased(OutboxRecord)
-        waiting = [
-            (earlier.status.in_(("pending", "held"))) & (earlier.next_attempt_at > now),
-            (earlier.status == "sending") & (earlier.locked_until > now),
-        ]
-        if give_up_after is not None:
-            # A failed row still on its slow schedule holds its conversation too: after a platform outage
-            # the customer gets the answers in the order they were written (chaos: api-outage).
-            waiting.append(
-                (earlier.status == "failed")
-                & (earlier.next_attempt_at > now)
-                & (earlier.created_at > now - give_up_after)
-            )
-        blocked = (
-            select(earlier.id)
-            .where(
-                earlier.conversation_key == OutboxRecord.conversation_key,
-                earlier.id < OutboxRecord.id,
-                or_(*waiting),
-            )
-            .exists()
-        )
-        async with self.write_lock(), self._sessions() as session, session.begin():
-            claimed = (
-                await session.execute(
-                    select(OutboxRecord.id, OutboxRecord.status)
-                    .where(due, ~blocked)
-                    .order_by(OutboxRecord.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True, of=OutboxRecord)
-                )
-            ).all()
-            if not claimed:
+        failing = give_up_after is not None
+        params = {
+            "now": now,
+            "cutoff": now - give_up_after if give_up_after is not None else now,
+            "limit": limit,
+            "locked_until": now + lease,
+        }
+
+        def claim(unit: Unit) -> list[OutboxRow]:
+            found = unit.db.rows(_CLAIMABLE[failing], params)
+            if not found:
                 return []
-            ids = [row_id for row_id, _status in claimed]
-            resumed = {row_id for row_id, status in claimed if status == "sending"}
-            await session.execute(
-                update(OutboxRecord)
-                .where(OutboxRecord.id.in_(ids))
-                .values(status="sending", locked_until=now + lease, attempts=OutboxRecord.attempts + 1)
-            )
-            rows = await session.scalars(
-                select(OutboxRecord)
-                .where(OutboxRecord.id.in_(ids))
-                .order_by(OutboxRecord.id)
-                .execution_options(populate_existing=True)
-            )
-            return [replace(outbox_row(r), resumed=r.id in resumed) for r in rows]
+            resumed = {int(r["id"]) for r in found if r["status"] == "sending"}
+            leased = unit.db.rows(_LEASE, {**params, "ids": [int(r["id"]) for r in found]})
+            rows = sorted((outbox_row_from(r) for r in leased), key=lambda r: r.id)
+            return [replace(r, resumed=True) if r.id in resumed else r for r in rows]
+
+        # A unit of work: on SQLite it rides the group commit with the pipeline's units (no transaction and
+        # commit of its own per claim), on PostgreSQL its own transaction holds the FOR UPDATE locks.
+        return await self.run(claim)
 
     async def settle_held(self, outbox_ids: Sequence[int], status: str, now: datetime) -> bool:
         """Decide held rows: `cancelled` (a passive reply carries them) or `pending` (the worker sends them).

@@ -128,6 +128,28 @@ def outbox_row(row: OutboxRecord) -> OutboxRow:
     )
 
 
+def outbox_row_from(m: Mapping[str, Any]) -> OutboxRow:
+    """An outbox row from a unit of work's result row (column key → value)."""
+    return OutboxRow(
+        id=m["id"],
+        channel=m["channel"],
+        account=m["account"],
+        conversation_key=m["conversation_key"],
+        text=m["text"],
+        sender=m["sender"],
+        target=dict(m["target"] or {}),
+        status=m["status"],
+        attempts=m["attempts"],
+        next_attempt_at=m["next_attempt_at"],
+        locked_until=m["locked_until"],
+        last_error=m["last_error"],
+        created_at=m["created_at"],
+        sent_at=m["sent_at"],
+        message_id=m["message_id"],
+        attachment=m["attachment"],
+    )
+
+
 def conversation_from(m: Mapping[str, Any]) -> ConversationRow:
     return ConversationRow(
         id=m["id"],

@@ -197,9 +197,12 @@ def sql_and_values(compiled: _Compiled, params: Mapping[str, Any]) -> tuple[str,
     if compiled.late is None:
         return compiled.sql, bound_values(compiled, params)
     state = compiled.late.construct_expanded_state(dict(params))
+    # The expanded state has the processors of the expanded values only; the others' are the compiled
+    # statement's own (SQLAlchemy merges the two the same way when it executes).
+    processors = {**compiled.late._bind_processors, **state.processors}
     values = []
     for name in state.positiontup or ():
-        value, processor = state.parameters[name], state.processors.get(name)
+        value, processor = state.parameters[name], processors.get(name)
         values.append(processor(value) if processor is not None else value)
     return state.statement, values
 

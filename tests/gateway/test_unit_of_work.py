@@ -12,11 +12,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text
 
 from gateway.storage import Conflict, MessageRow, Store, StoreUnavailable, Unit
 from gateway.storage import unit as unit_module
 from gateway.storage.schema.core import Conversation, Customer, MessageRecord
+from gateway.storage.unit import SaDb
 
 SHANGHAI = datetime(2026, 11, 24, 16, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
 NOW = datetime(2026, 11, 24, 8, 30, tzinfo=UTC)  # the same instant
@@ -122,16 +123,36 @@ async def test_round_trip_through_unit_and_store_reads(store: Store) -> None:
 
 async def test_sqlite_db_and_sqlalchemy_give_the_same_rows(sqlite_store: Store) -> None:
     conversation_id, inbound_id = await write_sample(sqlite_store)
-    # store.run executes through SqliteDb (own compilation and type processors), store.read through SaDb.
+
+    # store.run and store.read execute through SqliteDb (own compilation and type processors), on the
+    # group commit's and the readers' connections; SaDb through SQLAlchemy's own execution.
+    async def through_sqlalchemy(work: Callable[[Unit], Any]) -> Any:
+        async with sqlite_store.engine.connect() as conn:
+            return await conn.run_sync(lambda sync_conn: work(Unit(SaDb(sync_conn))))
+
     read = reads(conversation_id, inbound_id)
-    assert await sqlite_store.run(read) == await sqlite_store.read(read)
+    expected = await through_sqlalchemy(read)
+    assert await sqlite_store.run(read) == expected == await sqlite_store.read(read)
     for statement in TABLES:  # every column, compared with its Python type
 
         def rows(unit: Unit, statement: Any = statement) -> list[dict[str, Any]]:
             return [{k: (type(v), v) for k, v in row.items()} for row in unit.db.rows(statement)]
 
         own = await sqlite_store.run(rows)
-        assert own and own == await sqlite_store.read(rows)
+        assert own and own == await through_sqlalchemy(rows) == await sqlite_store.read(rows)
+
+
+async def test_late_rendered_sql_binds_every_value_through_its_type(store: Store) -> None:
+    # Regression: SQL finished per execution (an IN list) bound its other values raw: a datetime went to
+    # SQLite as Python's own text form, unlike the stored one, and matched nothing.
+    conversation_id, inbound_id = await write_sample(store)
+    messages = MessageRecord.__table__
+    statement = select(messages.c.id).where(
+        messages.c.id.in_(bindparam("ids", expanding=True)), messages.c.created_at <= bindparam("now")
+    )
+    params = {"ids": [inbound_id, inbound_id + 1000], "now": NOW}
+    assert await store.run(lambda unit: unit.db.rows(statement, params)) == [{"id": inbound_id}]
+    assert await store.read(lambda unit: unit.db.rows(statement, params)) == [{"id": inbound_id}]
 
 
 async def test_sqlite_db_applies_column_defaults_like_sqlalchemy(sqlite_store: Store) -> None:
