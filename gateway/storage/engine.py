@@ -28,9 +28,11 @@ PG_POOL_TIMEOUT_S = 30.0
 # load a webhook holds its connection for most of its life (between round trips it waits its turn on the busy
 # event loop), so 32 concurrent webhooks want ~30; keeping 10 closed and reopened the overflow ones (TCP,
 # authentication, every statement prepared again). 32 kept ran out of PostgreSQL's max_connections (100 by
-# default) with two deployments side by side, so: 16 kept, 4 more at most (20 in all, as before).
-PG_POOL_SIZE = 16
-PG_MAX_OVERFLOW = 4
+# default) with two deployments side by side, so 20 in all. All of them kept, none opened for a burst only:
+# with 16 kept and 4 more, the bot-only bench still opened and closed connections all along (each with
+# its SSL probe, authentication and type-codec queries: ~8 % of kefu's CPU); a unit past the 20th waits.
+PG_POOL_SIZE = 20
+PG_MAX_OVERFLOW = 0
 SQLITE_CACHE_KIB = 16_384  # page cache per connection (negative cache_size = KiB)
 # Connections kept open for SQLite readers. SQLAlchemy's default (5 + 10 overflow) closed every overflow
 # connection on return, so bursts of concurrent one-statement reads (the handoff's) opened a new aiosqlite
