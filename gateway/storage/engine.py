@@ -30,7 +30,7 @@ PG_POOL_TIMEOUT_S = 30.0
 # authentication, every statement prepared again). 32 kept ran out of PostgreSQL's max_connections (100 by
 # default) with two deployments side by side, so 20 in all. All of them kept, none opened for a burst only:
 # with 16 kept and 4 more, the bot-only bench still opened and closed connections all along (each with
-# its SSL probe, authentication and type-codec queries: ~8 % of kefu's CPU); a unit past the 20th waits.
+# its SSL probe, authentication and type-codec queries; README, evening pass); a unit past the 20th waits.
 PG_POOL_SIZE = 20
 PG_MAX_OVERFLOW = 0
 SQLITE_CACHE_KIB = 16_384  # page cache per connection (negative cache_size = KiB)
