@@ -7,9 +7,12 @@ For each inbound message an adapter calls `Delivery.deliver` and renders what it
 2. The adapter's passive-reply deadline: ready in time → the held rows are cancelled (all or nothing,
    in one short transaction) and the adapter answers passively; too late, or the adapter cannot carry
    the replies → the held rows are released to the worker and the adapter acknowledges. The cancel and
-   the release are bounded by what is left of the deadline too (a stalled database): a cancel that
-   outlasts it is acknowledged, and once it commits its rows go back to the worker (`resume_cancelled`),
-   since no passive answer carried them.
+   the release are bounded too (a stalled database), by what is left of the platform's wait (the
+   deadline, or up to `retry_after_s` less PASSIVE_MARGIN_S once stored): a cancel whose statement would
+   run later is left undone, and one already on its way that outlasts it is acknowledged; once it
+   commits, its rows go back to the worker (`resume_cancelled`), since no passive answer carried them,
+   and until then no other request answers them passively. A crash (or shutdown) while such a cancel
+   waits on the database can still lose its reply: nothing durable says it was never sent.
 3. Durable before acknowledged: when storing is not done by the deadline, or fails because the database
    is unavailable (down, restarting: `gateway.storage.is_unavailable`), the message is written to the
    inbound spool (gateway/channels/spool.py: one fsynced file) and acknowledged; the store goes on in the
@@ -20,7 +23,8 @@ For each inbound message an adapter calls `Delivery.deliver` and renders what it
    retries. Nothing is acknowledged that is neither in the database nor in the spool.
 
 A held row nobody decides about (a crash between the commit and the decision) is sent by the worker when
-its hold ends (`gateway.pipeline.HOLD_S`), so the worst case after a crash is one double, never a loss.
+its hold ends (`gateway.pipeline.HOLD_S`), so the worst case after a crash is one double, never a loss
+(but for the stalled cancel of step 2).
 
 Several processes (`redis.url`): a channel whose platform retries unanswered webhooks (`retry_after_s`,
 WeChat's 5 s) claims each message id in Redis (gateway/coord/inflight.py). The first request is the
@@ -35,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -51,6 +56,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Mode = Literal["held", "pending"] | None
+# A passive answer must leave this long before the platform's own wait (`retry_after_s`) ends: its way back.
+PASSIVE_MARGIN_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +106,9 @@ class Delivery:
         # The platform's retry interval for unanswered webhooks: turns on the shared in-flight claims.
         self.retry_after_s = retry_after_s
         self._inflight: dict[str, asyncio.Task[PipelineResult]] = {}
+        # Outbox rows whose cancel outlasted the deadline and go back to the worker once it commits: no
+        # request may answer them passively meanwhile (a platform retry would get them twice).
+        self._resuming: set[int] = set()
 
     async def deliver(
         self,
@@ -219,7 +229,12 @@ class Delivery:
                 self.runtime.outbox.wake()
             return Answer("ack", result, late)
         carry = (can_carry is None or can_carry(result)) and (repeat or (first and not result.duplicate))
-        left = None if wait is None else max(wait - (loop.time() - started), 0.0)
+        elapsed = loop.time() - started
+        left = None if wait is None else max(wait - elapsed, 0.0)
+        if left is not None and budget is None and self.retry_after_s is not None:
+            # The store had the deadline (it leaves time to spool and acknowledge); deciding may use the
+            # platform's own wait, less the answer's way back.
+            left = max(left, self.retry_after_s() - PASSIVE_MARGIN_S - elapsed)
         return await self._decide(result, late=late, left=left, carry=carry, speak=speak, targets=targets)
 
     def _task(self, message: Message) -> asyncio.Task[PipelineResult]:
@@ -295,16 +310,22 @@ class Delivery:
             return Answer("passive" if not late and carry else "ack", result, late)
         # All or nothing: a row the worker already took (its hold ended) must not be answered twice.
         # An error here propagates: the platform's retry finds the rows and decides again.
-        passive = not late and carry and statuses <= {"held", "cancelled"}
+        passive = not late and carry and statuses <= {"held", "cancelled"} and self._resuming.isdisjoint(ids)
         if passive:
-            cancel = self.runtime.spawn(self._cancel(ids), name=f"{self.name}-cancel")
+            # The cancel is left undone when its statement would run after this (the database stalled).
+            not_after = None if left is None else time.monotonic() + left
+            cancel = self.runtime.spawn(self._cancel(ids, not_after), name=f"{self.name}-cancel")
             try:
-                # Bounded by what is left of the deadline: a passive answer written after the platform
-                # stopped waiting is lost, and its rows, cancelled, would never be sent.
+                # Bounded by what is left of the platform's wait: a passive answer written after it stopped
+                # waiting is lost, and its rows, cancelled, would never be sent.
                 cancelled = await asyncio.wait_for(asyncio.shield(cancel), left)
-            except TimeoutError:
-                # Acknowledged in time instead; the cancel, if it still commits, is undone.
+            except (TimeoutError, asyncio.CancelledError) as exc:
+                # Acknowledged in time instead (or the request is gone); a cancel still on its way that
+                # commits is undone.
+                self._resuming.update(ids)
                 self.runtime.spawn(self._resume(cancel, ids), name=f"{self.name}-resume")
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
                 return Answer("ack", result, True)
             if isinstance(cancelled, Exception):
                 raise cancelled
@@ -314,31 +335,34 @@ class Delivery:
             await self._bounded(self._release(ids, None if targets is None else targets(result)), left)
         return Answer("ack", result, late)
 
-    async def _cancel(self, ids: list[int]) -> bool | Exception:
+    async def _cancel(self, ids: list[int], not_after: float | None) -> bool | Exception:
         """Cancel held rows for a passive answer; an error is returned, not raised (no background-task log:
         the request that waits for it raises it)."""
         try:
-            return await self.runtime.store.settle_held(ids, "cancelled", utcnow())
+            return await self.runtime.store.settle_held(ids, "cancelled", utcnow(), not_after=not_after)
         except Exception as exc:
             return exc
 
     async def _resume(self, cancel: asyncio.Task[bool | Exception], ids: list[int]) -> None:
         """After a cancel that outlasted the deadline: its rows go to the worker, whatever it did."""
-        cancelled = await cancel
-        if cancelled is False or isinstance(cancelled, Exception):
-            await self._release(ids)  # nothing changed (or unknown): rows still held are released
-            if cancelled is False:
-                return
-        delay = 0.5
-        while True:
-            try:
-                resumed = await self.runtime.store.resume_cancelled(ids, utcnow())
-            except Exception as exc:
-                # The only record that these replies were never sent: retried until the database takes it.
-                logger.warning("%s: resuming cancelled replies failed (%s); retrying", self.name, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-                continue
+        try:
+            cancelled = await cancel
+            if cancelled is False or isinstance(cancelled, Exception):
+                await self._release(ids)  # nothing changed (or unknown): rows still held are released
+                if cancelled is False:
+                    return
+            delay = 0.5
+            while True:
+                try:
+                    resumed = await self.runtime.store.resume_cancelled(ids, utcnow())
+                    break
+                except Exception as exc:
+                    if not is_unavailable(exc):
+                        raise
+                    # The only record that these replies were never sent: retried until the database is back.
+                    logger.warning("%s: resuming cancelled replies failed (%s); retrying", self.name, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
             if resumed:
                 logger.warning(
                     "%s: %d replies cancelled too late for a passive answer go out by the API",
@@ -346,7 +370,8 @@ class Delivery:
                     resumed,
                 )
                 self.runtime.outbox.wake()
-            return
+        finally:
+            self._resuming.difference_update(ids)
 
     async def _bounded(self, work: Awaitable[None], left: float | None) -> None:
         """Wait for `work` at most `left` seconds (the platform is waiting for the answer); it goes on after."""

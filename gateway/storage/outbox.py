@@ -3,6 +3,7 @@ delivery status of stored messages."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
@@ -109,6 +110,11 @@ _LEASE = (
 _SETTLE = {"cancelled": _settle_statement("held", "cancelled"), "pending": _settle_statement("held")}
 # Cancelled rows back to the worker: their passive answer never left (Delivery's bounded cancel).
 _RESUME = _settle_statement("cancelled")
+
+
+def _too_late(not_after: float | None) -> bool:
+    """Checked inside the unit, as its statement is about to run (on SQLite: on the driver's thread)."""
+    return not_after is not None and time.monotonic() > not_after
 
 
 def settle_held_rows(db: Db, outbox_ids: Sequence[int], status: str, now: datetime) -> None:
@@ -219,11 +225,14 @@ class OutboxQueries:
         # commit of its own per claim), on PostgreSQL its own transaction holds the FOR UPDATE locks.
         return await self.run(claim)
 
-    async def settle_held(self, outbox_ids: Sequence[int], status: str, now: datetime) -> bool:
+    async def settle_held(
+        self, outbox_ids: Sequence[int], status: str, now: datetime, *, not_after: float | None = None
+    ) -> bool:
         """Decide held rows: `cancelled` (a passive reply carries them) or `pending` (the worker sends them).
 
         All or nothing: True when every row was still held (or, to cancel, already cancelled) and now has
-        `status`; False (and nothing changed) when the worker already took one because its hold ended.
+        `status`; False (and nothing changed) when the worker already took one because its hold ended, or
+        when the statement would run after `not_after` (time.monotonic(): the passive answer's last moment).
         """
         if status not in ("cancelled", "pending"):
             raise ValueError(f"held rows become cancelled or pending, not {status!r}")
@@ -234,13 +243,21 @@ class OutboxQueries:
             # One row (one reply, the common case). PostgreSQL: batched with the other settles of the moment,
             # one statement and no BEGIN/COMMIT (gateway/storage/settle_batch.py); SQLite: in the group commit.
             if self._settles is not None:
-                return await self._settles.settle(next(iter(ids)), status, now)
+                return await self._settles.settle(next(iter(ids)), status, now, not_after)
             params = {"outbox_id": next(iter(ids)), "new_status": status, "now": now}
-            return await self.run_one(lambda unit: unit.db.run(_SETTLE[status], params) == 1)
+            return await self.run_one(
+                lambda unit: not _too_late(not_after) and unit.db.run(_SETTLE[status], params) == 1
+            )
+
+        def settle(unit: Unit) -> None:
+            if _too_late(not_after):
+                raise _NotAllHeld
+            settle_held_rows(unit.db, outbox_ids, status, now)
+
         try:
             # A unit of work: on SQLite it rides the group commit with the pipeline's units, rather than a
             # transaction (and commit) of its own per passive reply.
-            await self.run(lambda unit: settle_held_rows(unit.db, outbox_ids, status, now))
+            await self.run(settle)
         except _NotAllHeld:
             return False
         return True

@@ -25,7 +25,7 @@ from sqlalchemy.sql import Executable
 from sqlalchemy.util import await_, greenlet_spawn
 
 from gateway.storage.errors import Conflict, StoreUnavailable
-from gateway.storage.unit import Db, compile_statement, mapped_rows, sql_and_values
+from gateway.storage.unit import ECHO, Db, compile_statement, mapped_rows, sql_and_values
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +34,6 @@ T = TypeVar("T")
 # What asyncpg raises for the database's or the connection's failures (timeouts are TimeoutError, an OSError,
 # which callers already take for "unavailable"); InternalClientError: a protocol error, a stale statement.
 _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
-# `database.echo` turns this logger to INFO (gateway/storage/engine.py): the units' SQL is logged there too.
-_ECHO = logging.getLogger("sqlalchemy.engine.Engine")
 
 
 def _translated(exc: Exception) -> Exception:
@@ -59,8 +57,8 @@ class PgDb:
     def _send(self, method: Callable[..., Any], compiled: Any, params: Mapping[str, Any]) -> Any:
         try:
             sql, values = sql_and_values(compiled, params)
-            if _ECHO.isEnabledFor(logging.INFO):
-                _ECHO.info(sql)  # the statement only: values may be customers' texts
+            if ECHO.isEnabledFor(logging.INFO):
+                ECHO.info(sql)  # the statement only: values may be customers' texts
             return await_(method(sql, *values))
         except _DRIVER_ERRORS as exc:
             raise _translated(exc) from exc

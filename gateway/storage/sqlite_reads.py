@@ -98,6 +98,9 @@ class SqliteReads:
                 except BaseException:
                     await connection.close()
                     raise
+                if reader not in self._readers:  # closed (or a new loop) while connecting: give it back
+                    await connection.close()
+                    raise StoreUnavailable("the store's readers were closed")
                 reader.connection, reader.driver = connection, raw.driver_connection
             return reader.driver
 

@@ -34,6 +34,8 @@ from gateway.storage.engine import may_hold_transaction
 from gateway.storage.errors import Conflict, StoreUnavailable
 
 logger = logging.getLogger(__name__)
+# `database.echo` turns this logger to INFO (gateway/storage/engine.py): the units' SQL is logged there too.
+ECHO = logging.getLogger("sqlalchemy.engine.Engine")
 
 T = TypeVar("T")
 # Enough to drain a burst in a few trips; a bigger batch only makes its first unit wait longer.
@@ -263,6 +265,8 @@ class SqliteDb:
         sql, values = sql_and_values(compiled, params)
         if self._trace is not None:
             self._trace(sql)
+        if ECHO.isEnabledFor(logging.INFO):
+            ECHO.info(sql)  # `database.echo`: the statement only, values may be customers' texts
         try:
             return compiled, self._connection.execute(sql, values)
         except sqlite3.IntegrityError as exc:
@@ -369,7 +373,10 @@ class GroupCommit:
                 del self._queue[: len(batch)]
                 try:
                     async with self._write_lock():
-                        outcomes = await self._trip([work for work, _ in batch])
+                        # A caller that gave up before its trip (cancelled: a worker stopping, a shutdown)
+                        # has its unit left out: what it would have written, nobody would know of.
+                        batch = [(work, future) for work, future in batch if not future.cancelled()]
+                        outcomes = await self._trip([work for work, _ in batch]) if batch else []
                 except asyncio.CancelledError:
                     # Shutting down. A trip already on the driver's thread still commits; its callers are
                     # cancelled with those still queued (see _drained).

@@ -327,6 +327,22 @@ async def test_cancelling_the_writer_cancels_its_waiting_callers(sqlite_store: S
     assert await sqlite_store.run(lambda unit: 42) == 42  # a new writer takes over
 
 
+async def test_a_unit_whose_caller_gave_up_before_its_trip_is_left_out(sqlite_store: Store) -> None:
+    # Regression: a claim of the outbox worker, cancelled as the worker stopped, still leased its rows for a
+    # minute, and their next claim counted them as possibly sent twice.
+    await sqlite_store.run(lambda unit: None)  # the dedicated connection is open
+    ran: list[str] = []
+    async with sqlite_store.write_lock():  # the next trip waits for the lock
+        gave_up = asyncio.ensure_future(sqlite_store.run(lambda unit: ran.append("gave up")))
+        kept = asyncio.ensure_future(sqlite_store.run(lambda unit: ran.append("kept")))
+        await asyncio.sleep(0)  # both queued, the writer waits for the lock
+        gave_up.cancel()
+    await kept
+    assert ran == ["kept"]
+    with pytest.raises(asyncio.CancelledError):
+        await gave_up
+
+
 async def test_a_unit_inside_a_write_transaction_is_refused_not_deadlocked(sqlite_store: Store) -> None:
     async with sqlite_store.transaction() as tx:
         with pytest.raises(RuntimeError, match="Transaction.run"):
