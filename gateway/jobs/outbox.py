@@ -58,6 +58,7 @@ class Outbox:
         self._jitter = jitter
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         # Told of every finished send (row, status, error): the handoff service turns them into
         # `message.delivery` events for the agents' consoles.
         self.listeners: list[DeliveryListener] = []
@@ -121,19 +122,24 @@ class Outbox:
     def start(self) -> None:
         """Start the background worker (idempotent)."""
         if self._task is None or self._task.done():
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="kefu-outbox")
 
     async def stop(self) -> None:
         """Stop the worker; a send in flight is cancelled and its lease expires, so it is retried later."""
         if self._task is None:
             return
+        # The flag as well as the cancel: Python 3.11's wait_for swallows a cancel that arrives as the wait
+        # ends (a wake-up at that moment), and the worker then polled on for ever, holding shutdown up.
+        self._stopping = True
         self._task.cancel()
+        self._wake.set()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 handled = await self.run_once()
             except Exception:

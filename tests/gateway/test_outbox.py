@@ -14,6 +14,7 @@ from gateway.runtime import Runtime
 from gateway.settings import OutboxSettings
 from gateway.storage import OutboxRow
 from tests.gateway.conftest import crashed_mid_send, start_web
+from tests.waiting import eventually
 
 
 def outgoing(text: str = "您好，人工客服已为您处理", key: str = "web:default:o1") -> Outgoing:
@@ -162,3 +163,34 @@ async def test_the_outbox_listing_masks_phone_and_id_numbers(
     listed = await (await client.get("/admin/api/outbox", headers=admin_headers)).json()
     (item,) = listed["items"]
     assert item["text"] == "已登记您的手机138****5678和身份证110105********002X"
+
+
+async def test_stopping_the_worker_ends_it_even_when_a_wake_up_swallows_the_cancel(
+    aiohttp_client: Any, settings_factory: Any, upstream: Any
+) -> None:
+    # Regression (a CI run hung at shutdown): on Python 3.11 a cancel that arrives as asyncio.wait_for's
+    # wait ends is swallowed; the worker, woken at that very moment, went on polling for ever and its
+    # stop() never returned.
+    _fake, url = upstream
+    _client, runtime = await start_web(aiohttp_client, settings_factory, url)
+    outbox = runtime.outbox
+
+    async def waiting() -> bool:  # the worker found nothing and waits for a wake-up (or its poll)
+        return bool(outbox._wake._waiters)  # type: ignore[attr-defined]
+
+    await eventually(waiting)
+    worker = outbox._task
+    assert worker is not None
+    outbox.wake()  # a wake-up and the stop in the same loop turn
+    stopping = asyncio.ensure_future(outbox.stop())
+    try:
+        for _ in range(200):  # loop turns, no database trip: a stopped worker needs a handful
+            if stopping.done():
+                break
+            await asyncio.sleep(0)
+        assert worker.done() and stopping.done()
+    finally:
+        if not stopping.done():
+            worker.cancel()  # (before the fix: a second cancel, so that the test can end)
+        await stopping
+    outbox.start()  # the app's own shutdown stops it again
