@@ -205,12 +205,9 @@ class OutboxQueries:
         sending a row twice; SQLite has one writer at a time (BEGIN IMMEDIATE) so it needs no lock.
         """
         failing = give_up_after is not None
-        params = {
-            "now": now,
-            "cutoff": now - give_up_after if give_up_after is not None else now,
-            "limit": limit,
-            "locked_until": now + lease,
-        }
+        params: dict[str, Any] = {"now": now, "limit": limit, "locked_until": now + lease}
+        if give_up_after is not None:
+            params["cutoff"] = now - give_up_after  # failed rows younger than this are still retried
 
         def claim(unit: Unit) -> list[OutboxRow]:
             found = unit.db.rows(_CLAIMABLE[failing], params)

@@ -107,47 +107,20 @@ class OutboxRow:
         return out
 
 
+# OutboxRow's stored fields (all but `resumed`, which only a claim knows), named as the table's columns.
+_OUTBOX_FIELDS = tuple(f.name for f in fields(OutboxRow) if f.name != "resumed")
+
+
 def outbox_row(row: OutboxRecord) -> OutboxRow:
-    return OutboxRow(
-        id=row.id,
-        channel=row.channel,
-        account=row.account,
-        conversation_key=row.conversation_key,
-        text=row.text,
-        sender=row.sender,
-        target=dict(row.target or {}),
-        status=row.status,
-        attempts=row.attempts,
-        next_attempt_at=row.next_attempt_at,
-        locked_until=row.locked_until,
-        last_error=row.last_error,
-        created_at=row.created_at,
-        sent_at=row.sent_at,
-        message_id=row.message_id,
-        attachment=row.attachment,
-    )
+    """An outbox row from its ORM record."""
+    return outbox_row_from({name: getattr(row, name) for name in _OUTBOX_FIELDS})
 
 
 def outbox_row_from(m: Mapping[str, Any]) -> OutboxRow:
     """An outbox row from a unit of work's result row (column key → value)."""
-    return OutboxRow(
-        id=m["id"],
-        channel=m["channel"],
-        account=m["account"],
-        conversation_key=m["conversation_key"],
-        text=m["text"],
-        sender=m["sender"],
-        target=dict(m["target"] or {}),
-        status=m["status"],
-        attempts=m["attempts"],
-        next_attempt_at=m["next_attempt_at"],
-        locked_until=m["locked_until"],
-        last_error=m["last_error"],
-        created_at=m["created_at"],
-        sent_at=m["sent_at"],
-        message_id=m["message_id"],
-        attachment=m["attachment"],
-    )
+    values = {name: m[name] for name in _OUTBOX_FIELDS}
+    values["target"] = dict(values["target"] or {})
+    return OutboxRow(**values)
 
 
 def conversation_from(m: Mapping[str, Any]) -> ConversationRow:

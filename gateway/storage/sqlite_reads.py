@@ -42,7 +42,7 @@ def _read(
     return work(SqliteDb(connection, dialect, trace=trace))
 
 
-@dataclass
+@dataclass(eq=False)  # one reader is itself only (`reader in self._readers` asks for this very one)
 class _Reader:
     waiting: int = 0
     connection: AsyncConnection | None = None
