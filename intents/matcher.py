@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 # Predictions remembered per classifier (a new index starts empty, so a reload never serves stale ones).
 MEMO_SIZE = 4096
 MEMO_MAX_CHARS = 64
+# 猜你想问 shows this many entries: a question that clearly belongs to one of them, though not to which,
+# is offered them (see `_classify`).
+SUGGESTIONS = 3
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -249,7 +252,7 @@ class Classifier:
                 return self._rule_prediction(top_intent, self._confidence(top_score, runner_up), tokens)
         if self.semantic is not None:
             ranked = entries  # the fused ranking; rule intents were decided lexically just above
-        alternatives = self._entry_candidates(ranked, 3)
+        alternatives = self._entry_candidates(ranked, SUGGESTIONS)
         if not alternatives:
             return Prediction(decision=Decision.HANDOFF, confidence=0.0, reason="no_match", tokens=tokens)
         # The runner-up is the best *other* target, rule intents included: a question as close to
@@ -257,10 +260,19 @@ class Classifier:
         best_score, best_t = next((s, t) for s, t, _ in ranked if self._targets[t].entry is not None)
         second = next((s for s, t, _ in ranked if t != best_t), 0.0)
         confidence = self._confidence(best_score, second)
+        # The same, with the suggestions taken as one: the best against the first target outside them.
+        # Two or three entries close to the question and to each other ("优惠券问题": 券不能用, 有券吗)
+        # leave no margin to answer, but the question is theirs: offer them rather than queue for a human.
+        distinct = list(dict.fromkeys(t for _, t, _ in ranked))
+        outside = distinct[SUGGESTIONS] if len(distinct) > SUGGESTIONS else None
+        outside_score = next((s for s, t, _ in ranked if t == outside), 0.0)
+        group = self._confidence(best_score, outside_score)
         meaning_ok = True
         if self.semantic is not None:
             lexical_score = next((sc for sc, t, _ in lexical if t == best_t), 0.0)
-            confidence *= min(1.0, lexical_score / self.options.lexical_support)
+            support = min(1.0, lexical_score / self.options.lexical_support)
+            confidence *= support
+            group *= support
             floor = self.calibration.semantic_floor if self.calibration is not None else 0.0
             meaning_ok = floor <= 0 or meaning is None or float(meaning[best_t]) >= floor
         # A single character or a bare one-character topic ("退", "那个券") is too little to answer.
@@ -268,7 +280,7 @@ class Classifier:
         has_content = any(t not in FUNCTION_WORDS for t in tokens) and len(normalized.replace(" ", "")) > 1
         if confidence >= self.thresholds.answer and has_content and meaning_ok:
             decision, reason = Decision.ANSWER, "faq"
-        elif confidence >= self.thresholds.suggest:
+        elif confidence >= self.thresholds.suggest or group >= self.thresholds.answer:
             decision, reason = Decision.SUGGEST, "unsure"
         else:
             decision, reason = Decision.HANDOFF, "no_match"

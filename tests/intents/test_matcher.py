@@ -4,7 +4,7 @@ import pytest
 
 from intents.matcher import Classifier
 from intents.prediction import Decision, Thresholds
-from tests.intents.shop_faq import make_kb
+from tests.intents.shop_faq import SHOP, make_kb
 
 
 def test_paraphrase_gets_the_faq_answer(shop):
@@ -53,6 +53,23 @@ def test_thresholds_are_respected(shop):
     assert stricter.classify(text).decision is Decision.HANDOFF
     lax = Classifier.build(shop.kb, Thresholds(answer=confidence, suggest=0.0))
     assert lax.classify(text).decision is Decision.ANSWER
+
+
+def test_a_question_between_two_entries_gets_them_both_as_suggestions_not_a_handoff():
+    # Two entries share every word of the question: no margin to answer, but the question is theirs.
+    faqs = {
+        **SHOP,
+        "coupon-get": ("优惠券怎么领", ("优惠券在哪领",)),
+        "coupon-use": ("优惠券怎么用", ("优惠券在哪用",)),
+    }
+    classifier = Classifier.build(make_kb(faqs))
+    for text in ("优惠券怎么弄", "优惠券在哪", "优惠券问题"):
+        prediction = classifier.classify(text)
+        assert prediction.decision is Decision.SUGGEST, text
+        assert prediction.confidence < classifier.thresholds.suggest  # the margin alone would hand off
+        assert {c.entry_id for c in prediction.alternatives[:2]} == {"coupon-get", "coupon-use"}
+        assert prediction.entry is None
+    assert classifier.classify("明天上海会下雨吗").decision is Decision.HANDOFF
 
 
 def test_empty_text_asks_the_customer_to_type_a_question(shop):
