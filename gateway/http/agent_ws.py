@@ -15,7 +15,6 @@ the server answers with `kefu.agent`. `?token=<token>` still works but is deprec
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from gateway.handoff_events import visible_to
 from gateway.http.auth import bearer_token, require_agent
 from gateway.http.bodies import ID_MAX, http_error, loads
 from gateway.keys import HANDOFF
+from gateway.wakeups import WakeLoop
 from handoff.agents import AgentInfo
 
 if TYPE_CHECKING:
@@ -88,15 +88,12 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
     def service_visible(row: Any) -> bool:
         return visible_to(row, agent)
 
-    async def pusher() -> None:
-        while not ws.closed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(flag.wait(), service.bus.poll_s)
-            flag.clear()
-            try:
-                await flush()
-            except ConnectionResetError:
-                return
+    async def push_step() -> bool:
+        try:
+            await flush()
+        except ConnectionResetError:
+            return False
+        return True
 
     # Online before the hello: a console that got its hello is already eligible for new chats.
     await service.heartbeat(agent)
@@ -108,7 +105,8 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
         }
     )
     service.runtime.typing.join(agent.id, send)  # "对方正在输入…" of their customers (left in finally)
-    task = asyncio.create_task(pusher(), name=f"kefu-agent-ws-{agent.id}")
+    pusher = WakeLoop(flag, service.bus.poll_s, push_step, lambda: not ws.closed)
+    pusher.start(f"kefu-agent-ws-{agent.id}")
     try:
         async for msg in ws:
             if msg.type is not WSMsgType.TEXT:
@@ -140,9 +138,7 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
             else:
                 await send({"type": "error", "error": f"unknown message type {kind!r}; use ping or resume"})
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await pusher.stop()
         service.bus.unsubscribe(flag)
         service.runtime.typing.leave(agent.id, send)
         service.sockets.discard(ws)

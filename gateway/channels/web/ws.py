@@ -59,6 +59,7 @@ from gateway.media.service import attachment_of
 from gateway.message import Attachment, Message, utcnow
 from gateway.rate_limit import VisitorLimit, retry_after_header
 from gateway.storage import MessageRow
+from gateway.wakeups import WakeLoop
 from handoff.state import ConversationState
 
 if TYPE_CHECKING:
@@ -167,7 +168,8 @@ class WebChatSockets:
         self.sockets.add(ws)
         session = _Session(self, ws, visitor, key, after)
         self._sessions.setdefault(key, set()).add(session)
-        pusher = asyncio.create_task(session.push_forever(flag), name=f"kefu-web-ws-{visitor[:8]}")
+        pusher = WakeLoop(flag, POLL_S, session.push_step, lambda: not ws.closed)
+        pusher.start(f"kefu-web-ws-{visitor[:8]}")
         try:
             await session.send_history()
             async for msg in ws:
@@ -177,9 +179,7 @@ class WebChatSockets:
         except ConnectionResetError:
             pass
         finally:
-            pusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pusher
+            await pusher.stop()
             sessions = self._sessions.get(key)
             if sessions is not None:
                 sessions.discard(session)
@@ -236,17 +236,15 @@ class _Session:
                 }
             )
 
-    async def push_forever(self, flag: asyncio.Event) -> None:
-        while not self.ws.closed:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(flag.wait(), POLL_S)
-            flag.clear()
-            try:
-                await self.flush()
-            except ConnectionResetError:
-                return
-            except Exception:
-                logger.exception("web ws: pushing to visitor %s… failed", self.visitor[:6])
+    async def push_step(self) -> bool:
+        """One push of what is new (the socket's WakeLoop); False ends the pushing."""
+        try:
+            await self.flush()
+        except ConnectionResetError:
+            return False
+        except Exception:
+            logger.exception("web ws: pushing to visitor %s… failed", self.visitor[:6])
+        return True
 
     async def flush(self) -> None:
         """Send every stored message after the cursor, then the conversation's status."""

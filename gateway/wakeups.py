@@ -1,0 +1,56 @@
+"""A task that does one thing each time a wake-up flag is set (or every poll interval), until stopped.
+
+The agent console's and the web visitor's sockets push new events this way. Stopping sets a flag as well
+as cancelling: on Python 3.11, `asyncio.wait_for` returns normally when a cancel arrives just as the
+awaited flag is set, so a cancel alone can be lost and the loop would poll on for ever, holding up the
+socket's handler and the shutdown that waits for it (the outbox worker hung a CI run exactly so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+
+class WakeLoop:
+    """Runs `step()` after each wake-up of `flag`, and at least every `poll_s`, while `alive()` holds.
+
+    `step` returning False ends the loop (e.g. the socket was reset)."""
+
+    def __init__(
+        self,
+        flag: asyncio.Event,
+        poll_s: float,
+        step: Callable[[], Awaitable[bool]],
+        alive: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self._flag = flag
+        self._poll_s = poll_s
+        self._step = step
+        self._alive = alive
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, name: str) -> None:
+        self._task = asyncio.create_task(self._run(), name=name)
+
+    async def stop(self) -> None:
+        """End the loop (a step under way is cancelled) and wait for it."""
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+    async def _run(self) -> None:
+        while self._alive() and not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flag.wait(), self._poll_s)
+            if self._stopping:
+                return
+            self._flag.clear()
+            if not await self._step():
+                return
