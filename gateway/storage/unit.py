@@ -143,7 +143,7 @@ def compile_statement(statement: Executable, dialect: Dialect, keys: frozenset[s
     steps: list[tuple[int, Any, Processor | None]] = []
     for name in compiled.positiontup or ():
         bind = compiled.binds[name]
-        processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        processor = _bind_processor(bind.type, dialect)
         if name in keys:
             steps.append((_PARAM, name, processor))
         elif name in defaults:
@@ -175,6 +175,15 @@ def compile_statement(statement: Executable, dialect: Dialect, keys: frozenset[s
         _COMPILED.clear()
     _COMPILED[cache_key] = (statement, result)
     return result
+
+
+def _bind_processor(type_: Any, dialect: Dialect) -> Processor | None:
+    processor = type_.dialect_impl(dialect).bind_processor(dialect)
+    if processor is not None and isinstance(type_, sqltypes.JSON):
+        # Most JSON values of a message are None (no suggestions, no attachment): serialised once.
+        null = processor(None)
+        return lambda value: null if value is None else processor(value)
+    return processor
 
 
 def _processed(value: Any, processor: Processor | None) -> Any:
