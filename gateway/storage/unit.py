@@ -40,6 +40,18 @@ ECHO = logging.getLogger("sqlalchemy.engine.Engine")
 T = TypeVar("T")
 # Enough to drain a burst in a few trips; a bigger batch only makes its first unit wait longer.
 MAX_BATCH = 128
+# A trip of fewer units than this may wait LINGER_S for more first: each trip costs its own BEGIN, COMMIT,
+# WAL frames and thread hand-offs, about as much as the units in it at 500 msg/s. Waiting 1.5 ms there
+# took a sixth off kefu's CPU per message (1.86 → 1.55 ms, an A/B of alternating paced rounds) for ~2 ms
+# of median latency. It waits only while waiting pays (LINGER_CAUGHT): one caller's units in sequence,
+# or a low rate, wait only on the rare probes.
+LINGER_BELOW = 4
+LINGER_S = 0.0015
+# Waits that caught nothing turn it off; every this many trips one waits anyway, to see if load is back.
+LINGER_PROBE_EVERY = 16
+# Waiting pays while at least this share of recent waits caught company (paced 500 msg/s: waiting always
+# took 19 % off, with this rule 17 %, with a half instead of a quarter 10 %).
+LINGER_CAUGHT = 0.25
 
 
 class Db(Protocol):
@@ -350,6 +362,10 @@ class GroupCommit:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connection: AsyncConnection | None = None
         self._driver: Any = None  # the aiosqlite.Connection behind _connection
+        self.linger_s = LINGER_S
+        self._caught = 0.0  # moving share of recent waits during which another unit arrived
+        self._since_probe = 0
+        self.lingered = 0  # waits so far (tests)
 
     async def run(self, work: Callable[[Db], T]) -> T:
         """Run `work` in the next group transaction; its result, or what it raised (nothing of it is kept)."""
@@ -377,7 +393,14 @@ class GroupCommit:
 
     async def _drain(self) -> None:
         try:
+            fresh = True  # this writer's first trip: its units came while no trip was under way
             while self._queue:
+                if len(self._queue) < LINGER_BELOW and self._lingers(probe=fresh):
+                    queued = len(self._queue)
+                    self.lingered += 1
+                    await asyncio.sleep(self.linger_s)
+                    self._caught = 0.8 * self._caught + 0.2 * (len(self._queue) > queued)
+                fresh = False
                 batch = self._queue[: self._max_batch]
                 del self._queue[: len(batch)]
                 try:
@@ -408,6 +431,21 @@ class GroupCommit:
         finally:
             if self._drainer is asyncio.current_task():
                 self._drainer = None  # before the done-callback: a unit queued meanwhile starts a new writer
+
+    def _lingers(self, *, probe: bool) -> bool:
+        """Whether this trip waits for company: while recent waits caught some (a steady stream of units
+        from concurrent messages), and otherwise as a probe on every LINGER_PROBE_EVERY-th writer's first
+        trip (what follows a trip has had the trip's time to gather company already)."""
+        if self.linger_s <= 0:
+            return False
+        if self._caught >= LINGER_CAUGHT:
+            return True
+        if probe:
+            self._since_probe += 1
+            if self._since_probe >= LINGER_PROBE_EVERY:
+                self._since_probe = 0
+                return True
+        return False
 
     async def _trip(self, works: list[Callable[[Db], Any]]) -> list[Any]:
         if self._driver is None:

@@ -363,3 +363,40 @@ async def test_statements_built_per_call_do_not_grow_the_compiled_cache(
         value = await sqlite_store.run(lambda unit, i=i: unit.db.rows(select(literal(i).label("n")))[0]["n"])
         assert value == i
         assert len(unit_module._COMPILED) <= 5
+
+
+async def test_units_in_sequence_do_not_wait_for_company(sqlite_store: Store) -> None:
+    from gateway.storage.unit import LINGER_PROBE_EVERY
+
+    commit = sqlite_store._group_commit
+    assert commit is not None
+    for i in range(48):
+        assert await sqlite_store.run(lambda unit, i=i: i) == i
+    assert commit.lingered <= 48 // LINGER_PROBE_EVERY  # the probes only: none of them caught anything
+
+
+async def test_a_steady_stream_of_units_shares_trips(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two callers, the second a few loop turns behind the first (concurrent messages): once the probes
+    # found that waiting catches company, each pair goes in one trip, in order.
+    commit = sqlite_store._group_commit
+    assert commit is not None
+    commit.linger_s = 0.05  # room for the second caller, however slow the machine; not a timing
+    trips: list[int] = []
+    real_trip = commit._trip
+
+    async def counted(works: list[Any]) -> list[Any]:
+        trips.append(len(works))
+        return await real_trip(works)
+
+    monkeypatch.setattr(commit, "_trip", counted)
+    done: list[int] = []
+    for i in range(48):
+        first = asyncio.ensure_future(sqlite_store.run(lambda unit, i=i: done.append(2 * i)))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        second = asyncio.ensure_future(sqlite_store.run(lambda unit, i=i: done.append(2 * i + 1)))
+        await asyncio.gather(first, second)
+    assert done == list(range(96))
+    assert trips[-10:] == [2] * 10

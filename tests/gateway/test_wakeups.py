@@ -28,8 +28,11 @@ async def test_a_stop_in_the_same_turn_as_a_wake_up_ends_the_loop() -> None:
     loop.start("test-wake-loop")
     task = loop._task
     assert task is not None
-    while not flag._waiters:  # type: ignore[attr-defined]  # waiting for a wake-up
+    for _ in range(100):  # loop turns until it waits for a wake-up
+        if flag._waiters:  # type: ignore[attr-defined]
+            break
         await asyncio.sleep(0)
+    assert flag._waiters  # type: ignore[attr-defined]
     flag.set()
     stopping = asyncio.ensure_future(loop.stop())
     try:
