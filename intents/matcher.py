@@ -263,10 +263,7 @@ class Classifier:
         # The same, with the suggestions taken as one: the best against the first target outside them.
         # Two or three entries close to the question and to each other ("优惠券问题": 券不能用, 有券吗)
         # leave no margin to answer, but the question is theirs: offer them rather than queue for a human.
-        distinct = list(dict.fromkeys(t for _, t, _ in ranked))
-        outside = distinct[SUGGESTIONS] if len(distinct) > SUGGESTIONS else None
-        outside_score = next((s for s, t, _ in ranked if t == outside), 0.0)
-        group = self._confidence(best_score, outside_score)
+        group = self._confidence(best_score, _score_outside(ranked, SUGGESTIONS))
         meaning_ok = True
         if self.semantic is not None:
             lexical_score = next((sc for sc, t, _ in lexical if t == best_t), 0.0)
@@ -314,6 +311,17 @@ class Classifier:
             tokens=tokens,
             reply=intent.reply,
         )
+
+
+def _score_outside(ranked: Sequence[tuple[float, int, int]], k: int) -> float:
+    """The score of the best target after the first k distinct ones (ranked best first), 0 if none."""
+    seen: set[int] = set()
+    for score, target, _ in ranked:
+        if target not in seen:
+            if len(seen) == k:
+                return score
+            seen.add(target)
+    return 0.0
 
 
 def classifier_builder(

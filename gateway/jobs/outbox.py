@@ -8,7 +8,6 @@ processes share one outbox without sending a row twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
@@ -21,6 +20,7 @@ from gateway.channels.base import ChannelAdapter, Outgoing, SendError
 from gateway.message import Attachment, utcnow
 from gateway.settings import OutboxSettings
 from gateway.storage import Conflict, OutboxRow, Store, Transaction
+from gateway.wakeups import WakeLoop
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
@@ -57,8 +57,7 @@ class Outbox:
         self.clock = clock
         self._jitter = jitter
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._worker: WakeLoop | None = None
         # Told of every finished send (row, status, error): the handoff service turns them into
         # `message.delivery` events for the agents' consoles.
         self.listeners: list[DeliveryListener] = []
@@ -121,36 +120,30 @@ class Outbox:
 
     def start(self) -> None:
         """Start the background worker (idempotent)."""
-        if self._task is None or self._task.done():
-            self._stopping = False
-            self._task = asyncio.create_task(self._run(), name="kefu-outbox")
+        if self._worker is None or self._worker.task is None or self._worker.task.done():
+            self._worker = WakeLoop(
+                self._wake, self.settings.poll_interval_s, self._send_due, step_first=True
+            )
+            self._worker.start("kefu-outbox")
 
     async def stop(self) -> None:
         """Stop the worker; a send in flight is cancelled and its lease expires, so it is retried later."""
-        if self._task is None:
-            return
-        # The flag as well as the cancel: Python 3.11's wait_for swallows a cancel that arrives as the wait
-        # ends (a wake-up at that moment), and the worker then polled on for ever, holding shutdown up.
-        self._stopping = True
-        self._task.cancel()
-        self._wake.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            await worker.stop()  # (a flag beside the cancel, see gateway/wakeups.py)
 
-    async def _run(self) -> None:
-        while not self._stopping:
+    async def _send_due(self) -> bool:
+        """The worker's step: claim and send until nothing is due, then wait for a wake-up or the poll."""
+        worker = self._worker
+        while worker is not None and not worker.stopping:
             try:
-                handled = await self.run_once()
+                if not await self.run_once():
+                    break
             except Exception:
                 # The database may be briefly down; rows are safe there, so wait and try again.
                 logger.exception("outbox: claiming rows failed")
-                handled = 0
-            if handled:
-                continue
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval_s)
+                break
+        return True
 
     async def run_once(self) -> int:
         """Claim the rows that are due and send them; returns how many were claimed."""

@@ -179,7 +179,8 @@ async def test_stopping_the_worker_ends_it_even_when_a_wake_up_swallows_the_canc
         return bool(outbox._wake._waiters)  # type: ignore[attr-defined]
 
     await eventually(waiting)
-    worker = outbox._task
+    assert outbox._worker is not None
+    worker = outbox._worker.task
     assert worker is not None
     outbox.wake()  # a wake-up and the stop in the same loop turn
     stopping = asyncio.ensure_future(outbox.stop())

@@ -26,7 +26,7 @@ async def test_a_stop_in_the_same_turn_as_a_wake_up_ends_the_loop() -> None:
 
     loop = WakeLoop(flag, 60.0, step)
     loop.start("test-wake-loop")
-    task = loop._task
+    task = loop.task
     assert task is not None
     for _ in range(100):  # loop turns until it waits for a wake-up
         if flag._waiters:  # type: ignore[attr-defined]
@@ -56,7 +56,7 @@ async def test_each_wake_up_runs_one_step_and_a_false_step_ends_the_loop() -> No
 
     loop = WakeLoop(flag, 60.0, step)
     loop.start("test-wake-loop")
-    task = loop._task
+    task = loop.task
     assert task is not None
     flag.set()
     await asyncio.wait_for(ran.wait(), 5)
@@ -79,7 +79,26 @@ async def test_the_loop_polls_without_wake_ups_and_ends_when_no_longer_alive() -
 
     loop = WakeLoop(asyncio.Event(), 0.01, step, lambda: alive[0])
     loop.start("test-wake-loop")
-    task = loop._task
+    task = loop.task
     assert task is not None
     await asyncio.wait_for(task, 5)
     assert polled.is_set()
+
+
+async def test_step_first_runs_once_before_any_wake_up_then_waits() -> None:
+    flag = asyncio.Event()
+    ran = asyncio.Event()
+    steps: list[int] = []
+
+    async def step() -> bool:
+        steps.append(1)
+        ran.set()
+        return True
+
+    loop = WakeLoop(flag, 60.0, step, step_first=True)
+    loop.start("test-wake-loop")
+    await asyncio.wait_for(ran.wait(), 5)
+    for _ in range(20):  # loop turns: no second step without a wake-up
+        await asyncio.sleep(0)
+    assert steps == [1]
+    await loop.stop()

@@ -42,13 +42,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         # SQLite's text of a datetime, as SQLAlchemy's own DATETIME writes it ("YYYY-MM-DD HH:MM:SS.ffffff"),
         # in one call: a message's rows bind a dozen timestamps, and its %-format of seven fields cost more.
         def process(value: datetime | None) -> str | None:
-            if value is None:
-                return None
-            if value.tzinfo is None:
-                raise ValueError("naive datetime passed to the database; use datetime.now(UTC)")
-            if value.tzinfo is not UTC:
-                value = value.astimezone(UTC)
-            return value.isoformat(" ", "microseconds")[:26]
+            utc = self.process_bind_param(value, dialect)
+            return None if utc is None else utc.isoformat(" ", "microseconds")[:26]
 
         return process
 
