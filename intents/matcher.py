@@ -149,9 +149,15 @@ class Classifier:
         Without the semantic stage both are the lexical ranking (and there are no semantic scores).
         """
         lexical = candidates(self._index, self.options, self._n_entries, tokens) if tokens else []
+        return (lexical, *self._fused(lexical, text))
+
+    def _fused(
+        self, lexical: list[tuple[float, int, int]], text: str
+    ) -> tuple[list[tuple[float, int, int]], np.ndarray | None]:
+        """The fused ranking (the lexical one without the semantic stage) and every target's semantic score."""
         semantic = self.semantic
         if semantic is None or self._n_entries == 0:
-            return lexical, lexical, None
+            return lexical, None
         shaped = semantic.vector(text)[None, :]
         all_cosines, plain = semantic.scores(shaped)
         cosines = all_cosines[0]
@@ -174,7 +180,7 @@ class Classifier:
                 row = lo + int(np.argmax(cosines[lo:hi])) if hi > lo else lo
             ranked.append((float(fused[t]), t, row))
         ranked.sort(key=lambda x: (-x[0], x[1]))
-        return lexical, ranked, sem
+        return ranked, sem
 
     def _confidence(self, top: float, runner_up: float) -> float:
         """Top score discounted by how little it beats the runner-up (ambiguity ⇒ low confidence)."""
@@ -240,16 +246,19 @@ class Classifier:
         if rule is not None:
             return self._rule_prediction(rule, 1.0, tokens)
 
-        lexical, entries, meaning = self._ranked(tokens, text)
+        lexical = candidates(self._index, self.options, self._n_entries, tokens)
+        if lexical:
+            # Rule intents (small talk, 转人工) are decided on the lexical ranking alone, before the
+            # semantic stage: a "谢谢" or "在吗" costs no embedding.
+            top_score, top, _ = lexical[0]
+            top_intent = self._targets[top].intent
+            if top_intent is not None and top_score >= self.options.intent_bar:
+                runner_up = lexical[1][0] if len(lexical) > 1 else 0.0
+                return self._rule_prediction(top_intent, self._confidence(top_score, runner_up), tokens)
+        entries, meaning = self._fused(lexical, text)
         ranked = lexical
         if not ranked and not entries:
             return Prediction(decision=Decision.HANDOFF, confidence=0.0, reason="no_match", tokens=tokens)
-        if ranked:
-            top_score, top, _ = ranked[0]
-            top_intent = self._targets[top].intent
-            if top_intent is not None and top_score >= self.options.intent_bar:
-                runner_up = ranked[1][0] if len(ranked) > 1 else 0.0
-                return self._rule_prediction(top_intent, self._confidence(top_score, runner_up), tokens)
         if self.semantic is not None:
             ranked = entries  # the fused ranking; rule intents were decided lexically just above
         alternatives = self._entry_candidates(ranked, SUGGESTIONS)

@@ -345,6 +345,18 @@ def test_e5_objects_follow_the_cores_the_process_may_use(monkeypatch):
     assert default_instances() == MAX_INSTANCES
 
 
+def test_small_talk_is_decided_before_the_semantic_stage(e5):
+    """Rule intents are decided on the lexical ranking: a thanks or a greeting costs no embedding."""
+    embedder = Embedder(e5)
+    classifier = Classifier.build(make_kb(), embedder=embedder)
+    before = embedder.encoded
+    for text in ("好的谢谢你", "你们是机器人吗", "早上好啊"):
+        assert classifier.classify(text).decision is Decision.SMALLTALK, text
+    assert embedder.encoded == before
+    assert classifier.classify("退货要自己出运费吗").decision is Decision.ANSWER
+    assert embedder.encoded == before + 1  # an FAQ question still goes through the model
+
+
 def test_an_faq_question_asked_word_for_word_takes_the_kbs_vector(e5):
     kb = make_kb()
     embedder = Embedder(e5)
