@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import os
 import signal
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -28,6 +29,19 @@ GC_THRESHOLDS = (50_000, 20, 10)
 
 class StartupFailed(Exception):
     """The gateway could not start for a reason the operator must fix (database, port)."""
+
+
+def event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """`server.event_loop` → the factory of the loop `kefu serve` runs on (None: asyncio's own)."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise StartupFailed("server.event_loop is uvloop, but uvloop is not installed") from None
+        return None  # "auto" on a platform without a uvloop wheel
+    return uvloop.new_event_loop
 
 
 def check_exposure(settings: Settings) -> None:
@@ -104,6 +118,8 @@ async def serve(settings: Settings, *, worker_id: int | None = None) -> None:
     `worker_id`: one of `kefu serve --workers N` (gateway/workers.py): the port is shared (SO_REUSEPORT)
     and only worker 0 prints the URLs.
     """
+    kind = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    logger.info("event loop: %s", "uvloop" if kind == "uvloop" else "asyncio")
     from gateway.app import create_app
 
     check_exposure(settings)

@@ -76,6 +76,7 @@ class ServerSettings(_Section):
     public_url: str | None = None  # the address clients reach (behind a proxy); only for printed URLs
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     access_log: bool = False  # aiohttp's per-request line: off by default (~8% of the bot path's CPU)
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"  # auto: uvloop where installed (gateway.serve)
 
 
 class DatabaseSettings(_Section):
@@ -185,8 +186,7 @@ class ChannelsSettings(_Section):
     # QQ: OneBot v11 (NapCat, Lagrange, go-cqhttp...), the official bot; models in gateway/channels/<name>/.
     onebot: list[OneBotAccountSettings] = Field(default_factory=list)
     qqbot: list[QQBotAccountSettings] = Field(default_factory=list)
-    # WeCom 微信客服 (企业微信 customer-service accounts); the model lives beside its adapter.
-    wecom: list[WeComAccountSettings] = Field(default_factory=list)
+    wecom: list[WeComAccountSettings] = Field(default_factory=list)  # 微信客服 (企业微信 customer service)
     web: WebChannelSettings = Field(default_factory=WebChannelSettings)
 
     @field_validator("wechat", "onebot", "qqbot", "wecom")

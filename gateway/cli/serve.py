@@ -9,7 +9,7 @@ from typing import Any
 
 from gateway.cli import add_config_option, load_cli_settings
 from gateway.logs import set_level, setup_logging
-from gateway.serve import StartupFailed, serve
+from gateway.serve import StartupFailed, event_loop_factory, serve
 
 
 def register(subparsers: Any) -> None:
@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     if args.workers > 1:
         return _supervise(args, settings)
     try:
-        asyncio.run(serve(settings, worker_id=args.worker_id))
+        with asyncio.Runner(loop_factory=event_loop_factory(settings.server.event_loop)) as runner:
+            runner.run(serve(settings, worker_id=args.worker_id))
     except KeyboardInterrupt:
         return 0
     except StartupFailed as exc:

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -92,6 +93,7 @@ channels:
     assert err.count("SHOP_SECRET is not set") == 1
     # server.access_log is off by default: no per-request line (it cost ~8% of the bot path's CPU).
     assert "GET /healthz" not in err
+    assert "event loop: uvloop" in err  # server.event_loop "auto", and uvloop is a dependency
 
 
 def test_the_access_log_is_off_unless_configured() -> None:
@@ -112,6 +114,37 @@ async def test_kefu_serve_refuses_an_unsigned_web_channel_on_a_public_address(
     code, err = await refused_start(config, "--host", "0.0.0.0", "--port", str(unused_tcp_port))
     assert code == 1, err
     assert "channels.web.secret is empty" in err and "Traceback" not in err
+
+
+def test_the_event_loop_is_uvloop_where_installed_unless_asyncio_is_asked_for(monkeypatch: Any) -> None:
+    import uvloop
+
+    from gateway.serve import StartupFailed, event_loop_factory
+
+    assert event_loop_factory("auto") is uvloop.new_event_loop
+    assert event_loop_factory("uvloop") is uvloop.new_event_loop
+    assert event_loop_factory("asyncio") is None
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as on a platform without its wheel
+    assert event_loop_factory("auto") is None
+    try:
+        event_loop_factory("uvloop")
+    except StartupFailed as exc:
+        assert "uvloop is not installed" in str(exc)
+    else:
+        raise AssertionError("server.event_loop: uvloop started without uvloop")
+
+
+async def test_kefu_serve_can_run_on_asyncios_own_loop(tmp_path: Path, unused_tcp_port: int) -> None:
+    """`server.event_loop: asyncio`: the loop is asyncio's (a refused start still says which loop ran)."""
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        f'server: {{event_loop: asyncio}}\ndatabase: {{url: "sqlite+aiosqlite:///state/kefu.db"}}\n'
+        f'kb: {{paths: ["{TEST_FAQ}"], watch: false}}\n',
+        encoding="utf-8",
+    )
+    code, err = await refused_start(config, "--host", "0.0.0.0", "--port", str(unused_tcp_port))
+    assert code == 1 and "channels.web.secret is empty" in err, err
+    assert "event loop: asyncio" in err
 
 
 def test_only_loopback_or_a_secret_or_public_history_pass_the_exposure_check() -> None:
