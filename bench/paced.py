@@ -32,22 +32,30 @@ PACED_MIXES = (
     ("every text new, lexical", "plain", False, True, False),
     ("every text new, semantic", "plain", False, True, True),
 )
+# Texts new to the embedder cost the semantic stage ~16-19 ms of CPU each (one text per core at a time):
+# two cores hold ~100 a second beside the rest of kefu, so that mix is paced at a rate they sustain (at
+# PACED_RATE its backlog would only grow until the client's timeouts).
+SEMANTIC_NOVEL_RATE = 50
 
 
 def run_paced(tmp: Path, api_base: str) -> tuple[list[str], dict[str, Result]]:
-    """The paced phases at PACED_RATE: each on a fresh server (a saturating open-loop run leaves a backlog
-    behind: handlers keep running after the client gives up), with the server's CPU per answered message."""
+    """The paced phases at PACED_RATE (texts new to the embedder: SEMANTIC_NOVEL_RATE), each on a fresh
+    server (a saturating open-loop run leaves a backlog behind: handlers keep running after the client gives
+    up), with the server's CPU per answered message."""
     lines: list[str] = []
     results: dict[str, Result] = {}
     for i, (label, account, safe, distinct, semantic) in enumerate(PACED_MIXES):
         directory = tmp / f"paced-{i}"
+        novel = distinct and semantic
+        rate = SEMANTIC_NOVEL_RATE if novel else PACED_RATE
         with _server("kefu", _write_config(directory, api_base, semantic=semantic)) as base:
             asyncio.run(_closed(base, account, safe, WARMUP_REQUESTS, customers="w"))
-            result, ms = measured(base, _paced(base, account, safe, distinct=distinct, customers="p"))
+            phase = _paced(base, account, safe, rate, distinct=distinct, customers="p", novel=novel)
+            result, ms = measured(base, phase)
         results[label] = result
         queued = _queued(directory / "kefu.db", "p")
         lines.append(
-            f"{_fmt(f'kefu paced {PACED_RATE}/s, {label}', result)}   CPU {ms:.2f} ms/msg   queued {queued}"
+            f"{_fmt(f'kefu paced {rate}/s, {label}', result)}   CPU {ms:.2f} ms/msg   queued {queued}"
         )
     return lines, results
 
@@ -57,9 +65,11 @@ def p99_verdicts(results: dict[str, Result]) -> list[str]:
     for label, result in results.items():
         p99 = result.pct(0.99)
         verdict = "meets" if p99 <= TARGET_P99_MS else "ABOVE"
-        extra = "" if label != "every text new, semantic" else ", not a target"
+        semantic_novel = label == "every text new, semantic"
+        extra = "" if not semantic_novel else ", not a target"
+        rate = SEMANTIC_NOVEL_RATE if semantic_novel else PACED_RATE
         lines.append(
-            f"p99 at {PACED_RATE} msg/s, {label}: {p99:.1f} ms (achieved {result.throughput:.0f} msg/s; "
+            f"p99 at {rate} msg/s, {label}: {p99:.1f} ms (achieved {result.throughput:.0f} msg/s; "
             f"{verdict} the {TARGET_P99_MS:.0f} ms target{extra})"
         )
     return lines
