@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from intents.calibration import Calibration, calibrate
+from intents.courtesy import strip_courtesy
 from intents.encoder import DEFAULT_MODEL, load_encoder
 from intents.lexical import FUNCTION_WORDS, LexicalIndex, Target, build_lexical, candidates
 from intents.normalize import normalize
@@ -206,8 +207,9 @@ class Classifier:
 
     def rank(self, text: str, k: int = 3) -> tuple[Candidate, ...]:
         """The k best FAQ entries for text, one per entry, best first, ignoring rules and thresholds."""
-        words = self.tokenizer.words(normalize(text or "")[: self.options.max_chars])
-        return self._entry_candidates(self._ranked(words, text)[1], k) if words else ()
+        core = strip_courtesy(normalize(text or "")[: self.options.max_chars])
+        words = self.tokenizer.words(core)
+        return self._entry_candidates(self._ranked(words, core)[1], k) if words else ()
 
     # ---- classify ---------------------------------------------------------------------------
 
@@ -231,8 +233,12 @@ class Classifier:
         normalized = normalize(text or "")
         # A pasted essay is matched on its opening (where people put the question) to bound the
         # latency; rule keywords are still looked for in all of it.
-        matched = self.keyword_rules.strip_negated(normalized[: self.options.max_chars])
-        tokens = self.tokenizer.words(matched or normalized[: self.options.max_chars])
+        whole = self.keyword_rules.strip_negated(normalized[: self.options.max_chars])
+        whole = whole or normalized[: self.options.max_chars]
+        # Greetings and thanks around the question are not the question (intents.courtesy); rule
+        # keywords below still see them ("谢谢，转人工").
+        core = strip_courtesy(whole)
+        tokens = self.tokenizer.words(core)
         if not tokens:
             # Only emoji/punctuation/whitespace: nothing to match and nothing to hand over; ask for words.
             return Prediction(
@@ -245,17 +251,37 @@ class Classifier:
         rule = self.keyword_rules.match(normalized.replace(" ", ""))
         if rule is not None:
             return self._rule_prediction(rule, 1.0, tokens)
+        prediction = self._decide(tokens, normalized)
+        if core != whole and prediction.decision is not Decision.ANSWER and prediction.intent is None:
+            # Courtesy around little else ("早上好亲爱的"): the whole text is small talk after all.
+            words = self.tokenizer.words(whole)
+            said = self._lexical_intent(candidates(self._index, self.options, self._n_entries, words), words)
+            if said is not None:
+                return said
+        return prediction
 
+    def _lexical_intent(
+        self, lexical: list[tuple[float, int, int]], tokens: tuple[str, ...]
+    ) -> Prediction | None:
+        """A rule intent's prediction when it tops the lexical ranking clearly enough, else None."""
+        if not lexical:
+            return None
+        top_score, top, _ = lexical[0]
+        top_intent = self._targets[top].intent
+        if top_intent is None or top_score < self.options.intent_bar:
+            return None
+        runner_up = lexical[1][0] if len(lexical) > 1 else 0.0
+        return self._rule_prediction(top_intent, self._confidence(top_score, runner_up), tokens)
+
+    def _decide(self, tokens: tuple[str, ...], normalized: str) -> Prediction:
+        """The decision for a text's matched words (`tokens`; `normalized`: all of it)."""
         lexical = candidates(self._index, self.options, self._n_entries, tokens)
-        if lexical:
-            # Rule intents (small talk, 转人工) are decided on the lexical ranking alone, before the
-            # semantic stage: a "谢谢" or "在吗" costs no embedding.
-            top_score, top, _ = lexical[0]
-            top_intent = self._targets[top].intent
-            if top_intent is not None and top_score >= self.options.intent_bar:
-                runner_up = lexical[1][0] if len(lexical) > 1 else 0.0
-                return self._rule_prediction(top_intent, self._confidence(top_score, runner_up), tokens)
-        entries, meaning = self._fused(lexical, text)
+        # Rule intents (small talk, 转人工) are decided on the lexical ranking alone, before the
+        # semantic stage: a "谢谢" or "在吗" costs no embedding.
+        said = self._lexical_intent(lexical, tokens)
+        if said is not None:
+            return said
+        entries, meaning = self._fused(lexical, strip_courtesy(normalized[: self.options.max_chars]))
         ranked = lexical
         if not ranked and not entries:
             return Prediction(decision=Decision.HANDOFF, confidence=0.0, reason="no_match", tokens=tokens)

@@ -72,6 +72,28 @@ def test_a_question_between_two_entries_gets_them_both_as_suggestions_not_a_hand
     assert classifier.classify("明天上海会下雨吗").decision is Decision.HANDOFF
 
 
+@pytest.mark.parametrize(
+    ("text", "bare"),
+    [
+        ("嗯嗯，那个，运费谁出？多谢啦", "运费谁出"),
+        ("你好呀 包邮吗 感谢感谢", "包邮吗"),  # was answered as a thanks
+        ("老板在吗？请问怎么查物流，谢谢！", "怎么查物流"),
+        ("亲，在吗？能开发票吗？谢谢", "能开发票吗"),
+    ],
+)
+def test_a_question_wrapped_in_courtesy_is_answered_like_the_bare_question(shop, text, bare):
+    wrapped, plain = shop.classify(text), shop.classify(bare)
+    assert plain.decision is Decision.ANSWER
+    assert wrapped.decision is Decision.ANSWER and wrapped.entry == plain.entry, wrapped
+    assert wrapped.confidence == plain.confidence  # the same words matched
+
+
+def test_courtesy_with_nothing_else_is_still_small_talk_and_rules_see_every_word(shop):
+    assert shop.classify("早上好亲爱的").decision is Decision.SMALLTALK
+    handoff = shop.classify("谢谢，转人工")
+    assert handoff.decision is Decision.HANDOFF and handoff.reason == "asked_human"
+
+
 def test_empty_text_asks_the_customer_to_type_a_question(shop):
     for text in ("", "   ", "？？？", "😀"):
         prediction = shop.classify(text)

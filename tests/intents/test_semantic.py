@@ -72,6 +72,14 @@ def test_paraphrases_and_typos_rank_their_entry_first(semantic_shop, text, entry
     assert semantic_shop.classify(text).decision is not Decision.HANDOFF
 
 
+def test_courtesy_around_a_question_is_not_embedded_with_it(semantic_shop):
+    """The semantic stage embeds the question without the greeting and the thanks (intents.courtesy)."""
+    wrapped = semantic_shop.classify("你好呀，在吗？包邮吗？感谢感谢", memo=False)
+    plain = semantic_shop.classify("包邮吗", memo=False)
+    assert wrapped.decision is Decision.ANSWER and wrapped.entry == plain.entry
+    assert wrapped.confidence == plain.confidence
+
+
 def test_off_topic_and_bare_words_are_not_answered(semantic_shop):
     for text in ("怎么做红烧肉", "今天天气怎么样", "退", "那个券"):
         assert semantic_shop.classify(text).decision is not Decision.ANSWER, text

@@ -1,0 +1,157 @@
+"""Greetings, ways of addressing the shop and thanks around a question, taken off before it is matched.
+
+Customers wrap questions in courtesy: "老板在吗，请问怎么退货，谢谢" asks exactly "怎么退货". The wrapping is
+not the question: its words made the lexical vector and the sentence embedding drift from the FAQ's (on the
+demo FAQ a third of clear questions wrapped that way fell from an answer to 猜你想问), and a greeting or a
+thanks could even outscore the FAQ entry and be answered as small talk. The matcher matches what is left
+when these are taken off both ends of the normalised text (`strip_courtesy`); rule intents still see the
+whole text ("谢谢，转人工" hands over), and a text that is nothing but courtesy keeps its words (it is
+small talk, which the rule intents answer).
+
+The phrases are general Chinese customer-service courtesy, not any FAQ's or evaluation set's wording; only
+phrases that never carry the question are listed ("可以吗", "能不能" stay: they are how questions end).
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["ADDRESSING", "LEADING", "TRAILING", "strip_courtesy"]
+
+# Openings that never begin a question's own words: greetings and "may I ask" formulas.
+LEADING = (
+    "您好",
+    "你好",
+    "你好呀",
+    "你好啊",
+    "嗨",
+    "哈喽",
+    "哈罗",
+    "在吗",
+    "在不在",
+    "有人吗",
+    "有人在吗",
+    "亲亲",
+    "客服你好",
+    "客服您好",
+    "小姐姐",
+    "小哥哥",
+    "早上好",
+    "上午好",
+    "中午好",
+    "下午好",
+    "晚上好",
+    "打扰一下",
+    "打扰了",
+    "打扰下",
+    "不好意思",
+    "请问",
+    "请问一下",
+    "请问下",
+    "麻烦问一下",
+    "麻烦问下",
+    "麻烦请问",
+    "问一下",
+    "问个事",
+    "问个问题",
+    "请教一下",
+    "请教下",
+    "咨询一下",
+    "咨询下",
+    "想咨询一下",
+    "我想咨询一下",
+    "我想问一下",
+    "我想问下",
+    "想问一下",
+    "想问下",
+    "嗯嗯",
+    "emm",
+    "emmm",
+    "还有个问题",
+    "顺便问一下",
+    "顺便问下",
+)
+
+# Ways of addressing and fillers that may also begin a word ("客服电话", "亲子", "那个订单", "对了吗"):
+# taken off only when a space (punctuation in the original) or another opening follows.
+ADDRESSING = (
+    "hi",
+    "hello",
+    "亲",
+    "亲爱的",
+    "老板",
+    "掌柜",
+    "店家",
+    "商家",
+    "客服",
+    "美女",
+    "喂",
+    "那个",
+    "嗯",
+    "呃",
+    "对了",
+    "另外",
+)
+
+# Closings: thanks, urgency and pleas to answer.
+TRAILING = (
+    "谢谢",
+    "谢谢你",
+    "谢谢您",
+    "谢谢啦",
+    "谢谢了",
+    "谢啦",
+    "谢了",
+    "多谢",
+    "多谢了",
+    "感谢",
+    "感谢感谢",
+    "非常感谢",
+    "万分感谢",
+    "十分感谢",
+    "蟹蟹",
+    "3q",
+    "thx",
+    "thanks",
+    "thank you",
+    "辛苦了",
+    "辛苦啦",
+    "辛苦",
+    "麻烦了",
+    "麻烦你了",
+    "麻烦您了",
+    "拜托了",
+    "拜托",
+    "在线等",
+    "急急急",
+    "求回复",
+    "求解答",
+    "速回",
+    "尽快回复",
+    "请尽快回复",
+    "等回复",
+    "哈",
+    "哈哈",
+)
+
+
+def _alternation(phrases: tuple[str, ...]) -> str:
+    # Longest first: "你好呀" before "你好", "谢谢你" before "谢谢".
+    return "|".join(re.escape(p) for p in sorted(set(phrases), key=len, reverse=True))
+
+
+# One or more phrases at an end, with the spaces normalize() left where punctuation was. A trailing
+# particle (呀, 啊, 哦) may follow a phrase: "谢谢啊", "在吗哦" are the same courtesy.
+_OPENING = rf"(?:{_alternation(LEADING)})[呀啊哦哈啦]?"
+_ADDRESS = rf"(?:{_alternation(ADDRESSING)})[呀啊哦哈啦]?"
+_HEAD = re.compile(rf"^(?:{_OPENING}\s*|{_ADDRESS}(?:\s+|(?={_OPENING}|{_ADDRESS})))+")
+_TAIL = re.compile(rf"(?:\s*(?:{_alternation(TRAILING)})[呀啊哦哈啦呢]?)+$")
+# What must be left for the stripped text to be matched instead: at least this many characters.
+MIN_LEFT = 2
+
+
+def strip_courtesy(normalized: str) -> str:
+    """`normalized` (intents.normalize's form) without courtesy at either end; unchanged when that
+    would leave fewer than MIN_LEFT characters (the message is courtesy itself)."""
+    core = _TAIL.sub("", _HEAD.sub("", normalized)).strip()
+    return core if len(core.replace(" ", "")) >= MIN_LEFT else normalized
