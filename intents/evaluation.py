@@ -15,7 +15,7 @@ from intents.matcher import Classifier
 from intents.prediction import Decision
 from kb.model import KnowledgeBase
 
-__all__ = ["MUST_NOT_ANSWER", "METRIC_KEYS", "evaluate", "learn_split", "read_tsv"]
+__all__ = ["MUST_NOT_ANSWER", "METRIC_KEYS", "evaluate", "learn_split", "read_tsv", "wrapped"]
 
 CURVE_POINTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.62, 0.7, 0.8, 0.9)
 
@@ -37,6 +37,45 @@ METRIC_KEYS = (
     "p50_us",
     "p99_us",
 )
+
+
+# `kefu eval --wrap`: what polite customers put around a question. Written apart from intents.courtesy's
+# lexicon (several are not in it as they stand: "老板在不在", "麻烦问一下哈", "谢谢亲"), so the figure tells
+# how the matcher holds up against courtesy it was not written for.
+WRAP_OPENINGS = (
+    "您好，",
+    "你好呀，",
+    "亲，在吗？",
+    "老板在不在，",
+    "客服您好，",
+    "打扰了，",
+    "麻烦问一下哈，",
+    "hi，",
+    "晚上好，请问",
+    "嗯嗯，那个，",
+    "不好意思打扰一下，",
+    "有人在吗？",
+    "",
+)
+WRAP_CLOSINGS = (
+    "，谢谢",
+    "？谢谢亲",
+    "，感谢感谢！",
+    "，辛苦啦",
+    "，多谢啦",
+    "，在线等，急急急",
+    "～谢谢您",
+    "，麻烦您了",
+    "。拜托了",
+    "？求回复",
+    "",
+)
+
+
+def wrapped(rows: Iterable[tuple[str, str]], *, seed: int = 7) -> list[tuple[str, str]]:
+    """Each question with a courtesy opening and closing drawn from WRAP_* (seeded: the same every run)."""
+    rng = random.Random(seed)
+    return [(rng.choice(WRAP_OPENINGS) + text + rng.choice(WRAP_CLOSINGS), label) for text, label in rows]
 
 
 def read_tsv(path: str | Path) -> list[tuple[str, str]]:

@@ -13,7 +13,7 @@ from typing import Any
 from gateway.cli import add_config_option, load_cli_settings, shown_path
 from gateway.settings import load_settings
 from intents.encoder import OFF, load_encoder
-from intents.evaluation import METRIC_KEYS, evaluate, learn_split, read_tsv
+from intents.evaluation import METRIC_KEYS, evaluate, learn_split, read_tsv, wrapped
 from intents.matcher import Classifier, classifier_builder
 from intents.normalize import normalize
 from intents.prediction import Decision, Thresholds
@@ -42,6 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default=0,
         metavar="N",
         help="add N labelled test questions to their entries (as agents would); evaluate the rest before and after",
+    )
+    ev.add_argument(
+        "--wrap",
+        action="store_true",
+        help="wrap every question in courtesy (您好…谢谢): how the matcher holds up when customers are polite",
     )
     _common(ev)
     ev.set_defaults(func=run_eval)
@@ -186,6 +191,8 @@ def run_eval(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"kefu: {exc}", file=sys.stderr)
         return 2
+    if args.wrap:
+        rows = wrapped(rows)
     before: dict[str, Any] | None = None
     if args.learn > 0:
         # Before and after on the same held-out rows: the taught ones are in neither evaluation, and the
@@ -206,7 +213,8 @@ def run_eval(args: argparse.Namespace) -> int:
     th = classifier.thresholds
     print(
         f"{args.data}: {metrics['n']} questions ({metrics['n_in_scope']} in scope, "
-        f"{metrics['n_must_not_answer']} must not answer); thresholds answer {th.answer}, suggest {th.suggest}"
+        f"{metrics['n_must_not_answer']} must not answer){' wrapped in courtesy' if args.wrap else ''}; "
+        f"thresholds answer {th.answer}, suggest {th.suggest}"
     )
     if before is not None:
         _print_learning(args.learn, before, metrics, th)

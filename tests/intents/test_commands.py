@@ -4,7 +4,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.cli.ask import thresholds_from_config
-from intents.evaluation import METRIC_KEYS
+from intents.evaluation import METRIC_KEYS, wrapped
 from intents.prediction import Thresholds
 
 FAQ = """\
@@ -59,6 +59,27 @@ def test_eval_json_prints_one_object_with_every_key(kb_dir, no_config, tmp_path,
     metrics = json.loads(out)  # exactly one JSON document on stdout
     assert list(metrics) == list(METRIC_KEYS)
     assert metrics["n"] == 3 and metrics["top1_accuracy"] == 1.0 and metrics["oos_answer_rate"] == 0.0
+
+
+def test_eval_wrap_measures_questions_wrapped_in_courtesy(kb_dir, no_config, tmp_path, capsys):
+    data = tmp_path / "test.tsv"
+    data.write_text("我想退货\treturn-how\n能开发票吗\tinvoice\n明天会下雨吗\t-\n", encoding="utf-8")
+    args = ["eval", "--kb", str(kb_dir), "--data", str(data), "--config", no_config]
+    assert main([*args, "--wrap"]) == 0
+    assert "wrapped in courtesy" in capsys.readouterr().out
+    assert main([*args, "--wrap", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["answer_rate"] == 1.0 and metrics["answer_precision"] == 1.0
+    assert metrics["oos_answer_rate"] == 0.0
+
+
+def test_wrapped_rows_keep_the_question_and_its_label():
+    rows = [("我想退货", "return-how"), ("明天会下雨吗", "-")] * 20
+    out = wrapped(rows)
+    assert [label for _, label in out] == [label for _, label in rows]
+    assert all(question in text for (text, _), (question, _) in zip(out, rows, strict=True))
+    assert sum(text != question for (text, _), (question, _) in zip(out, rows, strict=True)) > 30
+    assert out == wrapped(rows)  # seeded: every run measures the same texts
 
 
 def test_eval_table_is_readable(kb_dir, no_config, tmp_path, capsys):
