@@ -44,6 +44,8 @@ MEMO_MAX_CHARS = 64
 # 猜你想问 shows this many entries: a question that clearly belongs to one of them, though not to which,
 # is offered them (see `_classify`).
 SUGGESTIONS = 3
+# What may be left of a text without its courtesy for the whole to count as small talk (早上好亲爱的).
+COURTESY_REMAINDER = 3
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -252,8 +254,14 @@ class Classifier:
         if rule is not None:
             return self._rule_prediction(rule, 1.0, tokens)
         prediction = self._decide(tokens, normalized)
-        if core != whole and prediction.decision is not Decision.ANSWER and prediction.intent is None:
-            # Courtesy around little else ("早上好亲爱的"): the whole text is small talk after all.
+        if (
+            core != whole
+            and len(core.replace(" ", "")) <= COURTESY_REMAINDER
+            and prediction.decision is not Decision.ANSWER
+            and prediction.intent is None
+        ):
+            # Courtesy around a word or two that match nothing ("早上好亲爱的"): the whole text is small
+            # talk after all. Not a longer question the FAQ does not know: that one is not a greeting.
             words = self.tokenizer.words(whole)
             said = self._lexical_intent(candidates(self._index, self.options, self._n_entries, words), words)
             if said is not None:
