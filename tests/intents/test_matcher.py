@@ -90,6 +90,9 @@ def test_a_question_wrapped_in_courtesy_is_answered_like_the_bare_question(shop,
 
 def test_courtesy_with_nothing_else_is_still_small_talk_and_rules_see_every_word(shop):
     assert shop.classify("早上好亲爱的").decision is Decision.SMALLTALK
+    # A question the FAQ does not know, politely asked, goes on as one: not a "不客气".
+    unknown = shop.classify("您好，请问你们招聘吗？感谢感谢！")
+    assert unknown.decision is not Decision.SMALLTALK and unknown.intent is None
     handoff = shop.classify("谢谢，转人工")
     assert handoff.decision is Decision.HANDOFF and handoff.reason == "asked_human"
 
