@@ -145,7 +145,8 @@ def _alternation(phrases: tuple[str, ...]) -> str:
 _OPENING = rf"(?:{_alternation(LEADING)})[呀啊哦哈啦]?"
 _ADDRESS = rf"(?:{_alternation(ADDRESSING)})[呀啊哦哈啦]?"
 _HEAD = re.compile(rf"^(?:{_OPENING}\s*|{_ADDRESS}(?:\s+|(?={_OPENING}|{_ADDRESS})))+")
-_TAIL = re.compile(rf"(?:\s*(?:{_alternation(TRAILING)})[呀啊哦哈啦呢]?)+$")
+# A thanks may name whom it thanks ("谢谢亲", "谢谢老板", "多谢客服").
+_TAIL = re.compile(rf"(?:\s*(?:{_alternation(TRAILING)})(?:{_alternation(ADDRESSING)})?[呀啊哦哈啦呢]?)+$")
 # What must be left for the stripped text to be matched instead: at least this many characters.
 MIN_LEFT = 2
 

@@ -19,6 +19,8 @@ from intents.normalize import normalize
         ("嗯嗯，那个，运费谁出？多谢啦", "运费谁出"),
         ("对了，发票怎么开", "发票怎么开"),
         ("不好意思打扰一下，请问包邮吗", "包邮吗"),
+        ("能开发票吗？谢谢亲", "能开发票吗"),
+        ("多久发货 多谢老板啦", "多久发货"),
     ],
 )
 def test_greetings_and_thanks_around_a_question_are_taken_off(text: str, core: str) -> None:
