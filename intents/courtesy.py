@@ -142,17 +142,39 @@ def _alternation(phrases: tuple[str, ...]) -> str:
 
 # One or more phrases at an end, with the spaces normalize() left where punctuation was. A trailing
 # particle (呀, 啊, 哦) may follow a phrase: "谢谢啊", "在吗哦" are the same courtesy.
-_OPENING = rf"(?:{_alternation(LEADING)})[呀啊哦哈啦]?"
-_ADDRESS = rf"(?:{_alternation(ADDRESSING)})[呀啊哦哈啦]?"
-_HEAD = re.compile(rf"^(?:{_OPENING}\s*|{_ADDRESS}(?:\s+|(?={_OPENING}|{_ADDRESS})))+")
-# A thanks may name whom it thanks ("谢谢亲", "谢谢老板", "多谢客服").
-_TAIL = re.compile(rf"(?:\s*(?:{_alternation(TRAILING)})(?:{_alternation(ADDRESSING)})?[呀啊哦哈啦呢]?)+$")
+_OPENING = rf"(?>{_alternation(LEADING)})[呀啊哦哈啦]?+"
+_ADDRESS = rf"(?>{_alternation(ADDRESSING)})[呀啊哦哈啦]?+"
+# Possessive (`++`, `?+`): what a repetition took is never given back. Phrases overlap ("你好你好" is one
+# phrase twice, "嗯嗯" one or two), and with backtracking a long run of them would be tried in every split.
+_HEAD = re.compile(rf"^(?:{_OPENING}\s*+|{_ADDRESS}(?:\s++|(?={_OPENING}|{_ADDRESS})))++")
+# Closings are taken off the end one at a time with str.endswith, longest phrase first: a regex anchored
+# at the end tries every start, and overlapping phrases ("感谢感谢" × 100 + "吗") made that exponential.
+_CLOSINGS = tuple(sorted(set(TRAILING), key=len, reverse=True))
+_WHOM = tuple(sorted(set(ADDRESSING), key=len, reverse=True)) + ("",)  # a thanks may name whom: 谢谢亲
+_PARTICLES = "呀啊哦哈啦呢"
 # What must be left for the stripped text to be matched instead: at least this many characters.
 MIN_LEFT = 2
+
+
+def _without_closing(text: str) -> str | None:
+    """`text` without the one closing it ends with (a thanks, the one thanked, a particle), else None."""
+    bodies = (text[:-1], text) if text[-1:] in _PARTICLES else (text,)
+    for body in bodies:
+        for whom in _WHOM:
+            if not body.endswith(whom):
+                continue
+            rest = body[: len(body) - len(whom)]
+            for phrase in _CLOSINGS:
+                if rest.endswith(phrase):
+                    return rest[: len(rest) - len(phrase)]
+    return None
 
 
 def strip_courtesy(normalized: str) -> str:
     """`normalized` (intents.normalize's form) without courtesy at either end; unchanged when that
     would leave fewer than MIN_LEFT characters (the message is courtesy itself)."""
-    core = _TAIL.sub("", _HEAD.sub("", normalized)).strip()
+    core = _HEAD.sub("", normalized).rstrip()
+    while (shorter := _without_closing(core)) is not None:
+        core = shorter.rstrip()
+    core = core.strip()
     return core if len(core.replace(" ", "")) >= MIN_LEFT else normalized

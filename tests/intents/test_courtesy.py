@@ -50,3 +50,14 @@ def test_words_that_only_look_like_courtesy_stay(text: str) -> None:
 def test_a_message_of_courtesy_alone_keeps_its_words(text: str) -> None:
     """Small talk: the rule intents answer it from its words, so nothing is taken away."""
     assert strip_courtesy(normalize(text)) == normalize(text)
+
+
+def test_long_runs_of_courtesy_are_taken_off_in_one_pass() -> None:
+    """Hostile input: overlapping phrases repeated (感谢感谢 is one phrase or two). A regex anchored at the
+    end tried every split of such a run that fails at the last character: at 22 repetitions it took 30 ms,
+    each 4 more ×8, so a 200-character message would never have finished."""
+    assert strip_courtesy("感谢" * 100 + "吗") == "感谢" * 100 + "吗"  # not a closing: kept
+    assert strip_courtesy("怎么退货" + "感谢" * 98) == "怎么退货"
+    assert strip_courtesy("怎么退货" + "谢谢 " * 60) == "怎么退货"
+    assert strip_courtesy("你好" * 100 + "怎么退货") == "怎么退货"
+    assert strip_courtesy("哈" * 200) == "哈" * 200  # nothing but courtesy
