@@ -135,30 +135,35 @@ TRAILING = (
 )
 
 
+def _longest_first(phrases: tuple[str, ...]) -> tuple[str, ...]:
+    # "你好呀" before "你好", "谢谢你" before "谢谢": the longer phrase is the one said.
+    return tuple(sorted(set(phrases), key=lambda p: (-len(p), p)))
+
+
 def _alternation(phrases: tuple[str, ...]) -> str:
-    # Longest first: "你好呀" before "你好", "谢谢你" before "谢谢".
-    return "|".join(re.escape(p) for p in sorted(set(phrases), key=len, reverse=True))
+    return "|".join(re.escape(p) for p in _longest_first(phrases))
 
 
-# One or more phrases at an end, with the spaces normalize() left where punctuation was. A trailing
-# particle (呀, 啊, 哦) may follow a phrase: "谢谢啊", "在吗哦" are the same courtesy.
-_OPENING = rf"(?>{_alternation(LEADING)})[呀啊哦哈啦]?+"
-_ADDRESS = rf"(?>{_alternation(ADDRESSING)})[呀啊哦哈啦]?+"
-# Possessive (`++`, `?+`): what a repetition took is never given back. Phrases overlap ("你好你好" is one
+# An interjection may follow a phrase: "谢谢啊", "在吗哦" are the same courtesy (and "谢谢呢" at the end).
+_INTERJECTIONS = "呀啊哦哈啦"
+_PARTICLES = _INTERJECTIONS + "呢"
+# Openings at the start, with the spaces normalize() left where punctuation was. Possessive (`++`, `?+`)
+# and atomic (`(?>…)`): what a repetition took is never given back. Phrases overlap ("你好你好" is one
 # phrase twice, "嗯嗯" one or two), and with backtracking a long run of them would be tried in every split.
+_OPENING = rf"(?>{_alternation(LEADING)})[{_INTERJECTIONS}]?+"
+_ADDRESS = rf"(?>{_alternation(ADDRESSING)})[{_INTERJECTIONS}]?+"
 _HEAD = re.compile(rf"^(?:{_OPENING}\s*+|{_ADDRESS}(?:\s++|(?={_OPENING}|{_ADDRESS})))++")
 # Closings are taken off the end one at a time with str.endswith, longest phrase first: a regex anchored
 # at the end tries every start, and overlapping phrases ("感谢感谢" × 100 + "吗") made that exponential.
-_CLOSINGS = tuple(sorted(set(TRAILING), key=len, reverse=True))
-_WHOM = tuple(sorted(set(ADDRESSING), key=len, reverse=True)) + ("",)  # a thanks may name whom: 谢谢亲
-_PARTICLES = "呀啊哦哈啦呢"
+_CLOSINGS = _longest_first(TRAILING)
+_WHOM = (*_longest_first(ADDRESSING), "")  # a thanks may name whom it thanks: 谢谢亲, 谢谢老板
 # What must be left for the stripped text to be matched instead: at least this many characters.
 MIN_LEFT = 2
 
 
 def _without_closing(text: str) -> str | None:
     """`text` without the one closing it ends with (a thanks, the one thanked, a particle), else None."""
-    bodies = (text[:-1], text) if text[-1:] in _PARTICLES else (text,)
+    bodies = (text[:-1], text) if text and text[-1] in _PARTICLES else (text,)
     for body in bodies:
         for whom in _WHOM:
             if not body.endswith(whom):

@@ -235,8 +235,8 @@ class Classifier:
         normalized = normalize(text or "")
         # A pasted essay is matched on its opening (where people put the question) to bound the
         # latency; rule keywords are still looked for in all of it.
-        whole = self.keyword_rules.strip_negated(normalized[: self.options.max_chars])
-        whole = whole or normalized[: self.options.max_chars]
+        clipped = normalized[: self.options.max_chars]
+        whole = self.keyword_rules.strip_negated(clipped) or clipped
         # Greetings and thanks around the question are not the question (intents.courtesy); rule
         # keywords below still see them ("谢谢，转人工").
         core = strip_courtesy(whole)
@@ -253,7 +253,9 @@ class Classifier:
         rule = self.keyword_rules.match(normalized.replace(" ", ""))
         if rule is not None:
             return self._rule_prediction(rule, 1.0, tokens)
-        prediction = self._decide(tokens, normalized)
+        # The semantic stage embeds the text without its courtesy, negated words included (as before).
+        meant = core if whole == clipped else strip_courtesy(clipped)
+        prediction = self._decide(tokens, normalized, meant)
         if (
             core != whole
             and len(core.replace(" ", "")) <= COURTESY_REMAINDER
@@ -281,15 +283,16 @@ class Classifier:
         runner_up = lexical[1][0] if len(lexical) > 1 else 0.0
         return self._rule_prediction(top_intent, self._confidence(top_score, runner_up), tokens)
 
-    def _decide(self, tokens: tuple[str, ...], normalized: str) -> Prediction:
-        """The decision for a text's matched words (`tokens`; `normalized`: all of it)."""
+    def _decide(self, tokens: tuple[str, ...], normalized: str, meant: str) -> Prediction:
+        """The decision for a text's matched words (`tokens`; `normalized`: all of it; `meant`: what the
+        semantic stage embeds)."""
         lexical = candidates(self._index, self.options, self._n_entries, tokens)
         # Rule intents (small talk, 转人工) are decided on the lexical ranking alone, before the
         # semantic stage: a "谢谢" or "在吗" costs no embedding.
         said = self._lexical_intent(lexical, tokens)
         if said is not None:
             return said
-        entries, meaning = self._fused(lexical, strip_courtesy(normalized[: self.options.max_chars]))
+        entries, meaning = self._fused(lexical, meant)
         ranked = lexical
         if not ranked and not entries:
             return Prediction(decision=Decision.HANDOFF, confidence=0.0, reason="no_match", tokens=tokens)
