@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
+
+logger = logging.getLogger(__name__)
 
 
 class WakeLoop:
@@ -37,6 +40,7 @@ class WakeLoop:
 
     def start(self, name: str) -> None:
         self._task = asyncio.create_task(self._run(), name=name)
+        self._task.add_done_callback(_said_if_failed)
 
     @property
     def task(self) -> asyncio.Task[None] | None:
@@ -70,3 +74,10 @@ class WakeLoop:
             wait = True
             if not await self._step():
                 return
+
+
+def _said_if_failed(task: asyncio.Task[None]) -> None:
+    # A step that raised ends the loop (a socket no longer pushed to): said when it happens, not swallowed
+    # by the stop() that comes later.
+    if not task.cancelled() and (error := task.exception()) is not None:
+        logger.error("%s ended: its step failed", task.get_name(), exc_info=error)

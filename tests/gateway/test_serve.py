@@ -120,10 +120,17 @@ def test_the_event_loop_is_uvloop_where_installed_unless_asyncio_is_asked_for(mo
     import uvloop
 
     from gateway.serve import StartupFailed, event_loop_factory
+    from gateway.settings import SettingsError, settings_from_mapping
 
     assert event_loop_factory("auto") is uvloop.new_event_loop
     assert event_loop_factory("uvloop") is uvloop.new_event_loop
     assert event_loop_factory("asyncio") is None
+    try:
+        settings_from_mapping({"server": {"event_loop": "uvlop"}})
+    except SettingsError as exc:  # a typo is refused with the key and the allowed values
+        assert "server.event_loop" in str(exc) and "'uvloop'" in str(exc)
+    else:
+        raise AssertionError("server.event_loop: uvlop was accepted")
     monkeypatch.setitem(sys.modules, "uvloop", None)  # as on a platform without its wheel
     assert event_loop_factory("auto") is None
     try:

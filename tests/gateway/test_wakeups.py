@@ -102,3 +102,23 @@ async def test_step_first_runs_once_before_any_wake_up_then_waits() -> None:
         await asyncio.sleep(0)
     assert steps == [1]
     await loop.stop()
+
+
+async def test_a_step_that_fails_ends_the_loop_and_is_logged_when_it_happens(caplog) -> None:
+    flag = asyncio.Event()
+
+    async def step() -> bool:
+        raise RuntimeError("the push broke")
+
+    loop = WakeLoop(flag, 60.0, step, step_first=True)
+    loop.start("test-failing-step")
+    task = loop.task
+    assert task is not None
+    await _turns(task)  # type: ignore[arg-type]
+    assert task.done()
+    await asyncio.sleep(0)  # the done-callback's turn
+    failed = [r for r in caplog.records if r.name == "gateway.wakeups"]
+    assert [r.getMessage() for r in failed] == ["test-failing-step ended: its step failed"]
+    assert failed[0].exc_info is not None and "the push broke" in str(failed[0].exc_info[1])
+    await loop.stop()  # quietly: said once already
+    assert len([r for r in caplog.records if r.name == "gateway.wakeups"]) == 1
