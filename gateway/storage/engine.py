@@ -21,6 +21,9 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# `PRAGMA journal_mode=WAL` refused as a deadlock breaker (several processes opening a new file) is asked
+# again up to this many times.
+WAL_ATTEMPTS = 20
 PG_CONNECT_TIMEOUT_S = 10.0
 PG_STATEMENT_TIMEOUT_S = 30.0
 PG_POOL_TIMEOUT_S = 30.0
@@ -235,13 +238,27 @@ def may_hold_transaction(pooled: Any) -> None:
     pooled.info[_NO_BEGIN] = False
 
 
+def _wal(cursor: Any) -> None:
+    """Put the database file in WAL mode (a property of the file, kept once set)."""
+    for attempt in range(WAL_ATTEMPTS):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:
+            # Processes opening a new file at once all switch it, and SQLite breaks the deadlock by
+            # refusing one of them at once ("database is locked": the busy timeout does not apply there).
+            # Asked again, it waits for the others' switch or makes its own.
+            if "locked" not in str(exc) or attempt == WAL_ATTEMPTS - 1:
+                raise
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take over transaction control from the driver so that "begin" below can say IMMEDIATE.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt

@@ -78,3 +78,24 @@ async def test_an_autocommit_read_costs_no_rollback_but_a_failed_write_is_rolled
         assert rows == [{"n": 0}]
     finally:
         await store.dispose()
+
+
+async def test_processes_opening_a_new_sqlite_file_at_once_all_connect(tmp_path: Any) -> None:
+    """Each engine switches the new file to WAL on connect; SQLite refuses one of two switching at once
+    ("database is locked", no busy wait) and it is asked again. Before, 4-6 of 800 such connects failed
+    (it took `test_three_upgraders_at_once_migrate_once` down once in CI)."""
+    from gateway.storage.engine import create_engine
+
+    failed: list[BaseException] = []
+    for i in range(200):
+        engines = [create_engine(f"sqlite+aiosqlite:///{tmp_path}/new-{i}.db") for _ in range(4)]
+
+        async def connect(engine: Any) -> None:
+            async with engine.connect() as conn:
+                assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+
+        outcomes = await asyncio.gather(*(connect(e) for e in engines), return_exceptions=True)
+        failed += [o for o in outcomes if isinstance(o, BaseException)]
+        for engine in engines:
+            await engine.dispose()
+    assert failed == []
