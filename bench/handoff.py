@@ -42,14 +42,47 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def thread_cpu(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of each thread of a process so far (threads that ended are not counted)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError):  # a thread that ended meanwhile
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            out[int(task.name)] = (int(fields[11]) + int(fields[12])) / _TICKS
+    return out
+
+
+# base URL → (event loop thread, all other threads) CPU as shares of one core over its last measured phase.
+THREADS: dict[str, tuple[float, float]] = {}
+
+
 def measured(base: str, run: object) -> tuple[wh.Result, float]:
-    """Run a phase (a coroutine) against `base`; its result and the server's CPU ms per answered message."""
+    """Run a phase (a coroutine) against `base`; its result and the server's CPU ms per answered message.
+
+    Also records in THREADS how busy the server's event loop thread (the main thread) and its other
+    threads (SQLite's, the encoders') were: two threads of one process share one GIL, so when the two
+    shares add up to about one core the process is bound by the GIL, not by waiting or by the machine."""
     pid = wh.SERVER_PIDS[base]
-    before = cpu_seconds(pid)
+    before, threads = cpu_seconds(pid), thread_cpu(pid)
+    start = time.monotonic()
     result = asyncio.run(run)  # type: ignore[arg-type]
     spent = cpu_seconds(pid) - before
+    wall = time.monotonic() - start
+    after = thread_cpu(pid)
+    if wall > 0:
+        main = (after.get(pid, 0.0) - threads.get(pid, 0.0)) / wall
+        others = sum(v - threads.get(t, 0.0) for t, v in after.items() if t != pid) / wall
+        THREADS[base] = (main, others)
     answered = len(result.latencies) or 1
     return result, spent * 1000 / answered
+
+
+def threads_said(base: str) -> str:
+    """The last phase's thread shares of `base`, for a report line ('' when not measured)."""
+    if base not in THREADS:
+        return ""
+    main, others = THREADS[base]
+    return f", event loop {main:.2f} + other threads {others:.2f} of a core"
 
 
 def _supervisor_token(config: Path) -> str:
@@ -142,7 +175,7 @@ def run_handoff() -> list[str]:
             lines.append(
                 f"{wh._fmt(f'round {n}, kefu (SQLite)', results['kefu'])}   ratio {ratio:.2f} ({verdict} "
                 f"{HANDOFF_TARGET_RATIO}), {results['kefu'].throughput / first:.2f} of round 1, "
-                f"{_cpu(cpu['kefu'], cpu['bare'])}, queue {wh._queued(directory / 'kefu.db')}"
+                f"{_cpu(cpu['kefu'], cpu['bare'])}{threads_said(kefu)}, queue {wh._queued(directory / 'kefu.db')}"
             )
         # The queue API before the paced run: a saturating open-loop run leaves a backlog the server is still
         # working through when the client stops. And after the rounds' 留言 notices went out (up to a

@@ -491,6 +491,8 @@ def run() -> list[str]:
         f"servers and client on 127.0.0.1, {os.cpu_count()} CPUs; every mix its own 500 customers, and the "
         "customers it left queued for a human (bot only: expected 0)"
     ]
+    from bench.handoff import THREADS as thread_shares
+
     results: dict[tuple[str, str], Result] = {}
     with tempfile.TemporaryDirectory(prefix="kefu-bench-") as tmp, _server("api", None) as api_base:
         config = _write_config(Path(tmp) / "a", api_base)
@@ -505,21 +507,24 @@ def run() -> list[str]:
                 for base in (bare, kefu):
                     asyncio.run(_closed(base, account, safe, WARMUP_REQUESTS, customers=mode[0]))
                 cpu: dict[str, list[float]] = {"bare": [], "kefu": []}
+                shares: dict[str, list[tuple[float, float]]] = {"bare": [], "kefu": []}
                 for _ in range(ROUNDS):
                     for name, base in (("bare", bare), ("kefu", kefu)):
                         phase = _closed(base, account, safe, CLOSED_REQUESTS, customers=mode[0])
                         result, ms = measured(base, phase)
                         rounds[name].append(result)
                         cpu[name].append(ms)
+                        shares[name].append(thread_shares.get(base, (0.0, 0.0)))
                 for name in ("bare", "kefu"):
                     results[(name, mode)] = _median(rounds[name])
                     spread = ", ".join(f"{r.throughput:.0f}" for r in rounds[name])
                     label = f"bare echo, {mode}" if name == "bare" else f"kefu (SQLite), {mode}"
                     ms = sorted(cpu[name])[len(cpu[name]) // 2]
                     queued = f", queued {_queued(database, mode[0])}" if name == "kefu" else ""
+                    main, others = sorted(shares[name])[len(shares[name]) // 2]
                     lines.append(
                         f"{_fmt(label, results[(name, mode)])}   CPU {ms:.2f} ms/msg   (rounds: {spread} msg/s"
-                        f"{queued})"
+                        f"{queued}; event loop {main:.2f} + other threads {others:.2f} of a core)"
                     )
             # Every text new: the matcher's real cost shows (no classification from the memo). Issue 14's
             # target is the lexical matcher's (a server with the semantic stage off); the semantic stage's

@@ -1,8 +1,12 @@
-"""The webhook bench's mixes keep to their own customers, and it counts the queued ones per mix."""
+"""The webhook bench's mixes keep to their own customers, it counts the queued ones per mix, and it splits a
+server's CPU between its event loop and its other threads."""
 
+import asyncio
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench import webhook
 from bench.paced import PACED_MIXES
 from bench.webhook import Payloads, _queued, _write_config
 
@@ -39,3 +43,37 @@ def test_the_every_text_new_target_runs_without_the_semantic_stage(tmp_path: Pat
     semantic = _write_config(tmp_path / "s", "http://127.0.0.1:1").read_text()
     assert "model: none" in lexical and "model:" not in semantic
     assert [m[0] for m in PACED_MIXES if m[3] and not m[4]] == ["every text new, lexical"]
+
+
+def test_a_phase_records_how_busy_the_event_loop_and_the_other_threads_were() -> None:
+    import os
+
+    from bench import handoff
+
+    def burn() -> int:  # CPU on a thread that is not the main one, as SQLite's writer is in kefu
+        total = 0
+        for i in range(3_000_000):
+            total += i * i
+        return total
+
+    # A thread that outlives the phase, as a server's do (one that ended is no longer in /proc).
+    worker = ThreadPoolExecutor(max_workers=1)
+
+    async def phase() -> webhook.Result:
+        await asyncio.get_running_loop().run_in_executor(worker, burn)
+        return webhook.Result(latencies=[0.01] * 10, seconds=1.0, errors=0)
+
+    base = "http://bench.test"
+    webhook.SERVER_PIDS[base] = os.getpid()
+    try:
+        result, ms = handoff.measured(base, phase())
+    finally:
+        del webhook.SERVER_PIDS[base]
+        worker.shutdown()
+    said = handoff.threads_said(base)
+    main, others = handoff.THREADS.pop(base)
+    assert len(result.latencies) == 10 and ms > 0
+    # The burning thread's CPU is counted apart from the event loop's.
+    assert others > 0 and main >= 0 and others > main
+    assert said == f", event loop {main:.2f} + other threads {others:.2f} of a core"
+    assert handoff.threads_said(base) == ""
