@@ -51,6 +51,7 @@ __all__ = [
     "SatisfactionStats",
     "UnansweredCluster",
     "build_rows",
+    "check_year",
     "parse_bound",
     "cluster_questions",
     "default_normalize",
@@ -267,21 +268,36 @@ def build_rows(
 # -- report range ---------------------------------------------------------------------------------------
 
 
+# The years a report, schedule or 质检 range may name. Outside them the datetime arithmetic that follows
+# overflows (0001-01-01 in UTC+8 is before year 1 in UTC, 9999-12-31 has no next day), and no record of
+# a customer-service system lies there anyway.
+EARLIEST_YEAR, LATEST_YEAR = 1970, 2999
+
+
+def check_year(moment: datetime | date, name: str) -> None:
+    """ValueError naming `name` when `moment` lies outside EARLIEST_YEAR…LATEST_YEAR."""
+    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+        raise ValueError(f"{name}: the year {moment.year} is outside {EARLIEST_YEAR}-{LATEST_YEAR}")
+
+
 def parse_bound(value: str | None, tz: ZoneInfo, *, end: bool) -> datetime | None:
     """A --from/--to value in the report time zone; a bare date as --to means the end of that day."""
     if value is None or not value.strip():
         return None
     text = value.strip()
+    name = "--to" if end else "--from"
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
+            check_year(day, name)
             start_of_day = datetime.combine(day, time(0), tzinfo=tz)
             return start_of_day + timedelta(days=1) if end else start_of_day
         moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(
-            f"{'--to' if end else '--from'}: {value!r} is not a date (2026-11-24) or time (2026-11-24T09:00)"
-        ) from None
+    except ValueError as exc:
+        if str(exc).startswith(name):
+            raise
+        raise ValueError(f"{name}: {value!r} is not a date (2026-11-24) or time (2026-11-24T09:00)") from None
+    check_year(moment, name)
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
 
 

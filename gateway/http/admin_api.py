@@ -37,6 +37,7 @@ from handoff.kpis import duration_stats
 from handoff.metrics import conversation_rates, is_handed_off
 from handoff.privacy import mask_sensitive
 from handoff.questions import cluster_questions_capped
+from handoff.reports import check_year
 from intents.normalize import normalize
 
 DEFAULT_RANGE = timedelta(days=1)
@@ -86,6 +87,7 @@ def _parse_time(value: str | None, name: str, tz: tzinfo = UTC) -> datetime | No
             raise http_error(
                 web.HTTPBadRequest, f"{name} must be an ISO 8601 date or time, e.g. 2026-11-24T08:00:00Z"
             ) from None
+        _year_ok(day, name)
         return day.replace(tzinfo=tz).astimezone(UTC)
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -93,7 +95,15 @@ def _parse_time(value: str | None, name: str, tz: tzinfo = UTC) -> datetime | No
         raise http_error(
             web.HTTPBadRequest, f"{name} must be an ISO 8601 date or time, e.g. 2026-11-24T08:00:00Z"
         ) from None
+    _year_ok(parsed, name)
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _year_ok(moment: datetime, name: str) -> None:
+    try:
+        check_year(moment, name)
+    except ValueError as exc:
+        raise http_error(web.HTTPBadRequest, str(exc)) from None
 
 
 # --- unanswered questions, grouped ---------------------------------------------------------------------

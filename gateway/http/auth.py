@@ -69,6 +69,13 @@ async def resolve(request: web.Request, *, token: str | None = None) -> Caller:
     given = bearer_token(request) or (token or "").strip()
     if not given:
         raise unauthorized("missing bearer token (Authorization: Bearer <token> from `kefu agent add`)")
+    if not given.isascii():
+        try:
+            given.encode()
+        except UnicodeEncodeError:
+            # Header bytes that are not UTF-8 arrive as lone surrogates: no token has them, and neither the
+            # hash nor the comparison below could encode them.
+            raise unauthorized("invalid or disabled token") from None
     admin_token = request.app[RUNTIME].settings.admin.token
     if admin_token and hmac.compare_digest(given.encode(), admin_token.encode()):
         return Caller(None)

@@ -23,7 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.http.auth import require_supervisor, resolve
-from gateway.http.bodies import http_error, read_json
+from gateway.http.bodies import http_error, path_id, read_json
 from gateway.keys import HANDOFF, QA, RUNTIME
 from gateway.kpi_report import build_kpi_report, kpi_csv, kpi_xlsx
 from gateway.norms import group_hours
@@ -136,10 +136,7 @@ async def list_view(request: web.Request) -> web.Response:
 
 
 def _conversation_id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 12:
-        raise http_error(web.HTTPNotFound, f"no 质检 result for conversation {raw!r}")
-    return int(raw)
+    return path_id(request, "质检 result for conversation")
 
 
 async def detail_view(request: web.Request) -> web.Response:

@@ -22,12 +22,12 @@ from aiohttp import web
 
 from gateway.handoff_service import HandoffService
 from gateway.http.auth import require_agent, require_supervisor, resolve
-from gateway.http.bodies import http_error, read_json
+from gateway.http.bodies import http_error, parse_int, path_id, read_json
 from gateway.keys import HANDOFF, RUNTIME
 from gateway.norms import group_hours
 from gateway.runtime import Runtime
 from gateway.storage import shifts_store
-from handoff.reports import parse_bound
+from handoff.reports import check_year, parse_bound
 from handoff.shifts import ShiftSpan, SwapPolicy, check_swap, coverage_gaps
 
 __all__ = ["shift_routes"]
@@ -98,18 +98,19 @@ def _moment(value: Any, name: str, tz: ZoneInfo) -> datetime:
         )
     try:
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise http_error(
-            web.HTTPBadRequest, f"{name}: {value!r} is not an ISO-8601 time like 2026-12-07T09:00:00+08:00"
-        ) from None
+        check_year(moment, name)
+    except ValueError as exc:
+        said = (
+            str(exc)
+            if str(exc).startswith(name)
+            else f"{name}: {value!r} is not an ISO-8601 time like 2026-12-07T09:00:00+08:00"
+        )
+        raise http_error(web.HTTPBadRequest, said) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
 
 
 def _id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 12:
-        raise http_error(web.HTTPNotFound, f"no such id {raw!r}")
-    return int(raw)
+    return path_id(request, "such id")
 
 
 async def list_view(request: web.Request) -> web.Response:
@@ -233,8 +234,10 @@ async def request_swap_view(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise http_error(web.HTTPBadRequest, "body must be a JSON object with shift_id and with_agent")
     shift_id, with_name = body.get("shift_id"), body.get("with_agent")
-    if isinstance(shift_id, bool) or not isinstance(shift_id, int | str) or not str(shift_id).isdigit():
+    if isinstance(shift_id, bool) or not isinstance(shift_id, int | str):
         raise http_error(web.HTTPBadRequest, "shift_id: required, the id of one of your shifts")
+    # As a number or a string of ASCII digits ("²" is a digit to str.isdigit), at most a row id.
+    shift_id = parse_int(str(shift_id), "shift_id", minimum=1)
     if not isinstance(with_name, str) or not with_name.strip():
         raise http_error(web.HTTPBadRequest, "with_agent: required, the colleague's name")
     shift = await shifts_store.get_shift(runtime.store, int(shift_id))

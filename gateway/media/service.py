@@ -133,7 +133,9 @@ class Media:
             return False
         if int(exp) < self.clock():
             return False
-        return hmac.compare_digest(sig.encode(), self._signature(ref, int(exp)).encode())
+        return hmac.compare_digest(
+            sig.encode("utf-8", "surrogateescape"), self._signature(ref, int(exp)).encode()
+        )
 
     def message_json(self, message_id: int, stored: Mapping[str, Any] | None) -> dict[str, Any] | None:
         """A message's attachment for the APIs and pages: kind, name, size, mime and a signed `url`."""

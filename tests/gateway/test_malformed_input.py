@@ -144,3 +144,76 @@ async def test_an_over_long_header_line_is_400_without_a_traceback(
     await asyncio.sleep(0)  # let the server finish logging
     no_tracebacks(caplog)
     assert any("bad HTTP request" in r.getMessage() for r in caplog.records)
+
+
+async def _raw_status(kefu: Any, request: bytes) -> bytes:
+    """The status code of a request sent as raw bytes (a client library would refuse to send them)."""
+    reader, writer = await asyncio.open_connection(kefu.server.host, kefu.server.port)
+    writer.write(request)
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    return status_line.split()[1]
+
+
+async def test_a_bearer_token_of_bytes_that_are_not_utf8_is_401(
+    kefu: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # aiohttp reads such header bytes as lone surrogates; the token check used to encode them: a 500.
+    for path in (b"/api/v1/me", b"/admin/api/stats", b"/api/v1/shifts/swaps"):
+        request = b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\xc3\r\n\r\n"
+        assert await _raw_status(kefu, request) == b"401", path
+    no_tracebacks(caplog)
+
+
+async def test_dates_outside_the_supported_years_are_400_naming_the_field(
+    kefu: Any, admin: Console, admin_headers: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # 0001-01-01 in UTC+8 is before year 1 in UTC; 9999-12-31 has no next day: both overflowed (500).
+    for params in ({"from": "0001-01-01"}, {"to": "9999-12-31"}, {"from": "0001-01-01T00:00:00+08:00"}):
+        for path in ("/api/v1/reports/records", "/api/v1/shifts", "/api/v1/shifts/coverage", "/api/v1/qa"):
+            resp = await kefu.get(path, params=params, headers=admin.headers)
+            assert resp.status == 400, (path, params, resp.status)
+            assert "outside 1970-2999" in (await resp.json())["error"], (path, params)
+        stats = await kefu.get("/admin/api/stats", params=params, headers=admin_headers)
+        assert stats.status == 400 and "outside 1970-2999" in (await stats.json())["error"], params
+    shift = {
+        "agent": "主管",
+        "group": "售前",
+        "start": "0001-01-01T09:00:00+08:00",
+        "end": "2026-12-08T18:00:00+08:00",
+    }
+    created = await kefu.post("/api/v1/shifts", json=shift, headers=admin.headers)
+    assert created.status == 400 and "start: the year 1 is outside" in (await created.json())["error"]
+    no_tracebacks(caplog)
+
+
+async def test_a_swap_of_a_shift_id_past_a_row_id_or_not_ascii_is_400(
+    kefu: Any, admin: Console, caplog: pytest.LogCaptureFixture
+) -> None:
+    # str.isdigit() let "²" through to int() (ValueError) and 100 digits to SQLite (OverflowError): 500s.
+    for shift_id in ("1" * 100, "²", str(2**31), 2**40, -3, 0):
+        resp = await kefu.post(
+            "/api/v1/shifts/swaps", json={"shift_id": shift_id, "with_agent": "主管"}, headers=admin.headers
+        )
+        assert resp.status == 400 and "shift_id" in (await resp.json())["error"], shift_id
+    for path in (f"/api/v1/shifts/swaps/{2**40}/approve", f"/api/v1/qa/{2**40}/review"):
+        assert (await kefu.post(path, json={}, headers=admin.headers)).status == 404, path
+    assert (await kefu.delete(f"/api/v1/shifts/{2**40}", headers=admin.headers)).status == 404
+    assert (await kefu.get(f"/api/v1/qa/{2**40}", headers=admin.headers)).status == 404
+    no_tracebacks(caplog)
+
+
+async def test_a_menu_click_whose_event_key_holds_elements_is_400(
+    kefu: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    push = WeChatPush(kefu, "/wechat/shop", WECHAT_TOKEN)
+    for event, key in (("CLICK", "<a>1</a>"), ("subscribe", "<b><c>qrscene_1</c></b>")):
+        xml = (
+            "<xml><ToUserName>gh_1</ToUserName><FromUserName>oKey</FromUserName><CreateTime>1</CreateTime>"
+            f"<MsgType>event</MsgType><Event>{event}</Event><EventKey>{key}</EventKey></xml>"
+        )
+        status, body, _ = await push.post(xml)
+        assert status == 400, (event, status, body)
+        assert event != "CLICK" or "EventKey" in body, body  # it used to reach the pipeline: a 503
+    no_tracebacks(caplog)

@@ -125,7 +125,10 @@ class WebAdapter:
         given = request.headers.get(SIGNATURE_HEADER)
         if not given:
             raise http_error(web.HTTPForbidden, f"missing {SIGNATURE_HEADER}")
-        if not hmac.compare_digest(given.strip().encode(), sign(secret, data).encode()):
+        # surrogateescape: a header of bytes that are not UTF-8 holds lone surrogates; a mismatch, not a 500.
+        if not hmac.compare_digest(
+            given.strip().encode("utf-8", "surrogateescape"), sign(secret, data).encode()
+        ):
             raise http_error(web.HTTPForbidden, f"invalid {SIGNATURE_HEADER}")
 
     async def post_message(self, request: web.Request) -> web.Response:

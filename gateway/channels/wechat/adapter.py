@@ -173,9 +173,10 @@ def to_message(account: str, xml_text: str, raw: Mapping[str, str], *, flat: boo
             return None
         event_key = None
         if event == "click":
-            event_key = wx.key or None
+            event_key = _plain(wx.key, "EventKey") or None
         elif event_type == "subscribe_scan":
-            event_key = wx.scene_id or None  # the qrscene_ parameter of the QR code the customer scanned
+            # the qrscene_ parameter of the QR code the customer scanned
+            event_key = _plain(wx.scene_id, "EventKey") or None
         # WeChat retries events with the same FromUserName + CreateTime; the event name keeps two different
         # events in the same second (subscribe, then a menu click) apart.
         # What happened, in words: the console shows events as a line, never as an empty customer bubble.
