@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -99,3 +101,25 @@ async def test_a_database_error_mid_message_leaves_nothing_and_the_retry_succeed
     inbound = [m for m in stored if m.direction == "in"]
     assert [m.text for m in inbound] == ["转人工"]
     assert [m.reply_to for m in stored if m.sender == "bot"] == [inbound[0].id]
+
+
+async def test_a_signature_of_bytes_that_are_not_utf8_is_403(
+    aiohttp_client: Any, settings_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await aiohttp_client(create_app(settings_factory(channels={"web": {"secret": "s3cret"}})))
+    body = b'{"user_id": "u", "text": "hi"}'
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(
+        b"POST /web/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"X-Kefu-Signature: sha256=\xff\xfe\r\nContent-Length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    assert status_line.split()[1] == b"403"  # the header's lone surrogates used to fail the comparison: 500
+    media = await client.get("/media/x", params={"exp": "9999999999", "sig": "\udcff"}, allow_redirects=False)
+    assert media.status in (403, 404)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
