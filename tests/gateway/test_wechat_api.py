@@ -188,6 +188,25 @@ async def test_retry_of_a_partly_sent_long_text_does_not_repeat_pieces(session, 
     assert wechat_api.texts_to(OPENID) == ["第一段。" * 150, "第二段。" * 150]
 
 
+async def test_a_later_row_with_the_same_long_text_sends_every_piece(session, wechat_api):
+    # Row 7 gave up after its first piece (45015: the customer's 48 h window closed); the customer writes
+    # again and row 8 carries the same answer. Progress used to be kept per (openid, text): row 8 then
+    # skipped piece 1 and was marked sent with half the text delivered.
+    text = "\n".join(["第一段。" * 150, "第二段。" * 150])
+    sender = make_sender(session, wechat_api)
+    wechat_api.fail_next(errcode=45015, after=1)
+    with pytest.raises(SendError) as err:
+        await sender.send_text(OPENID, text, row=7)
+    assert not err.value.retryable
+    await sender.send_text(OPENID, text, row=8)
+    assert wechat_api.texts_to(OPENID) == ["第一段。" * 150, "第一段。" * 150, "第二段。" * 150]
+    wechat_api.fail_next(status=500, after=1)  # and a retry of one row still resumes where it stopped
+    with pytest.raises(SendError):
+        await sender.send_text(OPENID, text, row=9)
+    await sender.send_text(OPENID, text, row=9)
+    assert wechat_api.texts_to(OPENID)[3:] == ["第一段。" * 150, "第二段。" * 150]
+
+
 async def test_empty_text_sends_nothing(session, wechat_api):
     sender = make_sender(session, wechat_api)
     await sender.send_text(OPENID, " \n\x00")

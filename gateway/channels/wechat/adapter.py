@@ -463,7 +463,7 @@ class WeChatAdapter:
             raise SendError(f"no openid in conversation {outgoing.conversation_key!r}", retryable=False)
         attachment = outgoing.attachment
         if attachment is None:
-            await self._api().send_text(openid, outgoing.text)
+            await self._api().send_text(openid, outgoing.text, row=outgoing.outbox_id)
             return
         if attachment.kind != "image":
             raise SendError(
@@ -472,7 +472,7 @@ class WeChatAdapter:
         data = await self._stored_bytes(attachment)
         await self._api().send_image(openid, data, attachment.name or "image.jpg", attachment.mime)
         if outgoing.text != attachment.placeholder():  # a caption goes after the picture
-            await self._api().send_text(openid, outgoing.text)
+            await self._api().send_text(openid, outgoing.text, row=outgoing.outbox_id)
 
     async def _stored_bytes(self, attachment: Attachment) -> bytes:
         media = self.runtime.media

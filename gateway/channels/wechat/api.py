@@ -239,13 +239,17 @@ class CustomerServiceSender:
         self._progress: OrderedDict[str, int] = OrderedDict()
         self._shared = progress
 
-    async def send_text(self, openid: str, text: str) -> None:
-        """Deliver `text` to `openid`, split into several messages when it exceeds the size limit."""
+    async def send_text(self, openid: str, text: str, *, row: int | None = None) -> None:
+        """Deliver `text` to `openid`, split into several messages when it exceeds the size limit.
+
+        `row`: the outbox row being delivered. Progress through a split text is kept per row: a later row
+        with the same text (the customer asks again after a row gave up half-way) starts from piece 1."""
         cleaned = clean_text(text)
         if not cleaned.strip():
             return  # WeChat refuses empty content (44004); there is nothing to deliver
         pieces = split_text(cleaned, self._max_bytes)
-        key = hashlib.sha1(f"{openid}\x00{text}".encode("utf-8", "surrogatepass")).hexdigest()
+        said = f"{openid}\x00{text}" if row is None else f"row {row}\x00{openid}\x00{text}"
+        key = hashlib.sha1(said.encode("utf-8", "surrogatepass")).hexdigest()
         shared = self._shared if len(pieces) > 1 else None
         name = f"wechat:split:{key}"
         done = await shared.get(name) if shared is not None else self._progress.get(key, 0)
