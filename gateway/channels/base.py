@@ -14,10 +14,13 @@ from gateway.message import Attachment
 class SendError(Exception):
     """An outbound send failed; `retryable` says whether the outbox should try again."""
 
-    def __init__(self, reason: str, *, retryable: bool) -> None:
+    def __init__(self, reason: str, *, retryable: bool, maybe_delivered: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
+        # The request may have reached the platform (it timed out or lost its connection once sent): a
+        # retry may then deliver the text a second time (counted as a possible double by the outbox).
+        self.maybe_delivered = maybe_delivered
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,17 @@ def describe_network_error(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def maybe_delivered(exc: BaseException) -> bool:
+    """Whether a request that failed with `exc` may still have reached the platform: it timed out or lost
+    its connection after being sent, not while connecting (then nothing was sent)."""
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return False
+    return isinstance(
+        exc,
+        TimeoutError | aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientOSError,
+    )
+
+
 async def read_json_object(resp: aiohttp.ClientResponse, platform: str) -> dict[str, Any]:
     """The platform's JSON object (sometimes served as text/plain); anything else is a retryable SendError.
 
@@ -92,7 +103,9 @@ async def post_with_token(
                 body = await read_json_object(resp, platform)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise SendError(
-                f"{platform} {what} unreachable: {describe_network_error(exc)}", retryable=True
+                f"{platform} {what} unreachable: {describe_network_error(exc)}",
+                retryable=True,
+                maybe_delivered=maybe_delivered(exc),
             ) from None
         if accepted(body):
             return body

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from gateway.channels.base import ChannelAdapter, Outgoing, SendError
+from gateway.channels.platform_http import maybe_delivered
 from gateway.message import Attachment, utcnow
 from gateway.settings import OutboxSettings
 from gateway.storage import Conflict, OutboxRow, Store, Transaction
@@ -196,14 +197,20 @@ class Outbox:
             logger.warning("outbox: send %d resumed after an expired lease; it may arrive twice", row.id)
             self._double(row.channel, "resumed")
         try:
-            async with asyncio.timeout(SEND_TIMEOUT_S):
+            # Below the lease: a send still under way when its lease ran out would be claimed and sent again
+            # by another process (outbox.lease_s shorter than a slow platform's answer doubled every reply).
+            async with asyncio.timeout(min(SEND_TIMEOUT_S, self.settings.lease_s / 2)):
                 await adapter.send(outgoing)
         except SendError as exc:
             if not exc.retryable:
                 await self._finish(row, "undeliverable", exc.reason, now())
                 return True
+            if exc.maybe_delivered:
+                self._maybe_sent(row, exc.reason)
             return await self._retry(row, exc.reason)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if maybe_delivered(exc):
+                self._maybe_sent(row, type(exc).__name__)
             return await self._retry(row, f"{type(exc).__name__}: {exc}".rstrip(": "))
         except Exception as exc:
             # An adapter bug: keep the row (it may be a transient state) but make the error loud.
@@ -231,6 +238,14 @@ class Outbox:
                     return
                 logger.info("outbox: recording send %d as sent failed (try %d): %s", row.id, attempt + 1, exc)
                 await asyncio.sleep(pause)
+
+    def _maybe_sent(self, row: OutboxRow, error: str) -> None:
+        """A send that failed after its request went out: the platform may have delivered it, and the
+        retry then delivers it again."""
+        logger.warning(
+            "outbox: send %d failed after it went out (%s); its retry may arrive twice", row.id, error
+        )
+        self._double(row.channel, "timeout")
 
     def _double(self, channel: str, cause: str) -> None:
         if self.metrics is not None:

@@ -3,6 +3,7 @@ receiver the delivery and outbox tests send to."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from typing import Any
@@ -56,11 +57,15 @@ class Upstream:
         self.script: list[int] = []
         self.always: int | None = None
         self.texts: list[str] = []
+        # Seconds to wait before answering, one per request (then none): the text is received, the answer late.
+        self.answer_after: list[float] = []
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
         status = self.always or (self.script.pop(0) if self.script else 204)
         self.texts.append(body["text"])
+        if self.answer_after:
+            await asyncio.sleep(self.answer_after.pop(0))
         return web.Response(status=status, text=f"upstream says {status}")
 
 

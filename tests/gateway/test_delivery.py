@@ -254,6 +254,23 @@ async def test_a_send_resumed_after_an_expired_lease_is_counted_as_a_possible_do
     assert 'kefu_outbox_possible_doubles_total{cause="resumed",channel="web"} 1.0' in metrics
 
 
+async def test_a_send_that_timed_out_after_going_out_is_counted_as_a_possible_double(
+    aiohttp_client: Any, settings_factory: Any, upstream: Any
+) -> None:
+    # The receiver got the text but answered too late: the retry delivers it again. That double used to
+    # be silent (kefu_outbox_possible_doubles_total had no sample). And the send is cut at half the lease,
+    # so that no other process claims a row while it is still being sent (lease_s 5 s with a platform
+    # answering in 7 s doubled every reply across two processes).
+    fake, url = upstream
+    fake.answer_after = [2.0]
+    client, runtime = await start_web(aiohttp_client, settings_factory, url, lease_s=0.4, base_delay_s=0.05)
+    await runtime.outbox.enqueue(to("web:default:late", "迟到的回执"))
+    await eventually(lambda: _all_sent(runtime))
+    assert fake.texts == ["迟到的回执", "迟到的回执"]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'kefu_outbox_possible_doubles_total{cause="timeout",channel="web"} 1.0' in metrics
+
+
 async def test_recording_a_delivered_send_is_retried_when_the_database_is_busy(
     aiohttp_client: Any, settings_factory: Any, upstream: Any
 ) -> None:

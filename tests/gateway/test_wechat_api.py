@@ -129,6 +129,7 @@ async def test_unreachable_api_is_retryable_and_does_not_leak_the_token(session,
     with pytest.raises(SendError) as err:
         await sender.send_text(OPENID, "hello")
     assert err.value.retryable is True
+    assert not err.value.maybe_delivered  # nothing reached WeChat: no possible double
     assert "TOPSECRET" not in err.value.reason
     assert "TOPSECRET" not in caplog.text
 
@@ -143,6 +144,7 @@ async def test_slow_api_times_out_as_retryable(session, wechat_api):
         await sender.send_text(OPENID, "hello")
     assert err.value.retryable is True
     assert "timed out" in err.value.reason
+    assert err.value.maybe_delivered  # WeChat had the request: its retry may reach the customer twice
 
 
 async def test_wrong_secret_is_reported_without_echoing_it(session, wechat_api, caplog):

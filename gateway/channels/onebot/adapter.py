@@ -31,6 +31,7 @@ from gateway.channels.delivery import Delivery
 from gateway.channels.onebot import cq
 from gateway.channels.onebot.settings import OneBotAccountSettings
 from gateway.channels.onebot.ws import DEFAULT_API_TIMEOUT_S, ROLES, OneBotConnection
+from gateway.channels.platform_http import maybe_delivered
 from gateway.channels.qq import parse_conversation_key
 from gateway.http.bodies import http_error, parse_json, read_body
 from gateway.media.fetch import FetchError, download
@@ -539,7 +540,9 @@ class OneBotAdapter:
                     raise SendError("OneBot HTTP API answer is not JSON", retryable=True) from None
         except (TimeoutError, aiohttp.ClientError) as exc:
             what = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
-            raise SendError(f"OneBot HTTP API unreachable: {what}", retryable=True) from None
+            raise SendError(
+                f"OneBot HTTP API unreachable: {what}", retryable=True, maybe_delivered=maybe_delivered(exc)
+            ) from None
         if not isinstance(body, dict):
             raise SendError("OneBot HTTP API answer is not a JSON object", retryable=True)
         return body

@@ -31,6 +31,7 @@ from aiohttp import web
 
 from gateway.channels.base import Outgoing, SendError
 from gateway.channels.delivery import Delivery
+from gateway.channels.platform_http import maybe_delivered
 from gateway.channels.qq import parse_conversation_key
 from gateway.channels.qqbot.crypto import signing_key, validation_signature, verify_push
 from gateway.channels.qqbot.settings import QQBotAccountSettings
@@ -495,7 +496,9 @@ class QQBotAdapter:
                     body = None
                 return resp.status, body
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise SendError(f"{failing}: {_network(exc)}", retryable=True) from None
+            raise SendError(
+                f"{failing}: {_network(exc)}", retryable=True, maybe_delivered=maybe_delivered(exc)
+            ) from None
 
     async def _post(self, path: str, payload: Mapping[str, Any]) -> Any:
         tokens = self._token_cache()
