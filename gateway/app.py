@@ -42,7 +42,7 @@ from gateway.media.sweep import upload_sweep
 from gateway.message import Message, utcnow
 from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
 from gateway.norms import answer_placeholders
-from gateway.pipeline import Pipeline
+from gateway.pipeline import Pipeline, PipelineResult
 from gateway.runtime import AdapterKey, Runtime
 from gateway.settings import Settings
 from gateway.storage import Store, is_database_error, sqlite_file
@@ -264,9 +264,11 @@ async def _spool_replay(app: web.Application) -> AsyncIterator[None]:
         yield
         return
 
-    async def store(message: Message) -> None:
-        await runtime.pipeline.handle(message, outbox="pending")  # deduped: a stored one is found
+    async def store(message: Message) -> PipelineResult:
+        # Deduped: a stored one is found. A platform retry arriving meanwhile joins this (its result).
+        result = await runtime.pipeline.handle(message, outbox="pending")
         runtime.outbox.wake()
+        return result
 
     task = asyncio.create_task(runtime.spool.run(store), name="kefu-spool")
     yield

@@ -105,7 +105,7 @@ class Delivery:
         self.repeat_passive = repeat_passive
         # The platform's retry interval for unanswered webhooks: turns on the shared in-flight claims.
         self.retry_after_s = retry_after_s
-        self._inflight: dict[str, asyncio.Task[PipelineResult]] = {}
+        self._inflight: dict[str, asyncio.Future[PipelineResult]] = {}
         # Outbox rows whose cancel outlasted the deadline and go back to the worker once it commits: no
         # request may answer them passively meanwhile (a platform retry would get them twice).
         self._resuming: set[int] = set()
@@ -237,9 +237,14 @@ class Delivery:
             left = max(left, self.retry_after_s() - PASSIVE_MARGIN_S - elapsed)
         return await self._decide(result, late=late, left=left, carry=carry, speak=speak, targets=targets)
 
-    def _task(self, message: Message) -> asyncio.Task[PipelineResult]:
+    def _task(self, message: Message) -> asyncio.Future[PipelineResult]:
         key = message.channel_msg_id
         task = self._inflight.get(key) if key else None
+        spool = self.runtime.spool
+        if task is None and key and spool is not None:
+            # A replay of this message from the spool is running (a retry after a crash): join it. Its
+            # replies are `pending` rows (nobody was waiting to answer them), so this request acknowledges.
+            task = spool.inflight.get(spool_key(message))
         if task is None:
             # Spawned and shielded: the store must finish even when the platform's request gives up.
             task = self.runtime.spawn(
@@ -248,9 +253,13 @@ class Delivery:
             if key:
                 self._inflight[key] = task
                 task.add_done_callback(lambda t, key=key: self._settled(key, t))
+                if spool is not None:  # the spool's replay leaves this message alone meanwhile
+                    spooled = spool_key(message)
+                    spool.inflight[spooled] = task
+                    task.add_done_callback(lambda t, k=spooled: _forget(spool.inflight, k, t))
         return task
 
-    async def _spool(self, message: Message, task: asyncio.Task[PipelineResult]) -> bool:
+    async def _spool(self, message: Message, task: asyncio.Future[PipelineResult]) -> bool:
         spool = self.runtime.spool
         if spool is None or not message.channel_msg_id or self.deadline() is None:
             return False  # no spool, nothing to dedupe a replay by, or nothing acknowledged (a WebSocket)
@@ -266,7 +275,7 @@ class Delivery:
             self.runtime.spawn(self._after_spooled(message, task), name=f"{self.name}-spooled")
         return True
 
-    async def _after_spooled(self, message: Message, task: asyncio.Task[PipelineResult]) -> None:
+    async def _after_spooled(self, message: Message, task: asyncio.Future[PipelineResult]) -> None:
         """The acknowledged message's store finished: release its held replies, forget its spool file."""
         spool = self.runtime.spool
         assert spool is not None
@@ -274,7 +283,7 @@ class Delivery:
             result = await asyncio.shield(task)
         except Exception as exc:
             # Still in the spool: its replay stores it (and writes the replies' rows) when it can.
-            spool.owned.discard(spool_key(message))
+            spool.disown(message)
             logger.warning("%s: a spooled message's store failed (%s); the spool retries it", self.name, exc)
             return
         held = [outbox_id for outbox_id, status in result.outbox if status == "held"]
@@ -389,3 +398,8 @@ class Delivery:
             # Still held: the worker sends them when the hold ends; only later, never lost.
             logger.warning("%s: releasing held replies failed (%s); sent when the hold ends", self.name, exc)
         self.runtime.outbox.wake()
+
+
+def _forget(registry: dict[str, Any], key: str, task: Any) -> None:
+    if registry.get(key) is task:
+        del registry[key]

@@ -8,7 +8,15 @@ it fails, or the process dies first, `Spool.replay` hands the file's message to 
 (channel, account, channel_msg_id), so a message stored before the crash is found, not stored twice, and its
 replies' outbox rows are written if they are missing. Only messages with a platform id are spooled.
 
-Files are named `<ns since epoch>-<key hash>.json`, so a replay keeps the order in which they arrived.
+Files are named `<ns since epoch>-<key hash>.json`, so a replay keeps the order in which they arrived
+within each conversation; different conversations are replayed side by side (REPLAY_CONCURRENCY), so a
+backlog left by a crash (slow custom actions in it) does not keep the last customer waiting for minutes.
+
+A message is handled by one party at a time. Across processes sharing the directory (`--workers`), the
+file is locked (flock) by the process whose store runs, and by a replay while it replays it: a replay
+skips a locked file. Within a process, `inflight` holds the message's running task (a webhook's or a
+replay's): a replay skips such a file, and a platform retry joins a running replay instead of handling
+the message a second time (a custom action would otherwise run twice).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, fields
 from datetime import datetime
 from pathlib import Path
@@ -29,8 +37,14 @@ from typing import Any
 from gateway.message import Attachment, Message
 from gateway.storage import is_unavailable
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows: no cross-process locks, one process per spool
+    fcntl = None  # type: ignore[assignment]
+
 logger = logging.getLogger(__name__)
 
+REPLAY_CONCURRENCY = 8  # conversations replayed at once (each one's messages in order)
 RETRY_S = 2.0  # how often spooled messages are offered to the database again
 MAX_REFUSALS = 100  # a message the database refuses for its content this often is set aside
 _FIELDS = {f.name for f in fields(Message)}
@@ -65,7 +79,10 @@ class Spool:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._files: dict[str, Path] = {}  # key → file, for messages spooled by this process
+        self._locks: dict[str, int] = {}  # key → the locked descriptor of its file while its store runs here
         self.owned: set[str] = set()
+        # spool key → the task handling that message in this process now (a webhook's or a replay's).
+        self.inflight: dict[str, asyncio.Future[Any]] = {}
         self._refused: dict[str, int] = {}  # file name → refusals for its content (not outages)
 
     def has(self, message: Message) -> bool:
@@ -76,10 +93,12 @@ class Spool:
         key = spool_key(message)
         if key in self._files:
             return
-        path = await asyncio.to_thread(self._write, key, encode(message))
+        path, fd = await asyncio.to_thread(self._write, key, encode(message))
         self._files[key] = path
+        if fd is not None:
+            self._locks[key] = fd
 
-    def _write(self, key: str, blob: bytes) -> Path:
+    def _write(self, key: str, blob: bytes) -> tuple[Path, int | None]:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / f"{time.time_ns():020d}-{key}.json"
         tmp = path.with_suffix(".tmp")
@@ -87,6 +106,8 @@ class Spool:
             f.write(blob)
             f.flush()
             os.fsync(f.fileno())
+            # Locked before it has its name: no other process's replay can take it while our store runs.
+            held = _lock(os.dup(f.fileno()))
         os.replace(tmp, path)
         # The rename is durable only once the directory entry is.
         fd = os.open(self.directory, os.O_RDONLY)
@@ -94,7 +115,7 @@ class Spool:
             os.fsync(fd)
         finally:
             os.close(fd)
-        return path
+        return path, held
 
     async def remove(self, message: Message) -> None:
         """The message is in the database: forget its file."""
@@ -103,6 +124,18 @@ class Spool:
         self.owned.discard(key)
         if path is not None:
             await asyncio.to_thread(_unlink, path)
+        self._unlock(key)
+
+    def disown(self, message: Message) -> None:
+        """This process's store of the message failed: its replay (here or in another process) takes it."""
+        key = spool_key(message)
+        self.owned.discard(key)
+        self._unlock(key)
+
+    def _unlock(self, key: str) -> None:
+        fd = self._locks.pop(key, None)
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases its lock
 
     def pending(self) -> list[Path]:
         """Spooled files not owned by a running store of this process, oldest first."""
@@ -112,9 +145,12 @@ class Spool:
         return [p for p in paths if p.stem.partition("-")[2] not in self.owned]
 
     async def replay(self, handle: Callable[[Message], Awaitable[Any]]) -> int:
-        """Offer every pending file to `handle` in order; stops at the first failure. Returns how many went in."""
-        done = 0
+        """Offer every pending file to `handle`: each conversation's in order, REPLAY_CONCURRENCY conversations
+        at once; nothing more starts once the database is found unavailable. Returns how many went in."""
+        by_conversation: dict[str, list[tuple[Path, Message]]] = {}
         for path in await asyncio.to_thread(self.pending):
+            if path.stem.partition("-")[2] in self.inflight:
+                continue  # handled in this process right now (a webhook's store, a retry)
             try:
                 message = decode(await asyncio.to_thread(path.read_bytes))
             except FileNotFoundError:
@@ -123,26 +159,63 @@ class Spool:
                 logger.error("spool: %s is unreadable (%s); moved aside", path.name, exc)
                 await asyncio.to_thread(_set_aside, path)
                 continue
-            try:
-                await handle(message)
-            except Exception as exc:
-                if is_unavailable(exc):
-                    # The database is still unavailable: the file stays, the next round tries again.
-                    logger.warning("spool: %s not stored yet (%s); retrying", path.name, exc)
-                    return done
-                # Refused for what it is (a bug, bad data): the others go on; this one is retried a
-                # while, then set aside for an operator (the log names the file).
-                tries = self._refused[path.name] = self._refused.get(path.name, 0) + 1
-                if tries < MAX_REFUSALS:
-                    logger.warning("spool: %s refused (%s); retrying", path.name, exc)
-                else:
-                    logger.error("spool: %s refused %d times (%s); set aside as .bad", path.name, tries, exc)
-                    await asyncio.to_thread(_set_aside, path)
-                continue
-            self._files.pop(spool_key(message), None)
-            await asyncio.to_thread(_unlink, path)
-            done += 1
+            by_conversation.setdefault(message.conversation_key, []).append((path, message))
+        unavailable = asyncio.Event()
+        slots = asyncio.Semaphore(REPLAY_CONCURRENCY)
+        done = 0
+
+        async def conversation(items: Iterable[tuple[Path, Message]]) -> None:
+            nonlocal done
+            async with slots:
+                for path, message in items:
+                    if unavailable.is_set():
+                        return
+                    outcome = await self._replay_one(path, message, handle)
+                    if outcome is None:
+                        unavailable.set()
+                        return
+                    done += outcome
+
+        await asyncio.gather(*(conversation(items) for items in by_conversation.values()))
         return done
+
+    async def _replay_one(
+        self, path: Path, message: Message, handle: Callable[[Message], Awaitable[Any]]
+    ) -> int | None:
+        """1 when the message went in, 0 when it stays for later (refused, or another party has it), None
+        when the database is unavailable."""
+        key = spool_key(message)
+        if key in self.inflight:
+            return 0
+        fd = await asyncio.to_thread(_claim, path)
+        if fd is None:
+            return 0  # gone, or locked: another process stores or replays it now
+        task = asyncio.ensure_future(handle(message))
+        self.inflight[key] = task
+        try:
+            await asyncio.shield(task)
+            if self._files.get(key) == path:  # (a webhook that joined may have spooled its own file)
+                del self._files[key]
+            await asyncio.to_thread(_unlink, path)  # before the lock goes: nobody replays it again
+            return 1
+        except Exception as exc:
+            if is_unavailable(exc):
+                # The database is still unavailable: the file stays, the next round tries again.
+                logger.warning("spool: %s not stored yet (%s); retrying", path.name, exc)
+                return None
+            # Refused for what it is (a bug, bad data): the others go on; this one is retried a
+            # while, then set aside for an operator (the log names the file).
+            tries = self._refused[path.name] = self._refused.get(path.name, 0) + 1
+            if tries < MAX_REFUSALS:
+                logger.warning("spool: %s refused (%s); retrying", path.name, exc)
+            else:
+                logger.error("spool: %s refused %d times (%s); set aside as .bad", path.name, tries, exc)
+                await asyncio.to_thread(_set_aside, path)
+            return 0
+        finally:
+            if self.inflight.get(key) is task:
+                del self.inflight[key]
+            os.close(fd)
 
     async def run(self, handle: Callable[[Message], Awaitable[Any]], every_s: float = RETRY_S) -> None:
         """The replay loop: at start-up, then every `every_s` seconds (cancelled at shutdown)."""
@@ -153,6 +226,35 @@ class Spool:
             except Exception:
                 logger.exception("spool: replay round failed")
             await asyncio.sleep(every_s)
+
+
+def _lock(fd: int) -> int | None:
+    """`fd` with an exclusive lock (None, and closed, when another process holds one or locks are not
+    supported)."""
+    if fcntl is None:
+        os.close(fd)
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # BlockingIOError: locked elsewhere
+        os.close(fd)
+        return None
+    return fd
+
+
+def _claim(path: Path) -> int | None:
+    """A locked descriptor of a spool file to replay it, or None when it is gone or another process has it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    if fcntl is None:
+        return fd  # no locks here: one process per spool directory
+    held = _lock(fd)
+    if held is not None and not os.path.exists(path):
+        os.close(held)  # its owner stored it and removed it between our open and our lock
+        return None
+    return held
 
 
 def _unlink(path: Path) -> None:

@@ -23,6 +23,7 @@ from gateway.app import create_app
 from gateway.channels.spool import Spool, decode, encode
 from gateway.keys import RUNTIME
 from gateway.message import Attachment, Message
+from gateway.pipeline import Pipeline
 from gateway.runtime import Runtime
 from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatAPI, WeChatPush, fixture_xml
 from tests.gateway.db_faults import failing_replies
@@ -173,8 +174,10 @@ async def test_messages_left_in_the_spool_by_a_crash_are_stored_at_start_up_exac
         Message("wechat", "shop", f"wechat:shop:{openid}", openid, QUESTION, channel_msg_id=msg_id)
         for openid, msg_id in (("oStoredA", "7300000101"), ("oSpooledB", "7300000102"))
     ]
+    crashed = Spool(spool.directory)  # what the first process left (its locks went with it)
     for message in a_b:
-        await Spool(spool.directory).write(message)
+        await crashed.write(message)
+        crashed.disown(message)
     await client.close()
 
     runtime, _shop, _client = await make_kefu()  # the restart, on the same database and spool
@@ -184,6 +187,94 @@ async def test_messages_left_in_the_spool_by_a_crash_are_stored_at_start_up_exac
     assert await inbound(runtime, "oSpooledB") == [QUESTION]
     assert wechat_api.texts_to("oSpooledB") == [ANSWER]
     assert wechat_api.texts_to("oStoredA") == []  # its passive answer was the one
+
+
+async def test_a_retry_arriving_while_its_message_is_replayed_joins_the_replay(
+    make_kefu: Any, wechat_api: FakeWeChatAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After a crash the replay handles X (slowly: a custom action, say) when WeChat's retry of X arrives.
+    # The retry used to start a second pipeline run of X (the action ran twice); it now joins the replay.
+    runtime, _shop, client = await make_kefu()
+    assert runtime.spool is not None
+    crashed = Spool(runtime.spool.directory)
+    x = Message("wechat", "shop", "wechat:shop:oReplay", "oReplay", QUESTION, channel_msg_id="7300000201")
+    await crashed.write(x)
+    crashed.disown(x)  # the process died: its lock went with it
+    await client.close()
+    release, runs = asyncio.Event(), []
+    original = Pipeline.handle
+
+    async def slow(self: Pipeline, message: Message, **kwargs: Any) -> Any:
+        if message.channel_msg_id == x.channel_msg_id:
+            runs.append(kwargs.get("outbox"))
+            await release.wait()
+        return await original(self, message, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "handle", slow)
+    runtime, shop, _client = await make_kefu()  # the restart: its replay takes X and waits
+
+    async def replaying() -> bool:
+        return runs == ["pending"]
+
+    await eventually(replaying, within=10)
+    status, body, _ = await shop.post(text("oReplay", 7_300_000_201))  # acknowledged at the deadline
+    assert status == 200 and ANSWER not in body
+    release.set()
+    await wechat_api.wait_for_messages(1, within=15)
+    await eventually(lambda: _none(runtime.spool), within=10)
+    assert runs == ["pending"]  # one pipeline run of X
+    assert await inbound(runtime, "oReplay") == [QUESTION]
+    assert wechat_api.texts_to("oReplay") == [ANSWER]
+
+
+async def test_a_file_another_process_is_storing_is_left_to_it(tmp_path: Path) -> None:
+    # Two processes share the spool directory (--workers): B's replay must not handle what A is storing.
+    a, b = Spool(tmp_path), Spool(tmp_path)
+    x = Message("wechat", "shop", "wechat:shop:o1", "o1", QUESTION, channel_msg_id="m1")
+    await a.write(x)
+    handled: list[str] = []
+
+    async def handle(message: Message) -> None:
+        handled.append(message.channel_msg_id or "")
+
+    assert await b.replay(handle) == 0 and handled == []
+    a.disown(x)  # A's store failed: now anyone's replay takes it, once
+    assert await b.replay(handle) == 1 and handled == ["m1"]
+    assert await a.replay(handle) == 0 and handled == ["m1"]
+    assert not await asyncio.to_thread(lambda: list(tmp_path.glob("*.json")))
+
+
+async def test_a_backlog_is_replayed_a_conversation_at_a_time_side_by_side(tmp_path: Path) -> None:
+    # A crash left 3 customers' messages, 2 each; customer 1's first takes long (a slow custom action).
+    # The others must not wait for it (the replay went file by file: minutes for a backlog), and each
+    # customer's messages go in their order.
+    writer = Spool(tmp_path)
+    for n in (1, 2):
+        for customer in ("c1", "c2", "c3"):
+            message = Message(
+                "wechat",
+                "shop",
+                f"wechat:shop:{customer}",
+                customer,
+                f"{customer}-{n}",
+                channel_msg_id=f"{customer}-{n}",
+            )
+            await writer.write(message)
+            writer.disown(message)
+    others_done = asyncio.Event()
+    order: list[str] = []
+
+    async def handle(message: Message) -> None:
+        if message.text == "c1-1":
+            await asyncio.wait_for(others_done.wait(), 10)  # file by file, this never came
+        order.append(message.text)
+        if {"c2-2", "c3-2"} <= set(order):
+            others_done.set()
+
+    assert await Spool(tmp_path).replay(handle) == 6
+    assert [t for t in order if t.startswith("c1")] == ["c1-1", "c1-2"]
+    assert order.index("c2-1") < order.index("c2-2") and order.index("c3-1") < order.index("c3-2")
+    assert order.index("c3-2") < order.index("c1-1")
 
 
 def test_a_spooled_message_reads_back_as_it_was_written() -> None:
