@@ -7,6 +7,7 @@ import re
 import sys
 
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from handoff.privacy import mask_sensitive
 
@@ -17,7 +18,8 @@ _NAMES = (
 )
 _SECRET_PARAM = re.compile(rf"(?i)\b({_NAMES})=([^&\s\"',;}}]+)")
 _SECRET_FIELD = re.compile(rf'(?i)"({_NAMES})"(\s*:\s*)"[^"]*"')
-_BEARER = re.compile(r"(?i)\b(bearer|qqbot)\s+[A-Za-z0-9._~+/=-]+")
+# QQ's header is `Authorization: QQBot <token>`, as spelt: a lower-case "qqbot push" is a word, not a token.
+_BEARER = re.compile(r"\b((?i:bearer)|QQBot)\s+[A-Za-z0-9._~+/=-]+")
 # The agent console's WebSocket subprotocol `token.<token>` (gateway.http.agent_ws), should a header be logged;
 # 16+ characters, so file names such as token.py stay readable.
 _TOKEN_PROTOCOL = re.compile(r"(?i)\btoken\.[A-Za-z0-9_~-]{16,}")
@@ -39,6 +41,12 @@ class MaskingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Mask the record in place; never drops it."""
+        # The arguments first: formatted with %r, a customer's text has escapes (\x80, \u2028) whose last
+        # hex digit would sit against a number and keep the patterns below from seeing it as one.
+        if isinstance(record.args, tuple):
+            record.args = tuple(mask(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: mask(v) if isinstance(v, str) else v for k, v in record.args.items()}
         try:
             message = record.getMessage()
         except Exception:  # a bad format string: let logging report it as usual
@@ -60,9 +68,12 @@ class BadRequestFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite parse errors in place; other records pass unchanged."""
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError):
+        if isinstance(exc, HttpProcessingError | RequestPayloadError):
+            # RequestPayloadError: a body aiohttp could not decode (a broken Content-Encoding) while draining
+            # what a handler that answered early (401, 403) left unread.
+            detail = exc.message if isinstance(exc, HttpProcessingError) else exc
             record.msg = "bad HTTP request (%s): %s"
-            record.args = (type(exc).__name__, str(exc.message)[:200])
+            record.args = (type(exc).__name__, str(detail)[:200])
             record.levelno, record.levelname = logging.WARNING, "WARNING"
             record.exc_info, record.exc_text = None, None
         return True

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 # Protocol header is the only one a browser lets a page set on a WebSocket. Agent tokens (`kefu_` +
 # URL-safe base64) are valid subprotocol names as they are.
 PROTOCOL = "kefu.agent"
+MAX_FRAME_BYTES = 64 * 1024  # the largest frame an agent's socket takes (a larger one closes it: 1009)
 TOKEN_PROTOCOL = "token."
 _query_token_warned = False  # the deprecation warning is logged once per process
 
@@ -49,7 +50,8 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
     agent = await require_agent(request, token=handshake_token(request))
     service = request.app[HANDOFF]
     # Answers `kefu.agent` when the client offered it (a browser fails a handshake that selects none).
-    ws = web.WebSocketResponse(heartbeat=None, protocols=(PROTOCOL,))
+    # An agent's frames are small JSON commands (ping, resume, typing); aiohttp's default allows 4 MiB.
+    ws = web.WebSocketResponse(heartbeat=None, protocols=(PROTOCOL,), max_msg_size=MAX_FRAME_BYTES)
     await ws.prepare(request)
     try:
         await service.connected(agent)

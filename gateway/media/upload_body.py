@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.media.service import Media, MediaError
 
@@ -53,8 +54,11 @@ async def read_upload(request: web.Request, media: Media) -> UploadBody:
                 await part.release()
     except MediaError:
         raise
-    except (ValueError, HttpProcessingError) as exc:  # broken framing or part headers (aiohttp's parser)
+    except (ValueError, HttpProcessingError, RequestPayloadError) as exc:
+        # Broken framing or part headers (aiohttp's parser), or a body it cannot decode (Content-Encoding).
         raise MediaError(400, f"上传内容格式不正确：{type(exc).__name__}") from None
+    except ConnectionResetError:  # the client hung up mid-upload: nobody reads the answer
+        raise MediaError(400, "上传中断：连接已关闭。") from None
     if data is None or not data:
         raise MediaError(400, "没有收到文件：请把文件放在 file 字段。")
     return UploadBody(data, filename, fields)

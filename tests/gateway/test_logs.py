@@ -106,3 +106,30 @@ async def test_database_echo_goes_through_the_masking_filter(
     assert "SELECT" in logged and "138****5678" in logged and "13812345678" not in logged
     printed = capsys.readouterr()  # SQLAlchemy's own echo handler writes to stdout, unmasked
     assert "13812345678" not in printed.out + printed.err
+
+
+def test_numbers_in_an_argument_logged_with_repr_are_masked() -> None:
+    # %r escapes a customer's odd characters (\x80, \u2028); the escape's last hex digit then stood against
+    # the number and the patterns, which refuse a number glued to digits, let it through whole.
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(MaskingFilter())
+    logger = logging.getLogger("kefu.test.masking.repr")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        key = "\x8013812345678 \x80110105199001011234 \u20286222021234567890123"
+        logger.warning("menu click with unknown key %r on %s", key, "wechat/plain")
+        logger.warning("fields %(key)r", {"key": "\x8013900001111"})
+    finally:
+        logger.removeHandler(handler)
+    out = stream.getvalue()
+    for number in ("13812345678", "110105199001011234", "6222021234567890123", "13900001111"):
+        assert number not in out, out
+    assert "138****5678" in out and "wechat/plain" in out
+
+
+def test_qq_tokens_are_masked_as_spelt_and_the_word_qqbot_is_left_alone() -> None:
+    assert mask("Authorization: QQBot abcDEF123") == "Authorization: QQBot ***"
+    assert mask("qqbot push with a bad signature refused") == "qqbot push with a bad signature refused"
+    assert mask("authorization: bearer abc") == "authorization: bearer ***"

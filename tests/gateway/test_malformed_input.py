@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.app import create_app
+from gateway.http.bodies import _TOKENS, json_depth
 from gateway.keys import RUNTIME
 from handoff.agents import Role, new_token
 from tests.fakes.onebot import post_event
@@ -216,4 +217,44 @@ async def test_a_menu_click_whose_event_key_holds_elements_is_400(
         status, body, _ = await push.post(xml)
         assert status == 400, (event, status, body)
         assert event != "CLICK" or "EventKey" in body, body  # it used to reach the pipeline: a 503
+    no_tracebacks(caplog)
+
+
+def test_an_unterminated_json_string_is_scanned_once() -> None:
+    assert json_depth('["a\\\\", [1], "b\\"]["]') == 2
+    assert json_depth('"never closed [[[[') == 0
+    assert json_depth('[["x\\') == 2
+    assert json_depth('{"k": "\\u005b", "v": [[]]}') == 3
+
+
+async def test_a_body_of_escaped_quotes_is_400_without_holding_the_server(
+    kefu: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One string that never closes, 64 KB of \" : the depth pre-check rescanned the rest of the text from
+    # every quote (quadratic), and held the event loop ~15 s for anyone, no credentials needed. The
+    # token scan now reads an unterminated string once; the timeout only guards against a hang.
+    body = b'"' + b'\\"' * 32_000
+    assert len(list(_TOKENS.finditer(body.decode()))) == 1  # the string is read once, to the end
+    resp = await asyncio.wait_for(kefu.post("/web/messages", data=body, headers=JSON), 10)
+    assert resp.status == 400
+    no_tracebacks(caplog)
+
+
+async def test_a_body_that_cannot_be_decoded_is_400_and_one_warning(
+    kefu: Any, admin: Console, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Content-Encoding: gzip on a body that is not gzip: a 500 with two ERROR tracebacks before. Raw
+    # requests: aiohttp closes such a connection after answering, which its own client may see first.
+    def post(path: str, auth: str = "") -> bytes:
+        return (
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{auth}"
+            "Content-Encoding: gzip\r\nContent-Length: 16\r\n\r\nthis is not gzip"
+        ).encode()
+
+    assert await _raw_status(kefu, post("/web/messages")) == b"400"
+    bearer = f"Authorization: {admin.headers['Authorization']}\r\n"
+    assert await _raw_status(kefu, post("/api/v1/conversations/1/notes", bearer)) in (b"400", b"404")
+    # Answered before the body is read (no token): aiohttp drains it and logged an ERROR traceback.
+    assert await _raw_status(kefu, post("/api/v1/me/presence")) == b"401"
+    assert (await kefu.get("/healthz")).status == 200
     no_tracebacks(caplog)
