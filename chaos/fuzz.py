@@ -343,6 +343,14 @@ AGENT_ROUTES = [
     ("GET", "/admin/api/outbox"),
     ("GET", "/admin/api/stats"),
     ("GET", "/api/v1/openapi.json"),
+    ("GET", "/api/v1/shifts"),
+    ("POST", "/api/v1/shifts"),
+    ("GET", "/api/v1/shifts/coverage"),
+    ("POST", "/api/v1/shifts/swaps"),
+    ("DELETE", "/api/v1/shifts/{id}"),
+    ("GET", "/api/v1/qa"),
+    ("GET", "/api/v1/qa/{id}"),
+    ("GET", "/api/v1/reports/agents"),
 ]
 AGENT_BODY = {
     "text": "您好",
@@ -354,6 +362,11 @@ AGENT_BODY = {
     "conversation_id": 1,
     "values": {"name": "张三"},
     "note": "已回访",
+    "agent": "chaos",
+    "start": "2026-12-08T09:00:00+08:00",
+    "end": "2026-12-08T18:00:00+08:00",
+    "shift_id": "1",
+    "with_agent": "chaos",
 }
 QUERY_VALUES = [
     "1",
@@ -363,6 +376,9 @@ QUERY_VALUES = [
     "9" * 5000,
     "2026-11-24",
     "2026-13-45",
+    "0001-01-01",  # before year 1 once in UTC (an OverflowError, a 500, before)
+    "9999-12-31",
+    "0001-01-01T00:00:00+08:00",
     "csv",
     "xlsx",
     "json",
@@ -375,7 +391,7 @@ def agent_api(rng: random.Random, token: str) -> Request:
     method, template = rng.choice(AGENT_ROUTES)
     path = template.replace("{id}", rng.choice(IDS))
     params = [
-        f"{rng.choice(['mine', 'after', 'from', 'to', 'format', 'limit', 'status', 'all'])}="
+        f"{rng.choice(['mine', 'after', 'from', 'to', 'format', 'limit', 'status', 'all', 'agent'])}="
         f"{rng.choice(QUERY_VALUES).encode('utf-8', 'replace').decode()}"
         for _ in range(rng.randint(0, 3))
     ]
@@ -384,7 +400,7 @@ def agent_api(rng: random.Random, token: str) -> Request:
     auth = rng.choice([f"Bearer {token}"] * 8 + [f"Bearer {ADMIN_TOKEN}", "Bearer nope", "Basic x", ""])
     headers = {"Authorization": auth} if auth else {}
     body = None
-    if method == "POST":
+    if method in ("POST", "DELETE"):
         headers["Content-Type"] = "application/json"
         body = encode_json(rng, mutate_mapping(rng, AGENT_BODY) if rng.random() < 0.8 else AGENT_BODY)
     return (method, path, headers, body)
@@ -448,6 +464,14 @@ async def raw_http(kefu: Kefu, rng: random.Random, tally: Tally) -> None:
             b"POST /web/messages HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
             b"POST /web/messages HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
             b"GET /" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            # Header bytes that are not UTF-8 (aiohttp reads them as lone surrogates) as a bearer token.
+            b"GET /api/v1/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\xc3\r\n\r\n",
+            # A body that is not what its Content-Encoding says.
+            b"POST /web/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Encoding: gzip\r\nContent-Length: 16\r\n\r\nthis is not gzip",
+            # One JSON string that never closes, of escaped quotes (a quadratic scan held the loop 15 s).
+            b"POST /web/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 64001\r\n\r\n"' + b'\\"' * 32_000,
         ]
     )
     try:
