@@ -108,13 +108,18 @@ class Spool:
             os.fsync(f.fileno())
             # Locked before it has its name: no other process's replay can take it while our store runs.
             held = _lock(os.dup(f.fileno()))
-        os.replace(tmp, path)
-        # The rename is durable only once the directory entry is.
-        fd = os.open(self.directory, os.O_RDONLY)
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            os.replace(tmp, path)
+            # The rename is durable only once the directory entry is.
+            fd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            if held is not None:
+                os.close(held)
+            raise
         return path, held
 
     async def remove(self, message: Message) -> None:
