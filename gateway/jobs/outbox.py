@@ -30,6 +30,10 @@ logger = logging.getLogger(__name__)
 
 # An adapter call that hangs must not hold its lease forever; the platform APIs answer in well under this.
 SEND_TIMEOUT_S = 30.0
+# A send ends this long before its row's lease does (the `sending` mark's own trip); with less left than
+# MIN_SEND_S the row waits for the next claim instead of a send cut short.
+LEASE_MARGIN_S = 0.25
+MIN_SEND_S = 0.25
 CLAIM_BATCH = 20
 # Pauses between the tries of recording a delivered send as sent (a failure there means a double).
 MARK_SENT_PAUSES_S = (0.05, 0.2, 1.0)
@@ -149,11 +153,9 @@ class Outbox:
     async def run_once(self) -> int:
         """Claim the rows that are due and send them; returns how many were claimed."""
         now = self.clock()
+        lease = timedelta(seconds=self.settings.lease_s)
         rows = await self.store.claim_outbox(
-            now,
-            lease=timedelta(seconds=self.settings.lease_s),
-            limit=CLAIM_BATCH,
-            give_up_after=self.settings.give_up_after,
+            now, lease=lease, limit=CLAIM_BATCH, give_up_after=self.settings.give_up_after
         )
         if not rows:
             return 0
@@ -161,12 +163,20 @@ class Outbox:
         by_key: dict[str, list[OutboxRow]] = {}
         for row in rows:
             by_key.setdefault(row.conversation_key, []).append(row)
-        await asyncio.gather(*(self._send_in_order(group) for group in by_key.values()))
+        await asyncio.gather(*(self._send_in_order(group, now + lease) for group in by_key.values()))
         return len(rows)
 
-    async def _send_in_order(self, rows: list[OutboxRow]) -> None:
+    async def _send_in_order(self, rows: list[OutboxRow], leased_until: datetime) -> None:
         for index, row in enumerate(rows):
-            delivered = await self._send(row)
+            # Every row of the batch has the same lease, and this conversation's rows go one after another:
+            # each send may only use what is left of it, or another process could claim the row meanwhile
+            # and send it too. Too little left: this row and the rest go back for the next claim.
+            tenth = self.settings.lease_s / 10  # (tests run leases of a fraction of a second)
+            left = (leased_until - self.clock()).total_seconds() - min(LEASE_MARGIN_S, tenth)
+            if left < min(MIN_SEND_S, tenth):
+                await self.store.release_outbox([r.id for r in rows[index:]], self.clock())
+                return
+            delivered = await self._send(row, min(SEND_TIMEOUT_S, left))
             if not delivered:
                 # Keep the order: the rest of this conversation waits for the one that failed.
                 later = rows[index + 1 :]
@@ -176,7 +186,7 @@ class Outbox:
                     )
                 return
 
-    async def _send(self, row: OutboxRow) -> bool:
+    async def _send(self, row: OutboxRow, timeout_s: float = SEND_TIMEOUT_S) -> bool:
         adapter = self.adapters.get((row.channel, row.account))
         now = self.clock
         if adapter is None:
@@ -197,9 +207,10 @@ class Outbox:
             logger.warning("outbox: send %d resumed after an expired lease; it may arrive twice", row.id)
             self._double(row.channel, "resumed")
         try:
-            # Below the lease: a send still under way when its lease ran out would be claimed and sent again
-            # by another process (outbox.lease_s shorter than a slow platform's answer doubled every reply).
-            async with asyncio.timeout(min(SEND_TIMEOUT_S, self.settings.lease_s / 2)):
+            # Within the row's lease (see _send_in_order): a send still under way when its lease ran out
+            # would be claimed and sent again by another process (outbox.lease_s 5 s and a platform
+            # answering in 7 s doubled every reply).
+            async with asyncio.timeout(timeout_s):
                 await adapter.send(outgoing)
         except SendError as exc:
             if not exc.retryable:

@@ -271,6 +271,25 @@ async def test_a_send_that_timed_out_after_going_out_is_counted_as_a_possible_do
     assert 'kefu_outbox_possible_doubles_total{cause="timeout",channel="web"} 1.0' in metrics
 
 
+async def test_no_row_of_a_claimed_batch_is_still_being_sent_when_its_lease_ends(
+    aiohttp_client: Any, settings_factory: Any, upstream: Any
+) -> None:
+    # One claim leases a batch with one lease, and a conversation's rows go one after another. Cutting each
+    # send at half the lease protected the first row only: the third one here was still being sent when
+    # its lease ended, and another process's claim took it again (resumed) and sent it a second time.
+    fake, url = upstream
+    fake.answer_after = [0.8, 0.8, 0.8]
+    client, runtime = await start_web(aiohttp_client, settings_factory, url, lease_s=2.0, base_delay_s=0.05)
+    await runtime.outbox.stop()
+    for n in range(3):
+        await runtime.outbox.enqueue(to("web:default:chain", f"第{n}条"))
+    sending = asyncio.create_task(runtime.outbox.run_once())  # this process
+    await asyncio.sleep(2.1)  # past the batch's lease, in wall-clock time (leases are)
+    other = await runtime.store.claim_outbox(utcnow(), lease=timedelta(seconds=2.0))  # another process
+    await sending
+    assert not [row.text for row in other if row.resumed]
+
+
 async def test_recording_a_delivered_send_is_retried_when_the_database_is_busy(
     aiohttp_client: Any, settings_factory: Any, upstream: Any
 ) -> None:
