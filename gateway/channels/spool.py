@@ -12,11 +12,13 @@ Files are named `<ns since epoch>-<key hash>.json`, so a replay keeps the order 
 within each conversation; different conversations are replayed side by side (REPLAY_CONCURRENCY), so a
 backlog left by a crash (slow custom actions in it) does not keep the last customer waiting for minutes.
 
-A message is handled by one party at a time. Across processes sharing the directory (`--workers`), the
-file is locked (flock) by the process whose store runs, and by a replay while it replays it: a replay
-skips a locked file. Within a process, `inflight` holds the message's running task (a webhook's or a
-replay's): a replay skips such a file, and a platform retry joins a running replay instead of handling
-the message a second time (a custom action would otherwise run twice).
+A spooled message is not replayed while someone handles it. Across processes sharing the directory
+(`--workers`), the file is locked (flock) by the process whose store runs, and by a replay while it
+replays it: another replay leaves a locked file, and the rest of its conversation, for a later round.
+Within a process, `inflight` holds the message's running task (a webhook's or a replay's): a replay leaves
+such a message for later, and a platform retry joins a running replay instead of handling the message a
+second time (a custom action would otherwise run twice). A retry that reaches another process while a
+replay runs is not joined: there the message is deduplicated by its id once one of the two has stored it.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ try:
     import fcntl
 except ImportError:  # pragma: no cover - not on Windows: no cross-process locks, one process per spool
     fcntl = None  # type: ignore[assignment]
+# Turned off (and said once) on a filesystem that refuses flock (some network and FUSE mounts).
+_LOCKING = [fcntl is not None]
+# What `_replay_one` says besides 1 (stored) and 0 (refused or gone, go on): someone handles the message
+# now, so its conversation waits for a later round (its order kept); None: the database is unavailable.
+BUSY = -1
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +101,11 @@ class Spool:
         if key in self._files:
             return
         path, fd = await asyncio.to_thread(self._write, key, encode(message))
+        if key in self._files:  # another request of the same message spooled it meanwhile: keep one file
+            await asyncio.to_thread(_unlink, path)
+            if fd is not None:
+                os.close(fd)
+            return
         self._files[key] = path
         if fd is not None:
             self._locks[key] = fd
@@ -107,7 +119,10 @@ class Spool:
             f.flush()
             os.fsync(f.fileno())
             # Locked before it has its name: no other process's replay can take it while our store runs.
-            held = _lock(os.dup(f.fileno()))
+            held: int | None = os.dup(f.fileno())
+            if _try_lock(held) is not True:
+                os.close(held)
+                held = None
         try:
             os.replace(tmp, path)
             # The rename is durable only once the directory entry is.
@@ -127,9 +142,11 @@ class Spool:
         key = spool_key(message)
         path = self._files.pop(key, None)
         self.owned.discard(key)
-        if path is not None:
-            await asyncio.to_thread(_unlink, path)
-        self._unlock(key)
+        try:
+            if path is not None:
+                await asyncio.to_thread(_unlink, path)
+        finally:
+            self._unlock(key)
 
     def disown(self, message: Message) -> None:
         """This process's store of the message failed: its replay (here or in another process) takes it."""
@@ -154,8 +171,6 @@ class Spool:
         at once; nothing more starts once the database is found unavailable. Returns how many went in."""
         by_conversation: dict[str, list[tuple[Path, Message]]] = {}
         for path in await asyncio.to_thread(self.pending):
-            if path.stem.partition("-")[2] in self.inflight:
-                continue  # handled in this process right now (a webhook's store, a retry)
             try:
                 message = decode(await asyncio.to_thread(path.read_bytes))
             except FileNotFoundError:
@@ -179,6 +194,8 @@ class Spool:
                     if outcome is None:
                         unavailable.set()
                         return
+                    if outcome == BUSY:
+                        return  # its later messages must not overtake it
                     done += outcome
 
         await asyncio.gather(*(conversation(items) for items in by_conversation.values()))
@@ -187,14 +204,19 @@ class Spool:
     async def _replay_one(
         self, path: Path, message: Message, handle: Callable[[Message], Awaitable[Any]]
     ) -> int | None:
-        """1 when the message went in, 0 when it stays for later (refused, or another party has it), None
-        when the database is unavailable."""
+        """1 when the message went in; 0 when it was refused (retried later) or is gone (stored by someone);
+        BUSY when someone handles it now; None when the database is unavailable."""
         key = spool_key(message)
         if key in self.inflight:
-            return 0
+            return BUSY
         fd = await asyncio.to_thread(_claim, path)
-        if fd is None:
-            return 0  # gone, or locked: another process stores or replays it now
+        if fd == _GONE:
+            return 0
+        if fd == _LOCKED:
+            return BUSY  # another process stores or replays it now
+        if key in self.inflight:  # a webhook took it up during the claim's thread hop
+            os.close(fd)
+            return BUSY
         task = asyncio.ensure_future(handle(message))
         self.inflight[key] = task
         try:
@@ -217,6 +239,9 @@ class Spool:
                 logger.error("spool: %s refused %d times (%s); set aside as .bad", path.name, tries, exc)
                 await asyncio.to_thread(_set_aside, path)
             return 0
+        except asyncio.CancelledError:
+            task.cancel()  # shutting down: the file stays and is replayed at the next start
+            raise
         finally:
             if self.inflight.get(key) is task:
                 del self.inflight[key]
@@ -233,33 +258,38 @@ class Spool:
             await asyncio.sleep(every_s)
 
 
-def _lock(fd: int) -> int | None:
-    """`fd` with an exclusive lock (None, and closed, when another process holds one or locks are not
-    supported)."""
-    if fcntl is None:
-        os.close(fd)
+def _try_lock(fd: int) -> bool | None:
+    """True: `fd` now holds an exclusive lock; False: another process holds one; None: no locking here."""
+    if fcntl is None or not _LOCKING[0]:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # BlockingIOError: locked elsewhere
-        os.close(fd)
+    except BlockingIOError:
+        return False
+    except OSError as exc:  # ENOLCK, EOPNOTSUPP…: this filesystem has no flock; go on without
+        _LOCKING[0] = False
+        logger.warning("spool: file locks unavailable in this directory (%s); one process per spool_dir", exc)
         return None
-    return fd
+    return True
 
 
-def _claim(path: Path) -> int | None:
-    """A locked descriptor of a spool file to replay it, or None when it is gone or another process has it."""
+_GONE, _LOCKED = -1, -2  # what `_claim` says instead of a descriptor
+
+
+def _claim(path: Path) -> int:
+    """A descriptor of a spool file to replay it (locked where locks work), _GONE or _LOCKED."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        return None
-    if fcntl is None:
-        return fd  # no locks here: one process per spool directory
-    held = _lock(fd)
-    if held is not None and not os.path.exists(path):
-        os.close(held)  # its owner stored it and removed it between our open and our lock
-        return None
-    return held
+        return _GONE
+    locked = _try_lock(fd)
+    if locked is False:
+        os.close(fd)
+        return _LOCKED
+    if locked and not os.path.exists(path):
+        os.close(fd)  # its owner stored it and removed it between our open and our lock
+        return _GONE
+    return fd
 
 
 def _unlink(path: Path) -> None:

@@ -20,7 +20,8 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.app import create_app
-from gateway.channels.spool import Spool, decode, encode
+from gateway.channels import spool as spool_module
+from gateway.channels.spool import Spool, decode, encode, spool_key
 from gateway.keys import RUNTIME
 from gateway.message import Attachment, Message
 from gateway.pipeline import Pipeline
@@ -275,6 +276,100 @@ async def test_a_backlog_is_replayed_a_conversation_at_a_time_side_by_side(tmp_p
     assert [t for t in order if t.startswith("c1")] == ["c1-1", "c1-2"]
     assert order.index("c2-1") < order.index("c2-2") and order.index("c3-1") < order.index("c3-2")
     assert order.index("c3-2") < order.index("c1-1")
+
+
+def _spooled_messages(*texts: str) -> list[Message]:
+    return [
+        Message("wechat", "shop", f"wechat:shop:{t.split('-')[0]}", t.split("-")[0], t, channel_msg_id=t)
+        for t in texts
+    ]
+
+
+async def _crashed_with(directory: Path, messages: list[Message]) -> None:
+    writer = Spool(directory)
+    for message in messages:
+        await writer.write(message)
+        writer.disown(message)
+
+
+async def test_a_conversation_whose_message_is_being_handled_waits_its_turn(tmp_path: Path) -> None:
+    # c1-1 is being handled here (a WeChat retry of it): c1-2 must not be stored before it; c2 goes on.
+    messages = _spooled_messages("c1-1", "c1-2", "c2-1")
+    await _crashed_with(tmp_path, messages)
+    spool, handled = Spool(tmp_path), []
+
+    async def handle(message: Message) -> None:
+        handled.append(message.text)
+
+    spool.inflight[spool_key(messages[0])] = asyncio.get_running_loop().create_future()
+    assert await spool.replay(handle) == 1 and handled == ["c2-1"]
+    del spool.inflight[spool_key(messages[0])]
+    assert await spool.replay(handle) == 2 and handled == ["c2-1", "c1-1", "c1-2"]
+
+
+async def test_a_webhook_taking_a_message_up_during_the_claim_is_left_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (message,) = _spooled_messages("c1-1")
+    await _crashed_with(tmp_path, [message])
+    spool, handled = Spool(tmp_path), []
+    claim = spool_module._claim
+    retry = asyncio.get_running_loop().create_future()  # the task Delivery._task starts meanwhile
+
+    def claim_while_a_retry_arrives(path: Path) -> int:
+        spool.inflight[spool_key(message)] = retry
+        return claim(path)
+
+    async def handle(m: Message) -> None:
+        handled.append(m.text)
+
+    monkeypatch.setattr(spool_module, "_claim", claim_while_a_retry_arrives)
+    assert await spool.replay(handle) == 0 and handled == []
+
+
+async def test_a_replay_cancelled_at_shutdown_cancels_the_message_it_was_handling(tmp_path: Path) -> None:
+    (message,) = _spooled_messages("c1-1")
+    await _crashed_with(tmp_path, [message])
+    spool, cancelled = Spool(tmp_path), asyncio.Event()
+
+    async def handle(m: Message) -> None:
+        try:
+            await asyncio.Event().wait()  # a slow custom action
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    replay = asyncio.create_task(spool.replay(handle))
+
+    async def handling() -> bool:
+        return spool_key(message) in spool.inflight
+
+    await eventually(handling)
+    replay.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await replay
+    await asyncio.wait_for(cancelled.wait(), 5)  # not left running, untracked, after the app stopped
+    assert not spool.inflight and await spooled(Spool(tmp_path))  # the file stays for the next start
+
+
+async def test_a_directory_without_file_locks_is_still_replayed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import errno
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(spool_module.fcntl, "flock", no_locks)
+    monkeypatch.setattr(spool_module, "_LOCKING", [True])
+    await _crashed_with(tmp_path, _spooled_messages("c1-1", "c1-2"))
+    handled: list[str] = []
+
+    async def handle(m: Message) -> None:
+        handled.append(m.text)
+
+    assert await Spool(tmp_path).replay(handle) == 2 and handled == ["c1-1", "c1-2"]
+    assert sum("file locks unavailable" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_a_spooled_message_reads_back_as_it_was_written() -> None:
