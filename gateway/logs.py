@@ -41,12 +41,14 @@ class MaskingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Mask the record in place; never drops it."""
-        # The arguments first: formatted with %r, a customer's text has escapes (\x80, \u2028) whose last
-        # hex digit would sit against a number and keep the patterns below from seeing it as one.
+        # Arguments with characters %r would escape (\x80, \u2028, a newline) are masked on their own first:
+        # an escape's last hex digit would sit against a number and keep the patterns below from seeing it
+        # as one. Others are masked in the formatted line, where the words before a number count ("订单",
+        # "MsgId": an order number or a message id is left whole).
         if isinstance(record.args, tuple):
-            record.args = tuple(mask(a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(_masked_arg(a) for a in record.args)
         elif isinstance(record.args, dict):
-            record.args = {k: mask(v) if isinstance(v, str) else v for k, v in record.args.items()}
+            record.args = {k: _masked_arg(v) for k, v in record.args.items()}
         try:
             message = record.getMessage()
         except Exception:  # a bad format string: let logging report it as usual
@@ -59,6 +61,10 @@ class MaskingFilter(logging.Filter):
         elif record.exc_text:
             record.exc_text = mask(record.exc_text)
         return True
+
+
+def _masked_arg(value: object) -> object:
+    return mask(value) if isinstance(value, str) and not value.isprintable() else value
 
 
 class BadRequestFilter(logging.Filter):

@@ -83,12 +83,15 @@ async def post_with_token(
     data: bytes | Callable[[], aiohttp.FormData],
     headers: Mapping[str, str] | None = None,
     refresh_log: logging.Logger | None = None,
+    delivers: bool = True,
 ) -> dict[str, Any]:
     """POST with the access_token in the query string; a token-errcode answer fetches a new token, once.
 
     Returns the answer when `accepted` says so, otherwise the refused answer for the caller to turn into its
     own error. `data` is the body, or a factory for a multipart form (a FormData cannot be posted twice).
-    `refresh_log`, when given, notes each refresh (in the platform's own logger). A transport failure is a retryable SendError naming `platform` and `what`, never the URL (it has the token).
+    `refresh_log`, when given, notes each refresh (in the platform's own logger). A transport failure is a retryable SendError naming `platform` and `what`, never the URL (it has the token);
+    `delivers`: the request carries a message to a customer (a timeout may then have delivered it: see
+    SendError.maybe_delivered), not an upload.
     """
     token = await tokens.get()
     for attempt in range(2):
@@ -105,7 +108,7 @@ async def post_with_token(
             raise SendError(
                 f"{platform} {what} unreachable: {describe_network_error(exc)}",
                 retryable=True,
-                maybe_delivered=maybe_delivered(exc),
+                maybe_delivered=delivers and maybe_delivered(exc),  # an upload is not a message
             ) from None
         if accepted(body):
             return body

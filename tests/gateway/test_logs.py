@@ -133,3 +133,17 @@ def test_qq_tokens_are_masked_as_spelt_and_the_word_qqbot_is_left_alone() -> Non
     assert mask("Authorization: QQBot abcDEF123") == "Authorization: QQBot ***"
     assert mask("qqbot push with a bad signature refused") == "qqbot push with a bad signature refused"
     assert mask("authorization: bearer abc") == "authorization: bearer ***"
+
+
+def test_a_message_id_logged_as_an_argument_is_left_whole() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(MaskingFilter())
+    logger = logging.getLogger("kefu.test.masking.msgid")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("wechat MsgId %s duplicate", "2437400000000000008")
+    finally:
+        logger.removeHandler(handler)
+    assert "MsgId 2437400000000000008 duplicate" in stream.getvalue()

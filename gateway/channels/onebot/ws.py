@@ -74,9 +74,11 @@ class OneBotConnection:
                 async with asyncio.timeout(timeout_s):
                     return await future
             except TimeoutError:
+                # The frame went out: the implementation may have sent the message all the same.
                 raise SendError(
                     f"OneBot API call {action} got no answer within {timeout_s:g}s (reverse WebSocket)",
                     retryable=True,
+                    maybe_delivered=True,
                 ) from None
         finally:
             self._pending.pop(echo, None)
@@ -94,7 +96,10 @@ class OneBotConnection:
         self.closed_reason = self.closed_reason or reason
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(SendError(f"OneBot reverse WebSocket {reason}", retryable=True))
+                # Its frame went out before the socket went: the message may have been sent.
+                future.set_exception(
+                    SendError(f"OneBot reverse WebSocket {reason}", retryable=True, maybe_delivered=True)
+                )
         self._pending.clear()
 
     async def close(self, reason: str, code: int = 1000) -> None:

@@ -304,7 +304,7 @@ class QQBotAdapter:
     async def _fetch_token(self) -> tuple[str, float]:
         payload = {"appId": self.settings.appid, "clientSecret": self.settings.secret}
         status, body = await self._post_json(
-            self.settings.token_url, failing="QQ bot token fetch failed", json=payload
+            self.settings.token_url, failing="QQ bot token fetch failed", delivers=False, json=payload
         )
         token = body.get("access_token") if isinstance(body, dict) else None
         if status >= 400 or not isinstance(token, str) or not token:
@@ -486,8 +486,11 @@ class QQBotAdapter:
                 return found
             after = rows[-1].id
 
-    async def _post_json(self, url: str, *, failing: str, **request: Any) -> tuple[int, Any]:
-        """POST; (status, JSON body or None when the body is not JSON). Unreachable: a retryable SendError."""
+    async def _post_json(
+        self, url: str, *, failing: str, delivers: bool = True, **request: Any
+    ) -> tuple[int, Any]:
+        """POST; (status, JSON body or None when the body is not JSON). Unreachable: a retryable SendError
+        (`delivers`: the request carries a message, which a timeout may have delivered all the same)."""
         try:
             async with self.runtime.http.post(url, timeout=API_TIMEOUT, **request) as resp:
                 try:
@@ -497,7 +500,9 @@ class QQBotAdapter:
                 return resp.status, body
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise SendError(
-                f"{failing}: {_network(exc)}", retryable=True, maybe_delivered=maybe_delivered(exc)
+                f"{failing}: {_network(exc)}",
+                retryable=True,
+                maybe_delivered=delivers and maybe_delivered(exc),
             ) from None
 
     async def _post(self, path: str, payload: Mapping[str, Any]) -> Any:

@@ -274,6 +274,7 @@ class CustomerServiceSender:
             self.tokens,
             platform="WeChat",
             what="media/upload",
+            delivers=False,
             accepted=lambda body: bool(media_id_of(body)),
             token_errcodes=TOKEN_ERRCODES,
             client_timeout=self._timeout,

@@ -174,6 +174,7 @@ class WeComAPI:
             self.tokens,
             platform="WeCom",
             what="media/upload",
+            delivers=False,
             accepted=lambda body: _errcode(body) == 0 and bool(media_id_of(body)),
             token_errcodes=TOKEN_ERRCODES,
             client_timeout=self._timeout,
