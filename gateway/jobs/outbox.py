@@ -30,10 +30,8 @@ logger = logging.getLogger(__name__)
 
 # An adapter call that hangs must not hold its lease forever; the platform APIs answer in well under this.
 SEND_TIMEOUT_S = 30.0
-# A send ends this long before its row's lease does (the `sending` mark's own trip); with less left than
-# MIN_SEND_S the row waits for the next claim instead of a send cut short.
-LEASE_MARGIN_S = 0.25
-MIN_SEND_S = 0.25
+# A row's lease, renewed before its send, outlasts the send's timeout by this much (the `sent` mark's trip).
+LEASE_MARGIN_S = 5.0
 CLAIM_BATCH = 20
 # Pauses between the tries of recording a delivered send as sent (a failure there means a double).
 MARK_SENT_PAUSES_S = (0.05, 0.2, 1.0)
@@ -167,16 +165,24 @@ class Outbox:
         return len(rows)
 
     async def _send_in_order(self, rows: list[OutboxRow], leased_until: datetime) -> None:
+        needed = timedelta(seconds=SEND_TIMEOUT_S + LEASE_MARGIN_S)
         for index, row in enumerate(rows):
-            # Every row of the batch has the same lease, and this conversation's rows go one after another:
-            # each send may only use what is left of it, or another process could claim the row meanwhile
-            # and send it too. Too little left: this row and the rest go back for the next claim.
-            tenth = self.settings.lease_s / 10  # (tests run leases of a fraction of a second)
-            left = (leased_until - self.clock()).total_seconds() - min(LEASE_MARGIN_S, tenth)
-            if left < min(MIN_SEND_S, tenth):
-                await self.store.release_outbox([r.id for r in rows[index:]], self.clock())
-                return
-            delivered = await self._send(row, min(SEND_TIMEOUT_S, left))
+            # Every row of the batch has the same lease, and this conversation's rows go one after another.
+            # Before a send the lease of the rows left is extended past the longest send (SEND_TIMEOUT_S):
+            # no other process claims a row still being sent or waiting its turn, and a slow platform is not
+            # cut short and sent the text again on every retry. A row whose lease ran out meanwhile (it was
+            # not renewed) is left to whoever claims it next.
+            now = self.clock()
+            if leased_until - now < needed:
+                left = [r.id for r in rows[index:]]
+                renewed = await self.store.renew_outbox(left, leased_until, now, now + needed)
+                if row.id not in renewed:
+                    logger.warning(
+                        "outbox: send %d lost its lease before it was sent; left for the next claim", row.id
+                    )
+                    return
+                leased_until = now + needed
+            delivered = await self._send(row)
             if not delivered:
                 # Keep the order: the rest of this conversation waits for the one that failed.
                 later = rows[index + 1 :]
@@ -186,7 +192,7 @@ class Outbox:
                     )
                 return
 
-    async def _send(self, row: OutboxRow, timeout_s: float = SEND_TIMEOUT_S) -> bool:
+    async def _send(self, row: OutboxRow) -> bool:
         adapter = self.adapters.get((row.channel, row.account))
         now = self.clock
         if adapter is None:
@@ -207,10 +213,10 @@ class Outbox:
             logger.warning("outbox: send %d resumed after an expired lease; it may arrive twice", row.id)
             self._double(row.channel, "resumed")
         try:
-            # Within the row's lease (see _send_in_order): a send still under way when its lease ran out
-            # would be claimed and sent again by another process (outbox.lease_s 5 s and a platform
+            # Within the row's lease (renewed in _send_in_order): a send still under way when its lease ran
+            # out would be claimed and sent again by another process (outbox.lease_s 5 s and a platform
             # answering in 7 s doubled every reply).
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(SEND_TIMEOUT_S):
                 await adapter.send(outgoing)
         except SendError as exc:
             if not exc.retryable:

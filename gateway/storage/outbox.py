@@ -355,6 +355,27 @@ class OutboxQueries:
                 )
             )
 
+    async def renew_outbox(
+        self, outbox_ids: Sequence[int], leased_until: datetime, now: datetime, until: datetime
+    ) -> set[int]:
+        """Extend claimed rows' lease to `until` where it is still this claim's: `sending`, the lease the
+        claim set (`leased_until`: another claim sets its own) and not run out. The ids renewed."""
+        if not outbox_ids:
+            return set()
+        async with self.write_lock(), self._sessions() as session, session.begin():
+            result = await session.execute(
+                update(OutboxRecord)
+                .where(
+                    OutboxRecord.id.in_(list(outbox_ids)),
+                    OutboxRecord.status == "sending",
+                    OutboxRecord.locked_until == leased_until,
+                    OutboxRecord.locked_until > now,
+                )
+                .values(locked_until=until)
+                .returning(OutboxRecord.id)
+            )
+            return {int(i) for i in result.scalars()}
+
     async def outbox(self, outbox_id: int) -> OutboxRow | None:
         """One outbox row by id."""
         async with self._sessions() as session:

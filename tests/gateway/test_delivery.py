@@ -255,15 +255,14 @@ async def test_a_send_resumed_after_an_expired_lease_is_counted_as_a_possible_do
 
 
 async def test_a_send_that_timed_out_after_going_out_is_counted_as_a_possible_double(
-    aiohttp_client: Any, settings_factory: Any, upstream: Any
+    aiohttp_client: Any, settings_factory: Any, upstream: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The receiver got the text but answered too late: the retry delivers it again. That double used to
-    # be silent (kefu_outbox_possible_doubles_total had no sample). And the send is cut at half the lease,
-    # so that no other process claims a row while it is still being sent (lease_s 5 s with a platform
-    # answering in 7 s doubled every reply across two processes).
+    # be silent (kefu_outbox_possible_doubles_total had no sample).
     fake, url = upstream
     fake.answer_after = [2.0]
-    client, runtime = await start_web(aiohttp_client, settings_factory, url, lease_s=0.4, base_delay_s=0.05)
+    monkeypatch.setattr("gateway.jobs.outbox.SEND_TIMEOUT_S", 0.3)  # the platform answers after it
+    client, runtime = await start_web(aiohttp_client, settings_factory, url, base_delay_s=0.05)
     await runtime.outbox.enqueue(to("web:default:late", "迟到的回执"))
     await eventually(lambda: _all_sent(runtime))
     assert fake.texts == ["迟到的回执", "迟到的回执"]
@@ -274,9 +273,9 @@ async def test_a_send_that_timed_out_after_going_out_is_counted_as_a_possible_do
 async def test_no_row_of_a_claimed_batch_is_still_being_sent_when_its_lease_ends(
     aiohttp_client: Any, settings_factory: Any, upstream: Any
 ) -> None:
-    # One claim leases a batch with one lease, and a conversation's rows go one after another. Cutting each
-    # send at half the lease protected the first row only: the third one here was still being sent when
-    # its lease ended, and another process's claim took it again (resumed) and sent it a second time.
+    # One claim leases a batch with one lease, and a conversation's rows go one after another: the third
+    # one here was still being sent when the batch's lease ended, and another process's claim took it
+    # again (resumed) and sent it a second time. Each row's lease is now renewed before its send.
     fake, url = upstream
     fake.answer_after = [0.8, 0.8, 0.8]
     client, runtime = await start_web(aiohttp_client, settings_factory, url, lease_s=2.0, base_delay_s=0.05)
@@ -288,6 +287,22 @@ async def test_no_row_of_a_claimed_batch_is_still_being_sent_when_its_lease_ends
     other = await runtime.store.claim_outbox(utcnow(), lease=timedelta(seconds=2.0))  # another process
     await sending
     assert not [row.text for row in other if row.resumed]
+
+
+async def test_a_slow_platform_with_a_short_lease_gets_each_reply_once(
+    aiohttp_client: Any, settings_factory: Any, upstream: Any
+) -> None:
+    # outbox.lease_s shorter than the platform's answer: cutting the send at the lease made every attempt
+    # time out after delivering, and each retry delivered the text again (8 copies and a `failed` row).
+    fake, url = upstream
+    fake.answer_after = [1.5, 1.5]
+    client, runtime = await start_web(aiohttp_client, settings_factory, url, lease_s=0.5, base_delay_s=0.05)
+    await runtime.outbox.enqueue(to("web:default:slow", "慢一点的平台"))
+    await runtime.outbox.enqueue(to("web:default:slow", "第二条"))
+    await eventually(lambda: _all_sent(runtime))
+    assert fake.texts == ["慢一点的平台", "第二条"]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'cause="timeout"' not in metrics and 'cause="resumed"' not in metrics
 
 
 async def test_recording_a_delivered_send_is_retried_when_the_database_is_busy(
