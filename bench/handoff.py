@@ -77,12 +77,14 @@ def measured(base: str, run: object) -> tuple[wh.Result, float]:
     return result, spent * 1000 / answered
 
 
+def shares_said(main: float, others: float) -> str:
+    """Thread shares (see `measured`) as a report line says them."""
+    return f"event loop {main:.2f} + other threads {others:.2f} of a core"
+
+
 def threads_said(base: str) -> str:
     """The last phase's thread shares of `base`, for a report line ('' when not measured)."""
-    if base not in THREADS:
-        return ""
-    main, others = THREADS[base]
-    return f", event loop {main:.2f} + other threads {others:.2f} of a core"
+    return f", {shares_said(*THREADS[base])}" if base in THREADS else ""
 
 
 def _supervisor_token(config: Path) -> str:

@@ -51,7 +51,7 @@ __all__ = [
     "SatisfactionStats",
     "UnansweredCluster",
     "build_rows",
-    "check_year",
+    "year_problem",
     "parse_bound",
     "cluster_questions",
     "default_normalize",
@@ -274,10 +274,11 @@ def build_rows(
 EARLIEST_YEAR, LATEST_YEAR = 1970, 2999
 
 
-def check_year(moment: datetime | date, name: str) -> None:
-    """ValueError naming `name` when `moment` lies outside EARLIEST_YEAR…LATEST_YEAR."""
-    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
-        raise ValueError(f"{name}: the year {moment.year} is outside {EARLIEST_YEAR}-{LATEST_YEAR}")
+def year_problem(moment: datetime | date, name: str) -> str | None:
+    """What is wrong with `moment` for `name` when it lies outside EARLIEST_YEAR…LATEST_YEAR, else None."""
+    if EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
+        return None
+    return f"{name}: the year {moment.year} is outside {EARLIEST_YEAR}-{LATEST_YEAR}"
 
 
 def parse_bound(value: str | None, tz: ZoneInfo, *, end: bool) -> datetime | None:
@@ -286,19 +287,17 @@ def parse_bound(value: str | None, tz: ZoneInfo, *, end: bool) -> datetime | Non
         return None
     text = value.strip()
     name = "--to" if end else "--from"
+    bare_date = len(text) == 10
     try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            check_year(day, name)
-            start_of_day = datetime.combine(day, time(0), tzinfo=tz)
-            return start_of_day + timedelta(days=1) if end else start_of_day
-        moment = datetime.fromisoformat(text)
-    except ValueError as exc:
-        if str(exc).startswith(name):
-            raise
+        moment = (
+            datetime.combine(date.fromisoformat(text), time(0)) if bare_date else datetime.fromisoformat(text)
+        )
+    except ValueError:
         raise ValueError(f"{name}: {value!r} is not a date (2026-11-24) or time (2026-11-24T09:00)") from None
-    check_year(moment, name)
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+    if problem := year_problem(moment, name):  # before any arithmetic: it would overflow out there
+        raise ValueError(problem)
+    moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+    return moment + timedelta(days=1) if bare_date and end else moment
 
 
 # -- aggregates -----------------------------------------------------------------------------------------

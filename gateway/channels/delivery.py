@@ -252,7 +252,7 @@ class Delivery:
             )
             if key:
                 self._inflight[key] = task
-                task.add_done_callback(lambda t, key=key: self._settled(key, t))
+                task.add_done_callback(lambda t, key=key: _forget(self._inflight, key, t))
                 if spool is not None:  # the spool's replay leaves this message alone meanwhile
                     spooled = spool_key(message)
                     spool.inflight[spooled] = task
@@ -292,10 +292,6 @@ class Delivery:
         elif result.outbox:
             self.runtime.outbox.wake()
         await spool.remove(message)
-
-    def _settled(self, key: str, task: asyncio.Task[Any]) -> None:
-        if self._inflight.get(key) is task:
-            del self._inflight[key]
 
     async def _decide(
         self,
@@ -401,5 +397,6 @@ class Delivery:
 
 
 def _forget(registry: dict[str, Any], key: str, task: Any) -> None:
+    """A finished task leaves its registry (unless a newer one took its key meanwhile)."""
     if registry.get(key) is task:
         del registry[key]

@@ -37,7 +37,7 @@ from handoff.kpis import duration_stats
 from handoff.metrics import conversation_rates, is_handed_off
 from handoff.privacy import mask_sensitive
 from handoff.questions import cluster_questions_capped
-from handoff.reports import check_year
+from handoff.reports import year_problem
 from intents.normalize import normalize
 
 DEFAULT_RANGE = timedelta(days=1)
@@ -100,10 +100,8 @@ def _parse_time(value: str | None, name: str, tz: tzinfo = UTC) -> datetime | No
 
 
 def _year_ok(moment: datetime, name: str) -> None:
-    try:
-        check_year(moment, name)
-    except ValueError as exc:
-        raise http_error(web.HTTPBadRequest, str(exc)) from None
+    if problem := year_problem(moment, name):
+        raise http_error(web.HTTPBadRequest, problem)
 
 
 # --- unanswered questions, grouped ---------------------------------------------------------------------

@@ -10,13 +10,13 @@ hashed (`handoff.agents.hash_token`); the admin token is compared in constant ti
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from gateway.http.bodies import http_error
 from gateway.keys import HANDOFF, RUNTIME
+from gateway.signing import signature_matches
 from handoff.agents import AgentInfo, Role, hash_token
 
 __all__ = [
@@ -77,7 +77,7 @@ async def resolve(request: web.Request, *, token: str | None = None) -> Caller:
             # hash nor the comparison below could encode them.
             raise unauthorized("invalid or disabled token") from None
     admin_token = request.app[RUNTIME].settings.admin.token
-    if admin_token and hmac.compare_digest(given.encode(), admin_token.encode()):
+    if admin_token and signature_matches(admin_token, given):
         return Caller(None)
     agent = await request.app[HANDOFF].db.agent_by_token_hash(hash_token(given))
     if agent is None:

@@ -27,7 +27,7 @@ from gateway.keys import HANDOFF, RUNTIME
 from gateway.norms import group_hours
 from gateway.runtime import Runtime
 from gateway.storage import shifts_store
-from handoff.reports import check_year, parse_bound
+from handoff.reports import parse_bound, year_problem
 from handoff.shifts import ShiftSpan, SwapPolicy, check_swap, coverage_gaps
 
 __all__ = ["shift_routes"]
@@ -98,14 +98,12 @@ def _moment(value: Any, name: str, tz: ZoneInfo) -> datetime:
         )
     try:
         moment = datetime.fromisoformat(value.strip())
-        check_year(moment, name)
-    except ValueError as exc:
-        said = (
-            str(exc)
-            if str(exc).startswith(name)
-            else f"{name}: {value!r} is not an ISO-8601 time like 2026-12-07T09:00:00+08:00"
-        )
-        raise http_error(web.HTTPBadRequest, said) from None
+    except ValueError:
+        raise http_error(
+            web.HTTPBadRequest, f"{name}: {value!r} is not an ISO-8601 time like 2026-12-07T09:00:00+08:00"
+        ) from None
+    if problem := year_problem(moment, name):
+        raise http_error(web.HTTPBadRequest, problem)
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
 
 

@@ -23,6 +23,7 @@ from gateway.media.settings import UploadsSettings
 from gateway.media.sniff import EXTENSIONS, HEAD_BYTES, IMAGE_TYPES, is_image, sniff
 from gateway.media.store import LocalMediaStore, MediaStore, StoredFile, keep_secret, read_secret
 from gateway.message import Attachment
+from gateway.signing import signature_matches
 
 MEDIA_PATH = "/media/"
 MAX_NAME = 120
@@ -133,9 +134,7 @@ class Media:
             return False
         if int(exp) < self.clock():
             return False
-        return hmac.compare_digest(
-            sig.encode("utf-8", "surrogateescape"), self._signature(ref, int(exp)).encode()
-        )
+        return signature_matches(self._signature(ref, int(exp)), sig)
 
     def message_json(self, message_id: int, stored: Mapping[str, Any] | None) -> dict[str, Any] | None:
         """A message's attachment for the APIs and pages: kind, name, size, mime and a signed `url`."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+from collections.abc import Iterator
 
 import pytest
 
@@ -44,21 +46,28 @@ def test_secrets_in_urls_and_headers_are_masked() -> None:
     assert mask("web channel has no secret: anyone can post") == "web channel has no secret: anyone can post"
 
 
-def test_the_filter_rewrites_records_and_tracebacks() -> None:
+@contextlib.contextmanager
+def masked_log(name: str) -> Iterator[tuple[logging.Logger, io.StringIO]]:
+    """A logger whose lines go through MaskingFilter into the yielded stream (what a handler would write)."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.addFilter(MaskingFilter())
-    logger = logging.getLogger("kefu.test.masking")
+    logger = logging.getLogger(name)
     logger.addHandler(handler)
     logger.propagate = False
     try:
+        yield logger, stream
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_the_filter_rewrites_records_and_tracebacks() -> None:
+    with masked_log("kefu.test.masking") as (logger, stream):
         logger.warning("user %s wrote %s", "13900001111", "hi")
         try:
             raise ValueError("token=leaked")
         except ValueError:
             logger.exception("failed")
-    finally:
-        logger.removeHandler(handler)
     out = stream.getvalue()
     assert "139****1111" in out and "13900001111" not in out
     assert "token=***" in out and "leaked" not in out
@@ -111,18 +120,10 @@ async def test_database_echo_goes_through_the_masking_filter(
 def test_numbers_in_an_argument_logged_with_repr_are_masked() -> None:
     # %r escapes a customer's odd characters (\x80, \u2028); the escape's last hex digit then stood against
     # the number and the patterns, which refuse a number glued to digits, let it through whole.
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(MaskingFilter())
-    logger = logging.getLogger("kefu.test.masking.repr")
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
+    with masked_log("kefu.test.masking.repr") as (logger, stream):
         key = "\x8013812345678 \x80110105199001011234 \u20286222021234567890123"
         logger.warning("menu click with unknown key %r on %s", key, "wechat/plain")
         logger.warning("fields %(key)r", {"key": "\x8013900001111"})
-    finally:
-        logger.removeHandler(handler)
     out = stream.getvalue()
     for number in ("13812345678", "110105199001011234", "6222021234567890123", "13900001111"):
         assert number not in out, out
@@ -136,14 +137,6 @@ def test_qq_tokens_are_masked_as_spelt_and_the_word_qqbot_is_left_alone() -> Non
 
 
 def test_a_message_id_logged_as_an_argument_is_left_whole() -> None:
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.addFilter(MaskingFilter())
-    logger = logging.getLogger("kefu.test.masking.msgid")
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
+    with masked_log("kefu.test.masking.msgid") as (logger, stream):
         logger.warning("wechat MsgId %s duplicate", "2437400000000000008")
-    finally:
-        logger.removeHandler(handler)
     assert "MsgId 2437400000000000008 duplicate" in stream.getvalue()

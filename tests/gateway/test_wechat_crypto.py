@@ -13,9 +13,10 @@ from aiohttp import web
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.utils import check_signature
 
-from gateway.channels.wechat.adapter import WeChatAdapter, sign, signature_matches
+from gateway.channels.wechat.adapter import WeChatAdapter, sign
 from gateway.message import Reply
 from gateway.settings import settings_from_mapping
+from gateway.signing import signature_matches
 from tests.fakes.wechat_api import (
     FIXTURES,
     StubPipeline,

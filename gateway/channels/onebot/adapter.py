@@ -36,6 +36,7 @@ from gateway.channels.qq import parse_conversation_key
 from gateway.http.bodies import http_error, parse_json, read_body
 from gateway.media.fetch import FetchError, download
 from gateway.message import Attachment, Message, Reply, utcnow
+from gateway.signing import signature_matches
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -202,10 +203,6 @@ def _bearer(request: web.Request) -> str | None:
     return request.query.get("access_token") or None
 
 
-def _same(expected: str, given: str) -> bool:
-    return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8", "surrogateescape"))
-
-
 # --- the adapter ---------------------------------------------------------------------------------
 
 
@@ -288,7 +285,7 @@ class OneBotAdapter:
             if not given:
                 logger.warning("onebot POST without X-Signature refused", extra={"account": self.account})
                 raise http_error(web.HTTPUnauthorized, "X-Signature missing")
-            if not _same(sign_body(self.settings.secret, body), given.strip()):
+            if not signature_matches(sign_body(self.settings.secret, body), given.strip()):
                 logger.warning("onebot POST with a bad X-Signature refused", extra={"account": self.account})
                 raise http_error(web.HTTPForbidden, "X-Signature mismatch")
         event = parse_json(body)
@@ -339,7 +336,7 @@ class OneBotAdapter:
                 raise http_error(
                     web.HTTPUnauthorized, "access token missing", headers={"WWW-Authenticate": "Bearer"}
                 )
-            if not _same(expected, given):
+            if not signature_matches(expected, given):
                 logger.warning(
                     "onebot WebSocket with a wrong access token refused", extra={"account": self.account}
                 )

@@ -25,6 +25,7 @@ from gateway.channels.base import Outgoing, SendError
 from gateway.http.bodies import http_error, parse_int, parse_json, read_body
 from gateway.message import Message
 from gateway.rate_limit import RateLimiter, VisitorLimit, retry_after_header
+from gateway.signing import signature_matches
 
 if TYPE_CHECKING:
     from gateway.channels.web.settings import WebChannelSettings
@@ -125,10 +126,7 @@ class WebAdapter:
         given = request.headers.get(SIGNATURE_HEADER)
         if not given:
             raise http_error(web.HTTPForbidden, f"missing {SIGNATURE_HEADER}")
-        # surrogateescape: a header of bytes that are not UTF-8 holds lone surrogates; a mismatch, not a 500.
-        if not hmac.compare_digest(
-            given.strip().encode("utf-8", "surrogateescape"), sign(secret, data).encode()
-        ):
+        if not signature_matches(sign(secret, data), given.strip()):
             raise http_error(web.HTTPForbidden, f"invalid {SIGNATURE_HEADER}")
 
     async def post_message(self, request: web.Request) -> web.Response:

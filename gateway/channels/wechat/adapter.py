@@ -13,7 +13,6 @@ One `WeChatAdapter` per configured account serves `GET/POST /wechat/{name}`:
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import time
 import xml.etree.ElementTree as ET
@@ -37,6 +36,7 @@ from gateway.coord.connection import CoordUnavailable
 from gateway.http.bodies import read_body
 from gateway.media.fetch import FetchError, download
 from gateway.message import Attachment, Message, Reply
+from gateway.signing import signature_matches
 
 if TYPE_CHECKING:
     from gateway.channels.wechat.settings import WeChatAccountSettings
@@ -63,11 +63,6 @@ class WeChatRequestError(Exception):
 def sign(*parts: str) -> str:
     """WeChat's signature: sha1 of the sorted parts, concatenated (token/timestamp/nonce[/Encrypt])."""
     return hashlib.sha1("".join(sorted(parts)).encode("utf-8")).hexdigest()
-
-
-def signature_matches(expected: str, given: str) -> bool:
-    """Constant-time comparison; bytes so that non-ASCII garbage is a mismatch rather than a TypeError."""
-    return hmac.compare_digest(expected.encode("utf-8"), given.encode("utf-8", "surrogateescape"))
 
 
 # --- XML in ------------------------------------------------------------------------------------

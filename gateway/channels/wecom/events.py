@@ -17,8 +17,9 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.exceptions import InvalidSignatureException
 
-from gateway.channels.wechat.adapter import WeChatRequestError, parse_xml, sign, signature_matches
+from gateway.channels.wechat.adapter import WeChatRequestError, parse_xml, sign
 from gateway.message import Attachment, Message, MessageKind
+from gateway.signing import signature_matches
 
 CHANNEL = "wecom"
 ORIGIN_CUSTOMER = 3
