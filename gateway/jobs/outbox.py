@@ -33,6 +33,9 @@ SEND_TIMEOUT_S = 30.0
 # A row's lease, renewed before its send, outlasts the send's timeout by this much (the `sent` mark's trip).
 LEASE_MARGIN_S = 5.0
 CLAIM_BATCH = 20
+# Claimed rows the worker keeps in flight at once: while one platform hangs (up to SEND_TIMEOUT_S), other
+# conversations' rows are still claimed and sent, within a bound on the tasks and connections they take.
+MAX_IN_FLIGHT = 3 * CLAIM_BATCH
 # Pauses between the tries of recording a delivered send as sent (a failure there means a double).
 MARK_SENT_PAUSES_S = (0.05, 0.2, 1.0)
 
@@ -61,6 +64,11 @@ class Outbox:
         self._jitter = jitter
         self._wake = asyncio.Event()
         self._worker: WakeLoop | None = None
+        # The worker's conversation tasks in flight and how many rows each holds (MAX_IN_FLIGHT bounds them).
+        self._sending: dict[asyncio.Task[None], int] = {}
+        # Claims the worker began (or skipped, full): a task that sees one start meanwhile wakes the worker
+        # when it ends, since rows of its conversation may have waited behind it.
+        self._claims = 0
         # Told of every finished send (row, status, error): the handoff service turns them into
         # `message.delivery` events for the agents' consoles.
         self.listeners: list[DeliveryListener] = []
@@ -130,39 +138,73 @@ class Outbox:
             self._worker.start("kefu-outbox")
 
     async def stop(self) -> None:
-        """Stop the worker; a send in flight is cancelled and its lease expires, so it is retried later."""
+        """Stop the worker and cancel its sends in flight: their leases expire, so they are retried later."""
         worker, self._worker = self._worker, None
         if worker is not None:
-            await worker.stop()  # (a flag beside the cancel, see gateway/wakeups.py)
+            await worker.stop()  # (a flag beside the cancel, see gateway/wakeups.py); no new tasks after it
+        pending = set(self._sending)
+        while pending:
+            for task in pending:
+                task.cancel()
+            # Cancelled again each second: on Python 3.11 an adapter's wait_for can swallow a cancel.
+            _done, pending = await asyncio.wait(pending, timeout=1.0)
 
     async def _send_due(self) -> bool:
-        """The worker's step: claim and send until nothing is due, then wait for a wake-up or the poll."""
+        """The worker's step: claim what is due and start each conversation's sends as a task of its own,
+        without waiting for them, until nothing more is due or MAX_IN_FLIGHT rows are in flight; then wait
+        for a wake-up (an enqueue, a finished task) or the poll. A hung platform holds up only its own
+        conversations: their later rows stay unclaimable (claim_outbox) while the others keep going."""
         worker = self._worker
         while worker is not None and not worker.stopping:
+            self._claims += 1
+            room = MAX_IN_FLIGHT - sum(self._sending.values())
+            if room <= 0:
+                break  # full: a finishing task wakes the worker
+            limit = min(room, CLAIM_BATCH)
             try:
-                if not await self.run_once():
-                    break
+                groups, leased_until = await self._claim(limit)
             except Exception:
                 # The database may be briefly down; rows are safe there, so wait and try again.
                 logger.exception("outbox: claiming rows failed")
                 break
+            for group in groups:
+                self._start_sending(group, leased_until)
+            if sum(len(group) for group in groups) < limit:
+                break  # nothing more is due now
         return True
 
+    def _start_sending(self, rows: list[OutboxRow], leased_until: datetime) -> None:
+        task = asyncio.create_task(self._send_in_order(rows, leased_until), name=f"kefu-outbox-{rows[0].id}")
+        self._sending[task] = len(rows)
+        claims = self._claims
+        task.add_done_callback(lambda done: self._sent(done, claims))
+
+    def _sent(self, task: asyncio.Task[None], claims: int) -> None:
+        self._sending.pop(task, None)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # Retrieved here, logged once; the rows keep their lease and are retried when it ends.
+            logger.error("outbox: %s failed; its rows are retried later", task.get_name(), exc_info=error)
+        if self._claims != claims:
+            self.wake()
+
     async def run_once(self) -> int:
-        """Claim the rows that are due and send them; returns how many were claimed."""
+        """Claim the rows that are due, send them and wait for every send; returns how many were claimed."""
+        groups, leased_until = await self._claim(CLAIM_BATCH)
+        await asyncio.gather(*(self._send_in_order(group, leased_until) for group in groups))
+        return sum(len(group) for group in groups)
+
+    async def _claim(self, limit: int) -> tuple[list[list[OutboxRow]], datetime]:
+        """Lease up to `limit` due rows: each conversation's rows in order (sent one after another, the
+        conversations in parallel), and the lease's end."""
         now = self.clock()
         lease = timedelta(seconds=self.settings.lease_s)
         rows = await self.store.claim_outbox(
-            now, lease=lease, limit=CLAIM_BATCH, give_up_after=self.settings.give_up_after
+            now, lease=lease, limit=limit, give_up_after=self.settings.give_up_after
         )
-        if not rows:
-            return 0
-        # One conversation's rows go out in order; different conversations in parallel.
         by_key: dict[str, list[OutboxRow]] = {}
         for row in rows:
             by_key.setdefault(row.conversation_key, []).append(row)
-        await asyncio.gather(*(self._send_in_order(group, now + lease) for group in by_key.values()))
-        return len(rows)
+        return list(by_key.values()), now + lease
 
     async def _send_in_order(self, rows: list[OutboxRow], leased_until: datetime) -> None:
         needed = timedelta(seconds=SEND_TIMEOUT_S + LEASE_MARGIN_S)

@@ -1,0 +1,213 @@
+"""The outbox worker's pipeline: a hung send holds up only its own conversation, on both databases.
+
+The worker runs against fake platforms whose sends can be held on an asyncio.Event the test controls,
+with an injected clock and a poll interval of an hour: whatever the worker does here, a wake-up made it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from gateway.channels.base import Outgoing
+from gateway.jobs.outbox import Outbox
+from gateway.message import utcnow
+from gateway.settings import OutboxSettings
+from gateway.storage import Store
+from tests.waiting import eventually
+
+
+class Platform:
+    """A channel account that records each send; a text in `hold` waits for its Event before it is sent."""
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.account = "default"
+        self.calls: list[str] = []
+        self.sent: list[str] = []
+        self.cancelled: list[str] = []
+        self.hold: dict[str, asyncio.Event] = {}
+
+    def routes(self) -> list[web.AbstractRouteDef]:
+        return []
+
+    async def send(self, outgoing: Outgoing) -> None:
+        self.calls.append(outgoing.text)
+        gate = self.hold.get(outgoing.text)
+        if gate is not None:
+            try:
+                await gate.wait()
+            except asyncio.CancelledError:
+                self.cancelled.append(outgoing.text)
+                raise
+        self.sent.append(outgoing.text)
+
+    def to(self, user: str, text: str) -> Outgoing:
+        return Outgoing(self.channel, self.account, f"{self.channel}:default:{user}", text, target={})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class Rig:
+    def __init__(self, store: Store, **settings: Any) -> None:
+        self.store = store
+        self.clock = Clock()
+        self.qq, self.web = Platform("qqbot"), Platform("web")
+        adapters = {("qqbot", "default"): self.qq, ("web", "default"): self.web}
+        outbox_settings = OutboxSettings(**{"poll_interval_s": 3600.0, "lease_s": 60.0, **settings})
+        self.outbox = Outbox(store, outbox_settings, adapters, clock=self.clock)
+
+    async def status(self, outbox_id: int) -> str:
+        row = await self.store.outbox(outbox_id)
+        assert row is not None
+        return row.status
+
+    async def sent(self, *outbox_ids: int) -> bool:
+        return all([await self.status(i) == "sent" for i in outbox_ids])
+
+    async def idle(self) -> bool:
+        """The worker took every wake-up so far and waits for the next (its step is over)."""
+        wake = self.outbox._wake  # type: ignore[attr-defined]
+        return not wake.is_set() and bool(wake._waiters)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def rig(store: Store) -> AsyncIterator[Rig]:
+    rig = Rig(store)
+    yield rig
+    await rig.outbox.stop()
+
+
+def calling(platform: Platform, text: str) -> Any:
+    async def check() -> bool:
+        return text in platform.calls
+
+    return check
+
+
+async def test_a_hung_send_does_not_hold_up_other_conversations(rig: Rig) -> None:
+    # Regression: the worker awaited every send of a claim before claiming again, so one hung QQ send (up
+    # to SEND_TIMEOUT_S) held up the web chat's answers, and everyone else's, until it ended.
+    qq, web_chat = rig.qq, rig.web
+    qq.hold["hung"] = asyncio.Event()
+    rig.outbox.start()
+    hung = await rig.outbox.enqueue(qq.to("q", "hung"))
+    await eventually(calling(qq, "hung"))
+
+    other = await rig.outbox.enqueue(web_chat.to("w", "answer"))
+    await eventually(lambda: rig.sent(other))
+    assert web_chat.sent == ["answer"] and qq.sent == []
+    assert await rig.status(hung) == "sending"  # still in flight, still leased
+
+    qq.hold["hung"].set()
+    await eventually(lambda: rig.sent(hung))
+    assert qq.calls == ["hung"] and qq.sent == ["hung"]
+
+
+async def test_later_rows_of_a_conversation_in_flight_wait_for_it_and_keep_their_order(rig: Rig) -> None:
+    qq, web_chat = rig.qq, rig.web
+    qq.hold["first"] = asyncio.Event()
+    rig.outbox.start()
+    first = await rig.outbox.enqueue(qq.to("a", "first"))
+    await eventually(calling(qq, "first"))
+    later = [await rig.outbox.enqueue(qq.to("a", text)) for text in ("second", "third")]
+    other = await rig.outbox.enqueue(web_chat.to("b", "other"))
+    await eventually(lambda: rig.sent(other))  # claims ran while "first" was in flight
+    assert qq.calls == ["first"]
+    assert [await rig.status(i) for i in later] == ["pending", "pending"]  # not claimed past "first"
+
+    qq.hold["first"].set()  # its task ends and wakes the worker (the poll is an hour away)
+    await eventually(lambda: rig.sent(first, *later))
+    assert qq.calls == qq.sent == ["first", "second", "third"]
+
+
+async def test_order_holds_when_a_conversations_rows_come_in_several_claims(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.jobs.outbox.CLAIM_BATCH", 2)
+    monkeypatch.setattr("gateway.jobs.outbox.MAX_IN_FLIGHT", 3)
+    ids = [
+        await rig.outbox.enqueue(rig.qq.to(user, f"{user}{n}")) for n in range(4) for user in ("a", "b", "c")
+    ]
+    rig.outbox.start()
+    await eventually(lambda: rig.sent(*ids))
+    for user in ("a", "b", "c"):
+        assert [t for t in rig.qq.calls if t.startswith(user)] == [f"{user}{n}" for n in range(4)]
+    assert sorted(rig.qq.calls) == sorted(rig.qq.sent) == sorted(set(rig.qq.calls))  # each once
+
+
+async def test_a_full_worker_claims_nothing_until_a_send_ends(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.jobs.outbox.MAX_IN_FLIGHT", 1)
+    rig.qq.hold["hung"] = asyncio.Event()
+    rig.outbox.start()
+    hung = await rig.outbox.enqueue(rig.qq.to("q", "hung"))
+    await eventually(calling(rig.qq, "hung"))
+    waiting = await rig.outbox.enqueue(rig.web.to("w", "waiting"))
+    await eventually(rig.idle)  # the worker took the wake-up and found no room
+    assert rig.web.calls == [] and await rig.status(waiting) == "pending"
+
+    rig.qq.hold["hung"].set()
+    await eventually(lambda: rig.sent(hung, waiting))
+    assert rig.web.sent == ["waiting"]
+
+
+async def test_stopping_cancels_a_send_in_flight_and_leaves_its_row_to_be_retried(rig: Rig) -> None:
+    rig.qq.hold["in flight"] = asyncio.Event()
+    rig.outbox.start()
+    outbox_id = await rig.outbox.enqueue(rig.qq.to("q", "in flight"))
+    await eventually(calling(rig.qq, "in flight"))
+
+    await rig.outbox.stop()
+    assert rig.qq.cancelled == ["in flight"] and rig.qq.sent == []
+    assert not rig.outbox._sending  # type: ignore[attr-defined]
+    assert await rig.status(outbox_id) == "sending"  # neither lost nor sent: leased until the lease ends
+    assert await rig.outbox.run_once() == 0
+
+    rig.clock.now += timedelta(seconds=61)  # past the lease
+    del rig.qq.hold["in flight"]
+    assert await rig.outbox.run_once() == 1
+    row = await rig.store.outbox(outbox_id)
+    assert row is not None and row.status == "sent" and row.attempts == 2
+    assert rig.qq.sent == ["in flight"]
+
+
+async def test_a_failing_send_task_is_logged_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = Rig(store, lease_s=1.0)  # shorter than a send's timeout: renewed before the send
+
+    async def broken(*_args: Any, **_kwargs: Any) -> set[int]:
+        raise RuntimeError("renewing broke")
+
+    monkeypatch.setattr(store, "renew_outbox", broken)
+    caplog.set_level(logging.ERROR)
+    rig.outbox.start()
+    try:
+        await rig.outbox.enqueue(rig.qq.to("q", "never"))
+
+        async def logged() -> bool:
+            return bool(caplog.records)
+
+        await eventually(logged)
+        await eventually(rig.idle)
+        gc.collect()  # an exception never retrieved would be said as the task is collected
+    finally:
+        await rig.outbox.stop()
+    (record,) = caplog.records
+    assert record.name == "gateway.jobs.outbox" and record.exc_info is not None
+    assert str(record.exc_info[1]) == "renewing broke" and rig.qq.calls == []
