@@ -82,6 +82,7 @@ class FakeQQBotAPI(FakeUpstream):
     secret: str = SECRET
     latency_s: float = 0.0
     lose_answers: int = 0  # accept the next sends but answer 504, as if the answer got lost on the way
+    drop_uploads: int = 0  # take the next /files uploads, then drop the connection before answering
     _seen: set[tuple[str, int]] = field(default_factory=set)
     _replies: dict[str, int] = field(default_factory=dict)
     _failures: deque[tuple[int, int | None]] = field(default_factory=deque)
@@ -120,6 +121,10 @@ class FakeQQBotAPI(FakeUpstream):
             data = await resp.read()
         file_info = f"FILEINFO-{len(self.uploads) + 1}"
         self.uploads[file_info] = data
+        if self.drop_uploads:
+            self.drop_uploads -= 1
+            assert request.transport is not None
+            request.transport.abort()  # the client sees the connection close with no answer
         return web.json_response({"file_uuid": file_info.lower(), "file_info": file_info, "ttl": 3600})
 
     async def _picture(self, request: web.Request) -> web.Response:

@@ -213,10 +213,11 @@ async def test_an_agent_without_the_conversation_cannot_attach(kefu: Kefu) -> No
     ).status == 401
 
 
-@pytest.mark.parametrize("public", [True, False])
-async def test_a_qq_bot_customers_picture_shows_and_a_reply_picture_goes_by_rich_media(
-    aiohttp_client: Any, aiohttp_server: Any, settings_factory: Any, tmp_path: Path, public: bool
-) -> None:
+async def _qq_bot_kefu(
+    aiohttp_client: Any, aiohttp_server: Any, settings_factory: Any, tmp_path: Path, *, public: bool
+) -> tuple[FakeQQBotAPI, Any, Any, Any]:
+    """kefu with a QQ bot account; its customer sent a complaint and a picture, an agent claimed them.
+    (the fake QQ API, the test client, the agent, the conversation)"""
     qq = await FakeQQBotAPI().start(aiohttp_server)
     account = {
         "name": "qqbot",
@@ -235,8 +236,7 @@ async def test_a_qq_bot_customers_picture_shows_and_a_reply_picture_goes_by_rich
     app = create_app(settings)
     client = await aiohttp_client(app, server_kwargs={"port": port})
     push = QQPush(client, "/qqbot/qqbot")
-    picture = png(rgb=(120, 0, 120))
-    qq.pictures["p.png"] = picture
+    qq.pictures["p.png"] = png(rgb=(120, 0, 120))
     attachment = {"content_type": "image/png", "filename": "p.png", "url": f"{qq.url}/qqmedia/p.png"}
     for d in ({"content": "我要投诉"}, {"content": " ", "attachments": [attachment]}):
         resp = await push.post(load_payload("c2c_message.json", **d))
@@ -245,14 +245,14 @@ async def test_a_qq_bot_customers_picture_shows_and_a_reply_picture_goes_by_rich
     agent = await make_agent(client, "小钱")
     [conversation] = await app[RUNTIME].store.conversations_for_key(key)
     await agent.call("POST", f"/conversations/{conversation.id}/claim")
-    [image] = [m for m in await console_messages(agent, conversation.id) if m["kind"] == "image"]
-    assert image["attachment"]["name"] == "p.png"
-    assert await (await client.get(image["attachment"]["url"])).read() == picture
+    return qq, client, agent, conversation
 
-    reply = png(rgb=(1, 99, 1))
+
+async def _agent_sends_picture(client: Any, agent: Any, conversation: Any, picture: bytes) -> dict[str, Any]:
+    """The agent's picture reply, once its delivery settled (sent or undeliverable)."""
     resp = await client.post(
         f"/api/v1/conversations/{conversation.id}/attachments",
-        data=form(reply, "a.png"),
+        data=form(picture, "a.png"),
         headers=agent.headers,
     )
     assert resp.status == 201
@@ -262,7 +262,22 @@ async def test_a_qq_bot_customers_picture_shows_and_a_reply_picture_goes_by_rich
         return bool(mine) and (mine[-1]["delivery"] or {}).get("status") in ("sent", "undeliverable")
 
     await eventually(settled)
-    mine = [m for m in await console_messages(agent, conversation.id) if m["sender"] == "agent"][-1]
+    return [m for m in await console_messages(agent, conversation.id) if m["sender"] == "agent"][-1]
+
+
+@pytest.mark.parametrize("public", [True, False])
+async def test_a_qq_bot_customers_picture_shows_and_a_reply_picture_goes_by_rich_media(
+    aiohttp_client: Any, aiohttp_server: Any, settings_factory: Any, tmp_path: Path, public: bool
+) -> None:
+    qq, client, agent, conversation = await _qq_bot_kefu(
+        aiohttp_client, aiohttp_server, settings_factory, tmp_path, public=public
+    )
+    [image] = [m for m in await console_messages(agent, conversation.id) if m["kind"] == "image"]
+    assert image["attachment"]["name"] == "p.png"
+    assert await (await client.get(image["attachment"]["url"])).read() == qq.pictures["p.png"]
+
+    reply = png(rgb=(1, 99, 1))
+    mine = await _agent_sends_picture(client, agent, conversation, reply)
     if public:  # QQ downloaded our signed URL and the message went as msg_type 7
         assert mine["delivery"]["status"] == "sent"
         [sent] = [m for m in qq.messages if m.get("msg_type") == 7]
@@ -270,3 +285,21 @@ async def test_a_qq_bot_customers_picture_shows_and_a_reply_picture_goes_by_rich
     else:
         assert mine["delivery"]["status"] == "undeliverable"
         assert "server.public_url" in mine["delivery"]["reason"]
+
+
+async def test_a_qq_bot_upload_whose_answer_was_lost_is_retried_and_not_counted_as_a_possible_double(
+    aiohttp_client: Any, aiohttp_server: Any, settings_factory: Any, tmp_path: Path
+) -> None:
+    # /files with srv_send_msg false shows the customer nothing: uploading twice cannot show the picture
+    # twice, so only the message send (msg_type 7) counts as a possible double.
+    qq, client, agent, conversation = await _qq_bot_kefu(
+        aiohttp_client, aiohttp_server, settings_factory, tmp_path, public=True
+    )
+    qq.drop_uploads = 1
+    reply = png(rgb=(5, 6, 7))
+    mine = await _agent_sends_picture(client, agent, conversation, reply)
+    assert mine["delivery"]["status"] == "sent"
+    assert len(qq.uploads) == 2  # the dropped upload, then the retry's
+    assert [m["media"]["file_info"] for m in qq.messages if m.get("msg_type") == 7] == ["FILEINFO-2"]
+    metrics = await (await client.get("/metrics")).text()
+    assert "kefu_outbox_possible_doubles_total{" not in metrics

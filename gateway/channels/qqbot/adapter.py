@@ -411,7 +411,10 @@ class QQBotAdapter:
         public = str(self.runtime.settings.server.public_url).rstrip("/")
         url = public + media.signed_path(attachment.key, ttl_s=86_400)  # QQ fetches it now or on a retry
         files = path.rsplit("/", 1)[0] + "/files"
-        uploaded = await self._post(files, {"file_type": 1, "url": url, "srv_send_msg": False})
+        # srv_send_msg false: the upload shows the customer nothing, so one that timed out is no possible double.
+        uploaded = await self._post(
+            files, {"file_type": 1, "url": url, "srv_send_msg": False}, delivers=False
+        )
         file_info = uploaded.get("file_info") if isinstance(uploaded, Mapping) else None
         if not isinstance(file_info, str) or not file_info:
             raise SendError("QQ /files gave no file_info for the picture", retryable=True)
@@ -505,7 +508,9 @@ class QQBotAdapter:
                 maybe_delivered=delivers and maybe_delivered(exc),
             ) from None
 
-    async def _post(self, path: str, payload: Mapping[str, Any]) -> Any:
+    async def _post(self, path: str, payload: Mapping[str, Any], *, delivers: bool = True) -> Any:
+        """POST to the OpenAPI with the access token (fetched anew once when QQ rejects it). `delivers`: the
+        request shows the customer a message (see _post_json)."""
         tokens = self._token_cache()
         token = await tokens.get()
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
@@ -513,6 +518,7 @@ class QQBotAdapter:
             status, body = await self._post_json(
                 f"{self.settings.api_base}{path}",
                 failing="QQ OpenAPI unreachable",
+                delivers=delivers,
                 data=data,
                 headers={"Authorization": f"QQBot {token}", "Content-Type": "application/json"},
             )
