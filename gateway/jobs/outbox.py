@@ -33,8 +33,10 @@ SEND_TIMEOUT_S = 30.0
 # A row's lease, renewed before its send, outlasts the send's timeout by this much (the `sent` mark's trip).
 LEASE_MARGIN_S = 5.0
 CLAIM_BATCH = 20
-# Claimed rows the worker keeps in flight at once: while one platform hangs (up to SEND_TIMEOUT_S), other
-# conversations' rows are still claimed and sent, within a bound on the tasks and connections they take.
+# Conversations the worker sends to at once (a task each, its claimed rows one after another): while one
+# platform hangs (up to SEND_TIMEOUT_S), other conversations' rows are still claimed and sent, within a
+# bound on the tasks and connections they take. Conversations, not rows: a slow customer's backlog of
+# rows waiting their turn must not take the places of other customers.
 MAX_IN_FLIGHT = 3 * CLAIM_BATCH
 # Pauses between the tries of recording a delivered send as sent (a failure there means a double).
 MARK_SENT_PAUSES_S = (0.05, 0.2, 1.0)
@@ -64,8 +66,8 @@ class Outbox:
         self._jitter = jitter
         self._wake = asyncio.Event()
         self._worker: WakeLoop | None = None
-        # The worker's conversation tasks in flight and how many rows each holds (MAX_IN_FLIGHT bounds them).
-        self._sending: dict[asyncio.Task[None], int] = {}
+        # The worker's conversation tasks in flight (MAX_IN_FLIGHT bounds them).
+        self._sending: set[asyncio.Task[None]] = set()
         # Claims the worker began (or skipped, full): a task that sees one start meanwhile wakes the worker
         # when it ends, since rows of its conversation may have waited behind it.
         self._claims = 0
@@ -151,13 +153,13 @@ class Outbox:
 
     async def _send_due(self) -> bool:
         """The worker's step: claim what is due and start each conversation's sends as a task of its own,
-        without waiting for them, until nothing more is due or MAX_IN_FLIGHT rows are in flight; then wait
+        without waiting for them, until nothing more is due or MAX_IN_FLIGHT conversations are in flight; then wait
         for a wake-up (an enqueue, a finished task) or the poll. A hung platform holds up only its own
         conversations: their later rows stay unclaimable (claim_outbox) while the others keep going."""
         worker = self._worker
         while worker is not None and not worker.stopping:
             self._claims += 1
-            room = MAX_IN_FLIGHT - sum(self._sending.values())
+            room = MAX_IN_FLIGHT - len(self._sending)  # a claim of `room` rows starts at most `room` tasks
             if room <= 0:
                 break  # full: a finishing task wakes the worker
             limit = min(room, CLAIM_BATCH)
@@ -175,12 +177,12 @@ class Outbox:
 
     def _start_sending(self, rows: list[OutboxRow], leased_until: datetime) -> None:
         task = asyncio.create_task(self._send_in_order(rows, leased_until), name=f"kefu-outbox-{rows[0].id}")
-        self._sending[task] = len(rows)
+        self._sending.add(task)
         claims = self._claims
         task.add_done_callback(lambda done: self._sent(done, claims))
 
     def _sent(self, task: asyncio.Task[None], claims: int) -> None:
-        self._sending.pop(task, None)
+        self._sending.discard(task)
         if not task.cancelled() and (error := task.exception()) is not None:
             # Retrieved here, logged once; the rows keep their lease and are retried when it ends.
             logger.error("outbox: %s failed; its rows are retried later", task.get_name(), exc_info=error)

@@ -166,6 +166,28 @@ async def test_a_full_worker_claims_nothing_until_a_send_ends(
     assert rig.web.sent == ["waiting"]
 
 
+async def test_rows_waiting_their_turn_behind_a_hung_send_take_no_places_of_other_conversations(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression: the bound counted claimed rows, so three slow customers with a backlog of three replies
+    # each (nine rows, three sends under way) filled it and everyone else waited for them.
+    monkeypatch.setattr("gateway.jobs.outbox.MAX_IN_FLIGHT", 4)
+    hung = []
+    for user in ("a", "b", "c"):
+        rig.qq.hold[f"{user}0"] = asyncio.Event()
+        hung += [await rig.outbox.enqueue(rig.qq.to(user, f"{user}{n}")) for n in range(3)]
+    rig.outbox.start()
+    for user in ("a", "b", "c"):
+        await eventually(calling(rig.qq, f"{user}0"))
+    other = await rig.outbox.enqueue(rig.web.to("w", "answer"))
+    await eventually(lambda: rig.sent(other))
+    assert rig.qq.sent == []
+
+    for gate in rig.qq.hold.values():
+        gate.set()
+    await eventually(lambda: rig.sent(*hung))
+
+
 async def test_stopping_cancels_a_send_in_flight_and_leaves_its_row_to_be_retried(rig: Rig) -> None:
     rig.qq.hold["in flight"] = asyncio.Event()
     rig.outbox.start()
