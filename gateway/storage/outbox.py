@@ -87,7 +87,7 @@ def _claimable(failing: bool) -> Any:
         select(e.id).where(e.conversation_key == o.conversation_key, e.id < o.id, or_(*waiting)).exists()
     )
     return (
-        select(o.id, o.status)
+        select(o.id, o.status, o.conversation_key)
         .where(or_(*due), ~blocked)
         .order_by(o.id)
         .limit(bindparam("limit"))
@@ -95,8 +95,31 @@ def _claimable(failing: bool) -> Any:
     )
 
 
+def _held_back(failing: bool) -> Any:
+    """PostgreSQL: per conversation of a claim's rows, its first row still to be sent that the claim did not
+    select (`keys`, `ids`). The claim's SELECT takes a due row only when the earlier rows of its conversation
+    are due too, expecting to take them itself; but SKIP LOCKED passes over rows that another process's
+    claim has selected and not yet leased, which still read `pending` and due here. Such a row must hold
+    its conversation's later rows back exactly as a row being sent does (two processes sent one
+    conversation's replies at once, out of order)."""
+    o = _OUTBOX.c
+    live = [o.status.in_(("pending", "held", "sending"))]
+    if failing:
+        live.append((o.status == "failed") & (o.created_at > bindparam("cutoff")))
+    return (
+        select(o.conversation_key, func.min(o.id).label("first"))
+        .where(
+            o.conversation_key.in_(bindparam("keys", expanding=True)),
+            o.id.not_in(bindparam("ids", expanding=True)),
+            or_(*live),
+        )
+        .group_by(o.conversation_key)
+    )
+
+
 # (give_up_after given) → the claim's SELECT; then the lease, returning the leased rows.
 _CLAIMABLE = {failing: _claimable(failing) for failing in (False, True)}
+_HELD_BACK = {failing: _held_back(failing) for failing in (False, True)}
 _LEASE = (
     update(_OUTBOX)
     .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
@@ -202,7 +225,8 @@ class OutboxQueries:
         conversation is pending, sending, held or failed-but-still-retried and not due itself, so a retried
         row is never overtaken; a row past `give_up_after` (or undeliverable) holds nothing back.
         FOR UPDATE SKIP LOCKED lets several gateway processes share a PostgreSQL outbox without
-        sending a row twice; SQLite has one writer at a time (BEGIN IMMEDIATE) so it needs no lock.
+        sending a row twice, and rows another process is claiming hold their conversation's later rows
+        back (_held_back); SQLite has one writer at a time (BEGIN IMMEDIATE) so it needs neither.
         """
         failing = give_up_after is not None
         params: dict[str, Any] = {"now": now, "limit": limit, "locked_until": now + lease}
@@ -211,6 +235,20 @@ class OutboxQueries:
 
         def claim(unit: Unit) -> list[OutboxRow]:
             found = unit.db.rows(_CLAIMABLE[failing], params)
+            if found and unit.db.dialect == "postgresql":
+                # (SQLite has one writer at a time: no other claim runs meanwhile.)
+                first = {
+                    r["conversation_key"]: int(r["first"])
+                    for r in unit.db.rows(
+                        _HELD_BACK[failing],
+                        {
+                            **({"cutoff": params["cutoff"]} if failing else {}),
+                            "keys": sorted({r["conversation_key"] for r in found}),
+                            "ids": [int(r["id"]) for r in found],
+                        },
+                    )
+                }
+                found = [r for r in found if first.get(r["conversation_key"], r["id"]) >= r["id"]]
             if not found:
                 return []
             resumed = {int(r["id"]) for r in found if r["status"] == "sending"}

@@ -233,3 +233,35 @@ async def test_a_failing_send_task_is_logged_once(
     (record,) = caplog.records
     assert record.name == "gateway.jobs.outbox" and record.exc_info is not None
     assert str(record.exc_info[1]) == "renewing broke" and rig.qq.calls == []
+
+
+async def test_rows_another_process_is_claiming_hold_back_the_later_rows_of_their_conversation(
+    store: Store, db_url: str
+) -> None:
+    # Regression (PostgreSQL, two processes): FOR UPDATE SKIP LOCKED passed over the rows another process's
+    # claim had selected and not yet leased; they still read `pending` and due, which the claim took as
+    # rows it would send itself, so it leased the conversation's third reply beside the other's first two.
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: no claim runs beside another")
+    import asyncpg
+
+    outbox = Outbox(store, OutboxSettings(), {})
+    platform = Platform("qqbot")
+    first, second, third = [await outbox.enqueue(platform.to("x", text)) for text in ("一", "二", "三")]
+    lease = timedelta(seconds=60)
+    other = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        async with other.transaction():
+            # The other process's claim: its SELECT … FOR UPDATE has the first two rows, its lease is to come.
+            await other.fetch("SELECT id FROM outbox WHERE id = ANY($1::int[]) FOR UPDATE", [first, second])
+            assert await store.claim_outbox(utcnow(), lease=lease) == []
+            await other.execute(
+                "UPDATE outbox SET status = 'sending', locked_until = now() + interval '60 seconds' "
+                "WHERE id = ANY($1::int[])",
+                [first, second],
+            )
+        assert await store.claim_outbox(utcnow(), lease=lease) == []  # now they are being sent
+    finally:
+        await other.close()
+    row = await store.outbox(third)
+    assert row is not None and row.status == "pending" and row.attempts == 0
