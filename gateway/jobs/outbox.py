@@ -68,9 +68,6 @@ class Outbox:
         self._worker: WakeLoop | None = None
         # The worker's conversation tasks in flight (MAX_IN_FLIGHT bounds them).
         self._sending: set[asyncio.Task[None]] = set()
-        # Claims the worker began (or skipped, full): a task that sees one start meanwhile wakes the worker
-        # when it ends, since rows of its conversation may have waited behind it.
-        self._claims = 0
         # Told of every finished send (row, status, error): the handoff service turns them into
         # `message.delivery` events for the agents' consoles.
         self.listeners: list[DeliveryListener] = []
@@ -158,36 +155,42 @@ class Outbox:
         conversations: their later rows stay unclaimable (claim_outbox) while the others keep going."""
         worker = self._worker
         while worker is not None and not worker.stopping:
-            self._claims += 1
             room = MAX_IN_FLIGHT - len(self._sending)  # a claim of `room` rows starts at most `room` tasks
             if room <= 0:
                 break  # full: a finishing task wakes the worker
             limit = min(room, CLAIM_BATCH)
+            held_back: list[int] = []
             try:
-                groups, leased_until = await self._claim(limit)
+                groups, leased_until = await self._claim(limit, held_back)
             except Exception:
                 # The database may be briefly down; rows are safe there, so wait and try again.
                 logger.exception("outbox: claiming rows failed")
                 break
             for group in groups:
                 self._start_sending(group, leased_until)
-            if sum(len(group) for group in groups) < limit:
-                break  # nothing more is due now
+            leased = sum(len(group) for group in groups)
+            # A short claim found all that is due. Rows another process holds back (claim_outbox) count as
+            # found: later due rows may follow them; but with nothing leased, the next claim would find the
+            # same ones, so the worker waits (that process's tasks are sending their conversations).
+            if not leased or leased + len(held_back) < limit:
+                break
         return True
 
     def _start_sending(self, rows: list[OutboxRow], leased_until: datetime) -> None:
         task = asyncio.create_task(self._send_in_order(rows, leased_until), name=f"kefu-outbox-{rows[0].id}")
         self._sending.add(task)
-        claims = self._claims
-        task.add_done_callback(lambda done: self._sent(done, claims))
+        task.add_done_callback(self._sent)
 
-    def _sent(self, task: asyncio.Task[None], claims: int) -> None:
+    def _sent(self, task: asyncio.Task[None]) -> None:
         self._sending.discard(task)
-        if not task.cancelled() and (error := task.exception()) is not None:
+        if task.cancelled():
+            return  # stopping
+        if (error := task.exception()) is not None:
             # Retrieved here, logged once; the rows keep their lease and are retried when it ends.
             logger.error("outbox: %s failed; its rows are retried later", task.get_name(), exc_info=error)
-        if self._claims != claims:
-            self.wake()
+        # Rows of its conversation may have waited behind it, enqueued here or by another process (whose
+        # own worker found them held back): claim again now rather than at the next poll.
+        self.wake()
 
     async def run_once(self) -> int:
         """Claim the rows that are due, send them and wait for every send; returns how many were claimed."""
@@ -195,13 +198,15 @@ class Outbox:
         await asyncio.gather(*(self._send_in_order(group, leased_until) for group in groups))
         return sum(len(group) for group in groups)
 
-    async def _claim(self, limit: int) -> tuple[list[list[OutboxRow]], datetime]:
+    async def _claim(
+        self, limit: int, held_back: list[int] | None = None
+    ) -> tuple[list[list[OutboxRow]], datetime]:
         """Lease up to `limit` due rows: each conversation's rows in order (sent one after another, the
-        conversations in parallel), and the lease's end."""
+        conversations in parallel), and the lease's end (`held_back`: see Store.claim_outbox)."""
         now = self.clock()
         lease = timedelta(seconds=self.settings.lease_s)
         rows = await self.store.claim_outbox(
-            now, lease=lease, limit=limit, give_up_after=self.settings.give_up_after
+            now, lease=lease, limit=limit, give_up_after=self.settings.give_up_after, held_back=held_back
         )
         by_key: dict[str, list[OutboxRow]] = {}
         for row in rows:

@@ -10,7 +10,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import Integer, String, any_, bindparam, cast, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gateway.storage.rows import OUTBOX_STATUSES, OutboxRow, outbox_row, outbox_row_from
@@ -95,22 +96,28 @@ def _claimable(failing: bool) -> Any:
     )
 
 
+# The claim's keys as text ("3,5,8"), made an array by the server: one SQL text whatever their number (an
+# expanding IN list is new SQL, prepared again, for every size of claim).
+_CLAIMED = cast(func.string_to_array(bindparam("claimed", type_=String), ","), ARRAY(Integer))
+
+
 def _held_back(failing: bool) -> Any:
-    """PostgreSQL: per conversation of a claim's rows, its first row still to be sent that the claim did not
-    select (`keys`, `ids`). The claim's SELECT takes a due row only when the earlier rows of its conversation
+    """PostgreSQL: per conversation of a claim's rows (`claimed`), its first row still to be sent that the
+    claim did not select. The claim's SELECT takes a due row only when the earlier rows of its conversation
     are due too, expecting to take them itself; but SKIP LOCKED passes over rows that another process's
     claim has selected and not yet leased, which still read `pending` and due here. Such a row must hold
     its conversation's later rows back exactly as a row being sent does (two processes sent one
     conversation's replies at once, out of order)."""
     o = _OUTBOX.c
+    mine = _OUTBOX.alias("mine")
     live = [o.status.in_(("pending", "held", "sending"))]
     if failing:
         live.append((o.status == "failed") & (o.created_at > bindparam("cutoff")))
     return (
         select(o.conversation_key, func.min(o.id).label("first"))
         .where(
-            o.conversation_key.in_(bindparam("keys", expanding=True)),
-            o.id.not_in(bindparam("ids", expanding=True)),
+            o.conversation_key.in_(select(mine.c.conversation_key).where(mine.c.id == any_(_CLAIMED))),
+            ~(o.id == any_(_CLAIMED)),
             or_(*live),
         )
         .group_by(o.conversation_key)
@@ -216,6 +223,7 @@ class OutboxQueries:
         lease: timedelta,
         limit: int = 20,
         give_up_after: timedelta | None = None,
+        held_back: list[int] | None = None,
     ) -> list[OutboxRow]:
         """Lease due rows to this worker, oldest first, never overtaking an earlier row of the same conversation.
 
@@ -226,15 +234,17 @@ class OutboxQueries:
         row is never overtaken; a row past `give_up_after` (or undeliverable) holds nothing back.
         FOR UPDATE SKIP LOCKED lets several gateway processes share a PostgreSQL outbox without
         sending a row twice, and rows another process is claiming hold their conversation's later rows
-        back (_held_back); SQLite has one writer at a time (BEGIN IMMEDIATE) so it needs neither.
+        back (_held_back; their ids are appended to `held_back` when given: the claim found them due but
+        left them); SQLite has one writer at a time (BEGIN IMMEDIATE) so it needs neither.
         """
         failing = give_up_after is not None
         params: dict[str, Any] = {"now": now, "limit": limit, "locked_until": now + lease}
         if give_up_after is not None:
             params["cutoff"] = now - give_up_after  # failed rows younger than this are still retried
 
-        def claim(unit: Unit) -> list[OutboxRow]:
+        def claim(unit: Unit) -> tuple[list[OutboxRow], list[int]]:
             found = unit.db.rows(_CLAIMABLE[failing], params)
+            held: list[int] = []
             if found and unit.db.dialect == "postgresql":
                 # (SQLite has one writer at a time: no other claim runs meanwhile.)
                 first = {
@@ -243,22 +253,25 @@ class OutboxQueries:
                         _HELD_BACK[failing],
                         {
                             **({"cutoff": params["cutoff"]} if failing else {}),
-                            "keys": sorted({r["conversation_key"] for r in found}),
-                            "ids": [int(r["id"]) for r in found],
+                            "claimed": ",".join(str(int(r["id"])) for r in found),
                         },
                     )
                 }
-                found = [r for r in found if first.get(r["conversation_key"], r["id"]) >= r["id"]]
+                held = [int(r["id"]) for r in found if first.get(r["conversation_key"], r["id"]) < r["id"]]
+                found = [r for r in found if int(r["id"]) not in held]
             if not found:
-                return []
+                return [], held
             resumed = {int(r["id"]) for r in found if r["status"] == "sending"}
             leased = unit.db.rows(_LEASE, {**params, "ids": [int(r["id"]) for r in found]})
             rows = sorted((outbox_row_from(r) for r in leased), key=lambda r: r.id)
-            return [replace(r, resumed=True) if r.id in resumed else r for r in rows]
+            return [replace(r, resumed=True) if r.id in resumed else r for r in rows], held
 
         # A unit of work: on SQLite it rides the group commit with the pipeline's units (no transaction and
         # commit of its own per claim), on PostgreSQL its own transaction holds the FOR UPDATE locks.
-        return await self.run(claim)
+        rows, held = await self.run(claim)
+        if held_back is not None:
+            held_back.extend(held)
+        return rows
 
     async def settle_held(
         self, outbox_ids: Sequence[int], status: str, now: datetime, *, not_after: float | None = None

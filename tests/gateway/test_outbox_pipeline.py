@@ -235,8 +235,9 @@ async def test_a_failing_send_task_is_logged_once(
     assert str(record.exc_info[1]) == "renewing broke" and rig.qq.calls == []
 
 
+@pytest.mark.parametrize("give_up_after", [timedelta(hours=24), None])  # the worker's claim, and without
 async def test_rows_another_process_is_claiming_hold_back_the_later_rows_of_their_conversation(
-    store: Store, db_url: str
+    store: Store, db_url: str, give_up_after: timedelta | None
 ) -> None:
     # Regression (PostgreSQL, two processes): FOR UPDATE SKIP LOCKED passed over the rows another process's
     # claim had selected and not yet leased; they still read `pending` and due, which the claim took as
@@ -254,14 +255,67 @@ async def test_rows_another_process_is_claiming_hold_back_the_later_rows_of_thei
         async with other.transaction():
             # The other process's claim: its SELECT … FOR UPDATE has the first two rows, its lease is to come.
             await other.fetch("SELECT id FROM outbox WHERE id = ANY($1::int[]) FOR UPDATE", [first, second])
-            assert await store.claim_outbox(utcnow(), lease=lease) == []
+            assert await store.claim_outbox(utcnow(), lease=lease, give_up_after=give_up_after) == []
             await other.execute(
                 "UPDATE outbox SET status = 'sending', locked_until = now() + interval '60 seconds' "
                 "WHERE id = ANY($1::int[])",
                 [first, second],
             )
-        assert await store.claim_outbox(utcnow(), lease=lease) == []  # now they are being sent
+        now_sending = await store.claim_outbox(utcnow(), lease=lease, give_up_after=give_up_after)
+        assert now_sending == []
     finally:
         await other.close()
     row = await store.outbox(third)
     assert row is not None and row.status == "pending" and row.attempts == 0
+
+
+async def test_a_finished_send_wakes_the_worker_for_rows_another_process_enqueued_behind_it(
+    rig: Rig, db_url: str
+) -> None:
+    # Regression: a finished task woke its worker only when that worker had claimed meanwhile. A reply
+    # enqueued by another process behind this process's send (that process's worker found it held back)
+    # then waited for a poll.
+    other = Store.from_url(db_url)
+    try:
+        # Both rows enqueued by the other process, whose worker is asleep: no wake-up reaches this worker
+        # but its first claim and the end of its send.
+        elsewhere = Outbox(other, OutboxSettings(poll_interval_s=3600.0), {}, clock=rig.clock)
+        rig.qq.hold["first"] = asyncio.Event()
+        await elsewhere.enqueue(rig.qq.to("x", "first"))
+        rig.outbox.start()
+        await eventually(calling(rig.qq, "first"))
+        second = await elsewhere.enqueue(rig.qq.to("x", "second"))
+        rig.qq.hold["first"].set()
+        await eventually(lambda: rig.sent(second))
+        assert rig.qq.sent == ["first", "second"]
+    finally:
+        await other.dispose()
+
+
+async def test_a_claim_goes_on_past_rows_another_process_holds_back(
+    rig: Rig, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (PostgreSQL): a claim that held a row back (its conversation's first row is another
+    # process's now) returned fewer rows than asked, which the worker read as "nothing more is due": the
+    # rows after them waited for the poll.
+    if rig.store.dialect != "postgresql":
+        pytest.skip("SQLite has one writer at a time: no claim runs beside another")
+    import asyncpg
+
+    monkeypatch.setattr("gateway.jobs.outbox.CLAIM_BATCH", 2)
+    # Enqueued without waking this worker, and "a" hangs: only the claims of its first step can send b, c.
+    enqueue = Outbox(rig.store, OutboxSettings(), {}, clock=rig.clock).enqueue
+    x1, x2 = [await enqueue(rig.qq.to("x", text)) for text in ("x1", "x2")]
+    a, b, c = [await enqueue(rig.web.to(user, user)) for user in ("a", "b", "c")]
+    rig.web.hold["a"] = asyncio.Event()
+    claiming = await asyncpg.connect(db_url.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        async with claiming.transaction():  # another process's claim has x1 and has not leased it yet
+            await claiming.fetch("SELECT id FROM outbox WHERE id = $1 FOR UPDATE", x1)
+            rig.outbox.start()
+            await eventually(lambda: rig.sent(b, c))
+            assert await rig.status(x2) == "pending" and rig.qq.calls == []
+    finally:
+        await claiming.close()
+    rig.web.hold["a"].set()
+    await eventually(lambda: rig.sent(a))
