@@ -96,7 +96,7 @@ def _claimable(failing: bool) -> Any:
     )
 
 
-# The claim's keys as text ("3,5,8"), made an array by the server: one SQL text whatever their number (an
+# The claimed rows' ids as text ("3,5,8"), made an array by the server: one SQL text whatever their number (an
 # expanding IN list is new SQL, prepared again, for every size of claim).
 _CLAIMED = cast(func.string_to_array(bindparam("claimed", type_=String), ","), ARRAY(Integer))
 
