@@ -231,21 +231,24 @@ class Outbox:
                     )
                     return
                 leased_until = now + needed
-            delivered = await self._send(row)
+            delivered = await self._send(row, leased_until)
             if not delivered:
                 # Keep the order: the rest of this conversation waits for the one that failed.
                 later = rows[index + 1 :]
                 if later:
                     await self.store.release_outbox(
-                        [r.id for r in later], self.clock() + timedelta(seconds=0.5)
+                        [r.id for r in later], self.clock() + timedelta(seconds=0.5), lease=leased_until
                     )
                 return
 
-    async def _send(self, row: OutboxRow) -> bool:
+    async def _send(self, row: OutboxRow, lease: datetime) -> bool:
+        """Send one claimed row (`lease`: its lease now) and record the outcome; False when it was not sent."""
         adapter = self.adapters.get((row.channel, row.account))
         now = self.clock
         if adapter is None:
-            await self._finish(row, "undeliverable", f"no adapter for {row.channel}/{row.account}", now())
+            await self._finish(
+                row, "undeliverable", f"no adapter for {row.channel}/{row.account}", now(), lease=lease
+            )
             return True
         outgoing = Outgoing(
             channel=row.channel,
@@ -269,19 +272,19 @@ class Outbox:
                 await adapter.send(outgoing)
         except SendError as exc:
             if not exc.retryable:
-                await self._finish(row, "undeliverable", exc.reason, now())
+                await self._finish(row, "undeliverable", exc.reason, now(), lease=lease)
                 return True
             if exc.maybe_delivered:
                 self._maybe_sent(row, exc.reason)
-            return await self._retry(row, exc.reason)
+            return await self._retry(row, exc.reason, lease)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             if maybe_delivered(exc):
                 self._maybe_sent(row, type(exc).__name__)
-            return await self._retry(row, f"{type(exc).__name__}: {exc}".rstrip(": "))
+            return await self._retry(row, f"{type(exc).__name__}: {exc}".rstrip(": "), lease)
         except Exception as exc:
             # An adapter bug: keep the row (it may be a transient state) but make the error loud.
             logger.exception("outbox: adapter %s/%s raised", row.channel, row.account)
-            return await self._retry(row, f"{type(exc).__name__}: {exc}")
+            return await self._retry(row, f"{type(exc).__name__}: {exc}", lease)
         await self._mark_sent(row)
         return True
 
@@ -317,7 +320,7 @@ class Outbox:
         if self.metrics is not None:
             self.metrics.outbox_doubles.labels(channel, cause).inc()
 
-    async def _retry(self, row: OutboxRow, error: str) -> bool:
+    async def _retry(self, row: OutboxRow, error: str, lease: datetime) -> bool:
         now = self.clock()
         if row.attempts >= self.settings.max_attempts:
             # Not given up: the slow schedule tries again until outbox.give_up_after (see claim_outbox).
@@ -329,6 +332,7 @@ class Outbox:
                 f"{error} (gave up after {self.settings.give_up_after})" if expired else error,
                 now,
                 next_attempt_at=next_at,
+                lease=lease,
             )
             return False
         delay = self.backoff(row.attempts)
@@ -342,10 +346,17 @@ class Outbox:
             delay,
             error,
         )
-        await self.store.finish_outbox(
-            row.id, status="pending", now=now, error=error, next_attempt_at=now + timedelta(seconds=delay)
-        )
-        self._count(row.channel, "retry")
+        if await self.store.finish_outbox(
+            row.id,
+            status="pending",
+            now=now,
+            error=error,
+            next_attempt_at=now + timedelta(seconds=delay),
+            lease=lease,
+        ):
+            self._count(row.channel, "retry")
+        else:
+            self._taken_over(row, "pending")
         return False
 
     def backoff(self, attempts: int) -> float:
@@ -362,7 +373,10 @@ class Outbox:
         now: datetime,
         *,
         next_attempt_at: datetime | None = None,
+        lease: datetime | None = None,
     ) -> None:
+        """Record an outcome and tell the listeners; with `lease`, only while the row is still this claim's
+        (a `sent` mark is recorded whoever has the row: the platform has the text)."""
         if status != "sent":
             logger.warning(
                 "outbox: send %d to %s/%s is %s after %d attempt(s): %s",
@@ -373,15 +387,24 @@ class Outbox:
                 row.attempts,
                 error,
             )
-        await self.store.finish_outbox(
-            row.id, status=status, now=now, error=error, next_attempt_at=next_attempt_at
+        changed = await self.store.finish_outbox(
+            row.id, status=status, now=now, error=error, next_attempt_at=next_attempt_at, lease=lease
         )
+        if lease is not None and not changed:
+            self._taken_over(row, status)
+            return
         self._count(row.channel, status)
         for listener in self.listeners:
             try:
                 await listener(row, status, error)
             except Exception:  # the row is recorded; a console missing one update must not stop sends
                 logger.exception("outbox: delivery listener failed for send %d", row.id)
+
+    def _taken_over(self, row: OutboxRow, status: str) -> None:
+        # The lease ran out during the send (a stalled platform or database) and another claim has the row
+        # now: its outcome is the row's, this one would overwrite it (a `pending` after its `sent` would
+        # send the text once more).
+        logger.warning("outbox: send %d is another claim's now; its %s is not recorded", row.id, status)
 
     def _count(self, channel: str, outcome: str) -> None:
         if self.metrics is not None:

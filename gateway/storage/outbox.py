@@ -49,19 +49,23 @@ def _settle_statement(*still: str) -> Any:
 
 
 # Built once per column set and kept: the unit of work compiles each statement once (gateway.storage.unit).
-_FINISH: dict[frozenset[str], Any] = {}
+_FINISH: dict[tuple[frozenset[str], bool], Any] = {}
 
 
-def _finish_statement(columns: frozenset[str]) -> Any:
-    """UPDATE outbox SET <columns> WHERE id = :outbox_id, built once per column set (finish_outbox)."""
-    statement = _FINISH.get(columns)
+def _finish_statement(columns: frozenset[str], leased: bool) -> Any:
+    """UPDATE outbox SET <columns> WHERE id = :outbox_id (`leased`: and the row is still `sending` under the
+    lease :lease), built once per column set (finish_outbox)."""
+    statement = _FINISH.get((columns, leased))
     if statement is None:
+        where = [_OUTBOX.c.id == bindparam("outbox_id")]
+        if leased:
+            where += [_OUTBOX.c.status == "sending", _OUTBOX.c.locked_until == bindparam("lease")]
         statement = (
             update(_OUTBOX)
-            .where(_OUTBOX.c.id == bindparam("outbox_id"))
+            .where(*where)
             .values({name: bindparam(f"set_{name}", type_=_OUTBOX.c[name].type) for name in sorted(columns)})
         )
-        _FINISH[columns] = statement
+        _FINISH[(columns, leased)] = statement
     return statement
 
 
@@ -357,8 +361,12 @@ class OutboxQueries:
         now: datetime,
         error: str | None = None,
         next_attempt_at: datetime | None = None,
-    ) -> None:
-        """Record a send's outcome: sent, pending again (retry at next_attempt_at), failed or undeliverable."""
+        lease: datetime | None = None,
+    ) -> bool:
+        """Record a send's outcome: sent, pending again (retry at next_attempt_at), failed or undeliverable.
+
+        `lease`: only while the row is still `sending` under this lease (the one its claim set or renewed);
+        a claim that took the row over since has its own, and its outcome is the row's. Whether it changed."""
         if status not in OUTBOX_STATUSES:
             raise ValueError(f"unknown outbox status {status!r}")
         values: dict[str, Any] = {"status": status, "locked_until": None}
@@ -371,10 +379,12 @@ class OutboxQueries:
             values["next_attempt_at"] = next_attempt_at
         params = {f"set_{name}": value for name, value in values.items()}
         params["outbox_id"] = outbox_id
-        statement = _finish_statement(frozenset(values))
+        if lease is not None:
+            params["lease"] = lease
+        statement = _finish_statement(frozenset(values), lease is not None)
         # A unit of work, not an ORM session of its own: on SQLite each delivered notice's mark rides the
         # group commit with the other writes instead of a BEGIN IMMEDIATE trip (and pool checkout) apiece.
-        await self.run(lambda unit: unit.db.run(statement, params))
+        return bool(await self.run(lambda unit: unit.db.run(statement, params)))
 
     async def resend_message(self, message_id: int, now: datetime) -> bool:
         """An agent's retry of a message that did not arrive: its failed or undeliverable row is due again
@@ -390,14 +400,18 @@ class OutboxQueries:
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
-    async def release_outbox(self, outbox_ids: Sequence[int], next_attempt_at: datetime) -> None:
-        """Hand claimed rows back unsent (their claim does not count as an attempt)."""
+    async def release_outbox(
+        self, outbox_ids: Sequence[int], next_attempt_at: datetime, *, lease: datetime | None = None
+    ) -> None:
+        """Hand claimed rows back unsent (their claim does not count as an attempt); with `lease`, only rows
+        still under it (another claim's rows are its own)."""
         if not outbox_ids:
             return
+        mine = [] if lease is None else [OutboxRecord.locked_until == lease]
         async with self.write_lock(), self._sessions() as session, session.begin():
             await session.execute(
                 update(OutboxRecord)
-                .where(OutboxRecord.id.in_(list(outbox_ids)), OutboxRecord.status == "sending")
+                .where(OutboxRecord.id.in_(list(outbox_ids)), OutboxRecord.status == "sending", *mine)
                 .values(
                     status="pending",
                     locked_until=None,

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from gateway.channels.base import Outgoing
+from gateway.channels.base import Outgoing, SendError
 from gateway.jobs.outbox import Outbox
 from gateway.message import utcnow
 from gateway.settings import OutboxSettings
@@ -34,6 +34,7 @@ class Platform:
         self.sent: list[str] = []
         self.cancelled: list[str] = []
         self.hold: dict[str, asyncio.Event] = {}
+        self.fail: set[str] = set()  # texts whose send fails (retryable) once their hold is released
 
     def routes(self) -> list[web.AbstractRouteDef]:
         return []
@@ -47,6 +48,8 @@ class Platform:
             except asyncio.CancelledError:
                 self.cancelled.append(outgoing.text)
                 raise
+        if outgoing.text in self.fail:
+            raise SendError("the platform timed out", retryable=True)
         self.sent.append(outgoing.text)
 
     def to(self, user: str, text: str) -> Outgoing:
@@ -319,3 +322,33 @@ async def test_a_claim_goes_on_past_rows_another_process_holds_back(
         await claiming.close()
     rig.web.hold["a"].set()
     await eventually(lambda: rig.sent(a))
+
+
+async def test_a_send_that_outlasted_its_lease_does_not_undo_the_claim_that_took_it_over(
+    rig: Rig, db_url: str
+) -> None:
+    # Regression: a send stalled past its lease, another process claimed the row and delivered it; the
+    # first send then failed and recorded `pending` over that `sent`, so the text went out once more.
+    other = Store.from_url(db_url)
+    try:
+        rig.qq.hold["stalled"] = asyncio.Event()
+        rig.qq.fail.add("stalled")
+        outbox_id = await rig.outbox.enqueue(rig.qq.to("x", "stalled"))
+        rig.outbox.start()
+        await eventually(calling(rig.qq, "stalled"))
+        rig.clock.now += timedelta(seconds=120)  # the 60-s lease ran out during the send
+        takeover = Platform("qqbot")
+        elsewhere = Outbox(other, OutboxSettings(), {("qqbot", "default"): takeover}, clock=rig.clock)
+        assert await elsewhere.run_once() == 1
+        assert takeover.sent == ["stalled"] and await rig.status(outbox_id) == "sent"
+
+        rig.qq.hold["stalled"].set()  # the stalled send fails at last
+
+        async def first_send_over() -> bool:
+            return not rig.outbox._sending  # type: ignore[attr-defined]
+
+        await eventually(first_send_over)
+        assert await rig.status(outbox_id) == "sent"
+        assert await elsewhere.run_once() == 0  # nothing to send again
+    finally:
+        await other.dispose()
