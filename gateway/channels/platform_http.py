@@ -89,8 +89,9 @@ async def post_with_token(
 
     Returns the answer when `accepted` says so, otherwise the refused answer for the caller to turn into its
     own error. `data` is the body, or a factory for a multipart form (a FormData cannot be posted twice).
-    `refresh_log`, when given, notes each refresh (in the platform's own logger). A transport failure is a retryable SendError naming `platform` and `what`, never the URL (it has the token);
-    `delivers`: the request carries a message to a customer (a timeout may then have delivered it: see
+    `refresh_log`, when given, notes each refresh (in the platform's own logger). A transport failure is a
+    retryable SendError naming `platform` and `what`, never the URL (it has the token); `delivers`: the
+    request carries a message to a customer (a timeout may then have delivered it: see
     SendError.maybe_delivered), not an upload.
     """
     token = await tokens.get()

@@ -150,9 +150,9 @@ class Outbox:
 
     async def _send_due(self) -> bool:
         """The worker's step: claim what is due and start each conversation's sends as a task of its own,
-        without waiting for them, until nothing more is due or MAX_IN_FLIGHT conversations are in flight; then wait
-        for a wake-up (an enqueue, a finished task) or the poll. A hung platform holds up only its own
-        conversations: their later rows stay unclaimable (claim_outbox) while the others keep going."""
+        without waiting for them, until nothing more is due or MAX_IN_FLIGHT conversations are in flight;
+        then wait for a wake-up (an enqueue, a finished task) or the poll. A hung platform holds up only its
+        own conversations: their later rows stay unclaimable (claim_outbox) while the others keep going."""
         worker = self._worker
         while worker is not None and not worker.stopping:
             room = MAX_IN_FLIGHT - len(self._sending)  # a claim of `room` rows starts at most `room` tasks
@@ -242,7 +242,8 @@ class Outbox:
                 return
 
     async def _send(self, row: OutboxRow, lease: datetime) -> bool:
-        """Send one claimed row (`lease`: its lease now) and record the outcome; False when it was not sent."""
+        """Send one claimed row (`lease`: its lease now) and record the outcome. True when the row is done
+        with (sent, or undeliverable); False when it waits for a retry, and the rest of its conversation too."""
         adapter = self.adapters.get((row.channel, row.account))
         now = self.clock
         if adapter is None:

@@ -10,10 +10,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import Integer, String, any_, bindparam, cast, func, or_, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import any_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gateway.storage.pg_unit import id_array, id_text
 from gateway.storage.rows import OUTBOX_STATUSES, OutboxRow, outbox_row, outbox_row_from
 from gateway.storage.schema.core import (
     OutboxRecord,
@@ -100,9 +100,7 @@ def _claimable(failing: bool) -> Any:
     )
 
 
-# The claimed rows' ids as text ("3,5,8"), made an array by the server: one SQL text whatever their number (an
-# expanding IN list is new SQL, prepared again, for every size of claim).
-_CLAIMED = cast(func.string_to_array(bindparam("claimed", type_=String), ","), ARRAY(Integer))
+_CLAIMED = id_array("claimed")  # the rows a claim selected (PostgreSQL only: see _held_back)
 
 
 def _held_back(failing: bool) -> Any:
@@ -257,7 +255,7 @@ class OutboxQueries:
                         _HELD_BACK[failing],
                         {
                             **({"cutoff": params["cutoff"]} if failing else {}),
-                            "claimed": ",".join(str(int(r["id"])) for r in found),
+                            "claimed": id_text(r["id"] for r in found),
                         },
                     )
                 }

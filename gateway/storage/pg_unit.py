@@ -14,10 +14,12 @@ on connect); the transaction is asyncpg's. The sync unit runs in a greenlet (SQL
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import asyncpg
+from sqlalchemy import Integer, String, bindparam, cast, func
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -34,6 +36,19 @@ T = TypeVar("T")
 # What asyncpg raises for the database's or the connection's failures (timeouts are TimeoutError, an OSError,
 # which callers already take for "unavailable"); InternalClientError: a protocol error, a stale statement.
 _DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+
+
+def id_array(name: str) -> Any:
+    """A list of integer keys bound as ONE text parameter `name` ("3,5,8", see `id_text`), made an integer[]
+    by the server; compare with `column == any_(id_array(...))`. One SQL text whatever the number of keys (an
+    expanding IN list is new SQL, prepared again, for every length), and no array parameter (asyncpg would
+    introspect its type once per connection: three more round trips)."""
+    return cast(func.string_to_array(bindparam(name, type_=String), ","), ARRAY(Integer))
+
+
+def id_text(ids: Iterable[int]) -> str:
+    """The value of an `id_array` parameter."""
+    return ",".join(str(int(i)) for i in ids)
 
 
 def _translated(exc: Exception) -> Exception:

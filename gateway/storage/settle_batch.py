@@ -14,17 +14,14 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, any_, bindparam, cast, func, or_, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import any_, bindparam, or_, update
 
+from gateway.storage.pg_unit import id_array, id_text
 from gateway.storage.schema.core import OutboxRecord
 
 _OUTBOX = OutboxRecord.__table__
 
-
-# The keys as text ("3,5,8"), made an array by the server: an array parameter would have asyncpg introspect
-# its type once per connection (three more round trips).
-_IDS = cast(func.string_to_array(bindparam("outbox_ids", type_=String), ","), ARRAY(Integer))
+_IDS = id_array("outbox_ids")
 
 
 def _settle_many(*still: str) -> Any:
@@ -104,7 +101,7 @@ class SettleBatches:
                     if not live:
                         return set()
                     params = {
-                        "outbox_ids": ",".join(str(i) for i in sorted({outbox_id for outbox_id, _ in live})),
+                        "outbox_ids": id_text(sorted({outbox_id for outbox_id, _ in live})),
                         "new_status": status,
                         # The latest caller's time: the batch's callers are milliseconds apart.
                         "now": max(now for _, now in live),

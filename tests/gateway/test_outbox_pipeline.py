@@ -81,6 +81,14 @@ class Rig:
     async def sent(self, *outbox_ids: int) -> bool:
         return all([await self.status(i) == "sent" for i in outbox_ids])
 
+    async def hung_send(self, user: str, text: str) -> int:
+        """Start the worker with a QQ send of `text` that hangs until `self.qq.hold[text]` is set; its row."""
+        self.qq.hold[text] = asyncio.Event()
+        self.outbox.start()
+        outbox_id = await self.outbox.enqueue(self.qq.to(user, text))
+        await eventually(calling(self.qq, text))
+        return outbox_id
+
     async def idle(self) -> bool:
         """The worker took every wake-up so far and waits for the next (its step is over)."""
         wake = self.outbox._wake  # type: ignore[attr-defined]
@@ -105,10 +113,7 @@ async def test_a_hung_send_does_not_hold_up_other_conversations(rig: Rig) -> Non
     # Regression: the worker awaited every send of a claim before claiming again, so one hung QQ send (up
     # to SEND_TIMEOUT_S) held up the web chat's answers, and everyone else's, until it ended.
     qq, web_chat = rig.qq, rig.web
-    qq.hold["hung"] = asyncio.Event()
-    rig.outbox.start()
-    hung = await rig.outbox.enqueue(qq.to("q", "hung"))
-    await eventually(calling(qq, "hung"))
+    hung = await rig.hung_send("q", "hung")
 
     other = await rig.outbox.enqueue(web_chat.to("w", "answer"))
     await eventually(lambda: rig.sent(other))
@@ -122,10 +127,7 @@ async def test_a_hung_send_does_not_hold_up_other_conversations(rig: Rig) -> Non
 
 async def test_later_rows_of_a_conversation_in_flight_wait_for_it_and_keep_their_order(rig: Rig) -> None:
     qq, web_chat = rig.qq, rig.web
-    qq.hold["first"] = asyncio.Event()
-    rig.outbox.start()
-    first = await rig.outbox.enqueue(qq.to("a", "first"))
-    await eventually(calling(qq, "first"))
+    first = await rig.hung_send("a", "first")
     later = [await rig.outbox.enqueue(qq.to("a", text)) for text in ("second", "third")]
     other = await rig.outbox.enqueue(web_chat.to("b", "other"))
     await eventually(lambda: rig.sent(other))  # claims ran while "first" was in flight
@@ -156,10 +158,7 @@ async def test_a_full_worker_claims_nothing_until_a_send_ends(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("gateway.jobs.outbox.MAX_IN_FLIGHT", 1)
-    rig.qq.hold["hung"] = asyncio.Event()
-    rig.outbox.start()
-    hung = await rig.outbox.enqueue(rig.qq.to("q", "hung"))
-    await eventually(calling(rig.qq, "hung"))
+    hung = await rig.hung_send("q", "hung")
     waiting = await rig.outbox.enqueue(rig.web.to("w", "waiting"))
     await eventually(rig.idle)  # the worker took the wake-up and found no room
     assert rig.web.calls == [] and await rig.status(waiting) == "pending"
@@ -192,10 +191,7 @@ async def test_rows_waiting_their_turn_behind_a_hung_send_take_no_places_of_othe
 
 
 async def test_stopping_cancels_a_send_in_flight_and_leaves_its_row_to_be_retried(rig: Rig) -> None:
-    rig.qq.hold["in flight"] = asyncio.Event()
-    rig.outbox.start()
-    outbox_id = await rig.outbox.enqueue(rig.qq.to("q", "in flight"))
-    await eventually(calling(rig.qq, "in flight"))
+    outbox_id = await rig.hung_send("q", "in flight")
 
     await rig.outbox.stop()
     assert rig.qq.cancelled == ["in flight"] and rig.qq.sent == []
