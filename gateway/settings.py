@@ -218,12 +218,12 @@ class OutboxSettings(_Section):
     base_delay_s: float = Field(default=1.0, gt=0)
     max_delay_s: float = Field(default=300.0, gt=0)
     poll_interval_s: float = Field(default=1.0, gt=0)
-    # How long a claimed row stays leased to one worker before another process may retry it.
-    lease_s: float = Field(default=60.0, gt=0)
+    lease_s: float = Field(default=60.0, gt=0)  # a claimed row is one worker's this long (then retried)
     # A row that failed max_attempts times is `failed` and retried every failed_retry_s (a platform outage
     # of minutes or hours loses nothing) until give_up_after from its creation; then it stays failed.
     failed_retry_s: float = Field(default=600.0, gt=0)
     give_up_after: timedelta = timedelta(hours=24)
+    stop_grace_s: float = Field(default=2.0, ge=0)  # on shutdown, for the sends under way (see Outbox.stop)
 
 
 class AdminSettings(_Section):

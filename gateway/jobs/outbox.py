@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -38,11 +40,25 @@ CLAIM_BATCH = 20
 # bound on the tasks and connections they take. Conversations, not rows: a slow customer's backlog of
 # rows waiting their turn must not take the places of other customers.
 MAX_IN_FLIGHT = 3 * CLAIM_BATCH
+# Of those, one channel account's: a platform that hangs for every conversation (an outage of one QQ bot)
+# still leaves places for the other accounts' customers.
+MAX_IN_FLIGHT_PER_ACCOUNT = 2 * CLAIM_BATCH
 # Pauses between the tries of recording a delivered send as sent (a failure there means a double).
 MARK_SENT_PAUSES_S = (0.05, 0.2, 1.0)
 
 AdapterKey = tuple[str, str]  # (channel, account)
 DeliveryListener = Callable[[OutboxRow, str, str | None], Awaitable[None]]
+
+
+@dataclass
+class _Progress:
+    """Where a conversation's task stands: what stop() hands back if it cuts the task short."""
+
+    rows: list[OutboxRow]
+    lease: datetime  # the lease its rows are under now (renewed before each send)
+    index: int = 0  # the row being sent, or next
+    called: bool = False  # rows[index]'s platform call has begun: it may have been delivered
+    done: bool = False
 
 
 class Outbox:
@@ -66,8 +82,9 @@ class Outbox:
         self._jitter = jitter
         self._wake = asyncio.Event()
         self._worker: WakeLoop | None = None
-        # The worker's conversation tasks in flight (MAX_IN_FLIGHT bounds them).
-        self._sending: set[asyncio.Task[None]] = set()
+        # The worker's conversation tasks in flight (MAX_IN_FLIGHT bounds them), and where each stands.
+        self._sending: dict[asyncio.Task[None], _Progress] = {}
+        self._stopping = False  # stop() is under way: a task sends no further row
         # Told of every finished send (row, status, error): the handoff service turns them into
         # `message.delivery` events for the agents' consoles.
         self.listeners: list[DeliveryListener] = []
@@ -137,16 +154,46 @@ class Outbox:
             self._worker.start("kefu-outbox")
 
     async def stop(self) -> None:
-        """Stop the worker and cancel its sends in flight: their leases expire, so they are retried later."""
+        """Stop the worker; sends in flight get outbox.stop_grace_s to finish, then are cancelled.
+
+        Each task finishes the send under way and hands its conversation's later rows back. What the
+        grace cuts short is handed back at once, not left leased for SEND_TIMEOUT_S + LEASE_MARGIN_S: the
+        process that takes over (a restart, another replica) sends it straight away. A row whose platform
+        call was cut off may have been delivered: it keeps `sending` with its lease ended, so the next claim
+        counts it as resumed (kefu_outbox_possible_doubles_total); rows not yet tried go back to pending.
+        """
         worker, self._worker = self._worker, None
+        self._stopping = True
         if worker is not None:
             await worker.stop()  # (a flag beside the cancel, see gateway/wakeups.py); no new tasks after it
         pending = set(self._sending)
+        if pending and self.settings.stop_grace_s > 0:
+            _done, pending = await asyncio.wait(pending, timeout=self.settings.stop_grace_s)
+        cut = [self._sending[task] for task in pending]
         while pending:
             for task in pending:
                 task.cancel()
             # Cancelled again each second: on Python 3.11 an adapter's wait_for can swallow a cancel.
             _done, pending = await asyncio.wait(pending, timeout=1.0)
+        for progress in cut:
+            if not progress.done:
+                await self._hand_back(progress)
+        self._stopping = False  # stopped: run_once() and start() send again
+
+    async def _hand_back(self, progress: _Progress) -> None:
+        """Return the rows of a task stop() cut short to the next claim, at once (see stop)."""
+        now = self.clock()
+        rows = progress.rows[progress.index :]
+        try:
+            if progress.called and rows:
+                # Its lease ends now: due, and flagged resumed, for the next claim (unless its outcome was
+                # recorded: then it is no longer `sending`, and neither statement touches it).
+                await self.store.renew_outbox([rows[0].id], progress.lease, now, now)
+                rows = rows[1:]
+            await self.store.release_outbox([r.id for r in rows], now, lease=progress.lease)
+        except Exception:
+            # The database is gone too: the rows stay leased and are retried when the lease ends.
+            logger.exception("outbox: handing back %d unsent row(s) failed", len(rows))
 
     async def _send_due(self) -> bool:
         """The worker's step: claim what is due and start each conversation's sends as a task of its own,
@@ -161,13 +208,15 @@ class Outbox:
             limit = min(room, CLAIM_BATCH)
             held_back: list[int] = []
             try:
-                groups, leased_until = await self._claim(limit, held_back)
+                groups, leased_until = await self._claim(limit, held_back, self._full_accounts())
+                over = self._start_within_bounds(groups, leased_until)
+                if over:
+                    # One claim may take more of an account's conversations than it has places left.
+                    await self.store.release_outbox(over, self.clock(), lease=leased_until)
             except Exception:
                 # The database may be briefly down; rows are safe there, so wait and try again.
                 logger.exception("outbox: claiming rows failed")
                 break
-            for group in groups:
-                self._start_sending(group, leased_until)
             leased = sum(len(group) for group in groups)
             # A short claim found all that is due. Rows another process holds back (claim_outbox) count as
             # found: later due rows may follow them; but with nothing leased, the next claim would find the
@@ -176,13 +225,35 @@ class Outbox:
                 break
         return True
 
+    def _in_flight(self) -> Counter[AdapterKey]:
+        return Counter((p.rows[0].channel, p.rows[0].account) for p in self._sending.values())
+
+    def _full_accounts(self) -> list[AdapterKey]:
+        """The accounts with MAX_IN_FLIGHT_PER_ACCOUNT conversations in flight: the claim skips their rows."""
+        return sorted(key for key, count in self._in_flight().items() if count >= MAX_IN_FLIGHT_PER_ACCOUNT)
+
+    def _start_within_bounds(self, groups: list[list[OutboxRow]], leased_until: datetime) -> list[int]:
+        """Start a task per claimed conversation while its account has places; the ids of the rows left
+        over, to hand back (a resumed row is sent regardless: handed back, it would lose that mark)."""
+        busy = self._in_flight()
+        over: list[int] = []
+        for group in groups:
+            key = (group[0].channel, group[0].account)
+            if busy[key] >= MAX_IN_FLIGHT_PER_ACCOUNT and not any(row.resumed for row in group):
+                over += [row.id for row in group]
+                continue
+            busy[key] += 1
+            self._start_sending(group, leased_until)
+        return over
+
     def _start_sending(self, rows: list[OutboxRow], leased_until: datetime) -> None:
-        task = asyncio.create_task(self._send_in_order(rows, leased_until), name=f"kefu-outbox-{rows[0].id}")
-        self._sending.add(task)
+        progress = _Progress(rows, leased_until)
+        task = asyncio.create_task(self._send_in_order(progress), name=f"kefu-outbox-{rows[0].id}")
+        self._sending[task] = progress
         task.add_done_callback(self._sent)
 
     def _sent(self, task: asyncio.Task[None]) -> None:
-        self._sending.discard(task)
+        self._sending.pop(task, None)
         if task.cancelled():
             return  # stopping
         if (error := task.exception()) is not None:
@@ -195,55 +266,70 @@ class Outbox:
     async def run_once(self) -> int:
         """Claim the rows that are due, send them and wait for every send; returns how many were claimed."""
         groups, leased_until = await self._claim(CLAIM_BATCH)
-        await asyncio.gather(*(self._send_in_order(group, leased_until) for group in groups))
+        await asyncio.gather(*(self._send_in_order(_Progress(group, leased_until)) for group in groups))
         return sum(len(group) for group in groups)
 
     async def _claim(
-        self, limit: int, held_back: list[int] | None = None
+        self, limit: int, held_back: list[int] | None = None, skip: list[AdapterKey] | None = None
     ) -> tuple[list[list[OutboxRow]], datetime]:
         """Lease up to `limit` due rows: each conversation's rows in order (sent one after another, the
         conversations in parallel), and the lease's end (`held_back`: see Store.claim_outbox)."""
         now = self.clock()
         lease = timedelta(seconds=self.settings.lease_s)
         rows = await self.store.claim_outbox(
-            now, lease=lease, limit=limit, give_up_after=self.settings.give_up_after, held_back=held_back
+            now,
+            lease=lease,
+            limit=limit,
+            give_up_after=self.settings.give_up_after,
+            held_back=held_back,
+            skip=skip or (),
         )
         by_key: dict[str, list[OutboxRow]] = {}
         for row in rows:
             by_key.setdefault(row.conversation_key, []).append(row)
         return list(by_key.values()), now + lease
 
-    async def _send_in_order(self, rows: list[OutboxRow], leased_until: datetime) -> None:
+    async def _send_in_order(self, progress: _Progress) -> None:
         needed = timedelta(seconds=SEND_TIMEOUT_S + LEASE_MARGIN_S)
+        rows = progress.rows
         for index, row in enumerate(rows):
+            progress.index, progress.called = index, False
+            if self._stopping:
+                # Shutting down: the rest of the conversation goes back for the next claim (a restart).
+                await self.store.release_outbox(
+                    [r.id for r in rows[index:]], self.clock(), lease=progress.lease
+                )
+                break
             # Every row of the batch has the same lease, and this conversation's rows go one after another.
             # Before a send the lease of the rows left is extended past the longest send (SEND_TIMEOUT_S):
             # no other process claims a row still being sent or waiting its turn, and a slow platform is not
             # cut short and sent the text again on every retry. A row whose lease ran out meanwhile (it was
             # not renewed) is left to whoever claims it next.
             now = self.clock()
-            if leased_until - now < needed:
+            if progress.lease - now < needed:
                 left = [r.id for r in rows[index:]]
-                renewed = await self.store.renew_outbox(left, leased_until, now, now + needed)
+                renewed = await self.store.renew_outbox(left, progress.lease, now, now + needed)
                 if row.id not in renewed:
                     logger.warning(
                         "outbox: send %d lost its lease before it was sent; left for the next claim", row.id
                     )
-                    return
-                leased_until = now + needed
-            delivered = await self._send(row, leased_until)
+                    break
+                progress.lease = now + needed
+            delivered = await self._send(row, progress)
             if not delivered:
                 # Keep the order: the rest of this conversation waits for the one that failed.
                 later = rows[index + 1 :]
                 if later:
                     await self.store.release_outbox(
-                        [r.id for r in later], self.clock() + timedelta(seconds=0.5), lease=leased_until
+                        [r.id for r in later], self.clock() + timedelta(seconds=0.5), lease=progress.lease
                     )
-                return
+                break
+        progress.done = True
 
-    async def _send(self, row: OutboxRow, lease: datetime) -> bool:
-        """Send one claimed row (`lease`: its lease now) and record the outcome. True when the row is done
+    async def _send(self, row: OutboxRow, progress: _Progress) -> bool:
+        """Send one claimed row (under `progress.lease`) and record the outcome. True when the row is done
         with (sent, or undeliverable); False when it waits for a retry, and the rest of its conversation too."""
+        lease = progress.lease
         adapter = self.adapters.get((row.channel, row.account))
         now = self.clock
         if adapter is None:
@@ -269,6 +355,7 @@ class Outbox:
             # Within the row's lease (renewed in _send_in_order): a send still under way when its lease ran
             # out would be claimed and sent again by another process (outbox.lease_s 5 s and a platform
             # answering in 7 s doubled every reply).
+            progress.called = True
             async with asyncio.timeout(SEND_TIMEOUT_S):
                 await adapter.send(outgoing)
         except SendError as exc:

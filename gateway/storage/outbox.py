@@ -69,8 +69,9 @@ def _finish_statement(columns: frozenset[str], leased: bool) -> Any:
     return statement
 
 
-def _claimable(failing: bool) -> Any:
-    """The due rows no earlier row of their conversation holds back (see claim_outbox), oldest first."""
+def _claimable(failing: bool, skipping: bool) -> Any:
+    """The due rows no earlier row of their conversation holds back (see claim_outbox), oldest first;
+    `skipping`: not of the accounts in `skip` ("channel/account")."""
     o = _OUTBOX.c
     now, cutoff = bindparam("now"), bindparam("cutoff")
     due = [
@@ -91,9 +92,12 @@ def _claimable(failing: bool) -> Any:
     blocked = (
         select(e.id).where(e.conversation_key == o.conversation_key, e.id < o.id, or_(*waiting)).exists()
     )
+    where = [or_(*due), ~blocked]
+    if skipping:
+        where.append((o.channel + "/" + o.account).not_in(bindparam("skip", expanding=True)))
     return (
         select(o.id, o.status, o.conversation_key)
-        .where(or_(*due), ~blocked)
+        .where(*where)
         .order_by(o.id)
         .limit(bindparam("limit"))
         .with_for_update(skip_locked=True, of=_OUTBOX)
@@ -127,7 +131,11 @@ def _held_back(failing: bool) -> Any:
 
 
 # (give_up_after given) → the claim's SELECT; then the lease, returning the leased rows.
-_CLAIMABLE = {failing: _claimable(failing) for failing in (False, True)}
+_CLAIMABLE = {
+    (failing, skipping): _claimable(failing, skipping)
+    for failing in (False, True)
+    for skipping in (False, True)
+}
 _HELD_BACK = {failing: _held_back(failing) for failing in (False, True)}
 _LEASE = (
     update(_OUTBOX)
@@ -226,6 +234,7 @@ class OutboxQueries:
         limit: int = 20,
         give_up_after: timedelta | None = None,
         held_back: list[int] | None = None,
+        skip: Sequence[tuple[str, str]] = (),
     ) -> list[OutboxRow]:
         """Lease due rows to this worker, oldest first, never overtaking an earlier row of the same conversation.
 
@@ -237,15 +246,19 @@ class OutboxQueries:
         FOR UPDATE SKIP LOCKED lets several gateway processes share a PostgreSQL outbox without
         sending a row twice, and rows another process is claiming hold their conversation's later rows
         back (_held_back; their ids are appended to `held_back` when given: the claim found them due but
-        left them); SQLite has one writer at a time (BEGIN IMMEDIATE) so it needs neither.
+        left them); SQLite has one writer at a time (BEGIN IMMEDIATE) so it needs neither. Rows of the
+        (channel, account)s in `skip` are left alone (the worker has as many of their sends in flight as it
+        allows one account).
         """
         failing = give_up_after is not None
         params: dict[str, Any] = {"now": now, "limit": limit, "locked_until": now + lease}
+        if skip:
+            params["skip"] = [f"{channel}/{account}" for channel, account in skip]
         if give_up_after is not None:
             params["cutoff"] = now - give_up_after  # failed rows younger than this are still retried
 
         def claim(unit: Unit) -> tuple[list[OutboxRow], list[int]]:
-            found = unit.db.rows(_CLAIMABLE[failing], params)
+            found = unit.db.rows(_CLAIMABLE[failing, bool(skip)], params)
             held: list[int] = []
             if found and unit.db.dialect == "postgresql":
                 # (SQLite has one writer at a time: no other claim runs meanwhile.)

@@ -327,8 +327,8 @@ async def test_queue_assignments_and_unsent_replies_survive_a_restart(
     settings = settings_factory(
         channels={"wechat": [account]},
         handoff=handoff_section(assignment="manual"),
-        # Keep retrying through the outage; a send cut off by the shutdown is retried once its lease ends.
-        outbox={"max_attempts": 1000, "lease_s": 1.0},
+        # Keep retrying through the outage; a send under way at the shutdown gets the grace to finish.
+        outbox={"max_attempts": 1000},
     )
     first = await aiohttp_client(create_app(settings))
     push = WeChatPush(first, "/wechat/shop", TOKEN)
@@ -361,6 +361,47 @@ async def test_queue_assignments_and_unsent_replies_survive_a_restart(
     await eventually(
         lambda: _ready([x for x in wechat_api.texts_to("oR1") if x == "马上为您处理"], 1), within=10
     )
+
+
+async def test_a_reply_whose_send_the_shutdown_cut_off_goes_out_from_the_restarted_gateway_at_once(
+    aiohttp_client: Any, settings_factory: Any, wechat_api: FakeWeChatAPI
+) -> None:
+    # Regression: the cut-off row kept its send's lease (35 s), and the customer waited that long for the
+    # reply after a restart (the test above failed in CI when its shutdown met the send under way).
+    account = {"name": "shop", "token": TOKEN, "appid": APPID, "secret": SECRET, "api_base": wechat_api.url}
+    settings = settings_factory(
+        channels={"wechat": [account]},
+        handoff=handoff_section(assignment="manual"),
+        outbox={"stop_grace_s": 0.2},
+    )
+    first = await aiohttp_client(create_app(settings))
+    push = WeChatPush(first, "/wechat/shop", TOKEN)
+    await push.post(fixture_xml("text.xml", FromUserName="oR1", Content="我要投诉", MsgId=next(_ids)))
+    info = await first.app[RUNTIME].handoff.db.add_agent(
+        "小钱", role=Role.AGENT, groups=["售后"], max_chats=5, token_hash=(t := new_token())[1]
+    )
+    agent = Console(first, t[0], info.name)
+    (item,) = (await agent.call("GET", "/queue"))["queue"]
+    await agent.call("POST", f"/conversations/{item['conversation_id']}/claim")
+    await eventually(lambda: _ready(wechat_api.texts_to("oR1"), 2))
+    wechat_api.latency_s = 60.0  # WeChat hangs: the reply's send is under way when the gateway stops
+    sent_before = len(wechat_api.raw_bodies)
+    await agent.call(
+        "POST",
+        f"/conversations/{item['conversation_id']}/messages",
+        json={"text": "马上为您处理"},
+        expect=201,
+    )
+    await eventually(lambda: _ready(first.app[RUNTIME].outbox._sending, 1))  # type: ignore[attr-defined]
+    await first.close()  # the grace (0.2 s) ends before WeChat answers
+
+    wechat_api.latency_s = 0.0
+    second = await aiohttp_client(create_app(settings))
+    await eventually(
+        lambda: _ready([x for x in wechat_api.texts_to("oR1") if x == "马上为您处理"], 1), within=10
+    )
+    assert len(wechat_api.raw_bodies) == sent_before + 1  # the hung request never reached the fake's handler
+    await second.close()
 
 
 # --- the CLI ---------------------------------------------------------------------------------------------

@@ -103,14 +103,14 @@ async def test_pending_sends_resume_after_a_restart(
 ) -> None:
     fake, url = upstream
     fake.always = 503
-    # A short lease: the stop may catch a retry in flight (`sending`), whose lease must end first.
-    first_client, first = await start_web(aiohttp_client, settings_factory, url, max_attempts=50, lease_s=0.5)
+    # The stop may catch a retry in flight: the grace lets it end, or the row is handed straight back.
+    first_client, first = await start_web(aiohttp_client, settings_factory, url, max_attempts=50)
     outbox_id = await first.outbox.enqueue(outgoing("重启前排队的消息"))
     await wait_for(first, outbox_id, lambda r: r.attempts >= 1 and r.status == "pending")
     await first_client.close()  # the gateway stops; the row stays pending (or leased) in the database
 
     fake.always = None
-    _client, second = await start_web(aiohttp_client, settings_factory, url, max_attempts=50, lease_s=0.5)
+    _client, second = await start_web(aiohttp_client, settings_factory, url, max_attempts=50)
     row = await wait_for(second, outbox_id, lambda r: r.status == "sent")
     assert row.attempts >= 2 and fake.texts[-1] == "重启前排队的消息"
 
