@@ -26,6 +26,7 @@ from gateway.handoff_service import HandoffService
 from gateway.http.admin_api import admin_routes
 from gateway.http.agent_api import agent_routes
 from gateway.http.bodies import http_error
+from gateway.http.expect import add_routes
 from gateway.http.media_api import media_routes
 from gateway.http.pages import install_web
 from gateway.http.qa_api import qa_routes
@@ -81,7 +82,7 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
         ):  # WeCom's own staff serve its handoffs: the bot must not talk over them
             runtime.pipeline.quiet_while_queued.add(("wecom", wecom.name))
     for adapter in runtime.adapters.values():
-        app.router.add_routes(adapter.routes())
+        add_routes(app, adapter.routes())
 
     handoff = HandoffService(runtime, settings.handoff)
     runtime.handoff = handoff
@@ -92,12 +93,12 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_view)
-    app.router.add_routes(admin_routes())
-    app.router.add_routes(agent_routes())
-    app.router.add_routes(report_routes())
-    app.router.add_routes(shift_routes())
-    app.router.add_routes(qa_routes())
-    app.router.add_routes(media_routes())  # /media/{ref}, agents' attachments
+    add_routes(app, admin_routes())
+    add_routes(app, agent_routes())
+    add_routes(app, report_routes())
+    add_routes(app, shift_routes())
+    add_routes(app, qa_routes())
+    add_routes(app, media_routes())  # /media/{ref}, agents' attachments
     install_web(app)  # /chat, /agent, /admin, /supervisor, /widget.js, /web/ws (wraps the web adapter)
 
     app.cleanup_ctx.extend(

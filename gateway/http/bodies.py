@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -183,3 +183,33 @@ def path_id(request: web.Request, what: str, name: str = "id") -> int:
 async def read_json(request: web.Request, max_bytes: int, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
     """Read and parse a JSON body with the size (413) and depth (400) limits."""
     return parse_json(await read_body(request, max_bytes), max_depth)
+
+
+ExpectHandler = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
+
+
+def expect_within(limit: Callable[[web.Request], int]) -> ExpectHandler:
+    """An `Expect: 100-continue` handler refusing (413) a declared body over `limit` before it is sent.
+
+    aiohttp's default answers 100 Continue whatever the size: the client sends the whole body, then gets
+    the 413. A route takes this as its `expect_handler` (gateway/http/expect.py gives it to every route).
+    """
+
+    async def expect(request: web.Request) -> web.StreamResponse | None:
+        if request.headers.get("Expect", "").lower() != "100-continue":
+            return _expect_error(417, "only Expect: 100-continue is understood")
+        declared, most = request.content_length, limit(request)
+        if declared is not None and declared > most:
+            # Returned: aiohttp sends it instead of 100 Continue and never runs the handler.
+            return _expect_error(413, f"body larger than {most} bytes", max_size=most, actual_size=declared)
+        if request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the 100 is not part of the response's size
+        return None
+
+    return expect
+
+
+def _expect_error(status: int, message: str, **fields: Any) -> web.Response:
+    # A response, not an HTTPException (as http_error's): aiohttp deprecates returning those here.
+    return web.json_response({"error": message, **fields}, status=status)

@@ -22,6 +22,7 @@ from gateway.channels.base import SendError
 from gateway.handoff_events import HandoffError
 from gateway.http.auth import require_agent
 from gateway.http.bodies import http_error, path_id
+from gateway.http.expect import upload_route
 from gateway.keys import HANDOFF, RUNTIME
 from gateway.media import Media, MediaError
 from gateway.media.fetch import FetchError
@@ -49,7 +50,7 @@ def media_routes() -> list[web.AbstractRouteDef]:
     """The signed file URLs and the agents' attachment upload."""
     return [
         web.get("/media/{ref}", serve_media),
-        web.post("/api/v1/conversations/{id}/attachments", send_attachment),
+        upload_route("POST", "/api/v1/conversations/{id}/attachments", send_attachment),
     ]
 
 

@@ -23,6 +23,7 @@ from gateway.channels.web.ws import install_web_chat
 from gateway.handoff_events import HandoffError
 from gateway.http.auth import require_agent
 from gateway.http.bodies import http_error, path_id
+from gateway.http.expect import add_routes
 from gateway.keys import HANDOFF, RUNTIME
 from handoff.canned import render_canned
 from intents.prediction import Candidate
@@ -189,5 +190,5 @@ def install_web(app: web.Application) -> None:
     if any(getattr(r.resource, "canonical", None) == "/chat" for r in app.router.routes()):
         return
     runtime = app[RUNTIME]
-    install_web_chat(runtime, app.router.add_routes)
-    app.router.add_routes(page_routes())
+    install_web_chat(runtime, lambda defs: add_routes(app, defs))
+    add_routes(app, page_routes())

@@ -54,8 +54,9 @@ from gateway.channels.web.adapter import (
     visitor_rate_limit,
 )
 from gateway.channels.web.uploads import UPLOAD_PATH, visitor_upload
-from gateway.http.bodies import http_error, loads, parse_int
+from gateway.http.bodies import expect_within, http_error, loads, parse_int
 from gateway.media.service import attachment_of
+from gateway.media.upload_body import FRAMING_BYTES
 from gateway.message import Attachment, Message, utcnow
 from gateway.rate_limit import VisitorLimit, retry_after_header
 from gateway.storage import MessageRow
@@ -102,7 +103,8 @@ class WebChatSockets:
 
     def own_routes(self) -> list[web.AbstractRouteDef]:
         """Only the WebSocket: the wrapped adapter's routes are registered by the app factory already."""
-        return [web.get(WS_PATH, self.websocket), web.post(UPLOAD_PATH, self.upload)]
+        expect = expect_within(lambda _request: self.runtime.settings.uploads.max_bytes + FRAMING_BYTES)
+        return [web.get(WS_PATH, self.websocket), web.post(UPLOAD_PATH, self.upload, expect_handler=expect)]
 
     async def upload(self, request: web.Request) -> web.Response:
         """`POST /web/uploads?visitor=…`: see gateway/channels/web/uploads.py."""

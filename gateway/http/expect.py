@@ -1,0 +1,43 @@
+"""Every route answers `Expect: 100-continue` by its own body limit (gateway.http.bodies.expect_within):
+server.max_body_bytes, or uploads.max_bytes plus the multipart framing on the upload routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from aiohttp import web
+
+from gateway.http.bodies import expect_within
+from gateway.keys import RUNTIME
+from gateway.media.upload_body import FRAMING_BYTES
+
+
+def body_limit(request: web.Request) -> int:
+    return int(request.app[RUNTIME].settings.server.max_body_bytes)
+
+
+def upload_limit(request: web.Request) -> int:
+    return int(request.app[RUNTIME].settings.uploads.max_bytes) + FRAMING_BYTES
+
+
+expect_body = expect_within(body_limit)
+expect_upload = expect_within(upload_limit)
+
+
+def upload_route(method: str, path: str, handler: Any) -> web.RouteDef:
+    """A route whose body is a file upload."""
+    return web.route(method, path, handler, expect_handler=expect_upload)
+
+
+def add_routes(app: web.Application, defs: Iterable[web.AbstractRouteDef]) -> None:
+    """Register routes; those without an expect handler of their own get `expect_body`."""
+    guarded: list[web.AbstractRouteDef] = []
+    for route in defs:
+        if isinstance(route, web.RouteDef) and "expect_handler" not in route.kwargs:
+            route = web.RouteDef(
+                route.method, route.path, route.handler, {**route.kwargs, "expect_handler": expect_body}
+            )
+        guarded.append(route)
+    app.router.add_routes(guarded)

@@ -1,0 +1,87 @@
+"""`Expect: 100-continue`: an oversized declared body is refused before the client sends it (gateway/http/expect.py).
+
+Raw HTTP/1.1 over a socket, as curl and most HTTP libraries send a large POST: headers first, then the
+body only after the server's 100 Continue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+from gateway.app import create_app
+
+
+async def ask(client: Any, path: str, length: int, *, expect: str = "100-continue") -> list[bytes]:
+    """Send only the headers and read the status lines the server sends before the body."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    try:
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Expect: {expect}\r\nContent-Length: {length}\r\n\r\n".encode()
+        )
+        await writer.drain()
+        first = await asyncio.wait_for(reader.readline(), 10)
+        return [first]
+    finally:
+        writer.close()
+
+
+async def test_an_oversized_declared_body_gets_413_instead_of_100_continue(
+    aiohttp_client: Any, settings_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Regression: aiohttp's default answer was 100 Continue to any size; the client then sent the whole
+    # body, only to get the 413 after it.
+    client = await aiohttp_client(create_app(settings_factory()))
+    (status,) = await ask(client, "/web/messages", 50_000_000)
+    assert status.split()[1] == b"413"
+    (status,) = await ask(
+        client, "/api/v1/conversations/1/messages", 50_000_000
+    )  # every route, not only the webhooks
+    assert status.split()[1] == b"413"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+async def test_a_body_within_its_routes_limit_is_told_to_go_on(
+    aiohttp_client: Any, settings_factory: Any
+) -> None:
+    client = await aiohttp_client(create_app(settings_factory()))
+    (status,) = await ask(client, "/web/messages", 1_000)
+    assert status.startswith(b"HTTP/1.1 100")
+    # An upload route's limit is uploads.max_bytes (10 MiB), not server.max_body_bytes (64 KiB).
+    (status,) = await ask(client, "/web/uploads?visitor=visitor-0123456789", 1_000_000)
+    assert status.startswith(b"HTTP/1.1 100")
+    (status,) = await ask(client, "/web/uploads?visitor=visitor-0123456789", 50_000_000)
+    assert status.split()[1] == b"413"
+
+
+async def test_an_expectation_other_than_100_continue_is_417(
+    aiohttp_client: Any, settings_factory: Any
+) -> None:
+    client = await aiohttp_client(create_app(settings_factory()))
+    (status,) = await ask(client, "/web/messages", 10, expect="something-else")
+    assert status.split()[1] == b"417"
+
+
+async def test_the_body_sent_after_100_continue_is_handled_as_usual(
+    aiohttp_client: Any, settings_factory: Any
+) -> None:
+    client = await aiohttp_client(create_app(settings_factory()))
+    body = b'{"user_id": "expect-user", "text": "\xe4\xbd\xa0\xe5\xa5\xbd", "message_id": "e-1"}'
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    try:
+        writer.write(
+            b"POST /web/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+        )
+        await writer.drain()
+        assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"HTTP/1.1 100")
+        assert await reader.readline() == b"\r\n"
+        writer.write(body)
+        await writer.drain()
+        assert (await asyncio.wait_for(reader.readline(), 10)).split()[1] == b"200"
+    finally:
+        writer.close()
