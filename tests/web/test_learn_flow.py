@@ -18,6 +18,7 @@ from tests.web.conftest import Gateway, Guard, screenshot, watch
 
 QUESTION = "包裹啥时候能寄出来"  # the test FAQ has no such question
 SHIPPING = "现货商品付款后48小时内发货"  # the answer of the entry shipping-time
+FOLLOW_UP = "周末能不能寄出"  # asked while the agent has the conversation: one more item to learn from
 
 
 async def test_an_agent_teaches_the_bot_and_the_next_customer_gets_its_answer(
@@ -55,10 +56,17 @@ async def test_an_agent_teaches_the_bot_and_the_next_customer_gets_its_answer(
     picker = learn.get_by_label("对应的 FAQ 条目：" + QUESTION)
     await expect(picker.locator("option")).not_to_have_count(0)
     await expect(picker.locator("option").first).to_contain_text("猜测")
-    # The search embeds the text in a worker thread: on a busy machine that can take seconds, so wait for
-    # its answer (and see its status if it failed) rather than for a fixed time.
-    async with agent.expect_response(lambda r: "/api/v1/faq/entries?q=" in r.url, timeout=30_000) as searched:
-        await learn.get_by_label("搜索 FAQ 条目").fill("发货")
+    # Every new message refreshes the list; the agent's place in it stays (the items were taken out and put
+    # back, which dropped the focus: a search typed meanwhile was never sent).
+    search = learn.get_by_label("搜索 FAQ 条目")
+    await search.focus()
+    await first.get_by_label("输入消息").fill(FOLLOW_UP)
+    await first.get_by_label("输入消息").press("Enter")
+    await expect(agent.locator(".learn-item", has_text=FOLLOW_UP)).to_have_count(1)
+    await expect(search).to_be_focused()
+    # Wait for the search's answer (and see its status if it failed) rather than for a fixed time.
+    async with agent.expect_response(lambda r: "/api/v1/faq/entries?q=" in r.url) as searched:
+        await search.fill("发货")
     assert (await searched.value).status == 200
     await expect(picker.locator("option").first).not_to_contain_text("猜测")  # the search's results
     await expect(picker.locator("option", has_text="shipping-time")).to_have_count(1)

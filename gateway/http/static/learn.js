@@ -113,7 +113,11 @@
         if (!answer.dataset.edited) answer.value = latest;
         return node;
       });
-      list.replaceChildren(...(nodes.length ? nodes : [el("li", { class: "muted small", text: "这个会话里没有机器人答不上的问题" })]));
+      // Only what changed is moved: an item taken out of the document (replaceChildren with the same
+      // nodes) loses the focus, and what the agent types next goes nowhere, e.g. a search never sent.
+      const wanted = nodes.length ? nodes : [el("li", { class: "muted small", text: "这个会话里没有机器人答不上的问题" })];
+      wanted.forEach((node, i) => { if (list.children[i] !== node) list.insertBefore(node, list.children[i] || null); });
+      while (list.children.length > wanted.length) list.lastElementChild.remove();
     });
   }
 
