@@ -52,12 +52,15 @@ class WakeLoop:
         """Set by stop(): a step that loops by itself checks it between rounds."""
         return self._stopping
 
-    async def stop(self) -> None:
-        """End the loop (a step under way is cancelled) and wait for it."""
+    async def stop(self, *, finish_s: float = 0.0) -> None:
+        """End the loop and wait for it: a step under way gets `finish_s` to end, then is cancelled."""
         self._stopping = True
         task, self._task = self._task, None
         if task is None:
             return
+        if finish_s > 0:
+            self._flag.set()  # a loop waiting for a wake-up sees the flag and returns
+            await asyncio.wait({task}, timeout=finish_s)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task

@@ -196,20 +196,29 @@ def expect_within(limit: Callable[[web.Request], int]) -> ExpectHandler:
     """
 
     async def expect(request: web.Request) -> web.StreamResponse | None:
+        if request.version < (1, 1):
+            return None  # HTTP/1.0 has no 100 Continue, and an expectation there is ignored (RFC 9110)
         if request.headers.get("Expect", "").lower() != "100-continue":
-            return _expect_error(417, "only Expect: 100-continue is understood")
+            return _expect_error(request, 417, "only Expect: 100-continue is understood")
         declared, most = request.content_length, limit(request)
         if declared is not None and declared > most:
             # Returned: aiohttp sends it instead of 100 Continue and never runs the handler.
-            return _expect_error(413, f"body larger than {most} bytes", max_size=most, actual_size=declared)
-        if request.version >= (1, 1):
-            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            request.writer.output_size = 0  # the 100 is not part of the response's size
+            return _expect_error(
+                request, 413, f"body larger than {most} bytes", max_size=most, actual_size=declared
+            )
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the 100 is not part of the response's size
         return None
 
     return expect
 
 
-def _expect_error(status: int, message: str, **fields: Any) -> web.Response:
+def _expect_error(request: web.Request, status: int, message: str, **fields: Any) -> web.Response:
     # A response, not an HTTPException (as http_error's): aiohttp deprecates returning those here.
-    return web.json_response({"error": message, **fields}, status=status)
+    response = web.json_response({"error": message, **fields}, status=status)
+    # The body the client was told not to send is never read: the connection is closed after the answer,
+    # at once (aiohttp would wait up to 10 s for that body to discard it, and a next request on the
+    # connection went unanswered meanwhile).
+    response.force_close()
+    request.content.feed_eof()
+    return response

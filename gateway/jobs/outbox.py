@@ -39,10 +39,13 @@ CLAIM_BATCH = 20
 # platform hangs (up to SEND_TIMEOUT_S), other conversations' rows are still claimed and sent, within a
 # bound on the tasks and connections they take. Conversations, not rows: a slow customer's backlog of
 # rows waiting their turn must not take the places of other customers.
-MAX_IN_FLIGHT = 3 * CLAIM_BATCH
+MAX_IN_FLIGHT = 4 * CLAIM_BATCH
 # Of those, one channel account's: a platform that hangs for every conversation (an outage of one QQ bot)
 # still leaves places for the other accounts' customers.
-MAX_IN_FLIGHT_PER_ACCOUNT = 2 * CLAIM_BATCH
+MAX_IN_FLIGHT_PER_ACCOUNT = 3 * CLAIM_BATCH
+# stop() hands back what its grace cut off within this (the database may be gone too: then the rows wait
+# for their lease, as after a crash, and the shutdown is not held up).
+HAND_BACK_TIMEOUT_S = 5.0
 # Pauses between the tries of recording a delivered send as sent (a failure there means a double).
 MARK_SENT_PAUSES_S = (0.05, 0.2, 1.0)
 
@@ -165,7 +168,10 @@ class Outbox:
         worker, self._worker = self._worker, None
         self._stopping = True
         if worker is not None:
-            await worker.stop()  # (a flag beside the cancel, see gateway/wakeups.py); no new tasks after it
+            # A claim under way is let finish (cut off, it would leave its rows leased for lease_s with no
+            # task to send them: SQLite's group commit commits a cancelled caller's unit all the same); it
+            # starts tasks, which see _stopping. No new tasks after this.
+            await worker.stop(finish_s=self.settings.stop_grace_s)
         pending = set(self._sending)
         if pending and self.settings.stop_grace_s > 0:
             _done, pending = await asyncio.wait(pending, timeout=self.settings.stop_grace_s)
@@ -175,9 +181,16 @@ class Outbox:
                 task.cancel()
             # Cancelled again each second: on Python 3.11 an adapter's wait_for can swallow a cancel.
             _done, pending = await asyncio.wait(pending, timeout=1.0)
-        for progress in cut:
-            if not progress.done:
-                await self._hand_back(progress)
+        try:
+            async with asyncio.timeout(HAND_BACK_TIMEOUT_S):
+                for progress in cut:
+                    if not progress.done:
+                        await self._hand_back(progress)
+        except TimeoutError:
+            logger.warning(
+                "outbox: handing back cut-off sends took over %.0fs; the rest wait for their lease",
+                HAND_BACK_TIMEOUT_S,
+            )
         self._stopping = False  # stopped: run_once() and start() send again
 
     async def _hand_back(self, progress: _Progress) -> None:
@@ -185,9 +198,10 @@ class Outbox:
         now = self.clock()
         rows = progress.rows[progress.index :]
         try:
-            if progress.called and rows:
+            if rows and (progress.called or rows[0].resumed):
                 # Its lease ends now: due, and flagged resumed, for the next claim (unless its outcome was
-                # recorded: then it is no longer `sending`, and neither statement touches it).
+                # recorded: then it is no longer `sending`, and neither statement touches it). So is a row
+                # an earlier attempt may have delivered (resumed): released, it would lose that mark.
                 await self.store.renew_outbox([rows[0].id], progress.lease, now, now)
                 rows = rows[1:]
             await self.store.release_outbox([r.id for r in rows], now, lease=progress.lease)
@@ -294,12 +308,6 @@ class Outbox:
         rows = progress.rows
         for index, row in enumerate(rows):
             progress.index, progress.called = index, False
-            if self._stopping:
-                # Shutting down: the rest of the conversation goes back for the next claim (a restart).
-                await self.store.release_outbox(
-                    [r.id for r in rows[index:]], self.clock(), lease=progress.lease
-                )
-                break
             # Every row of the batch has the same lease, and this conversation's rows go one after another.
             # Before a send the lease of the rows left is extended past the longest send (SEND_TIMEOUT_S):
             # no other process claims a row still being sent or waiting its turn, and a slow platform is not
@@ -315,6 +323,11 @@ class Outbox:
                     )
                     break
                 progress.lease = now + needed
+            if self._stopping:
+                # Shutting down (checked after the renew, which may have waited): the rest of the
+                # conversation goes back for the next claim (a restart, another process).
+                await self._hand_back(progress)
+                break
             delivered = await self._send(row, progress)
             if not delivered:
                 # Keep the order: the rest of this conversation waits for the one that failed.

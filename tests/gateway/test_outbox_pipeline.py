@@ -204,6 +204,7 @@ async def test_one_accounts_hung_sends_leave_places_for_the_other_accounts(
         hung.append(await rig.outbox.enqueue(rig.qq.to(user, user)))
     rig.outbox.start()  # one claim takes all three; the third goes back untried
     await eventually(lambda: _true(len(rig.qq.calls) == 2))
+    await eventually(rig.idle)  # the worker's step (the hand-back of the third) is over
     assert rig.qq.calls == ["a", "b"]
     third = await rig.store.outbox(hung[2])
     assert third is not None and (third.status, third.attempts) == ("pending", 0)
@@ -306,6 +307,62 @@ async def test_a_send_that_ends_within_the_grace_is_recorded_and_the_rest_waits_
     # The task did not start the conversation's next send while shutting down; that row is due at once.
     assert second is not None and (second.status, second.attempts) == ("pending", 0)
     assert await rig.outbox.run_once() == 1 and rig.qq.sent == ["a0", "a1"]
+
+
+async def test_a_claim_under_way_when_the_worker_stops_is_finished_and_its_rows_handed_back(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (found by review): stop() cancelled the worker's step mid-claim; a claim committed just
+    # before the cancel (SQLite's group commit commits a cancelled caller's unit) left its rows leased for
+    # lease_s (60 s) with no task to send them.
+    rig = Rig(store, stop_grace_s=30.0)
+    claimed = asyncio.Event()
+    claim = store.claim_outbox
+
+    async def slow_claim(*args: Any, **kwargs: Any) -> Any:
+        rows = await claim(*args, **kwargs)
+        if rows:
+            claimed.set()
+            await asyncio.sleep(0.3)  # committed, not yet returned: a stop lands here
+        return rows
+
+    monkeypatch.setattr(store, "claim_outbox", slow_claim)
+    outbox_id = await rig.outbox.enqueue(rig.qq.to("q", "claimed"))
+    rig.outbox.start()
+    await claimed.wait()
+    await rig.outbox.stop()
+    row = await rig.store.outbox(outbox_id)
+    assert row is not None and (row.status, row.attempts) == ("pending", 0)  # handed back untried
+    assert rig.qq.calls == []
+    monkeypatch.setattr(store, "claim_outbox", claim)
+    assert await rig.outbox.run_once() == 1 and rig.qq.sent == ["claimed"]  # at once: the clock has not moved
+
+
+async def test_a_send_whose_lease_renewal_outlasted_the_start_of_stop_is_not_begun(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (found by review): a task checked for the shutdown before renewing its lease, not after,
+    # so a renewal that waited while stop() began was followed by a platform call the grace then cut off.
+    rig = Rig(store, lease_s=10.0, stop_grace_s=30.0)  # shorter than a send: renewed before it
+    renewing, go_on = asyncio.Event(), asyncio.Event()
+    renew = store.renew_outbox
+
+    async def stalled_renew(*args: Any, **kwargs: Any) -> set[int]:
+        renewing.set()
+        await go_on.wait()
+        return await renew(*args, **kwargs)
+
+    monkeypatch.setattr(store, "renew_outbox", stalled_renew)
+    outbox_id = await rig.outbox.enqueue(rig.qq.to("q", "a0"))
+    rig.outbox.start()
+    await renewing.wait()
+    stopping = asyncio.create_task(rig.outbox.stop())
+    await eventually(lambda: _true(rig.outbox._stopping))  # type: ignore[attr-defined]
+    go_on.set()
+    await stopping
+    assert rig.qq.calls == []
+    row = await rig.store.outbox(outbox_id)
+    assert row is not None and (row.status, row.attempts) == ("pending", 0)
 
 
 async def _true(value: bool) -> bool:
