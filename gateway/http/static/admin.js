@@ -1,7 +1,7 @@
 /* The admin dashboard: GET /admin/api/stats, charts drawn as inline SVG (no chart library). */
 "use strict";
 (function () {
-  const { el, svg, duration, api } = window.kefu;
+  const { el, svg, sync, duration, api } = window.kefu;
   const TOKEN_KEY = "kefu.adminToken";
   const $ = (id) => document.getElementById(id);
   const CHANNELS = { web: "网站", wechat: "微信公众号", onebot: "QQ", qqbot: "QQ 机器人", wecom: "微信客服" };
@@ -114,31 +114,41 @@
         el("td", {}, el("span", { class: "load" }, bar), a.load + " / " + a.max_chats));
     }) : [el("tr", {}, el("td", { colspan: "3", class: "empty-note", text: "还没有客服（kefu agent add 创建）" }))]));
 
+    // Redrawn every 30 s: a group that did not change keeps its rows (and its 教机器人), and sync takes out
+    // only what changed, so the admin's place in the table (a row, a link, a button) keeps the focus.
     const un = $("unanswered").tBodies[0];
-    un.replaceChildren(...(s.unanswered.length ? s.unanswered.flatMap(clusterRows) :
-      [el("tr", {}, el("td", { colspan: "5", class: "empty-note", text: "这段时间机器人都答上了" }))]));
+    const before = drawn;
+    drawn = new Map();
+    sync(un, s.unanswered.length ? s.unanswered.flatMap((c) => clusterRows(c, before)) :
+      [el("tr", {}, el("td", { colspan: "5", class: "empty-note", text: "这段时间机器人都答上了" }))]);
   }
 
   // A group of unanswered questions, and on click its messages with links to their conversations.
   const opened = new Set();
-  function clusterRows(c) {
+  let drawn = new Map(); // group text -> { same: what it was drawn from, rows }
+  function clusterRows(c, before) {
+    const same = JSON.stringify([c, zone]);
+    const had = before.get(c.text);
+    if (had && had.same === same) { drawn.set(c.text, had); return had.rows; }
     const drill = el("tr", { class: "drill" + (opened.has(c.text) ? "" : " hidden") },
       el("td", { colspan: "5" }, el("ul", {}, (c.messages || []).map((m) => el("li", {},
         when(m.at) + " · " + (CHANNELS[m.channel] || m.channel) + " · “" + m.text + "”",
         el("a", { href: "/agent#c=" + m.conversation_id, target: "_blank", rel: "noopener", text: "查看会话 #" + m.conversation_id }))))));
-    const row = el("tr", { class: "cluster", tabindex: "0", "aria-expanded": opened.has(c.text) ? "true" : "false",
+    const row = el("tr", { class: "cluster", tabindex: "0", dataset: { key: c.text }, "aria-expanded": opened.has(c.text) ? "true" : "false",
       title: "点击查看这些消息和所在会话" },
       el("td", { text: c.text }), el("td", { class: "num", text: String(c.count) }),
       el("td", { class: "ex", text: c.examples.filter((x) => x !== c.text).join("；") || "—" }),
       el("td", { text: Object.keys(c.channels).map((k) => CHANNELS[k] || k).join("、") }),
       el("td", { class: "ex", text: c.last_at ? when(c.last_at) : "" }));
     const toggle = () => {
-      const show = drill.classList.toggle("hidden") === false;
+      // The drill row after it (sync may have kept an equal one from the last refresh instead of `drill`).
+      const show = row.nextElementSibling.classList.toggle("hidden") === false;
       if (show) opened.add(c.text); else opened.delete(c.text);
       row.setAttribute("aria-expanded", show ? "true" : "false");
     };
     row.addEventListener("click", toggle);
     row.addEventListener("keydown", (e) => { if (e.key === "Enter") toggle(); });
+    drawn.set(c.text, { same, rows: [row, drill] });
     return [row, drill];
   }
 

@@ -16,8 +16,10 @@
   async function load() {
     const data = await api("GET", "/admin/api/agents", token);
     groups = data.groups;
+    // Reloaded after every change in the table: the groups already ticked for the agent being added stay ticked.
+    const ticked = new Set([...document.querySelectorAll("input[name=new-group]:checked")].map((i) => i.value));
     $("agent-groups").replaceChildren(...(groups.length ? groups.map((g) => el("label", {},
-      el("input", { type: "checkbox", value: g, name: "new-group" }), g)) : [el("span", { class: "muted", text: "未配置技能组" })]));
+      el("input", { type: "checkbox", value: g, name: "new-group", checked: ticked.has(g) }), g)) : [el("span", { class: "muted", text: "未配置技能组" })]));
     const body = $("agent-table").tBodies[0];
     body.replaceChildren(...(data.agents.length ? data.agents.map(row) :
       [el("tr", {}, el("td", { colspan: "6", class: "empty-note", text: "还没有客服，用上面的表单添加第一位。" }))]));
@@ -75,6 +77,7 @@
       const created = await api("POST", "/admin/api/agents", token, body);
       showToken(created.agent.name, created.token);
       $("agent-name").value = "";
+      document.querySelectorAll("input[name=new-group]").forEach((i) => { i.checked = false; }); // added: the form starts over
       await load();
     } catch (e) { fail(e); }
   });

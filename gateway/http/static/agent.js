@@ -1,7 +1,7 @@
 /* The agent console: queue, conversations, replies with canned replies and FAQ suggestions, live events. */
 "use strict";
 (function () {
-  const { el, clock, duration, api, wsUrl } = window.kefu;
+  const { el, sync, clock, duration, api, wsUrl } = window.kefu;
   const TOKEN_KEY = "kefu.agentToken";
   const $ = (id) => document.getElementById(id);
 
@@ -62,7 +62,7 @@
     try { canned = (await api("GET", "/api/v1/canned", token)).canned; } catch (e) { canned = []; }
     connect();
     await refreshLists(true);
-    setInterval(tick, 1000);
+    setInterval(() => tick(), 1000);
     // /agent#c=12 opens conversation 12 (links from the admin's drill-down and the customer panel).
     const linked = /^#c=(\d+)$/.exec(location.hash);
     if (linked) openConversation(Number(linked[1]));
@@ -216,11 +216,14 @@
     $("queue-count").textContent = queueTotal;
     $("mine-count").textContent = mine.length;
     updateTitle();
-    const qList = $("queue");
-    qList.replaceChildren(...(queue.length ? queue.map(queueItem) : [el("li", { class: "empty-row", text: "暂无排队客户" })]));
-    const mList = $("mine");
-    mList.replaceChildren(...(mine.length ? mine.map(mineItem) : [el("li", { class: "empty-row", text: "暂无进行中的会话" })]));
-    tick();
+    // Every event redraws the lists: sync keeps the items that did not change in place, so an agent
+    // tabbing through the queue (an item, its 接入) keeps the focus, and a click half done still lands.
+    const queued = queue.length ? queue.map(queueItem) : [el("li", { class: "empty-row", text: "暂无排队客户" })];
+    const now = Date.now();
+    tick(now);
+    tick(now, queued); // the waits as the shown items say them, or no item would be the same
+    sync($("queue"), queued);
+    sync($("mine"), mine.length ? mine.map(mineItem) : [el("li", { class: "empty-row", text: "暂无进行中的会话" })]);
   }
 
   function queueItem(item) {
@@ -263,9 +266,9 @@
     return n ? el("span", { class: "unread-count", text: n > 99 ? "99+" : String(n), "aria-label": n + " 条未读消息" }) : null;
   }
 
-  function tick() {
-    const now = Date.now();
-    document.querySelectorAll("#queue li[data-queued]").forEach((li) => {
+  function tick(now = Date.now(), items = document.querySelectorAll("#queue li")) {
+    items.forEach((li) => {
+      if (!li.dataset.queued) return;
       const waited = (now - Date.parse(li.dataset.queued)) / 1000;
       const label = li.querySelector(".wait");
       label.textContent = "等待 " + duration(waited);
@@ -309,7 +312,7 @@
     document.dispatchEvent(new CustomEvent("kefu:conversation", { detail: { id, conversation: current, token, me, switching } }));
   }
 
-  function renderConversation() {
+  function renderConversation(keepScroll) {
     const c = current;
     const mineNow = c.assignment && c.assignment.agent_id === me.id && c.state === "assigned";
     $("conv-title").textContent = customerName(c.customer);
@@ -325,9 +328,12 @@
       .concat(c.notes.map((n) => ({ at: n.created_at, kind: "note", n })))
       .sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
     const box = $("messages");
-    box.replaceChildren(...items.map((it) => {
+    // A refresh (every event of this conversation) keeps the agent's place in the history, unless it was at the end.
+    const atEnd = box.scrollHeight - box.scrollTop - box.clientHeight < 40;
+    // Only new or changed bubbles are put in: a focused 重发 or picture link stays focused.
+    sync(box, items.map((it) => {
       if (it.kind === "note") {
-        return el("div", { class: "m note" }, el("div", { class: "who", text: "内部备注 · " + (it.n.agent_name || "") + " · " + clock(it.at) }),
+        return el("div", { class: "m note", dataset: { key: "n" + it.n.id } }, el("div", { class: "who", text: "内部备注 · " + (it.n.agent_name || "") + " · " + clock(it.at) }),
           el("div", { class: "bubble", text: it.n.text }));
       }
       const m = it.m;
@@ -335,12 +341,14 @@
       const kind = m.kind === "event" ? "system" : m.direction === "in" ? "customer" : m.sender;
       const who = { customer: customerName(c.customer), bot: "智能客服", agent: "客服 " + (m.sender_name || ""), system: "" }[kind];
       const delivery = window.kefu.delivery; // agent_delivery.js: 发送中 / 已送达 / 未送达 + reason, 重发
-      return el("div", { class: "m " + kind + delivery.cls(m) },
+      // Keyed by the message: two alike (the same text in the same minute) are not taken for each other,
+      // with the other's 重发 behind its button.
+      return el("div", { class: "m " + kind + delivery.cls(m), dataset: { key: "m" + m.id } },
         kind === "system" ? null : el("div", { class: "who", text: who + " · " + clock(m.created_at) }),
         window.kefuMedia ? window.kefuMedia.bubble(m) : el("div", { class: "bubble", text: m.text }),
         delivery.mark(m, c.id, () => openConversation(c.id, { keepScroll: true })));
     }));
-    box.scrollTop = box.scrollHeight;
+    if (!keepScroll || atEnd) box.scrollTop = box.scrollHeight;
 
     // why the bot handed off
     const why = $("why");
@@ -363,11 +371,12 @@
     try { data = await api("GET", "/agent/api/conversations/" + id + "/suggestions", token); } catch (e) { list.replaceChildren(); return; }
     if (currentId !== id) return;
     $("sugg-for").textContent = data.message ? "针对客户最后一句：“" + data.message + "”" : "";
-    list.replaceChildren(...(data.suggestions.length ? data.suggestions.map((s) => el("li", {},
+    // Reloaded on every message of the conversation: a focused 插入回复 stays focused (sync).
+    sync(list, data.suggestions.length ? data.suggestions.map((s) => el("li", {},
       el("div", { class: "q" }, el("span", { text: s.question }), el("span", { class: "badge score", text: Math.round(s.score * 100) + "%" })),
       el("div", { class: "a", text: s.answer }),
       el("button", { type: "button", class: "insert", text: "插入回复", "aria-label": "插入推荐回答：" + s.question,
-        onclick: () => insert(s.answer) }))) : [el("li", { class: "muted", text: "知识库里没有相近的问题" })]));
+        onclick: () => insert(s.answer) }))) : [el("li", { class: "muted", text: "知识库里没有相近的问题" })]);
   }
 
   function insert(text) {

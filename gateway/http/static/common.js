@@ -29,6 +29,41 @@
     return node;
   }
 
+  /** Make `nodes` the children of `container`, taking out only what changed: a child the same as a wanted
+   * node (the node itself, or equal markup and text: isEqualNode) stays where it is; the others are
+   * inserted, moved or removed. For lists rebuilt on a live event or a timer: a child taken out of the
+   * document loses the focus (what the user types or tabs to next goes nowhere) and a click half done.
+   * Should the focused child itself have changed, the same control in its replacement gets the focus back
+   * (the child with the same data-key / data-id, else at the same place; the same position inside it). */
+  function sync(container, nodes) {
+    const active = document.activeElement;
+    const spot = active && active !== container && container.contains(active) ? locate(container, active) : null;
+    const spare = [...container.children];
+    const wanted = nodes.map((node) => {
+      let i = spare.indexOf(node);
+      if (i < 0) i = spare.findIndex((old) => old.isEqualNode(node));
+      return i < 0 ? node : spare.splice(i, 1)[0];
+    });
+    wanted.forEach((node, i) => { if (container.children[i] !== node) container.insertBefore(node, container.children[i] || null); });
+    while (container.children.length > wanted.length) container.lastElementChild.remove();
+    if (spot && !container.contains(active)) refocus(container, spot);
+  }
+  const keyOf = (node) => node.dataset.key ?? node.dataset.id ?? null;
+  function locate(container, active) {
+    const path = [];
+    let node = active;
+    while (node.parentElement !== container) { path.unshift([...node.parentElement.children].indexOf(node)); node = node.parentElement; }
+    return { key: keyOf(node), at: [...container.children].indexOf(node), path, tag: active.tagName };
+  }
+  function refocus(container, spot) {
+    const children = [...container.children];
+    const top = (spot.key !== null && children.find((c) => keyOf(c) === spot.key)) || children[Math.min(spot.at, children.length - 1)];
+    if (!top) return;
+    let target = top;
+    for (const i of spot.path) target = target && target.children[i];
+    (target && target.tagName === spot.tag ? target : top).focus({ preventScroll: true });
+  }
+
   function clock(iso) {
     const d = iso ? new Date(iso) : new Date();
     return d.toLocaleTimeString("zh-CN", { hour: "2-digit", minute: "2-digit" });
@@ -66,5 +101,5 @@
     return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
   }
 
-  global.kefu = { el, svg, clock, duration, randomId, api, wsUrl };
+  global.kefu = { el, svg, sync, clock, duration, randomId, api, wsUrl };
 })(window);

@@ -113,11 +113,9 @@
         if (!answer.dataset.edited) answer.value = latest;
         return node;
       });
-      // Only what changed is moved: an item taken out of the document (replaceChildren with the same
-      // nodes) loses the focus, and what the agent types next goes nowhere, e.g. a search never sent.
-      const wanted = nodes.length ? nodes : [el("li", { class: "muted small", text: "这个会话里没有机器人答不上的问题" })];
-      wanted.forEach((node, i) => { if (list.children[i] !== node) list.insertBefore(node, list.children[i] || null); });
-      while (list.children.length > wanted.length) list.lastElementChild.remove();
+      // Only what changed is moved (kefu.sync): an item taken out of the document (replaceChildren with the
+      // same nodes) loses the focus, and what the agent types next goes nowhere, e.g. a search never sent.
+      window.kefu.sync(list, nodes.length ? nodes : [el("li", { class: "muted small", text: "这个会话里没有机器人答不上的问题" })]);
     });
   }
 
@@ -178,7 +176,7 @@
       const byText = new Map(clusters.map((c) => [c.text, c]));
       for (const row of rows) {
         const c = row.cells.length > 1 ? byText.get(row.cells[0].textContent) : undefined;
-        if (!c) continue;
+        if (!c || row.querySelector(".learn-open")) continue; // a group unchanged since the last refresh keeps its rows
         const open = el("button", { type: "button", class: "learn-open", text: "教机器人", "aria-label": "教机器人：" + c.text });
         open.addEventListener("click", (e) => { e.stopPropagation(); dialog(c, search, token); });
         open.addEventListener("keydown", (e) => e.stopPropagation()); // Enter on the button is not the row's
