@@ -43,8 +43,8 @@ MAX_IN_FLIGHT = 4 * CLAIM_BATCH
 # Of those, one channel account's: a platform that hangs for every conversation (an outage of one QQ bot)
 # still leaves places for the other accounts' customers.
 MAX_IN_FLIGHT_PER_ACCOUNT = 3 * CLAIM_BATCH
-# stop() hands back what its grace cut off within this (the database may be gone too: then the rows wait
-# for their lease, as after a crash, and the shutdown is not held up).
+# stop() cuts off and hands back what its grace did not see end within this (the database may be stalled or
+# gone too: then the rows wait for their lease, as after a crash, and the shutdown is not held up).
 HAND_BACK_TIMEOUT_S = 5.0
 # Pauses between the tries of recording a delivered send as sent (a failure there means a double).
 MARK_SENT_PAUSES_S = (0.05, 0.2, 1.0)
@@ -151,6 +151,7 @@ class Outbox:
     def start(self) -> None:
         """Start the background worker (idempotent)."""
         if self._worker is None or self._worker.task is None or self._worker.task.done():
+            self._stopping = False
             self._worker = WakeLoop(
                 self._wake, self.settings.poll_interval_s, self._send_due, step_first=True
             )
@@ -176,22 +177,27 @@ class Outbox:
         if pending and self.settings.stop_grace_s > 0:
             _done, pending = await asyncio.wait(pending, timeout=self.settings.stop_grace_s)
         cut = [self._sending[task] for task in pending]
-        while pending:
-            for task in pending:
-                task.cancel()
-            # Cancelled again each second: on Python 3.11 an adapter's wait_for can swallow a cancel.
-            _done, pending = await asyncio.wait(pending, timeout=1.0)
         try:
+            # Bounded: a task waiting on a stalled database (SQLite's group commit finishes a cancelled
+            # caller's unit all the same) must not hold the shutdown up; its rows wait for their lease.
             async with asyncio.timeout(HAND_BACK_TIMEOUT_S):
+                while pending:
+                    for task in pending:
+                        task.cancel()
+                    # Cancelled again each second: on Python 3.11 an adapter's wait_for can swallow a cancel.
+                    _done, pending = await asyncio.wait(pending, timeout=1.0)
                 for progress in cut:
                     if not progress.done:
                         await self._hand_back(progress)
         except TimeoutError:
             logger.warning(
-                "outbox: handing back cut-off sends took over %.0fs; the rest wait for their lease",
+                "outbox: cutting off and handing back sends took over %.0fs (%d task(s) still ending); "
+                "the rest wait for their lease",
                 HAND_BACK_TIMEOUT_S,
+                len(pending),
             )
-        self._stopping = False  # stopped: run_once() and start() send again
+        if not pending:
+            self._stopping = False  # stopped: run_once() sends again (start() clears it in any case)
 
     async def _hand_back(self, progress: _Progress) -> None:
         """Return the rows of a task stop() cut short to the next claim, at once (see stop)."""

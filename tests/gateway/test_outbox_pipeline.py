@@ -7,6 +7,7 @@ with an injected clock and a poll interval of an hour: whatever the worker does 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -363,6 +364,37 @@ async def test_a_send_whose_lease_renewal_outlasted_the_start_of_stop_is_not_beg
     assert rig.qq.calls == []
     row = await rig.store.outbox(outbox_id)
     assert row is not None and (row.status, row.attempts) == ("pending", 0)
+
+
+async def test_a_send_that_will_not_end_does_not_hold_up_the_shutdown(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Found by fault injection: a task waiting on a stalled database when cancelled (SQLite's group commit
+    # finishes a cancelled caller's unit all the same) held stop() up until the stall ended (19 s).
+    monkeypatch.setattr("gateway.jobs.outbox.HAND_BACK_TIMEOUT_S", 0.3)
+    stall_over = asyncio.Event()
+    send = rig.qq.send
+
+    async def stubborn(outgoing: Outgoing) -> None:
+        if outgoing.text != "stuck":
+            return await send(outgoing)
+        while not stall_over.is_set():
+            with contextlib.suppress(asyncio.CancelledError):  # as a unit riding a stalled commit
+                await asyncio.shield(stall_over.wait())
+        raise asyncio.CancelledError
+
+    monkeypatch.setattr(rig.qq, "send", stubborn)
+    rig.outbox.start()
+    outbox_id = await rig.outbox.enqueue(rig.qq.to("q", "stuck"))
+    await eventually(lambda: _true(bool(rig.outbox._sending)))  # type: ignore[attr-defined]
+    caplog.set_level(logging.WARNING, "gateway.jobs.outbox")
+    await asyncio.wait_for(rig.outbox.stop(), 30)  # returns with the task still waiting
+    assert not stall_over.is_set() and rig.outbox._sending  # type: ignore[attr-defined]
+    assert any("took over" in m for m in caplog.messages)
+    assert await rig.status(outbox_id) == "sending"  # left to its lease, as after a crash
+
+    stall_over.set()
+    await eventually(lambda: _true(not rig.outbox._sending))  # type: ignore[attr-defined]
 
 
 async def _true(value: bool) -> bool:
