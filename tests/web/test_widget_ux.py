@@ -112,6 +112,8 @@ async def test_on_a_phone_the_widget_is_full_screen_and_rating_is_one_bar(
 
     # Rating: five labelled buttons, nothing else.
     await chat.get_by_role("button", name="转人工").click()
+    # Queued once the chat says so: the click only sent the message (the queue was read too early, once).
+    await expect(chat.locator("#status")).to_contain_text("排队")
     token = await gateway.add_agent("小王")
     queue = await agent_call(gateway, token, "GET", "/queue")
     cid = queue["queue"][0]["conversation_id"]
