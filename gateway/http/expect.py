@@ -11,7 +11,7 @@ from aiohttp import web
 
 from gateway.http.bodies import expect_within
 from gateway.keys import RUNTIME
-from gateway.media.upload_body import FRAMING_BYTES
+from gateway.media.upload_body import upload_body_limit
 
 
 def body_limit(request: web.Request) -> int:
@@ -19,7 +19,7 @@ def body_limit(request: web.Request) -> int:
 
 
 def upload_limit(request: web.Request) -> int:
-    return int(request.app[RUNTIME].settings.uploads.max_bytes) + FRAMING_BYTES
+    return upload_body_limit(int(request.app[RUNTIME].settings.uploads.max_bytes))
 
 
 expect_body = expect_within(body_limit)

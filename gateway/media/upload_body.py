@@ -25,11 +25,16 @@ class UploadBody:
     fields: dict[str, str] = field(default_factory=dict)
 
 
+def upload_body_limit(max_bytes: int) -> int:
+    """The largest declared body an upload of at most `max_bytes` may have (its multipart framing too)."""
+    return max_bytes + FRAMING_BYTES
+
+
 async def read_upload(request: web.Request, media: Media) -> UploadBody:
     """The `file` part and other small fields; MediaError 413 past `uploads.max_bytes`, 400 for a bad body."""
     limit = media.settings.max_bytes
     declared = request.content_length
-    if declared is not None and declared > limit + FRAMING_BYTES:
+    if declared is not None and declared > upload_body_limit(limit):
         raise media.too_big(declared)  # refused before reading a byte of it
     if not request.content_type.startswith("multipart/form-data"):
         raise MediaError(400, "请以 multipart/form-data 上传，文件放在 file 字段。")

@@ -15,14 +15,19 @@ import pytest
 from gateway.app import create_app
 
 
+def head(path: str, length: int, *, expect: str = "100-continue", version: str = "1.1") -> bytes:
+    """A POST's request line and headers, up to the blank line before the body."""
+    return (
+        f"POST {path} HTTP/{version}\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Expect: {expect}\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+
+
 async def ask(client: Any, path: str, length: int, *, expect: str = "100-continue") -> list[bytes]:
     """Send only the headers and read the status lines the server sends before the body."""
     reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
     try:
-        writer.write(
-            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Expect: {expect}\r\nContent-Length: {length}\r\n\r\n".encode()
-        )
+        writer.write(head(path, length, expect=expect))
         await writer.drain()
         first = await asyncio.wait_for(reader.readline(), 10)
         return [first]
@@ -73,10 +78,7 @@ async def test_the_body_sent_after_100_continue_is_handled_as_usual(
     body = b'{"user_id": "expect-user", "text": "\xe4\xbd\xa0\xe5\xa5\xbd", "message_id": "e-1"}'
     reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
     try:
-        writer.write(
-            b"POST /web/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Expect: 100-continue\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n"
-        )
+        writer.write(head("/web/messages", len(body)))
         await writer.drain()
         assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"HTTP/1.1 100")
         assert await reader.readline() == b"\r\n"
@@ -94,16 +96,13 @@ async def test_a_refusal_closes_the_connection_whose_body_was_never_read(
     client = await aiohttp_client(create_app(settings_factory()))
     reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
     try:
-        writer.write(
-            b"POST /web/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Expect: 100-continue\r\nContent-Length: 50000000\r\n\r\n"
-        )
+        writer.write(head("/web/messages", 50_000_000))
         await writer.drain()
         answer = await asyncio.wait_for(reader.read(), 10)  # to the end: the server closes
     finally:
         writer.close()
-    head = answer.split(b"\r\n\r\n", 1)[0].lower()
-    assert head.startswith(b"http/1.1 413") and b"connection: close" in head
+    answer_head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert answer_head.startswith(b"http/1.1 413") and b"connection: close" in answer_head
 
 
 async def test_http_1_0_ignores_an_expectation(aiohttp_client: Any, settings_factory: Any) -> None:
@@ -111,10 +110,7 @@ async def test_http_1_0_ignores_an_expectation(aiohttp_client: Any, settings_fac
     body = b'{"user_id": "expect-old", "text": "\xe4\xbd\xa0\xe5\xa5\xbd", "message_id": "e-2"}'
     reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
     try:
-        writer.write(
-            b"POST /web/messages HTTP/1.0\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Expect: something-else\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-        )
+        writer.write(head("/web/messages", len(body), expect="something-else", version="1.0") + body)
         await writer.drain()
         assert (await asyncio.wait_for(reader.readline(), 10)).split()[1] == b"200"
     finally:

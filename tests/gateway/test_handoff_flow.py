@@ -320,6 +320,22 @@ async def test_a_silent_customer_is_reminded_then_the_chat_closes(start: Any) ->
 # --- restart -------------------------------------------------------------------------------------------
 
 
+async def _shop_with_complaints(
+    aiohttp_client: Any, settings: Any, openids: tuple[str, ...]
+) -> tuple[Any, Any, tuple[str, str], list[dict[str, Any]]]:
+    """A WeChat gateway whose customers `openids` each complained (queued, in that order), and an agent of
+    售后: the client, the agent's console, (token, name) to sign in again after a restart, and the queue."""
+    first = await aiohttp_client(create_app(settings))
+    push = WeChatPush(first, "/wechat/shop", TOKEN)
+    for openid in openids:
+        await push.post(fixture_xml("text.xml", FromUserName=openid, Content="我要投诉", MsgId=next(_ids)))
+    info = await first.app[RUNTIME].handoff.db.add_agent(
+        "小钱", role=Role.AGENT, groups=["售后"], max_chats=5, token_hash=(t := new_token())[1]
+    )
+    agent = Console(first, t[0], info.name)
+    return first, agent, (t[0], info.name), (await agent.call("GET", "/queue"))["queue"]
+
+
 async def test_queue_assignments_and_unsent_replies_survive_a_restart(
     aiohttp_client: Any, settings_factory: Any, wechat_api: FakeWeChatAPI, db_url: str, tmp_path: Path
 ) -> None:
@@ -330,16 +346,7 @@ async def test_queue_assignments_and_unsent_replies_survive_a_restart(
         # Keep retrying through the outage; a send under way at the shutdown gets the grace to finish.
         outbox={"max_attempts": 1000},
     )
-    first = await aiohttp_client(create_app(settings))
-    push = WeChatPush(first, "/wechat/shop", TOKEN)
-    for openid in ("oR1", "oR2"):
-        await push.post(fixture_xml("text.xml", FromUserName=openid, Content="我要投诉", MsgId=next(_ids)))
-    runtime = first.app[RUNTIME]
-    info = await runtime.handoff.db.add_agent(
-        "小钱", role=Role.AGENT, groups=["售后"], max_chats=5, token_hash=(t := new_token())[1]
-    )
-    agent = Console(first, t[0], info.name)
-    queue = (await agent.call("GET", "/queue"))["queue"]
+    first, agent, sign_in, queue = await _shop_with_complaints(aiohttp_client, settings, ("oR1", "oR2"))
     claimed_id, waiting_id = queue[0]["conversation_id"], queue[1]["conversation_id"]
     await agent.call("POST", f"/conversations/{claimed_id}/claim")
     await eventually(lambda: _ready(wechat_api.texts_to("oR1"), 2))
@@ -353,7 +360,7 @@ async def test_queue_assignments_and_unsent_replies_survive_a_restart(
 
     wechat_api._failures.clear()  # WeChat is back (the fake has no public switch for "recovered")
     second = await aiohttp_client(create_app(settings))
-    agent = Console(second, t[0], info.name)
+    agent = Console(second, *sign_in)
     queue = (await agent.call("GET", "/queue"))["queue"]
     assert [item["conversation_id"] for item in queue] == [waiting_id]
     mine = await agent.call("GET", "/conversations", params={"mine": "1"})
@@ -374,14 +381,7 @@ async def test_a_reply_whose_send_the_shutdown_cut_off_goes_out_from_the_restart
         handoff=handoff_section(assignment="manual"),
         outbox={"stop_grace_s": 0.2},
     )
-    first = await aiohttp_client(create_app(settings))
-    push = WeChatPush(first, "/wechat/shop", TOKEN)
-    await push.post(fixture_xml("text.xml", FromUserName="oR1", Content="我要投诉", MsgId=next(_ids)))
-    info = await first.app[RUNTIME].handoff.db.add_agent(
-        "小钱", role=Role.AGENT, groups=["售后"], max_chats=5, token_hash=(t := new_token())[1]
-    )
-    agent = Console(first, t[0], info.name)
-    (item,) = (await agent.call("GET", "/queue"))["queue"]
+    first, agent, _sign_in, (item,) = await _shop_with_complaints(aiohttp_client, settings, ("oR1",))
     await agent.call("POST", f"/conversations/{item['conversation_id']}/claim")
     await eventually(lambda: _ready(wechat_api.texts_to("oR1"), 2))
     wechat_api.latency_s = 60.0  # WeChat hangs: the reply's send is under way when the gateway stops

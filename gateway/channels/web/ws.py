@@ -56,7 +56,7 @@ from gateway.channels.web.adapter import (
 from gateway.channels.web.uploads import UPLOAD_PATH, visitor_upload
 from gateway.http.bodies import expect_within, http_error, loads, parse_int
 from gateway.media.service import attachment_of
-from gateway.media.upload_body import FRAMING_BYTES
+from gateway.media.upload_body import upload_body_limit
 from gateway.message import Attachment, Message, utcnow
 from gateway.rate_limit import VisitorLimit, retry_after_header
 from gateway.storage import MessageRow
@@ -103,7 +103,7 @@ class WebChatSockets:
 
     def own_routes(self) -> list[web.AbstractRouteDef]:
         """Only the WebSocket: the wrapped adapter's routes are registered by the app factory already."""
-        expect = expect_within(lambda _request: self.runtime.settings.uploads.max_bytes + FRAMING_BYTES)
+        expect = expect_within(lambda _request: upload_body_limit(self.runtime.settings.uploads.max_bytes))
         return [web.get(WS_PATH, self.websocket), web.post(UPLOAD_PATH, self.upload, expect_handler=expect)]
 
     async def upload(self, request: web.Request) -> web.Response:
