@@ -228,43 +228,25 @@ class Outbox:
             limit = min(room, CLAIM_BATCH)
             held_back: list[int] = []
             try:
-                groups, leased_until = await self._claim(limit, held_back, self._full_accounts())
-                over = self._start_within_bounds(groups, leased_until)
-                if over:
-                    # One claim may take more of an account's conversations than it has places left.
-                    await self.store.release_outbox(over, self.clock(), lease=leased_until)
+                # The claim leases no more of an account's conversations than it has places left.
+                groups, leased_until = await self._claim(limit, held_back, self._in_flight())
+                for group in groups:
+                    self._start_sending(group, leased_until)
             except Exception:
                 # The database may be briefly down; rows are safe there, so wait and try again.
                 logger.exception("outbox: claiming rows failed")
                 break
             leased = sum(len(group) for group in groups)
-            # A short claim found all that is due. Rows another process holds back (claim_outbox) count as
-            # found: later due rows may follow them; but with nothing leased, the next claim would find the
-            # same ones, so the worker waits (that process's tasks are sending their conversations).
+            # A short claim found all that is due. Rows held back (another process's claim holds them, or
+            # their account has no places left: claim_outbox) count as found: later due rows may follow
+            # them (the next claim skips a full account); but with nothing leased, the next claim would
+            # find the same ones, so the worker waits (that process's tasks are sending their conversations).
             if not leased or leased + len(held_back) < limit:
                 break
         return True
 
     def _in_flight(self) -> Counter[AdapterKey]:
         return Counter((p.rows[0].channel, p.rows[0].account) for p in self._sending.values())
-
-    def _full_accounts(self) -> list[AdapterKey]:
-        """The accounts with MAX_IN_FLIGHT_PER_ACCOUNT conversations in flight: the claim skips their rows."""
-        return sorted(key for key, count in self._in_flight().items() if count >= MAX_IN_FLIGHT_PER_ACCOUNT)
-
-    def _start_within_bounds(self, groups: list[list[OutboxRow]], leased_until: datetime) -> list[int]:
-        """Start a task per claimed conversation while its account has places; the ids of the rows left
-        over, to hand back (a resumed row is sent regardless: handed back, it would lose that mark)."""
-        busy = self._in_flight()
-        over: list[int] = []
-        for group in groups:
-            key = (group[0].channel, group[0].account)
-            if busy[key] >= MAX_IN_FLIGHT_PER_ACCOUNT and not any(row.resumed for row in group):
-                over += [row.id for row in group]
-                continue
-            busy[key] += 1
-            self._start_sending(group, leased_until)
-        return over
 
     def _start_sending(self, rows: list[OutboxRow], leased_until: datetime) -> None:
         progress = _Progress(rows, leased_until)
@@ -290,10 +272,11 @@ class Outbox:
         return sum(len(group) for group in groups)
 
     async def _claim(
-        self, limit: int, held_back: list[int] | None = None, skip: list[AdapterKey] | None = None
+        self, limit: int, held_back: list[int] | None = None, in_flight: Counter[AdapterKey] | None = None
     ) -> tuple[list[list[OutboxRow]], datetime]:
         """Lease up to `limit` due rows: each conversation's rows in order (sent one after another, the
-        conversations in parallel), and the lease's end (`held_back`: see Store.claim_outbox)."""
+        conversations in parallel), and the lease's end (`held_back`: see Store.claim_outbox; `in_flight`:
+        the conversations being sent per account, of at most MAX_IN_FLIGHT_PER_ACCOUNT)."""
         now = self.clock()
         lease = timedelta(seconds=self.settings.lease_s)
         rows = await self.store.claim_outbox(
@@ -302,7 +285,8 @@ class Outbox:
             limit=limit,
             give_up_after=self.settings.give_up_after,
             held_back=held_back,
-            skip=skip or (),
+            in_flight=in_flight,
+            per_account=None if in_flight is None else MAX_IN_FLIGHT_PER_ACCOUNT,
         )
         by_key: dict[str, list[OutboxRow]] = {}
         for row in rows:

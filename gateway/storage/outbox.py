@@ -96,7 +96,7 @@ def _claimable(failing: bool, skipping: bool) -> Any:
     if skipping:
         where.append((o.channel + "/" + o.account).not_in(bindparam("skip", expanding=True)))
     return (
-        select(o.id, o.status, o.conversation_key)
+        select(o.id, o.status, o.conversation_key, o.channel, o.account)
         .where(*where)
         .order_by(o.id)
         .limit(bindparam("limit"))
@@ -155,6 +155,27 @@ _RESUME = _settle_statement("cancelled")
 def _too_late(not_after: float | None) -> bool:
     """Checked inside the unit, as its statement is about to run (on SQLite: on the driver's thread)."""
     return not_after is not None and time.monotonic() > not_after
+
+
+def _within_places(
+    found: list[Mapping[str, Any]], busy: dict[tuple[str, str], int], per_account: int
+) -> list[Mapping[str, Any]]:
+    """The found rows of the conversations their account has places for (see claim_outbox), oldest first.
+
+    A conversation is taken whole or not at all: its rows are sent one after another by one task, and a
+    later row taken without its earlier one would overtake it. A conversation with a resumed row is taken
+    even past the bound."""
+    busy = dict(busy)  # the unit may run again (a retried trip): the caller's counts stay as they were
+    resumed = {r["conversation_key"] for r in found if r["status"] == "sending"}
+    taken: dict[str, bool] = {}
+    for row in found:
+        key = row["conversation_key"]
+        if key not in taken:
+            account = (row["channel"], row["account"])
+            taken[key] = key in resumed or busy.get(account, 0) < per_account
+            if taken[key]:
+                busy[account] = busy.get(account, 0) + 1
+    return [r for r in found if taken[r["conversation_key"]]]
 
 
 def settle_held_rows(db: Db, outbox_ids: Sequence[int], status: str, now: datetime) -> None:
@@ -234,7 +255,8 @@ class OutboxQueries:
         limit: int = 20,
         give_up_after: timedelta | None = None,
         held_back: list[int] | None = None,
-        skip: Sequence[tuple[str, str]] = (),
+        in_flight: Mapping[tuple[str, str], int] | None = None,
+        per_account: int | None = None,
     ) -> list[OutboxRow]:
         """Lease due rows to this worker, oldest first, never overtaking an earlier row of the same conversation.
 
@@ -246,12 +268,18 @@ class OutboxQueries:
         FOR UPDATE SKIP LOCKED lets several gateway processes share a PostgreSQL outbox without
         sending a row twice, and rows another process is claiming hold their conversation's later rows
         back (_held_back; their ids are appended to `held_back` when given: the claim found them due but
-        left them); SQLite has one writer at a time (BEGIN IMMEDIATE) so it needs neither. Rows of the
-        (channel, account)s in `skip` are left alone (the worker has as many of their sends in flight as it
-        allows one account).
+        left them); SQLite has one writer at a time (BEGIN IMMEDIATE) so it needs neither.
+
+        `per_account`: the claim leases the rows of at most this many conversations of one (channel,
+        account), counting the `in_flight` ones the worker is sending already. The rows of the others are
+        left as they were, unleased and untouched (an account that is full is not even read), and count
+        as held back. A conversation with a resumed row is taken regardless: left, it would lose its place
+        at the head of the due rows to no one's benefit, and it may already have reached the platform.
         """
         failing = give_up_after is not None
         params: dict[str, Any] = {"now": now, "limit": limit, "locked_until": now + lease}
+        busy = dict(in_flight or {})
+        skip = sorted(key for key, count in busy.items() if per_account is not None and count >= per_account)
         if skip:
             params["skip"] = [f"{channel}/{account}" for channel, account in skip]
         if give_up_after is not None:
@@ -274,6 +302,11 @@ class OutboxQueries:
                 }
                 held = [int(r["id"]) for r in found if first.get(r["conversation_key"], r["id"]) < r["id"]]
                 found = [r for r in found if int(r["id"]) not in held]
+            if per_account is not None:
+                within = _within_places(found, busy, per_account)
+                taken = {int(r["id"]) for r in within}
+                held += [int(r["id"]) for r in found if int(r["id"]) not in taken]
+                found = within
             if not found:
                 return [], held
             resumed = {int(r["id"]) for r in found if r["status"] == "sending"}

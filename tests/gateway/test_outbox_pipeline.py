@@ -203,9 +203,9 @@ async def test_one_accounts_hung_sends_leave_places_for_the_other_accounts(
     for user in ("a", "b", "c"):
         rig.qq.hold[user] = asyncio.Event()
         hung.append(await rig.outbox.enqueue(rig.qq.to(user, user)))
-    rig.outbox.start()  # one claim takes all three; the third goes back untried
+    rig.outbox.start()  # one claim leases two; the third is left untouched
     await eventually(lambda: _true(len(rig.qq.calls) == 2))
-    await eventually(rig.idle)  # the worker's step (the hand-back of the third) is over
+    await eventually(rig.idle)  # the worker's step is over
     assert rig.qq.calls == ["a", "b"]
     third = await rig.store.outbox(hung[2])
     assert third is not None and (third.status, third.attempts) == ("pending", 0)
@@ -219,6 +219,82 @@ async def test_one_accounts_hung_sends_leave_places_for_the_other_accounts(
         gate.set()
     await eventually(lambda: rig.sent(*hung))
     assert sorted(rig.qq.sent) == ["a", "b", "c"]
+
+
+def _recording_releases(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The ids the worker hands back (store.release_outbox), from now on."""
+    released: list[int] = []
+    release = rig.store.release_outbox
+
+    async def recorded(ids: Any, *args: Any, **kwargs: Any) -> Any:
+        released.extend(ids)
+        return await release(ids, *args, **kwargs)
+
+    monkeypatch.setattr(rig.store, "release_outbox", recorded)
+    return released
+
+
+async def test_a_claim_leases_no_more_of_an_accounts_conversations_than_it_has_places(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression: the claim leased every due row and the worker handed those over the account's bound
+    # back, two writes per row; while an account stayed near its bound with a backlog, every finished
+    # send cost a claim of a whole batch and its hand-back.
+    monkeypatch.setattr("gateway.jobs.outbox.MAX_IN_FLIGHT_PER_ACCOUNT", 2)
+    released = _recording_releases(rig, monkeypatch)
+    hung = []
+    for user in ("a", "b"):
+        rig.qq.hold[user] = asyncio.Event()
+        hung.append(await rig.outbox.enqueue(rig.qq.to(user, user)))
+    backlog = [await rig.outbox.enqueue(rig.qq.to(user, user)) for user in ("c", "d", "e")]
+    other = await rig.outbox.enqueue(rig.web.to("w", "answer"))
+    rig.outbox.start()
+    await eventually(lambda: rig.sent(other))
+    await eventually(rig.idle)
+    assert rig.qq.calls == ["a", "b"] and released == []
+    for outbox_id in backlog:
+        row = await rig.store.outbox(outbox_id)
+        assert row is not None and (row.status, row.attempts, row.locked_until) == ("pending", 0, None)
+
+    for gate in rig.qq.hold.values():
+        gate.set()
+    await eventually(lambda: rig.sent(*hung, *backlog))
+    assert sorted(rig.qq.sent) == ["a", "b", "c", "d", "e"] and released == []
+
+
+async def test_a_failed_row_over_its_accounts_bound_stays_failed(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression: a `failed` row on its slow schedule, claimed and handed back as over the bound, came
+    # back `pending`: the admin's counts changed, and its next try was a fast one.
+    monkeypatch.setattr("gateway.jobs.outbox.MAX_IN_FLIGHT_PER_ACCOUNT", 1)
+    rig = Rig(store, max_attempts=1)
+    try:
+        first = await rig.outbox.enqueue(
+            rig.qq.to("p", "first"), next_attempt_at=rig.clock.now + timedelta(hours=1)
+        )
+        failing = await rig.outbox.enqueue(rig.qq.to("f", "failing"))
+        rig.qq.fail.add("failing")
+        assert await rig.outbox.run_once() == 1  # only `failing` is due yet
+        before = await rig.store.outbox(failing)
+        assert before is not None and before.status == "failed"
+        rig.qq.fail.clear()
+        rig.clock.now += timedelta(hours=2)  # both due: `first` takes the account's one place
+        rig.qq.hold["first"] = asyncio.Event()
+        rig.outbox.start()
+        await eventually(calling(rig.qq, "first"))
+        await eventually(rig.idle)
+        after = await rig.store.outbox(failing)
+        assert after is not None
+        assert (after.status, after.attempts, after.next_attempt_at) == (
+            "failed",
+            before.attempts,
+            before.next_attempt_at,
+        )
+        rig.qq.hold["first"].set()
+        await eventually(lambda: rig.sent(first))
+    finally:
+        await rig.outbox.stop()
 
 
 async def test_stopping_cuts_off_a_send_in_flight_and_hands_its_row_straight_back(

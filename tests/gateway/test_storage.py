@@ -167,6 +167,30 @@ async def test_outbox_claim_leases_rows_until_the_lease_expires(store: Store) ->
     assert failed.last_error == "user blocked the account"
 
 
+async def test_a_claim_takes_whole_conversations_within_the_accounts_places(store: Store) -> None:
+    a = await enqueue(store, 2, key="web:default:a")
+    b = await enqueue(store, 1, key="web:default:b")
+    c = await enqueue(store, 1, key="web:default:c")
+    held: list[int] = []
+    claimed = await store.claim_outbox(
+        NOW, lease=timedelta(seconds=60), held_back=held, in_flight={("web", "default"): 1}, per_account=3
+    )
+    # Two places left: a's two rows (one task sends them in order) and b's; c is left unleased.
+    assert [r.id for r in claimed] == [*a, *b] and held == c
+    # A full account is not read at all.
+    held.clear()
+    full = {("web", "default"): 3}
+    assert (
+        await store.claim_outbox(
+            NOW, lease=timedelta(seconds=60), held_back=held, in_flight=full, per_account=3
+        )
+        == []
+    )
+    assert held == []
+    (left,) = await store.claim_outbox(NOW, lease=timedelta(seconds=60), in_flight={}, per_account=3)
+    assert (left.id, left.attempts) == (c[0], 1)
+
+
 async def test_concurrent_claims_never_share_a_row(store: Store) -> None:
     # Thirty conversations: one conversation's later rows wait for its earlier ones (outbox order).
     for i in range(30):
