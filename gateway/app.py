@@ -117,7 +117,7 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
         ]
     )
     install_qa(app, str(settings.qa.path))  # 质检 rules and the scoring job, after the database is up
-    app.on_shutdown.append(_close_connections)
+    app.on_shutdown.extend((_close_connections, _stop_sending))
     return app
 
 
@@ -251,11 +251,18 @@ async def _close_connections(app: web.Application) -> None:
                 logger.exception("closing connections of %s/%s failed", adapter.channel, adapter.account)
 
 
+async def _stop_sending(app: web.Application) -> None:
+    # The outbox stops as the shutdown begins, not after aiohttp's wait for open handlers (up to 10 s):
+    # a send begun in that wait was likely cut off at the end of it, to arrive twice after the restart.
+    # Rows stored meanwhile wait for the next process (another replica claims them at once).
+    await app[RUNTIME].outbox.stop()
+
+
 async def _outbox_worker(app: web.Application) -> AsyncIterator[None]:
     runtime = app[RUNTIME]
     runtime.outbox.start()
     yield
-    await runtime.outbox.stop()
+    await runtime.outbox.stop()  # done already when the shutdown ran (_stop_sending); a no-op then
 
 
 async def _spool_replay(app: web.Application) -> AsyncIterator[None]:

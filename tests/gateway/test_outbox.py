@@ -9,7 +9,7 @@ from typing import Any
 from gateway.channels.base import Outgoing
 from gateway.jobs.outbox import Outbox
 from gateway.keys import RUNTIME
-from gateway.message import Message
+from gateway.message import Message, utcnow
 from gateway.runtime import Runtime
 from gateway.settings import OutboxSettings
 from gateway.storage import OutboxRow
@@ -113,6 +113,28 @@ async def test_pending_sends_resume_after_a_restart(
     _client, second = await start_web(aiohttp_client, settings_factory, url, max_attempts=50)
     row = await wait_for(second, outbox_id, lambda r: r.status == "sent")
     assert row.attempts >= 2 and fake.texts[-1] == "重启前排队的消息"
+
+
+async def test_the_outbox_stops_as_the_shutdown_begins(
+    aiohttp_client: Any, settings_factory: Any, upstream: Any
+) -> None:
+    # Regression: the worker stopped only after aiohttp's wait for open handlers (up to 10 s), claiming
+    # and starting sends all the while; a send begun then was likely cut off, to arrive twice.
+    fake, url = upstream
+    fake.answer_after = [60.0]  # received, never answered in time
+    client, runtime = await start_web(aiohttp_client, settings_factory, url, stop_grace_s=0.0)
+    outbox_id = await runtime.outbox.enqueue(outgoing("停机时在途的消息"))
+    await eventually(lambda: _true(fake.texts == ["停机时在途的消息"]))
+    await client.app.shutdown()  # what aiohttp runs first on SIGTERM, before waiting for handlers
+    row = await runtime.store.outbox(outbox_id)
+    assert row is not None and row.status == "sending"
+    assert row.locked_until is not None and row.locked_until <= utcnow()  # handed straight back
+    await runtime.outbox.enqueue(outgoing("停机开始后写入的消息", key="web:default:o2"))
+    assert await runtime.outbox.run_once() == 2  # both due: the worker started neither meanwhile
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def test_a_send_leased_by_a_crashed_worker_is_taken_over(
