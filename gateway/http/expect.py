@@ -1,10 +1,11 @@
 """Every route answers `Expect: 100-continue` by its own body limit (gateway.http.bodies.expect_within):
-server.max_body_bytes, or uploads.max_bytes plus the multipart framing on the upload routes.
+server.max_body_bytes, uploads.max_bytes plus the multipart framing on the upload routes, or a route's
+own lower cap (`body_capped`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +25,22 @@ def upload_limit(request: web.Request) -> int:
 
 expect_body = expect_within(body_limit)
 expect_upload = expect_within(upload_limit)
+
+
+def capped_limit(cap: int) -> Callable[[web.Request], int]:
+    """A route's own body cap, never above server.max_body_bytes (which README promises for every route)."""
+
+    def limit(request: web.Request) -> int:
+        return min(cap, body_limit(request))
+
+    return limit
+
+
+def body_capped(cap: int, defs: Iterable[web.RouteDef]) -> list[web.AbstractRouteDef]:
+    """Routes that read their bodies with `capped_limit(cap)`: they answer Expect by that limit too (a
+    client that asks first is refused exactly where one that does not would be)."""
+    expect = expect_within(capped_limit(cap))
+    return [web.RouteDef(d.method, d.path, d.handler, {**d.kwargs, "expect_handler": expect}) for d in defs]
 
 
 def upload_route(method: str, path: str, handler: Any) -> web.RouteDef:

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from gateway.http.auth import require_supervisor, resolve
 from gateway.http.bodies import http_error, path_id, read_json
+from gateway.http.expect import body_capped, capped_limit
 from gateway.keys import HANDOFF, QA, RUNTIME
 from gateway.kpi_report import build_kpi_report, kpi_csv, kpi_xlsx
 from gateway.norms import group_hours
@@ -40,6 +41,8 @@ MAX_BODY = 64 * 1024  # a 2,000-character draft of \uXXXX escapes fits (24 KiB)
 MAX_DRAFT = 2000
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
+_body_limit = capped_limit(MAX_BODY)
+
 
 def qa_routes() -> list[web.AbstractRouteDef]:
     """The 绩效 and 质检 endpoints."""
@@ -47,9 +50,14 @@ def qa_routes() -> list[web.AbstractRouteDef]:
         web.get("/api/v1/reports/agents", agents_report_view),
         web.get("/api/v1/qa", list_view),
         web.get("/api/v1/qa/rules", rules_view),
-        web.post("/api/v1/qa/check", check_view),
         web.get("/api/v1/qa/{id:[0-9]+}", detail_view),
-        web.post("/api/v1/qa/{id:[0-9]+}/review", review_view),
+        *body_capped(
+            MAX_BODY,
+            [
+                web.post("/api/v1/qa/check", check_view),
+                web.post("/api/v1/qa/{id:[0-9]+}/review", review_view),
+            ],
+        ),
     ]
 
 
@@ -163,7 +171,7 @@ async def review_view(request: web.Request) -> web.Response:
     caller = await require_supervisor(request)
     runtime: Runtime = request.app[RUNTIME]
     cid = _conversation_id(request)
-    body = await read_json(request, MAX_BODY)
+    body = await read_json(request, _body_limit(request))
     if not isinstance(body, dict):
         raise http_error(web.HTTPBadRequest, 'body must be {"action": "confirm"|"dismiss", "note": "…"}')
     action, note = body.get("action"), body.get("note")
@@ -190,7 +198,7 @@ async def review_view(request: web.Request) -> web.Response:
 async def check_view(request: web.Request) -> web.Response:
     """The draft check: `{"hits": [...], "blocked": bool}` with spans to underline and suggested wording."""
     await resolve(request)
-    body = await read_json(request, MAX_BODY)
+    body = await read_json(request, _body_limit(request))
     if not isinstance(body, dict) or not isinstance(body.get("text"), str):
         raise http_error(web.HTTPBadRequest, 'body must be {"text": "…"}')
     text = body["text"]

@@ -23,6 +23,7 @@ from aiohttp import web
 from gateway.handoff_service import HandoffService
 from gateway.http.auth import require_agent, require_supervisor, resolve
 from gateway.http.bodies import http_error, parse_int, path_id, read_json
+from gateway.http.expect import body_capped, capped_limit
 from gateway.keys import HANDOFF, RUNTIME
 from gateway.norms import group_hours
 from gateway.runtime import Runtime
@@ -36,18 +37,25 @@ PREFIX = "/api/v1/shifts"
 MAX_RANGE = timedelta(days=62)
 MAX_BODY = 16 * 1024
 
+_body_limit = capped_limit(MAX_BODY)
+
 
 def shift_routes() -> list[web.AbstractRouteDef]:
     """The 排班 endpoints."""
     return [
         web.get(PREFIX, list_view),
-        web.post(PREFIX, create_view),
         web.get(f"{PREFIX}/coverage", coverage_view),
         web.get(f"{PREFIX}/swaps", list_swaps_view),
-        web.post(f"{PREFIX}/swaps", request_swap_view),
-        web.post(f"{PREFIX}/swaps/{{id:[0-9]+}}/approve", approve_view),
-        web.post(f"{PREFIX}/swaps/{{id:[0-9]+}}/reject", reject_view),
         web.delete(f"{PREFIX}/{{id:[0-9]+}}", delete_view),
+        *body_capped(
+            MAX_BODY,
+            [
+                web.post(PREFIX, create_view),
+                web.post(f"{PREFIX}/swaps", request_swap_view),
+                web.post(f"{PREFIX}/swaps/{{id:[0-9]+}}/approve", approve_view),
+                web.post(f"{PREFIX}/swaps/{{id:[0-9]+}}/reject", reject_view),
+            ],
+        ),
     ]
 
 
@@ -134,7 +142,7 @@ async def create_view(request: web.Request) -> web.Response:
     caller = await require_supervisor(request)
     runtime = _runtime(request)
     tz = _tz(runtime)
-    body = await read_json(request, MAX_BODY)
+    body = await read_json(request, _body_limit(request))
     if not isinstance(body, dict):
         raise http_error(web.HTTPBadRequest, "body must be a JSON object with agent, group, start, end")
     name, group = body.get("agent"), body.get("group")
@@ -228,7 +236,7 @@ async def request_swap_view(request: web.Request) -> web.Response:
     """The shift's agent asks a colleague to take it: 201 `{"id", "status"}`, or 422 with the rule."""
     agent = await require_agent(request)
     runtime = _runtime(request)
-    body = await read_json(request, MAX_BODY)
+    body = await read_json(request, _body_limit(request))
     if not isinstance(body, dict):
         raise http_error(web.HTTPBadRequest, "body must be a JSON object with shift_id and with_agent")
     shift_id, with_name = body.get("shift_id"), body.get("with_agent")
@@ -295,7 +303,7 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
     swap_id = _id(request)
     note = None
     if request.can_read_body:
-        body = await read_json(request, MAX_BODY)
+        body = await read_json(request, _body_limit(request))
         if isinstance(body, dict) and isinstance(body.get("note"), str):
             note = body["note"].strip()[:500] or None
     swap = await shifts_store.get_swap(runtime.store, swap_id)

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from gateway.app import create_app
+from handoff.agents import Role
+from tests.gateway.test_agent_api import make_agent
 
 
 def head(path: str, length: int, *, expect: str = "100-continue", version: str = "1.1") -> bytes:
@@ -115,3 +117,26 @@ async def test_http_1_0_ignores_an_expectation(aiohttp_client: Any, settings_fac
         assert (await asyncio.wait_for(reader.readline(), 10)).split()[1] == b"200"
     finally:
         writer.close()
+
+
+async def test_a_route_with_a_lower_cap_answers_expect_by_it_and_never_above_the_servers(
+    aiohttp_client: Any, settings_factory: Any
+) -> None:
+    # Regression: the 排班 (16 KiB) and 质检 (64 KiB) routes read their bodies by caps of their own while
+    # their Expect answer used server.max_body_bytes: a client that asked first was told to send a body
+    # the route then refused, and one that did not ask had a body over server.max_body_bytes accepted.
+    roomy = await aiohttp_client(create_app(settings_factory(server={"max_body_bytes": 200_000})))
+    (status,) = await ask(roomy, "/api/v1/shifts", 20_000)
+    assert status.split()[1] == b"413"
+    (status,) = await ask(roomy, "/api/v1/qa/check", 100_000)
+    assert status.split()[1] == b"413"
+    (status,) = await ask(roomy, "/api/v1/qa/check", 60_000)
+    assert status.startswith(b"HTTP/1.1 100")
+
+    tight = await aiohttp_client(create_app(settings_factory(server={"max_body_bytes": 4096})))
+    (status,) = await ask(tight, "/api/v1/shifts", 10_000)
+    assert status.split()[1] == b"413"
+    boss = await make_agent(tight, "主管", ("售前",), role=Role.SUPERVISOR)
+    padded = {"agent": "主管", "group": "售前", "note": "x" * 10_000}
+    response = await tight.post("/api/v1/shifts", json=padded, headers=boss.headers)
+    assert response.status == 413  # no Expect: the same limit
