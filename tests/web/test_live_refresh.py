@@ -88,6 +88,37 @@ async def test_the_admins_place_in_the_unanswered_table_survives_the_30_s_refres
     guard.check()
 
 
+async def test_closing_the_teach_dialog_gives_the_focus_back_after_its_group_was_redrawn(
+    gateway: Gateway, new_context: Any, guard: Guard, expect: Any
+) -> None:
+    # Regression: the dialog's opener was redrawn by the 30-s refresh while the dialog was open (its group
+    # got another message); on closing, the browser had no element to give the focus back to: <body>.
+    await say(gateway, "u1", "你们仓库在哪个城市")
+    context = await new_context(viewport={"width": 1280, "height": 860})
+    admin = watch(await context.new_page(), guard)
+    await admin.clock.install()
+    await admin.goto(gateway.url + "/admin")
+    await admin.get_by_label("管理令牌").fill(ADMIN_TOKEN)
+    await admin.get_by_role("button", name="进入看板").click()
+    teach = admin.get_by_role("button", name="教机器人：你们仓库在哪个城市")
+    for close in ("关闭", "Escape"):
+        opener = await teach.element_handle()
+        await teach.click()
+        dialog = admin.get_by_role("dialog", name="教机器人：你们仓库在哪个城市")
+        await expect(dialog).to_be_visible()
+        await say(gateway, f"u-{close}", "你们仓库在哪个城市")  # the same group, one more message
+        await admin.clock.fast_forward(30_000)
+        await admin.wait_for_function("b => !b.isConnected", arg=opener)  # the group was redrawn
+        if close == "Escape":
+            await admin.keyboard.press("Escape")
+        else:
+            await dialog.get_by_role("button", name="关闭").click()
+        await expect(dialog).to_have_count(0)
+        await expect(teach).to_be_focused()
+    await context.close()
+    guard.check()
+
+
 async def test_groups_ticked_for_a_new_agent_stay_ticked_while_another_agent_is_changed(
     gateway: Gateway, new_context: Any, guard: Guard, expect: Any
 ) -> None:

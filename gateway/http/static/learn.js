@@ -178,14 +178,14 @@
         const c = row.cells.length > 1 ? byText.get(row.cells[0].textContent) : undefined;
         if (!c || row.querySelector(".learn-open")) continue; // a group unchanged since the last refresh keeps its rows
         const open = el("button", { type: "button", class: "learn-open", text: "教机器人", "aria-label": "教机器人：" + c.text });
-        open.addEventListener("click", (e) => { e.stopPropagation(); dialog(c, search, token); });
+        open.addEventListener("click", (e) => { e.stopPropagation(); dialog(c, search, token, table); });
         open.addEventListener("keydown", (e) => e.stopPropagation()); // Enter on the button is not the row's
         row.append(el("td", {}, open));
       }
     });
   }
 
-  async function dialog(cluster, search, token) {
+  async function dialog(cluster, search, token, table) {
     let found = { entries: [], categories: [] };
     try { found = await search(cluster.text); } catch (e) { /* the search box still works */ }
     const wordings = cluster.examples.map((text) => ({ text, box: el("input", { type: "checkbox", checked: true, "aria-label": text }) }));
@@ -198,7 +198,19 @@
       el("ul", { class: "learn-wordings" }, ...wordings.map((w) => el("li", {}, el("label", {}, w.box, " " + w.text)))),
       el("ul", { class: "learn-list" }, item(cluster.text, found.entries.slice(0, 3), found.categories, "", search, post)),
       el("div", { class: "dialog-actions" }, close));
-    close.addEventListener("click", () => { box.close(); box.remove(); });
+    close.addEventListener("click", () => box.close());
+    // Closed by 关闭 or Esc. The browser gives the focus back to the 教机器人 that opened it; but when the
+    // 30-s refresh redrew that group meanwhile, the button is gone and the focus fell to <body>: the
+    // group's new button takes it (or the table, if the group is gone).
+    const label = "教机器人：" + cluster.text;
+    box.addEventListener("close", () => {
+      box.remove();
+      if (document.activeElement && document.activeElement !== document.body) return;
+      const again = Array.from(table.querySelectorAll(".learn-open")).find((b) => b.getAttribute("aria-label") === label);
+      if (again) { again.focus(); return; }
+      table.tabIndex = -1;
+      table.focus();
+    });
     document.body.append(box);
     box.showModal();
   }
