@@ -117,7 +117,8 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
         ]
     )
     install_qa(app, str(settings.qa.path))  # 质检 rules and the scoring job, after the database is up
-    app.on_shutdown.extend((_close_connections, _stop_sending))
+    # The outbox first: a reverse WebSocket's send under way gets its grace before the socket closes.
+    app.on_shutdown.extend((_stop_sending, _close_connections))
     return app
 
 
@@ -253,9 +254,14 @@ async def _close_connections(app: web.Application) -> None:
 
 async def _stop_sending(app: web.Application) -> None:
     # The outbox stops as the shutdown begins, not after aiohttp's wait for open handlers (up to 10 s):
-    # a send begun in that wait was likely cut off at the end of it, to arrive twice after the restart.
-    # Rows stored meanwhile wait for the next process (another replica claims them at once).
-    await app[RUNTIME].outbox.stop()
+    # a send begun in that wait and still under way after it is cut off, a possible double after the
+    # restart. Rows stored meanwhile wait for the next process: the restarted one, or another replica of
+    # a rolling deploy (when every process stops, until the next start).
+    try:
+        await app[RUNTIME].outbox.stop()
+    except Exception:
+        # An exception in on_shutdown would skip the rest of the shutdown (the wait, the clean-up).
+        logger.exception("stopping the outbox failed")
 
 
 async def _outbox_worker(app: web.Application) -> AsyncIterator[None]:

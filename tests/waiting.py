@@ -17,3 +17,8 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15.0)
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+async def holds(value: bool) -> bool:
+    """A plain condition as `eventually`'s check: `eventually(lambda: holds(len(calls) == 2))`."""
+    return value

@@ -36,10 +36,12 @@ def capped_limit(cap: int) -> Callable[[web.Request], int]:
     return limit
 
 
-def body_capped(cap: int, defs: Iterable[web.RouteDef]) -> list[web.AbstractRouteDef]:
-    """Routes that read their bodies with `capped_limit(cap)`: they answer Expect by that limit too (a
-    client that asks first is refused exactly where one that does not would be)."""
-    expect = expect_within(capped_limit(cap))
+def body_capped(
+    limit: Callable[[web.Request], int], defs: Iterable[web.RouteDef]
+) -> list[web.AbstractRouteDef]:
+    """Routes that read their bodies with `limit` (`capped_limit`): they answer Expect by it too (a client
+    that asks first is refused exactly where one that does not would be)."""
+    expect = expect_within(limit)
     return [web.RouteDef(d.method, d.path, d.handler, {**d.kwargs, "expect_handler": expect}) for d in defs]
 
 

@@ -52,7 +52,7 @@ def qa_routes() -> list[web.AbstractRouteDef]:
         web.get("/api/v1/qa/rules", rules_view),
         web.get("/api/v1/qa/{id:[0-9]+}", detail_view),
         *body_capped(
-            MAX_BODY,
+            _body_limit,
             [
                 web.post("/api/v1/qa/check", check_view),
                 web.post("/api/v1/qa/{id:[0-9]+}/review", review_view),

@@ -48,7 +48,7 @@ def shift_routes() -> list[web.AbstractRouteDef]:
         web.get(f"{PREFIX}/swaps", list_swaps_view),
         web.delete(f"{PREFIX}/{{id:[0-9]+}}", delete_view),
         *body_capped(
-            MAX_BODY,
+            _body_limit,
             [
                 web.post(PREFIX, create_view),
                 web.post(f"{PREFIX}/swaps", request_swap_view),

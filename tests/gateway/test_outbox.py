@@ -14,7 +14,7 @@ from gateway.runtime import Runtime
 from gateway.settings import OutboxSettings
 from gateway.storage import OutboxRow
 from tests.gateway.conftest import crashed_mid_send, start_web
-from tests.waiting import eventually
+from tests.waiting import eventually, holds
 
 
 def outgoing(text: str = "您好，人工客服已为您处理", key: str = "web:default:o1") -> Outgoing:
@@ -124,17 +124,13 @@ async def test_the_outbox_stops_as_the_shutdown_begins(
     fake.answer_after = [60.0]  # received, never answered in time
     client, runtime = await start_web(aiohttp_client, settings_factory, url, stop_grace_s=0.0)
     outbox_id = await runtime.outbox.enqueue(outgoing("停机时在途的消息"))
-    await eventually(lambda: _true(fake.texts == ["停机时在途的消息"]))
+    await eventually(lambda: holds(fake.texts == ["停机时在途的消息"]))
     await client.app.shutdown()  # what aiohttp runs first on SIGTERM, before waiting for handlers
     row = await runtime.store.outbox(outbox_id)
     assert row is not None and row.status == "sending"
     assert row.locked_until is not None and row.locked_until <= utcnow()  # handed straight back
     await runtime.outbox.enqueue(outgoing("停机开始后写入的消息", key="web:default:o2"))
     assert await runtime.outbox.run_once() == 2  # both due: the worker started neither meanwhile
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_a_send_leased_by_a_crashed_worker_is_taken_over(

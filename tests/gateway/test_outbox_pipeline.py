@@ -22,7 +22,7 @@ from gateway.jobs.outbox import Outbox
 from gateway.message import utcnow
 from gateway.settings import OutboxSettings
 from gateway.storage import Store
-from tests.waiting import eventually
+from tests.waiting import eventually, holds
 
 
 class Platform:
@@ -204,7 +204,7 @@ async def test_one_accounts_hung_sends_leave_places_for_the_other_accounts(
         rig.qq.hold[user] = asyncio.Event()
         hung.append(await rig.outbox.enqueue(rig.qq.to(user, user)))
     rig.outbox.start()  # one claim leases two; the third is left untouched
-    await eventually(lambda: _true(len(rig.qq.calls) == 2))
+    await eventually(lambda: holds(len(rig.qq.calls) == 2))
     await eventually(rig.idle)  # the worker's step is over
     assert rig.qq.calls == ["a", "b"]
     third = await rig.store.outbox(hung[2])
@@ -292,7 +292,7 @@ async def test_a_failed_row_over_its_accounts_bound_stays_failed(
             before.next_attempt_at,
         )
         rig.qq.hold["first"].set()
-        await eventually(lambda: rig.sent(first))
+        await eventually(lambda: rig.sent(first, failing))  # it was due: held back only by the bound
     finally:
         await rig.outbox.stop()
 
@@ -375,7 +375,7 @@ async def test_a_send_that_ends_within_the_grace_is_recorded_and_the_rest_waits_
     await eventually(calling(rig.qq, "a0"))
 
     stopping = asyncio.create_task(rig.outbox.stop())
-    await eventually(lambda: _true(rig.outbox._stopping))  # type: ignore[attr-defined]
+    await eventually(lambda: holds(rig.outbox._stopping))  # type: ignore[attr-defined]
     rig.qq.hold["a0"].set()  # the platform answers during the grace
     await stopping
     assert rig.qq.cancelled == [] and rig.qq.calls == rig.qq.sent == ["a0"]
@@ -434,7 +434,7 @@ async def test_a_send_whose_lease_renewal_outlasted_the_start_of_stop_is_not_beg
     rig.outbox.start()
     await renewing.wait()
     stopping = asyncio.create_task(rig.outbox.stop())
-    await eventually(lambda: _true(rig.outbox._stopping))  # type: ignore[attr-defined]
+    await eventually(lambda: holds(rig.outbox._stopping))  # type: ignore[attr-defined]
     go_on.set()
     await stopping
     assert rig.qq.calls == []
@@ -462,7 +462,7 @@ async def test_a_send_that_will_not_end_does_not_hold_up_the_shutdown(
     monkeypatch.setattr(rig.qq, "send", stubborn)
     rig.outbox.start()
     outbox_id = await rig.outbox.enqueue(rig.qq.to("q", "stuck"))
-    await eventually(lambda: _true(bool(rig.outbox._sending)))  # type: ignore[attr-defined]
+    await eventually(lambda: holds(bool(rig.outbox._sending)))  # type: ignore[attr-defined]
     caplog.set_level(logging.WARNING, "gateway.jobs.outbox")
     await asyncio.wait_for(rig.outbox.stop(), 30)  # returns with the task still waiting
     assert not stall_over.is_set() and rig.outbox._sending  # type: ignore[attr-defined]
@@ -470,11 +470,7 @@ async def test_a_send_that_will_not_end_does_not_hold_up_the_shutdown(
     assert await rig.status(outbox_id) == "sending"  # left to its lease, as after a crash
 
     stall_over.set()
-    await eventually(lambda: _true(not rig.outbox._sending))  # type: ignore[attr-defined]
-
-
-async def _true(value: bool) -> bool:
-    return value
+    await eventually(lambda: holds(not rig.outbox._sending))  # type: ignore[attr-defined]
 
 
 async def test_a_failing_send_task_is_logged_once(
