@@ -67,16 +67,22 @@ async def test_the_agents_place_in_the_queue_suggestions_and_history_survives_ne
     guard.check()
 
 
-async def test_the_admins_place_in_the_unanswered_table_survives_the_30_s_refresh(
-    gateway: Gateway, new_context: Any, guard: Guard, expect: Any
-) -> None:
-    await say(gateway, "u1", "你们仓库在哪个城市")
+async def dashboard(gateway: Gateway, new_context: Any, guard: Guard) -> tuple[Any, Any]:
+    """A signed-in admin dashboard on a clock the test moves (its 30-s refresh), and its context."""
     context = await new_context(viewport={"width": 1280, "height": 860})
     admin = watch(await context.new_page(), guard)
     await admin.clock.install()
     await admin.goto(gateway.url + "/admin")
     await admin.get_by_label("管理令牌").fill(ADMIN_TOKEN)
     await admin.get_by_role("button", name="进入看板").click()
+    return context, admin
+
+
+async def test_the_admins_place_in_the_unanswered_table_survives_the_30_s_refresh(
+    gateway: Gateway, new_context: Any, guard: Guard, expect: Any
+) -> None:
+    await say(gateway, "u1", "你们仓库在哪个城市")
+    context, admin = await dashboard(gateway, new_context, guard)
     teach = admin.get_by_role("button", name="教机器人：你们仓库在哪个城市")
     await teach.focus()
     await say(gateway, "u2", "你们的吉祥物是什么动物")  # one more group: the table changes
@@ -94,12 +100,7 @@ async def test_closing_the_teach_dialog_gives_the_focus_back_after_its_group_was
     # Regression: the dialog's opener was redrawn by the 30-s refresh while the dialog was open (its group
     # got another message); on closing, the browser had no element to give the focus back to: <body>.
     await say(gateway, "u1", "你们仓库在哪个城市")
-    context = await new_context(viewport={"width": 1280, "height": 860})
-    admin = watch(await context.new_page(), guard)
-    await admin.clock.install()
-    await admin.goto(gateway.url + "/admin")
-    await admin.get_by_label("管理令牌").fill(ADMIN_TOKEN)
-    await admin.get_by_role("button", name="进入看板").click()
+    context, admin = await dashboard(gateway, new_context, guard)
     teach = admin.get_by_role("button", name="教机器人：你们仓库在哪个城市")
     for close in ("关闭", "Escape"):
         opener = await teach.element_handle()
