@@ -118,7 +118,7 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
     )
     install_qa(app, str(settings.qa.path))  # 质检 rules and the scoring job, after the database is up
     # The outbox first: a reverse WebSocket's send under way gets its grace before the socket closes.
-    app.on_shutdown.extend((_stop_sending, _close_connections))
+    app.on_shutdown.extend((stop_sending, _close_connections))
     return app
 
 
@@ -252,11 +252,15 @@ async def _close_connections(app: web.Application) -> None:
                 logger.exception("closing connections of %s/%s failed", adapter.channel, adapter.account)
 
 
-async def _stop_sending(app: web.Application) -> None:
-    # The outbox stops as the shutdown begins, not after aiohttp's wait for open handlers (up to 10 s):
-    # a send begun in that wait and still under way after it is cut off, a possible double after the
-    # restart. Rows stored meanwhile wait for the next process: the restarted one, or another replica of
-    # a rolling deploy (when every process stops, until the next start).
+async def stop_sending(app: web.Application) -> None:
+    """Stop the outbox as the shutdown begins, not after aiohttp's wait for open handlers (up to 10 s):
+    a send begun in that wait and still under way after it would be cut off, a possible double after the
+    restart. Rows stored meanwhile wait for the next process: the restarted one, or another replica of a
+    rolling deploy (when every process stops, until the next start).
+
+    `kefu serve` calls it before aiohttp's cleanup (gateway.serve.shut_down: the open connections are
+    still read during the grace); as the first shutdown hook it also stops the outbox of an app run by any
+    other runner (the tests'), before the adapters close their WebSockets; a second call does nothing."""
     try:
         await app[RUNTIME].outbox.stop()
     except Exception:
@@ -268,7 +272,7 @@ async def _outbox_worker(app: web.Application) -> AsyncIterator[None]:
     runtime = app[RUNTIME]
     runtime.outbox.start()
     yield
-    await runtime.outbox.stop()  # done already when the shutdown ran (_stop_sending); a no-op then
+    await runtime.outbox.stop()  # done already when the shutdown ran (stop_sending); a no-op then
 
 
 async def _spool_replay(app: web.Application) -> AsyncIterator[None]:

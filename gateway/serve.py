@@ -137,6 +137,7 @@ async def serve(settings: Settings, *, worker_id: int | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    site: web.TCPSite | None = None
     try:
         site = web.TCPSite(
             runner,
@@ -160,7 +161,24 @@ async def serve(settings: Settings, *, worker_id: int | None = None) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        await runner.cleanup()
+        await shut_down(runner, site)
+
+
+async def shut_down(runner: web.AppRunner, site: web.BaseSite | None) -> None:
+    """Stop listening, then the outbox (its sends under way get outbox.stop_grace_s), then the rest.
+
+    In this order because aiohttp's cleanup begins by marking every open connection closing, and from then
+    on it drops whatever arrives on them: during the outbox's grace a OneBot reverse WebSocket's answers
+    to the sends under way (which then counted as possible doubles) and its events (which OneBot never
+    sends again) were lost, and so were a chat customer's messages on the chat's socket. Here the open
+    connections are still read meanwhile; only new ones are refused.
+    """
+    from gateway.app import stop_sending
+
+    if site is not None and site in runner.sites:
+        await site.stop()
+    await stop_sending(runner.app)
+    await runner.cleanup()
 
 
 def settle_gc() -> None:

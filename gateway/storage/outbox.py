@@ -163,16 +163,14 @@ def _within_places(
     """The found rows of the conversations their account has places for (see claim_outbox), oldest first.
 
     A conversation is taken whole or not at all: its rows are sent one after another by one task, and a
-    later row taken without its earlier one would overtake it. A conversation with a resumed row is taken
-    even past the bound."""
+    later row taken without its earlier one would overtake it."""
     busy = dict(busy)  # the unit may run again (a retried trip): the caller's counts stay as they were
-    resumed = {r["conversation_key"] for r in found if r["status"] == "sending"}
     taken: dict[str, bool] = {}
     for row in found:
         key = row["conversation_key"]
         if key not in taken:
             account = (row["channel"], row["account"])
-            taken[key] = key in resumed or busy.get(account, 0) < per_account
+            taken[key] = busy.get(account, 0) < per_account
             if taken[key]:
                 busy[account] = busy.get(account, 0) + 1
     return [r for r in found if taken[r["conversation_key"]]]
@@ -273,8 +271,9 @@ class OutboxQueries:
         `per_account`: the claim leases the rows of at most this many conversations of one (channel,
         account), counting the `in_flight` ones the worker is sending already. The rows of the others are
         left as they were, unleased and untouched (an account that is full is not even read), and count
-        as held back. A conversation with a resumed row is taken regardless: left, it would lose its place
-        at the head of the due rows to no one's benefit, and it may already have reached the platform.
+        as held back; resumed rows too (after a restart, the cut-off sends of an account that hangs must
+        not take the other accounts' places): left untouched, such a row stays `sending` with its lease
+        ended, so it is still resumed, and first of its conversation, when a place frees.
         """
         failing = give_up_after is not None
         params: dict[str, Any] = {"now": now, "limit": limit, "locked_until": now + lease}

@@ -17,13 +17,16 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from gateway.app import create_app
 from gateway.channels.base import Outgoing
 from gateway.channels.onebot.adapter import OneBotAdapter
 from gateway.keys import RUNTIME
 from gateway.runtime import Runtime
+from gateway.serve import shut_down
 from gateway.settings import SettingsError, settings_from_mapping
+from gateway.storage import Store
 from handoff.state import ConversationState
 from tests.fakes.onebot import (
     ACCESS_TOKEN,
@@ -534,24 +537,46 @@ async def test_connected_clients_are_told_the_server_is_going_away(kefu):
     assert not kefu.adapter().connected
 
 
-async def test_a_websocket_send_under_way_at_shutdown_gets_its_grace_before_the_socket_closes(start_kefu):
-    # Regression: the shutdown closed the reverse WebSockets first, failing the send under way there as a
-    # possible double, and only then stopped the outbox.
-    kefu = await start_kefu(outbox={"stop_grace_s": 10.0})
-    ws = await kefu.ws(mode="silent")  # the test answers the call itself, once the shutdown has begun
-    await kefu.runtime.outbox.enqueue(Outgoing("onebot", "qqshop", GROUP_KEY, "人工客服：再见", "agent"))
-    [call] = await ws.wait_for_calls(1)
-    stopping = asyncio.create_task(kefu.client.app.shutdown())
+async def test_during_the_shutdowns_grace_the_websocket_is_still_read(settings_factory, onebot_api):
+    # Regression: `kefu serve` stopped the outbox inside aiohttp's cleanup, which first marks every open
+    # connection closing and drops what arrives on it: during the grace the OneBot client's answer to
+    # the send under way was dropped (the send cut off, a possible double) and so was its next event
+    # (OneBot never sends an event again). Through the runner and `shut_down`, as `kefu serve` stops.
+    settings = settings_factory(
+        channels={"onebot": [{"name": "qqshop", "secret": SECRET, "access_token": ACCESS_TOKEN}]},
+        outbox={"stop_grace_s": 10.0},
+    )
+    app = create_app(settings)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runtime = app[RUNTIME]
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
+        ws = await FakeOneBotWS(session, "/onebot/qqshop/ws", mode="silent").connect()  # the test answers
+        await runtime.outbox.enqueue(Outgoing("onebot", "qqshop", GROUP_KEY, "人工客服：再见", "agent"))
+        [call] = await ws.wait_for_calls(1)
+        stopping = asyncio.create_task(shut_down(runner, site))
 
-    async def begun() -> bool:
-        return kefu.runtime.outbox._worker is None or ws.closed.is_set()  # type: ignore[attr-defined]
+        async def begun() -> bool:
+            return runtime.outbox._worker is None  # type: ignore[attr-defined]
 
-    await eventually(begun)
-    if not ws.closed.is_set():
+        await eventually(begun)  # the outbox is in its grace, the send under way
+        await ws.send_event(load_event("private.json"))
         await ws.ws.send_json({"status": "ok", "retcode": 0, "data": {"message_id": 1}, "echo": call["echo"]})
-    await stopping
-    assert await outbox_statuses(kefu) == ["sent"]
-    assert kefu.runtime.metrics.outbox_doubles.labels("onebot", "timeout")._value.get() == 0
+        await stopping
+        await ws.close()
+    store = Store.from_url(settings.database.url)
+    try:
+        rows = {row.text: row.status for row in await store.list_outbox()}
+        assert rows.pop("人工客服：再见") == "sent"
+        [event] = await store.messages_for_key(PRIVATE_KEY, direction="in")
+        assert event.text == "支持哪些支付方式"
+        # Its answer, stored after the outbox stopped, waits for the next process.
+        assert rows == {PAYMENT_ANSWER: "pending"}
+    finally:
+        await store.dispose()
 
 
 async def test_anonymous_members_are_their_own_conversation_and_are_not_at_ed(kefu):
