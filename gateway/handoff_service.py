@@ -348,8 +348,11 @@ class HandoffService(AgentActions):
         delay: timedelta | None = None,
         idempotency_key: str | None = None,
         attachment: Attachment | None = None,
+        while_queued: bool = False,
     ) -> int:
         """Store an outbound text and queue it in the outbox (one transaction); returns the message id.
+
+        `while_queued` (system notices): stored only if the conversation is still queued then; 0 if not.
 
         With `delay` the outbox sends it no earlier than that (a notice raised while the pipeline is still
         answering must not overtake the bot's own reply); it is stored at once, so it is seen at once.
@@ -363,7 +366,9 @@ class HandoffService(AgentActions):
             outbox_now = self.runtime.outbox.clock()
 
             def work(unit: Unit) -> int | None:
-                return store_notice(unit, conversation_id, text, sender, sender_name, now, outbox_now, delay)
+                return store_notice(
+                    unit, conversation_id, text, sender, sender_name, now, outbox_now, delay, while_queued
+                )
 
             batch = _collecting()
             if batch is not None:  # stored with the step's other writes (see _together)

@@ -82,8 +82,14 @@ class Shifts(Protocol):
 class Notifier(Protocol):
     """Tells the customer something: stored as an outbound message and queued for delivery."""
 
-    async def notify(self, conversation_id: int, text: str, *, delay: timedelta | None = None) -> int:
-        """Store and queue `text` (delivered no earlier than `delay` from now); the message id."""
+    async def notify(
+        self, conversation_id: int, text: str, *, delay: timedelta | None = None, while_queued: bool = False
+    ) -> int:
+        """Store and queue `text` (delivered no earlier than `delay` from now); the message id.
+
+        `while_queued`: only if the conversation is still queued when the text is stored (0: it was not).
+        A place in the queue, or a 留言's "nobody is online", told after an assignment made elsewhere
+        meanwhile would follow "客服 X 为您服务" and be wrong."""
         ...
 
 
@@ -190,11 +196,16 @@ class HandoffFlow:
             # Honest: nobody can answer now. The 留言 waits at the front of the queue for the next agent.
             next_shift = await self.shifts.next_shift_start(group, now) if self.shifts else None
             await self.notifier.notify(
-                conv.id, self.no_agent_notice(hours, now, open_now, next_shift), delay=NOTICE_DELAY
+                conv.id,
+                self.no_agent_notice(hours, now, open_now, next_shift),
+                delay=NOTICE_DELAY,
+                while_queued=True,
             )
             await self.events.publish("ticket.created", payload, conversation_id=conv.id, group=group)
             return position
-        await self.notifier.notify(conv.id, notices.queued(position), delay=NOTICE_DELAY)
+        # Stored with this handoff's other writes, after the assignment below, or one that another
+        # request's assigner makes meanwhile: then it is not said at all (while_queued).
+        await self.notifier.notify(conv.id, notices.queued(position), delay=NOTICE_DELAY, while_queued=True)
         await self.events.publish(
             "conversation.queued", {**payload, "position": position}, conversation_id=conv.id, group=group
         )
@@ -342,5 +353,5 @@ class HandoffFlow:
         for conversation_id, position in position_changes(before, after).items():
             if conversation_id in known:  # a newcomer got the `queued` notice already
                 await self.notifier.notify(
-                    int(conversation_id), notices.position_update(position), delay=delay
+                    int(conversation_id), notices.position_update(position), delay=delay, while_queued=True
                 )

@@ -20,6 +20,7 @@ _MESSAGES = MessageRecord.__table__
 # The conversation's addressing and its latest inbound message's target, in one statement (the
 # ix_messages_conversation index answers the subquery with one row).
 _ADDRESS = select(
+    _CONVERSATIONS.c.state,
     _CONVERSATIONS.c.channel,
     _CONVERSATIONS.c.account,
     _CONVERSATIONS.c.conversation_key,
@@ -41,13 +42,16 @@ def store_notice(
     now: datetime,
     outbox_now: datetime,
     delay: timedelta | None,
+    while_queued: bool = False,
 ) -> int | None:
     """Store `text` as an outbound message and queue it (due `delay` from `outbox_now`); its id, or None
-    when there is no such conversation."""
+    when there is no such conversation (`while_queued`: 0, nothing stored, when it is no longer queued)."""
     rows = unit.db.rows(_ADDRESS, {"conversation_id": conversation_id})
     if not rows:
         return None
     address = rows[0]
+    if while_queued and address["state"] != "queued":
+        return 0
     target = dict(address["target"] or {})
     target.pop("channel_msg_id", None)  # a later push is not a reply to one platform message
     common = {

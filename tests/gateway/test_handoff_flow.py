@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import io
 import itertools
 import time
@@ -19,7 +20,7 @@ import yaml
 
 from gateway import cli
 from gateway.app import create_app
-from gateway.keys import RUNTIME
+from gateway.keys import HANDOFF, RUNTIME
 from gateway.runtime import Runtime
 from handoff import notices
 from handoff.agents import Role, new_token
@@ -287,6 +288,40 @@ async def test_least_busy_spreads_new_chats_over_online_agents(start: Any) -> No
     assert loads == [1, 1]
 
 
+async def test_an_assignment_made_elsewhere_meanwhile_is_not_followed_by_a_queue_position(
+    start: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (a fault run): another request's assigner (an agent coming online, a freed slot) took a
+    # fresh handoff while the handoff's own routing still held its notices back, to store them together:
+    # the customer read "客服 甲 为您服务", then "当前排队第 1 位".
+    kefu = await start(assignment="least_busy")
+    jia = await kefu.agent("甲", "售后")
+    await jia.call("POST", "/me/presence", json={"presence": "online"})
+    flow = kefu.client.app[HANDOFF].flow
+    own = flow.assign_waiting
+    calls: list[int] = []
+    first = asyncio.Event()
+
+    async def elsewhere_first(*args: Any, **kwargs: Any) -> int:
+        if not first.is_set():  # the handoff's own: another assigner, in its own context, gets there first
+            first.set()
+            calls.append(await asyncio.create_task(own(), context=contextvars.Context()))
+        return await own(*args, **kwargs)
+
+    monkeypatch.setattr(flow, "assign_waiting", elsewhere_first)
+    await kefu.say("我要投诉")
+    conv = await kefu.conversation()
+    await eventually(lambda: _assigned(kefu, conv.id))
+    assert calls == [1]
+    await eventually(lambda: _no_sends_left(kefu))
+    assert kefu.api.texts_to(OPENID) == [notices.agent_joined("甲")]
+
+
+async def _no_sends_left(kefu: Kefu) -> bool:
+    counts = await kefu.runtime.store.outbox_counts()
+    return not any(counts.get(status) for status in ("pending", "held", "sending"))
+
+
 async def test_queue_positions_are_updated_when_the_line_moves(start: Any) -> None:
     kefu = await start(assignment="manual")
     agent = await kefu.agent("小孙", "售后")
@@ -310,10 +345,11 @@ async def test_a_silent_customer_is_reminded_then_the_chat_closes(start: Any) ->
     await kefu.say("我要投诉")
     conv = await kefu.conversation()
     await eventually(lambda: _assigned(kefu, conv.id))
-    await kefu.texts(2)  # queued, joined (held back briefly after the handoff) — then the agent speaks
+    # Joined (held back briefly after the handoff; no place in the queue: assigned at once), then the agent.
+    assert await kefu.texts(1) == [notices.agent_joined("小周")]
     await agent.call("POST", f"/conversations/{conv.id}/messages", json={"text": "请问还在吗"}, expect=201)
-    texts = await kefu.texts(5)  # queued, joined, the reply, the reminder, the auto-close
-    assert texts[3].startswith("您好，请问您还在吗") and texts[4] == notices.auto_closed()
+    texts = await kefu.texts(4)  # joined, the reply, the reminder, the auto-close
+    assert texts[2].startswith("您好，请问您还在吗") and texts[3] == notices.auto_closed()
     assert (await kefu.conversation()).closed_reason == "idle"
 
 

@@ -36,9 +36,14 @@ class Told:
 
     texts: list[tuple[int, str, timedelta | None]] = field(default_factory=list)
     events: list[tuple[str, int | None]] = field(default_factory=list)
+    while_queued: set[str] = field(default_factory=set)  # texts to be stored only while still queued
 
-    async def notify(self, conversation_id: int, text: str, *, delay: timedelta | None = None) -> int:
+    async def notify(
+        self, conversation_id: int, text: str, *, delay: timedelta | None = None, while_queued: bool = False
+    ) -> int:
         self.texts.append((conversation_id, text, delay))
+        if while_queued:
+            self.while_queued.add(text)
         return len(self.texts)
 
     async def publish(
@@ -80,6 +85,7 @@ async def test_nobody_online_makes_a_ticket_and_confirms_additions_once() -> Non
     assert await handoff.on_queued(complaint(1, clock.now())) == 0  # a 留言: no place counted
     assert told.to(1) == [notices.no_agent_online(now=clock.now())]
     assert told.texts[0][2] == NOTICE_DELAY  # due after the bot's own reply, not slept for
+    assert told.while_queued == {notices.no_agent_online(now=clock.now())}  # not after an assignment
     await asyncio.gather(
         *(handoff.on_customer_message(1, {"text": f"补充 {n}", "message_id": n}) for n in range(3))
     )
@@ -105,6 +111,9 @@ async def test_an_online_agent_gets_the_head_of_the_queue_and_positions_move() -
     await handoff.update_positions(before)
     assert told.to(2)[-1] == notices.position_update(1)
     assert told.to(3)[-1] == notices.position_update(2)
+    # A place in the queue is told only while the conversation is still queued when it is stored: an
+    # assignment made elsewhere meanwhile (another request's assigner) makes it wrong.
+    assert {notices.queued(3), notices.position_update(1), notices.position_update(2)} <= told.while_queued
 
 
 async def test_the_catch_up_leaves_young_handoffs_to_their_own_routing() -> None:
