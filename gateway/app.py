@@ -32,7 +32,7 @@ from gateway.http.pages import install_web
 from gateway.http.qa_api import qa_routes
 from gateway.http.reports_api import report_routes
 from gateway.http.shifts_api import shift_routes
-from gateway.jobs.handoff_jobs import handoff_jobs
+from gateway.jobs.handoff_jobs import close_agent_sockets, handoff_jobs
 from gateway.jobs.outbox import Outbox
 from gateway.jobs.qa_scoring import install_qa
 from gateway.kb_reload import KbService
@@ -118,7 +118,7 @@ def create_app(settings: Settings, *, handle_signals: bool = False) -> web.Appli
     )
     install_qa(app, str(settings.qa.path))  # 质检 rules and the scoring job, after the database is up
     # The outbox first: a reverse WebSocket's send under way gets its grace before the socket closes.
-    app.on_shutdown.extend((stop_sending, _close_connections))
+    app.on_shutdown.extend((stop_sending, _close_connections, close_agent_sockets))
     return app
 
 

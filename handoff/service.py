@@ -274,7 +274,8 @@ class HandoffFlow:
                 text = waiting.still_queued(position)
             else:
                 text = waiting.queued_ack(position, turn)
-        await self.notifier.notify(conversation_id, text, delay=NOTICE_DELAY)
+        # Stored at the end of the step: an agent who took the conversation meanwhile answers it instead.
+        await self.notifier.notify(conversation_id, text, delay=NOTICE_DELAY, while_queued=True)
 
     # --- assignment -------------------------------------------------------------------------------------
 

@@ -117,8 +117,18 @@ async def run_jobs(service: HandoffService) -> None:
             logger.exception("handoff: periodic job failed; retrying next round")
 
 
+async def close_agent_sockets(app: web.Application) -> None:
+    """on_shutdown: close the agents' console WebSockets before aiohttp waits for open handlers. Each one
+    blocks in receive() (no heartbeat of the server's): left open, it held the shutdown for aiohttp's two
+    10-s waits, past the 20 s after which `kefu serve --workers` kills a worker (its clean-up then never
+    ran). Closing twice is harmless (handoff_jobs' clean-up does it again)."""
+    for ws in list(app[HANDOFF].sockets):
+        with contextlib.suppress(Exception):
+            await ws.close(code=1001, message=b"server shutdown")
+
+
 async def handoff_jobs(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: the periodic handoff job; on shutdown, close the agent WebSockets."""
+    """cleanup_ctx: the periodic handoff job; on shutdown, close the agent WebSockets (if still open)."""
     service = app[HANDOFF]
     await seed_canned(service)  # the deployment's starter canned replies, once
     await repair_queue_keys(service)

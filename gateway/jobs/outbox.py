@@ -166,6 +166,8 @@ class Outbox:
         call was cut off may have been delivered: it keeps `sending` with its lease ended, so the next claim
         counts it as resumed (kefu_outbox_possible_doubles_total); rows not yet tried go back to pending.
         """
+        if self._worker is None and self._stopping:
+            return  # stopped already, with tasks that would not end (see below): not waited for again
         worker, self._worker = self._worker, None
         self._stopping = True
         if worker is not None:

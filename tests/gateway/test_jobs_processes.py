@@ -96,11 +96,11 @@ async def test_an_idle_customer_is_reminded_once_and_closed_once(two: Any) -> No
     await b.say("我要投诉")  # arrives at B
     conv = await a.conversation()
     await eventually(lambda: _assigned(a, conv.id))
-    await a.texts(2)  # queued, joined
+    assert await a.texts(1) == [notices.agent_joined("小周")]  # assigned at once: no place in the queue
     await agent.call("POST", f"/conversations/{conv.id}/messages", json={"text": "请问还在吗"}, expect=201)
 
-    texts = await a.texts(5)  # queued, joined, the reply, the reminder, the auto-close
-    assert texts[3].startswith("您好，请问您还在吗") and texts[4] == notices.auto_closed()
+    texts = await a.texts(4)  # joined, the reply, the reminder, the auto-close
+    assert texts[2].startswith("您好，请问您还在吗") and texts[3] == notices.auto_closed()
     await eventually(lambda: _no_pending(a))
     texts = a.api.texts_to("oHandoffCustomer0000000000001")
     assert sum(t.startswith("您好，请问您还在吗") for t in texts) == 1
@@ -118,12 +118,12 @@ async def test_concurrent_idle_sweeps_of_two_processes_send_one_reminder(two: An
     await agent.call("POST", "/me/presence", json={"presence": "online"})
     await a.say("我要投诉")
     conv = await a.conversation()
-    await a.texts(2)
+    await a.texts(1)  # joined
     await agent.call("POST", f"/conversations/{conv.id}/messages", json={"text": "请问还在吗"}, expect=201)
     later = utcnow() + timedelta(minutes=31)
     services = [a.runtime.handoff, b.runtime.handoff, a.runtime.handoff, b.runtime.handoff]
     await asyncio.gather(*(idle_sweep(s, now=later) for s in services))
-    await a.texts(4)
+    await a.texts(3)  # joined, the reply, the reminder
     await eventually(lambda: _no_pending(a))
     reminders = [
         t for t in a.api.texts_to("oHandoffCustomer0000000000001") if t.startswith("您好，请问您还在吗")

@@ -537,6 +537,27 @@ async def test_connected_clients_are_told_the_server_is_going_away(kefu):
     assert not kefu.adapter().connected
 
 
+async def test_a_websocket_send_under_way_at_shutdown_gets_its_grace_before_the_socket_closes(start_kefu):
+    # Any runner's shutdown (here the tests'): the outbox stops before the adapters close their sockets,
+    # or the send under way on one failed as a possible double (`kefu serve` does it before aiohttp's
+    # cleanup even begins: the test below).
+    kefu = await start_kefu(outbox={"stop_grace_s": 10.0})
+    ws = await kefu.ws(mode="silent")  # the test answers the call itself, once the shutdown has begun
+    await kefu.runtime.outbox.enqueue(Outgoing("onebot", "qqshop", GROUP_KEY, "人工客服：再见", "agent"))
+    [call] = await ws.wait_for_calls(1)
+    stopping = asyncio.create_task(kefu.client.app.shutdown())
+
+    async def begun() -> bool:
+        return kefu.runtime.outbox._worker is None or ws.closed.is_set()  # type: ignore[attr-defined]
+
+    await eventually(begun)
+    if not ws.closed.is_set():
+        await ws.ws.send_json({"status": "ok", "retcode": 0, "data": {"message_id": 1}, "echo": call["echo"]})
+    await stopping
+    assert await outbox_statuses(kefu) == ["sent"]
+    assert kefu.runtime.metrics.outbox_doubles.labels("onebot", "timeout")._value.get() == 0
+
+
 async def test_during_the_shutdowns_grace_the_websocket_is_still_read(settings_factory, onebot_api):
     # Regression: `kefu serve` stopped the outbox inside aiohttp's cleanup, which first marks every open
     # connection closing and drops what arrives on it: during the grace the OneBot client's answer to
