@@ -121,7 +121,7 @@ async def close_agent_sockets(app: web.Application) -> None:
     """on_shutdown: close the agents' console WebSockets before aiohttp waits for open handlers. Each one
     blocks in receive() (no heartbeat of the server's): left open, it held the shutdown for aiohttp's two
     10-s waits, past the 20 s after which `kefu serve --workers` kills a worker (its clean-up then never
-    ran). Closing twice is harmless (handoff_jobs' clean-up does it again)."""
+    ran). Closing twice is harmless (handoff_jobs' clean-up calls it again)."""
     for ws in list(app[HANDOFF].sockets):
         with contextlib.suppress(Exception):
             await ws.close(code=1001, message=b"server shutdown")
@@ -137,6 +137,4 @@ async def handoff_jobs(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    for ws in list(service.sockets):
-        with contextlib.suppress(Exception):
-            await ws.close(code=1001, message=b"server shutdown")
+    await close_agent_sockets(app)  # done by the shutdown hook already (then a no-op)

@@ -7,7 +7,9 @@ body only after the server's 100 Continue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -25,16 +27,22 @@ def head(path: str, length: int, *, expect: str = "100-continue", version: str =
     ).encode()
 
 
-async def ask(client: Any, path: str, length: int, *, expect: str = "100-continue") -> list[bytes]:
-    """Send only the headers and read the status lines the server sends before the body."""
+@contextlib.asynccontextmanager
+async def raw(client: Any) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A plain TCP connection to the test server, closed afterwards."""
     reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
     try:
-        writer.write(head(path, length, expect=expect))
-        await writer.drain()
-        first = await asyncio.wait_for(reader.readline(), 10)
-        return [first]
+        yield reader, writer
     finally:
         writer.close()
+
+
+async def ask(client: Any, path: str, length: int, *, expect: str = "100-continue") -> list[bytes]:
+    """Send only the headers and read the status lines the server sends before the body."""
+    async with raw(client) as (reader, writer):
+        writer.write(head(path, length, expect=expect))
+        await writer.drain()
+        return [await asyncio.wait_for(reader.readline(), 10)]
 
 
 async def test_an_oversized_declared_body_gets_413_instead_of_100_continue(
@@ -78,8 +86,7 @@ async def test_the_body_sent_after_100_continue_is_handled_as_usual(
 ) -> None:
     client = await aiohttp_client(create_app(settings_factory()))
     body = b'{"user_id": "expect-user", "text": "\xe4\xbd\xa0\xe5\xa5\xbd", "message_id": "e-1"}'
-    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
-    try:
+    async with raw(client) as (reader, writer):
         writer.write(head("/web/messages", len(body)))
         await writer.drain()
         assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"HTTP/1.1 100")
@@ -87,8 +94,6 @@ async def test_the_body_sent_after_100_continue_is_handled_as_usual(
         writer.write(body)
         await writer.drain()
         assert (await asyncio.wait_for(reader.readline(), 10)).split()[1] == b"200"
-    finally:
-        writer.close()
 
 
 async def test_a_refusal_closes_the_connection_whose_body_was_never_read(
@@ -96,13 +101,10 @@ async def test_a_refusal_closes_the_connection_whose_body_was_never_read(
 ) -> None:
     # Found by review: kept open, the connection lingered 10 s and a next request on it got no answer.
     client = await aiohttp_client(create_app(settings_factory()))
-    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
-    try:
+    async with raw(client) as (reader, writer):
         writer.write(head("/web/messages", 50_000_000))
         await writer.drain()
         answer = await asyncio.wait_for(reader.read(), 10)  # to the end: the server closes
-    finally:
-        writer.close()
     answer_head = answer.split(b"\r\n\r\n", 1)[0].lower()
     assert answer_head.startswith(b"http/1.1 413") and b"connection: close" in answer_head
 
@@ -110,13 +112,10 @@ async def test_a_refusal_closes_the_connection_whose_body_was_never_read(
 async def test_http_1_0_ignores_an_expectation(aiohttp_client: Any, settings_factory: Any) -> None:
     client = await aiohttp_client(create_app(settings_factory()))
     body = b'{"user_id": "expect-old", "text": "\xe4\xbd\xa0\xe5\xa5\xbd", "message_id": "e-2"}'
-    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
-    try:
+    async with raw(client) as (reader, writer):
         writer.write(head("/web/messages", len(body), expect="something-else", version="1.0") + body)
         await writer.drain()
         assert (await asyncio.wait_for(reader.readline(), 10)).split()[1] == b"200"
-    finally:
-        writer.close()
 
 
 async def test_a_route_with_a_lower_cap_answers_expect_by_it_and_never_above_the_servers(

@@ -138,6 +138,11 @@ async def _ready(items: list[Any], count: int) -> bool:
     return len(items) >= count
 
 
+def shop_account(wechat_api: FakeWeChatAPI) -> dict[str, Any]:
+    """The plaintext WeChat account `shop`, sending through the fake WeChat API."""
+    return {"name": "shop", "token": TOKEN, "appid": APPID, "secret": SECRET, "api_base": wechat_api.url}
+
+
 @pytest.fixture
 async def wechat_api(aiohttp_server: Any) -> FakeWeChatAPI:
     return await FakeWeChatAPI().start(aiohttp_server)
@@ -148,15 +153,10 @@ def start(
     aiohttp_client: Any, settings_factory: Any, wechat_api: FakeWeChatAPI, db_url: str, tmp_path: Path
 ) -> Callable[..., Awaitable[Kefu]]:
     async def run(sections: dict[str, Any] | None = None, **handoff: Any) -> Kefu:
-        account = {
-            "name": "shop",
-            "token": TOKEN,
-            "appid": APPID,
-            "secret": SECRET,
-            "api_base": wechat_api.url,
-        }
         settings = settings_factory(
-            channels={"wechat": [account]}, handoff=handoff_section(**handoff), **(sections or {})
+            channels={"wechat": [shop_account(wechat_api)]},
+            handoff=handoff_section(**handoff),
+            **(sections or {}),
         )
         app = create_app(settings)
         client = await aiohttp_client(app)
@@ -376,9 +376,8 @@ async def _shop_with_complaints(
 async def test_queue_assignments_and_unsent_replies_survive_a_restart(
     aiohttp_client: Any, settings_factory: Any, wechat_api: FakeWeChatAPI, db_url: str, tmp_path: Path
 ) -> None:
-    account = {"name": "shop", "token": TOKEN, "appid": APPID, "secret": SECRET, "api_base": wechat_api.url}
     settings = settings_factory(
-        channels={"wechat": [account]},
+        channels={"wechat": [shop_account(wechat_api)]},
         handoff=handoff_section(assignment="manual"),
         # Keep retrying through the outage; a send under way at the shutdown gets the grace to finish.
         outbox={"max_attempts": 1000},
@@ -412,9 +411,8 @@ async def test_a_reply_whose_send_the_shutdown_cut_off_goes_out_from_the_restart
 ) -> None:
     # Regression: the cut-off row kept its send's lease (35 s), and the customer waited that long for the
     # reply after a restart (the test above failed in CI when its shutdown met the send under way).
-    account = {"name": "shop", "token": TOKEN, "appid": APPID, "secret": SECRET, "api_base": wechat_api.url}
     settings = settings_factory(
-        channels={"wechat": [account]},
+        channels={"wechat": [shop_account(wechat_api)]},
         handoff=handoff_section(assignment="manual"),
         outbox={"stop_grace_s": 0.2},
     )

@@ -22,8 +22,15 @@ from gateway.message import utcnow
 from gateway.storage.job_lock import job_lock
 from handoff import notices
 from handoff.sla import BUSY_NOTICE
-from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatAPI, WeChatPush
-from tests.gateway.test_handoff_flow import TOKEN, Kefu, handoff_section, wechat_api, write_config  # noqa: F401
+from tests.fakes.wechat_api import FakeWeChatAPI, WeChatPush
+from tests.gateway.test_handoff_flow import (  # noqa: F401
+    TOKEN,
+    Kefu,
+    handoff_section,
+    shop_account,
+    wechat_api,
+    write_config,
+)
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.postgres
@@ -50,13 +57,7 @@ def two(
     from tests.conftest import ADMIN_TOKEN, deep_merge
 
     async def run(sections: dict[str, Any] | None = None, **handoff: Any) -> tuple[Kefu, Kefu]:
-        account = {
-            "name": "shop",
-            "token": TOKEN,
-            "appid": APPID,
-            "secret": SECRET,
-            "api_base": wechat_api.url,
-        }
+        account = shop_account(wechat_api)
         base = {
             "database": {"url": postgres_url},
             "kb": {"paths": [str(faq_dir)], "watch": False},

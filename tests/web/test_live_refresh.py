@@ -67,11 +67,14 @@ async def test_the_agents_place_in_the_queue_suggestions_and_history_survives_ne
     guard.check()
 
 
-async def dashboard(gateway: Gateway, new_context: Any, guard: Guard) -> tuple[Any, Any]:
-    """A signed-in admin dashboard on a clock the test moves (its 30-s refresh), and its context."""
+async def dashboard(
+    gateway: Gateway, new_context: Any, guard: Guard, *, clock: bool = True
+) -> tuple[Any, Any]:
+    """A signed-in admin dashboard, and its context; `clock`: on a clock the test moves (its 30-s refresh)."""
     context = await new_context(viewport={"width": 1280, "height": 860})
     admin = watch(await context.new_page(), guard)
-    await admin.clock.install()
+    if clock:
+        await admin.clock.install()
     await admin.goto(gateway.url + "/admin")
     await admin.get_by_label("管理令牌").fill(ADMIN_TOKEN)
     await admin.get_by_role("button", name="进入看板").click()
@@ -124,11 +127,7 @@ async def test_groups_ticked_for_a_new_agent_stay_ticked_while_another_agent_is_
     gateway: Gateway, new_context: Any, guard: Guard, expect: Any
 ) -> None:
     await gateway.add_agent("小吴")
-    context = await new_context(viewport={"width": 1280, "height": 820})
-    admin = watch(await context.new_page(), guard)
-    await admin.goto(gateway.url + "/admin")
-    await admin.get_by_label("管理令牌").fill(ADMIN_TOKEN)
-    await admin.get_by_role("button", name="进入看板").click()
+    context, admin = await dashboard(gateway, new_context, guard, clock=False)
     await admin.get_by_role("button", name="客服管理").click()
     await admin.get_by_label("姓名", exact=True).fill("小林")
     await admin.locator("#agent-groups").get_by_label("售后").check()

@@ -103,6 +103,7 @@ class WebChatSockets:
 
     def own_routes(self) -> list[web.AbstractRouteDef]:
         """Only the WebSocket: the wrapped adapter's routes are registered by the app factory already."""
+        # The rule of gateway.http.expect.upload_route, built here: a channel does not import the http room.
         expect = expect_within(lambda _request: upload_body_limit(self.runtime.settings.uploads.max_bytes))
         return [web.get(WS_PATH, self.websocket), web.post(UPLOAD_PATH, self.upload, expect_handler=expect)]
 
