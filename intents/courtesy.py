@@ -165,13 +165,15 @@ def _without_closing(text: str) -> str | None:
     """`text` without the one closing it ends with (a thanks, the one thanked, a particle), else None."""
     bodies = (text[:-1], text) if text and text[-1] in _PARTICLES else (text,)
     for body in bodies:
-        for whom in _WHOM:
+        for whom in _WHOM if body.endswith(_WHOM[:-1]) else ("",):
             if not body.endswith(whom):
                 continue
             rest = body[: len(body) - len(whom)]
-            for phrase in _CLOSINGS:
-                if rest.endswith(phrase):
-                    return rest[: len(rest) - len(phrase)]
+            # One C call tells whether any closing ends it (most texts: none); only then which, longest first.
+            if rest.endswith(_CLOSINGS):
+                for phrase in _CLOSINGS:
+                    if rest.endswith(phrase):
+                        return rest[: len(rest) - len(phrase)]
     return None
 
 

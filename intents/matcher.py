@@ -16,8 +16,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -193,8 +195,7 @@ class Classifier:
             power = self.options.semantic_margin_power
             return float(min(top * ((top - runner_up) / top) ** power, 1.0))
         raw = top * ((top - runner_up) / top) ** self.options.margin_power
-        xs, ys = zip(*self.options.calibration, strict=True)
-        return float(np.interp(raw, xs, ys))
+        return _piecewise(raw, self.options.calibration)
 
     def _entry_candidates(self, ranked: list[tuple[float, int, int]], k: int) -> tuple[Candidate, ...]:
         out = []
@@ -357,6 +358,20 @@ class Classifier:
             tokens=tokens,
             reply=intent.reply,
         )
+
+
+def _piecewise(x: float, points: Sequence[tuple[float, float]]) -> float:
+    """np.interp(x, xs, ys) for one x, to the last bit, without building two arrays per call."""
+    if x < points[0][0]:
+        return points[0][1]
+    if x > points[-1][0]:
+        return points[-1][1]
+    j = bisect_right(points, x, key=itemgetter(0)) - 1
+    x0, y0 = points[j]
+    if j == len(points) - 1 or x0 == x:
+        return y0
+    x1, y1 = points[j + 1]
+    return (y1 - y0) / (x1 - x0) * (x - x0) + y0
 
 
 def _score_outside(ranked: Sequence[tuple[float, int, int]], k: int) -> float:

@@ -217,6 +217,8 @@ class KeywordRules:
 
     rules: tuple[tuple[RuleIntent, tuple[str, ...]], ...]
     negated: re.Pattern[str] | None = None  # "不用转人工" etc., cut out before FAQ matching
+    # Any keyword at all: most messages have none, and one search says so faster than a find per keyword.
+    any_keyword: re.Pattern[str] | None = None
 
     @classmethod
     def build(cls, intents: Iterable[RuleIntent]) -> KeywordRules:
@@ -230,8 +232,12 @@ class KeywordRules:
                 rules.append((intent, keywords))
         rules.sort(key=lambda r: r[0].priority != "high")  # stable: kb order within a priority
         words = sorted({k for _, keywords in rules for k in keywords}, key=len, reverse=True)
-        negated = re.compile(rf"(?:{_NEGATIONS}) ?(?:{'|'.join(map(re.escape, words))})") if words else None
-        return cls(tuple(rules), negated)
+        if not words:
+            return cls(tuple(rules))
+        alternatives = "|".join(map(re.escape, words))
+        return cls(
+            tuple(rules), re.compile(rf"(?:{_NEGATIONS}) ?(?:{alternatives})"), re.compile(alternatives)
+        )
 
     def strip_negated(self, normalized: str) -> str:
         """The text without negated triggers: "不用转人工，退货地址是哪" is matched as "退货地址是哪"."""
@@ -241,6 +247,8 @@ class KeywordRules:
 
     def match(self, compacted: str) -> RuleIntent | None:
         """The first handoff intent whose keyword occurs (not negated) in the compacted text."""
+        if self.any_keyword is None or self.any_keyword.search(compacted) is None:
+            return None
         for intent, keywords in self.rules:
             for keyword in keywords:
                 start = compacted.find(keyword)
