@@ -208,13 +208,13 @@ def _accumulate(
     fids = np.asarray(ids, dtype=np.int64)
     lo = indptr[fids]
     lengths = indptr[fids + 1] - lo
-    ends = np.cumsum(lengths)
+    ends = lengths.cumsum()  # the methods, not np.cumsum / np.repeat: their wrappers cost more than the work
     total = int(ends[-1])
     if total == 0:
         return np.zeros(size)
     # Positions of every posting of every query feature, without a Python loop.
-    offsets = np.arange(total) + np.repeat(lo - (ends - lengths), lengths)
-    values = data[offsets] * np.repeat(np.asarray(weights), lengths)
+    offsets = np.arange(total) + (lo - (ends - lengths)).repeat(lengths)
+    values = data[offsets] * np.asarray(weights).repeat(lengths)
     return np.bincount(indices[offsets], weights=values, minlength=size)
 
 
@@ -378,10 +378,16 @@ def candidates(
         rows = np.concatenate((rows, np.arange(n_eq, n_q)))
     # Best first, so the first row seen of a target is its best question among these — and an
     # entry with a question among the top k has its best question there too.
-    rows = rows[(-q_scores[rows]).argsort(kind="stable")]
-    # Each target's first row in that order (np.unique gives first occurrences): its best question.
-    targets, first = np.unique(index.owner[rows], return_index=True)
-    picked = rows[first]
+    # Each target's best question among these: sorted by target, then best first (stable: ties keep the
+    # rows' order), the first row of each target.
+    owners = index.owner[rows]
+    order = np.lexsort((-q_scores[rows], owners))
+    owners = owners[order]
+    first = np.empty(len(owners), dtype=bool)
+    first[:1] = True
+    np.not_equal(owners[1:], owners[:-1], out=first[1:])
+    targets = owners[first]
+    picked = rows[order[first]]
     if n_eq > k:
         # Entries close on the whole (centroid) but with no single question in the top k.
         k = options.top_centroids
