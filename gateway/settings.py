@@ -430,6 +430,14 @@ def _check_path(path: list[str], label: str, data: Any, problems: list[str]) -> 
             continue
         fields = getattr(model, "model_fields", None)
         if fields is not None:
+            if key.isdigit() and depth:  # an item of a list the file does not have (no field is a number)
+                where = ".".join(path[:depth])
+                whole = "__".join(label.split("__")[:depth]) if label.startswith("KEFU_") else where
+                problems.append(
+                    f"{label}: no list item {key!r} at {where}: the file has none; write the item there, "
+                    f"or give the whole list as JSON in {whole}"
+                )
+                return False
             if key not in fields:
                 where = ".".join(path[: depth + 1])
                 problems.append(f"{label}: unknown setting {where!r}{_did_you_mean(key, fields)}")

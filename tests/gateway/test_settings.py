@@ -100,6 +100,17 @@ logging: {level: verbose}
     assert len(caught.value.problems) == 7
 
 
+def test_an_item_of_a_list_the_file_does_not_have_is_named_as_such(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(
+            write(tmp_path, "server: {port: 9000}\n"), env={"KEFU_CHANNELS__WECHAT__0__SECRET": "s"}
+        )
+    assert str(caught.value).endswith(
+        "KEFU_CHANNELS__WECHAT__0__SECRET: no list item '0' at channels.wechat: the file has none; write the "
+        "item there, or give the whole list as JSON in KEFU_CHANNELS__WECHAT"
+    ), str(caught.value)
+
+
 def test_the_web_rate_limit_defaults_overrides_and_bad_values(tmp_path: Path) -> None:
     shipped = load_settings(SHIPPED_CONFIG, env={}).channels.web
     assert (shipped.rate_limit_per_minute, shipped.rate_limit_burst) == (60, 5)
