@@ -157,6 +157,7 @@ _HEAD = re.compile(rf"^(?:{_OPENING}\s*+|{_ADDRESS}(?:\s++|(?={_OPENING}|{_ADDRE
 # at the end tries every start, and overlapping phrases ("感谢感谢" × 100 + "吗") made that exponential.
 _CLOSINGS = _longest_first(TRAILING)
 _WHOM = (*_longest_first(ADDRESSING), "")  # a thanks may name whom it thanks: 谢谢亲, 谢谢老板
+_NAMED = _WHOM[:-1]  # one endswith tells whether anyone is named at all
 # What must be left for the stripped text to be matched instead: at least this many characters.
 MIN_LEFT = 2
 
@@ -165,7 +166,7 @@ def _without_closing(text: str) -> str | None:
     """`text` without the one closing it ends with (a thanks, the one thanked, a particle), else None."""
     bodies = (text[:-1], text) if text and text[-1] in _PARTICLES else (text,)
     for body in bodies:
-        for whom in _WHOM if body.endswith(_WHOM[:-1]) else ("",):
+        for whom in _WHOM if body.endswith(_NAMED) else ("",):
             if not body.endswith(whom):
                 continue
             rest = body[: len(body) - len(whom)]

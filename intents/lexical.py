@@ -176,7 +176,7 @@ def _features(words: Sequence[str], min_ngram: int, max_ngram: int) -> tuple[Cou
     if len(text) < min_ngram:
         chars.update([text])
     for n in range(max(2, min_ngram), max_ngram + 1):
-        if n == 2:  # the usual case, pairs made in C: a third of this function's time per query
+        if n == 2:  # the usual case: the pairs made in C, not by a generator of slices
             chars.update(map(add, text, text[1:]))
         else:
             chars.update(text[i : i + n] for i in range(len(text) - n + 1))

@@ -55,7 +55,8 @@ def _route(block: str, freq: dict[str, int], logtotal: float) -> list[int]:
 
     The same words as `jieba.Tokenizer.cut(block, HMM=False)`, to the last bit of each score (the same
     float operations in the same order, ties to the longer word), without the DAG dict, the generator of
-    tuples per position and three dictionary lookups per fragment: a third of a new message's matching.
+    tuples per position and three dictionary lookups per fragment (jieba's way was a quarter of a new
+    message's matching).
     """
     n = len(block)
     scores = [0.0] * (n + 1)
