@@ -56,6 +56,7 @@ USER_AGENT = "kefu-gateway/0.1"
 OUTBOUND_TIMEOUT = aiohttp.ClientTimeout(total=15, connect=5)
 # /healthz answers 503 within this while the database hangs (load balancers probe with ~5 s timeouts).
 HEALTH_DB_TIMEOUT_S = 2.0
+CLIENT_CLOSED = 499  # nginx's status for a client that closed the connection before its answer (never sent)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -324,6 +325,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             headers={"Retry-After": str(exc.retry_after_s)},
         ) from None
     except Exception as exc:
+        if isinstance(exc, ConnectionResetError) and _client_gone(request):
+            # The client hung up while its answer was being written (a console reset right after its
+            # WebSocket upgrade): nobody to answer, nothing to report. aiohttp drops the answer quietly.
+            logger.debug("client gone during %s %s", request.method, request.path)
+            return web.Response(status=CLIENT_CLOSED, reason="Client Closed Request")
         if is_database_error(exc):
             logger.error(
                 "database error on %s %s: %s", request.method, request.path, type(exc).__name__, exc_info=exc
@@ -331,6 +337,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise http_error(web.HTTPServiceUnavailable, "temporarily unavailable, please retry") from None
         logger.exception("unhandled error on %s %s", request.method, request.path)
         raise http_error(web.HTTPInternalServerError, "internal error") from None
+
+
+def _client_gone(request: web.Request) -> bool:
+    """The request's connection is closed or closing (a reset from a driver's connection is not this)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _simple(exc: web.HTTPException) -> bool:

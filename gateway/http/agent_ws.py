@@ -62,11 +62,11 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
     service.sockets.add(ws)
     flag = service.bus.subscribe()
     lock = asyncio.Lock()  # the cursor and the sends move together (resume vs. live push)
-    cursor = await service.db.last_seq()
+    cursor = 0
     # Every event after `floor` has been sent on this socket (or is about to be, by the live push): a
     # resume replays only what lies below it, so an event pushed live before the resume arrived is not
     # sent a second time.
-    floor = cursor
+    floor = 0
 
     async def send(data: dict[str, Any]) -> None:
         await ws.send_str(json.dumps(data, ensure_ascii=False))
@@ -97,19 +97,22 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
             return False
         return True
 
-    # Online before the hello: a console that got its hello is already eligible for new chats.
-    await service.heartbeat(agent)
-    await send(
-        {
-            "type": "hello",
-            "agent": {"id": agent.id, "name": agent.name, "role": agent.role.value},
-            "seq": cursor,
-        }
-    )
-    service.runtime.typing.join(agent.id, send)  # "对方正在输入…" of their customers (left in finally)
     pusher = WakeLoop(flag, service.bus.poll_s, push_step, lambda: not ws.closed)
-    pusher.start(f"kefu-agent-ws-{agent.id}")
+    # Everything after `connected` is undone in `finally`, also when the console hangs up before its hello:
+    # a reset at the upgrade left the agent connected (and its socket and subscription kept) for good.
     try:
+        cursor = floor = await service.db.last_seq()
+        # Online before the hello: a console that got its hello is already eligible for new chats.
+        await service.heartbeat(agent)
+        await send(
+            {
+                "type": "hello",
+                "agent": {"id": agent.id, "name": agent.name, "role": agent.role.value},
+                "seq": cursor,
+            }
+        )
+        service.runtime.typing.join(agent.id, send)  # "对方正在输入…" of their customers (left in finally)
+        pusher.start(f"kefu-agent-ws-{agent.id}")
         async for msg in ws:
             if msg.type is not WSMsgType.TEXT:
                 continue
@@ -139,6 +142,11 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
                 await agent_typing(service, agent, data.get("conversation_id"))
             else:
                 await send({"type": "error", "error": f"unknown message type {kind!r}; use ping or resume"})
+    except ConnectionResetError:
+        transport = request.transport
+        if not (ws.closed or transport is None or transport.is_closing()):
+            raise  # not this socket's (a driver's connection): error_middleware says what it was
+        # The console hung up while something was written to it (even the hello): nobody left to tell.
     finally:
         await pusher.stop()
         service.bus.unsubscribe(flag)

@@ -3,8 +3,13 @@ sequence numbers, resume after a reconnect (also across a restart), and the hear
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
 import logging
+import os
+import socket
+import struct
 from typing import Any
 
 import aiohttp
@@ -12,6 +17,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.http import agent_ws
+from gateway.keys import HANDOFF
 from tests.gateway.test_agent_api import complaint, customer_says, make_agent
 from tests.gateway.test_handoff_flow import handoff_section, next_event
 from tests.waiting import eventually
@@ -172,3 +178,43 @@ async def test_a_token_in_the_url_still_works_with_a_one_time_deprecation_warnin
         ws = await gateway.ws_connect("/api/v1/agent/ws", protocols=("kefu.agent", f"token.{a.token}"))
         await ws.close()
     assert not [r for r in caplog.records if r.name == "gateway.http.agent_ws"]
+
+
+async def test_a_console_that_hangs_up_at_the_upgrade_leaves_nothing_behind(
+    gateway: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Found by fault injection: a console reset right after its upgrade made the hello's write raise before
+    # the socket's clean-up was in place: "database error on GET /api/v1/agent/ws" with a traceback, and the
+    # agent's open connection counted for good (closing their real console no longer took them offline).
+    a = await make_agent(gateway, "丁")
+    caplog.set_level(logging.INFO)
+    for _ in range(3):
+        await _reset_after_upgrade(gateway, a.headers["Authorization"])
+    await eventually(lambda: _no_sockets(gateway))
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    ws = await a.ws()
+    await ws.send_json({"type": "ping"})
+    assert (await next_frame(ws))["type"] == "pong"
+    assert await _presence(a, "online")
+    await ws.close()
+    await eventually(lambda: _presence(a, "offline"))  # at once: no connection of the resets still counted
+
+
+async def _reset_after_upgrade(gateway: Any, authorization: str) -> None:
+    """Upgrade, then reset the connection (SO_LINGER 0) as soon as the 101 is read: the server is still
+    between its upgrade and the hello (a presence write and a read of the event cursor)."""
+    reader, writer = await asyncio.open_connection(gateway.server.host, gateway.server.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET /api/v1/agent/ws HTTP/1.1\r\nHost: kefu\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nAuthorization: {authorization}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    assert (await reader.readline()).startswith(b"HTTP/1.1 101")
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.close()
+
+
+async def _no_sockets(gateway: Any) -> bool:
+    return not gateway.app[HANDOFF].sockets
