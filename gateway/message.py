@@ -7,7 +7,7 @@ platform-specific travels further than the adapter except inside `raw`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -77,6 +77,18 @@ class Message:
     received_at: datetime = field(default_factory=utcnow)
     raw: Mapping[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # A NUL character is nothing a customer meant, and PostgreSQL refuses it in text: a platform that
+        # forwards one (a QQ nickname, a OneBot or web-socket text) must not make the message unstorable.
+        for name in _TEXT_FIELDS:
+            value = getattr(self, name)
+            if value is not None and "\x00" in value:
+                object.__setattr__(self, name, value.replace("\x00", ""))
+        if self.attachment is not None and "\x00" in self.attachment.name:
+            object.__setattr__(
+                self, "attachment", replace(self.attachment, name=self.attachment.name.replace("\x00", ""))
+            )
+
     def stored_kind(self) -> dict[str, Any]:
         """The `kind` and `attachment` columns of its stored row."""
         return {"kind": self.kind, "attachment": self.attachment.as_json() if self.attachment else None}
@@ -89,6 +101,18 @@ class Message:
             "group_id": self.group_id,
             "channel_msg_id": self.channel_msg_id,
         }
+
+
+_TEXT_FIELDS = (
+    "conversation_key",
+    "user_id",
+    "text",
+    "channel_msg_id",
+    "user_name",
+    "group_id",
+    "event",
+    "event_key",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from gateway.http.bodies import http_error, parse_json, read_body
 from gateway.media.fetch import FetchError, download
 from gateway.message import Attachment, Message, Reply, utcnow
 from gateway.signing import signature_matches
+from gateway.storage import is_unavailable
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -432,17 +433,30 @@ class OneBotAdapter:
     async def _store_event(self, message: Message) -> None:
         """Store one reverse-WebSocket event and its replies' rows, retrying until it is stored.
 
-        The OneBot implementation never sends a WebSocket event again, so a failure (a busy or restarting
-        database) is retried with backoff instead of dropped; later events wait, which keeps their order.
+        The OneBot implementation never sends a WebSocket event again, so a failure of the moment (a busy or
+        restarting database) is retried with backoff instead of dropped; later events wait, which keeps their
+        order. An event refused for what it is (not for now) is logged and skipped: retried, it would hold
+        every later event of the connection behind it for good.
         """
         delay = WS_EVENT_RETRY_S
         while True:
             try:
                 await self.ws_delivery.deliver(message)
                 return
-            except Exception:
-                logger.exception(
-                    "onebot WebSocket event failed; retrying in %.1fs", delay, extra={"account": self.account}
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    logger.exception(
+                        "onebot WebSocket event %s could not be stored and is skipped",
+                        message.channel_msg_id,
+                        extra={"account": self.account},
+                    )
+                    return
+                logger.warning(
+                    "onebot WebSocket event %s not stored yet (%s); retrying in %.1fs",
+                    message.channel_msg_id,
+                    type(exc).__name__,  # not its text: a driver's error may quote the customer's message
+                    delay,
+                    extra={"account": self.account},
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, WS_EVENT_RETRY_MAX_S)
