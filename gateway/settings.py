@@ -8,7 +8,6 @@ from __future__ import annotations
 import difflib
 import logging
 import os
-import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -38,6 +37,7 @@ from gateway.channels.qqbot.settings import QQBotAccountSettings
 from gateway.channels.web.settings import WebChannelSettings
 from gateway.channels.wechat.settings import WeChatAccountSettings
 from gateway.channels.wecom.settings import WeComAccountSettings
+from gateway.config_values import interpolate, merge, nested
 from gateway.coord.settings import RedisSettings
 from gateway.media.settings import UploadsSettings
 from handoff.lifecycle import LifecycleRules
@@ -361,31 +361,6 @@ class Settings(BaseSettings):
 
 # --- loading -------------------------------------------------------------------------------------
 
-_INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _interpolate(value: Any, env: Mapping[str, str], where: str, warnings: list[str]) -> Any:
-    """Replace `${NAME}` / `${NAME:-default}` in string values, so secrets stay out of the YAML file."""
-    if isinstance(value, dict):
-        return {
-            k: _interpolate(v, env, f"{where}.{k}" if where else str(k), warnings) for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_interpolate(v, env, f"{where}.{i}", warnings) for i, v in enumerate(value)]
-    if not isinstance(value, str):
-        return value
-
-    def substitute(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in env:
-            return env[name]
-        if default is not None:
-            return default
-        warnings.append(f"{where}: environment variable {name} is not set; using an empty string")
-        return ""
-
-    return _INTERPOLATION.sub(substitute, value)
-
 
 def _setting_variables(env: Mapping[str, str]) -> dict[str, str]:
     """The `KEFU_SECTION__KEY` variables of an environment."""
@@ -445,27 +420,6 @@ def _check_path(path: list[str], label: str, data: Any, problems: list[str]) -> 
             model = _inner_model(fields[key].annotation)
         node = node.get(key) if isinstance(node, dict) else None
     return True
-
-
-def _merge(base: Any, patch: Any) -> Any:
-    """`patch` over `base`: mappings key by key, numbered keys into a list's items, anything else replaces."""
-    if isinstance(base, list) and isinstance(patch, dict) and all(str(k).isdigit() for k in patch):
-        items = list(base)
-        for key, value in patch.items():
-            items[int(key)] = _merge(items[int(key)], value)
-        return items
-    if isinstance(base, dict) and isinstance(patch, dict):
-        merged = dict(base)
-        for key, value in patch.items():
-            merged[key] = _merge(merged[key], value) if key in merged else value
-        return merged
-    return patch
-
-
-def _nested(path: list[str], value: Any) -> dict[str, Any]:
-    for key in reversed(path[1:]):
-        value = {key: value}
-    return {path[0]: value}
 
 
 def _inner_model(annotation: Any) -> Any:
@@ -559,7 +513,7 @@ def read_config_file(path: str | os.PathLike[str], env: Mapping[str, str], warni
         raise SettingsError([f"{where}: not valid YAML: {problem}"], source) from None
     if not isinstance(data, dict):
         raise SettingsError([f"{path}: the top level must be a mapping of sections"], source)
-    return _interpolate(data, env, "", warnings)
+    return interpolate(data, env, "", warnings)
 
 
 def load_settings(
@@ -593,12 +547,12 @@ def load_settings(
         if _check_path(key_path, name, data, problems):
             settings_env[name] = value
     try:
-        data = _merge(data, _EnvSource(settings_env)())
+        data = merge(data, _EnvSource(settings_env)())
     except PydanticSettingsError as exc:
         problems.append(str(exc))
     for dotted, value in (overrides or {}).items():
         if value is not None and _check_path(dotted.split("."), f"option {dotted}", data, problems):
-            data = _merge(data, _nested(dotted.split("."), value))
+            data = merge(data, nested(dotted.split("."), value))
     try:
         settings = settings_from_mapping(data, source)
     except SettingsError as exc:
