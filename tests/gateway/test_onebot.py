@@ -407,21 +407,27 @@ async def test_group_question_over_the_websocket_is_answered_over_it(kefu):
     await ws.close()
 
 
-async def test_a_websocket_event_whose_store_fails_is_retried_not_dropped(kefu, monkeypatch):
-    # Regression (reliability item 2): a reverse-WebSocket event that failed in the pipeline was logged and
-    # dropped (the implementation never sends it again). Now it is retried until stored, then answered.
+def failing_first(kefu: Kefu, monkeypatch: Any, failures: int, error: Exception) -> list[str]:
+    """The pipeline raises `error` for its first `failures` messages (retries fast); the ids it was given."""
     monkeypatch.setattr("gateway.channels.onebot.adapter.WS_EVENT_RETRY_S", 0.05)
     pipeline = kefu.runtime.pipeline
     original = pipeline.handle
     calls: list[str] = []
 
-    async def flaky(message, **kw):
+    async def failing(message, **kw):
         calls.append(message.channel_msg_id)
-        if len(calls) <= 2:
-            raise ConnectionError("database went away")
+        if len(calls) <= failures:
+            raise error
         return await original(message, **kw)
 
-    pipeline.handle = flaky  # type: ignore[method-assign]
+    pipeline.handle = failing  # type: ignore[method-assign]
+    return calls
+
+
+async def test_a_websocket_event_whose_store_fails_is_retried_not_dropped(kefu, monkeypatch):
+    # Regression (reliability item 2): a reverse-WebSocket event that failed in the pipeline was logged and
+    # dropped (the implementation never sends it again). Now it is retried until stored, then answered.
+    calls = failing_first(kefu, monkeypatch, 2, ConnectionError("database went away"))
     ws = await kefu.ws()
     await ws.send_event(load_event("group_at_string.json"))
     await ws.wait_for_calls(1)
@@ -453,18 +459,7 @@ async def test_a_nul_character_in_an_event_is_dropped_so_the_event_is_stored_and
 async def test_a_websocket_event_refused_for_what_it_is_is_skipped_not_retried_for_good(kefu, monkeypatch):
     # A failure of the moment is retried (the test above); one that is not (a bug, data no database takes)
     # would hold every later event of the connection behind it: it is logged and skipped.
-    monkeypatch.setattr("gateway.channels.onebot.adapter.WS_EVENT_RETRY_S", 0.05)
-    pipeline = kefu.runtime.pipeline
-    original = pipeline.handle
-    calls: list[str] = []
-
-    async def refusing(message, **kw):
-        calls.append(message.channel_msg_id)
-        if len(calls) == 1:
-            raise ValueError("not storable")
-        return await original(message, **kw)
-
-    pipeline.handle = refusing  # type: ignore[method-assign]
+    calls = failing_first(kefu, monkeypatch, 1, ValueError("not storable"))
     ws = await kefu.ws()
     await ws.send_event(load_event("private.json", raw_message="第一条"))
     await ws.send_event(load_event("private.json"))
