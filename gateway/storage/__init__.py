@@ -9,7 +9,7 @@ from gateway.storage.engine import safe_url, sqlite_file
 from gateway.storage.errors import Conflict, StoreUnavailable
 from gateway.storage.messages import Unit
 from gateway.storage.rows import OUTBOX_STATUSES, ConversationRow, MessageRow, OutboxRow
-from gateway.storage.store import Store, Transaction, is_database_error, is_unavailable
+from gateway.storage.store import Store, Transaction, is_database_error, is_refused, is_unavailable
 
 __all__ = [
     "OUTBOX_STATUSES",
@@ -22,6 +22,7 @@ __all__ = [
     "Transaction",
     "Unit",
     "is_database_error",
+    "is_refused",
     "is_unavailable",
     "safe_url",
     "sqlite_file",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -325,6 +326,22 @@ def is_unavailable(exc: BaseException) -> bool:
             return True
         if type(error).__module__.startswith("asyncpg") and "connection is closed" in str(error):
             return True  # asyncpg's InterfaceError for a connection the server closed under us
+        error = getattr(error, "orig", None) or error.__cause__
+    return False
+
+
+def is_refused(exc: BaseException) -> bool:
+    """True when the database refused the work for what it is, so the same work fails again: a data error
+    or a constraint (SQLSTATE class 22 or 23 on PostgreSQL; sqlite3's DataError or IntegrityError)."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, sqlite3.DataError | sqlite3.IntegrityError):
+            return True
+        state = getattr(error, "sqlstate", None)
+        if isinstance(state, str) and state[:2] in ("22", "23"):
+            return True
         error = getattr(error, "orig", None) or error.__cause__
     return False
 

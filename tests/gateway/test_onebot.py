@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from gateway.runtime import Runtime
 from gateway.serve import shut_down
 from gateway.settings import SettingsError, settings_from_mapping
 from gateway.storage import Store
+from gateway.storage.errors import StoreUnavailable
 from handoff.state import ConversationState
 from tests.fakes.onebot import (
     ACCESS_TOKEN,
@@ -466,6 +468,44 @@ async def test_a_websocket_event_refused_for_what_it_is_is_skipped_not_retried_f
     await ws.wait_for_calls(1)
     assert ws.messages("send_private_msg")[0]["message"] == PAYMENT_ANSWER
     assert len(calls) == 2 and len(await kefu.inbound(PRIVATE_KEY)) == 1
+    await ws.close()
+
+
+def store_error(cause: Exception) -> StoreUnavailable:
+    """What the SQLite unit raises for a driver's error (gateway/storage/unit.py)."""
+    error = StoreUnavailable(f"{type(cause).__name__}: {cause}")
+    error.__cause__ = cause
+    return error
+
+
+async def test_a_database_error_not_known_to_be_final_is_retried_a_refusal_is_skipped(
+    kefu, monkeypatch, caplog
+):
+    # From a review: skipping whatever is_unavailable() did not call "not now" dropped events on a full disk
+    # or a deadlock (the implementation never sends them again). Only a data error or a constraint is final.
+    full = failing_first(
+        kefu, monkeypatch, 2, store_error(sqlite3.OperationalError("database or disk is full"))
+    )
+    ws = await kefu.ws()
+    await ws.send_event(load_event("private.json"))
+    await ws.wait_for_calls(1)
+    assert len(full) == 3 and len(await kefu.inbound(PRIVATE_KEY)) == 1
+    await ws.close()
+    # (wraps the first wrapper, whose failures are used up)
+    refused = failing_first(kefu, monkeypatch, 1, store_error(sqlite3.DataError("string or blob too big")))
+    caplog.set_level(logging.INFO)
+    ws = await kefu.ws()
+    await ws.send_event(load_event("private.json", raw_message="太长的一条"))
+    await ws.send_event(load_event("private.json"))
+    await ws.wait_for_calls(1)
+    assert len(refused) == 2 and len(await kefu.inbound(PRIVATE_KEY)) == 2
+    [said] = [
+        r
+        for r in caplog.records
+        if r.name == "gateway.channels.onebot.adapter" and r.levelno >= logging.ERROR
+    ]
+    assert said.getMessage().endswith("refused by the database (StoreUnavailable) and skipped")
+    assert said.exc_info is None  # the driver's words (they may quote the customer) are not in its line
     await ws.close()
 
 

@@ -37,7 +37,7 @@ from gateway.http.bodies import http_error, parse_json, read_body
 from gateway.media.fetch import FetchError, download
 from gateway.message import Attachment, Message, Reply, utcnow
 from gateway.signing import signature_matches
-from gateway.storage import is_unavailable
+from gateway.storage import is_database_error, is_refused
 
 if TYPE_CHECKING:
     from gateway.runtime import Runtime
@@ -435,8 +435,9 @@ class OneBotAdapter:
 
         The OneBot implementation never sends a WebSocket event again, so a failure of the moment (a busy or
         restarting database) is retried with backoff instead of dropped; later events wait, which keeps their
-        order. An event refused for what it is (not for now) is logged and skipped: retried, it would hold
-        every later event of the connection behind it for good.
+        order (a full disk, a deadlock, an error not known to be final: retried too). An event refused for
+        what it is (a data error, a constraint) or failing in our own code is logged and skipped: retried, it
+        would hold every later event of the connection behind it for good.
         """
         delay = WS_EVENT_RETRY_S
         while True:
@@ -444,17 +445,25 @@ class OneBotAdapter:
                 await self.ws_delivery.deliver(message)
                 return
             except Exception as exc:
-                if not is_unavailable(exc):
+                if not is_database_error(exc):  # a bug of ours: the traceback says where
                     logger.exception(
-                        "onebot WebSocket event %s could not be stored and is skipped",
+                        "onebot WebSocket event %s failed and is skipped",
                         message.channel_msg_id,
+                        extra={"account": self.account},
+                    )
+                    return
+                if is_refused(exc):  # a data error or a constraint: the same again would fail again
+                    logger.error(
+                        "onebot WebSocket event %s refused by the database (%s) and skipped",
+                        message.channel_msg_id,
+                        type(exc).__name__,  # not its text: a driver's error may quote the customer's message
                         extra={"account": self.account},
                     )
                     return
                 logger.warning(
                     "onebot WebSocket event %s not stored yet (%s); retrying in %.1fs",
                     message.channel_msg_id,
-                    type(exc).__name__,  # not its text: a driver's error may quote the customer's message
+                    type(exc).__name__,
                     delay,
                     extra={"account": self.account},
                 )

@@ -74,3 +74,17 @@ def test_a_missing_or_absurd_send_time_falls_back_to_now() -> None:
 def test_foreign_conversation_keys_are_refused(key: str) -> None:
     with pytest.raises(ValueError):
         events.parse_conversation_key(key)
+
+
+def test_a_nul_character_is_dropped_from_every_field_of_an_item() -> None:
+    # From a review: a servicer's message and a stale customer message are stored from the item itself, not
+    # through a Message (which drops NUL): on PostgreSQL one NUL stopped the sync cursor behind it for good.
+    raw = fixture("msg_text.json")
+    raw = raw | {
+        "msgid": raw["msgid"] + "\x00",
+        "text": {"content": "怎么\x00退货"},
+        "servicer_userid": "zhang\x00san",
+    }
+    read = events.read_item(raw, lambda: NOW)
+    assert read is not None and "\x00" not in read.msgid
+    assert events.item_text(read) == "怎么退货" and read.raw["servicer_userid"] == "zhangsan"
