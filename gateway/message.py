@@ -82,7 +82,7 @@ class Message:
         # forwards one (a QQ nickname, a OneBot or web-socket text) must not make the message unstorable.
         for name in _TEXT_FIELDS:
             value = getattr(self, name)
-            if value is not None and "\x00" in value:
+            if isinstance(value, str) and "\x00" in value:  # (never raise here: every channel makes one)
                 object.__setattr__(self, name, value.replace("\x00", ""))
         if self.attachment is not None and "\x00" in self.attachment.name:
             object.__setattr__(
