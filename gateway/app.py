@@ -25,7 +25,7 @@ from gateway.coord import CoordUnavailable, build_coordination
 from gateway.handoff_service import HandoffService
 from gateway.http.admin_api import admin_routes
 from gateway.http.agent_api import agent_routes
-from gateway.http.bodies import http_error
+from gateway.http.bodies import client_gone, http_error
 from gateway.http.expect import add_routes
 from gateway.http.media_api import media_routes
 from gateway.http.pages import install_web
@@ -325,7 +325,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             headers={"Retry-After": str(exc.retry_after_s)},
         ) from None
     except Exception as exc:
-        if isinstance(exc, ConnectionResetError) and _client_gone(request):
+        if isinstance(exc, ConnectionResetError) and client_gone(request):
             # The client hung up while its answer was being written (a console reset right after its
             # WebSocket upgrade): nobody to answer, nothing to report. aiohttp drops the answer quietly.
             logger.debug("client gone during %s %s", request.method, request.path)
@@ -337,12 +337,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise http_error(web.HTTPServiceUnavailable, "temporarily unavailable, please retry") from None
         logger.exception("unhandled error on %s %s", request.method, request.path)
         raise http_error(web.HTTPInternalServerError, "internal error") from None
-
-
-def _client_gone(request: web.Request) -> bool:
-    """The request's connection is closed or closing (a reset from a driver's connection is not this)."""
-    transport = request.transport
-    return transport is None or transport.is_closing()
 
 
 def _simple(exc: web.HTTPException) -> bool:

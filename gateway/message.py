@@ -21,6 +21,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def without_nul(value: Any) -> Any:
+    """`value` with NUL characters dropped from every string in it (nested mappings and lists too): nothing a
+    customer meant, and PostgreSQL refuses them in text."""
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, Mapping):
+        return {k: without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Attachment:
     """An image or file carried by a message, whatever channel it came from or goes to.
@@ -83,10 +95,10 @@ class Message:
         for name in _TEXT_FIELDS:
             value = getattr(self, name)
             if isinstance(value, str) and "\x00" in value:  # (never raise here: every channel makes one)
-                object.__setattr__(self, name, value.replace("\x00", ""))
+                object.__setattr__(self, name, without_nul(value))
         if self.attachment is not None and "\x00" in self.attachment.name:
             object.__setattr__(
-                self, "attachment", replace(self.attachment, name=self.attachment.name.replace("\x00", ""))
+                self, "attachment", replace(self.attachment, name=without_nul(self.attachment.name))
             )
 
     def stored_kind(self) -> dict[str, Any]:

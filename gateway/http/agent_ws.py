@@ -24,7 +24,7 @@ from aiohttp import WSMsgType, hdrs, web
 from gateway.coord import CoordUnavailable
 from gateway.handoff_events import visible_to
 from gateway.http.auth import bearer_token, require_agent
-from gateway.http.bodies import ID_MAX, http_error, loads
+from gateway.http.bodies import ID_MAX, client_gone, http_error, loads
 from gateway.keys import HANDOFF
 from gateway.wakeups import WakeLoop
 from handoff.agents import AgentInfo
@@ -143,8 +143,7 @@ async def agent_ws(request: web.Request) -> web.StreamResponse:
             else:
                 await send({"type": "error", "error": f"unknown message type {kind!r}; use ping or resume"})
     except ConnectionResetError:
-        transport = request.transport
-        if not (ws.closed or transport is None or transport.is_closing()):
+        if not (ws.closed or client_gone(request)):
             raise  # not this socket's (a driver's connection): error_middleware says what it was
         # The console hung up while something was written to it (even the hello): nobody left to tell.
     finally:

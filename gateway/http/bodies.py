@@ -41,6 +41,12 @@ def http_error(
     return cls(text=json.dumps(body, ensure_ascii=False), content_type="application/json", **kwargs)
 
 
+def client_gone(request: web.BaseRequest) -> bool:
+    """The request's connection is closed or closing: the client hung up (a driver's reset is not this)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 async def read_body(request: web.Request, max_bytes: int) -> bytes:
     """The raw body, or 413 when it is larger than max_bytes (checked before reading when declared)."""
     declared = request.content_length

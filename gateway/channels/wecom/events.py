@@ -18,7 +18,7 @@ from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.exceptions import InvalidSignatureException
 
 from gateway.channels.wechat.adapter import WeChatRequestError, parse_xml, sign
-from gateway.message import Attachment, Message, MessageKind
+from gateway.message import Attachment, Message, MessageKind, without_nul
 from gateway.signing import signature_matches
 
 CHANNEL = "wecom"
@@ -156,22 +156,11 @@ class Item:
         return f"{self.open_kfid}:{self.external_userid}"
 
 
-def _without_nul(value: Any) -> Any:
-    """`value` with NUL characters dropped from every string in it (PostgreSQL refuses them in text)."""
-    if isinstance(value, str):
-        return value.replace("\x00", "") if "\x00" in value else value
-    if isinstance(value, Mapping):
-        return {k: _without_nul(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_without_nul(v) for v in value]
-    return value
-
-
 def read_item(raw: Mapping[str, Any], now: Callable[[], datetime]) -> Item | None:
     """The checked fields of one sync_msg entry; None when it cannot be attributed to a customer."""
     # Some entries are stored as they are (a servicer's messages, stale ones), not as a Message (which drops
     # NUL itself): one NUL left in would stop the cursor behind it, on PostgreSQL, for good.
-    raw = _without_nul(raw)
+    raw = without_nul(raw)
     msgid = raw.get("msgid")
     try:
         origin = int(raw.get("origin") or 0)
