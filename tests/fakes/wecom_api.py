@@ -389,9 +389,9 @@ class WeComPush:
         status, text = await self.post(plain)
         assert (status, text) == (200, "success"), (status, text)
 
-    async def verify(self, echo: str, **override: str) -> tuple[int, str]:
-        """The URL verification GET with an encrypted echostr."""
-        params, body = self.envelope(echo)
+    async def verify(self, echo: str, *, timestamp: str | None = None, **override: str) -> tuple[int, str]:
+        """The URL verification GET with an encrypted echostr (signed at `timestamp`, default now)."""
+        params, body = self.envelope(echo, timestamp)
         encrypt = re.search(r"<Encrypt><!\[CDATA\[(.*?)\]\]>", body).group(1)  # type: ignore[union-attr]
         from hashlib import sha1
 

@@ -60,6 +60,13 @@ class WeChatRequestError(Exception):
 # --- signatures ----------------------------------------------------------------------------------
 
 
+def within_replay_window(timestamp: str, now: float, window_s: float) -> bool:
+    """Whether a signed `timestamp` (unix seconds, ASCII digits) is within `window_s` of `now` (WeChat, WeCom)."""
+    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
+        return False
+    return abs(now - int(timestamp)) <= window_s
+
+
 def sign(*parts: str) -> str:
     """WeChat's signature: sha1 of the sorted parts, concatenated (token/timestamp/nonce[/Encrypt])."""
     return hashlib.sha1("".join(sorted(parts)).encode("utf-8")).hexdigest()
@@ -278,9 +285,7 @@ class WeChatAdapter:
         In plaintext mode the signature covers only token, timestamp and nonce, not the body: the window
         bounds how long a captured URL can be replayed with another body; safe mode (AES) signs the body.
         """
-        if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
-            return False
-        return abs(self.clock() - int(timestamp)) <= self.settings.max_clock_skew_s
+        return within_replay_window(timestamp, self.clock(), self.settings.max_clock_skew_s)
 
     def routes(self) -> list[web.AbstractRouteDef]:
         """GET for WeChat's URL verification, POST for messages and events."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 
 from gateway.channels.base import Outgoing, SendError
 from gateway.channels.delivery import Delivery
+from gateway.channels.wechat.adapter import within_replay_window
 from gateway.channels.wechat.api import clean_text, split_text
 from gateway.channels.wecom import events
 from gateway.channels.wecom.api import MAX_TEXT_BYTES, WeComAPI, WeComAPIError
@@ -77,6 +79,7 @@ class WeComAdapter:
         self.account = settings.name
         self.runtime = runtime
         self.clock = clock
+        self.epoch: Callable[[], float] = time.time  # injectable: the replay window's "now"
         self.crypto = WeChatCrypto(settings.token, settings.aes_key, settings.corp_id)
         self._api: WeComAPI | None = None
         self.puller = Puller(self, self._sync, clock=clock)
@@ -121,6 +124,7 @@ class WeComAdapter:
         """URL verification: answer the decrypted echostr, as plain text without quotes or newline."""
         try:
             plain = events.verify_echostr(self.crypto, self.settings.token, request.query)
+            self._fresh(request.query)
         except CallbackError as exc:
             return self._refuse(exc)
         return web.Response(text=plain, content_type="text/plain")
@@ -130,6 +134,7 @@ class WeComAdapter:
         body = await read_body(request, self.runtime.settings.server.max_body_bytes)
         try:
             callback = events.open_callback(self.crypto, self.settings.token, request.query, body)
+            self._fresh(request.query)
         except CallbackError as exc:
             return self._refuse(exc)
         if callback.event != "kf_msg_or_event":
@@ -142,6 +147,12 @@ class WeComAdapter:
         await request_pull(self.runtime.store, CHANNEL, self.account, scope, callback.token, self.clock())
         self.puller.kick(scope)
         return web.Response(text=SUCCESS)
+
+    def _fresh(self, query: Mapping[str, str]) -> None:
+        """A signed callback replayed later than the window is refused: WeCom signs the timestamp, not a
+        nonce we could remember, so the window is what bounds a captured request's replays."""
+        if not within_replay_window(query.get("timestamp", ""), self.epoch(), self.settings.max_clock_skew_s):
+            raise CallbackError(403, "timestamp outside the replay window")
 
     def _refuse(self, exc: CallbackError) -> web.Response:
         level = logging.WARNING if exc.status == 403 else logging.INFO

@@ -34,6 +34,9 @@ class WeComAccountSettings(BaseModel):
     # A customer message older than this when pulled (a backlog after downtime, or the history on the
     # first pull) is recorded but not answered: the answer would arrive out of context.
     answer_within_minutes: float = Field(default=60, gt=0)
+    # Replay window: a validly signed callback whose `timestamp` is further than this from our clock is
+    # refused (403). ±5 minutes of clock skew plus WeCom's retries of an unanswered callback, as WeChat's.
+    max_clock_skew_s: float = Field(default=330, gt=0, le=86_400)
 
     @field_validator("aes_key")
     @classmethod

@@ -45,12 +45,44 @@ async def test_the_docs_verification_vector(aiohttp_client: Any, settings_factor
         "aes_key": acc["aes_key"],
     }
     client = await aiohttp_client(create_app(settings_factory(channels={"wecom": [wecom]})))
+    # Signed in 2014: inside the replay window of that time.
+    signed_at = float(vector["query"]["timestamp"])
+    client.app[RUNTIME].adapters[("wecom", "docs")].epoch = lambda: signed_at
     resp = await client.get("/wecom/docs", params=vector["query"])
     assert (resp.status, await resp.text()) == (200, vector["decrypted"])
     forged = dict(vector["query"], msg_signature="0" * 40)
     assert (await client.get("/wecom/docs", params=forged)).status == 403
     missing = {k: v for k, v in vector["query"].items() if k != "echostr"}
     assert (await client.get("/wecom/docs", params=missing)).status == 400
+
+
+NOW = 1_800_000_000.0  # the adapter's injected clock for the replay window
+
+
+@pytest.mark.parametrize("offset", [331, -331, -(10**6)])
+async def test_validly_signed_callbacks_outside_the_replay_window_are_403(start: Any, offset: int) -> None:
+    kefu = await start()
+    kefu.adapter.epoch = lambda: NOW
+    timestamp = str(int(NOW) + offset)
+    params, body = kefu.push.envelope(fixture("kf_msg_or_event.xml"), timestamp=timestamp)
+    resp = await kefu.client.post("/wecom/kf", params=params, data=body)
+    assert (resp.status, await resp.text()) == (403, "timestamp outside the replay window")
+    assert (await kefu.push.verify("42", timestamp=timestamp)) == (403, "timestamp outside the replay window")
+    await kefu.pulled()
+    assert kefu.api.sync_calls == []  # a replay asks for no pull
+    assert not (await load_cursor(kefu.runtime.store, "wecom", "kf", OPEN_KFID)).owed
+
+
+async def test_callbacks_within_the_window_are_taken_and_the_window_is_configurable(start: Any) -> None:
+    kefu = await start(max_clock_skew_s=30)
+    kefu.adapter.epoch = lambda: NOW
+    for offset, expected in ((29, 200), (-29, 200), (31, 403), (-31, 403)):
+        assert (await kefu.push.verify("42", timestamp=str(int(NOW) + offset)))[0] == expected, offset
+    params, body = kefu.push.envelope(fixture("kf_msg_or_event.xml"), timestamp=str(int(NOW) - 29))
+    resp = await kefu.client.post("/wecom/kf", params=params, data=body)
+    assert (resp.status, await resp.text()) == (200, "success")
+    await kefu.pulled()
+    assert len(kefu.api.sync_calls) == 1
 
 
 async def test_forged_or_foreign_callbacks_are_refused(start: Any) -> None:
