@@ -79,11 +79,16 @@ class Runtime:
             raise ValueError(f"two adapters for {adapter.channel}/{adapter.account}")
         self.adapters[key] = adapter
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], *, name: str | None = None) -> asyncio.Task[Any]:
-        """Run a background coroutine that the app tracks, logs if it fails, and cancels on shutdown."""
+    def spawn(
+        self, coro: Coroutine[Any, Any, Any], *, name: str | None = None, awaited: bool = False
+    ) -> asyncio.Task[Any]:
+        """Run a background coroutine that the app tracks, logs if it fails, and cancels on shutdown.
+
+        `awaited`: its caller reports a failure (it awaits the task, or logs what nobody awaited), so the
+        runtime does not log it a second time."""
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._task_done)
+        task.add_done_callback(self._tasks.discard if awaited else self._task_done)
         return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:

@@ -40,7 +40,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -109,6 +109,9 @@ class Delivery:
         # Outbox rows whose cancel outlasted the deadline and go back to the worker once it commits: no
         # request may answer them passively meanwhile (a platform retry would get them twice).
         self._resuming: set[int] = set()
+        # Requests (and spooled follow-ups) waiting for each store: they report its failure; a store that
+        # fails with nobody waiting (the platform hung up) is logged by `_unheard` instead, once either way.
+        self._waiting: dict[asyncio.Future[PipelineResult], int] = {}
 
     async def deliver(
         self,
@@ -208,20 +211,23 @@ class Delivery:
         loop = asyncio.get_running_loop()
         started = loop.time()
         wait = self.deadline() if budget is None else budget
-        try:
-            result = await asyncio.wait_for(asyncio.shield(task), wait)
-        except TimeoutError:
-            # Not stored yet: acknowledge only once the message is durable in the spool, else keep waiting.
-            late = True
-            if self.mode is not None and await self._spool(message, task):
+        with self._waiting_for(task):
+            try:
+                result = await asyncio.wait_for(asyncio.shield(task), wait)
+            except TimeoutError:
+                # Not stored yet: acknowledge only once the message is durable in the spool, else keep
+                # waiting.
+                late = True
+                if self.mode is not None and await self._spool(message, task):
+                    return Answer("ack", None, late)
+                result = await asyncio.shield(task)
+            except Exception as exc:
+                # The database cannot take it now (down, restarting): acknowledged once in the spool, which
+                # stores it when the database is back. Refused for what it is: an error, the platform
+                # retries.
+                if self.mode is None or not is_unavailable(exc) or not await self._spool(message, task):
+                    raise
                 return Answer("ack", None, late)
-            result = await asyncio.shield(task)
-        except Exception as exc:
-            # The database cannot take it now (down, restarting): acknowledged once in the spool, which
-            # stores it when the database is back. Refused for what it is: an error, the platform retries.
-            if self.mode is None or not is_unavailable(exc) or not await self._spool(message, task):
-                raise
-            return Answer("ack", None, late)
         if self.mode is None:
             return Answer("passive", result, late)
         if self.mode == "pending":
@@ -248,8 +254,11 @@ class Delivery:
         if task is None:
             # Spawned and shielded: the store must finish even when the platform's request gives up.
             task = self.runtime.spawn(
-                self.runtime.pipeline.handle(message, outbox=self.mode), name=f"{self.name}-{key}"
+                self.runtime.pipeline.handle(message, outbox=self.mode),
+                name=f"{self.name}-{key}",
+                awaited=True,
             )
+            task.add_done_callback(self._unheard)
             if key:
                 self._inflight[key] = task
                 task.add_done_callback(lambda t, key=key: _forget(self._inflight, key, t))
@@ -258,6 +267,40 @@ class Delivery:
                     spool.inflight[spooled] = task
                     task.add_done_callback(lambda t, k=spooled: _forget(spool.inflight, k, t))
         return task
+
+    @contextlib.contextmanager
+    def _waiting_for(self, task: asyncio.Future[PipelineResult]) -> Iterator[None]:
+        self._watch(task)
+        cancelled = False
+        try:
+            yield
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
+        finally:
+            # Given up while the store failed (a cancelled wait still waits a turn for what it cancelled):
+            # this waiter reports nothing, so the last one out reports the failure.
+            if self._unwatch(task) == 0 and cancelled and task.done():
+                self._unheard(task)
+
+    def _watch(self, task: asyncio.Future[PipelineResult]) -> None:
+        self._waiting[task] = self._waiting.get(task, 0) + 1
+
+    def _unwatch(self, task: asyncio.Future[PipelineResult]) -> int:
+        left = self._waiting[task] - 1
+        if left:
+            self._waiting[task] = left
+        else:
+            del self._waiting[task]
+        return left
+
+    def _unheard(self, task: asyncio.Future[PipelineResult]) -> None:
+        # As the store's done callback it runs before any waiter resumes: a waiter counted then reports the
+        # failure itself (the adapter's error line, the spool's warning) or, cancelled, calls this as the
+        # last one out (`_waiting_for`).
+        if task.cancelled() or task.exception() is None or self._waiting.get(task):
+            return
+        logger.error("%s: storing a message failed", self.name, exc_info=task.exception())
 
     async def _spool(self, message: Message, task: asyncio.Future[PipelineResult]) -> bool:
         spool = self.runtime.spool
@@ -272,7 +315,9 @@ class Delivery:
                 )
                 return False
             spool.owned.add(spool_key(message))
-            self.runtime.spawn(self._after_spooled(message, task), name=f"{self.name}-spooled")
+            self._watch(task)  # from now: the follow-up reports a failure (before it starts running too)
+            follow_up = self.runtime.spawn(self._after_spooled(message, task), name=f"{self.name}-spooled")
+            follow_up.add_done_callback(lambda _, task=task: self._unwatch(task))
         return True
 
     async def _after_spooled(self, message: Message, task: asyncio.Future[PipelineResult]) -> None:
@@ -284,7 +329,12 @@ class Delivery:
         except Exception as exc:
             # Still in the spool: its replay stores it (and writes the replies' rows) when it can.
             spool.disown(message)
-            logger.warning("%s: a spooled message's store failed (%s); the spool retries it", self.name, exc)
+            logger.warning(
+                "%s: a spooled message's store failed (%s); the spool retries it",
+                self.name,
+                type(exc).__name__ if is_unavailable(exc) else exc,
+                exc_info=None if is_unavailable(exc) else exc,  # our own failure: its traceback too
+            )
             return
         held = [outbox_id for outbox_id, status in result.outbox if status == "held"]
         if held:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.keys import RUNTIME
+from gateway.message import Message
 from gateway.runtime import Runtime
 from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatAPI, WeChatPush, fixture_xml, xml_dict
 from tests.gateway.db_faults import failing_replies
@@ -619,6 +621,52 @@ async def test_a_database_error_is_a_503_with_nothing_stored_and_the_retry_is_an
     reply = await ask(kefu.shop, xml)  # WeChat's retry of the same MsgId
     assert reply["Content"] == PAYMENT_ANSWER
     assert [m.text for m in await kefu.inbound()] == ["支持哪些支付方式"]
+
+
+def failure_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_failed_store_is_logged_once(kefu, caplog):
+    # Regression: the runtime's hook for failed background tasks logged the store's failure ("background
+    # task wechat-shop-… failed", with the driver's traceback) and the 503's error middleware logged it again.
+    caplog.set_level(logging.WARNING)
+    async with failing_replies(kefu.runtime.store.engine):
+        status, _, _ = await kefu.shop.post(fixture_xml("text.xml", MsgId=new_msg_id()))
+    assert status == 503
+    [line] = failure_lines(caplog)
+    assert line == "wechat message failed in the pipeline"
+
+
+async def test_a_failed_store_nobody_waits_for_is_logged_once(kefu, caplog):
+    # The request gave up (cancelled: a shutdown, a handler timeout) before the store failed: nobody answers
+    # an error, so the delivery logs it itself, once.
+    caplog.set_level(logging.WARNING)
+    kefu.runtime.spool = None
+    release = asyncio.Event()
+    pipeline = kefu.runtime.pipeline
+
+    async def failing(message, **kw):
+        await release.wait()
+        raise ConnectionError("database went away")
+
+    pipeline.handle = failing  # type: ignore[method-assign]
+    delivery = kefu.runtime.adapters[("wechat", "shop")].delivery
+    message = Message("wechat", "shop", f"wechat:shop:{OPENID}", OPENID, "在吗", channel_msg_id=new_msg_id())
+    waiter = asyncio.create_task(delivery.deliver(message))
+
+    async def started() -> bool:
+        return bool(delivery._inflight)
+
+    async def finished() -> bool:
+        return not delivery._inflight and bool(failure_lines(caplog))
+
+    await eventually(started)
+    waiter.cancel()
+    release.set()
+    await eventually(finished)
+    assert failure_lines(caplog) == ["wechat-shop: storing a message failed"]
+    assert not delivery._waiting  # nothing kept for a finished store
 
 
 async def test_a_failure_past_the_deadline_is_a_503_never_success_without_a_spool(start_kefu):
