@@ -313,7 +313,7 @@ class StubRuntime:
     coord: Coordination = field(default_factory=Coordination)  # one process, nothing shared
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
-    def spawn(self, coro: Any, *, name: str | None = None) -> asyncio.Task[Any]:
+    def spawn(self, coro: Any, *, name: str | None = None, awaited: bool = False) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
