@@ -1,4 +1,5 @@
 """Crash scenarios: kill -9 of `kefu serve` mid-burst, and SQLite's write lock held 8 s and 40 s.
+(chaos.postgres and chaos.workers add PostgreSQL restarts and freezes, and `kefu serve --workers 2`.)
 
 `python -m chaos.crash [--only NAME] [--count N]` (or through `python -m chaos` once it imports this module).
 Each scenario runs a real `kefu serve` subprocess with a WeChat account whose 客服消息 API is the fake of
@@ -158,6 +159,9 @@ class Customer:
     acked: bool = False
     passive: bool = False
     statuses: list[str] = field(default_factory=list)
+    # (start, end) of each try on the monotonic clock, beside `statuses`: a scenario that freezes a process
+    # on purpose tells the tries it froze from a hang elsewhere.
+    spans: list[tuple[float, float]] = field(default_factory=list)
 
 
 async def _deliver(http: aiohttp.ClientSession, gateway: Gateway, customer: Customer) -> None:
@@ -176,12 +180,14 @@ async def _deliver(http: aiohttp.ClientSession, gateway: Gateway, customer: Cust
             ) as resp:
                 text = await resp.text()
                 customer.statuses.append(str(resp.status))
+                customer.spans.append((started, time.monotonic()))
                 if resp.status == 200:
                     customer.acked = True
                     customer.passive = customer.passive or "<Content>" in text
                     return
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             customer.statuses.append(type(exc).__name__)
+            customer.spans.append((started, time.monotonic()))
         # WeChat retries after its timeout; a refused connection (gateway down) waits like it.
         await asyncio.sleep(max(0.0, min(CLIENT_TIMEOUT_S, 1.0) - (time.monotonic() - started)))
 
@@ -365,12 +371,16 @@ CRASH_SCENARIOS = (
     "sqlite-lock-40s",
     "pg-restart",
     "pg-freeze",
+    "workers-kill9",
+    "workers-kill9-retry-elsewhere",
+    "workers-kill9-tiny-deadline",
 )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the crash scenarios and print the table (0 when every row is ok)."""
     import chaos.postgres  # noqa: F401  (registers the PostgreSQL scenarios)
+    import chaos.workers  # noqa: F401  (and `kefu serve --workers 2` on PostgreSQL + Redis)
     from chaos.harness import run
 
     parser = argparse.ArgumentParser(prog="python -m chaos.crash", description=__doc__)

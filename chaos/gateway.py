@@ -40,8 +40,15 @@ async def serve(
     with log_path.open("ab") as log:
         return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gateway.cli", "serve", "--config", str(config_path),
-            cwd=workdir, env=env, stdout=log, stderr=log,
+            cwd=workdir, env=with_this_checkout(env), stdout=log, stderr=log,
         )  # fmt: skip
+
+
+def with_this_checkout(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with this checkout first on PYTHONPATH: run in another directory, `python -m gateway.cli` would
+    import whatever checkout the virtualenv's editable install points at (another worktree's code)."""
+    path = [str(ROOT), *filter(None, [env.get("PYTHONPATH")])]
+    return {**env, "PYTHONPATH": os.pathsep.join(path)}
 
 
 async def wait_healthy(

@@ -155,6 +155,7 @@ class Delivery:
             async def speak_or_take_over() -> bool:
                 return await speak() or await shared.take_over(claim, waited)
 
+            task = self._task(message)  # the handling `_deliver` joins, kept to read its rows afterwards
             answer = await self._deliver(
                 message,
                 can_carry,
@@ -163,6 +164,11 @@ class Delivery:
                 speak=speak_or_take_over,
                 targets=targets,
             )
+            if answer.kind == "ack" and await shared.take_over(claim, waited):
+                # This request said `success` (late, or the rows were not its to cancel), so the platform will
+                # not retry, and a silent speaker may have cancelled the rows for a passive answer it never
+                # wrote (killed between the two): with its turn taken, those rows go to the worker.
+                self.runtime.spawn(self._resume_taken_over(task), name=f"{self.name}-take-over")
             return await self._speaks(answer, claim)
         # The owner answered: a passive answer is repeated only to a retry of the platform's (it did not
         # get it); a request sooner than that is a duplicate delivery, acknowledged.
@@ -427,6 +433,26 @@ class Delivery:
                 self.runtime.outbox.wake()
         finally:
             self._resuming.difference_update(ids)
+
+    async def _resume_taken_over(self, task: asyncio.Future[PipelineResult]) -> None:
+        """Rows a dead speaker cancelled, found by the store of the request that took its turn: to the worker."""
+        try:
+            result = await asyncio.shield(task)
+        except Exception:
+            return  # not stored by this request: the spool's replay stores it and writes missing rows
+        cancelled = [outbox_id for outbox_id, status in result.outbox if status == "cancelled"]
+        if not cancelled:
+            return
+        try:
+            resumed = await self.runtime.store.resume_cancelled(cancelled, utcnow())
+        except Exception as exc:
+            logger.warning("%s: resuming a dead speaker's cancelled replies failed (%s)", self.name, exc)
+            return
+        if resumed:
+            logger.warning(
+                "%s: %d replies cancelled by a silent speaker go out by the API", self.name, resumed
+            )
+            self.runtime.outbox.wake()
 
     async def _bounded(self, work: Awaitable[None], left: float | None) -> None:
         """Wait for `work` at most `left` seconds (the platform is waiting for the answer); it goes on after."""

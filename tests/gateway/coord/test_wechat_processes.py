@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 from gateway.app import create_app
+from gateway.channels.wechat.adapter import parse_xml, to_message, xml_fields
 from gateway.keys import RUNTIME
+from gateway.message import utcnow
 from gateway.runtime import Runtime
 from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatAPI, WeChatPush, fixture_xml, xml_dict
 from tests.gateway.test_wechat import PAYMENT_ANSWER, TOKEN, new_msg_id
@@ -147,3 +149,40 @@ async def test_a_retry_after_the_owner_died_having_taken_the_speakers_turn_is_an
     assert not await inflight.take_over(replace(busy, token="follower"), 60.0)
     await inflight.finish(busy, "passive")
     assert not await inflight.take_over(replace(busy, token="follower"), 0.0)
+
+
+async def test_a_late_retry_after_the_owner_died_having_cancelled_its_replies_still_answers(
+    start_app, wechat_api
+):
+    # Found by chaos.workers (workers-kill9-tiny-deadline): a process stored the message, cancelled its reply
+    # rows for its passive answer and was killed before writing it. WeChat's retry reached the other process,
+    # whose store (here the duplicate lookup) outlasted its budget: it said `success`, WeChat did not retry,
+    # and the cancelled reply was sent by nobody. The retry must take the silent speaker's turn and hand the
+    # cancelled rows to the worker: one 客服消息, nothing passive.
+    a = await start_app()
+    object.__setattr__(a.runtime.settings.pipeline, "wechat_reply_deadline_s", 0.2)
+    xml = fixture_xml("text.xml", MsgId=new_msg_id())
+    message = to_message("shop", xml, xml_fields(parse_xml(xml)), flat=True)
+    assert message is not None
+    inflight = a.runtime.coord.inflight
+    assert inflight is not None
+    # The dead process: claimed, stored (rows held), took the speaker's turn, cancelled the rows.
+    dead = await inflight.claim("wechat", "shop", message.channel_msg_id)
+    stored = await a.runtime.pipeline.handle(message, outbox="held")
+    assert await inflight.speak(dead)
+    assert await a.runtime.store.settle_held([i for i, _s in stored.outbox], "cancelled", utcnow())
+    original = a.runtime.pipeline.handle
+
+    async def slow(msg: Any, **kw: Any) -> Any:
+        await asyncio.sleep(0.3)
+        return await original(msg, **kw)
+
+    a.runtime.pipeline.handle = slow  # type: ignore[method-assign]
+    assert answers([await a.push.post(xml)]) == []  # late: `success`, the answer goes by 客服消息
+
+    async def sent() -> bool:
+        await a.runtime.outbox.run_once()
+        return bool(wechat_api.messages)
+
+    await eventually(sent)
+    assert wechat_api.texts_to(message.user_id) == [PAYMENT_ANSWER]
