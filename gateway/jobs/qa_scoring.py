@@ -50,6 +50,9 @@ async def qa_jobs(app: web.Application) -> AsyncIterator[None]:
     runtime = app[RUNTIME]
     qa = app[QA]
     settings = runtime.settings.qa
+    if not settings.enabled:  # 质检 off: no rules read (a missing file is no error), none score or block
+        yield
+        return
     await qa.reload(force=True)
 
     async def loop() -> None:
@@ -63,12 +66,11 @@ async def qa_jobs(app: web.Application) -> AsyncIterator[None]:
             except Exception:  # a database outage: try again next round, the rows are not lost
                 logger.exception("qa scoring round failed")
 
-    task = asyncio.create_task(loop(), name="kefu-qa-jobs") if settings.enabled else None
+    task = asyncio.create_task(loop(), name="kefu-qa-jobs")
     yield
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def install_qa(app: web.Application, path: str) -> QaService:

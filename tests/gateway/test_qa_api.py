@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -183,3 +184,21 @@ async def test_a_reply_hitting_a_block_rule_is_refused_and_nothing_is_sent(gatew
     await wang.call("POST", f"/conversations/{cid}/messages", json={"text": "您好，不知道"}, expect=201)
     detail = await wang.call("GET", f"/conversations/{cid}")
     assert [m["text"] for m in detail["messages"] if m["sender"] == "agent"] == ["您好，不知道"]
+
+
+async def test_qa_switched_off_reads_no_rules_blocks_nothing_and_logs_no_error(
+    aiohttp_client: Any, settings_factory: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `qa.enabled: false` read the rules all the same: a missing file was an ERROR at every start, and
+    # its block rules still refused agents' replies.
+    settings = settings_factory(
+        handoff=handoff_section(assignment="manual"),
+        qa={"enabled": False, "path": str(tmp_path / "missing.yaml")},
+    )
+    gateway = await aiohttp_client(create_app(settings))
+    assert gateway.app[QA].rules is None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    wang = await make_agent(gateway, "小王")
+    cid = await complaint(gateway, "b2")
+    await wang.call("POST", f"/conversations/{cid}/claim")
+    await wang.call("POST", f"/conversations/{cid}/messages", json={"text": "{{订单号}}您好"}, expect=201)
