@@ -24,7 +24,10 @@ For each inbound message an adapter calls `Delivery.deliver` and renders what it
 
 A held row nobody decides about (a crash between the commit and the decision) is sent by the worker when
 its hold ends (`gateway.pipeline.HOLD_S`), so the worst case after a crash is one double, never a loss
-(but for the stalled cancel of step 2).
+(but for the stalled cancel of step 2). Rows cancelled for a passive answer that was never written (a
+crash between the two) are found by the platform's retry: answered passively again when in time; when
+that request says `success` instead, the platform retries no more, so it hands them to the worker unless
+a request of this process answers them passively (one process: `_deliver_here`; several: the take-over).
 
 Several processes (`redis.url`): a channel whose platform retries unanswered webhooks (`retry_after_s`,
 WeChat's 5 s) claims each message id in Redis (gateway/coord/inflight.py). The first request is the
@@ -58,6 +61,14 @@ logger = logging.getLogger(__name__)
 Mode = Literal["held", "pending"] | None
 # A passive answer must leave this long before the platform's own wait (`retry_after_s`) ends: its way back.
 PASSIVE_MARGIN_S = 0.5
+
+
+@dataclass(slots=True)
+class _Here:
+    """This process's requests of one message id (one process, no Redis)."""
+
+    requests: int = 0  # handling it: until answered, or until their resume of its rows was decided
+    passive: int = 0  # of them, those that took the turn to answer passively (cancelling the rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +123,7 @@ class Delivery:
         # Requests (and spooled follow-ups) waiting for each store: they report its failure; a store that
         # fails with nobody waiting (the platform hung up) is logged by `_unheard` instead, once either way.
         self._waiting: dict[asyncio.Future[PipelineResult], int] = {}
+        self._here: dict[str, _Here] = {}
 
     async def deliver(
         self,
@@ -127,6 +139,9 @@ class Delivery:
         row (outbox id → target) when the adapter adds to it on release (a WeCom menu, a transfer).
         """
         shared = self.runtime.coord.inflight
+        retries = self.retry_after_s is not None and self.mode == "held"  # unanswered → retried; rows held
+        if shared is None and retries and message.channel_msg_id:
+            return await self._deliver_here(message, can_carry, targets)
         if shared is None or self.retry_after_s is None or not message.channel_msg_id:
             return await self._deliver(message, can_carry, repeat=self.repeat_passive, targets=targets)
         claim = await shared.claim(message.channel, message.account, message.channel_msg_id)
@@ -178,6 +193,53 @@ class Delivery:
         return await self._deliver(
             message, can_carry, repeat=repeat, first=False, budget=left, targets=targets
         )
+
+    async def _deliver_here(
+        self,
+        message: Message,
+        can_carry: Callable[[PipelineResult], bool] | None,
+        targets: Callable[[PipelineResult], Mapping[int, Mapping[str, Any]]] | None,
+    ) -> Answer:
+        """One process, no Redis, a platform that retries unanswered webhooks: a request that says `success`
+        hands rows found cancelled to the worker, unless a request of this process took the turn to answer
+        passively while this one was handled (a duplicate delivery, or a retry joining it: that answer may
+        well arrive). Else they were cancelled for a passive answer the platform did not get (it retried):
+        the previous process died before writing it, or it came too late.
+        """
+        key = message.channel_msg_id
+        here = self._here.setdefault(key, _Here())  # lives while any request of this id is handled
+        here.requests += 1
+        spoke = False
+
+        async def speak() -> bool:
+            nonlocal spoke
+            spoke = True
+            here.passive += 1  # a resume meanwhile could double its answer
+            return True
+
+        resume: asyncio.Task[None] | None = None
+        try:
+            task = self._task(message)  # the handling `_deliver` joins, kept to read its rows afterwards
+            answer = await self._deliver(
+                message, can_carry, repeat=self.repeat_passive, speak=speak, targets=targets
+            )
+            if answer.kind == "ack":
+                here.passive -= spoke  # its own turn ended in `success` (its cancel outlasted it)
+                # Decided once the store finished (a spooled `success` comes before): a request that joined
+                # it and answers passively takes the turn first (`speak`), or finds the rows `_resuming`.
+                resume = self.runtime.spawn(
+                    self._resume_taken_over(task, lambda: not here.passive), name=f"{self.name}-take-over"
+                )
+                resume.add_done_callback(lambda _: self._leave(key, here))
+            return answer
+        finally:
+            if resume is None:
+                self._leave(key, here)
+
+    def _leave(self, key: str, here: _Here) -> None:
+        here.requests -= 1
+        if not here.requests and self._here.get(key) is here:
+            del self._here[key]
 
     async def _speaks(self, answer: Answer, claim: Claim) -> Answer:
         """The answer of the request that speaks for a message id; an `ack` is its outcome at once."""
@@ -434,20 +496,27 @@ class Delivery:
         finally:
             self._resuming.difference_update(ids)
 
-    async def _resume_taken_over(self, task: asyncio.Future[PipelineResult]) -> None:
-        """Rows a dead speaker cancelled, found by the store of the request that took its turn: to the worker."""
+    async def _resume_taken_over(
+        self, task: asyncio.Future[PipelineResult], silent: Callable[[], bool] = lambda: True
+    ) -> None:
+        """Rows a dead speaker cancelled, found by the store of the request that took its turn: to the worker
+        (`silent`: still nobody else's to answer passively, checked once the store finished)."""
         try:
             result = await asyncio.shield(task)
         except Exception:
             return  # not stored by this request: the spool's replay stores it and writes missing rows
         cancelled = [outbox_id for outbox_id, status in result.outbox if status == "cancelled"]
-        if not cancelled:
+        if not cancelled or not silent():
             return
+        mine = set(cancelled) - self._resuming  # no request of this process answers them passively meanwhile
+        self._resuming.update(mine)
         try:
             resumed = await self.runtime.store.resume_cancelled(cancelled, utcnow())
         except Exception as exc:
             logger.warning("%s: resuming a dead speaker's cancelled replies failed (%s)", self.name, exc)
             return
+        finally:
+            self._resuming.difference_update(mine)
         if resumed:
             logger.warning(
                 "%s: %d replies cancelled by a silent speaker go out by the API", self.name, resumed

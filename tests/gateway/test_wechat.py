@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from gateway.app import create_app
+from gateway.channels.wechat.adapter import parse_xml, to_message, xml_fields
 from gateway.keys import RUNTIME
-from gateway.message import Message
+from gateway.message import Message, utcnow
 from gateway.runtime import Runtime
 from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatAPI, WeChatPush, fixture_xml, xml_dict
 from tests.gateway.db_faults import failing_replies
@@ -502,6 +503,134 @@ async def test_a_cancel_stalled_past_the_deadline_is_acknowledged_and_the_answer
     await eventually(sent_once)
     # Only a cancel that did commit had to be undone; one that ran past its time changed nothing.
     assert ("cancelled too late for a passive answer" in caplog.text) is on_the_wire
+
+
+async def died_between_cancel_and_answer(kefu: Kefu, xml: str) -> Message:
+    """The previous process: stored the message (rows held), cancelled them for its passive answer, and was
+    killed before writing it. This process (restarted) has never seen it."""
+    message = to_message("shop", xml, xml_fields(parse_xml(xml)), flat=True)
+    assert message is not None
+    stored = await kefu.runtime.pipeline.handle(message, outbox="held")
+    assert await kefu.runtime.store.settle_held([i for i, _s in stored.outbox], "cancelled", utcnow())
+    assert not kefu.runtime.adapters[("wechat", "shop")].delivery._inflight
+    return message
+
+
+def reply_deadline(kefu: Kefu, seconds: float) -> None:
+    """From now on (read per request): the earlier requests had the default, in time even on a busy machine."""
+    object.__setattr__(kefu.runtime.settings.pipeline, "wechat_reply_deadline_s", seconds)
+
+
+async def answers_to(kefu: Kefu, openid: str = OPENID) -> list[str]:
+    """Every 客服消息 the customer got, once the outbox (polling every 0.05 s) had time to send any more."""
+    await asyncio.sleep(0.5)
+    return kefu.api.texts_to(openid)
+
+
+@pytest.mark.parametrize("spool", [True, False], ids=["spooled", "waited"])
+async def test_a_late_retry_after_a_restart_that_lost_the_passive_answer_still_answers(start_kefu, spool):
+    # One process, no Redis: it cancelled the reply rows for its passive answer and was killed before
+    # writing it. WeChat retried the MsgId on the restarted process, whose duplicate lookup outlasted the
+    # deadline: it said `success` (from the spool, or once stored), WeChat did not retry again, and the
+    # cancelled reply was sent by nobody. Now the acknowledging retry hands the rows to the worker.
+    kefu = await start_kefu(pipeline={"wechat_reply_deadline_s": 0.2})
+    if not spool:
+        kefu.runtime.spool = None
+    xml = fixture_xml("text.xml", MsgId=new_msg_id())
+    await died_between_cancel_and_answer(kefu, xml)
+    kefu.slow_pipeline(0.4)
+    status, text, _ = await kefu.shop.post(xml)  # WeChat's retry
+    assert (status, text) == (200, "success")
+    await kefu.api.wait_for_messages(1, within=5)
+    assert await answers_to(kefu) == [PAYMENT_ANSWER]
+
+
+@pytest.mark.parametrize("on_the_wire", [False, True], ids=["stalled-before", "committed-late"])
+async def test_a_retry_after_a_restart_whose_cancel_stalls_still_answers(start_kefu, on_the_wire):
+    # The retry is in time, but cancelling the rows for its passive answer waits on a stalled database past
+    # WeChat's wait: it says `success`. Its cancel then changes nothing (the rows were already cancelled by
+    # the dead process, or it runs too late): the rows still go to the worker.
+    kefu = await start_kefu(
+        pipeline={"wechat_reply_deadline_s": 1.0}, account_extra={"retry_interval_s": 1.5}
+    )
+    xml = fixture_xml("text.xml", MsgId=new_msg_id())
+    await died_between_cancel_and_answer(kefu, xml)
+    gate = stalled_cancel(kefu, on_the_wire=on_the_wire)
+    assert await ask(kefu.shop, xml) == {}  # `success` in time
+    gate.set()
+    await kefu.api.wait_for_messages(1, within=5)
+    assert await answers_to(kefu) == [PAYMENT_ANSWER]
+
+
+async def test_a_late_retry_after_this_process_answered_passively_answers_again(start_kefu):
+    # The passive answer was written but WeChat did not get it (it retried): the retry, late, says `success`
+    # and the reply goes by 客服消息 (replies are at least once; the customer may see it twice).
+    kefu = await start_kefu()
+    xml = fixture_xml("text.xml", MsgId=new_msg_id())
+    assert (await ask(kefu.shop, xml))["Content"] == PAYMENT_ANSWER
+    reply_deadline(kefu, 0.2)
+    kefu.slow_pipeline(0.4)
+    assert await ask(kefu.shop, xml) == {}  # `success`
+    await kefu.api.wait_for_messages(1, within=5)
+    assert await answers_to(kefu) == [PAYMENT_ANSWER]
+
+
+async def test_a_late_duplicate_while_the_first_answers_passively_resumes_nothing(start_kefu):
+    # A duplicate delivery that arrives while the first request is answering passively (cancelling its
+    # rows) is not WeChat's retry: its `success` must not send the reply the passive answer carries.
+    kefu = await start_kefu()
+    store = kefu.runtime.store
+    settle_held = store.settle_held
+    cancelling, gate = asyncio.Event(), asyncio.Event()
+
+    async def stalled(ids: Any, status: str, now: Any, **kw: Any) -> bool:
+        if status == "cancelled":
+            cancelling.set()
+            await gate.wait()
+        return await settle_held(ids, status, now, **kw)
+
+    store.settle_held = stalled  # type: ignore[method-assign]
+    xml = fixture_xml("text.xml", MsgId=new_msg_id())
+    first = asyncio.ensure_future(ask(kefu.shop, xml))
+    await asyncio.wait_for(cancelling.wait(), 5)
+    reply_deadline(kefu, 0.2)
+    kefu.slow_pipeline(0.4)  # the duplicate's lookup outlasts the deadline
+    assert await ask(kefu.shop, xml) == {}  # `success`, its store still running
+    gate.set()
+    assert (await first)["Content"] == PAYMENT_ANSWER
+    await asyncio.sleep(0.4)  # the duplicate's store finishes, finding the rows cancelled
+    assert await answers_to(kefu) == []
+
+
+async def test_a_retry_joining_a_late_one_after_a_restart_answers_once(start_kefu):
+    # After the restart, the first retry is late (`success`, its store still running); a second one joins its
+    # store and is in time: it answers passively, or (the late one handed the rows to the worker first) says
+    # `success` too. Either way the customer gets the reply once.
+    kefu = await start_kefu(pipeline={"wechat_reply_deadline_s": 0.5})
+    xml = fixture_xml("text.xml", MsgId=new_msg_id())
+    await died_between_cancel_and_answer(kefu, xml)
+    pipeline = kefu.runtime.pipeline
+    handle, stored = pipeline.handle, asyncio.Event()
+
+    async def gated(message: Any, **kw: Any) -> Any:
+        await stored.wait()
+        return await handle(message, **kw)
+
+    pipeline.handle = gated  # type: ignore[method-assign]
+    store = kefu.runtime.store
+    resume_cancelled = store.resume_cancelled
+
+    async def slow_resume(ids: Any, now: Any) -> int:
+        await asyncio.sleep(0.2)  # a passive answer's cancel meanwhile would find the rows still cancelled
+        return await resume_cancelled(ids, now)
+
+    store.resume_cancelled = slow_resume  # type: ignore[method-assign]
+    assert await ask(kefu.shop, xml) == {}  # late: `success`
+    second = asyncio.ensure_future(ask(kefu.shop, xml))
+    await asyncio.sleep(0.05)  # it joined the running store
+    stored.set()
+    passive = [reply["Content"] for reply in [await second] if reply]
+    assert passive + await answers_to(kefu) == [PAYMENT_ANSWER]
 
 
 async def test_expired_token_is_fetched_again_and_the_answer_still_arrives(start_kefu):
