@@ -43,6 +43,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -124,6 +125,11 @@ class Delivery:
         # fails with nobody waiting (the platform hung up) is logged by `_unheard` instead, once either way.
         self._waiting: dict[asyncio.Future[PipelineResult], int] = {}
         self._here: dict[str, _Here] = {}
+        # One process: when a request of each message id that was answered passively arrived, kept for the
+        # platform's retry interval: a request sooner than that after it is a duplicate delivery, not a
+        # retry, and its `success` resumes nothing (the passive answer may well have arrived).
+        self._spoke: OrderedDict[str, float] = OrderedDict()
+        self.now: Callable[[], float] = time.monotonic  # injectable: when requests arrive
 
     async def deliver(
         self,
@@ -182,7 +188,8 @@ class Delivery:
             if answer.kind == "ack" and await shared.take_over(claim, waited):
                 # This request said `success` (late, or the rows were not its to cancel), so the platform will
                 # not retry, and a silent speaker may have cancelled the rows for a passive answer it never
-                # wrote (killed between the two): with its turn taken, those rows go to the worker.
+                # wrote (killed between the two): with its turn taken, those rows go to the worker. (Redis
+                # failing here is a 503: the platform's next try may decide, `success` could lose the reply.)
                 self.runtime.spawn(self._resume_taken_over(task), name=f"{self.name}-take-over")
             return await self._speaks(answer, claim)
         # The owner answered: a passive answer is repeated only to a retry of the platform's (it did not
@@ -207,6 +214,7 @@ class Delivery:
         the previous process died before writing it, or it came too late.
         """
         key = message.channel_msg_id
+        arrived = self.now()
         here = self._here.setdefault(key, _Here())  # lives while any request of this id is handled
         here.requests += 1
         spoke = False
@@ -228,13 +236,33 @@ class Delivery:
                 # Decided once the store finished (a spooled `success` comes before): a request that joined
                 # it and answers passively takes the turn first (`speak`), or finds the rows `_resuming`.
                 resume = self.runtime.spawn(
-                    self._resume_taken_over(task, lambda: not here.passive), name=f"{self.name}-take-over"
+                    self._resume_taken_over(
+                        task, lambda: not here.passive and not self._spoke_lately(key, arrived)
+                    ),
+                    name=f"{self.name}-take-over",
                 )
                 resume.add_done_callback(lambda _: self._leave(key, here))
+            elif answer.kind == "passive":
+                self._remember_spoken(key, arrived)
             return answer
         finally:
             if resume is None:
                 self._leave(key, here)
+
+    def _remember_spoken(self, key: str, arrived: float) -> None:
+        assert self.retry_after_s is not None
+        horizon = arrived - self.retry_after_s()
+        while self._spoke and next(iter(self._spoke.values())) < horizon:
+            self._spoke.popitem(last=False)  # older than a retry interval: no request can be its duplicate
+        self._spoke[key] = arrived
+        self._spoke.move_to_end(key)
+
+    def _spoke_lately(self, key: str, arrived: float) -> bool:
+        # With a margin for the network's jitter: a retry taken for a duplicate would lose the reply, a
+        # duplicate taken for a retry only sends it again.
+        spoken = self._spoke.get(key)
+        assert self.retry_after_s is not None
+        return spoken is not None and abs(arrived - spoken) < self.retry_after_s() - PASSIVE_MARGIN_S
 
     def _leave(self, key: str, here: _Here) -> None:
         here.requests -= 1
@@ -295,6 +323,11 @@ class Delivery:
                 # retries.
                 if self.mode is None or not is_unavailable(exc) or not await self._spool(message, task):
                     raise
+                if self._waiting.get(task, 0) <= 1:  # spooled before: no follow-up reports the failure
+                    logger.warning(
+                        "%s: storing a message failed (%s); the spool stores it later", self.name,
+                        type(exc).__name__,
+                    )  # fmt: skip
                 return Answer("ack", None, late)
         if self.mode is None:
             return Answer("passive", result, late)

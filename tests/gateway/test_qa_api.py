@@ -186,14 +186,15 @@ async def test_a_reply_hitting_a_block_rule_is_refused_and_nothing_is_sent(gatew
     assert [m["text"] for m in detail["messages"] if m["sender"] == "agent"] == ["您好，不知道"]
 
 
+@pytest.mark.parametrize("rules", ["config", "missing"])
 async def test_qa_switched_off_reads_no_rules_blocks_nothing_and_logs_no_error(
-    aiohttp_client: Any, settings_factory: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    aiohttp_client: Any, settings_factory: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, rules: str
 ) -> None:
-    # `qa.enabled: false` read the rules all the same: a missing file was an ERROR at every start, and
-    # its block rules still refused agents' replies.
+    # `qa.enabled: false` read the rules all the same: a missing file was an ERROR at every start, and the
+    # block rules of a present one (config/qa.yaml's placeholder rule) still refused agents' replies.
+    path = REPO / "config" / "qa.yaml" if rules == "config" else tmp_path / "missing.yaml"
     settings = settings_factory(
-        handoff=handoff_section(assignment="manual"),
-        qa={"enabled": False, "path": str(tmp_path / "missing.yaml")},
+        handoff=handoff_section(assignment="manual"), qa={"enabled": False, "path": str(path)}
     )
     gateway = await aiohttp_client(create_app(settings))
     assert gateway.app[QA].rules is None
