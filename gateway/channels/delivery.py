@@ -507,18 +507,7 @@ class Delivery:
                 await self._release(ids)  # nothing changed (or unknown): rows still held are released
                 if cancelled is False:
                     return
-            delay = 0.5
-            while True:
-                try:
-                    resumed = await self.runtime.store.resume_cancelled(ids, utcnow())
-                    break
-                except Exception as exc:
-                    if not is_unavailable(exc):
-                        raise
-                    # The only record that these replies were never sent: retried until the database is back.
-                    logger.warning("%s: resuming cancelled replies failed (%s); retrying", self.name, exc)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 30.0)
+            resumed = await self._resume_cancelled(ids)
             if resumed:
                 logger.warning(
                     "%s: %d replies cancelled too late for a passive answer go out by the API",
@@ -544,8 +533,8 @@ class Delivery:
         mine = set(cancelled) - self._resuming  # no request of this process answers them passively meanwhile
         self._resuming.update(mine)
         try:
-            resumed = await self.runtime.store.resume_cancelled(cancelled, utcnow())
-        except Exception as exc:
+            resumed = await self._resume_cancelled(cancelled)
+        except Exception as exc:  # refused for what it is (not an outage): nothing more to try
             logger.warning("%s: resuming a dead speaker's cancelled replies failed (%s)", self.name, exc)
             return
         finally:
@@ -555,6 +544,20 @@ class Delivery:
                 "%s: %d replies cancelled by a silent speaker go out by the API", self.name, resumed
             )
             self.runtime.outbox.wake()
+
+    async def _resume_cancelled(self, ids: list[int]) -> int:
+        """Cancelled rows back to `pending`; retried while the database is unavailable: the only record that
+        these replies were never sent."""
+        delay = 0.5
+        while True:
+            try:
+                return await self.runtime.store.resume_cancelled(ids, utcnow())
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                logger.warning("%s: resuming cancelled replies failed (%s); retrying", self.name, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     async def _bounded(self, work: Awaitable[None], left: float | None) -> None:
         """Wait for `work` at most `left` seconds (the platform is waiting for the answer); it goes on after."""

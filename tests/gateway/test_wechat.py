@@ -472,6 +472,30 @@ def stalled_cancel(kefu: Kefu, *, on_the_wire: bool) -> asyncio.Event:
     return gate
 
 
+async def test_handing_a_dead_speakers_rows_to_the_worker_outlasts_a_database_outage(start_kefu):
+    # Review: the hand-over gave up at its first failure: the rows stayed `cancelled`, `success` had gone
+    # out, and the reply was lost. It is retried while the database is unavailable, as `_resume` is.
+    kefu = await start_kefu(pipeline={"wechat_reply_deadline_s": 0.2})
+    xml = fixture_xml("text.xml", MsgId=new_msg_id())
+    await died_between_cancel_and_answer(kefu, xml)
+    store = kefu.runtime.store
+    resume_cancelled = store.resume_cancelled
+    failures = [ConnectionRefusedError("database restarting")]
+
+    async def flaky(ids: Any, now: Any) -> int:
+        if failures:
+            raise failures.pop()
+        return await resume_cancelled(ids, now)
+
+    store.resume_cancelled = flaky  # type: ignore[method-assign]
+    kefu.slow_pipeline(0.4)
+    status, text, _ = await kefu.shop.post(xml)  # WeChat's retry, late
+    assert (status, text) == (200, "success")
+    await kefu.api.wait_for_messages(1, within=5)
+    assert await answers_to(kefu) == [PAYMENT_ANSWER]
+    assert not failures
+
+
 @pytest.mark.parametrize("on_the_wire", [False, True], ids=["stalled-before", "committed-late"])
 async def test_a_cancel_stalled_past_the_deadline_is_acknowledged_and_the_answer_still_arrives(
     start_kefu, on_the_wire, caplog
