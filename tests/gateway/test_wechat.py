@@ -586,18 +586,26 @@ async def test_a_retry_after_a_restart_whose_cancel_stalls_still_answers(start_k
     assert await answers_to(kefu) == [PAYMENT_ANSWER]
 
 
-async def test_a_late_retry_after_this_process_answered_passively_answers_again(start_kefu):
-    # The passive answer was written but WeChat did not get it (it retried): the retry, late, says `success`
-    # and the reply goes by 客服消息 (replies are at least once; the customer may see it twice).
-    kefu = await start_kefu()
+async def answered_then_late(kefu: Kefu, after_s: float) -> Any:
+    """A passive answer to a MsgId at 1000 s on the delivery's clock; the same MsgId again `after_s` later,
+    whose lookup outlasts the deadline (`success`). The delivery."""
     delivery = kefu.runtime.adapters[("wechat", "shop")].delivery
     delivery.now = lambda: 1000.0
     xml = fixture_xml("text.xml", MsgId=new_msg_id())
     assert (await ask(kefu.shop, xml))["Content"] == PAYMENT_ANSWER
-    delivery.now = lambda: 1006.0  # WeChat retries 5 s after a try it got no answer to
+    delivery.now = lambda: 1000.0 + after_s
     reply_deadline(kefu, 0.2)
     kefu.slow_pipeline(0.4)
     assert await ask(kefu.shop, xml) == {}  # `success`
+    return delivery
+
+
+async def test_a_late_retry_after_this_process_answered_passively_answers_again(start_kefu):
+    # The passive answer was written but WeChat did not get it (it retried, 5 s after a try it got no answer
+    # to): the retry, late, says `success` and the reply goes by 客服消息 (replies are at least once; the
+    # customer may see it twice).
+    kefu = await start_kefu()
+    await answered_then_late(kefu, 6.0)
     await kefu.api.wait_for_messages(1, within=5)
     assert await answers_to(kefu) == [PAYMENT_ANSWER]
 
@@ -607,14 +615,7 @@ async def test_a_late_duplicate_soon_after_a_passive_answer_resumes_nothing(star
     # answered passively is a duplicate, not a retry (the answer may well have arrived): its `success` must
     # not send the reply again.
     kefu = await start_kefu()
-    delivery = kefu.runtime.adapters[("wechat", "shop")].delivery
-    delivery.now = lambda: 1000.0
-    xml = fixture_xml("text.xml", MsgId=new_msg_id())
-    assert (await ask(kefu.shop, xml))["Content"] == PAYMENT_ANSWER
-    delivery.now = lambda: 1001.0
-    reply_deadline(kefu, 0.2)
-    kefu.slow_pipeline(0.4)
-    assert await ask(kefu.shop, xml) == {}  # `success`
+    delivery = await answered_then_late(kefu, 1.0)
     assert await answers_to(kefu) == []
     assert len(delivery._spoke) == 1  # kept for a retry interval, then dropped with the next answer
     delivery.now = lambda: 1010.0
