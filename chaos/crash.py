@@ -34,7 +34,7 @@ import yaml
 from aiohttp import web
 
 from chaos.gateway import free_port, serve, wait_healthy
-from chaos.harness import COLUMNS, SCENARIOS, Options, Result, scenario, table
+from chaos.harness import Options, Result, report, scenario
 from tests.fakes.wechat_api import APPID, SECRET, FakeWeChatAPI, fixture_xml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -390,13 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     options = Options(count=args.count, workdir=args.workdir)
     results = asyncio.run(run(args.only or list(CRASH_SCENARIOS), options))
-    print(table(results))
-    for name, res in results.items():
-        extra = {k: v for k, v in res.counts.items() if k not in COLUMNS}
-        print(f"  {name}: {extra}")
-        for example in res.examples[:5]:
-            print(f"  {name}: {example}")
-    return 0 if all(r.ok for name, r in results.items() if name in SCENARIOS) else 1
+    return report(results)
 
 
 if __name__ == "__main__":

@@ -83,3 +83,19 @@ def table(results: dict[str, Result]) -> str:
         cells += [f"{result.seconds:g}", "yes" if result.ok else "**NO**"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def report(results: dict[str, Result], *, examples: int = 5, reported: tuple[str, ...] = ()) -> int:
+    """Print the table (and `reported` counts as a second table), each scenario's other counts and first
+    examples; the exit code: 0 when every row is ok."""
+    print(table(results))
+    if reported:
+        print("| scenario | " + " | ".join(reported) + " |")
+        for name, result in results.items():
+            print(f"| {name} | " + " | ".join(f"{result.counts.get(c, 0):g}" for c in reported) + " |")
+    for name, result in results.items():
+        extra = {k: v for k, v in result.counts.items() if k not in COLUMNS and k not in reported}
+        print(f"  {name}: {extra}")
+        for example in result.examples[:examples]:
+            print(f"  {name}: {example}")
+    return 0 if all(r.ok for name, r in results.items() if name in SCENARIOS) else 1

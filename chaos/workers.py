@@ -49,7 +49,7 @@ import yaml
 
 from chaos.crash import ROOT, Customer, Gateway, _deliver, _drain, _score, _serve_fake_api
 from chaos.gateway import START_TIMEOUT_S, with_this_checkout
-from chaos.harness import COLUMNS, SCENARIOS, Options, Result, run, scenario, table
+from chaos.harness import Options, Result, report, run, scenario
 from tests.fakes.wechat_api import FakeWeChatAPI
 
 PG_ADMIN = os.environ.get("KEFU_CHAOS_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -367,16 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     options = Options(count=args.count, workdir=args.workdir)
     results = asyncio.run(run(args.only or list(WORKERS_SCENARIOS), options))
-    print(table(results))
-    print("| scenario | " + " | ".join(REPORTED) + " |")
-    for name, res in results.items():
-        print(f"| {name} | " + " | ".join(f"{res.counts.get(c, 0):g}" for c in REPORTED) + " |")
-    for name, res in results.items():
-        extra = {k: v for k, v in res.counts.items() if k not in COLUMNS and k not in REPORTED}
-        print(f"  {name}: {extra}")
-        for example in res.examples[:10]:
-            print(f"  {name}: {example}")
-    return 0 if all(r.ok for name, r in results.items() if name in SCENARIOS) else 1
+    return report(results, examples=10, reported=REPORTED)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, TypeVar
@@ -297,53 +297,58 @@ def is_database_error(exc: BaseException) -> bool:
     return isinstance(exc, DBAPIError | StoreUnavailable | OSError)
 
 
-def is_unavailable(exc: BaseException) -> bool:
-    """True when the database could not take the work now — down, restarting, locked, out of connections,
-    timed out — so the same work can succeed later; False when it refused the work for what it is (a
-    constraint, a trigger, bad data) or the error is not the database's."""
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The error and what it wraps (SQLAlchemy's `orig`, else `__cause__`), each once."""
     seen: set[int] = set()
     error: BaseException | None = exc
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if isinstance(error, OSError | TimeoutError | PoolTimeout):
-            return True
-        if isinstance(error, DBAPIError) and error.connection_invalidated:
-            return True
-        # SQLite says "not now" only in words (its own errors, or the unit's wrapper of them and of aiosqlite's
-        # closed connection); PostgreSQL's wrapped errors are judged by their SQLSTATE below.
-        from_postgres = type(error.__cause__).__module__.startswith("asyncpg")
-        sqlite = type(error).__module__ == "sqlite3" or (
-            isinstance(error, StoreUnavailable) and not from_postgres
-        )
-        if sqlite and any(m in str(error).lower() for m in _SQLITE_OUTAGES):
-            return True
-        # asyncpg: connection exceptions (08…), operator intervention (57…: shutting down), resources (53…),
-        # the database missing (3D000: being restored or renamed).
-        state = getattr(error, "sqlstate", None)
-        if isinstance(state, str) and (state[:2] in ("08", "57", "53") or state == "3D000"):
-            return True
-        if type(error).__name__ == "ConnectionDoesNotExistError":
-            return True
-        if type(error).__module__.startswith("asyncpg") and "connection is closed" in str(error):
-            return True  # asyncpg's InterfaceError for a connection the server closed under us
+        yield error
         error = getattr(error, "orig", None) or error.__cause__
-    return False
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when the database could not take the work now — down, restarting, locked, out of connections,
+    timed out — so the same work can succeed later; False when it refused the work for what it is (a
+    constraint, a trigger, bad data) or the error is not the database's."""
+    return any(_says_not_now(error) for error in _chain(exc))
+
+
+def _says_not_now(error: BaseException) -> bool:
+    if isinstance(error, OSError | TimeoutError | PoolTimeout):
+        return True
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    # SQLite says "not now" only in words (its own errors, or the unit's wrapper of them and of aiosqlite's
+    # closed connection); PostgreSQL's wrapped errors are judged by their SQLSTATE below.
+    from_postgres = type(error.__cause__).__module__.startswith("asyncpg")
+    sqlite = type(error).__module__ == "sqlite3" or (
+        isinstance(error, StoreUnavailable) and not from_postgres
+    )
+    if sqlite and any(m in str(error).lower() for m in _SQLITE_OUTAGES):
+        return True
+    # asyncpg: connection exceptions (08…), operator intervention (57…: shutting down), resources (53…),
+    # the database missing (3D000: being restored or renamed).
+    state = getattr(error, "sqlstate", None)
+    if isinstance(state, str) and (state[:2] in ("08", "57", "53") or state == "3D000"):
+        return True
+    if type(error).__name__ == "ConnectionDoesNotExistError":
+        return True
+    # asyncpg's InterfaceError for a connection the server closed under us
+    return type(error).__module__.startswith("asyncpg") and "connection is closed" in str(error)
 
 
 def is_refused(exc: BaseException) -> bool:
     """True when the database refused the work for what it is, so the same work fails again: a data error
     or a constraint (SQLSTATE class 22 or 23 on PostgreSQL; sqlite3's DataError or IntegrityError)."""
-    seen: set[int] = set()
-    error: BaseException | None = exc
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, sqlite3.DataError | sqlite3.IntegrityError):
-            return True
-        state = getattr(error, "sqlstate", None)
-        if isinstance(state, str) and state[:2] in ("22", "23"):
-            return True
-        error = getattr(error, "orig", None) or error.__cause__
-    return False
+    return any(_says_never(error) for error in _chain(exc))
+
+
+def _says_never(error: BaseException) -> bool:
+    if isinstance(error, sqlite3.DataError | sqlite3.IntegrityError):
+        return True
+    state = getattr(error, "sqlstate", None)
+    return isinstance(state, str) and state[:2] in ("22", "23")
 
 
 # SQLite errors that say "not now" (another writer, a missing or closed file), not "never".

@@ -36,7 +36,7 @@ from gateway.coord.connection import CoordUnavailable
 from gateway.http.bodies import read_body
 from gateway.media.fetch import FetchError, download
 from gateway.message import Attachment, Message, Reply
-from gateway.signing import signature_matches
+from gateway.signing import signature_matches, within_replay_window
 
 if TYPE_CHECKING:
     from gateway.channels.wechat.settings import WeChatAccountSettings
@@ -58,13 +58,6 @@ class WeChatRequestError(Exception):
 
 
 # --- signatures ----------------------------------------------------------------------------------
-
-
-def within_replay_window(timestamp: str, now: float, window_s: float) -> bool:
-    """Whether a signed `timestamp` (unix seconds, ASCII digits) is within `window_s` of `now` (WeChat, WeCom)."""
-    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
-        return False
-    return abs(now - int(timestamp)) <= window_s
 
 
 def sign(*parts: str) -> str:

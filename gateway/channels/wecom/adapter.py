@@ -26,7 +26,6 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 
 from gateway.channels.base import Outgoing, SendError
 from gateway.channels.delivery import Delivery
-from gateway.channels.wechat.adapter import within_replay_window
 from gateway.channels.wechat.api import clean_text, split_text
 from gateway.channels.wecom import events
 from gateway.channels.wecom.api import MAX_TEXT_BYTES, WeComAPI, WeComAPIError
@@ -36,6 +35,7 @@ from gateway.channels.wecom.sync import FAIL_TYPES, Puller, outbox_id_of, record
 from gateway.http.bodies import read_body
 from gateway.media.fetch import FetchError
 from gateway.message import Attachment, utcnow
+from gateway.signing import within_replay_window
 from gateway.storage.cursor_store import request_pull
 from handoff.state import is_with_human
 from handoff.wrapup import CloseReason
