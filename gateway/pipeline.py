@@ -237,11 +237,14 @@ class Pipeline:
     ) -> PipelineResult | None:
         for attempt in range(MAX_CONFLICT_RETRIES + 1):
             try:
+                # Optimistic (PostgreSQL): reads, then the turn as one statement, no BEGIN and COMMIT; in
+                # a transaction when the unit writes more (a first message, a form's slots) or races.
                 return await self.store.run(
                     lambda unit, dedupe=attempt > 0: self._handle(
                         unit, message, snapshot, prediction, claims=claims, turn=turn, outbox=outbox,
                         dedupe=dedupe,
-                    )
+                    ),
+                    optimistic=turn is None,
                 )  # committed  # fmt: skip
             except Conflict:
                 if attempt == MAX_CONFLICT_RETRIES:

@@ -10,10 +10,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import bindparam, case, func, literal_column, select, update
+from sqlalchemy import String, bindparam, case, func, literal_column, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from gateway.storage.errors import NeedsTransaction
 from gateway.storage.outbox import add_outbox, outbox_for_message, outbox_values
 from gateway.storage.rows import ConversationRow, MessageRow, conversation_from, message_from
 from gateway.storage.schema.core import (
@@ -60,6 +61,15 @@ _OPEN_CONVERSATION = (
     )
     .with_for_update()
 )
+# PostgreSQL, a unit without a transaction (Unit.optimistic): the open conversation unlocked, with the row
+# version it was read at (xmin: the transaction that wrote this version of the row; any UPDATE changes it).
+# The turn's UPDATE then matches only that version (_VERSION_SEEN), so a change in between is noticed.
+_ROW_VERSION = literal_column("conversations.xmin::text")
+_OPEN_CONVERSATION_SEEN = select(_CONVERSATIONS, _ROW_VERSION.label("row_version")).where(
+    _CONVERSATIONS.c.conversation_key == bindparam("conversation_key"),
+    _CONVERSATIONS.c.state != literal_column("'closed'"),
+)
+_VERSION_SEEN = _ROW_VERSION == bindparam("seen_version", type_=String)  # noqa: SIM300 (a column, not a constant)
 _INSERT_MESSAGE = _MESSAGES.insert()
 # The handoff's per-message reads (Store.message, last_inbound, has_message_text, recent_messages): each one
 # row or a short page off the primary key or ix_messages_conversation (conversation_id, id), never a whole
@@ -106,7 +116,7 @@ _MESSAGES_FOR_KEY = (
 _MESSAGES_FOR_KEY_ONE_WAY = _MESSAGES_FOR_KEY.where(_MESSAGES.c.direction == bindparam("direction"))
 _INSERT_CONVERSATION = _CONVERSATIONS.insert()
 _UPSERT_CUSTOMER: dict[str, Any] = {}
-_UPDATE_CONVERSATION: dict[tuple[frozenset[str], bool], Any] = {}
+_UPDATE_CONVERSATION: dict[tuple[frozenset[str], bool, bool], Any] = {}
 
 
 def _utc(value: datetime) -> datetime:
@@ -153,11 +163,11 @@ _CONVERSATION_FIELDS = frozenset(
 _KEY_PARTS = frozenset({"state", "priority", "queued_at"})
 
 
-def _update_conversation(columns: frozenset[str], returning: bool = False) -> Any:
-    """UPDATE conversations SET <columns> WHERE id = :conversation_id [RETURNING id], one statement per
-    column set. (Built whole for each variant: a statement SQLAlchemy has compiled keeps memoised columns
-    that a `.returning()` copy of it would inherit.)"""
-    statement = _UPDATE_CONVERSATION.get((columns, returning))
+def _update_conversation(columns: frozenset[str], returning: bool = False, versioned: bool = False) -> Any:
+    """UPDATE conversations SET <columns> WHERE id = :conversation_id [AND the row version is
+    :seen_version] [RETURNING id], one statement per column set. (Built whole for each variant: a statement
+    SQLAlchemy has compiled keeps memoised columns that a `.returning()` copy of it would inherit.)"""
+    statement = _UPDATE_CONVERSATION.get((columns, returning, versioned))
     if statement is None:
         params = {
             name: bindparam(f"set_{name}", type_=_CONVERSATIONS.c[name].type) for name in sorted(columns)
@@ -172,9 +182,11 @@ def _update_conversation(columns: frozenset[str], returning: bool = False) -> An
         statement = (
             update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("conversation_id")).values(values)
         )
+        if versioned:
+            statement = statement.where(_VERSION_SEEN)
         if returning:
             statement = statement.returning(_CONVERSATIONS.c.id)
-        _UPDATE_CONVERSATION[(columns, returning)] = statement
+        _UPDATE_CONVERSATION[(columns, returning, versioned)] = statement
     return statement
 
 
@@ -229,7 +241,7 @@ def message_values(
 
 
 def _conversation_update(
-    conversation_id: int, changes: Mapping[str, Any], returning: bool = False
+    conversation_id: int, changes: Mapping[str, Any], returning: bool = False, seen_version: str | None = None
 ) -> tuple[Any, dict[str, Any]]:
     """The UPDATE of some fields of a conversation, and its parameters."""
     values = dict(changes)
@@ -242,7 +254,9 @@ def _conversation_update(
         values["group_name"] = values.pop("group")
     params = {f"set_{name}": value for name, value in values.items()}
     params["conversation_id"] = conversation_id
-    return _update_conversation(frozenset(values), returning), params
+    if seen_version is not None:
+        params["seen_version"] = seen_version
+    return _update_conversation(frozenset(values), returning, seen_version is not None), params
 
 
 class Unit:
@@ -250,10 +264,17 @@ class Unit:
 
     Sync on purpose: the whole unit runs in one trip to the database (see gateway.storage.unit), and
     `Transaction` offers the same calls to async code through SQLAlchemy's run_sync.
+
+    `optimistic` (PostgreSQL, `Store.run(..., optimistic=True)`): no transaction; the unit reads, then
+    writes once, with `add_turn`, which stores nothing if the conversation changed since `open_conversation`
+    read it. Any other write raises NeedsTransaction before it runs (`OptimisticDb`), as does a changed
+    conversation: the store then runs the unit again in a transaction, with the conversation locked.
     """
 
-    def __init__(self, db: Db) -> None:
+    def __init__(self, db: Db, *, optimistic: bool = False) -> None:
         self.db = db
+        self.optimistic = optimistic
+        self._seen: dict[int, str] = {}  # optimistic: conversation id → the row version read
 
     def find_message(self, channel: str, account: str, channel_msg_id: str) -> MessageRow | None:
         """The stored message with this platform id, if any (the dedupe lookup)."""
@@ -290,8 +311,14 @@ class Unit:
         return int(self.db.rows(_upsert_customer(self.db.dialect), values)[0]["id"])
 
     def open_conversation(self, conversation_key: str) -> ConversationRow | None:
-        """The conversation for this key that is not closed, locked for this transaction."""
-        rows = self.db.rows(_OPEN_CONVERSATION, {"conversation_key": conversation_key})
+        """The conversation for this key that is not closed, locked for this transaction (optimistic: its
+        row version noted instead, which the turn's update checks)."""
+        if self.optimistic:
+            rows = self.db.rows(_OPEN_CONVERSATION_SEEN, {"conversation_key": conversation_key})
+            if rows:
+                self._seen[int(rows[0]["id"])] = rows[0]["row_version"]
+        else:
+            rows = self.db.rows(_OPEN_CONVERSATION, {"conversation_key": conversation_key})
         return conversation_from(rows[0]) if rows else None
 
     def create_conversation(
@@ -352,8 +379,23 @@ class Unit:
         rows = [message_values(**inbound), *(message_values(**r) for r in replies)]
         boxes = None if outbox is None else [outbox_values(**o, message_id=None) for o in outbox]
         pg = self.db.dialect == "postgresql"  # there the UPDATE is a CTE of the turn's one statement
-        update = None if conversation is None else _conversation_update(*conversation, returning=pg)
-        ids, box_ids = store_turn(self.db, rows[0], rows[1:], boxes, update)
+        seen = None
+        if self.optimistic:
+            if conversation is None or conversation[0] not in self._seen:
+                raise NeedsTransaction("a turn without its conversation's row version")
+            seen = self._seen[conversation[0]]
+        update = (
+            None
+            if conversation is None
+            else _conversation_update(*conversation, returning=pg, seen_version=seen)
+        )
+        try:
+            ids, box_ids = store_turn(self.db, rows[0], rows[1:], boxes, update)
+        except LookupError:
+            if seen is None:
+                raise
+            # Nothing was stored: the conversation changed (or closed) since it was read.
+            raise NeedsTransaction("the conversation changed since it was read") from None
         for row, key in zip(rows, ids, strict=True):
             row["id"] = key
         for row in rows[1:]:

@@ -26,7 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Executable
 from sqlalchemy.util import await_, greenlet_spawn
 
-from gateway.storage.errors import Conflict, StoreUnavailable
+from gateway.storage.errors import Conflict, NeedsTransaction, StoreUnavailable
+from gateway.storage.turns import is_turn
 from gateway.storage.unit import ECHO, Db, compile_statement, mapped_rows, sql_and_values
 
 logger = logging.getLogger(__name__)
@@ -100,6 +101,44 @@ class PgDb:
         return int(self._send(self._connection.fetchval, compiled, params))
 
 
+class OptimisticDb:
+    """A `PgDb` for a unit run without a transaction (`Unit.optimistic`): plain reads, then one turn.
+
+    The turn's statement is the unit's one write and checks the conversation's row version itself
+    (gateway/storage/turns.py). Any other write is refused before it is sent (NeedsTransaction: the store
+    runs the unit again in a transaction); a write after the turn is a mistake in the unit (RuntimeError):
+    the turn is committed already.
+    """
+
+    dialect = "postgresql"
+
+    def __init__(self, db: PgDb) -> None:
+        self._db = db
+        self._turned = False
+
+    def _refuse(self, what: str) -> None:
+        if self._turned:
+            raise RuntimeError(f"{what} after the turn of a unit without a transaction")
+        raise NeedsTransaction(what)
+
+    def rows(self, statement: Executable, params: Mapping[str, Any] | None = None) -> list[Mapping[str, Any]]:
+        if is_turn(statement):
+            if self._turned or not params or "seen_version" not in params:
+                self._refuse("a turn that does not check the conversation's version")
+            self._turned = True
+        elif not getattr(statement, "is_select", False) or getattr(statement, "_for_update_arg", None):
+            self._refuse("a write or a locking read")
+        return self._db.rows(statement, params)
+
+    def run(self, statement: Executable, params: Mapping[str, Any] | None = None) -> int:
+        self._refuse("a write")
+        raise AssertionError("unreachable")
+
+    def insert(self, statement: Executable, params: Mapping[str, Any]) -> int:
+        self._refuse("an insert")
+        raise AssertionError("unreachable")
+
+
 class PgUnits:
     """Runs units of work on PostgreSQL: each in its own transaction (or none, for reads and one-statement
     writes), on a connection of the engine's pool, concurrently with other units."""
@@ -108,12 +147,19 @@ class PgUnits:
         self._sync_engine = engine.sync_engine
         self._dialect = engine.dialect
 
-    async def run(self, work: Callable[[Db], T], *, transaction: bool = True) -> T:
+    async def run(self, work: Callable[[Db], T], *, transaction: bool = True, optimistic: bool = False) -> T:
         """`work` committed when it returns, nothing of it kept when it raises. transaction=False: its
-        statements commit one by one (a read, or a unit of exactly one write: atomic by itself)."""
+        statements commit one by one (a read, or a unit of exactly one write: atomic by itself).
+        optimistic: without a transaction over an `OptimisticDb` (reads, then one turn) first, and when that
+        raises NeedsTransaction (nothing was written), again in a transaction."""
+        if optimistic:
+            try:
+                return await greenlet_spawn(self._run, work, False, True)
+            except NeedsTransaction:
+                pass
         return await greenlet_spawn(self._run, work, transaction)
 
-    def _run(self, work: Callable[[Db], T], transaction: bool) -> T:
+    def _run(self, work: Callable[[Db], T], transaction: bool, optimistic: bool = False) -> T:
         dbapi_error = self._dialect.loaded_dbapi.Error
         try:
             # A pool checkout, connecting when the pool has none idle.
@@ -123,7 +169,9 @@ class PgUnits:
             raise DBAPIError.instance(None, None, exc, dbapi_error, dialect=self._dialect) from exc
         try:
             connection: asyncpg.Connection = pooled.driver_connection  # type: ignore[assignment]
-            db = PgDb(connection, self._dialect)
+            db: Db = PgDb(connection, self._dialect)
+            if optimistic:
+                db = OptimisticDb(db)  # type: ignore[arg-type]
             if not transaction:
                 return work(db)
             begun = connection.transaction()

@@ -26,7 +26,7 @@ from gateway.storage.engine import create_engine, sqlite_autocommit_read, sqlite
 from gateway.storage.errors import Conflict, StoreUnavailable
 from gateway.storage.messages import MessageReads, Unit
 from gateway.storage.outbox import OutboxQueries
-from gateway.storage.pg_unit import PgUnits
+from gateway.storage.pg_unit import OptimisticDb, PgUnits
 from gateway.storage.rows import MessageRow, utcnow
 from gateway.storage.schema.core import (
     AuditRecord,
@@ -237,13 +237,20 @@ class Store(MessageReads, OutboxQueries):
             except IntegrityError as exc:  # from a statement, or from the commit itself
                 raise Conflict(str(exc.orig)) from exc
 
-    async def run(self, work: Callable[[Unit], T]) -> T:
+    async def run(self, work: Callable[[Unit], T], *, optimistic: bool = False) -> T:
         """Run a sync unit of work in its own transaction: committed when it returns, nothing kept if it raises.
 
         SQLite: in one trip to the driver's thread, grouped with the other units waiting (one commit for
-        all). PostgreSQL: on an asyncpg connection of the pool, concurrently with other units.
+        all). PostgreSQL: on an asyncpg connection of the pool, concurrently with other units; `optimistic`
+        (a unit that reads, then stores one turn: `Unit.optimistic`): first without BEGIN and COMMIT, two
+        round trips fewer, and in a transaction only when it must (it wrote more, or its conversation
+        changed meanwhile: nothing was written then).
         """
         if self._pg is not None:
+            if optimistic:
+                return await self._pg.run(
+                    lambda db: work(Unit(db, optimistic=isinstance(db, OptimisticDb))), optimistic=True
+                )
             return await self._pg.run(lambda db: work(Unit(db)))
         return await self._grouped(work)
 

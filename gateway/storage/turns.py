@@ -5,7 +5,11 @@ On SQLite each row is an INSERT on the driver's own thread, a call each. On Post
 round trip, and a round trip costs kefu more CPU than anything else a FAQ message does (the send, the
 wake-up that answers it, the protocol: ~50 µs each); the rows depend on each other (a reply names the
 message it answers, an outbox row its reply), so they are one statement: INSERTs chained through
-data-modifying CTEs, each reading the key the one before it returned, beside the conversation's UPDATE.
+data-modifying CTEs, each reading the key the one before it returned, after the conversation's UPDATE.
+
+Each INSERT selects its row FROM the CTE before it, the first FROM the UPDATE: when the UPDATE matches no
+row (the conversation is gone, or, for a unit run without a transaction, it changed since the unit read
+it: `seen`), nothing at all is written, so the one statement is the whole unit of work by itself.
 """
 
 from __future__ import annotations
@@ -27,6 +31,12 @@ _OUTBOX_COLUMNS = [c for c in _OUTBOX.columns if c.key != "id"]
 # (replies, with outbox rows, the conversation's UPDATE) → the statement. A turn has a handful of replies at
 # most, and the UPDATEs are built once per column set (messages._update_conversation): a few dozen in all.
 _TURNS: dict[tuple[int, bool, Update | None], Any] = {}
+_TURN_IDS: set[int] = set()  # the statements above (kept for ever, so their ids are never reused)
+
+
+def is_turn(statement: Any) -> bool:
+    """Whether `statement` is a turn's statement (a SELECT that writes, through its CTEs)."""
+    return id(statement) in _TURN_IDS
 
 
 def store_turn(
@@ -80,16 +90,22 @@ def _one_by_one(
 
 
 def _turn_statement(replies: int, boxes: bool, update: Update | None) -> Any:
-    """WITH m0 AS (INSERT message), m1 AS (INSERT reply … reply_to (SELECT id FROM m0)), o1 AS (INSERT outbox
-    … message_id (SELECT id FROM m1)), …, c AS (UPDATE conversation RETURNING id) SELECT every key FROM all
-    of them. Reply i draws its key from m{i-1}'s row, outbox row i from o{i-1}'s: the keys keep the order
-    of the question and its replies (a conversation reads, and the outbox sends, in key order)."""
+    """WITH c AS (UPDATE conversation RETURNING id), m0 AS (INSERT message SELECT … FROM c), m1 AS (INSERT
+    reply … reply_to (SELECT id FROM m0) FROM m0), o1 AS (INSERT outbox … message_id m1.id FROM m1), …
+    SELECT every key FROM all of them. Reply i draws its key from m{i-1}'s row, outbox row i from o{i-1}'s:
+    the keys keep the order of the question and its replies (a conversation reads, and the outbox sends, in
+    key order). Without `update` the message is inserted whatever happens."""
     cache_key = (replies, boxes, update)
     statement = _TURNS.get(cache_key)
     if statement is not None:
         return statement
-    inbound = _insert_cte(_MESSAGES, _MESSAGE_COLUMNS, "m0", {})
-    keys = [inbound.c.id.label("m0")]
+    keys = []
+    gate = None
+    if update is not None:
+        gate = update.cte("c")
+        keys.append(gate.c.id.label("c"))
+    inbound = _insert_cte(_MESSAGES, _MESSAGE_COLUMNS, "m0", {}, gate)
+    keys.append(inbound.c.id.label("m0"))
     previous, previous_box = inbound, None
     for i in range(1, replies + 1):
         reply = _insert_cte(
@@ -97,20 +113,19 @@ def _turn_statement(replies: int, boxes: bool, update: Update | None) -> Any:
             _MESSAGE_COLUMNS,
             f"m{i}",
             {"id": _key_after(_MESSAGES, previous), "reply_to": select(inbound.c.id).scalar_subquery()},
+            previous,
         )
         keys.append(reply.c.id.label(f"m{i}"))
         if boxes:
-            computed = {"message_id": select(reply.c.id).scalar_subquery()}
+            computed = {"message_id": reply.c.id}
             if previous_box is not None:
                 computed["id"] = _key_after(_OUTBOX, previous_box)
-            previous_box = _insert_cte(_OUTBOX, _OUTBOX_COLUMNS, f"o{i}", computed)
+            previous_box = _insert_cte(_OUTBOX, _OUTBOX_COLUMNS, f"o{i}", computed, reply)
             keys.append(previous_box.c.id.label(f"o{i}"))
         previous = reply
-    if update is not None:
-        updated = update.cte("c")
-        keys.append(updated.c.id.label("c"))
     statement = select(*keys)
     _TURNS[cache_key] = statement
+    _TURN_IDS.add(id(statement))
     return statement
 
 
@@ -123,10 +138,14 @@ def _key_after(table: Any, previous: Any) -> Any:
     return select(func.nextval(sequence)).select_from(previous).scalar_subquery()
 
 
-def _insert_cte(table: Any, columns: list[Any], name: str, computed: dict[str, Any]) -> Any:
+def _insert_cte(table: Any, columns: list[Any], name: str, computed: dict[str, Any], gate: Any) -> Any:
+    """INSERT one row SELECTed FROM `gate` (none when the gate has no row), or of VALUES without a gate."""
     values = {
         c.key: computed[c.key] if c.key in computed else bindparam(f"{name}_{c.key}", type_=c.type)
         for c in columns
     }
     values.update((key, value) for key, value in computed.items() if key not in values)  # the key, if drawn
-    return table.insert().values(values).returning(table.c.id).cte(name)
+    if gate is None:
+        return table.insert().values(values).returning(table.c.id).cte(name)
+    row = select(*(value.label(key) for key, value in values.items())).select_from(gate)
+    return table.insert().from_select(list(values), row).returning(table.c.id).cte(name)
