@@ -39,7 +39,7 @@ async def test_a_faq_message_is_deduplicated_by_its_insert(start: Any) -> None: 
     if kefu.runtime.store.engine.dialect.name == "postgresql":
         writes = [s for s in seen if not s.startswith("select pg_")]
         assert len(writes) <= BOT_MESSAGE_BOUND, writes
-        assert any(s.startswith("WITH m0") for s in writes), writes  # the turn, counted on the wire
+        assert any(s.startswith("WITH c AS") for s in writes), writes  # the turn, counted on the wire
     # A platform retry: the same answer, read back after the INSERT refused the MsgId; nothing new stored.
     assert await ask(kefu, "多久发货", 7_000_002) == second
     conv = await kefu.conversation("oBotPath")

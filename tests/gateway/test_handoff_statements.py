@@ -128,9 +128,9 @@ def counting_units(kefu: Kefu) -> Iterator[list[str]]:
     real = store.run
     seen: list[str] = []
 
-    async def run(work: Any) -> Any:
+    async def run(work: Any, **options: Any) -> Any:
         seen.append(getattr(work, "__qualname__", "unit"))
-        return await real(work)
+        return await real(work, **options)
 
     store.run = run  # type: ignore[method-assign]
     try:
