@@ -9,7 +9,8 @@ data-modifying CTEs, each reading the key the one before it returned, after the 
 
 Each INSERT selects its row FROM the CTE before it, the first FROM the UPDATE: when the UPDATE matches no
 row (the conversation is gone, or, for a unit run without a transaction, it changed since the unit read
-it: `seen`), nothing at all is written, so the one statement is the whole unit of work by itself.
+it: its row version, gateway/storage/messages.py), nothing at all is written, so the one statement is the
+whole unit of work by itself.
 """
 
 from __future__ import annotations
