@@ -265,15 +265,16 @@ class Unit:
     Sync on purpose: the whole unit runs in one trip to the database (see gateway.storage.unit), and
     `Transaction` offers the same calls to async code through SQLAlchemy's run_sync.
 
-    `optimistic` (PostgreSQL, `Store.run(..., optimistic=True)`): no transaction; the unit reads, then
-    writes once, with `add_turn`, which stores nothing if the conversation changed since `open_conversation`
-    read it. Any other write raises NeedsTransaction before it runs (`OptimisticDb`), as does a changed
-    conversation: the store then runs the unit again in a transaction, with the conversation locked.
+    `optimistic` (PostgreSQL, `Store.run(..., optimistic=True)`: the db is an `OptimisticDb`): no
+    transaction; the unit reads, then writes once, with `add_turn`, which stores nothing if the
+    conversation changed since `open_conversation` read it. Any other write raises NeedsTransaction before
+    it runs, as does a changed conversation: the store then runs the unit again in a transaction, with the
+    conversation locked.
     """
 
-    def __init__(self, db: Db, *, optimistic: bool = False) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
-        self.optimistic = optimistic
+        self.optimistic: bool = getattr(db, "optimistic", False)
         self._seen: dict[int, str] = {}  # optimistic: conversation id → the row version read
 
     def find_message(self, channel: str, account: str, channel_msg_id: str) -> MessageRow | None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import asyncpg
 from sqlalchemy import Integer, String, bindparam, cast, func
@@ -111,12 +111,13 @@ class OptimisticDb:
     """
 
     dialect = "postgresql"
+    optimistic = True  # what `Unit` reads: its conversation read takes the row version, its turn checks it
 
     def __init__(self, db: PgDb) -> None:
         self._db = db
         self._turned = False
 
-    def _refuse(self, what: str) -> None:
+    def _refuse(self, what: str) -> NoReturn:
         if self._turned:
             raise RuntimeError(f"{what} after the turn of a unit without a transaction")
         raise NeedsTransaction(what)
@@ -126,17 +127,17 @@ class OptimisticDb:
             if self._turned or not params or "seen_version" not in params:
                 self._refuse("a turn that does not check the conversation's version")
             self._turned = True
+        # Anything but a plain SELECT (text, DML, a SELECT … FOR UPDATE, whose lock would end with the
+        # statement here) needs the transaction.
         elif not getattr(statement, "is_select", False) or getattr(statement, "_for_update_arg", None):
             self._refuse("a write or a locking read")
         return self._db.rows(statement, params)
 
     def run(self, statement: Executable, params: Mapping[str, Any] | None = None) -> int:
         self._refuse("a write")
-        raise AssertionError("unreachable")
 
     def insert(self, statement: Executable, params: Mapping[str, Any]) -> int:
         self._refuse("an insert")
-        raise AssertionError("unreachable")
 
 
 class PgUnits:
@@ -169,9 +170,8 @@ class PgUnits:
             raise DBAPIError.instance(None, None, exc, dbapi_error, dialect=self._dialect) from exc
         try:
             connection: asyncpg.Connection = pooled.driver_connection  # type: ignore[assignment]
-            db: Db = PgDb(connection, self._dialect)
-            if optimistic:
-                db = OptimisticDb(db)  # type: ignore[arg-type]
+            plain = PgDb(connection, self._dialect)
+            db: Db = OptimisticDb(plain) if optimistic else plain
             if not transaction:
                 return work(db)
             begun = connection.transaction()

@@ -26,7 +26,7 @@ from gateway.storage.engine import create_engine, sqlite_autocommit_read, sqlite
 from gateway.storage.errors import Conflict, StoreUnavailable
 from gateway.storage.messages import MessageReads, Unit
 from gateway.storage.outbox import OutboxQueries
-from gateway.storage.pg_unit import OptimisticDb, PgUnits
+from gateway.storage.pg_unit import PgUnits
 from gateway.storage.rows import MessageRow, utcnow
 from gateway.storage.schema.core import (
     AuditRecord,
@@ -247,11 +247,7 @@ class Store(MessageReads, OutboxQueries):
         changed meanwhile: nothing was written then).
         """
         if self._pg is not None:
-            if optimistic:
-                return await self._pg.run(
-                    lambda db: work(Unit(db, optimistic=isinstance(db, OptimisticDb))), optimistic=True
-                )
-            return await self._pg.run(lambda db: work(Unit(db)))
+            return await self._pg.run(lambda db: work(Unit(db)), optimistic=optimistic)
         return await self._grouped(work)
 
     async def _grouped(self, work: Callable[[Unit], T]) -> T:

@@ -25,6 +25,11 @@ from tests.gateway.test_storage import NOW, new_conversation
 REPLIES = 6
 
 
+def _asyncpg_url(store: Store) -> str:
+    """The store's PostgreSQL database, for a connection of asyncpg's own beside the store's pool."""
+    return store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 @asynccontextmanager
 async def planner_searching_genetically(store: Store) -> AsyncIterator[None]:
     """PostgreSQL plans joins of more than `geqo_threshold` relations by a genetic search, which reads the
@@ -32,8 +37,7 @@ async def planner_searching_genetically(store: Store) -> AsyncIterator[None]:
     if store.dialect != "postgresql":
         yield
         return
-    url = store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    admin = await asyncpg.connect(url)
+    admin = await asyncpg.connect(_asyncpg_url(store))
     try:
         name = await admin.fetchval("SELECT current_database()")
         await admin.execute(f'ALTER DATABASE "{name}" SET geqo_threshold = 2')
@@ -108,8 +112,7 @@ def _turn(unit: Unit, conversation_id: int, text: str) -> int:
 
 async def _another_connection(store: Store, sql: str, *args: Any) -> None:
     """A write by somebody else (an agent's claim, another process) while a unit is between its statements."""
-    url = store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    other = await asyncpg.connect(url)
+    other = await asyncpg.connect(_asyncpg_url(store))
     try:
         await other.execute(sql, *args)
     finally:
