@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -29,6 +30,7 @@ from gateway.norms import group_hours, sla_policy
 from gateway.storage import MessageRow, OutboxRow, Unit
 from gateway.storage.csat import pending_csat, skip_csat
 from gateway.storage.events import EventRow
+from gateway.storage.handoff_base import STOP_BATCH
 from gateway.storage.handoff_store import HandoffDb, session_of
 from gateway.storage.notices import store_notice
 from gateway.storage.shifts_store import next_shift_start_of, shifts_now
@@ -88,6 +90,12 @@ def _collecting() -> _Together | None:
     return batch if batch is not None and batch.open else None
 
 
+def _stored_together(works: list[Callable[[Unit], Any]], unit: Unit) -> None:
+    for work in works:
+        if work(unit) is STOP_BATCH:  # the conversation was served before its handoff was routed
+            return
+
+
 class HandoffService(AgentActions):
     """The gateway half of the handoff (one per app, on `runtime.handoff`)."""
 
@@ -113,6 +121,7 @@ class HandoffService(AgentActions):
             heartbeat_timeout=timedelta(seconds=settings.heartbeat_timeout_s),
             default_group=self.rules.default_group,
         )
+        self.db.joins = self._join  # a 留言's enqueue is stored with its notice (see _together)
         # Wakes the agent WebSockets of every process (gateway/coord/events.py) when an event is stored.
         self.bus = runtime.coord.bus.topic(AGENT_EVENTS)
         self.sockets: set[web.WebSocketResponse] = set()
@@ -283,7 +292,9 @@ class HandoffService(AgentActions):
 
         A handoff raised a notice unit and an event unit (and a queued customer's message its event and
         its acknowledgement): each a trip through the group commit with its own futures and wake-ups. Their
-        ids are not needed by the handoff steps, so `notify` and `publish` return 0 meanwhile.
+        ids are not needed by the handoff steps, so `notify` and `publish` return 0 meanwhile. A 留言's
+        enqueue joins too (`HandoffDb.joins`: no position is counted for it), first, so its webhook waits
+        for one write instead of two; if the conversation was served meanwhile it stops the rest.
         """
         batch = _Together()
         token = _TOGETHER.set(batch)
@@ -293,10 +304,17 @@ class HandoffService(AgentActions):
             _TOGETHER.reset(token)
             batch.open = False
             if batch.works:
-                works = batch.works
-                await self.runtime.store.run(lambda unit: [work(unit) for work in works])
+                await self.runtime.store.run(partial(_stored_together, batch.works))
                 for wake in dict.fromkeys(batch.after):  # each wake-up once, in order
                     wake()
+
+    def _join(self, work: Callable[[Unit], Any]) -> bool:
+        """HandoffDb.joins: a write of the storage layer (a 留言's enqueue) joins the open batch."""
+        batch = _collecting()
+        if batch is None:
+            return False
+        batch.works.append(work)
+        return True
 
     async def on_queued(self, conversation_id: int) -> None:
         """The pipeline queued a conversation: route it, tell the customer where they stand, assign."""

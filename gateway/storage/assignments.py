@@ -8,14 +8,15 @@ row's primary key (conversation_id) is the second fence: a conversation can neve
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import logging
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Boolean, bindparam, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.storage.handoff_base import OPEN_HUMAN, conversation_pk
+from gateway.storage.handoff_base import OPEN_HUMAN, STOP_BATCH, conversation_pk
 from gateway.storage.queue import POSITION, QueueQueries
 from gateway.storage.rows import utcnow
 from gateway.storage.schema.core import Conversation, MessageRecord, UTCDateTime
@@ -31,6 +32,8 @@ from handoff.queue import Priority, QueueItem, order_queue
 from handoff.state import ConversationState
 from handoff.store import ClaimOutcome, ClaimResult
 from handoff.wrapup import CloseReason, state_after
+
+logger = logging.getLogger(__name__)
 
 _CONVERSATIONS = Conversation.__table__
 _TICKETS, _ASSIGNMENTS = TicketRecord.__table__, AssignmentRecord.__table__
@@ -140,8 +143,19 @@ class AssignmentQueries(QueueQueries):
 
         One unit of work (update, ticket, position COUNT): on SQLite it joins the group commit instead of
         a write transaction of its own per handoff. The COUNT ranks the group's queue, which grows with it,
-        on the one writer thread every message waits for: skipped when the caller names no place.
+        on the one writer thread every message waits for: skipped when the caller names no place. Then
+        nothing is returned that the caller waits for, so where `joins` takes the work (the handoff step's
+        batch, gateway/handoff_service.py) it is stored with the step's other writes, one unit for all; a
+        conversation that cannot be enqueued any more then ends that batch (`STOP_BATCH`) instead of
+        raising ValueError.
         """
+        work = self._enqueue_work(item, position)
+        if not position and self.joins(lambda unit: work(unit, batched=True)):
+            return 0
+        counted = await self.store.run(work)
+        return (counted or 1) if position else 0
+
+    def _enqueue_work(self, item: QueueItem, position: bool) -> Callable[..., Any]:
         cid = int(item.conversation_id)
         params = {
             "conversation_id": cid,
@@ -152,11 +166,14 @@ class AssignmentQueries(QueueQueries):
             "is_ticket": item.is_ticket,
         }
 
-        def work(unit: Any) -> int:
+        def work(unit: Any, batched: bool = False) -> Any:
             if unit.db.run(_ENQUEUE, params) == 0:
                 rows = unit.db.rows(_STATE_OF, {"conversation_id": cid})
                 if not rows:
                     raise LookupError(f"no conversation {cid}")
+                if batched:
+                    logger.info("handoff conversation=%s was taken before it was routed", cid)
+                    return STOP_BATCH
                 raise ValueError(
                     f"conversation {cid} is {rows[0]['state']}; only bot or queued ones are enqueued"
                 )
@@ -170,8 +187,7 @@ class AssignmentQueries(QueueQueries):
             rows = unit.db.rows(POSITION, {"conversation_id": cid, "default_group": self.default_group})
             return int(rows[0]["n"]) if rows else 0
 
-        counted = await self.store.run(work)
-        return (counted or 1) if position else 0
+        return work
 
     async def list_queue(self, groups: Collection[str] | None = None) -> Sequence[QueueItem]:
         """Every waiting conversation (tickets included), of the given groups or all."""

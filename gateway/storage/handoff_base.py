@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -15,6 +16,13 @@ from handoff.presence import DEFAULT_HEARTBEAT_TIMEOUT
 from handoff.state import ConversationState
 
 OPEN_HUMAN = (ConversationState.QUEUED.value, ConversationState.ASSIGNED.value)
+
+# A work handed to `HandoffTables.joins` returns this to end its batch: the works after it are not run.
+STOP_BATCH = object()
+
+
+def _alone(work: Callable[[Any], Any]) -> bool:
+    return False
 
 
 _ID_MAX = 2**31 - 1  # INTEGER keys: 32-bit on PostgreSQL
@@ -44,6 +52,9 @@ class HandoffTables:
         self.heartbeat_timeout = heartbeat_timeout
         self.default_group = default_group
         self._sessions = async_sessionmaker(store.engine, expire_on_commit=False)
+        # Where a write whose result nobody waits for may join the caller's batch of writes (one unit of
+        # work for a whole handoff step): True when it was taken. Set by gateway/handoff_service.py.
+        self.joins: Callable[[Callable[[Any], Any]], bool] = _alone
 
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[AsyncSession]:
