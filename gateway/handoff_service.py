@@ -320,8 +320,9 @@ class HandoffService(AgentActions):
         """The pipeline queued a conversation: route it, tell the customer where they stand, assign."""
         # The conversation and the newest page of its messages (for the category) in one trip; no messages
         # when no group is routed by category (reading and decoding 20 rows was a third of the trip).
+        # The agents' loads in the same trip: whether the group is staffed (a 留言 or a place in the queue).
         by_category = self.rules.uses_categories
-        conv, recent = await self.runtime.store.conversation_and_recent(
+        conv, recent, loads = await self.db.handoff_reads(
             conversation_id, CATEGORY_PAGE if by_category else 0
         )
         if conv is None or conv.state is not ConversationState.QUEUED:
@@ -331,7 +332,7 @@ class HandoffService(AgentActions):
         )
         category = await self._category(conv.id, recent) if by_category else None
         async with self._together():
-            position = await self.flow.on_queued(queued, category)
+            position = await self.flow.on_queued(queued, category, loads)
         if position is None:
             logger.info("handoff conversation=%s was taken before it was routed", conv.id)
 

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from handoff import notices, waiting
 from handoff.hours import BusinessHours, GroupHours
 from handoff.queue import (
+    AgentLoad,
     AssignmentPolicy,
     Priority,
     QueueItem,
@@ -171,10 +172,17 @@ class HandoffFlow:
             return group, routed.priority
         return routed.group, routed.priority
 
-    async def on_queued(self, conv: QueuedConversation, category: str | None = None) -> int | None:
+    async def on_queued(
+        self,
+        conv: QueuedConversation,
+        category: str | None = None,
+        loads: Sequence[AgentLoad] | None = None,
+    ) -> int | None:
         """The pipeline queued `conv`: route it, tell the customer where they stand, assign; its position.
 
         None when it was not queued any more (served meanwhile); 0 for a 留言 (nobody to wait for).
+        `loads`: the agents' loads (`HandoffStore.agent_loads`, any groups) when the caller read them with
+        the conversation; otherwise they are read here.
         """
         if conv.state is not ConversationState.QUEUED:
             return None
@@ -183,7 +191,9 @@ class HandoffFlow:
         hours = self.hours.for_group(group)
         # Outside business hours a handoff is a 留言, even if someone happens to be online.
         open_now = hours.is_open(now)
-        staffed = open_now and is_group_staffed(group, await self.store.agent_loads(group))
+        if open_now and loads is None:
+            loads = await self.store.agent_loads(group)
+        staffed = open_now and is_group_staffed(group, loads or ())
         before = await self.snapshot() if staffed and self.policy is not AssignmentPolicy.MANUAL else None
         item = QueueItem(str(conv.id), group, priority, conv.queued_at or now, is_ticket=not staffed)
         try:

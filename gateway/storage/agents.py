@@ -65,6 +65,14 @@ def _info(row: AgentRecord) -> AgentInfo:
     )
 
 
+LoadRows = tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]
+
+
+def loads_read(unit: Any) -> LoadRows:
+    """The rows of `AgentQueries.agent_loads`: open chats per agent, and every agent."""
+    return unit.db.rows(_ACTIVE_LOADS), unit.db.rows(_AGENTS)
+
+
 class AgentQueries(HandoffTables):
     """Mixed into HandoffDb (gateway/storage/handoff_store.py)."""
 
@@ -235,13 +243,13 @@ class AgentQueries(HandoffTables):
 
     async def agent_loads(self, group: str | None = None) -> Sequence[AgentLoad]:
         """Agents (of a group, or all) with effective presence, load and last assignment time."""
-        now = utcnow()
-
-        def read(unit: Any) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
-            return unit.db.rows(_ACTIVE_LOADS), unit.db.rows(_AGENTS)
-
         # Both reads in one read-only trip (every handoff asks; an ORM session cost several times more).
-        load_rows, agent_rows = await self.store.read(read)
+        return self.loads_from(await self.store.read(loads_read), group)
+
+    def loads_from(self, read: LoadRows, group: str | None = None) -> list[AgentLoad]:
+        """`agent_loads` of what `loads_read` returned (in a trip of the caller's, with its other reads)."""
+        now = utcnow()
+        load_rows, agent_rows = read
         loads = {str(r["agent_id"]): int(r["n"]) for r in load_rows}
         rows = [cast(AgentRecord, SimpleNamespace(**r)) for r in agent_rows]
         result = []

@@ -13,12 +13,13 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.storage.agents import AgentQueries
+from gateway.storage.agents import AgentQueries, LoadRows, loads_read
 from gateway.storage.assignments import AssignmentQueries
 from gateway.storage.csat import CsatQueries
 from gateway.storage.events import EventQueries
 from gateway.storage.handoff_base import HandoffTables, conversation_pk
-from gateway.storage.rows import utcnow
+from gateway.storage.messages import conversation_and_recent_read
+from gateway.storage.rows import ConversationRow, MessageRow, utcnow
 from gateway.storage.schema.core import Conversation, Customer
 from gateway.storage.schema.handoff import (
     AgentRecord,
@@ -27,6 +28,7 @@ from gateway.storage.schema.handoff import (
     NoteRecord,
 )
 from gateway.storage.store import Transaction
+from handoff.queue import AgentLoad
 from handoff.state import ConversationState
 
 __all__ = ["CannedRow", "HandoffDb", "IdleCandidate", "NoteRow", "session_of"]
@@ -73,6 +75,18 @@ class IdleCandidate:
 
 class HandoffDb(AgentQueries, AssignmentQueries, CsatQueries, EventQueries, HandoffTables):
     """Handoff storage on the gateway's engine (implements handoff.store.HandoffStore)."""
+
+    async def handoff_reads(
+        self, conversation_id: int, recent: int
+    ) -> tuple[ConversationRow | None, list[MessageRow], list[AgentLoad]]:
+        """What a fresh handoff's routing reads, in one trip: the conversation, its newest `recent` messages
+        (newest first) and every agent's load (`agent_loads()`; is_group_staffed picks the group's)."""
+
+        def read(unit: Any) -> tuple[tuple[ConversationRow | None, list[MessageRow]], LoadRows]:
+            return conversation_and_recent_read(unit, conversation_id, recent), loads_read(unit)
+
+        (conv, messages), loads = await self.store.read(read)
+        return conv, messages, self.loads_from(loads)
 
     async def customer(self, customer_id: int) -> dict[str, Any] | None:
         """A customer as the console shows them."""

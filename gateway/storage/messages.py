@@ -413,6 +413,17 @@ class Unit:
         return outbox_for_message(self.db, message_id)
 
 
+def conversation_and_recent_read(
+    unit: Unit, conversation_id: int, limit: int
+) -> tuple[ConversationRow | None, list[MessageRow]]:
+    """`MessageReads.conversation_and_recent` in a read unit of the caller's (with its other reads)."""
+    rows = unit.db.rows(_CONVERSATION_BY_ID, {"conversation_id": conversation_id})
+    if not rows or limit <= 0:
+        return (conversation_from(rows[0]) if rows else None), []
+    page = unit.db.rows(_RECENT_MESSAGES, {"conversation_id": conversation_id, "limit": limit})
+    return conversation_from(rows[0]), [message_from(r) for r in page]
+
+
 class MessageReads:
     """Reads of conversations and messages; mixed into `Store` (its `read` runs them)."""
 
@@ -434,14 +445,7 @@ class MessageReads:
         """One conversation and its newest `limit` messages (newest first), in one trip (a handoff's reads);
         `limit` 0: the conversation alone."""
 
-        def read(unit: Unit) -> tuple[ConversationRow | None, list[MessageRow]]:
-            rows = unit.db.rows(_CONVERSATION_BY_ID, {"conversation_id": conversation_id})
-            if not rows or limit <= 0:
-                return (conversation_from(rows[0]) if rows else None), []
-            page = unit.db.rows(_RECENT_MESSAGES, {"conversation_id": conversation_id, "limit": limit})
-            return conversation_from(rows[0]), [message_from(r) for r in page]
-
-        return await self.read(read)
+        return await self.read(lambda unit: conversation_and_recent_read(unit, conversation_id, limit))
 
     async def conversations_for_key(self, conversation_key: str) -> list[ConversationRow]:
         """Every conversation of a key, oldest first."""
