@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from handoff import notices, waiting
 from handoff.hours import BusinessHours, GroupHours
+from handoff.permissions import ConversationRef
 from handoff.queue import (
     AgentLoad,
     AssignmentPolicy,
@@ -245,14 +246,20 @@ class HandoffFlow:
         *,
         answered: bool = False,
         quiet: bool = False,
+        read: tuple[ConversationRef | None, bool] | None = None,
     ) -> None:
         """A customer wrote to a queued/assigned conversation: push it to the agent (stored either way).
 
         Queued, every message gets a reply: the bot's answer (`answered`, then where they stand in the
         queue) or an acknowledgement; with an agent, the agent answers and the bot says nothing. `quiet`:
         another tool serves this channel's handoffs (WeCom's own staff), so kefu acknowledges nothing.
+        `read`: the conversation (`HandoffStore.get_conversation`) and whether it is a waiting 留言
+        (`waiting_ticket`, asked only when queued) when the caller read them with the message; otherwise
+        they are read here.
         """
-        ref = await self.store.get_conversation(str(conversation_id))
+        ref, ticket = (
+            read if read is not None else (await self.store.get_conversation(str(conversation_id)), None)
+        )
         if ref is None:
             return
         if ref.state is ConversationState.ASSIGNED:
@@ -266,7 +273,9 @@ class HandoffFlow:
         if ref.state is not ConversationState.QUEUED or quiet:
             return
         turn = int(payload.get("message_id") or 0)
-        if await self.store.waiting_ticket(conversation_id):
+        if ticket is None:
+            ticket = await self.store.waiting_ticket(conversation_id)
+        if ticket:
             # The first addition to a 留言 gets the full confirmation, claimed atomically in the store so
             # two messages arriving together cannot both send it; later ones a shorter, varied one.
             if answered:

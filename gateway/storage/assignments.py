@@ -120,8 +120,12 @@ class AssignmentQueries(QueueQueries):
             return None
         # One autocommit read: asked for every customer message to a human, it must not queue for
         # SQLite's write lock as a session's BEGIN IMMEDIATE does.
-        rows = await self.store.read(lambda unit: unit.db.rows(_CONVERSATION_REF, {"conversation_id": cid}))
-        return self._ref(cid, rows[0]) if rows else None
+        return await self.store.read(lambda unit: self.conversation_ref_read(unit, cid))
+
+    def conversation_ref_read(self, unit: Any, conversation_id: int) -> ConversationRef | None:
+        """`get_conversation` in a read unit of the caller's (with its other reads)."""
+        rows = unit.db.rows(_CONVERSATION_REF, {"conversation_id": conversation_id})
+        return self._ref(conversation_id, rows[0]) if rows else None
 
     async def conversation_of_message(self, message_id: int) -> ConversationRef | None:
         """The conversation of a stored message (as get_conversation), in one read; None if no such message."""

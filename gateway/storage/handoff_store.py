@@ -18,7 +18,8 @@ from gateway.storage.assignments import AssignmentQueries
 from gateway.storage.csat import CsatQueries
 from gateway.storage.events import EventQueries
 from gateway.storage.handoff_base import HandoffTables, conversation_pk
-from gateway.storage.messages import conversation_and_recent_read
+from gateway.storage.messages import conversation_and_recent_read, message_read
+from gateway.storage.queue import waiting_ticket_read
 from gateway.storage.rows import ConversationRow, MessageRow, utcnow
 from gateway.storage.schema.core import Conversation, Customer
 from gateway.storage.schema.handoff import (
@@ -28,6 +29,7 @@ from gateway.storage.schema.handoff import (
     NoteRecord,
 )
 from gateway.storage.store import Transaction
+from handoff.permissions import ConversationRef
 from handoff.queue import AgentLoad
 from handoff.state import ConversationState
 
@@ -87,6 +89,19 @@ class HandoffDb(AgentQueries, AssignmentQueries, CsatQueries, EventQueries, Hand
 
         (conv, messages), loads = await self.store.read(read)
         return conv, messages, self.loads_from(loads)
+
+    async def customer_message_reads(
+        self, conversation_id: int, message_id: int
+    ) -> tuple[MessageRow | None, ConversationRef | None, bool]:
+        """What a message to a conversation on the human side reads, in one trip: the message, the
+        conversation (`get_conversation`) and, when it is queued, whether it is a waiting 留言."""
+
+        def read(unit: Any) -> tuple[MessageRow | None, ConversationRef | None, bool]:
+            ref = self.conversation_ref_read(unit, conversation_id)
+            queued = ref is not None and ref.state is ConversationState.QUEUED
+            return message_read(unit, message_id), ref, queued and waiting_ticket_read(unit, conversation_id)
+
+        return await self.store.read(read)
 
     async def customer(self, customer_id: int) -> dict[str, Any] | None:
         """A customer as the console shows them."""

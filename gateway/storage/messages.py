@@ -424,6 +424,12 @@ def conversation_and_recent_read(
     return conversation_from(rows[0]), [message_from(r) for r in page]
 
 
+def message_read(unit: Unit, message_id: int) -> MessageRow | None:
+    """`MessageReads.message` in a read unit of the caller's."""
+    rows = unit.db.rows(_MESSAGE_BY_ID, {"message_id": message_id})
+    return message_from(rows[0]) if rows else None
+
+
 class MessageReads:
     """Reads of conversations and messages; mixed into `Store` (its `read` runs them)."""
 
@@ -460,8 +466,7 @@ class MessageReads:
 
     async def message(self, message_id: int) -> MessageRow | None:
         """One message by id."""
-        rows = await self.read(lambda unit: unit.db.rows(_MESSAGE_BY_ID, {"message_id": message_id}))
-        return message_from(rows[0]) if rows else None
+        return await self.read(lambda unit: message_read(unit, message_id))
 
     async def queue_rows(
         self, conversation_ids: Sequence[int]

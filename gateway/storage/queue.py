@@ -255,6 +255,11 @@ def parse_cursor(cursor: str) -> tuple[int, int]:
     return key, cid
 
 
+def waiting_ticket_read(unit: Any, conversation_id: int) -> bool:
+    """`QueueQueries.waiting_ticket` in a read unit of the caller's."""
+    return bool(unit.db.rows(_FOLLOWUP_DUE, {"conversation_id": conversation_id}))
+
+
 class QueueQueries(HandoffTables):
     """Mixed into HandoffDb (gateway/storage/handoff_store.py)."""
 
@@ -307,7 +312,7 @@ class QueueQueries(HandoffTables):
 
     async def waiting_ticket(self, conversation_id: int) -> bool:
         """True when the conversation is a 留言 still waiting (see handoff.store.HandoffStore)."""
-        return bool(await self._rows(_FOLLOWUP_DUE, {"conversation_id": conversation_id}))
+        return await self.store.read(lambda unit: waiting_ticket_read(unit, conversation_id))
 
     async def claim_position_note(self, conversation_id: int, position: int, at: datetime) -> bool:
         """True once per place in the queue of a queued conversation (handoff.store.HandoffStore)."""
