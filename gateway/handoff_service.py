@@ -25,6 +25,7 @@ from gateway.coord.events import AGENT_EVENTS
 from gateway.delivery_state import delivery_view
 from gateway.handoff_actions import AgentActions
 from gateway.handoff_events import HandoffError, visible_to
+from gateway.handoff_steps import HandoffSteps
 from gateway.message import Attachment, Message, Reply
 from gateway.norms import group_hours, sla_policy
 from gateway.storage import MessageRow, OutboxRow, Unit
@@ -125,6 +126,7 @@ class HandoffService(AgentActions):
         # Wakes the agent WebSockets of every process (gateway/coord/events.py) when an event is stored.
         self.bus = runtime.coord.bus.topic(AGENT_EVENTS)
         self.sockets: set[web.WebSocketResponse] = set()
+        self.steps = HandoffSteps(runtime)  # each message's step, after its webhook answered
         # Service norms (gateway.norms): business hours per group, the SLA timers.
         self.hours = group_hours(runtime.settings)
         self.sla = sla_policy(runtime.settings)
@@ -236,22 +238,21 @@ class HandoffService(AgentActions):
         )
 
     async def after_message(self, result: PipelineResult) -> None:
-        """Called by the pipeline after each stored message: queue a handoff, or tell the agent."""
+        """Called by the pipeline after each stored message: queue a handoff, or tell the agent. The step
+        runs after the webhook answered, each conversation's in order (gateway/handoff_steps.py)."""
         if result.duplicate:
             return
-        try:
-            if result.handoff:
-                await self.on_queued(result.conversation_id)
-            elif result.decision == WITH_HUMAN:
-                # The bot may have answered a queued customer (its reply is in `replies`); where another
-                # tool serves the handoffs (WeCom's own staff) kefu acknowledges nothing.
-                quiet = (result.channel, result.account) in self.runtime.pipeline.quiet_while_queued
-                await self.on_customer_message(
-                    result.conversation_id, result.message_id, bool(result.replies), quiet=quiet
-                )
-        except Exception:
-            # The customer's message is stored; the periodic job re-runs assignment. Never fail the webhook.
-            logger.exception("handoff: follow-up of conversation %s failed", result.conversation_id)
+        cid = result.conversation_id
+        if result.handoff:
+            await self.steps.follow(cid, partial(self.on_queued, cid))
+        elif result.decision == WITH_HUMAN:
+            # The bot may have answered a queued customer (its reply is in `replies`); where another
+            # tool serves the handoffs (WeCom's own staff) kefu acknowledges nothing.
+            quiet = (result.channel, result.account) in self.runtime.pipeline.quiet_while_queued
+            step = partial(
+                self.on_customer_message, cid, result.message_id, bool(result.replies), quiet=quiet
+            )
+            await self.steps.follow(cid, step)
 
     def route(
         self, reason: str | None, group: str | None, priority: str | None, category: str | None = None

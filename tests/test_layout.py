@@ -255,6 +255,7 @@ _ABOVE_CHANNELS = {"app", "keys", "serve", "cli", "http", "jobs", "pipeline", "r
     "handoff_service",
     "handoff_actions",
     "handoff_events",
+    "handoff_steps",
 }
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.http.openapi import spec
-from gateway.keys import RUNTIME
+from gateway.keys import HANDOFF, RUNTIME
 from handoff import notices
 from handoff.agents import Role, new_token
 from tests.gateway.test_handoff_flow import Console, handoff_section
@@ -40,7 +40,9 @@ async def customer_says(client: Any, user: str, text: str) -> dict[str, Any]:
         "/web/messages", json={"user_id": user, "text": text, "user_name": f"顾客{user}"}
     )
     assert resp.status == 200
-    return await resp.json()
+    body = await resp.json()
+    await client.app[HANDOFF].steps.settled()  # the handoff step runs after the answer
+    return body
 
 
 async def customer_sees(client: Any, user: str) -> list[str]:

@@ -119,6 +119,7 @@ class Kefu:
         xml = fixture_xml("text.xml", FromUserName=openid, Content=text, MsgId=next(_ids))
         status, body, _ = await self.push.post(xml)
         assert status == 200, body
+        await self.runtime.handoff.steps.settled()  # the handoff step runs after the answer
         return "" if body == "success" else xml_dict(body)["Content"]
 
     async def texts(self, count: int, openid: str = OPENID) -> list[str]:
@@ -366,6 +367,7 @@ async def _shop_with_complaints(
     push = WeChatPush(first, "/wechat/shop", TOKEN)
     for openid in openids:
         await push.post(fixture_xml("text.xml", FromUserName=openid, Content="我要投诉", MsgId=next(_ids)))
+    await first.app[RUNTIME].handoff.steps.settled()  # routed to 售后 after the answers
     info = await first.app[RUNTIME].handoff.db.add_agent(
         "小钱", role=Role.AGENT, groups=["售后"], max_chats=5, token_hash=(t := new_token())[1]
     )

@@ -73,6 +73,8 @@ async def test_on_a_desktop_the_widget_greets_counts_unread_replies_and_closes(
     # 转人工, then the close button; an agent's two replies show as 2 on the launcher.
     await chat.get_by_role("button", name="转人工").click()
     await expect(chat.locator("#status")).to_contain_text("排队")
+    # The 留言 notice (stored by the handoff's step after the answer) is read before the window closes.
+    await expect(chat.locator(".msg").last).to_contain_text("留言")
     await chat.get_by_role("button", name="关闭聊天窗口").click()
     await expect(page.locator("iframe[title='联系客服']")).to_be_hidden()
     token = await gateway.add_agent("小王")
