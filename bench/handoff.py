@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench import webhook as wh
@@ -58,7 +58,7 @@ def thread_cpu(pid: int) -> dict[int, float]:
 THREADS: dict[str, tuple[float, float]] = {}
 
 
-def measured(base: str, run: object) -> tuple[wh.Result, float]:
+def measured(base: str, run: object, drain: Callable[[str], float] | None = None) -> tuple[wh.Result, float]:
     """Run a phase (a coroutine) against `base`; its result and the server's CPU ms per answered message.
 
     Also records in THREADS how busy the server's event loop thread (the main thread) and its other
@@ -68,6 +68,9 @@ def measured(base: str, run: object) -> tuple[wh.Result, float]:
     before, threads = cpu_seconds(pid), thread_cpu(pid)
     start = time.monotonic()
     result = asyncio.run(run)  # type: ignore[arg-type]
+    # kefu answers a handoff before its step (gateway/handoff_steps.py): the round ends when the steps
+    # of its messages are done too, so neither the time nor the CPU of the work it raised is left out.
+    result.seconds += (drain or steps_drained)(base)
     spent = cpu_seconds(pid) - before
     wall = time.monotonic() - start
     after = thread_cpu(pid)
@@ -77,6 +80,30 @@ def measured(base: str, run: object) -> tuple[wh.Result, float]:
         THREADS[base] = (main, others)
     answered = len(result.latencies) or 1
     return result, spent * 1000 / answered
+
+
+def steps_drained(base: str, within: float = 60.0, zeros: int = 1) -> float:
+    """Wait until kefu runs no handoff step (`kefu_handoff_steps_behind` 0); the seconds waited (0 for a
+    server without the gauge: the bare echo). `zeros`: readings of 0 in a row that count as done (several
+    processes on one port: each scrape is a new connection, which the kernel gives to any of them)."""
+    import urllib.error
+    import urllib.request
+
+    start, seen = time.monotonic(), 0
+    while time.monotonic() - start < within:
+        try:
+            with urllib.request.urlopen(f"{base}/metrics", timeout=10) as resp:
+                text = resp.read().decode()
+        except urllib.error.HTTPError:  # the bare echo has no /metrics
+            return 0.0
+        line = next((x for x in text.splitlines() if x.startswith("kefu_handoff_steps_behind ")), None)
+        if line is None:
+            return 0.0
+        seen = seen + 1 if float(line.split()[1]) == 0 else 0
+        if seen >= zeros:
+            return time.monotonic() - start
+        time.sleep(0.02)
+    raise RuntimeError(f"kefu's handoff steps were not done {within:.0f} s after the round")
 
 
 def shares_said(main: float, others: float) -> str:

@@ -49,6 +49,7 @@ class HandoffSteps:
             self._run(conversation_id, earlier, step), name=f"handoff-step-{conversation_id}", awaited=True
         )
         self._last[conversation_id] = task
+        self.runtime.metrics.handoff_steps_behind.set(len(self._last))
         task.add_done_callback(lambda done: self._done(conversation_id, done))
         if len(self._last) > self.max_behind:
             await asyncio.shield(task)  # back-pressure: this webhook waits for its own step
@@ -68,6 +69,7 @@ class HandoffSteps:
     def _done(self, conversation_id: int, task: asyncio.Task[None]) -> None:
         if self._last.get(conversation_id) is task:
             del self._last[conversation_id]
+            self.runtime.metrics.handoff_steps_behind.set(len(self._last))
 
     async def settled(self) -> None:
         """Wait until no step runs (tests; a shutdown waits through `Runtime.drain_tasks`)."""

@@ -69,6 +69,11 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.handoff_steps_behind = Gauge(
+            "kefu_handoff_steps_behind",
+            "Conversations whose handoff step still runs after their webhook was answered",
+            registry=self.registry,
+        )
         self.kb_entries = Gauge(
             "kefu_kb_entries", "FAQ entries in the current knowledge base", registry=self.registry
         )

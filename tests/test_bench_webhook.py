@@ -66,7 +66,7 @@ def test_a_phase_records_how_busy_the_event_loop_and_the_other_threads_were() ->
     base = "http://bench.test"
     webhook.SERVER_PIDS[base] = os.getpid()
     try:
-        result, ms = handoff.measured(base, phase())
+        result, ms = handoff.measured(base, phase(), drain=lambda _: 0.0)
     finally:
         del webhook.SERVER_PIDS[base]
         worker.shutdown()
@@ -77,3 +77,37 @@ def test_a_phase_records_how_busy_the_event_loop_and_the_other_threads_were() ->
     assert others > 0 and main >= 0 and others > main
     assert said == f", event loop {main:.2f} + other threads {others:.2f} of a core"
     assert handoff.threads_said(base) == ""
+
+
+def test_a_round_waits_for_kefus_handoff_steps_and_counts_the_wait() -> None:
+    import http.server
+    import threading
+
+    from bench import handoff
+
+    behind = ["3"]
+
+    class Metrics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            if self.path != "/metrics":
+                self.send_error(404)
+                return
+            body = f"# TYPE kefu_handoff_steps_behind gauge\nkefu_handoff_steps_behind {behind[0]}.0\n"
+            if behind[0] != "0":
+                behind[0] = str(int(behind[0]) - 1)  # one step done per scrape
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Metrics)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        assert handoff.steps_drained(base) > 0  # waited for three scrapes that still showed steps
+        assert behind == ["0"]
+        assert handoff.steps_drained(base + "/bare") == 0.0  # no /metrics: the bare echo waits for nothing
+    finally:
+        server.shutdown()

@@ -44,6 +44,13 @@ async def post(kefu: Kefu, text: str, openid: str) -> str:
     return "" if body == "success" else xml_dict(body)["Content"]
 
 
+async def steps_behind(kefu: Kefu) -> float:
+    """`kefu_handoff_steps_behind` as /metrics shows it (what `make bench` waits on after a round)."""
+    text = await (await kefu.client.get("/metrics")).text()
+    (line,) = [x for x in text.splitlines() if x.startswith("kefu_handoff_steps_behind ")]
+    return float(line.split()[1])
+
+
 async def system_texts(kefu: Kefu, openid: str) -> list[str]:
     conv = await kefu.conversation(openid)
     return [m.text for m in await kefu.runtime.store.messages(conv.id) if m.sender == "system"]
@@ -65,9 +72,11 @@ async def test_a_handoff_is_answered_before_its_step_and_the_step_follows(
     conv = await kefu.conversation("oStep1")
     assert not await db.waiting_ticket(conv.id)
     assert await system_texts(kefu, "oStep1") == []
+    assert await steps_behind(kefu) == 1.0
 
     gate.open()
     await kefu.runtime.handoff.steps.settled()
+    assert await steps_behind(kefu) == 0.0
     assert await db.waiting_ticket(conv.id)
     assert await system_texts(kefu, "oStep1") == [notices.no_agent_online()]
     assert (await kefu.texts(1, "oStep1")) == [notices.no_agent_online()]
