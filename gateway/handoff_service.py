@@ -294,8 +294,8 @@ class HandoffService(AgentActions):
         A handoff raised a notice unit and an event unit (and a queued customer's message its event and
         its acknowledgement): each a trip through the group commit with its own futures and wake-ups. Their
         ids are not needed by the handoff steps, so `notify` and `publish` return 0 meanwhile. A 留言's
-        enqueue joins too (`HandoffDb.joins`: no position is counted for it), first, so its webhook waits
-        for one write instead of two; if the conversation was served meanwhile it stops the rest.
+        enqueue joins too (`HandoffDb.joins`: no position is counted for it), first, so the step makes one
+        write instead of two; if the conversation was served meanwhile it stops the rest.
         """
         batch = _Together()
         token = _TOGETHER.set(batch)

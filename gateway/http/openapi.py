@@ -43,7 +43,8 @@ _TAGS = {"type": "array", "items": {"type": "string", "maxLength": 32}}
 _STATE = {"type": "string", "enum": ["bot", "queued", "assigned", "closed"]}
 _PRIORITY = {"type": "string", "enum": ["normal", "high"]}
 _ERRORS = {
-    400: "Bad input (the message names the field)",
+    400: "Bad input (the message names the field). A request line or header longer than 8,190 bytes is "
+    "refused before the API by the HTTP parser, in plain text",
     401: "Missing, invalid or disabled token",
     403: "Not allowed for this agent (another group, not the assignee, not a supervisor)",
     404: "No such conversation, canned reply or follow-up",
@@ -364,7 +365,8 @@ def spec() -> dict[str, Any]:
             "responses": {
                 f"E{code}": {
                     "description": text,
-                    "content": {"application/json": {"schema": ref("Error")}},
+                    "content": {"application/json": {"schema": ref("Error")}}
+                    | (_PARSER_400 if code == 400 else {}),
                 }
                 for code, text in _ERRORS.items()
             }
@@ -372,6 +374,11 @@ def spec() -> dict[str, Any]:
             "schemas": {**_schemas(), **learn_schemas(), **supervisor_schemas()},
         },
     }
+
+
+# What aiohttp's HTTP parser answers itself (a request line or header over its 8,190-byte limit), before any
+# handler or middleware could answer in JSON.
+_PARSER_400 = {"text/plain": {"schema": {"type": "string"}}}
 
 
 def _schemas() -> dict[str, Any]:

@@ -416,7 +416,8 @@ class Unit:
 def conversation_and_recent_read(
     unit: Unit, conversation_id: int, limit: int
 ) -> tuple[ConversationRow | None, list[MessageRow]]:
-    """`MessageReads.conversation_and_recent` in a read unit of the caller's (with its other reads)."""
+    """One conversation and its newest `limit` messages (newest first), in a read unit of the caller's
+    (`HandoffDb.handoff_reads`); `limit` 0: the conversation alone."""
     rows = unit.db.rows(_CONVERSATION_BY_ID, {"conversation_id": conversation_id})
     if not rows or limit <= 0:
         return (conversation_from(rows[0]) if rows else None), []
@@ -444,14 +445,6 @@ class MessageReads:
         params = {"conversation_id": conversation_id}
         rows = await self.read(lambda unit: unit.db.rows(_CONVERSATION_BY_ID, params))
         return conversation_from(rows[0]) if rows else None
-
-    async def conversation_and_recent(
-        self, conversation_id: int, limit: int
-    ) -> tuple[ConversationRow | None, list[MessageRow]]:
-        """One conversation and its newest `limit` messages (newest first), in one trip (a handoff's reads);
-        `limit` 0: the conversation alone."""
-
-        return await self.read(lambda unit: conversation_and_recent_read(unit, conversation_id, limit))
 
     async def conversations_for_key(self, conversation_key: str) -> list[ConversationRow]:
         """Every conversation of a key, oldest first."""

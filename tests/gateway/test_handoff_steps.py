@@ -36,6 +36,13 @@ class Gate:
         self._open.set()
 
 
+async def held_steps(start: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Kefu, Gate]:  # noqa: F811
+    """A gateway whose one agent of 售后 is offline (a complaint becomes a 留言), its steps held at the gate."""
+    kefu = await start(assignment="manual", job_interval_s=3600)
+    await kefu.agent("小马", "售后")
+    return kefu, Gate(kefu, monkeypatch)
+
+
 async def post(kefu: Kefu, text: str, openid: str) -> str:
     """The customer writes through the webhook (not waiting for any handoff step); the passive reply."""
     xml = fixture_xml("text.xml", FromUserName=openid, Content=text, MsgId=next(_ids))
@@ -60,9 +67,7 @@ async def test_a_handoff_is_answered_before_its_step_and_the_step_follows(
     start: Any,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    kefu = await start(assignment="manual", job_interval_s=3600)
-    await kefu.agent("小马", "售后")  # offline: the complaint becomes a 留言
-    gate = Gate(kefu, monkeypatch)
+    kefu, gate = await held_steps(start, monkeypatch)
     db = kefu.runtime.handoff.db
 
     answer = await post(kefu, "我要投诉", "oStep1")
@@ -86,9 +91,7 @@ async def test_a_conversations_steps_run_in_the_order_of_its_messages(
     start: Any,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    kefu = await start(assignment="manual", job_interval_s=3600)
-    await kefu.agent("小马", "售后")
-    gate = Gate(kefu, monkeypatch)
+    kefu, gate = await held_steps(start, monkeypatch)
 
     await post(kefu, "我要投诉", "oStep2")
     # The customer adds something while the handoff's step is still held: its own step waits behind it,
@@ -104,9 +107,7 @@ async def test_past_the_bound_a_webhook_waits_for_its_own_step(
     start: Any,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    kefu = await start(assignment="manual", job_interval_s=3600)
-    await kefu.agent("小马", "售后")
-    gate = Gate(kefu, monkeypatch)
+    kefu, gate = await held_steps(start, monkeypatch)
     kefu.runtime.handoff.steps.max_behind = 0  # every step is one too many: back-pressure at once
 
     request = asyncio.create_task(post(kefu, "我要投诉", "oStep3"))

@@ -25,3 +25,26 @@ async def test_the_agent_api_conforms_to_its_openapi_document(tmp_path: Path) ->
     finally:
         await kefu.stop()
     assert kefu.log_tracebacks() == []
+
+
+async def test_a_request_line_past_the_parsers_limit_is_a_documented_plain_400(tmp_path: Path) -> None:
+    # Found by `python -m chaos` (schemathesis): aiohttp's parser refuses a request line over 8,190 bytes
+    # itself, in text/plain, before any handler could answer in JSON; the document says so.
+    import aiohttp
+
+    from gateway.http.openapi import spec
+
+    kefu = Kefu(workdir=tmp_path, port=free_port(), log_path=tmp_path / "kefu.log")
+    await kefu.start()
+    try:
+        long_query = "q=" + "%E5%A5%BD" * 1000  # 9,000 bytes of 好, percent-encoded
+        headers = {"Authorization": f"Bearer {kefu.agent_token}"}
+        url = f"{kefu.url}/api/v1/faq/entries?{long_query}"
+        async with aiohttp.ClientSession() as http, http.get(url, headers=headers) as resp:
+            assert resp.status == 400
+            content_type = resp.content_type
+    finally:
+        await kefu.stop()
+    assert kefu.log_tracebacks() == []
+    documented = spec()["components"]["responses"]["E400"]["content"]
+    assert content_type in documented and "application/json" in documented
