@@ -341,14 +341,14 @@ class HandoffService(AgentActions):
         self, conversation_id: int, message_id: int, answered: bool = False, *, quiet: bool = False
     ) -> None:
         """A customer wrote to a queued/assigned conversation: push it to the agent (stored either way)."""
-        # The message, its conversation and whether it is a waiting 留言: one trip (they were three).
-        row, ref, ticket = await self.db.customer_message_reads(conversation_id, message_id)
+        # The message, its conversation, whether it is a waiting 留言 and its place: one trip (up to four).
+        row, read = await self.db.customer_message_reads(conversation_id, message_id, place=not quiet)
         if row is None or row.conversation_id != conversation_id:
             return
         payload = {"message_id": row.id, "text": row.text, "sender_name": row.sender_name, "kind": row.kind}
         async with self._together():
             await self.flow.on_customer_message(
-                conversation_id, payload, answered=answered, quiet=quiet, read=(ref, ticket)
+                conversation_id, payload, answered=answered, quiet=quiet, read=read
             )
 
     async def _customer(self, conversation_id: int) -> Customer | None:

@@ -246,20 +246,21 @@ class HandoffFlow:
         *,
         answered: bool = False,
         quiet: bool = False,
-        read: tuple[ConversationRef | None, bool] | None = None,
+        read: tuple[ConversationRef | None, bool, int | None] | None = None,
     ) -> None:
         """A customer wrote to a queued/assigned conversation: push it to the agent (stored either way).
 
         Queued, every message gets a reply: the bot's answer (`answered`, then where they stand in the
         queue) or an acknowledgement; with an agent, the agent answers and the bot says nothing. `quiet`:
         another tool serves this channel's handoffs (WeCom's own staff), so kefu acknowledges nothing.
-        `read`: the conversation (`HandoffStore.get_conversation`) and whether it is a waiting 留言
-        (`waiting_ticket`, asked only when queued) when the caller read them with the message; otherwise
-        they are read here.
+        `read`: the conversation (`HandoffStore.get_conversation`), whether it is a waiting 留言
+        (`waiting_ticket`) and its place (`queue_position`, asked when queued and not a 留言) when the
+        caller read them with the message; otherwise they are read here.
         """
-        ref, ticket = (
-            read if read is not None else (await self.store.get_conversation(str(conversation_id)), None)
-        )
+        if read is None:
+            ref, ticket, position = await self.store.get_conversation(str(conversation_id)), None, None
+        else:
+            ref, ticket, position = read
         if ref is None:
             return
         if ref.state is ConversationState.ASSIGNED:
@@ -283,7 +284,8 @@ class HandoffFlow:
             first = await self.store.claim_ticket_followup(conversation_id, self.clock.now())
             text = notices.ticket_followup() if first else waiting.ticket_ack(turn)
         else:
-            position = await self.store.queue_position(str(conversation_id))
+            if read is None:
+                position = await self.store.queue_position(str(conversation_id))
             if position is None:
                 return
             if answered:

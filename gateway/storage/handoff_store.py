@@ -19,7 +19,7 @@ from gateway.storage.csat import CsatQueries
 from gateway.storage.events import EventQueries
 from gateway.storage.handoff_base import HandoffTables, conversation_pk
 from gateway.storage.messages import conversation_and_recent_read, message_read
-from gateway.storage.queue import waiting_ticket_read
+from gateway.storage.queue import position_read, waiting_ticket_read
 from gateway.storage.rows import ConversationRow, MessageRow, utcnow
 from gateway.storage.schema.core import Conversation, Customer
 from gateway.storage.schema.handoff import (
@@ -91,15 +91,19 @@ class HandoffDb(AgentQueries, AssignmentQueries, CsatQueries, EventQueries, Hand
         return conv, messages, self.loads_from(loads)
 
     async def customer_message_reads(
-        self, conversation_id: int, message_id: int
-    ) -> tuple[MessageRow | None, ConversationRef | None, bool]:
-        """What a message to a conversation on the human side reads, in one trip: the message, the
-        conversation (`get_conversation`) and, when it is queued, whether it is a waiting 留言."""
+        self, conversation_id: int, message_id: int, *, place: bool = True
+    ) -> tuple[MessageRow | None, tuple[ConversationRef | None, bool, int | None]]:
+        """What a message to a conversation on the human side reads, in one trip: the message, and for
+        `HandoffFlow.on_customer_message` the conversation (`get_conversation`), whether it is a waiting
+        留言 (asked when queued) and its place (one COUNT: when queued, not a 留言, and `place`)."""
 
-        def read(unit: Any) -> tuple[MessageRow | None, ConversationRef | None, bool]:
+        def read(unit: Any) -> tuple[MessageRow | None, tuple[ConversationRef | None, bool, int | None]]:
             ref = self.conversation_ref_read(unit, conversation_id)
             queued = ref is not None and ref.state is ConversationState.QUEUED
-            return message_read(unit, message_id), ref, queued and waiting_ticket_read(unit, conversation_id)
+            ticket = queued and waiting_ticket_read(unit, conversation_id)
+            counted = place and queued and not ticket
+            position = position_read(unit, conversation_id, self.default_group) if counted else None
+            return message_read(unit, message_id), (ref, ticket, position)
 
         return await self.store.read(read)
 

@@ -255,6 +255,12 @@ def parse_cursor(cursor: str) -> tuple[int, int]:
     return key, cid
 
 
+def position_read(unit: Any, conversation_id: int, default_group: str) -> int | None:
+    """`QueueQueries.queue_position` in a read unit of the caller's."""
+    rows = unit.db.rows(_POSITION, {"conversation_id": conversation_id, "default_group": default_group})
+    return int(rows[0]["n"]) or None if rows else None
+
+
 def waiting_ticket_read(unit: Any, conversation_id: int) -> bool:
     """`QueueQueries.waiting_ticket` in a read unit of the caller's."""
     return bool(unit.db.rows(_FOLLOWUP_DUE, {"conversation_id": conversation_id}))
@@ -275,8 +281,9 @@ class QueueQueries(HandoffTables):
 
     async def queue_position(self, conversation_id: str) -> int | None:
         """1-based place of a queued conversation in its group's queue (one COUNT), None when not queued."""
-        rows = await self._rows(_POSITION, {"conversation_id": int(conversation_id)})
-        return int(rows[0]["n"]) or None if rows else None
+        return await self.store.read(
+            lambda unit: position_read(unit, int(conversation_id), self.default_group)
+        )
 
     async def queue_heads(
         self, per_group: int, *, queued_before: datetime | None = None
