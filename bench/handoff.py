@@ -21,9 +21,13 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import webhook as wh
 
@@ -82,24 +86,28 @@ def measured(base: str, run: object, drain: Callable[[str], float] | None = None
     return result, spent * 1000 / answered
 
 
+def gauge(exposition: str, name: str) -> float | None:
+    """A gauge's value in a Prometheus text exposition (None when it has none)."""
+    for family in text_string_to_metric_families(exposition):
+        if family.name == name and family.samples:
+            return float(family.samples[0].value)
+    return None
+
+
 def steps_drained(base: str, within: float = 60.0, zeros: int = 1) -> float:
     """Wait until kefu runs no handoff step (`kefu_handoff_steps_behind` 0); the seconds waited (0 for a
     server without the gauge: the bare echo). `zeros`: readings of 0 in a row that count as done (several
     processes on one port: each scrape is a new connection, which the kernel gives to any of them)."""
-    import urllib.error
-    import urllib.request
-
     start, seen = time.monotonic(), 0
     while time.monotonic() - start < within:
         try:
             with urllib.request.urlopen(f"{base}/metrics", timeout=10) as resp:
-                text = resp.read().decode()
+                behind = gauge(resp.read().decode(), "kefu_handoff_steps_behind")
         except urllib.error.HTTPError:  # the bare echo has no /metrics
             return 0.0
-        line = next((x for x in text.splitlines() if x.startswith("kefu_handoff_steps_behind ")), None)
-        if line is None:
+        if behind is None:  # a kefu from before the gauge (an A/B's older checkout)
             return 0.0
-        seen = seen + 1 if float(line.split()[1]) == 0 else 0
+        seen = seen + 1 if behind == 0 else 0
         if seen >= zeros:
             return time.monotonic() - start
         time.sleep(0.02)

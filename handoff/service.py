@@ -22,7 +22,6 @@ from typing import Any, Protocol
 
 from handoff import notices, waiting
 from handoff.hours import BusinessHours, GroupHours
-from handoff.permissions import ConversationRef
 from handoff.queue import (
     AgentLoad,
     AssignmentPolicy,
@@ -34,7 +33,7 @@ from handoff.queue import (
 )
 from handoff.routing import RoutingRules
 from handoff.state import ConversationState
-from handoff.store import HandoffStore, QueuedConversation
+from handoff.store import CustomerMessageRead, HandoffStore, QueuedConversation
 
 __all__ = [
     "CATCH_UP_GRACE",
@@ -246,21 +245,19 @@ class HandoffFlow:
         *,
         answered: bool = False,
         quiet: bool = False,
-        read: tuple[ConversationRef | None, bool, int | None] | None = None,
+        read: CustomerMessageRead | None = None,
     ) -> None:
         """A customer wrote to a queued/assigned conversation: push it to the agent (stored either way).
 
         Queued, every message gets a reply: the bot's answer (`answered`, then where they stand in the
         queue) or an acknowledgement; with an agent, the agent answers and the bot says nothing. `quiet`:
         another tool serves this channel's handoffs (WeCom's own staff), so kefu acknowledges nothing.
-        `read`: the conversation (`HandoffStore.get_conversation`), whether it is a waiting 留言
-        (`waiting_ticket`) and its place (`queue_position`, asked when queued and not a 留言) when the
-        caller read them with the message; otherwise they are read here.
+        `read`: what the caller read with the message (the conversation, the 留言 state, the place);
+        otherwise each is read here when needed.
         """
-        if read is None:
-            ref, ticket, position = await self.store.get_conversation(str(conversation_id)), None, None
-        else:
-            ref, ticket, position = read
+        ref = (
+            read.conversation if read is not None else await self.store.get_conversation(str(conversation_id))
+        )
         if ref is None:
             return
         if ref.state is ConversationState.ASSIGNED:
@@ -274,8 +271,7 @@ class HandoffFlow:
         if ref.state is not ConversationState.QUEUED or quiet:
             return
         turn = int(payload.get("message_id") or 0)
-        if ticket is None:
-            ticket = await self.store.waiting_ticket(conversation_id)
+        ticket = read.waiting_ticket if read is not None else await self.store.waiting_ticket(conversation_id)
         if ticket:
             # The first addition to a 留言 gets the full confirmation, claimed atomically in the store so
             # two messages arriving together cannot both send it; later ones a shorter, varied one.
@@ -284,8 +280,9 @@ class HandoffFlow:
             first = await self.store.claim_ticket_followup(conversation_id, self.clock.now())
             text = notices.ticket_followup() if first else waiting.ticket_ack(turn)
         else:
-            if read is None:
-                position = await self.store.queue_position(str(conversation_id))
+            position = (
+                read.position if read is not None else await self.store.queue_position(str(conversation_id))
+            )
             if position is None:
                 return
             if answered:

@@ -25,7 +25,7 @@ from handoff.queue import AgentLoad, QueueItem
 from handoff.state import ConversationState
 from handoff.wrapup import CloseReason
 
-__all__ = ["ClaimOutcome", "ClaimResult", "HandoffStore", "QueuedConversation"]
+__all__ = ["ClaimOutcome", "ClaimResult", "CustomerMessageRead", "HandoffStore", "QueuedConversation"]
 
 
 class ClaimOutcome(StrEnum):
@@ -59,6 +59,18 @@ class QueuedConversation:
     group: str | None
     priority: str | None
     queued_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerMessageRead:
+    """What a message to a conversation on the human side needs, read in one trip with the message.
+
+    `waiting_ticket` is asked only of a queued conversation, `position` only of a queued one that is not a
+    留言 (None otherwise, as `queue_position` says for one not queued)."""
+
+    conversation: ConversationRef | None
+    waiting_ticket: bool
+    position: int | None
 
 
 @runtime_checkable

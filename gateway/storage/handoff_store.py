@@ -29,9 +29,9 @@ from gateway.storage.schema.handoff import (
     NoteRecord,
 )
 from gateway.storage.store import Transaction
-from handoff.permissions import ConversationRef
 from handoff.queue import AgentLoad
 from handoff.state import ConversationState
+from handoff.store import CustomerMessageRead
 
 __all__ = ["CannedRow", "HandoffDb", "IdleCandidate", "NoteRow", "session_of"]
 
@@ -92,18 +92,18 @@ class HandoffDb(AgentQueries, AssignmentQueries, CsatQueries, EventQueries, Hand
 
     async def customer_message_reads(
         self, conversation_id: int, message_id: int, *, place: bool = True
-    ) -> tuple[MessageRow | None, tuple[ConversationRef | None, bool, int | None]]:
+    ) -> tuple[MessageRow | None, CustomerMessageRead]:
         """What a message to a conversation on the human side reads, in one trip: the message, and for
         `HandoffFlow.on_customer_message` the conversation (`get_conversation`), whether it is a waiting
         留言 (asked when queued) and its place (one COUNT: when queued, not a 留言, and `place`)."""
 
-        def read(unit: Any) -> tuple[MessageRow | None, tuple[ConversationRef | None, bool, int | None]]:
+        def read(unit: Any) -> tuple[MessageRow | None, CustomerMessageRead]:
             ref = self.conversation_ref_read(unit, conversation_id)
             queued = ref is not None and ref.state is ConversationState.QUEUED
             ticket = queued and waiting_ticket_read(unit, conversation_id)
             counted = place and queued and not ticket
             position = position_read(unit, conversation_id, self.default_group) if counted else None
-            return message_read(unit, message_id), (ref, ticket, position)
+            return message_read(unit, message_id), CustomerMessageRead(ref, ticket, position)
 
         return await self.store.read(read)
 

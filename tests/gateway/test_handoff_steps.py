@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bench.handoff import gauge
 from handoff import notices
 from tests.fakes.wechat_api import fixture_xml, xml_dict
 from tests.gateway.test_handoff_flow import Kefu, start, wechat_api  # noqa: F401 (fixtures)
@@ -53,9 +54,9 @@ async def post(kefu: Kefu, text: str, openid: str) -> str:
 
 async def steps_behind(kefu: Kefu) -> float:
     """`kefu_handoff_steps_behind` as /metrics shows it (what `make bench` waits on after a round)."""
-    text = await (await kefu.client.get("/metrics")).text()
-    (line,) = [x for x in text.splitlines() if x.startswith("kefu_handoff_steps_behind ")]
-    return float(line.split()[1])
+    value = gauge(await (await kefu.client.get("/metrics")).text(), "kefu_handoff_steps_behind")
+    assert value is not None
+    return value
 
 
 async def system_texts(kefu: Kefu, openid: str) -> list[str]:
