@@ -6,7 +6,14 @@ import importlib
 import sys
 import time
 
-SUITES = ("bench.matcher", "bench.semantic", "bench.webhook", "bench.handoff", "bench.processes")
+SUITES = (
+    "bench.matcher",
+    "bench.semantic",
+    "bench.webhook",
+    "bench.handoff",
+    "bench.processes",
+    "bench.outbox",
+)
 
 
 def main(argv: list[str]) -> int:

@@ -1,0 +1,123 @@
+"""The outbox worker draining a backlog: what one send costs kefu when thousands wait to go out.
+
+A backlog builds up whenever sends are due faster than the platform takes them: a WeChat outage that ends,
+a rush of 留言 notices, a campaign of agent replies. Each round inserts BACKLOGS[i] due rows into the
+database of a running `kefu serve` (one WeChat account, a conversation each, as 留言 notices are, each
+conversation with HISTORY earlier replies already delivered), then waits until its worker has sent them all
+to the fake platform API; it prints sends per second (from the first claim: the worker finds rows written
+by another process at its next poll) and kefu's CPU milliseconds per send. A send that costs the same at every backlog is O(1); one that grows with it is
+not (each claim then costs O(backlog): see docs/benchmarks-history.md, 2026-12-07 night).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench import handoff as ho
+from bench import webhook as wh
+
+BACKLOGS = tuple(int(n) for n in os.environ.get("KEFU_BENCH_OUTBOX_BACKLOGS", "300,3000,6000").split(","))
+HISTORY = 3  # earlier rows of each conversation: bot replies the passive answer carried, one notice sent
+DRAIN_WITHIN_S = 120.0
+_ACCOUNT = "safe"
+
+
+def _stamp(moment: datetime) -> str:
+    """A datetime as kefu's SQLite columns hold it (gateway/storage/schema/core.py, UTCDateTime)."""
+    return moment.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+
+
+def backlog_rows(count: int, round_no: int, now: datetime) -> list[tuple[object, ...]]:
+    """HISTORY done rows of `count` distinct customers, then a due row of each, as _INSERT's columns."""
+    due = _stamp(now - timedelta(seconds=1))
+    rows = []
+    for status in [*(["cancelled"] * (HISTORY - 1)), "sent"][:HISTORY] + ["pending"]:
+        for i in range(count):
+            user = f"oBacklog{round_no:02d}{i:06d}"
+            rows.append(
+                (
+                    "wechat",
+                    _ACCOUNT,
+                    f"wechat:{_ACCOUNT}:{user}",
+                    "您好，您的留言我们已经收到，客服上线后会第一时间回复您。",
+                    "system",
+                    f'{{"user_id": "{user}", "chat_type": "private", "group_id": null}}',
+                    status,
+                    due,
+                    due,
+                )
+            )
+    return rows
+
+
+_INSERT = (
+    "INSERT INTO outbox (channel, account, conversation_key, text, sender, target, status, attempts, "
+    "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)"
+)
+_WAITING = "SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending')"
+_UNCLAIMED = "SELECT count(*) FROM outbox WHERE status = 'pending'"
+
+
+def drain(database: Path, pid: int, count: int, round_no: int) -> tuple[float, float]:
+    """Insert a backlog of `count` due rows, wait until all are sent: (seconds, kefu's CPU seconds)."""
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as conn:
+        rows = backlog_rows(count, round_no, datetime.now(UTC))
+        cpu, started = ho.cpu_seconds(pid), time.perf_counter()
+        conn.executemany(_INSERT, rows)
+        conn.commit()
+        first_claim = None
+        while (waiting := conn.execute(_WAITING).fetchone()[0]) or first_claim is None:
+            if first_claim is None and conn.execute(_UNCLAIMED).fetchone()[0] < count:
+                first_claim = time.perf_counter()
+            if time.perf_counter() - started > DRAIN_WITHIN_S:
+                raise RuntimeError(f"the outbox did not drain {count} rows within {DRAIN_WITHIN_S:.0f} s")
+            if waiting:
+                time.sleep(0.005 if first_claim is None else 0.02)
+        return time.perf_counter() - first_claim, ho.cpu_seconds(pid) - cpu
+
+
+def said(count: int, seconds: float, cpu: float) -> str:
+    return (
+        f"backlog {count:6d}: {count / seconds:6.0f} sends/s, kefu {cpu / count * 1000:.2f} ms CPU per send, "
+        f"{cpu / seconds:.2f} of a core"
+    )
+
+
+def growth(per_send: Sequence[float], backlogs: Sequence[int]) -> str:
+    """How CPU per send moved from the smallest backlog to the largest."""
+    if len(per_send) < 2 or not per_send[0]:
+        return ""
+    return (
+        f"CPU per send at backlog {backlogs[-1]} / at {backlogs[0]}: {per_send[-1] / per_send[0]:.2f} "
+        f"(1.00 = a send costs the same whatever waits behind it)"
+    )
+
+
+def run() -> list[str]:
+    lines = [f"outbox backlog drain: one WeChat account, backlogs {', '.join(map(str, BACKLOGS))}"]
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kefu-bench-outbox-")))
+        api_base = stack.enter_context(wh._server("api", None))
+        config = wh._write_config(tmp / "outbox", api_base)
+        kefu = stack.enter_context(wh._server("kefu", config))
+        pid, database = wh.SERVER_PIDS[kefu], tmp / "outbox" / "kefu.db"
+        drain(database, pid, 100, 0)  # warm: the token, the connection pool, the statements
+        per_send = []
+        for round_no, count in enumerate(BACKLOGS, start=1):
+            seconds, cpu = drain(database, pid, count, round_no)
+            per_send.append(cpu / count)
+            lines.append(said(count, seconds, cpu))
+        lines.append(growth(per_send, BACKLOGS))
+    return lines
+
+
+if __name__ == "__main__":
+    for line in run():
+        print(line, flush=True)

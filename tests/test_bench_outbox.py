@@ -1,0 +1,39 @@
+"""The outbox bench writes a backlog kefu's own worker claims: due rows in the stored form, each the next
+row of a conversation whose earlier rows are done."""
+
+import asyncio
+import contextlib
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench import outbox
+from gateway.storage import Store
+
+
+def test_the_backlog_is_what_the_worker_claims_oldest_first(tmp_path: Path) -> None:
+    database = tmp_path / "kefu.db"
+
+    async def claim() -> list[str]:
+        store = Store.from_url(f"sqlite+aiosqlite:///{database}")
+        try:
+            await store.create_all()
+            with contextlib.closing(sqlite3.connect(database)) as conn:
+                conn.executemany(outbox._INSERT, outbox.backlog_rows(5, 1, datetime.now(UTC)))
+                conn.commit()
+            rows = await store.claim_outbox(datetime.now(UTC), lease=timedelta(minutes=1), limit=20)
+            return [row.conversation_key for row in rows]
+        finally:
+            await store.dispose()
+
+    claimed = asyncio.run(claim())
+    # Only the due row of each customer (their history is done), oldest first, each once.
+    assert claimed == [f"wechat:safe:oBacklog01{i:06d}" for i in range(5)]
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        statuses = dict(conn.execute("SELECT status, count(*) FROM outbox GROUP BY status").fetchall())
+    assert statuses == {"cancelled": 10, "sent": 5, "sending": 5}
+
+
+def test_the_growth_line_compares_the_largest_backlog_with_the_smallest() -> None:
+    assert "at backlog 6000 / at 300: 3.00" in outbox.growth([0.0003, 0.0006, 0.0009], [300, 3000, 6000])
+    assert outbox.growth([0.0003], [300]) == ""
