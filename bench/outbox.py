@@ -5,8 +5,9 @@ a rush of 留言 notices, a campaign of agent replies. Each round inserts BACKLO
 database of a running `kefu serve` (one WeChat account, a conversation each, as 留言 notices are, each
 conversation with HISTORY earlier replies already delivered), then waits until its worker has sent them all
 to the fake platform API; it prints sends per second (from the first claim: the worker finds rows written
-by another process at its next poll) and kefu's CPU milliseconds per send. A send that costs the same at every backlog is O(1); one that grows with it is
-not (each claim then costs O(backlog): see docs/benchmarks-history.md, 2026-12-07 night).
+by another process at its next poll) and kefu's CPU milliseconds per send. A send that costs the same at
+every backlog is O(1); before migration 0006 and the SQLite claim's window it grew 2-3× from 300 to 6,000
+(docs/benchmarks-history.md, 2026-12-07 night).
 """
 
 from __future__ import annotations

@@ -385,4 +385,34 @@ async def test_an_outbox_of_an_earlier_version_gets_the_order_index_at_start_up(
     async with store.engine.connect() as conn:
         names = await conn.run_sync(lambda sync: {i["name"] for i in sa_inspect(sync).get_indexes("outbox")})
     await store.dispose()
-    assert "ix_outbox_conversation" in names
+    assert "ix_outbox_live_conversation" in names
+
+
+async def test_a_claim_past_a_window_of_held_back_rows_still_finds_the_claimable_ones(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite checks only the oldest CLAIM_WINDOW due rows for an earlier row that holds them back
+    # (thousands due cost each claim milliseconds otherwise); when those are all held back, it must look
+    # further, or a conversation waiting for a retry would hold every other customer's answers up.
+    monkeypatch.setattr("gateway.storage.outbox.CLAIM_WINDOW", 2)
+    now = utcnow()
+
+    async def row(key: str, text: str) -> int:
+        async with store.transaction() as tx:
+            return await tx.enqueue(
+                channel="web", account="default", conversation_key=key, text=text,
+                sender="agent", target={}, now=now - timedelta(minutes=1),
+            )  # fmt: skip
+
+    first = await row("web:default:wa", "重试中")
+    held = [await row("web:default:wa", f"排在后面{n}") for n in range(2)]
+    other = await row("web:default:wb", "别的客户")
+    await store.finish_outbox(first, status="pending", now=now, next_attempt_at=now + timedelta(minutes=5))
+
+    claimed = await store.claim_outbox(now, lease=timedelta(minutes=1))
+    assert [r.id for r in claimed] == [other]
+    assert [(await store.outbox(i)).status for i in held] == ["pending", "pending"]  # type: ignore[union-attr]
+    # And with few due rows (no more than the window), the window is all of them.
+    monkeypatch.setattr("gateway.storage.outbox.CLAIM_WINDOW", 200)
+    late = await row("web:default:wc", "又一位")
+    assert [r.id for r in await store.claim_outbox(now, lease=timedelta(minutes=1))] == [late]

@@ -183,7 +183,7 @@ async def test_an_older_create_all_database_is_completed_then_upgraded(empty_url
 
         assert await migrate.current(store.engine) == migrate.heads()
         assert {"shifts", "shift_swaps"} <= await _tables(store)
-        assert "ix_outbox_conversation" in await _indexes(store, "outbox")
+        assert "ix_outbox_live_conversation" in await _indexes(store, "outbox")
         await _rows_kept(store)
         assert await _schema_diff(store) == []
     finally:

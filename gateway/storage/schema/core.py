@@ -173,14 +173,26 @@ class MessageRecord(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+# The outbox rows still to be sent, or that may still be: what ix_outbox_live_conversation holds.
+OUTBOX_LIVE_SQL = "status IN ('pending', 'held', 'sending', 'failed')"
+
+
 class OutboxRecord(Base):
     """An asynchronous send and its delivery state."""
 
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_due", "status", "next_attempt_at"),
-        # Per-conversation order: the claim looks for an earlier undelivered row of the same conversation.
-        Index("ix_outbox_conversation", "conversation_key", "id"),
+        # Per-conversation order: the claim looks for an earlier undelivered row of the same conversation,
+        # for every due row. Only live rows (OUTBOX_LIVE) are in it, so that look-up reads the rows still to
+        # send, not the conversation's delivered history (migration 0006).
+        Index(
+            "ix_outbox_live_conversation",
+            "conversation_key",
+            "id",
+            sqlite_where=text(OUTBOX_LIVE_SQL),
+            postgresql_where=text(OUTBOX_LIVE_SQL),
+        ),
         # One delivery per stored reply: pushing the same result twice enqueues it once.
         UniqueConstraint("message_id", name="uq_outbox_message"),
     )
