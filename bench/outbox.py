@@ -109,7 +109,7 @@ def run() -> list[str]:
         config = wh._write_config(tmp / "outbox", api_base)
         kefu = stack.enter_context(wh._server("kefu", config))
         pid, database = wh.SERVER_PIDS[kefu], tmp / "outbox" / "kefu.db"
-        drain(database, pid, 100, 0)  # warm: the token, the connection pool, the statements
+        drain(database, pid, 300, 0)  # warm: the token, the connection pool, the statements
         per_send = []
         for round_no, count in enumerate(BACKLOGS, start=1):
             seconds, cpu = drain(database, pid, count, round_no)
