@@ -133,6 +133,7 @@ def _due_seen(failing: bool, skipping: bool) -> Any:
     return select(func.count().label("n")).select_from(found.limit(bindparam("window")).subquery())
 
 
+# (give_up_after given, accounts skipped) → the claim's SELECT; then the lease (_LEASE), returning the rows.
 _CLAIMABLE = {
     (failing, skipping): _claimable(failing, skipping)
     for failing in (False, True)
@@ -196,7 +197,6 @@ def _held_back(failing: bool) -> Any:
     )
 
 
-# (give_up_after given) → the claim's SELECT; then the lease, returning the leased rows.
 _HELD_BACK = {failing: _held_back(failing) for failing in (False, True)}
 _LEASE = (
     update(_OUTBOX)
