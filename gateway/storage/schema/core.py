@@ -184,7 +184,7 @@ class OutboxRecord(Base):
     __table_args__ = (
         Index("ix_outbox_due", "status", "next_attempt_at"),
         # Per-conversation order: the claim looks for an earlier undelivered row of the same conversation,
-        # for every due row. Only live rows (OUTBOX_LIVE) are in it, so that look-up reads the rows still to
+        # for every due row. Only live rows (OUTBOX_LIVE_SQL) are in it, so that look-up reads the rows still to
         # send, not the conversation's delivered history (migration 0006).
         Index(
             "ix_outbox_live_conversation",
