@@ -3,7 +3,7 @@
 A backlog builds up whenever sends are due faster than the platform takes them: a WeChat outage that ends,
 a rush of 留言 notices, a campaign of agent replies. Each round inserts BACKLOGS[i] due rows into the
 database of a running `kefu serve` (one WeChat account, a conversation each, as 留言 notices are, each
-conversation with HISTORY earlier replies already delivered), then waits until its worker has sent them all
+conversation with the HISTORY rows before it, already done), then waits until its worker has sent them all
 to the fake platform API; it prints sends per second (from the first claim: the worker finds rows written
 by another process at its next poll) and kefu's CPU milliseconds per send. A send that costs the same at
 every backlog is O(1); before migration 0006 and the SQLite claim's window it grew 2-3× from 300 to 6,000
@@ -13,6 +13,7 @@ every backlog is O(1); before migration 0006 and the SQLite claim's window it gr
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import tempfile
@@ -21,40 +22,47 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.dialects import sqlite
+
 from bench import handoff as ho
 from bench import webhook as wh
+from gateway.storage.schema.core import UTCDateTime
 
-BACKLOGS = tuple(int(n) for n in os.environ.get("KEFU_BENCH_OUTBOX_BACKLOGS", "300,3000,6000").split(","))
-HISTORY = 3  # earlier rows of each conversation: bot replies the passive answer carried, one notice sent
+MAX_BACKLOG = 100_000  # rows one round inserts (and the worker must send within DRAIN_WITHIN_S)
+
+
+def backlogs(text: str) -> tuple[int, ...]:
+    """KEFU_BENCH_OUTBOX_BACKLOGS: counts of 1 to MAX_BACKLOG separated by commas, smallest first."""
+    try:
+        counts = tuple(int(n) for n in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or any(not 0 < n <= MAX_BACKLOG for n in counts):
+        raise SystemExit(
+            f"KEFU_BENCH_OUTBOX_BACKLOGS={text[:80]!r}: give counts of 1 to {MAX_BACKLOG}, e.g. 300,3000,6000"
+        )
+    return tuple(sorted(counts))
+
+
+BACKLOGS = backlogs(os.environ.get("KEFU_BENCH_OUTBOX_BACKLOGS", "300,3000,6000"))
+# Each conversation's earlier rows, done: bot replies the passive answer carried, then a notice sent.
+HISTORY = ("cancelled", "cancelled", "sent")
+_TEXT = "您好，您的留言我们已经收到，客服上线后会第一时间回复您。"
+_SQLITE_TEXT = UTCDateTime().bind_processor(sqlite.dialect())  # a datetime as kefu's SQLite columns hold it
 DRAIN_WITHIN_S = 120.0
 _ACCOUNT = "safe"
 
 
-def _stamp(moment: datetime) -> str:
-    """A datetime as kefu's SQLite columns hold it (gateway/storage/schema/core.py, UTCDateTime)."""
-    return moment.astimezone(UTC).isoformat(" ", "microseconds")[:26]
-
-
 def backlog_rows(count: int, round_no: int, now: datetime) -> list[tuple[object, ...]]:
-    """HISTORY done rows of `count` distinct customers, then a due row of each, as _INSERT's columns."""
-    due = _stamp(now - timedelta(seconds=1))
-    rows = []
-    for status in [*(["cancelled"] * (HISTORY - 1)), "sent"][:HISTORY] + ["pending"]:
+    """The HISTORY rows of `count` distinct customers, then a due row of each, as _INSERT's columns."""
+    due = _SQLITE_TEXT(now - timedelta(seconds=1))
+    rows: list[tuple[object, ...]] = []
+    for status in (*HISTORY, "pending"):
         for i in range(count):
             user = f"oBacklog{round_no:02d}{i:06d}"
-            rows.append(
-                (
-                    "wechat",
-                    _ACCOUNT,
-                    f"wechat:{_ACCOUNT}:{user}",
-                    "您好，您的留言我们已经收到，客服上线后会第一时间回复您。",
-                    "system",
-                    f'{{"user_id": "{user}", "chat_type": "private", "group_id": null}}',
-                    status,
-                    due,
-                    due,
-                )
-            )
+            target = json.dumps({"user_id": user, "chat_type": "private", "group_id": None})
+            key = f"wechat:{_ACCOUNT}:{user}"
+            rows.append(("wechat", _ACCOUNT, key, _TEXT, "system", target, status, due, due))
     return rows
 
 
@@ -73,15 +81,16 @@ def drain(database: Path, pid: int, count: int, round_no: int) -> tuple[float, f
         cpu, started = ho.cpu_seconds(pid), time.perf_counter()
         conn.executemany(_INSERT, rows)
         conn.commit()
-        first_claim = None
-        while (waiting := conn.execute(_WAITING).fetchone()[0]) or first_claim is None:
-            if first_claim is None and conn.execute(_UNCLAIMED).fetchone()[0] < count:
+        first_claim: float | None = None
+        while True:
+            waiting = conn.execute(_WAITING).fetchone()[0]
+            if first_claim is None and (not waiting or conn.execute(_UNCLAIMED).fetchone()[0] < count):
                 first_claim = time.perf_counter()
+            if not waiting:
+                return time.perf_counter() - first_claim, ho.cpu_seconds(pid) - cpu
             if time.perf_counter() - started > DRAIN_WITHIN_S:
                 raise RuntimeError(f"the outbox did not drain {count} rows within {DRAIN_WITHIN_S:.0f} s")
-            if waiting:
-                time.sleep(0.005 if first_claim is None else 0.02)
-        return time.perf_counter() - first_claim, ho.cpu_seconds(pid) - cpu
+            time.sleep(0.005 if first_claim is None else 0.02)
 
 
 def said(count: int, seconds: float, cpu: float) -> str:

@@ -7,6 +7,8 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from bench import outbox
 from gateway.storage import Store
 
@@ -37,3 +39,10 @@ def test_the_backlog_is_what_the_worker_claims_oldest_first(tmp_path: Path) -> N
 def test_the_growth_line_compares_the_largest_backlog_with_the_smallest() -> None:
     assert "at backlog 6000 / at 300: 3.00" in outbox.growth([0.0003, 0.0006, 0.0009], [300, 3000, 6000])
     assert outbox.growth([0.0003], [300]) == ""
+
+
+def test_the_backlogs_setting_is_counts_or_a_clear_refusal() -> None:
+    assert outbox.backlogs("3000,300") == (300, 3000)
+    for bad in ("", "300,,6000", "300;3000", "0", "-5", "1e3", str(outbox.MAX_BACKLOG + 1), "9" * 5000):
+        with pytest.raises(SystemExit, match="KEFU_BENCH_OUTBOX_BACKLOGS"):
+            outbox.backlogs(bad)

@@ -10,13 +10,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import any_, bindparam, func, or_, select, text, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gateway.storage.pg_unit import id_array, id_text
+from gateway.storage.outbox_claim import HELD_BACK, LEASE, claimable
+from gateway.storage.pg_unit import id_text
 from gateway.storage.rows import OUTBOX_STATUSES, OutboxRow, outbox_row, outbox_row_from
 from gateway.storage.schema.core import (
-    OUTBOX_LIVE_SQL,
     OutboxRecord,
     UTCDateTime,
 )
@@ -68,142 +68,6 @@ def _finish_statement(columns: frozenset[str], leased: bool) -> Any:
         )
         _FINISH[(columns, leased)] = statement
     return statement
-
-
-def _due(o: Any, failing: bool) -> list[Any]:
-    """The conditions of a due row of the outbox (or of an alias of it: `o` is its columns)."""
-    now = bindparam("now")
-    due = [
-        o.status.in_(("pending", "held")) & (o.next_attempt_at <= now),
-        (o.status == "sending") & (o.locked_until <= now),
-    ]
-    if failing:
-        due.append((o.status == "failed") & (o.next_attempt_at <= now) & (o.created_at > bindparam("cutoff")))
-    return due
-
-
-def _not_skipped(o: Any) -> Any:
-    return (o.channel + "/" + o.account).not_in(bindparam("skip", expanding=True))
-
-
-def _claimable(failing: bool, skipping: bool, *, windowed: bool = False) -> Any:
-    """The due rows no earlier row of their conversation holds back (see claim_outbox), oldest first;
-    `skipping`: not of the accounts in `skip` ("channel/account"). `windowed` (SQLite): only among the
-    first `window` due rows by id (_claimable_on_sqlite says why and when that is all of them)."""
-    o = _OUTBOX.c
-    now, cutoff = bindparam("now"), bindparam("cutoff")
-    earlier = _OUTBOX.alias("earlier")
-    e = earlier.c
-    waiting = [
-        e.status.in_(("pending", "held")) & (e.next_attempt_at > now),
-        (e.status == "sending") & (e.locked_until > now),
-    ]
-    if failing:
-        # A failed row still on its slow schedule holds its conversation too: after a platform outage
-        # the customer gets the answers in the order they were written (chaos: api-outage).
-        waiting.append((e.status == "failed") & (e.next_attempt_at > now) & (e.created_at > cutoff))
-    # The live rows' predicate (implied by `waiting`), in the partial index's own literal words: a planner
-    # uses ix_outbox_live_conversation only for a query it can see implies the index's WHERE, which
-    # bound parameters (`status IN (?, ?, ?, ?)`) do not show it.
-    live = text(f"earlier.{OUTBOX_LIVE_SQL}")
-    blocked = (
-        select(e.id)
-        .where(e.conversation_key == o.conversation_key, e.id < o.id, live, or_(*waiting))
-        .exists()
-    )
-    if windowed:
-        w = _OUTBOX.alias("due_rows").c
-        window = select(w.id).where(or_(*_due(w, failing)), *([_not_skipped(w)] if skipping else []))
-        where = [o.id.in_(window.order_by(w.id).limit(bindparam("window"))), ~blocked]
-    else:
-        where = [or_(*_due(o, failing)), ~blocked, *([_not_skipped(o)] if skipping else [])]
-    return (
-        select(o.id, o.status, o.conversation_key, o.channel, o.account)
-        .where(*where)
-        .order_by(o.id)
-        .limit(bindparam("limit"))
-        .with_for_update(skip_locked=True, of=_OUTBOX)
-    )
-
-
-def _due_seen(failing: bool, skipping: bool) -> Any:
-    """How many due rows there are (of the accounts not in `skip`), counted up to `window`."""
-    w = _OUTBOX.alias("due_rows").c
-    found = select(w.id).where(or_(*_due(w, failing)), *([_not_skipped(w)] if skipping else []))
-    return select(func.count().label("n")).select_from(found.limit(bindparam("window")).subquery())
-
-
-# (give_up_after given, accounts skipped) → the claim's SELECT; then the lease (_LEASE), returning the rows.
-_CLAIMABLE = {
-    (failing, skipping): _claimable(failing, skipping)
-    for failing in (False, True)
-    for skipping in (False, True)
-}
-_WINDOWED = {
-    (failing, skipping): _claimable(failing, skipping, windowed=True)
-    for failing in (False, True)
-    for skipping in (False, True)
-}
-_DUE_SEEN = {
-    (failing, skipping): _due_seen(failing, skipping)
-    for failing in (False, True)
-    for skipping in (False, True)
-}
-# Due rows a SQLite claim looks at first (see _claimable_on_sqlite).
-CLAIM_WINDOW = 200
-
-
-def _claimable_on_sqlite(db: Db, failing: bool, skipping: bool, params: Mapping[str, Any]) -> list[Any]:
-    """The claim's rows on SQLite, checking as few due rows as it can for an earlier row that holds them back.
-
-    _CLAIMABLE checks every due row, then sorts them all to take the oldest `limit`: with thousands due (a
-    platform that was down, a rush of notices) each claim cost milliseconds of the writer's transaction
-    (`python -m bench outbox`). Here only the oldest CLAIM_WINDOW due rows are checked. That is exact when
-    there are no more due rows than that (counted first, cheaply: no check, no sort), or when the window
-    holds `limit` claimable rows (any row past it is younger); otherwise _CLAIMABLE looks at them all.
-    """
-    seen = db.rows(_DUE_SEEN[failing, skipping], {**params, "window": CLAIM_WINDOW})[0]["n"]
-    if not seen:
-        return []
-    found = db.rows(_WINDOWED[failing, skipping], {**params, "window": CLAIM_WINDOW})
-    if len(found) < params["limit"] and seen >= CLAIM_WINDOW:
-        found = db.rows(_CLAIMABLE[failing, skipping], params)  # the window's rows were held back
-    return list(found)
-
-
-_CLAIMED = id_array("claimed")  # the rows a claim selected (PostgreSQL only: see _held_back)
-
-
-def _held_back(failing: bool) -> Any:
-    """PostgreSQL: per conversation of a claim's rows (`claimed`), its first row still to be sent that the
-    claim did not select. The claim's SELECT takes a due row only when the earlier rows of its conversation
-    are due too, expecting to take them itself; but SKIP LOCKED passes over rows that another process's
-    claim has selected and not yet leased, which still read `pending` and due here. Such a row must hold
-    its conversation's later rows back exactly as a row being sent does (two processes sent one
-    conversation's replies at once, out of order)."""
-    o = _OUTBOX.c
-    mine = _OUTBOX.alias("mine")
-    live = [o.status.in_(("pending", "held", "sending"))]
-    if failing:
-        live.append((o.status == "failed") & (o.created_at > bindparam("cutoff")))
-    return (
-        select(o.conversation_key, func.min(o.id).label("first"))
-        .where(
-            o.conversation_key.in_(select(mine.c.conversation_key).where(mine.c.id == any_(_CLAIMED))),
-            ~(o.id == any_(_CLAIMED)),
-            or_(*live),
-        )
-        .group_by(o.conversation_key)
-    )
-
-
-_HELD_BACK = {failing: _held_back(failing) for failing in (False, True)}
-_LEASE = (
-    update(_OUTBOX)
-    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
-    .values(status="sending", locked_until=bindparam("locked_until"), attempts=_OUTBOX.c.attempts + 1)
-    .returning(*_OUTBOX.c)
-)
 
 
 # Module constants: the unit of work compiles each once (gateway.storage.unit). Cancelling twice is fine (a
@@ -346,17 +210,14 @@ class OutboxQueries:
             params["cutoff"] = now - give_up_after  # failed rows younger than this are still retried
 
         def claim(unit: Unit) -> tuple[list[OutboxRow], list[int]]:
-            if unit.db.dialect == "sqlite":
-                found = _claimable_on_sqlite(unit.db, failing, bool(skip), params)
-            else:
-                found = unit.db.rows(_CLAIMABLE[failing, bool(skip)], params)
+            found = claimable(unit.db, failing, bool(skip), params)
             held: list[int] = []
             if found and unit.db.dialect == "postgresql":
                 # (SQLite has one writer at a time: no other claim runs meanwhile.)
                 first = {
                     r["conversation_key"]: int(r["first"])
                     for r in unit.db.rows(
-                        _HELD_BACK[failing],
+                        HELD_BACK[failing],
                         {
                             **({"cutoff": params["cutoff"]} if failing else {}),
                             "claimed": id_text(r["id"] for r in found),
@@ -373,7 +234,7 @@ class OutboxQueries:
             if not found:
                 return [], held
             resumed = {int(r["id"]) for r in found if r["status"] == "sending"}
-            leased = unit.db.rows(_LEASE, {**params, "ids": [int(r["id"]) for r in found]})
+            leased = unit.db.rows(LEASE, {**params, "ids": [int(r["id"]) for r in found]})
             rows = sorted((outbox_row_from(r) for r in leased), key=lambda r: r.id)
             return [replace(r, resumed=True) if r.id in resumed else r for r in rows], held
 

@@ -394,7 +394,7 @@ async def test_a_claim_past_a_window_of_held_back_rows_still_finds_the_claimable
     # SQLite checks only the oldest CLAIM_WINDOW due rows for an earlier row that holds them back
     # (thousands due cost each claim milliseconds otherwise); when those are all held back, it must look
     # further, or a conversation waiting for a retry would hold every other customer's answers up.
-    monkeypatch.setattr("gateway.storage.outbox.CLAIM_WINDOW", 2)
+    monkeypatch.setattr("gateway.storage.outbox_claim.CLAIM_WINDOW", 2)
     now = utcnow()
 
     async def row(key: str, text: str) -> int:
@@ -413,6 +413,6 @@ async def test_a_claim_past_a_window_of_held_back_rows_still_finds_the_claimable
     assert [r.id for r in claimed] == [other]
     assert [(await store.outbox(i)).status for i in held] == ["pending", "pending"]  # type: ignore[union-attr]
     # And with few due rows (no more than the window), the window is all of them.
-    monkeypatch.setattr("gateway.storage.outbox.CLAIM_WINDOW", 200)
+    monkeypatch.setattr("gateway.storage.outbox_claim.CLAIM_WINDOW", 200)
     late = await row("web:default:wc", "又一位")
     assert [r.id for r in await store.claim_outbox(now, lease=timedelta(minutes=1))] == [late]

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.engine import Dialect
 
 from gateway.storage import Store
-from gateway.storage.outbox import _CLAIMABLE, _WINDOWED
+from gateway.storage.outbox_claim import CLAIMABLE, WINDOWED
 from gateway.storage.unit import compile_statement, sql_and_values
 
 
@@ -48,7 +48,7 @@ def test_the_claims_look_up_of_earlier_rows_uses_the_index_of_live_rows(tmp_path
             await store.dispose()
 
     dialect = asyncio.run(create())
-    for statements in (_CLAIMABLE, _WINDOWED):
+    for statements in (CLAIMABLE, WINDOWED):
         for (failing, skipping), statement in statements.items():
             plan = _plan(database, dialect, statement, failing, skipping)
             earlier = [step for step in plan if step.startswith("SEARCH earlier")]
