@@ -3,7 +3,9 @@
 A row is claimable when it is due and no earlier row of its conversation is still waiting its turn (see
 `OutboxQueries.claim_outbox`). The look-up of such an earlier row reads `ix_outbox_live_conversation`
 (live rows only, migration 0006); on SQLite a claim checks the oldest CLAIM_WINDOW due rows first
-(`claimable`), so its cost does not grow with a backlog (`python -m bench outbox`).
+(`claimable`), so its cost does not grow with a backlog (`python -m bench outbox`). The due rows come
+from ix_outbox_due, never from a walk of the table in id order (`_oldest_first`): its cost would grow with
+the delivered history.
 """
 
 from __future__ import annotations
@@ -11,13 +13,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import any_, bindparam, func, or_, select, text, update
+from sqlalchemy import any_, bindparam, func, literal_column, or_, select, text, update
 
 from gateway.storage.pg_unit import id_array
 from gateway.storage.schema.core import OUTBOX_LIVE_SQL, OutboxRecord
 from gateway.storage.unit import Db
 
 _OUTBOX = OutboxRecord.__table__
+
+
+def _oldest_first(ids: Any) -> Any:
+    """ORDER BY the outbox's `ids`, oldest first, as an expression no index yields. Ordered by the primary
+    key itself, PostgreSQL's planner chose (with a backlog, after ANALYZE) to walk the primary key and
+    filter, through the whole delivered history before the first due row: 7-10 ms a claim at 40,000 rows
+    delivered, growing with them. This way the due rows come from ix_outbox_due and only they are sorted
+    (SQLite plans it so either way)."""
+    return ids + literal_column("0")
 
 
 def _due(o: Any, failing: bool) -> list[Any]:
@@ -70,13 +81,18 @@ def _claimable(failing: bool, skipping: bool, *, windowed: bool = False) -> Any:
     )
     if windowed:
         due = _due_ids(failing, skipping)
-        where = [o.id.in_(due.order_by(due.selected_columns.id).limit(bindparam("window"))), ~blocked]
+        where = [
+            o.id.in_(due.order_by(_oldest_first(due.selected_columns.id)).limit(bindparam("window"))),
+            ~blocked,
+        ]
+        order = o.id  # the window's rows, looked up by the primary key in its order
     else:
         where = [or_(*_due(o, failing)), ~blocked, *_not_skipped(o, skipping)]
+        order = _oldest_first(o.id)
     return (
         select(o.id, o.status, o.conversation_key, o.channel, o.account)
         .where(*where)
-        .order_by(o.id)
+        .order_by(order)
         .limit(bindparam("limit"))
         .with_for_update(skip_locked=True, of=_OUTBOX)
     )
