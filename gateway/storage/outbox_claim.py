@@ -39,7 +39,16 @@ def _due(o: Any, failing: bool) -> list[Any]:
         (o.status == "sending") & (o.locked_until <= now),
     ]
     if failing:
-        due.append((o.status == "failed") & (o.next_attempt_at <= now) & (o.created_at > bindparam("cutoff")))
+        # `next_attempt_at > cutoff` follows from `created_at > cutoff` (a row is never due before it was
+        # written); said, it bounds the failed rows read from ix_outbox_due to those of the last
+        # give_up_after, not every failed row ever (those given up stay `failed`, due in the past).
+        cutoff = bindparam("cutoff")
+        due.append(
+            (o.status == "failed")
+            & (o.next_attempt_at <= now)
+            & (o.next_attempt_at > cutoff)
+            & (o.created_at > cutoff)
+        )
     return due
 
 

@@ -64,10 +64,14 @@ def test_the_claims_look_up_of_earlier_rows_uses_the_index_of_live_rows(tmp_path
             assert earlier == [
                 "SEARCH earlier USING INDEX ix_outbox_live_conversation (conversation_key=? AND id<?)"
             ], plan
+            # Failed rows are read from the last give_up_after only: those given up stay `failed`.
+            failed = [step for step in plan if "next_attempt_at>? AND next_attempt_at<?" in step]
+            assert len(failed) == failing, plan
 
 
-# A delivered history (two rows for each of HISTORY conversations) and DUE rows of other conversations.
-HISTORY, DUE = 5_000, 1_000
+# A delivered history (two rows for each of HISTORY conversations), GIVEN_UP failed rows of a platform
+# outage two days ago, and DUE rows of other conversations.
+HISTORY, GIVEN_UP, DUE = 5_000, 3_000, 1_000
 
 
 def _outbox_rows_read(plan: dict[str, Any]) -> int:
@@ -90,7 +94,8 @@ def postgres_url(postgres_database: str) -> Iterator[str]:
 def test_postgresqls_claim_reads_the_due_rows_not_the_delivered_history(postgres_url: str) -> None:
     # Ordered by the primary key, PostgreSQL planned the claim as a walk of the primary key that filtered
     # out every delivered row before the first due one (Rows Removed by Filter: 200,000 at 100,000
-    # conversations, 32 ms a claim): a cost that grew with the outbox's whole history.
+    # conversations, 32 ms a claim): a cost that grew with the outbox's whole history. And a claim that
+    # retries failed rows read every failed row ever, given up or not.
     import asyncpg
 
     async def check() -> None:
@@ -105,11 +110,12 @@ def test_postgresqls_claim_reads_the_due_rows_not_the_delivered_history(postgres
             now = datetime.now(UTC)
             old = now - timedelta(days=3)
             rows = [("sent", f"h{n}", old) for n in range(HISTORY) for _ in range(2)]
+            rows += [("failed", f"f{n}", old) for n in range(GIVEN_UP)]  # due since, never again retried
             rows += [("pending", f"d{n}", now - timedelta(seconds=1)) for n in range(DUE)]
             await conn.executemany(
                 "INSERT INTO outbox (channel, account, conversation_key, status, next_attempt_at, created_at,"
-                " text, sender, target, attempts) VALUES ('wechat', 'a', 'wechat:a:' || $2, $1, $3, $3,"
-                " '您好', 'bot', '{}', 0)",
+                " text, sender, target, attempts) VALUES ('wechat', 'a', 'wechat:a:' || $2, $1, $3,"
+                " $3::timestamptz - interval '1 minute', '您好', 'bot', '{}', 0)",
                 rows,
             )
             await conn.execute("ANALYZE outbox")
