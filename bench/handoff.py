@@ -30,11 +30,12 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import webhook as wh
+from bench.knobs import knob
 
-QUEUE_API_CALLS = int(os.environ.get("KEFU_BENCH_QUEUE_API_CALLS", "200"))
+QUEUE_API_CALLS = knob("KEFU_BENCH_QUEUE_API_CALLS", 200, 1, 100_000)
 # Shorter runs (the queue then grows less than to 5,000): messages per round and rounds of the handoff mix.
-REQUESTS = int(os.environ.get("KEFU_BENCH_HANDOFF_REQUESTS", str(wh.HANDOFF_REQUESTS)))
-ROUNDS = int(os.environ.get("KEFU_BENCH_HANDOFF_ROUNDS", str(wh.HANDOFF_ROUNDS)))
+REQUESTS = knob("KEFU_BENCH_HANDOFF_REQUESTS", wh.HANDOFF_REQUESTS, 1, 1_000_000)
+ROUNDS = knob("KEFU_BENCH_HANDOFF_ROUNDS", wh.HANDOFF_ROUNDS, 1, 100)
 QUEUE_API_TARGET_MS = 50.0
 HANDOFF_WARMUP = 300  # handoff-mix messages before round 1 (100 of them queue)
 HANDOFF_TARGET_RATIO = 0.45

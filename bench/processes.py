@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.handoff import steps_drained
+from bench.knobs import knob
 from bench.webhook import (
     CONCURRENCY,
     ROOT,
@@ -50,8 +51,8 @@ from bench.webhook import (
 
 PG = os.environ.get("KEFU_BENCH_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 REDIS_URL = os.environ.get("KEFU_BENCH_REDIS", "redis://127.0.0.1:6379/15")  # its own Redis database number
-ROUNDS = int(os.environ.get("KEFU_BENCH_PROCESS_ROUNDS", "3"))
-REQUESTS = int(os.environ.get("KEFU_BENCH_PROCESS_REQUESTS", "1000"))  # per round and deployment
+ROUNDS = knob("KEFU_BENCH_PROCESS_ROUNDS", 3, 1, 100)
+REQUESTS = knob("KEFU_BENCH_PROCESS_REQUESTS", 1000, 1, 1_000_000)  # per round and deployment
 MAX_S = 20.0  # per round: bounds the whole run on a loaded machine
 TARGET = 1.6
 MIXES = (  # (label, account, safe mode, handoff mix): the webhook bench's FAQ mixes and its handoff mix

@@ -32,9 +32,11 @@ from typing import Any
 import aiohttp
 import yaml
 
+from bench.knobs import knob
+
 ROOT = Path(__file__).resolve().parent.parent
-MINUTES = float(os.environ.get("SOAK_MINUTES", "20"))
-RATE = float(os.environ.get("SOAK_RATE", "150"))
+MINUTES = knob("SOAK_MINUTES", 20.0, 0.1, 1440.0)
+RATE = knob("SOAK_RATE", 150.0, 1.0, 10_000.0)
 CUSTOMERS = 20_000
 HANDOFF_SHARE = 0.10
 SAMPLE_S = 30.0

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.knobs import knob
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "benchtoken"
 AES_KEY = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR"
@@ -71,16 +73,16 @@ _ASIDES = ("", "我朋友说", "同事问", "我妈想知道", "昨天下单了"
 _TAILS = ("谢谢", "多谢", "在线等", "麻烦了", "辛苦", "拜托", "好吗", "可以吗", "谢啦", "感谢", "求回复", "速回",
           "好的", "行不行", "哈", "吧", "么", "蟹蟹", "3q", "")  # fmt: skip
 CONCURRENCY = 32
-CLOSED_REQUESTS = int(os.environ.get("KEFU_BENCH_WEBHOOK_REQUESTS", "2000"))  # per closed-loop phase
+CLOSED_REQUESTS = knob("KEFU_BENCH_WEBHOOK_REQUESTS", 2000, 1, 1_000_000)  # per closed-loop phase
 # Two cores shared by both servers and the load generator make one phase noisy (±20 %): bare and kefu are
 # measured in alternating rounds and the medians compared.
-ROUNDS = int(os.environ.get("KEFU_BENCH_WEBHOOK_ROUNDS", "5"))
+ROUNDS = knob("KEFU_BENCH_WEBHOOK_ROUNDS", 5, 1, 100)
 CLOSED_MAX_S = 15.0
 WARMUP_REQUESTS = 150
 PACED_RATE = 500  # messages per second
 # A second paced run at a rate kefu on SQLite sustains: the latency a customer sees below saturation.
 PACED_LOW_RATE = 25
-PACED_SECONDS = float(os.environ.get("KEFU_BENCH_PACED_SECONDS", "5"))
+PACED_SECONDS = knob("KEFU_BENCH_PACED_SECONDS", 5.0, 0.5, 3600.0)
 TARGET_RATIO = 0.55  # issue 14: bot only, 12 repeated texts
 TARGET_NOVEL_RATIO = 0.40  # issue 14: bot only, every text new, with the lexical matcher (semantic stage off)
 TARGET_P99_MS = 50.0
