@@ -31,12 +31,19 @@ def _oldest_first(ids: Any) -> Any:
     return ids + literal_column("0")
 
 
+def _is(status: Any, *values: str) -> Any:
+    """`status` is one of `values`, written into the SQL (they are the code's own constants): bound as
+    parameters, they hide from PostgreSQL's generic plan that few rows are pending or sending, and it
+    planned a scan of the whole table (10-15 ms a claim with 43,000 rows)."""
+    return status.in_([literal_column(f"'{value}'") for value in values])
+
+
 def _due(o: Any, failing: bool) -> list[Any]:
     """The conditions of a due row of the outbox (or of an alias of it: `o` is its columns)."""
     now = bindparam("now")
     due = [
-        o.status.in_(("pending", "held")) & (o.next_attempt_at <= now),
-        (o.status == "sending") & (o.locked_until <= now),
+        _is(o.status, "pending", "held") & (o.next_attempt_at <= now),
+        _is(o.status, "sending") & (o.locked_until <= now),
     ]
     if failing:
         # `next_attempt_at > cutoff` follows from `created_at > cutoff` (a row is never due before it was
@@ -44,7 +51,7 @@ def _due(o: Any, failing: bool) -> list[Any]:
         # give_up_after, not every failed row ever (those given up stay `failed`, due in the past).
         cutoff = bindparam("cutoff")
         due.append(
-            (o.status == "failed")
+            _is(o.status, "failed")
             & (o.next_attempt_at <= now)
             & (o.next_attempt_at > cutoff)
             & (o.created_at > cutoff)
@@ -72,13 +79,13 @@ def _claimable(failing: bool, skipping: bool, *, windowed: bool = False) -> Any:
     earlier = _OUTBOX.alias("earlier")
     e = earlier.c
     waiting = [
-        e.status.in_(("pending", "held")) & (e.next_attempt_at > now),
-        (e.status == "sending") & (e.locked_until > now),
+        _is(e.status, "pending", "held") & (e.next_attempt_at > now),
+        _is(e.status, "sending") & (e.locked_until > now),
     ]
     if failing:
         # A failed row still on its slow schedule holds its conversation too: after a platform outage
         # the customer gets the answers in the order they were written (chaos: api-outage).
-        waiting.append((e.status == "failed") & (e.next_attempt_at > now) & (e.created_at > cutoff))
+        waiting.append(_is(e.status, "failed") & (e.next_attempt_at > now) & (e.created_at > cutoff))
     # The live rows' predicate (implied by `waiting`), in the partial index's own literal words: a planner
     # uses ix_outbox_live_conversation only for a query it can see implies the index's WHERE, which
     # bound parameters (`status IN (?, ?, ?, ?)`) do not show it.
@@ -164,14 +171,17 @@ def _held_back(failing: bool) -> Any:
     conversation's replies at once, out of order)."""
     o = _OUTBOX.c
     mine = _OUTBOX.alias("mine")
-    live = [o.status.in_(("pending", "held", "sending"))]
+    live = [_is(o.status, "pending", "held", "sending")]
     if failing:
-        live.append((o.status == "failed") & (o.created_at > bindparam("cutoff")))
+        live.append(_is(o.status, "failed") & (o.created_at > bindparam("cutoff")))
     return (
         select(o.conversation_key, func.min(o.id).label("first"))
         .where(
             o.conversation_key.in_(select(mine.c.conversation_key).where(mine.c.id == any_(_CLAIMED))),
             ~(o.id == any_(_CLAIMED)),
+            # The partial index's predicate in its own words (see `blocked` in _claimable): each claimed
+            # conversation's live rows are looked up in it, not every live row read to pick theirs.
+            text(f"outbox.{OUTBOX_LIVE_SQL}"),
             or_(*live),
         )
         .group_by(o.conversation_key)
