@@ -8,19 +8,26 @@ to the fake platform API; it prints sends per second (from the first claim: the 
 by another process at its next poll) and kefu's CPU milliseconds per send. A send that costs the same at
 every backlog is O(1); before migration 0006 and the SQLite claim's window it grew 2-3× from 300 to 6,000
 (docs/benchmarks-history.md, 2026-12-07 night).
+
+Then the same on PostgreSQL, over a delivered history of PG_DELIVERED rows and with ANALYZE after each
+insert (as autovacuum does soon after): its planner chooses the claim's plan by those statistics, and
+once walked the delivered history on every claim (README, "The outbox draining a backlog").
+KEFU_BENCH_OUTBOX_POSTGRES=0 skips that part.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, Protocol
 
 from sqlalchemy.dialects import sqlite
 
@@ -53,9 +60,12 @@ DRAIN_WITHIN_S = 120.0
 _ACCOUNT = "safe"
 
 
-def backlog_rows(count: int, round_no: int, now: datetime) -> list[tuple[object, ...]]:
-    """The HISTORY rows of `count` distinct customers, then a due row of each, as _INSERT's columns."""
-    due = _SQLITE_TEXT(now - timedelta(seconds=1))
+def backlog_rows(
+    count: int, round_no: int, now: datetime, stamp: Callable[[datetime], Any] = _SQLITE_TEXT
+) -> list[tuple[object, ...]]:
+    """The HISTORY rows of `count` distinct customers, then a due row of each, as _INSERT's columns
+    (`stamp`: a time as the database takes it; SQLite's text by default)."""
+    due = stamp(now - timedelta(seconds=1))
     rows: list[tuple[object, ...]] = []
     for status in (*HISTORY, "pending"):
         for i in range(count):
@@ -66,31 +76,88 @@ def backlog_rows(count: int, round_no: int, now: datetime) -> list[tuple[object,
     return rows
 
 
-_INSERT = (
-    "INSERT INTO outbox (channel, account, conversation_key, text, sender, target, status, attempts, "
-    "next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)"
+_COLUMNS = (
+    "channel, account, conversation_key, text, sender, target, status, attempts, next_attempt_at, created_at"
 )
+_INSERT = f"INSERT INTO outbox ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)"
 _WAITING = "SELECT count(*) FROM outbox WHERE status IN ('pending', 'sending')"
 _UNCLAIMED = "SELECT count(*) FROM outbox WHERE status = 'pending'"
+# PostgreSQL's delivered history, written before the rounds: two rows each of PG_DELIVERED / 2 customers.
+PG_DELIVERED = 100_000
+_PG_HISTORY = f"""INSERT INTO outbox ({_COLUMNS})
+SELECT 'wechat', '{_ACCOUNT}', 'wechat:{_ACCOUNT}:oDelivered' || (n / 2), '{_TEXT}', 'system', '{{}}', 'sent', 1,
+       now() - interval '3 days', now() - interval '3 days'
+FROM generate_series(1, {PG_DELIVERED}) AS n"""
 
 
-def drain(database: Path, pid: int, count: int, round_no: int) -> tuple[float, float]:
+class Database(Protocol):
+    """The bench's own connection to kefu's database (not kefu's code: rows written as another process)."""
+
+    def insert(self, rows: list[tuple[object, ...]]) -> None: ...
+
+    def count(self, sql: str) -> int: ...
+
+
+class SqliteDatabase:
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path, timeout=30)
+
+    def insert(self, rows: list[tuple[object, ...]]) -> None:
+        self.conn.executemany(_INSERT, rows)
+        self.conn.commit()
+
+    def count(self, sql: str) -> int:
+        return int(self.conn.execute(sql).fetchone()[0])
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class PostgresDatabase:
+    """asyncpg on a loop of its own, called synchronously like sqlite3."""
+
+    def __init__(self, url: str) -> None:
+        import asyncpg
+
+        self.loop = asyncio.new_event_loop()
+        self.conn = self.loop.run_until_complete(
+            asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+        )
+
+    def insert(self, rows: list[tuple[object, ...]]) -> None:
+        marks = ", ".join(f"${n}" for n in range(1, 8)) + ", 0, $8, $9"
+        sql = f"INSERT INTO outbox ({_COLUMNS}) VALUES ({marks})"
+        self.loop.run_until_complete(self.conn.executemany(sql, rows))
+        self.loop.run_until_complete(self.conn.execute("ANALYZE outbox"))  # as autovacuum would, soon after
+
+    def count(self, sql: str) -> int:
+        return int(self.loop.run_until_complete(self.conn.fetchval(sql)))
+
+    def execute(self, sql: str) -> None:
+        self.loop.run_until_complete(self.conn.execute(sql))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.conn.close())
+        self.loop.close()
+
+
+def drain(
+    db: Database, pid: int, count: int, round_no: int, stamp: Callable[[datetime], Any]
+) -> tuple[float, float]:
     """Insert a backlog of `count` due rows, wait until all are sent: (seconds, kefu's CPU seconds)."""
-    with contextlib.closing(sqlite3.connect(database, timeout=30)) as conn:
-        rows = backlog_rows(count, round_no, datetime.now(UTC))
-        cpu, started = ho.cpu_seconds(pid), time.perf_counter()
-        conn.executemany(_INSERT, rows)
-        conn.commit()
-        first_claim: float | None = None
-        while True:
-            waiting = conn.execute(_WAITING).fetchone()[0]
-            if first_claim is None and (not waiting or conn.execute(_UNCLAIMED).fetchone()[0] < count):
-                first_claim = time.perf_counter()
-            if not waiting:
-                return time.perf_counter() - first_claim, ho.cpu_seconds(pid) - cpu
-            if time.perf_counter() - started > DRAIN_WITHIN_S:
-                raise RuntimeError(f"the outbox did not drain {count} rows within {DRAIN_WITHIN_S:.0f} s")
-            time.sleep(0.005 if first_claim is None else 0.02)
+    rows = backlog_rows(count, round_no, datetime.now(UTC), stamp)
+    cpu, started = ho.cpu_seconds(pid), time.perf_counter()
+    db.insert(rows)
+    first_claim: float | None = None
+    while True:
+        waiting = db.count(_WAITING)
+        if first_claim is None and (not waiting or db.count(_UNCLAIMED) < count):
+            first_claim = time.perf_counter()
+        if not waiting:
+            return time.perf_counter() - first_claim, ho.cpu_seconds(pid) - cpu
+        if time.perf_counter() - started > DRAIN_WITHIN_S:
+            raise RuntimeError(f"the outbox did not drain {count} rows within {DRAIN_WITHIN_S:.0f} s")
+        time.sleep(0.005 if first_claim is None else 0.02)
 
 
 def said(count: int, seconds: float, cpu: float) -> str:
@@ -110,21 +177,47 @@ def growth(per_send: Sequence[float], backlogs: Sequence[int]) -> str:
     )
 
 
+def _rounds(db: Database, pid: int, stamp: Callable[[datetime], Any]) -> list[str]:
+    """A warm-up drain, then each backlog's: a line per backlog and the growth line."""
+    drain(db, pid, 300, 0, stamp)  # warm: the token, the connection pool, the statements
+    lines, per_send = [], []
+    for round_no, count in enumerate(BACKLOGS, start=1):
+        seconds, cpu = drain(db, pid, count, round_no, stamp)
+        per_send.append(cpu / count)
+        lines.append(said(count, seconds, cpu))
+    return [*lines, growth(per_send, BACKLOGS)]
+
+
+@contextlib.contextmanager
+def _kefu(tmp: Path, api_base: str, database_url: str | None = None) -> Iterator[int]:
+    """A `kefu serve` on the fake API; its pid."""
+    config = wh._write_config(tmp, api_base, database_url=database_url)
+    with wh._server("kefu", config) as kefu:
+        yield wh.SERVER_PIDS[kefu]
+
+
 def run() -> list[str]:
     lines = [f"outbox backlog drain: one WeChat account, backlogs {', '.join(map(str, BACKLOGS))}"]
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kefu-bench-outbox-")))
         api_base = stack.enter_context(wh._server("api", None))
-        config = wh._write_config(tmp / "outbox", api_base)
-        kefu = stack.enter_context(wh._server("kefu", config))
-        pid, database = wh.SERVER_PIDS[kefu], tmp / "outbox" / "kefu.db"
-        drain(database, pid, 300, 0)  # warm: the token, the connection pool, the statements
-        per_send = []
-        for round_no, count in enumerate(BACKLOGS, start=1):
-            seconds, cpu = drain(database, pid, count, round_no)
-            per_send.append(cpu / count)
-            lines.append(said(count, seconds, cpu))
-        lines.append(growth(per_send, BACKLOGS))
+        with _kefu(tmp / "outbox", api_base) as pid:
+            sqlite_db = SqliteDatabase(tmp / "outbox" / "kefu.db")
+            try:
+                lines += ["SQLite:", *_rounds(sqlite_db, pid, _SQLITE_TEXT)]
+            finally:
+                sqlite_db.close()
+        if os.environ.get("KEFU_BENCH_OUTBOX_POSTGRES") == "0":
+            return [*lines, "PostgreSQL: skipped (KEFU_BENCH_OUTBOX_POSTGRES=0)"]
+        url = stack.enter_context(ho._postgres_database())
+        with _kefu(tmp / "outbox-pg", api_base, url) as pid:
+            pg_db = PostgresDatabase(url)
+            try:
+                pg_db.execute(_PG_HISTORY)
+                lines += [f"PostgreSQL, over {PG_DELIVERED:,} rows delivered before:"]
+                lines += _rounds(pg_db, pid, lambda at: at)
+            finally:
+                pg_db.close()
     return lines
 
 

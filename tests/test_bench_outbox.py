@@ -46,3 +46,39 @@ def test_the_backlogs_setting_is_counts_or_a_clear_refusal() -> None:
     for bad in ("", "300,,6000", "300;3000", "0", "-5", "1e3", str(outbox.MAX_BACKLOG + 1), "9" * 5000):
         with pytest.raises(SystemExit, match="KEFU_BENCH_OUTBOX_BACKLOGS"):
             outbox.backlogs(bad)
+
+
+@pytest.mark.postgres
+def test_on_postgresql_the_history_is_delivered_and_the_backlog_is_what_the_worker_claims(
+    postgres_database: str,
+) -> None:
+    from tests.conftest import reset_postgres
+
+    asyncio.run(reset_postgres(postgres_database))
+
+    async def create() -> None:
+        store = Store.from_url(postgres_database)
+        try:
+            await store.create_all()
+        finally:
+            await store.dispose()
+
+    async def claim() -> list[str]:
+        store = Store.from_url(postgres_database)
+        try:
+            rows = await store.claim_outbox(datetime.now(UTC), lease=timedelta(minutes=1), limit=20)
+            return [row.conversation_key for row in rows]
+        finally:
+            await store.dispose()
+
+    asyncio.run(create())
+    db = outbox.PostgresDatabase(postgres_database)
+    try:
+        db.execute(outbox._PG_HISTORY)
+        db.insert(outbox.backlog_rows(5, 1, datetime.now(UTC), lambda at: at))
+        assert asyncio.run(claim()) == [f"wechat:safe:oBacklog01{i:06d}" for i in range(5)]
+        assert db.count("SELECT count(*) FROM outbox WHERE status = 'sent'") == outbox.PG_DELIVERED + 5
+        assert db.count(outbox._WAITING) == 5  # the claimed rows, being sent
+    finally:
+        db.close()
+    asyncio.run(reset_postgres(postgres_database))
