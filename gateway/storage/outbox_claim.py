@@ -87,8 +87,8 @@ def _claimable(failing: bool, skipping: bool, *, windowed: bool = False) -> Any:
         # the customer gets the answers in the order they were written (chaos: api-outage).
         waiting.append(_is(e.status, "failed") & (e.next_attempt_at > now) & (e.created_at > cutoff))
     # The live rows' predicate (implied by `waiting`), in the partial index's own literal words: a planner
-    # uses ix_outbox_live_conversation only for a query it can see implies the index's WHERE, which
-    # bound parameters (`status IN (?, ?, ?, ?)`) do not show it.
+    # uses ix_outbox_live_conversation only for a query it can see implies the index's WHERE, and SQLite
+    # sees that only in these words (with bound parameters neither database did).
     live = text(f"earlier.{OUTBOX_LIVE_SQL}")
     blocked = (
         select(e.id)
