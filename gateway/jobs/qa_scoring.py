@@ -16,10 +16,14 @@ from gateway.keys import QA, RUNTIME
 from gateway.qa_service import QaService
 from gateway.storage import Store
 from gateway.storage.job_lock import job_lock
-from gateway.storage.qa_store import conversation_messages, save_result, unscored_conversations
+from gateway.storage.qa_store import conversation_messages, pend_missed, save_result, unscored_conversations
 from handoff.qa import score_conversation
 
 logger = logging.getLogger(__name__)
+
+# How often a round also looks through the whole history for finished conversations no close left to
+# 质检 (`pend_missed`); the rounds in between read qa_pending only.
+SWEEP_EVERY_S = 3600.0
 
 __all__ = ["install_qa", "qa_jobs", "score_pending"]
 
@@ -56,12 +60,21 @@ async def qa_jobs(app: web.Application) -> AsyncIterator[None]:
     await qa.reload(force=True)
 
     async def loop() -> None:
+        swept_at: float | None = None  # the first round sweeps
         while True:
             await asyncio.sleep(settings.job_interval_s)
             try:
                 await qa.reload()
                 async with job_lock(runtime.store, "qa") as mine:  # several processes: one scores a round
                     if mine:
+                        now = asyncio.get_running_loop().time()
+                        if swept_at is None or now - swept_at >= SWEEP_EVERY_S:
+                            missed = await pend_missed(runtime.store)
+                            swept_at = now
+                            if missed:
+                                logger.info(
+                                    "qa: %d finished conversations found unscored, scored now", missed
+                                )
                         await score_pending(runtime.store, qa)
             except Exception:  # a database outage: try again next round, the rows are not lost
                 logger.exception("qa scoring round failed")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, bindparam, func, literal, or_, select, update
+from sqlalchemy import Boolean, bindparam, exists, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.storage.handoff_base import OPEN_HUMAN, STOP_BATCH, conversation_pk
@@ -26,6 +26,7 @@ from gateway.storage.schema.handoff import (
     CsatRecord,
     TicketRecord,
 )
+from gateway.storage.schema.supervision import QaPendingRecord, QaResultRecord
 from gateway.storage.serving_key import key_for, ticket_after_enqueue, ticket_waiting, wait_start
 from handoff.permissions import ConversationRef
 from handoff.queue import Priority, QueueItem, order_queue
@@ -65,6 +66,18 @@ _ENQUEUE = (
             wait_start(_KEPT_QUEUED_AT),
         ),
     )
+)
+# A close leaves the conversation to 质检 when an agent had it (an assignment, ended or transferred away)
+# and it has no score yet; once, whatever closes it again.
+_CID = bindparam("conversation_id")
+_QA_PENDING_ROWS, _QA_RESULTS = QaPendingRecord.__table__, QaResultRecord.__table__
+_QA_PENDING = insert(_QA_PENDING_ROWS).from_select(
+    ["conversation_id"],
+    select(_ASSIGNMENTS.c.conversation_id).where(
+        _ASSIGNMENTS.c.conversation_id == _CID,
+        ~exists().where(_QA_RESULTS.c.conversation_id == _CID),
+        ~exists().where(_QA_PENDING_ROWS.c.conversation_id == _CID),
+    ),
 )
 _STATE_OF = select(_CONVERSATIONS.c.state).where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
 _TICKET_OF = select(_TICKETS.c.id).where(_TICKETS.c.conversation_id == bindparam("conversation_id"))
@@ -439,6 +452,7 @@ class AssignmentQueries(QueueQueries):
                 .where(AssignmentRecord.conversation_id == cid, AssignmentRecord.active.is_(True))
                 .values(active=False, ended_at=at, tags=list(tags))
             )
+            await s.execute(_QA_PENDING, {"conversation_id": cid})
             await s.execute(
                 update(TicketRecord)
                 .where(TicketRecord.conversation_id == cid, TicketRecord.resolved_at.is_(None))

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.storage.schema.core import Conversation, MessageRecord
 from gateway.storage.schema.handoff import AgentRecord, AssignmentRecord
-from gateway.storage.schema.supervision import QaResultRecord
+from gateway.storage.schema.supervision import QaPendingRecord, QaResultRecord
 from gateway.storage.store import Store
 from handoff.qa import QaMessage, QaScore
 
@@ -51,23 +51,80 @@ class ToScore:
     closed_at: datetime
 
 
-async def unscored_conversations(store: Store, *, limit: int = 100) -> list[ToScore]:
-    """Conversations whose human part is over (closed, or handed back to the bot) and not scored yet.
+_PENDING = select(QaPendingRecord.conversation_id).order_by(QaPendingRecord.conversation_id)
+# Pending conversations looked up per statement (an IN list of their ids).
+PENDING_CHUNK = 500
 
-    A conversation transferred to a group queue is not over: it is scored once its last agent ends it.
-    """
+
+def _unscored(ids: list[int]) -> Any:
+    """Of the pending conversations `ids`, those whose human part is over now."""
     c, a = Conversation, AssignmentRecord
     scored = exists().where(QaResultRecord.conversation_id == c.id)
-    query = (
+    return (
         select(c.id, a.agent_id, a.group, a.ended_at)
         .join(a, a.conversation_id == c.id)
-        .where(c.state.in_(("closed", "bot")), a.active.is_(False), a.ended_at.is_not(None), ~scored)
-        .order_by(a.ended_at, c.id)
-        .limit(limit)
+        .where(
+            c.id.in_(ids),
+            c.state.in_(("closed", "bot")),
+            a.active.is_(False),
+            a.ended_at.is_not(None),
+            ~scored,
+        )
     )
+
+
+def _missed() -> Any:
+    """Finished, unscored conversations with no qa_pending row: the whole history's look-up."""
+    c, a, p = Conversation, AssignmentRecord, QaPendingRecord
+    return (
+        select(c.id)
+        .join(a, a.conversation_id == c.id)
+        .where(
+            c.state.in_(("closed", "bot")),
+            a.active.is_(False),
+            a.ended_at.is_not(None),
+            ~exists().where(QaResultRecord.conversation_id == c.id),
+            ~exists().where(p.conversation_id == c.id),
+        )
+    )
+
+
+async def pend_missed(store: Store) -> int:
+    """Leave to 质检 the finished conversations no close left to it (closed by a process of the release
+    before migration 0007 during a rolling deploy); how many. It reads the whole history, so the job runs
+    it at start and then rarely (`jobs.qa_scoring.SWEEP_EVERY_S`); the write is only of what it found."""
     async with store.engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
-    return [ToScore(r.id, r.agent_id, r.group_name, _aware(r.ended_at)) for r in rows]  # type: ignore[arg-type]
+        ids = list((await conn.execute(_missed())).scalars())
+    p = QaPendingRecord.__table__
+    for start in range(0, len(ids), PENDING_CHUNK):
+        chunk = ids[start : start + PENDING_CHUNK]
+        rows = select(Conversation.id).where(
+            Conversation.id.in_(chunk), ~exists().where(p.c.conversation_id == Conversation.id)
+        )
+        async with store.write_lock(), store.engine.begin() as conn:
+            await conn.execute(insert(p).from_select(["conversation_id"], rows))
+    return len(ids)
+
+
+async def unscored_conversations(store: Store, *, limit: int = 100) -> list[ToScore]:
+    """Up to `limit` conversations whose human part is over (closed, or handed back to the bot) and not
+    scored yet, the oldest end first among them.
+
+    Read from qa_pending (a close leaves the conversation there), not from every conversation ever closed,
+    which grew with the history. The pending ids are read first, then looked up by key: as a join or a
+    subquery, a planner without statistics of the small pending table may start from the big ones instead.
+    A conversation transferred to a group queue is not over: it is scored once its last agent ends it; one
+    taken up again after its close (pending, not over now) waits there until it is closed again.
+    """
+    found: list[Any] = []
+    async with store.engine.connect() as conn:
+        pending = list((await conn.execute(_PENDING)).scalars())
+        for start in range(0, len(pending), PENDING_CHUNK):
+            found += (await conn.execute(_unscored(pending[start : start + PENDING_CHUNK]))).all()
+            if len(found) >= limit:
+                break
+    found.sort(key=lambda r: (_aware(r.ended_at), r.id))
+    return [ToScore(r.id, r.agent_id, r.group_name, _aware(r.ended_at)) for r in found[:limit]]  # type: ignore[arg-type]
 
 
 async def conversation_messages(store: Store, conversation_id: int) -> list[QaMessage]:
@@ -103,10 +160,14 @@ async def save_result(
         "scored_at": at,
         "review": "open" if result.flagged else None,
     }
+    pending = delete(QaPendingRecord).where(QaPendingRecord.conversation_id == item.conversation_id)
     try:
         async with store.write_lock(), store.engine.begin() as conn:
             await conn.execute(QaResultRecord.__table__.insert().values(**values))
+            await conn.execute(pending)
     except IntegrityError:
+        async with store.write_lock(), store.engine.begin() as conn:
+            await conn.execute(pending)  # scored by another process: no longer pending either
         return False
     return True
 

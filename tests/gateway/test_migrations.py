@@ -263,3 +263,45 @@ async def test_kefu_db_upgrade_says_why_it_cannot_reach_the_database(tmp_path: P
     assert "cannot use the database" in result.stderr
     assert "secret-pw" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+_QA_ROWS = [
+    "INSERT INTO customers (id, channel, account, user_id, name, created_at, last_seen_at) "
+    "VALUES (1, 'web', 'default', 'u1', '张三', :now, :now)",
+    "INSERT INTO agents (id, name, role, groups, max_chats, enabled, token_hash, presence, created_at) "
+    "VALUES (1, '小王', 'agent', '[]', 5, true, 'h', 'offline', :now)",
+    # Conversations 1-3 an agent closed (3 handed back to the bot), 4 still with the agent.
+    *(
+        "INSERT INTO conversations (id, customer_id, channel, account, conversation_key, state, priority, "
+        f"miss_streak, opened_at, last_activity_at) VALUES ({n}, 1, 'web', 'default', 'web:default:c{n}', "
+        f"'{state}', 'normal', 0, :now, :now)"
+        for n, state in ((1, "closed"), (2, "closed"), (3, "bot"), (4, "assigned"))
+    ),
+    *(
+        "INSERT INTO assignments (conversation_id, agent_id, active, auto, assigned_at, ended_at) "
+        f"VALUES ({n}, 1, {'true' if n == 4 else 'false'}, false, :now, {'NULL' if n == 4 else ':now'})"
+        for n in (1, 2, 3, 4)
+    ),
+    # 2 is scored already.
+    "INSERT INTO qa_results (conversation_id, agent_id, closed_at, score, max_score, flagged, hits, "
+    "scored_at) VALUES (2, 1, :now, 100, 100, false, '[]', :now)",
+]
+
+
+async def test_the_upgrade_to_0007_leaves_the_unscored_closed_conversations_to_qa(empty_url: str) -> None:
+    """qa_pending starts with what the scoring job's old look-up over the whole history would find."""
+    store = Store.from_url(empty_url)
+    try:
+        await migrate.upgrade(store.engine, "0006")
+        async with store.engine.begin() as conn:
+            for statement in _QA_ROWS:
+                await conn.execute(sa.text(statement), {"now": NOW})
+
+        await store.create_all()
+
+        async with store.engine.connect() as conn:
+            pending = (await conn.execute(sa.text("SELECT conversation_id FROM qa_pending"))).scalars()
+            assert sorted(pending) == [1, 3]
+        assert await _schema_diff(store) == []
+    finally:
+        await store.dispose()

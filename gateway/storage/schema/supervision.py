@@ -1,4 +1,5 @@
-"""排班 and 质检 tables: shifts, shift_swaps (issue 19) and qa_results, on the same metadata as core.py."""
+"""排班 and 质检 tables: shifts, shift_swaps (issue 19), qa_results and qa_pending, on the same metadata as
+core.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.storage.schema.core import Base, UTCDateTime
 
-__all__ = ["QaResultRecord", "ShiftRecord", "ShiftSwapRecord"]
+__all__ = ["QaPendingRecord", "QaResultRecord", "ShiftRecord", "ShiftSwapRecord"]
 
 
 class ShiftRecord(Base):
@@ -68,3 +69,13 @@ class QaResultRecord(Base):
     review_note: Mapped[str | None] = mapped_column(Text)
     reviewed_by: Mapped[str | None] = mapped_column(String(64))
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class QaPendingRecord(Base):
+    """A conversation whose human part ended (its close, `assignments.close`) and that 质检 may still have
+    to score. The scoring job reads these, not every conversation ever closed: that look-up grew with the
+    history, every round (migration 0007). Removed once scored."""
+
+    __tablename__ = "qa_pending"
+
+    conversation_id: Mapped[int] = mapped_column(Integer, primary_key=True)
