@@ -13,7 +13,8 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, bindparam, exists, func, insert, literal, or_, select, update
+from sqlalchemy import Boolean, bindparam, exists, func, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.storage.handoff_base import OPEN_HUMAN, STOP_BATCH, conversation_pk
@@ -68,17 +69,21 @@ _ENQUEUE = (
     )
 )
 # A close leaves the conversation to 质检 when an agent had it (an assignment, ended or transferred away)
-# and it has no score yet; once, whatever closes it again.
+# and it has no score yet; once, whatever closes it again (ON CONFLICT: the job's sweep may insert the same
+# row at that moment on PostgreSQL, and the close must not fail for it).
 _CID = bindparam("conversation_id")
-_QA_PENDING_ROWS, _QA_RESULTS = QaPendingRecord.__table__, QaResultRecord.__table__
-_QA_PENDING = insert(_QA_PENDING_ROWS).from_select(
-    ["conversation_id"],
-    select(_ASSIGNMENTS.c.conversation_id).where(
-        _ASSIGNMENTS.c.conversation_id == _CID,
-        ~exists().where(_QA_RESULTS.c.conversation_id == _CID),
-        ~exists().where(_QA_PENDING_ROWS.c.conversation_id == _CID),
-    ),
-)
+_QA_PENDING = {
+    name: dialect.insert(QaPendingRecord.__table__)
+    .from_select(
+        ["conversation_id"],
+        select(_ASSIGNMENTS.c.conversation_id).where(
+            _ASSIGNMENTS.c.conversation_id == _CID,
+            ~exists().where(QaResultRecord.__table__.c.conversation_id == _CID),
+        ),
+    )
+    .on_conflict_do_nothing()
+    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+}
 _STATE_OF = select(_CONVERSATIONS.c.state).where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
 _TICKET_OF = select(_TICKETS.c.id).where(_TICKETS.c.conversation_id == bindparam("conversation_id"))
 _INSERT_TICKET = _TICKETS.insert()
@@ -452,7 +457,7 @@ class AssignmentQueries(QueueQueries):
                 .where(AssignmentRecord.conversation_id == cid, AssignmentRecord.active.is_(True))
                 .values(active=False, ended_at=at, tags=list(tags))
             )
-            await s.execute(_QA_PENDING, {"conversation_id": cid})
+            await s.execute(_QA_PENDING[s.bind.dialect.name], {"conversation_id": cid})
             await s.execute(
                 update(TicketRecord)
                 .where(TicketRecord.conversation_id == cid, TicketRecord.resolved_at.is_(None))

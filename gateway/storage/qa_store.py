@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, insert, select, update
+from sqlalchemy import and_, delete, exists, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from gateway.storage.schema.core import Conversation, MessageRecord
@@ -95,14 +96,13 @@ async def pend_missed(store: Store) -> int:
     it at start and then rarely (`jobs.qa_scoring.SWEEP_EVERY_S`); the write is only of what it found."""
     async with store.engine.connect() as conn:
         ids = list((await conn.execute(_missed())).scalars())
-    p = QaPendingRecord.__table__
+    dialect = postgresql if store.engine.dialect.name == "postgresql" else sqlite
     for start in range(0, len(ids), PENDING_CHUNK):
-        chunk = ids[start : start + PENDING_CHUNK]
-        rows = select(Conversation.id).where(
-            Conversation.id.in_(chunk), ~exists().where(p.c.conversation_id == Conversation.id)
-        )
+        rows = select(Conversation.id).where(Conversation.id.in_(ids[start : start + PENDING_CHUNK]))
+        # ON CONFLICT: a close may leave the same row meanwhile.
+        pend = dialect.insert(QaPendingRecord.__table__).from_select(["conversation_id"], rows)
         async with store.write_lock(), store.engine.begin() as conn:
-            await conn.execute(insert(p).from_select(["conversation_id"], rows))
+            await conn.execute(pend.on_conflict_do_nothing())
     return len(ids)
 
 
