@@ -97,12 +97,18 @@ async def pend_missed(store: Store) -> int:
     async with store.engine.connect() as conn:
         ids = list((await conn.execute(_missed())).scalars())
     dialect = postgresql if store.engine.dialect.name == "postgresql" else sqlite
+    p, scored = QaPendingRecord.__table__, exists().where(QaResultRecord.conversation_id == Conversation.id)
     for start in range(0, len(ids), PENDING_CHUNK):
-        rows = select(Conversation.id).where(Conversation.id.in_(ids[start : start + PENDING_CHUNK]))
+        rows = select(Conversation.id).where(Conversation.id.in_(ids[start : start + PENDING_CHUNK]), ~scored)
         # ON CONFLICT: a close may leave the same row meanwhile.
-        pend = dialect.insert(QaPendingRecord.__table__).from_select(["conversation_id"], rows)
+        pend = dialect.insert(p).from_select(["conversation_id"], rows).on_conflict_do_nothing()
         async with store.write_lock(), store.engine.begin() as conn:
-            await conn.execute(pend.on_conflict_do_nothing())
+            await conn.execute(pend)
+    # And rows left pending although scored (a close racing the scoring of the same conversation).
+    async with store.write_lock(), store.engine.begin() as conn:
+        await conn.execute(
+            delete(p).where(exists().where(QaResultRecord.conversation_id == p.c.conversation_id))
+        )
     return len(ids)
 
 

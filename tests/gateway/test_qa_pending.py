@@ -111,10 +111,14 @@ async def test_a_conversation_no_close_left_to_qa_is_found_by_the_sweep(db_url: 
         async with store.engine.begin() as conn:
             for statement in _QA_ROWS:  # 1 and 3 finished and unscored, 2 scored, 4 still with its agent
                 await conn.execute(sa.text(statement), {"now": NOW})
-            await conn.execute(sa.text("INSERT INTO qa_pending (conversation_id) VALUES (3)"))
+            # 3 pending; 2 pending although scored (a close that raced its scoring).
+            await conn.execute(sa.text("INSERT INTO qa_pending (conversation_id) VALUES (2), (3)"))
         assert [item.conversation_id for item in await unscored_conversations(store)] == [3]
         assert await pend_missed(store) == 1
         assert [item.conversation_id for item in await unscored_conversations(store)] == [1, 3]
+        async with store.engine.connect() as conn:
+            pending = await conn.execute(sa.text("SELECT conversation_id FROM qa_pending ORDER BY 1"))
+            assert list(pending.scalars()) == [1, 3]
         assert await pend_missed(store) == 0
     finally:
         await store.dispose()
