@@ -125,6 +125,13 @@ async def reset_postgres(url: str) -> None:
         await conn.close()
 
 
+@pytest.fixture
+def postgres_url(postgres_database: str) -> str:
+    """The session's PostgreSQL database, emptied (for a test that runs on PostgreSQL alone)."""
+    asyncio.run(reset_postgres(postgres_database))
+    return postgres_database
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A SQLAlchemy URL of an empty database: a SQLite file, then the session's PostgreSQL database."""

@@ -4,13 +4,17 @@ row of a conversation whose earlier rows are done."""
 import asyncio
 import contextlib
 import sqlite3
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from bench import outbox
 from gateway.storage import Store
+
+T = TypeVar("T")
 
 
 def test_the_backlog_is_what_the_worker_claims_oldest_first(tmp_path: Path) -> None:
@@ -48,37 +52,35 @@ def test_the_backlogs_setting_is_counts_or_a_clear_refusal() -> None:
             outbox.backlogs(bad)
 
 
+def _with_store(url: str, work: Callable[[Store], Awaitable[T]]) -> T:
+    """`work` on a Store of `url`, disposed after."""
+
+    async def run() -> T:
+        store = Store.from_url(url)
+        try:
+            return await work(store)
+        finally:
+            await store.dispose()
+
+    return asyncio.run(run())
+
+
 @pytest.mark.postgres
 def test_on_postgresql_the_history_is_delivered_and_the_backlog_is_what_the_worker_claims(
-    postgres_database: str,
+    postgres_url: str,
 ) -> None:
-    from tests.conftest import reset_postgres
-
-    asyncio.run(reset_postgres(postgres_database))
-
-    async def create() -> None:
-        store = Store.from_url(postgres_database)
-        try:
-            await store.create_all()
-        finally:
-            await store.dispose()
-
-    async def claim() -> list[str]:
-        store = Store.from_url(postgres_database)
-        try:
-            rows = await store.claim_outbox(datetime.now(UTC), lease=timedelta(minutes=1), limit=20)
-            return [row.conversation_key for row in rows]
-        finally:
-            await store.dispose()
-
-    asyncio.run(create())
-    db = outbox.PostgresDatabase(postgres_database)
+    _with_store(postgres_url, lambda store: store.create_all())
+    db = outbox.PostgresDatabase(postgres_url)
     try:
         db.execute(outbox._PG_HISTORY)
         db.insert(outbox.backlog_rows(5, 1, datetime.now(UTC), lambda at: at))
-        assert asyncio.run(claim()) == [f"wechat:safe:oBacklog01{i:06d}" for i in range(5)]
+        claimed = _with_store(
+            postgres_url, lambda store: store.claim_outbox(datetime.now(UTC), lease=timedelta(minutes=1))
+        )
+        assert [row.conversation_key for row in claimed] == [
+            f"wechat:safe:oBacklog01{i:06d}" for i in range(5)
+        ]
         assert db.count("SELECT count(*) FROM outbox WHERE status = 'sent'") == outbox.PG_DELIVERED + 5
         assert db.count(outbox._WAITING) == 5  # the claimed rows, being sent
     finally:
         db.close()
-    asyncio.run(reset_postgres(postgres_database))

@@ -13,11 +13,11 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, bindparam, exists, func, literal, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Boolean, bindparam, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.storage.handoff_base import OPEN_HUMAN, STOP_BATCH, conversation_pk
+from gateway.storage.qa_store import pend
 from gateway.storage.queue import POSITION, QueueQueries
 from gateway.storage.rows import utcnow
 from gateway.storage.schema.core import Conversation, MessageRecord, UTCDateTime
@@ -27,7 +27,6 @@ from gateway.storage.schema.handoff import (
     CsatRecord,
     TicketRecord,
 )
-from gateway.storage.schema.supervision import QaPendingRecord, QaResultRecord
 from gateway.storage.serving_key import key_for, ticket_after_enqueue, ticket_waiting, wait_start
 from handoff.permissions import ConversationRef
 from handoff.queue import Priority, QueueItem, order_queue
@@ -69,20 +68,14 @@ _ENQUEUE = (
     )
 )
 # A close leaves the conversation to 质检 when an agent had it (an assignment, ended or transferred away)
-# and it has no score yet; once, whatever closes it again (ON CONFLICT: the job's sweep may insert the same
-# row at that moment on PostgreSQL, and the close must not fail for it).
-_CID = bindparam("conversation_id")
+# and it has no score yet; once, whatever closes it again.
 _QA_PENDING = {
-    name: dialect.insert(QaPendingRecord.__table__)
-    .from_select(
-        ["conversation_id"],
-        select(_ASSIGNMENTS.c.conversation_id).where(
-            _ASSIGNMENTS.c.conversation_id == _CID,
-            ~exists().where(QaResultRecord.__table__.c.conversation_id == _CID),
-        ),
+    dialect: pend(
+        _ASSIGNMENTS.c.conversation_id,
+        _ASSIGNMENTS.c.conversation_id == bindparam("conversation_id"),
+        dialect=dialect,
     )
-    .on_conflict_do_nothing()
-    for name, dialect in (("sqlite", sqlite), ("postgresql", postgresql))
+    for dialect in ("sqlite", "postgresql")
 }
 _STATE_OF = select(_CONVERSATIONS.c.state).where(_CONVERSATIONS.c.id == bindparam("conversation_id"))
 _TICKET_OF = select(_TICKETS.c.id).where(_TICKETS.c.conversation_id == bindparam("conversation_id"))

@@ -121,21 +121,10 @@ def _due_seen(failing: bool, skipping: bool) -> Any:
 
 
 # (give_up_after given, accounts skipped) → the claim's SELECT; then the lease (LEASE), returning the rows.
-CLAIMABLE = {
-    (failing, skipping): _claimable(failing, skipping)
-    for failing in (False, True)
-    for skipping in (False, True)
-}
-WINDOWED = {
-    (failing, skipping): _claimable(failing, skipping, windowed=True)
-    for failing in (False, True)
-    for skipping in (False, True)
-}
-DUE_SEEN = {
-    (failing, skipping): _due_seen(failing, skipping)
-    for failing in (False, True)
-    for skipping in (False, True)
-}
+_VARIANTS = [(failing, skipping) for failing in (False, True) for skipping in (False, True)]
+CLAIMABLE = {(f, s): _claimable(f, s) for f, s in _VARIANTS}
+WINDOWED = {(f, s): _claimable(f, s, windowed=True) for f, s in _VARIANTS}
+DUE_SEEN = {(f, s): _due_seen(f, s) for f, s in _VARIANTS}
 # Due rows a SQLite claim looks at first (see _claimable_on_sqlite).
 CLAIM_WINDOW = 200
 

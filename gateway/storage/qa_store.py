@@ -57,36 +57,37 @@ _PENDING = select(QaPendingRecord.conversation_id).order_by(QaPendingRecord.conv
 PENDING_CHUNK = 500
 
 
+def _scored(conversation_id: Any) -> Any:
+    """The conversation (`conversation_id`, a column) has its 质检 result."""
+    return exists().where(QaResultRecord.conversation_id == conversation_id)
+
+
+def _finished() -> list[Any]:
+    """A conversation (joined with its assignment) whose human part is over: closed, or handed back."""
+    c, a = Conversation, AssignmentRecord
+    return [c.state.in_(("closed", "bot")), a.active.is_(False), a.ended_at.is_not(None)]
+
+
 def _unscored(ids: list[int]) -> Any:
     """Of the pending conversations `ids`, those whose human part is over now."""
     c, a = Conversation, AssignmentRecord
-    scored = exists().where(QaResultRecord.conversation_id == c.id)
     return (
         select(c.id, a.agent_id, a.group, a.ended_at)
         .join(a, a.conversation_id == c.id)
-        .where(
-            c.id.in_(ids),
-            c.state.in_(("closed", "bot")),
-            a.active.is_(False),
-            a.ended_at.is_not(None),
-            ~scored,
-        )
+        .where(c.id.in_(ids), *_finished(), ~_scored(c.id))
     )
 
 
-def _missed() -> Any:
-    """Finished, unscored conversations with no qa_pending row: the whole history's look-up."""
-    c, a, p = Conversation, AssignmentRecord, QaPendingRecord
+def pend(conversation_id: Any, *where: Any, dialect: str) -> Any:
+    """INSERT INTO qa_pending the conversations `conversation_id` (a column) selects `where`, those not
+    scored yet, each once. ON CONFLICT DO NOTHING: a close and the sweep may leave the same row at one
+    moment on PostgreSQL, and the close must not fail for it."""
+    module = postgresql if dialect == "postgresql" else sqlite
+    rows = select(conversation_id).where(*where, ~_scored(conversation_id))
     return (
-        select(c.id)
-        .join(a, a.conversation_id == c.id)
-        .where(
-            c.state.in_(("closed", "bot")),
-            a.active.is_(False),
-            a.ended_at.is_not(None),
-            ~exists().where(QaResultRecord.conversation_id == c.id),
-            ~exists().where(p.conversation_id == c.id),
-        )
+        module.insert(QaPendingRecord.__table__)
+        .from_select(["conversation_id"], rows)
+        .on_conflict_do_nothing()
     )
 
 
@@ -94,21 +95,25 @@ async def pend_missed(store: Store) -> int:
     """Leave to 质检 the finished conversations no close left to it (closed by a process of the release
     before migration 0007 during a rolling deploy); how many. It reads the whole history, so the job runs
     it at start and then rarely (`jobs.qa_scoring.SWEEP_EVERY_S`); the write is only of what it found."""
+    c, a, p = Conversation, AssignmentRecord, QaPendingRecord.__table__
+    missed = (
+        select(c.id)
+        .join(a, a.conversation_id == c.id)
+        .where(
+            *_finished(),
+            ~_scored(c.id),
+            ~exists().where(p.c.conversation_id == c.id),
+        )
+    )
     async with store.engine.connect() as conn:
-        ids = list((await conn.execute(_missed())).scalars())
-    dialect = postgresql if store.engine.dialect.name == "postgresql" else sqlite
-    p, scored = QaPendingRecord.__table__, exists().where(QaResultRecord.conversation_id == Conversation.id)
+        ids = list((await conn.execute(missed)).scalars())
     for start in range(0, len(ids), PENDING_CHUNK):
-        rows = select(Conversation.id).where(Conversation.id.in_(ids[start : start + PENDING_CHUNK]), ~scored)
-        # ON CONFLICT: a close may leave the same row meanwhile.
-        pend = dialect.insert(p).from_select(["conversation_id"], rows).on_conflict_do_nothing()
+        chunk = pend(c.id, c.id.in_(ids[start : start + PENDING_CHUNK]), dialect=store.engine.dialect.name)
         async with store.write_lock(), store.engine.begin() as conn:
-            await conn.execute(pend)
+            await conn.execute(chunk)
     # And rows left pending although scored (a close racing the scoring of the same conversation).
     async with store.write_lock(), store.engine.begin() as conn:
-        await conn.execute(
-            delete(p).where(exists().where(QaResultRecord.conversation_id == p.c.conversation_id))
-        )
+        await conn.execute(delete(p).where(_scored(p.c.conversation_id)))
     return len(ids)
 
 

@@ -37,14 +37,6 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def postgres_url(postgres_database: str) -> str:
-    from tests.conftest import reset_postgres
-
-    asyncio.run(reset_postgres(postgres_database))
-    return postgres_database
-
-
-@pytest.fixture
 def two(
     aiohttp_client: Any,
     postgres_url: str,

@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -98,9 +98,9 @@ _ROWS = [
 ]
 
 
-async def _insert_rows(store: Store) -> None:
+async def _insert_rows(store: Store, rows: Sequence[str] = _ROWS) -> None:
     async with store.engine.begin() as conn:
-        for statement in _ROWS:
+        for statement in rows:
             await conn.execute(sa.text(statement), {"now": NOW})
 
 
@@ -293,9 +293,7 @@ async def test_the_upgrade_to_0007_leaves_the_unscored_closed_conversations_to_q
     store = Store.from_url(empty_url)
     try:
         await migrate.upgrade(store.engine, "0006")
-        async with store.engine.begin() as conn:
-            for statement in _QA_ROWS:
-                await conn.execute(sa.text(statement), {"now": NOW})
+        await _insert_rows(store, _QA_ROWS)
 
         await store.create_all()
 

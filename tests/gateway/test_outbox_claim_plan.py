@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from sqlalchemy.engine import Dialect
 from gateway.storage import Store
 from gateway.storage.outbox_claim import CLAIMABLE, HELD_BACK, WINDOWED
 from gateway.storage.unit import compile_statement, sql_and_values
-from tests.conftest import reset_postgres
 
 
 def _compiled(
@@ -111,13 +109,6 @@ def _literal(value: Any) -> str:
         return str(value)
     text = value.isoformat() if isinstance(value, datetime) else str(value)
     return "'" + text.replace("'", "''") + "'"
-
-
-@pytest.fixture
-def postgres_url(postgres_database: str) -> Iterator[str]:
-    asyncio.run(reset_postgres(postgres_database))
-    yield postgres_database
-    asyncio.run(reset_postgres(postgres_database))
 
 
 @pytest.mark.postgres
